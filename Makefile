@@ -1,0 +1,31 @@
+# The two commands: `make demo` and `make test` (both create/refresh .venv first).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_STEPS ?= 60000
+
+.PHONY: venv demo test test-fast clean bench
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,onnx]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/saferl train ppo --env safe_cartpole --steps $(DEMO_STEPS) --seed 0
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+bench: $(STAMP)
+	$(BIN)/python experiments/benchmarks/env_throughput.py
+
+clean:
+	rm -rf $(VENV) .jax_cache runs

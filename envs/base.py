@@ -1,0 +1,178 @@
+"""Base class of every saferl env: an MJX model stepped with the brax `Env` API plus a safety cost.
+
+Contract (DESIGN.md): `reset(rng) -> State`, `step(state, action) -> State`, pure and jittable; actions in
+[-1, 1] are mapped affinely onto the actuators' `ctrlrange`; every step writes `state.info["cost"]` (≥ 0).
+Subclasses give the MJCF (`_build_mj_model`), the initial qpos/qvel, the observation and the reward/cost.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jp
+import mujoco
+from brax.envs.base import Env, State
+from mujoco import mjx
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """Fields every env config has; env configs subclass this and add their own."""
+
+    ctrl_dt: float = 0.02  # control period, s (one env step)
+    sim_dt: float = 0.01  # physics time step, s (ctrl_dt must be a multiple)
+    episode_length: int = 1000  # env steps per episode (applied by the time-limit wrapper)
+    cost_budget: float = 0.0  # allowed cumulative safety cost per episode (0: no constraint)
+
+    def __post_init__(self) -> None:
+        if self.sim_dt <= 0 or self.ctrl_dt <= 0:
+            raise ValueError(f"ctrl_dt and sim_dt must be > 0, got ctrl_dt={self.ctrl_dt}, sim_dt={self.sim_dt}")
+        ratio = self.ctrl_dt / self.sim_dt
+        if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+            raise ValueError(f"ctrl_dt ({self.ctrl_dt}) must be a positive multiple of sim_dt ({self.sim_dt})")
+        if self.episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {self.episode_length}")
+        if self.cost_budget < 0:
+            raise ValueError(f"cost_budget must be >= 0, got {self.cost_budget}")
+
+
+class MjxEnv(Env, abc.ABC):
+    """An MJX env with the brax API. `State.pipeline_state` is the `mjx.Data`."""
+
+    #: one line saying what the safety cost measures (shown by `saferl envs`)
+    cost_description: str = "none (cost is always 0)"
+
+    def __init__(self, config: EnvConfig):
+        self._config = config
+        mj_model = self._build_mj_model(config)
+        mj_model.opt.timestep = config.sim_dt
+        self._mj_model = mj_model
+        self._mjx_model = mjx.put_model(mj_model)
+        self._n_substeps = int(round(config.ctrl_dt / config.sim_dt))
+        ctrl_range = mj_model.actuator_ctrlrange.copy()
+        limited = mj_model.actuator_ctrllimited.astype(bool)
+        ctrl_range[~limited] = (-1.0, 1.0)
+        self._ctrl_low = jp.asarray(ctrl_range[:, 0], dtype=jp.float32)
+        self._ctrl_high = jp.asarray(ctrl_range[:, 1], dtype=jp.float32)
+
+    # ---- what subclasses provide -------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def default_config(cls) -> EnvConfig:
+        """The env's frozen default config."""
+
+    @abc.abstractmethod
+    def _build_mj_model(self, config: EnvConfig) -> mujoco.MjModel:
+        """Compile the env's MJCF (generated in code, nothing downloaded)."""
+
+    @abc.abstractmethod
+    def _initial_qpos_qvel(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Random initial joint positions [nq] and velocities [nv]."""
+
+    @abc.abstractmethod
+    def _observe(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
+        """Observation vector [observation_size] of a state."""
+
+    @abc.abstractmethod
+    def _reward_and_cost(
+        self, data: mjx.Data, action: jax.Array, info: dict[str, Any]
+    ) -> tuple[jax.Array, jax.Array]:
+        """Per-step reward (scalar) and safety cost (scalar, ≥ 0) after applying `action` [action_size]."""
+
+    def _init_info(self, rng: jax.Array, data: mjx.Data) -> dict[str, Any]:
+        """Extra per-episode info (e.g. goal positions); override to add entries."""
+        return {}
+
+    def _update_info(self, data: mjx.Data, info: dict[str, Any]) -> dict[str, Any]:
+        """Per-step info update (e.g. resample a reached goal); default: unchanged."""
+        return info
+
+    # ---- the brax API -------------------------------------------------------------------------
+    def reset(self, rng: jax.Array) -> State:
+        rng, init_rng, info_rng = jax.random.split(rng, 3)
+        qpos, qvel = self._initial_qpos_qvel(init_rng)
+        data = self.pipeline_init(qpos, qvel)
+        info = {"rng": rng, "cost": jp.zeros(()), **self._init_info(info_rng, data)}
+        obs = self._observe(data, info)
+        zero = jp.zeros(())
+        metrics = {"cost": zero}
+        return State(data, obs, zero, zero, metrics, info)
+
+    def step(self, state: State, action: jax.Array) -> State:
+        action = jp.clip(action, -1.0, 1.0)
+        data = self.pipeline_step(state.pipeline_state, action)
+        info = self._update_info(data, dict(state.info))
+        reward, cost = self._reward_and_cost(data, action, info)
+        cost = jp.maximum(cost, 0.0).astype(jp.float32)
+        info["cost"] = cost
+        obs = self._observe(data, info)
+        metrics = dict(state.metrics)
+        metrics["cost"] = cost
+        done = jp.where(jp.isfinite(obs).all(), 0.0, 1.0)  # a blown-up simulation ends the episode
+        return state.replace(pipeline_state=data, obs=obs, reward=reward.astype(jp.float32), done=done,
+                             metrics=metrics, info=info)
+
+    # ---- physics helpers ----------------------------------------------------------------------
+    def action_to_ctrl(self, action: jax.Array) -> jax.Array:
+        """Map actions in [-1, 1] onto the actuators' control range."""
+        return self._ctrl_low + (action + 1.0) * 0.5 * (self._ctrl_high - self._ctrl_low)
+
+    def pipeline_init(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:
+        data = mjx.make_data(self._mjx_model)
+        data = data.replace(qpos=qpos, qvel=qvel, ctrl=jp.zeros(self._mj_model.nu))
+        return mjx.forward(self._mjx_model, data)
+
+    def pipeline_step(self, data: mjx.Data, action: jax.Array) -> mjx.Data:
+        """Apply `action` [action_size] in [-1, 1] for `ctrl_dt` (n_substeps physics steps)."""
+        data = data.replace(ctrl=self.action_to_ctrl(action))
+
+        def substep(d, _):
+            return mjx.step(self._mjx_model, d), None
+
+        return jax.lax.scan(substep, data, None, length=self._n_substeps)[0]
+
+    # ---- properties ---------------------------------------------------------------------------
+    @property
+    def config(self) -> EnvConfig:
+        return self._config
+
+    @property
+    def mj_model(self) -> mujoco.MjModel:
+        """The native MuJoCo model (for native stepping, rendering and the simulated robot)."""
+        return self._mj_model
+
+    @property
+    def mjx_model(self) -> mjx.Model:
+        return self._mjx_model
+
+    @property
+    def dt(self) -> float:
+        return self._config.ctrl_dt
+
+    @property
+    def n_substeps(self) -> int:
+        return self._n_substeps
+
+    @property
+    def episode_length(self) -> int:
+        return self._config.episode_length
+
+    @property
+    def cost_budget(self) -> float:
+        return self._config.cost_budget
+
+    @property
+    def observation_size(self) -> int:
+        shape = jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs.shape
+        return int(shape[-1])
+
+    @property
+    def action_size(self) -> int:
+        return int(self._mj_model.nu)
+
+    @property
+    def backend(self) -> str:
+        return "mjx"

@@ -1,0 +1,76 @@
+"""Pendulum swing-up (no constraint): a motor-driven pole starts hanging down and must be held upright.
+
+Observation [cos θ, sin θ, θ̇ (rad/s)], θ = 0 upright. Reward = cos-based uprightness minus a small action
+cost, in [-0.1, 1] per step. Cost is always 0 (the env exists for fast tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jp
+import mujoco
+from mujoco import mjx
+
+from envs.base import EnvConfig, MjxEnv
+
+_XML = """
+<mujoco model="pendulum">
+  <option timestep="0.01" integrator="RK4"/>
+  <worldbody>
+    <light pos="0 0 3" dir="0 0 -1"/>
+    <geom name="floor" type="plane" size="2 2 0.1" pos="0 0 -1.2" rgba=".8 .8 .8 1"/>
+    <body name="pole" pos="0 0 0">
+      <joint name="hinge" type="hinge" axis="0 1 0" damping="{damping}"/>
+      <geom name="pole" type="capsule" fromto="0 0 0 0 0 {length}" size="0.045" mass="{mass}" rgba=".9 .5 .1 1"/>
+    </body>
+  </worldbody>
+  <actuator>
+    <motor name="torque" joint="hinge" gear="1" ctrllimited="true" ctrlrange="-{max_torque} {max_torque}"/>
+  </actuator>
+</mujoco>
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class PendulumConfig(EnvConfig):
+    ctrl_dt: float = 0.05  # s
+    sim_dt: float = 0.01  # s
+    episode_length: int = 200  # steps (10 s)
+    cost_budget: float = 0.0  # no constraint
+    pole_length: float = 0.6  # m
+    pole_mass: float = 1.0  # kg
+    joint_damping: float = 0.05  # N·m·s/rad
+    max_torque: float = 2.0  # N·m (too weak to lift directly: the pole must be swung up)
+    action_cost: float = 0.1  # weight of ‖a‖² in the reward
+
+
+class Pendulum(MjxEnv):
+    cost_description = "none (cost is always 0)"
+
+    @classmethod
+    def default_config(cls) -> PendulumConfig:
+        return PendulumConfig()
+
+    def _build_mj_model(self, config: PendulumConfig) -> mujoco.MjModel:
+        xml = _XML.format(damping=config.joint_damping, length=config.pole_length, mass=config.pole_mass,
+                          max_torque=config.max_torque)
+        return mujoco.MjModel.from_xml_string(xml)
+
+    def _initial_qpos_qvel(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+        angle_rng, vel_rng = jax.random.split(rng)
+        qpos = jp.pi + 0.1 * jax.random.normal(angle_rng, (1,))  # hanging down
+        qvel = 0.1 * jax.random.normal(vel_rng, (1,))
+        return qpos, qvel
+
+    def _observe(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
+        angle = data.qpos[0]
+        return jp.stack([jp.cos(angle), jp.sin(angle), data.qvel[0]])
+
+    def _reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
+        upright = (jp.cos(data.qpos[0]) + 1.0) / 2.0
+        slow = 1.0 / (1.0 + 0.1 * data.qvel[0] ** 2)
+        reward = upright * (0.5 + 0.5 * slow) - self._config.action_cost * jp.sum(action**2)
+        return reward, jp.zeros(())
