@@ -1,0 +1,1 @@
+"""Agents (algorithms). Each registers an `Algorithm` in `saferl.agents.registry`."""

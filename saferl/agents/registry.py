@@ -1,0 +1,53 @@
+"""Algorithm registry: the one place the CLI, the trainer driver and the policy loader look algorithms up.
+
+An algorithm is a frozen config class, a `train(ctx)` function that runs the whole job against a
+`TrainContext` (env, config, run dir, logging, checkpoints; see `saferl.training.context`) and a
+`load_policy(run_dir)` that returns a `saferl.policies.Policy` for evaluation, rendering and `hardware/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable
+
+from saferl.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    name: str  # CLI name, e.g. "ppo"
+    config_cls: type  # frozen dataclass with defaults; `--set key=value` overrides its fields
+    train: Callable[[Any], Any]  # train(ctx: TrainContext) -> final metrics dict
+    load_policy: Callable[[Any], Any]  # load_policy(run_dir: pathlib.Path) -> saferl.policies.Policy
+    description: str = ""
+
+
+_REGISTRY: dict[str, Algorithm] = {}
+# Modules that register algorithms when imported (kept lazy so `import saferl` stays light).
+_BUILTIN_MODULES = ("saferl.agents.ppo", "saferl.agents.sac", "saferl.agents.pets")
+
+
+def register(algorithm: Algorithm) -> None:
+    _REGISTRY[algorithm.name] = algorithm
+
+
+def _load_builtins() -> None:
+    for module in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:  # a real import error inside an existing module
+                raise
+
+
+def names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Algorithm:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown algorithm '{name}'; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
