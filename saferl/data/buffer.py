@@ -1,0 +1,133 @@
+"""Fixed-capacity ring replay buffer as a jittable pytree, and the `Transition` batch it stores.
+
+Every function is pure: `add` returns a new buffer (under `jit` with donation, XLA updates in place).
+Rows `[0, size)` of the storage are valid; once full, `add` overwrites the oldest rows (ring order).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from saferl.errors import UserError
+
+
+@struct.dataclass
+class Transition:
+    """One step or a batch of steps; all fields share the leading batch axes `[...]`."""
+
+    obs: jax.Array  # [..., obs_dim]
+    action: jax.Array  # [..., act_dim], in [-1, 1]
+    next_obs: jax.Array  # [..., obs_dim]
+    reward: jax.Array  # [...]
+    cost: jax.Array  # [...] safety cost of the step, >= 0
+    done: jax.Array  # [...] 1.0 where the episode terminated on this step
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.reward.shape)
+
+
+_FIELDS = ("obs", "action", "next_obs", "reward", "cost", "done")
+
+
+@struct.dataclass
+class ReplayBuffer:
+    """Ring buffer: `data` holds `capacity` rows, `position` is the next row written, `size` the valid rows."""
+
+    data: Transition  # leading axis [capacity]
+    position: jax.Array  # int32 scalar, next row to write
+    size: jax.Array  # int32 scalar, number of valid rows (<= capacity)
+    total_added: jax.Array  # int32 scalar, transitions ever added (counts overwritten ones)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.data.reward.shape[0])
+
+
+def init(capacity: int, example: Transition) -> ReplayBuffer:
+    """An empty buffer for `capacity` transitions shaped like `example` (ONE transition, no batch axis)."""
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.result_type(x)), example)
+    zero = jnp.zeros((), jnp.int32)
+    return ReplayBuffer(data=data, position=zero, size=zero, total_added=zero)
+
+
+def add(buffer: ReplayBuffer, batch: Transition) -> ReplayBuffer:
+    """Append `batch` (leading axis [B], any B) in ring order; jittable (B is static under jit).
+
+    If B exceeds the capacity, only the last `capacity` rows of the batch are kept.
+    """
+    capacity = buffer.capacity
+    n_batch = int(batch.reward.shape[0])
+    kept = min(n_batch, capacity)
+    batch = jax.tree.map(lambda x: x[n_batch - kept :], batch)
+    position = (buffer.position + (n_batch - kept)) % capacity
+    rows = (position + jnp.arange(kept)) % capacity  # distinct because kept <= capacity
+    data = jax.tree.map(lambda store, new: store.at[rows].set(new.astype(store.dtype)), buffer.data, batch)
+    return ReplayBuffer(
+        data=data,
+        position=((position + kept) % capacity).astype(jnp.int32),
+        size=jnp.minimum(buffer.size + kept, capacity).astype(jnp.int32),
+        total_added=(buffer.total_added + n_batch).astype(jnp.int32),
+    )
+
+
+def sample(buffer: ReplayBuffer, key: jax.Array, n: int) -> Transition:
+    """`n` transitions drawn uniformly with replacement from the valid rows: leading axis [n].
+
+    Sampling an empty buffer returns row 0 (zeros); check `buffer.size` first where that matters.
+    """
+    rows = jax.random.randint(key, (n,), 0, jnp.maximum(buffer.size, 1))
+    return jax.tree.map(lambda x: x[rows], buffer.data)
+
+
+def valid_mask(buffer: ReplayBuffer) -> jax.Array:
+    """[capacity] bool, True on rows that hold data."""
+    return jnp.arange(buffer.capacity) < buffer.size
+
+
+def all_valid(buffer: ReplayBuffer) -> tuple[Transition, jax.Array]:
+    """The whole storage [capacity, ...] and its validity mask [capacity]: fixed shapes, for jitted fits."""
+    return buffer.data, valid_mask(buffer)
+
+
+def to_numpy(buffer: ReplayBuffer) -> Transition:
+    """The valid rows only, in insertion order (oldest first), as numpy arrays (not jittable)."""
+    size, position, capacity = int(buffer.size), int(buffer.position), buffer.capacity
+    order = np.arange(size) if size < capacity else (np.arange(capacity) + position) % capacity
+    return jax.tree.map(lambda x: np.asarray(x)[order], buffer.data)
+
+
+def save(buffer: ReplayBuffer, path: str | pathlib.Path) -> pathlib.Path:
+    """Write the buffer (storage, counters) to a compressed `.npz` file; returns the path written."""
+    path = pathlib.Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {f"data.{name}": np.asarray(getattr(buffer.data, name)) for name in _FIELDS}
+    arrays.update(position=np.asarray(buffer.position), size=np.asarray(buffer.size))
+    arrays.update(total_added=np.asarray(buffer.total_added))
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def restore(path: str | pathlib.Path) -> ReplayBuffer:
+    """Read a buffer written by `save`; raises `UserError` if the file is missing or malformed."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise UserError(f"replay buffer file not found: {path}")
+    with np.load(path) as archive:
+        missing = [k for k in [f"data.{n}" for n in _FIELDS] + ["position", "size"] if k not in archive]
+        if missing:
+            raise UserError(f"replay buffer file {path} lacks {missing}; was it written by saferl.data.buffer.save?")
+        data = Transition(**{name: jnp.asarray(archive[f"data.{name}"]) for name in _FIELDS})
+        total = archive["total_added"] if "total_added" in archive else archive["size"]
+        counters = [jnp.asarray(archive[k], jnp.int32) for k in ("position", "size")]
+        return ReplayBuffer(data=data, position=counters[0], size=counters[1], total_added=jnp.asarray(total, jnp.int32))

@@ -1,0 +1,197 @@
+"""Probabilistic ensemble dynamics model: E MLPs stacked under `vmap`, each a Gaussian over
+[Δobs, reward, cost] given (obs, action) (PETS, Chua et al. 2018; deterministic mode as in SOOPER).
+
+`init` builds the state, `predict`/`predict_per_member` give per-member means and variances in raw
+units, `fit` (saferl.models.fitting) trains all members in one compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import serialization, struct
+
+from saferl.errors import UserError
+from saferl.models import normalizer as norm_lib
+from saferl.models.network import ACTIVATIONS, GaussianMLP
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleConfig:
+    num_members: int = 5  # ensemble size E
+    hidden_sizes: tuple[int, ...] = (200, 200, 200)  # hidden layer widths of each member
+    activation: str = "silu"  # one of saferl.models.network.ACTIVATIONS
+    learning_rate: float = 1e-3  # Adam step size
+    weight_decay: float = 1e-5  # decoupled (AdamW) weight decay on kernels
+    batch_size: int = 256  # minibatch rows per member per gradient step
+    epochs: int = 50  # maximum epochs per `fit` call
+    holdout_fraction: float = 0.1  # share of the data held out for early stopping / elites / calibration
+    patience: int = 5  # stop after this many epochs without a relative improvement on held-out data
+    improvement_threshold: float = 0.001  # relative held-out improvement that resets the patience counter
+    num_elites: int = 5  # members with the best held-out score (state.elite_idx)
+    deterministic: bool = False  # no variance head: MSE training, aleatoric σ fixed to deterministic_std
+    deterministic_std: float = 0.0  # aleatoric σ reported in deterministic mode, normalised units (≥ 0)
+    min_logvar: float = -10.0  # initial lower soft bound of the log-variance (learned)
+    max_logvar: float = 0.5  # initial upper soft bound of the log-variance (learned)
+    logvar_bound_penalty: float = 0.01  # weight of Σ(max_logvar − min_logvar) in the loss
+    bootstrap: bool = True  # each member trains on its own bootstrap resample (else its own shuffling)
+    calibrate: bool = False  # fit a post-hoc σ scale on held-out data at every fit (OPAX-style)
+
+    def __post_init__(self) -> None:
+        positive = ("num_members", "batch_size", "epochs", "patience", "num_elites")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_elites > self.num_members:
+            raise ValueError(f"num_elites must be in [1, num_members={self.num_members}], got {self.num_elites}")
+        if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be a non-empty tuple of positive ints, got {self.hidden_sizes}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.weight_decay < 0 or self.deterministic_std < 0 or self.logvar_bound_penalty < 0:
+            raise ValueError("weight_decay, deterministic_std and logvar_bound_penalty must be >= 0, got "
+                             f"{self.weight_decay}, {self.deterministic_std}, {self.logvar_bound_penalty}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if not self.min_logvar < self.max_logvar:
+            raise ValueError(f"min_logvar ({self.min_logvar}) must be < max_logvar ({self.max_logvar})")
+        if self.improvement_threshold < 0:
+            raise ValueError(f"improvement_threshold must be >= 0, got {self.improvement_threshold}")
+
+
+class EnsembleState(struct.PyTreeNode):
+    """Everything the model needs to predict and to continue training; a pytree (orbax/msgpack-savable)."""
+
+    params: Any  # flax params of E members stacked on a leading axis [E, ...]
+    normalizer: norm_lib.Normalizer  # input/output statistics, refreshed at every fit
+    opt_state: Any  # optax state of the stacked params
+    elite_idx: jax.Array  # [num_elites] int32, members with the best held-out score
+    calibration_scale: jax.Array  # [out_dim] multiplies the predictive σ (1 unless config.calibrate)
+    step: jax.Array  # int32, gradient steps taken so far
+    config: EnsembleConfig = struct.field(pytree_node=False)
+    obs_size: int = struct.field(pytree_node=False)
+    action_size: int = struct.field(pytree_node=False)
+    out_size: int = struct.field(pytree_node=False)
+
+    @property
+    def module(self) -> GaussianMLP:
+        return make_module(self.config, self.out_size)
+
+
+def make_module(config: EnsembleConfig, out_size: int) -> GaussianMLP:
+    """The flax module of one member."""
+    return GaussianMLP(
+        hidden_sizes=tuple(config.hidden_sizes), out_size=out_size, activation=config.activation,
+        deterministic=config.deterministic, init_min_logvar=config.min_logvar, init_max_logvar=config.max_logvar,
+    )
+
+
+def make_optimizer(config: EnsembleConfig) -> optax.GradientTransformation:
+    """AdamW; weight decay only on dense kernels (not biases or log-variance bounds)."""
+    def decay_mask(params: Any) -> Any:
+        return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", "") == "kernel", params)
+
+    return optax.adamw(config.learning_rate, weight_decay=config.weight_decay, mask=decay_mask)
+
+
+def init(key: jax.Array, config: EnsembleConfig, obs_size: int, action_size: int, out_size: int) -> EnsembleState:
+    """Fresh ensemble; out_size = obs_size + 2 for targets [Δobs, reward, cost]."""
+    if out_size != obs_size + 2:
+        raise ValueError(f"out_size must be obs_size + 2 = {obs_size + 2} ([Δobs, reward, cost]), got {out_size}")
+    module = make_module(config, out_size)
+    dummy = jnp.zeros((1, obs_size + action_size))
+    params = jax.vmap(module.init, in_axes=(0, None))(jax.random.split(key, config.num_members), dummy)
+    return EnsembleState(
+        params=params, normalizer=norm_lib.identity(obs_size + action_size, out_size),
+        opt_state=make_optimizer(config).init(params),
+        elite_idx=jnp.arange(config.num_elites, dtype=jnp.int32), calibration_scale=jnp.ones(out_size),
+        step=jnp.zeros((), jnp.int32), config=config, obs_size=obs_size, action_size=action_size, out_size=out_size,
+    )
+
+
+def _raw_outputs(state: EnsembleState, mean_n: jax.Array, logvar: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Normalised member outputs -> (mean, var) in raw units, before calibration."""
+    if logvar is None:
+        var_n = jnp.full_like(mean_n, state.config.deterministic_std**2)
+    else:
+        var_n = jnp.exp(logvar)
+    norm = state.normalizer
+    return norm_lib.denormalize_targets(norm, mean_n), norm_lib.denormalize_variance(norm, var_n)
+
+
+def predict(state: EnsembleState, obs: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Every member on the same inputs obs [..., obs_dim], action [..., act_dim].
+
+    Returns mean, var [E, ..., obs_dim + 2] in raw units, outputs ordered [Δobs, reward, cost]. With a
+    calibration scale α, member variances are scaled by α² and member means spread by α about their
+    average, so the total predictive variance scales by α².
+    """
+    x_n = norm_lib.normalize_inputs(state.normalizer, jnp.concatenate([obs, action], axis=-1))
+    mean_n, logvar = jax.vmap(state.module.apply, in_axes=(0, None))(state.params, x_n)
+    mean, var = _raw_outputs(state, mean_n, logvar)
+    scale = state.calibration_scale
+    center = mean.mean(axis=0, keepdims=True)
+    return center + scale * (mean - center), var * jnp.square(scale)
+
+
+def predict_per_member(state: EnsembleState, obs: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Member e sees its own inputs obs [E, ..., obs_dim], action [E, ..., act_dim] (TS∞ particles).
+
+    Returns mean, var [E, ..., obs_dim + 2] in raw units; the calibration scale multiplies σ_ale only.
+    """
+    x_n = norm_lib.normalize_inputs(state.normalizer, jnp.concatenate([obs, action], axis=-1))
+    mean_n, logvar = jax.vmap(state.module.apply)(state.params, x_n)
+    mean, var = _raw_outputs(state, mean_n, logvar)
+    return mean, var * jnp.square(state.calibration_scale)
+
+
+def targets_of(batch: Any) -> jax.Array:
+    """Training targets [..., obs_dim + 2] = [next_obs − obs, reward, cost] of a Transition batch."""
+    return jnp.concatenate([batch.next_obs - batch.obs, batch.reward[..., None], batch.cost[..., None]], axis=-1)
+
+
+def inputs_of(batch: Any) -> jax.Array:
+    """Model inputs [..., obs_dim + act_dim] = [obs, action] of a Transition batch."""
+    return jnp.concatenate([batch.obs, batch.action], axis=-1)
+
+
+def save(state: EnsembleState, path: str | pathlib.Path) -> pathlib.Path:
+    """Write params, normaliser, optimiser state, elites and calibration (msgpack) plus config (JSON)."""
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {"config": dataclasses.asdict(state.config), "obs_size": state.obs_size,
+            "action_size": state.action_size, "out_size": state.out_size}
+    (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
+    (path / "ensemble.msgpack").write_bytes(serialization.to_bytes(state))
+    return path
+
+
+def restore(path: str | pathlib.Path) -> EnsembleState:
+    """Read an ensemble written by `save`; raises `UserError` if files are missing or do not match."""
+    path = pathlib.Path(path)
+    if not (path / "ensemble.json").exists() or not (path / "ensemble.msgpack").exists():
+        raise UserError(f"no saved ensemble in {path} (expected ensemble.json and ensemble.msgpack)")
+    meta = json.loads((path / "ensemble.json").read_text())
+    fields = dict(meta["config"], hidden_sizes=tuple(meta["config"]["hidden_sizes"]))
+    template = init(jax.random.key(0), EnsembleConfig(**fields), meta["obs_size"], meta["action_size"],
+                    meta["out_size"])
+    try:
+        return serialization.from_bytes(template, (path / "ensemble.msgpack").read_bytes())
+    except (ValueError, KeyError) as err:
+        raise UserError(f"saved ensemble in {path} does not match its config: {err}") from None
+
+
+def fit(key: jax.Array, state: EnsembleState, batch: Any, config: EnsembleConfig | None = None,
+        mask: jax.Array | None = None) -> tuple[EnsembleState, Any]:
+    """Train all members on `batch` (Transition, leading axis [N]); see `saferl.models.fitting.fit`."""
+    from saferl.models import fitting  # fitting builds on this module
+
+    return fitting.fit(key, state, batch, config, mask)
