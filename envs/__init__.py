@@ -3,13 +3,20 @@
     import envs
     env = envs.make("safe_cartpole", cost_bound=0.5)
     envs.names()
+    train_env = envs.wrap_for_training(env, episode_length=1000, action_repeat=2)
 """
 
 from envs.base import EnvConfig, MjxEnv
 from envs.classic.pendulum import Pendulum
 from envs.registry import EnvError, default_config, env_class, make, make_config, names, register
+from envs.safety.point_goal import PointGoal
+from envs.safety.safe_cartpole import SafeCartpole
 
 register("pendulum", Pendulum)
+register("safe_cartpole", SafeCartpole)
+register("point_goal", PointGoal)
 
-__all__ = ["EnvConfig", "EnvError", "MjxEnv", "default_config", "env_class", "make", "make_config", "names",
-           "register"]
+from envs.wrappers import dynamics_shift, wrap_for_training  # noqa: E402  (wrappers use the registry)
+
+__all__ = ["EnvConfig", "EnvError", "MjxEnv", "default_config", "dynamics_shift", "env_class", "make",
+           "make_config", "names", "register", "wrap_for_training"]

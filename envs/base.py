@@ -3,6 +3,8 @@
 Contract (DESIGN.md): `reset(rng) -> State`, `step(state, action) -> State`, pure and jittable; actions in
 [-1, 1] are mapped affinely onto the actuators' `ctrlrange`; every step writes `state.info["cost"]` (≥ 0).
 Subclasses give the MJCF (`_build_mj_model`), the initial qpos/qvel, the observation and the reward/cost.
+Observation, reward and cost are computed by `evaluate` from a few `mjx.Data` fields, so the native twin
+(`envs.native`) reuses exactly the same code on native MuJoCo data.
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ class EnvConfig:
 
 
 class MjxEnv(Env, abc.ABC):
-    """An MJX env with the brax API. `State.pipeline_state` is the `mjx.Data`."""
+    """An MJX env with the brax API. `State.pipeline_state` is the `mjx.Data`.
+
+    `sys` is the `mjx.Model` the physics uses; wrappers (domain randomisation, brax's
+    `DomainRandomizationVmapWrapper`) swap it for a per-env model inside `vmap`.
+    """
 
     #: one line saying what the safety cost measures (shown by `saferl envs`)
     cost_description: str = "none (cost is always 0)"
@@ -49,9 +55,13 @@ class MjxEnv(Env, abc.ABC):
         self._config = config
         mj_model = self._build_mj_model(config)
         mj_model.opt.timestep = config.sim_dt
-        self._mj_model = mj_model
-        self._mjx_model = mjx.put_model(mj_model)
         self._n_substeps = int(round(config.ctrl_dt / config.sim_dt))
+        self.set_mj_model(mj_model)
+
+    def set_mj_model(self, mj_model: mujoco.MjModel) -> None:
+        """Use `mj_model` (e.g. with changed physical parameters) for MJX and native stepping alike."""
+        self._mj_model = mj_model
+        self.sys = mjx.put_model(mj_model)
         ctrl_range = mj_model.actuator_ctrlrange.copy()
         limited = mj_model.actuator_ctrllimited.astype(bool)
         ctrl_range[~limited] = (-1.0, 1.0)
@@ -74,28 +84,34 @@ class MjxEnv(Env, abc.ABC):
 
     @abc.abstractmethod
     def _observe(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
-        """Observation vector [observation_size] of a state."""
+        """Observation vector [observation_size] of a state (use only qpos/qvel/x*/site_*/sensordata/time)."""
 
     @abc.abstractmethod
     def _reward_and_cost(
         self, data: mjx.Data, action: jax.Array, info: dict[str, Any]
     ) -> tuple[jax.Array, jax.Array]:
-        """Per-step reward (scalar) and safety cost (scalar, ≥ 0) after applying `action` [action_size]."""
+        """Per-step reward (scalar) and safety cost (scalar, ≥ 0) after applying `action` [action_size].
+
+        `info` is the info *before* this step's `_update_info` (e.g. the goal that was being pursued).
+        """
 
     def _init_info(self, rng: jax.Array, data: mjx.Data) -> dict[str, Any]:
-        """Extra per-episode info (e.g. goal positions); override to add entries."""
+        """Extra per-episode info (e.g. goal positions); override to add entries.
+
+        `rng` is the same key `_initial_qpos_qvel` got, so an env can draw one joint layout from it."""
         return {}
 
     def _update_info(self, data: mjx.Data, info: dict[str, Any]) -> dict[str, Any]:
-        """Per-step info update (e.g. resample a reached goal); default: unchanged."""
+        """Per-step info update after reward/cost (e.g. resample a reached goal, using and advancing
+        `info["rng"]`); default: unchanged."""
         return info
 
     # ---- the brax API -------------------------------------------------------------------------
     def reset(self, rng: jax.Array) -> State:
-        rng, init_rng, info_rng = jax.random.split(rng, 3)
+        rng, init_rng = jax.random.split(rng)
         qpos, qvel = self._initial_qpos_qvel(init_rng)
         data = self.pipeline_init(qpos, qvel)
-        info = {"rng": rng, "cost": jp.zeros(()), **self._init_info(info_rng, data)}
+        info = {"rng": rng, "cost": jp.zeros(()), **self._init_info(init_rng, data)}
         obs = self._observe(data, info)
         zero = jp.zeros(())
         metrics = {"cost": zero}
@@ -104,16 +120,25 @@ class MjxEnv(Env, abc.ABC):
     def step(self, state: State, action: jax.Array) -> State:
         action = jp.clip(action, -1.0, 1.0)
         data = self.pipeline_step(state.pipeline_state, action)
-        info = self._update_info(data, dict(state.info))
-        reward, cost = self._reward_and_cost(data, action, info)
-        cost = jp.maximum(cost, 0.0).astype(jp.float32)
-        info["cost"] = cost
-        obs = self._observe(data, info)
+        obs, reward, cost, info = self.evaluate(data, action, dict(state.info))
         metrics = dict(state.metrics)
         metrics["cost"] = cost
         done = jp.where(jp.isfinite(obs).all(), 0.0, 1.0)  # a blown-up simulation ends the episode
-        return state.replace(pipeline_state=data, obs=obs, reward=reward.astype(jp.float32), done=done,
-                             metrics=metrics, info=info)
+        return state.replace(pipeline_state=data, obs=obs, reward=reward, done=done, metrics=metrics, info=info)
+
+    def evaluate(
+        self, data: mjx.Data, action: jax.Array, info: dict[str, Any]
+    ) -> tuple[jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+        """Observation [obs], reward [], cost [] (≥ 0) and updated info after a step reached `data`.
+
+        Pure; shared by `step` and the native twin (which passes a view of native `MjData`).
+        """
+        reward, cost = self._reward_and_cost(data, action, info)
+        cost = jp.maximum(cost, 0.0).astype(jp.float32)
+        info = self._update_info(data, dict(info))
+        info["cost"] = cost
+        obs = self._observe(data, info)
+        return obs, jp.asarray(reward, jp.float32), cost, info
 
     # ---- physics helpers ----------------------------------------------------------------------
     def action_to_ctrl(self, action: jax.Array) -> jax.Array:
@@ -121,16 +146,17 @@ class MjxEnv(Env, abc.ABC):
         return self._ctrl_low + (action + 1.0) * 0.5 * (self._ctrl_high - self._ctrl_low)
 
     def pipeline_init(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:
-        data = mjx.make_data(self._mjx_model)
+        data = mjx.make_data(self.sys)
         data = data.replace(qpos=qpos, qvel=qvel, ctrl=jp.zeros(self._mj_model.nu))
-        return mjx.forward(self._mjx_model, data)
+        return mjx.forward(self.sys, data)
 
     def pipeline_step(self, data: mjx.Data, action: jax.Array) -> mjx.Data:
         """Apply `action` [action_size] in [-1, 1] for `ctrl_dt` (n_substeps physics steps)."""
         data = data.replace(ctrl=self.action_to_ctrl(action))
+        model = self.sys
 
         def substep(d, _):
-            return mjx.step(self._mjx_model, d), None
+            return mjx.step(model, d), None
 
         return jax.lax.scan(substep, data, None, length=self._n_substeps)[0]
 
@@ -146,7 +172,7 @@ class MjxEnv(Env, abc.ABC):
 
     @property
     def mjx_model(self) -> mjx.Model:
-        return self._mjx_model
+        return self.sys
 
     @property
     def dt(self) -> float:

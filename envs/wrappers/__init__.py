@@ -1,0 +1,16 @@
+"""Composable, jittable brax `Wrapper`s (one concept per file) and `wrap_for_training` that composes them."""
+
+from envs.wrappers.action_delay import ActionDelayWrapper
+from envs.wrappers.action_repeat import ActionRepeatWrapper
+from envs.wrappers.auto_reset import AutoResetWrapper
+from envs.wrappers.domain_randomization import (DomainRandomizationConfig, DomainRandomizationWrapper,
+                                                make_randomization_fn, randomize)
+from envs.wrappers.dynamics_shift import dynamics_shift, shift_model
+from envs.wrappers.episode import EpisodeWrapper
+from envs.wrappers.observation_noise import ObservationNoiseWrapper
+from envs.wrappers.training import wrap_for_training
+from envs.wrappers.vmap import VmapWrapper
+
+__all__ = ["ActionDelayWrapper", "ActionRepeatWrapper", "AutoResetWrapper", "DomainRandomizationConfig",
+           "DomainRandomizationWrapper", "EpisodeWrapper", "ObservationNoiseWrapper", "VmapWrapper",
+           "dynamics_shift", "make_randomization_fn", "randomize", "shift_model", "wrap_for_training"]
