@@ -1,0 +1,99 @@
+"""Planning objectives: trajectory -> `Scores(value [N], violation [N])`, maximised by the planner.
+
+PETS: expected return. SoftAE: expected information gain. SOOPER-style: (optimistic) return subject to
+E[Σ cost] ≤ remaining budget, either as a penalty folded into the value or as a violation that the planner
+ranks feasibility-first (feasible candidates by value, infeasible ones by how little they violate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Literal, NamedTuple
+
+import jax
+import jax.numpy as jp
+
+from saferl.planning.rollout import Trajectory
+
+
+class Scores(NamedTuple):
+    """What the planner ranks: larger `value` is better; a candidate is feasible iff `violation` ≤ 0."""
+
+    value: jax.Array  # [N]
+    violation: jax.Array  # [N] (0 for unconstrained objectives)
+
+
+ObjectiveFn = Callable[[Trajectory], Scores]
+
+
+def _discounted_sum(per_step: jax.Array, discount: float) -> jax.Array:
+    """[N, P, H] -> [N]: Σ_t γ^t x_t, averaged over particles."""
+    weights = discount ** jp.arange(per_step.shape[-1], dtype=per_step.dtype)
+    return (per_step * weights).sum(-1).mean(-1)
+
+
+def expected_return(trajectory: Trajectory, discount: float = 1.0) -> jax.Array:
+    """[N] mean over particles of the (discounted) sum of rewards."""
+    return _discounted_sum(trajectory.rewards, discount)
+
+
+def expected_cost(trajectory: Trajectory) -> jax.Array:
+    """[N] mean over particles of the undiscounted sum of costs (same units as the episode budget)."""
+    return _discounted_sum(trajectory.costs, 1.0)
+
+
+def expected_information_gain(trajectory: Trajectory, discount: float = 1.0) -> jax.Array:
+    """[N] mean over particles of Σ_t information gain; needs `RolloutConfig(track_uncertainty=True)`."""
+    if trajectory.info_gain is None:
+        raise ValueError("information gain needs a rollout with track_uncertainty=True")
+    return _discounted_sum(trajectory.info_gain, discount)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+    """Which quantity the planner maximises and how a cost budget is enforced."""
+
+    kind: Literal["return", "information_gain"] = "return"  # what is maximised
+    discount: float = 1.0  # γ over the planning horizon, in (0, 1]
+    constraint: Literal["none", "penalty", "feasibility"] = "none"  # how E[Σ cost] ≤ budget is handled
+    penalty: float = 10.0  # value − penalty·max(0, E[Σ cost] − budget), for constraint='penalty' (≥ 0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("return", "information_gain"):
+            raise ValueError(f"kind must be 'return' or 'information_gain', got {self.kind!r}")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {self.discount}")
+        if self.constraint not in ("none", "penalty", "feasibility"):
+            raise ValueError(f"constraint must be one of none/penalty/feasibility, got {self.constraint!r}")
+        if self.penalty < 0:
+            raise ValueError(f"penalty must be >= 0, got {self.penalty}")
+
+
+def make_objective(config: ObjectiveConfig, remaining_budget: jax.Array | float = jp.inf) -> ObjectiveFn:
+    """`objective_fn(trajectory) -> Scores` for the planner.
+
+    `remaining_budget` (scalar, cost units) is the episode budget minus the cost spent so far; it may be a
+    traced value so one compiled planner serves every step.
+    """
+
+    def objective(trajectory: Trajectory) -> Scores:
+        if config.kind == "return":
+            value = expected_return(trajectory, config.discount)
+        else:
+            value = expected_information_gain(trajectory, config.discount)
+        if config.constraint == "none":
+            return Scores(value, jp.zeros_like(value))
+        excess = expected_cost(trajectory) - remaining_budget
+        if config.constraint == "penalty":
+            return Scores(value - config.penalty * jp.maximum(excess, 0.0), jp.zeros_like(value))
+        return Scores(value, excess)
+
+    return objective
+
+
+def rank(scores: Scores) -> jax.Array:
+    """Indices [N] from best to worst: feasible (violation ≤ 0) by value, then infeasible by violation."""
+    feasible = scores.violation <= 0.0
+    secondary = jp.where(feasible, -scores.value, scores.violation)
+    secondary = jp.where(jp.isfinite(secondary), secondary, jp.inf)  # NaN/Inf candidates go last
+    return jp.lexsort((secondary, ~feasible))

@@ -1,0 +1,185 @@
+"""Model rollouts of action sequences through a probabilistic ensemble, vectorised over candidates and particles.
+
+Propagation (PETS, Chua et al. 2018): `mean` (average of member means), `ts1` (member re-drawn every step),
+`tsinf` (member fixed per particle). Optimism/pessimism on top: r̃ = r̄ + λ_opt·σ_epi,r, c̃ = c̄ + λ_pess·σ_epi,c,
+and hallucinated control (H-UCRL/OPAX): s' = μ(s, a) + β·σ_epi(s, a)⊙η with η ∈ [−1, 1]^obs as extra action dims.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Literal, NamedTuple
+
+import jax
+import jax.numpy as jp
+
+# predict(obs [..., obs], action [..., act]) -> (mean [E, ..., out], var [E, ..., out]); out = [Δobs, reward, cost]
+PredictFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+# predict_members(obs [E, ..., obs], action [E, ..., act]) -> (mean [E, ..., out], var [E, ..., out]), member e on slice e
+PredictMembersFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+_VAR_FLOOR = 1e-8  # keeps σ_ale² > 0 in the information gain
+
+
+class ModelFns(NamedTuple):
+    """A trained dynamics model as two pure functions (parameters closed over) and its ensemble size."""
+
+    predict: PredictFn
+    predict_members: PredictMembersFn
+    num_members: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """How action sequences are pushed through the model."""
+
+    propagation: Literal["mean", "ts1", "tsinf"] = "ts1"  # next-state selection among members
+    num_particles: int = 5  # particles per candidate (multiple of the ensemble size for ts1/tsinf; 1 for mean)
+    sample_aleatoric: bool = True  # ts1/tsinf: sample s' ~ N(μ_b, σ²_b) of the chosen member (else its mean)
+    reward_bonus: float = 0.0  # λ_opt ≥ 0: reward + λ_opt·σ_epi of the reward head (optimism)
+    cost_penalty: float = 0.0  # λ_pess ≥ 0: cost + λ_pess·σ_epi of the cost head (pessimism)
+    hallucination_scale: float = 0.0  # β ≥ 0: hallucinated control, actions carry obs_dim extra η dims
+    track_uncertainty: bool = False  # also return σ_epi and information gain along the trajectory
+
+    def __post_init__(self) -> None:
+        if self.propagation not in ("mean", "ts1", "tsinf"):
+            raise ValueError(f"propagation must be one of mean/ts1/tsinf, got {self.propagation!r}")
+        if self.num_particles < 1:
+            raise ValueError(f"num_particles must be >= 1, got {self.num_particles}")
+        if self.propagation == "mean" and self.num_particles != 1:
+            raise ValueError(f"num_particles must be 1 with propagation='mean', got {self.num_particles}")
+        for name in ("reward_bonus", "cost_penalty", "hallucination_scale"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def needs_all_members(self) -> bool:
+        """Whether every member is evaluated at every particle (σ_epi needed), not just the particle's own."""
+        return (self.propagation == "mean" or self.track_uncertainty or self.reward_bonus > 0
+                or self.cost_penalty > 0 or self.hallucination_scale > 0)
+
+
+class Trajectory(NamedTuple):
+    """Imagined trajectories of N candidates × P particles over H steps (raw units)."""
+
+    obs: jax.Array  # [N, P, H + 1, obs_dim], obs[:, :, 0] is the start state
+    rewards: jax.Array  # [N, P, H] per-step reward (optimistic if reward_bonus > 0)
+    costs: jax.Array  # [N, P, H] per-step cost ≥ 0 (pessimistic if cost_penalty > 0)
+    epistemic_std: jax.Array | None  # [N, P, H] ‖σ_epi‖₂ over the Δobs outputs (None unless tracked)
+    info_gain: jax.Array | None  # [N, P, H] Σ_j ½·log(1 + σ²_epi,j / σ²_ale,j) over Δobs outputs (None unless tracked)
+
+
+def hallucinated_action_size(config: RolloutConfig, action_size: int, obs_size: int) -> int:
+    """Planner action dimension: the env's, plus obs_size η dims when hallucinated control is on."""
+    return action_size + (obs_size if config.hallucination_scale > 0 else 0)
+
+
+def _slot_permutation(key: jax.Array, config: RolloutConfig, n: int, p: int) -> jax.Array:
+    """perm [N, P]: slot j is filled by particle perm[:, j]; slot j uses member j % E (random for ts1)."""
+    if config.propagation == "ts1":
+        return jp.argsort(jax.random.uniform(key, (n, p)), axis=-1)
+    return jp.broadcast_to(jp.arange(p), (n, p))
+
+
+def _own_member_prediction(model: ModelFns, obs: jax.Array, action: jax.Array):
+    """Each slot j of obs [N, P, obs] is predicted by member j % E only: -> mean, var [N, P, out]."""
+    n, p = obs.shape[:2]
+    e = model.num_members
+
+    def to_members(x):  # [N, P, d] -> [E, N, P/E, d]
+        return jp.moveaxis(x.reshape(n, p // e, e, x.shape[-1]), 2, 0)
+
+    def from_members(x):  # [E, N, P/E, d] -> [N, P, d]
+        return jp.moveaxis(x, 0, 2).reshape(n, p, x.shape[-1])
+
+    mean, var = model.predict_members(to_members(obs), to_members(action))
+    return from_members(mean), from_members(var), None
+
+
+def _all_member_prediction(model: ModelFns, config: RolloutConfig, obs: jax.Array, action: jax.Array):
+    """Every member at every slot: -> chosen mean, var [N, P, out] and (mean_all, var_all) [E, N, P, out]."""
+    mean_all, var_all = model.predict(obs, action)
+    if config.propagation == "mean":
+        return mean_all.mean(0), var_all.mean(0), (mean_all, var_all)
+    p = obs.shape[1]
+    member = (jp.arange(p) % model.num_members)[None, None, :, None]  # [1, 1, P, 1]
+    member = jp.broadcast_to(member, (1,) + mean_all.shape[1:])
+    pick = lambda x: jp.take_along_axis(x, member, axis=0)[0]  # noqa: E731
+    return pick(mean_all), pick(var_all), (mean_all, var_all)
+
+
+def _step(model: ModelFns, config: RolloutConfig, obs_size: int, action_size: int):
+    """One imagined step for all candidates and particles: (obs [N, P, obs], key), action [N, A'] -> ..."""
+
+    def step(carry, action_t):
+        obs, key = carry
+        key, perm_key, noise_key = jax.random.split(key, 3)
+        n, p = obs.shape[:2]
+        act = jp.broadcast_to(action_t[:, None, :action_size], (n, p, action_size))
+        perm = _slot_permutation(perm_key, config, n, p)
+        inv = jp.argsort(perm, axis=-1)
+        gather = lambda x, idx: jp.take_along_axis(x, idx[..., None], axis=1)  # noqa: E731
+        slot_obs = gather(obs, perm)
+        if config.needs_all_members:
+            mean, var, both = _all_member_prediction(model, config, slot_obs, act)
+        else:
+            mean, var, both = _own_member_prediction(model, slot_obs, act)
+        if config.sample_aleatoric and config.propagation != "mean":
+            mean = mean + jp.sqrt(var) * jax.random.normal(noise_key, mean.shape)
+        delta, reward, cost = mean[..., :obs_size], mean[..., obs_size], mean[..., obs_size + 1]
+        out = {}
+        if both is not None:
+            epi_var = jp.var(both[0], axis=0)  # [N, P, out]
+            positive = epi_var > 0.0
+            epi_std = jp.where(positive, jp.sqrt(jp.where(positive, epi_var, 1.0)), 0.0)  # finite gradient at 0
+            ale_var = jp.maximum(both[1].mean(0), _VAR_FLOOR)
+            reward = reward + config.reward_bonus * epi_std[..., obs_size]
+            cost = cost + config.cost_penalty * epi_std[..., obs_size + 1]
+            if config.hallucination_scale > 0:
+                eta = jp.clip(action_t[:, None, action_size:], -1.0, 1.0)
+                delta = delta + config.hallucination_scale * epi_std[..., :obs_size] * eta
+            if config.track_uncertainty:
+                out["epistemic_std"] = gather(jp.linalg.norm(epi_std[..., :obs_size], axis=-1)[..., None], inv)[..., 0]
+                gain = 0.5 * jp.log1p(epi_var[..., :obs_size] / ale_var[..., :obs_size]).sum(-1)
+                out["info_gain"] = gather(gain[..., None], inv)[..., 0]
+        next_obs = gather(slot_obs + delta, inv)
+        out["obs"] = next_obs
+        out["reward"] = gather(reward[..., None], inv)[..., 0]
+        out["cost"] = gather(jp.maximum(cost, 0.0)[..., None], inv)[..., 0]
+        return (next_obs, key), out
+
+    return step
+
+
+def rollout(key: jax.Array, model: ModelFns, config: RolloutConfig, obs0: jax.Array,
+            actions: jax.Array) -> Trajectory:
+    """Roll N action sequences from one start state through the model.
+
+    Args:
+      key: PRNG key (particle/member draws and aleatoric noise).
+      model: the ensemble's `predict` / `predict_members` functions.
+      obs0: [obs_dim] start observation (raw units).
+      actions: [N, H, A'] in [-1, 1]; A' = action_size (+ obs_dim η dims with hallucinated control).
+    Returns:
+      `Trajectory` with leading axes [N, P].
+    """
+    n, _, width = actions.shape
+    obs_size = obs0.shape[-1]
+    action_size = width - (obs_size if config.hallucination_scale > 0 else 0)
+    if action_size < 1:
+        raise ValueError(f"actions have {width} dims, too few for hallucinated control with obs_dim={obs_size}")
+    p = config.num_particles
+    if config.propagation != "mean" and p % model.num_members:
+        raise ValueError(f"num_particles ({p}) must be a multiple of the ensemble size ({model.num_members})")
+    obs = jp.broadcast_to(obs0, (n, p, obs_size))
+    step = _step(model, config, obs_size, action_size)
+    _, out = jax.lax.scan(step, (obs, key), jp.swapaxes(actions, 0, 1))
+    time_last = lambda x: jp.moveaxis(x, 0, 2)  # [H, N, P, ...] -> [N, P, H, ...]  # noqa: E731
+    all_obs = jp.concatenate([obs[:, :, None], time_last(out["obs"])], axis=2)
+    tracked = {k: time_last(out[k]) if k in out else None for k in ("epistemic_std", "info_gain")}
+    return Trajectory(obs=all_obs, rewards=time_last(out["reward"]), costs=time_last(out["cost"]), **tracked)
+
+
+def make_rollout_fn(model: ModelFns, config: RolloutConfig, obs0: jax.Array) -> Callable:
+    """`rollout_fn(key, actions [N, H, A']) -> Trajectory` from `obs0`, the form `icem.plan` takes."""
+    return lambda key, actions: rollout(key, model, config, obs0, actions)
