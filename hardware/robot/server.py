@@ -200,6 +200,12 @@ class RobotServer:
     # ---- choosing the action --------------------------------------------------------------------
     def _remote_action(self, now: int) -> tuple[np.ndarray, str, int]:
         pending, self._pending = self._pending, None
+        if pending is None and self._held is None:  # no action since `start` yet: wait (watchdog counts)
+            self._periods_without_fresh += 1
+            if self._periods_without_fresh >= self.watchdog_periods:
+                self._enter_safe(f"watchdog: no first action within {self._periods_without_fresh} periods")
+                return self.robot.safe_action(), "safe", -1
+            return None, "safe", -1
         if pending is not None and pending.deadline_ns >= now:
             self._held, self._periods_without_fresh = pending, 0
             self.stats.actions_applied += 1

@@ -1,0 +1,157 @@
+"""Policy side of a deployment: run episodes of a (jitted) policy against a robot server and record them.
+
+The policy is compiled and warmed up before the first real step; each received state is answered with
+one action; episode cost is tracked against the budget; every transition is recorded (hardware.recording).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from hardware.client import RobotClient, RobotConnectionError
+from hardware.recording import EpisodeRecorder, write_metadata
+from saferl.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    episodes: int = 1  # episodes to run
+    seed: int = 0  # episode i resets the robot with seed + i (simulators honour it)
+    max_steps: int | None = None  # steps per episode (None: until the robot reports done)
+    validity_s: float = 0.1  # each action expires this long after the state it answers, s
+    state_timeout_s: float = 2.0  # no state for this long: the robot is lost, s
+    record_dir: str | None = None  # where episode_XXXX.npz + metadata.json go (None: no recording)
+    stop_on_budget: bool = False  # stop an episode once its cost exceeds the budget
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not 0 < self.validity_s <= 10:
+            raise ValueError(f"validity_s must be in (0, 10], got {self.validity_s}")
+
+
+@dataclasses.dataclass
+class EpisodeSummary:
+    episode: int
+    seed: int
+    steps: int = 0
+    episode_return: float = 0.0
+    cost: float = 0.0
+    cost_budget: float = 0.0
+    gaps: int = 0  # robot steps the policy side did not see
+    fault: str = ""  # the robot's fault, if one latched
+    compute_ms_p50: float = 0.0  # state received -> action sent, policy side, ms
+    compute_ms_max: float = 0.0
+    sources: dict[str, int] = dataclasses.field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def over_budget(self) -> bool:
+        return self.cost_budget > 0 and self.cost > self.cost_budget
+
+
+def make_actor(policy: Any, seed: int) -> Callable[[np.ndarray, int], np.ndarray]:
+    """One jitted call per step: act(obs [obs_dim], step) -> action [act_dim] with key fold_in(key, step)."""
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(seed)
+
+    @jax.jit
+    def act(obs, step):
+        return policy.act(obs, jax.random.fold_in(key, step))
+
+    def actor(obs: np.ndarray, step: int) -> np.ndarray:
+        return np.asarray(act(jnp.asarray(obs, jnp.float32), jnp.asarray(step, jnp.uint32)))
+
+    return actor
+
+
+def warm_up(actor: Callable[[np.ndarray, int], np.ndarray], obs_dim: int, calls: int = 3) -> float:
+    """Compile and run the actor a few times on zeros; returns the seconds it took."""
+    start = time.perf_counter()
+    for step in range(calls):
+        actor(np.zeros(obs_dim, np.float32), step)
+    return time.perf_counter() - start
+
+
+def check_compatible(policy: Any, client: RobotClient) -> None:
+    obs_dim, act_dim = client.spec.obs_shape[0], client.spec.action_shape[0]
+    if (policy.observation_size, policy.action_size) != (obs_dim, act_dim):
+        raise UserError(f"policy ({policy.env_name}: obs {policy.observation_size}, action {policy.action_size}) "
+                        f"does not fit robot '{client.spec.name}' (obs {obs_dim}, action {act_dim})")
+
+
+def run_episode(client: RobotClient, actor: Callable, episode_seed: int, config: RunConfig, budget: float,
+                progress: Callable[[dict], None] | None = None) -> tuple[EpisodeSummary, EpisodeRecorder]:
+    """Reset, start, answer every state with an action until done / max_steps / fault; stop."""
+    client.reset(seed=episode_seed)
+    episode = client.status()["episode"]
+    recorder = EpisodeRecorder()
+    recorder.observe(client.wait_for_state(episode=episode, step=0))
+    client.start()
+    state = client.wait_for_state(episode=episode, mode="running", timeout_s=config.state_timeout_s)
+    summary = EpisodeSummary(episode=episode, seed=episode_seed, cost_budget=budget)
+    compute_ms: list[float] = []
+    while True:
+        if recorder.observe(state):
+            summary.episode_return += state.body["reward"]
+            summary.cost += state.body["cost"]
+            summary.sources[state.body["action_source"]] = summary.sources.get(state.body["action_source"], 0) + 1
+        summary.steps = state.body["step"]
+        body = state.body
+        if body["done"] or body["mode"] != "running" or (config.max_steps and body["step"] >= config.max_steps):
+            break
+        if config.stop_on_budget and summary.over_budget:
+            break
+        received = time.perf_counter()
+        client.send_action(actor(body["obs"], body["step"]), state, config.validity_s)
+        compute_ms.append((time.perf_counter() - received) * 1e3)
+        if progress is not None:
+            progress({"episode": episode, "step": body["step"], "return": summary.episode_return,
+                      "cost": summary.cost, "budget": budget, "mode": body["mode"], "compute_ms": compute_ms[-1]})
+        state = _next_state(client, episode, config.state_timeout_s)
+    summary.fault, summary.gaps = state.body["fault"], recorder.gaps
+    if state.body["mode"] in ("running", "safe"):
+        client.stop()
+    if compute_ms:
+        summary.compute_ms_p50, summary.compute_ms_max = float(np.median(compute_ms)), float(np.max(compute_ms))
+    return summary, recorder
+
+
+def _next_state(client: RobotClient, episode: int, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = client.recv_state(timeout_s=max(deadline - time.monotonic(), 0.0))
+        if state is not None and state.body["episode"] == episode:
+            return state
+    raise RobotConnectionError(f"no state from the robot for {timeout_s} s (robot process lost?)")
+
+
+def run_episodes(client: RobotClient, policy: Any, config: RunConfig, metadata: dict[str, Any] | None = None,
+                 progress: Callable[[dict], None] | None = None) -> list[EpisodeSummary]:
+    """Warm up, then run `config.episodes` episodes; records each when `config.record_dir` is set."""
+    check_compatible(policy, client)
+    actor = make_actor(policy, config.seed)
+    compile_s = warm_up(actor, client.spec.obs_shape[0])
+    budget = float(getattr(policy, "cost_budget", 0.0) or client.spec.cost_budget)
+    summaries: list[EpisodeSummary] = []
+    record_dir = pathlib.Path(config.record_dir) if config.record_dir else None
+    for index in range(config.episodes):
+        summary, recorder = run_episode(client, actor, config.seed + index, config, budget, progress)
+        if record_dir is not None:
+            summary.path = str(recorder.save(record_dir / f"episode_{index:04d}.npz"))
+        summaries.append(summary)
+        if record_dir is not None:
+            write_metadata(record_dir, {
+                **(metadata or {}), "robot": client.spec.to_wire(), "robot_address": client.address,
+                "rate_hz": client.rate_hz, "warmup_s": compile_s, "run_config": dataclasses.asdict(config),
+                "episodes": [dataclasses.asdict(s) | {"over_budget": s.over_budget} for s in summaries]})
+    return summaries
