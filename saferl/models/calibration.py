@@ -42,9 +42,16 @@ def _level_errors(abs_z: jax.Array, weights: jax.Array | None) -> jax.Array:
 
 
 def expected_calibration_error(mean: jax.Array, var: jax.Array, targets: jax.Array,
-                               weights: jax.Array | None = None) -> jax.Array:
-    """Mean |empirical − nominal| coverage over LEVELS and outputs (0: perfectly calibrated), scalar."""
-    return _level_errors(_abs_z(mean, var, targets), weights).mean()
+                               weights: jax.Array | None = None,
+                               output_weights: jax.Array | None = None) -> jax.Array:
+    """Mean |empirical − nominal| coverage over LEVELS and outputs (0: perfectly calibrated), scalar.
+
+    `output_weights` [out] (0/1) leaves outputs out of the average, e.g. constant targets.
+    """
+    per_output = _level_errors(_abs_z(mean, var, targets), weights).mean(axis=0)
+    if output_weights is None:
+        return per_output.mean()
+    return (per_output * output_weights).sum() / jnp.maximum(output_weights.sum(), 1.0)
 
 
 def fit_calibration_scale(mean: jax.Array, var: jax.Array, targets: jax.Array,

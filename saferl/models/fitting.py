@@ -180,21 +180,30 @@ def _normalised_moments(state: EnsembleState, params: Any, x_n: jax.Array) -> tu
 
 def _heldout_metrics(state: EnsembleState, x_eval: jax.Array, y_eval: jax.Array, weights: jax.Array,
                      config: EnsembleConfig) -> dict[str, jax.Array]:
-    """Calibration and accuracy of the elites' mixture on held-out rows (normalised units)."""
+    """Calibration and accuracy of the elites' mixture on held-out rows (normalised units).
+
+    Outputs that are constant in the data (e.g. a cost that is always 0) are left out of the averages.
+    """
     mean, var = _normalised_moments(state, state.params, x_eval)
     mean, var = uncertainty.predictive_moments(mean[state.elite_idx], var[state.elite_idx])
-    count = jnp.maximum(weights.sum(), 1.0)
     w = weights[:, None]
+    informative = ((jnp.abs(y_eval) * w).sum(0) > 0).astype(jnp.float32)  # normalised constants are 0
+    n_out = jnp.maximum(informative.sum(), 1.0)
+    count = jnp.maximum(weights.sum(), 1.0) * n_out
     scale = (calibration.fit_calibration_scale(mean, var, y_eval, weights) if config.calibrate
              else jnp.ones(state.out_size))
     nll = gaussian_nll(mean, jnp.log(jnp.maximum(var, 1e-8)), y_eval)
+
+    def over_outputs(per_output: jax.Array) -> jax.Array:
+        return (per_output * informative).sum() / n_out
+
     return dict(
-        holdout_nll=(nll * w).sum() / (count * state.out_size),
-        holdout_mse=(jnp.square(mean - y_eval) * w).sum() / (count * state.out_size),
-        coverage_1sigma=calibration.coverage(mean, var, y_eval, 1.0, weights).mean(),
-        coverage_2sigma=calibration.coverage(mean, var, y_eval, 2.0, weights).mean(),
-        ece=calibration.expected_calibration_error(mean, var, y_eval, weights),
-        calibrated_ece=calibration.expected_calibration_error(mean, var * scale**2, y_eval, weights),
+        holdout_nll=(nll * w * informative).sum() / count,
+        holdout_mse=(jnp.square(mean - y_eval) * w * informative).sum() / count,
+        coverage_1sigma=over_outputs(calibration.coverage(mean, var, y_eval, 1.0, weights)),
+        coverage_2sigma=over_outputs(calibration.coverage(mean, var, y_eval, 2.0, weights)),
+        ece=calibration.expected_calibration_error(mean, var, y_eval, weights, informative),
+        calibrated_ece=calibration.expected_calibration_error(mean, var * scale**2, y_eval, weights, informative),
         calibration_scale=scale,
     )
 
