@@ -1,7 +1,8 @@
 """Simulated robot: one of our envs stepped by MuJoCo behind `RobotInterface`, with optional faults.
 
-Uses `envs.native.NativeTwin` (native `mujoco.mj_step`, same obs/reward/cost as the MJX env) when present,
-else the env's own jitted MJX step. Runs as fast as the server's rate asks (real time at 1/ctrl_dt).
+Uses `envs.native.NativeTwin` (native `mujoco.mj_step`; the same obs/reward/cost formulas as the MJX env).
+Runs as fast as the server's rate asks (real time at 1/ctrl_dt). Episode with seed s starts where
+`NativeTwin(env, s).reset()` does.
 Injection: actuation latency (whole periods), Gaussian observation noise, ±uniform timing jitter.
 """
 
@@ -32,40 +33,19 @@ class SimConfig:
             raise ValueError(f"jitter_s must be in [0, 1], got {self.jitter_s}")
 
 
-class _MjxTwin:
-    """Fallback twin with the NativeTwin interface, stepping the MJX env under jit."""
+def reseed(twin, seed: int) -> None:
+    """Make the twin's next `reset()` equal to the first reset of `NativeTwin(env, seed)`.
 
-    def __init__(self, env, seed: int):
-        import jax
+    A new twin per seed would re-jit the env's reset/evaluate (seconds), so the twin's key is replaced."""
+    import jax
 
-        self._jax, self._env = jax, env
-        self._reset = jax.jit(env.reset)
-        self._step = jax.jit(env.step)
-        self._state = None
-        self._seed = seed
-
-    def reset(self) -> np.ndarray:
-        self._state = self._reset(self._jax.random.PRNGKey(self._seed))
-        return np.asarray(self._state.obs)
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
-        self._state = self._step(self._state, np.asarray(action, np.float32))
-        state = self._state
-        return np.asarray(state.obs), float(state.reward), float(state.info["cost"]), bool(state.done)
-
-
-def make_twin(env, seed: int):
-    """NativeTwin(env, seed) if envs.native exists, else the MJX fallback."""
-    try:
-        from envs.native import NativeTwin
-    except ImportError:
-        return _MjxTwin(env, seed)
-    return NativeTwin(env, seed)
+    twin._key = jax.random.PRNGKey(seed)
 
 
 class SimRobot(RobotInterface):
     def __init__(self, config: SimConfig = SimConfig(), seed: int = 0):
         import envs
+        from envs.native import NativeTwin
 
         self.config = config
         self.env = envs.make(config.env)
@@ -76,11 +56,12 @@ class SimRobot(RobotInterface):
                                action_high=(1.0,) * act_dim, rate_hz=1.0 / self.env.dt,
                                cost_budget=float(self.env.cost_budget),
                                params=(("obs_noise_std", config.obs_noise_std),))
-        self._twins: dict[int, object] = {}
-        self._twin = None
+        self._twin = NativeTwin(self.env, seed)
         self._reading = RobotState(obs=np.zeros(obs_dim, np.float32))
         self._queue: collections.deque = collections.deque()
         self._steps = 0
+        self.reset(seed)
+        self._twin.step(self.safe_action())  # compile the step now, not in the first control period
         self.reset(seed)
 
     def spec(self) -> RobotSpec:
@@ -88,9 +69,7 @@ class SimRobot(RobotInterface):
 
     def reset(self, seed: int | None = None) -> RobotState:
         seed = self._seed if seed is None else int(seed)
-        if seed not in self._twins:  # one twin per seed keeps its jit/compiled state around
-            self._twins[seed] = make_twin(self.env, seed)
-        self._twin = self._twins[seed]
+        reseed(self._twin, seed)
         obs = np.asarray(self._twin.reset(), np.float32)
         self._queue = collections.deque([self.safe_action()] * self.config.latency_periods)
         self._steps = 0
