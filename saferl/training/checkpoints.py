@@ -1,7 +1,9 @@
 """Orbax checkpoints of a run: a training-state pytree plus a small JSON record per step.
 
-Restoring needs a target pytree of the same structure (e.g. a freshly initialised state): orbax then
-returns the saved arrays with the target's container types (optax states, flax structs), not plain lists.
+Restoring needs a target pytree of the same structure (e.g. a freshly initialised state, or its
+`jax.eval_shape`): the saved leaves are put back into the target's tree structure, so optax states and
+flax structs come back with their types. Leaves are stored flat (`leaf_00000`, ...) because orbax cannot
+store zero-size arrays (MJX data has some); those are rebuilt as zeros from the target.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from saferl.errors import UserError
@@ -34,7 +37,9 @@ class Checkpoints:
 
     def save(self, step: int, state: Any, extra: dict[str, Any] | None = None) -> None:
         """Write `state` (pytree of arrays) and `extra` (JSON-serialisable dict) as checkpoint `step`."""
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(dict(extra or {})))
+        flat, paths = _flatten(state)
+        extra = {**(extra or {}), "leaf_paths": paths}
+        args = ocp.args.Composite(state=ocp.args.StandardSave(flat), extra=ocp.args.JsonSave(extra))
         self._manager.save(int(step), args=args, force=True)
         self._manager.wait_until_finished()
 
@@ -48,15 +53,38 @@ class Checkpoints:
         """(state shaped like `target`, extra dict) of checkpoint `step`; corrupt data raises `UserError`."""
         if step not in self._manager.all_steps():
             raise UserError(f"no checkpoint at step {step} in {self._directory}; available: {self.all_steps()}")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        abstract, paths = _flatten(jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore())
+        where = self._directory / str(step)
         try:
             restored = self._manager.restore(int(step), args=args)
         except Exception as err:  # orbax raises many types for truncated/mismatched files
-            raise UserError(f"checkpoint {self._directory / str(step)} cannot be restored "
-                            f"(corrupt or from a different config): {type(err).__name__}: {err}".splitlines()[0]
-                            ) from None
-        return restored["state"], dict(restored["extra"] or {})
+            message = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+            raise UserError(f"checkpoint {where} cannot be restored (corrupt or from a different config): "
+                            f"{message}") from None
+        extra = dict(restored["extra"] or {})
+        if extra.pop("leaf_paths", paths) != paths:
+            raise UserError(f"checkpoint {where} holds a different state structure than this config expects")
+        return _unflatten(target, restored["state"]), extra
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _leaf_name(index: int) -> str:
+    return f"leaf_{index:05d}"
+
+
+def _flatten(tree: Any) -> tuple[dict[str, Any], list[str]]:
+    """({leaf_name: non-empty leaf}, key path of every leaf) of `tree`."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    flat = {_leaf_name(i): leaf for i, (_, leaf) in enumerate(leaves) if int(np.prod(np.shape(leaf))) > 0}
+    return flat, [jax.tree_util.keystr(path) for path, _ in leaves]
+
+
+def _unflatten(target: Any, flat: dict[str, Any]) -> Any:
+    """Leaves of `flat` (zeros for zero-size ones) in the tree structure of `target`."""
+    leaves, treedef = jax.tree_util.tree_flatten(target)
+    values = [flat[_leaf_name(i)] if _leaf_name(i) in flat else jax.numpy.zeros(np.shape(leaf), leaf.dtype)
+              for i, leaf in enumerate(leaves)]
+    return jax.tree_util.tree_unflatten(treedef, values)

@@ -1,0 +1,49 @@
+"""Pieces PPO and SAC share: the training-wrapped env, episode statistics of a rollout, NaN checks.
+
+Episode statistics come from brax's `EpisodeWrapper`, which keeps per-env sums of reward and of every
+`state.metrics` entry (our envs put the safety cost there) and flags the step an episode ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from brax.envs.wrappers import training as brax_training
+
+EPISODE_FIELDS = ("truncation", "episode_metrics", "episode_done")
+
+
+def wrap_for_training(env: Any) -> Any:
+    """Vmapped, time-limited (`env.episode_length`), auto-resetting env: brax's training wrapper stack."""
+    return brax_training.wrap(env, episode_length=env.episode_length, action_repeat=1)
+
+
+def episode_sums(state_extras: dict[str, Any]) -> dict[str, jax.Array]:
+    """Totals over episodes that ended in a rollout: `episodes`, `return_sum`, `cost_sum` (scalars).
+
+    `state_extras`: from `acting.generate_unroll(..., extra_fields=EPISODE_FIELDS)`, any leading axes.
+    """
+    done = state_extras["episode_done"].astype(jnp.float32)
+    metrics = state_extras["episode_metrics"]
+    cost = metrics.get("cost", jnp.zeros_like(done))
+    return {"episodes": done.sum(), "return_sum": (metrics["sum_reward"] * done).sum(),
+            "cost_sum": (cost * done).sum()}
+
+
+def episode_means(sums: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Mean episode return and cost from `episode_sums` totals (0 where no episode ended; see `episodes`)."""
+    count = jnp.maximum(sums["episodes"], 1.0)
+    return {"episodes": sums["episodes"], "episode_return": sums["return_sum"] / count,
+            "episode_cost": sums["cost_sum"] / count}
+
+
+def strong_types(tree: Any) -> Any:
+    """`tree` with every array strongly typed, so a jitted chunk's output state has the same avals as its
+    input (brax wrappers produce weakly typed flags; a mismatch would recompile the chunk once)."""
+    def strong(leaf: Any) -> jax.Array:
+        array = jnp.asarray(leaf)
+        return array.astype(array.dtype)
+
+    return jax.tree.map(strong, tree)

@@ -1,0 +1,135 @@
+"""Start or resume a training run: resolve configs, make the run directory, build the `TrainContext`,
+call the algorithm's `train(ctx)` and always finish with plots (also on errors and Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any, Mapping
+
+import envs
+from saferl.agents import registry
+from saferl.config import apply_overrides, from_dict, to_dict
+from saferl.errors import UserError
+from saferl.training import rundir
+from saferl.training.checkpoints import Checkpoints
+from saferl.training.context import TrainContext
+from saferl.training.logger import MetricsLogger
+from saferl.training.plots import write_plots
+from saferl.training.progress import ProgressDisplay
+
+DEFAULT_STEPS = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    run_dir: pathlib.Path
+    metrics: dict[str, Any]  # what the algorithm's train(ctx) returned
+    plots: list[pathlib.Path]
+
+
+def resolve_env_config(env_name: str, overrides: Mapping[str, Any]) -> Any:
+    """The env's default config with `overrides` applied (UserError on an unknown env, key or value)."""
+    if env_name not in envs.names():
+        raise UserError(f"unknown env '{env_name}'; available: {', '.join(envs.names())}")
+    return apply_overrides(envs.default_config(env_name), overrides, where="env")
+
+
+def env_config_from_record(record: rundir.RunRecord) -> Any:
+    if record.env not in envs.names():
+        raise UserError(f"run {record.path} uses env '{record.env}', which is not registered here")
+    return from_dict(type(envs.default_config(record.env)), record.env_config)
+
+
+def algo_config_from_record(record: rundir.RunRecord) -> Any:
+    return from_dict(registry.get(record.algo).config_cls, record.algo_config)
+
+
+def _check_data_dir(data: pathlib.Path | str | None) -> pathlib.Path | None:
+    if data is None:
+        return None
+    path = pathlib.Path(data)
+    if not path.is_dir():
+        raise UserError(f"--data {path}: no such directory")
+    return path.resolve()
+
+
+def _new_record(algo: str, env_name: str, steps: int | None, seed: int, overrides: Mapping[str, Any],
+                env_overrides: Mapping[str, Any], out: pathlib.Path, data_dir: pathlib.Path | None
+                ) -> tuple[rundir.RunRecord, Any, Any]:
+    algorithm = registry.get(algo)
+    env_config = resolve_env_config(env_name, env_overrides)
+    algo_config = apply_overrides(algorithm.config_cls(), overrides)
+    steps = DEFAULT_STEPS if steps is None else steps
+    if steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
+    path = rundir.new_run_dir(pathlib.Path(out), algo, env_name)
+    record = rundir.RunRecord(path=path, algo=algo, env=env_name, env_config=to_dict(env_config),
+                              algo_config=to_dict(algo_config), steps=int(steps), seed=int(seed),
+                              data_dir=str(data_dir) if data_dir else None, versions=rundir.package_versions())
+    rundir.write_config(record)
+    return record, env_config, algo_config
+
+
+def _resumed_record(resume: pathlib.Path, algo: str | None, env_name: str | None, steps: int | None,
+                    changed: bool) -> tuple[rundir.RunRecord, Any, Any, int]:
+    record = rundir.read_run(resume)
+    if algo is not None and algo != record.algo:
+        raise UserError(f"--resume {resume}: the run is '{record.algo}', not '{algo}'")
+    if env_name is not None and env_name != record.env:
+        raise UserError(f"--resume {resume}: the run's env is '{record.env}', not '{env_name}'")
+    if changed:
+        raise UserError("--set/--set-env/--seed/--data cannot change a run being resumed; start a new run instead")
+    env_config, algo_config = env_config_from_record(record), algo_config_from_record(record)
+    resume_step = rundir.checkpoint_steps(record.path)[-1]
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
+    if steps is not None and steps != record.steps:
+        record = dataclasses.replace(record, steps=int(steps))
+        rundir.write_config(record)
+    return record, env_config, algo_config, resume_step
+
+
+def train(algo: str | None, env_name: str | None, *, steps: int | None = None, seed: int = 0,
+          overrides: Mapping[str, Any] | None = None, env_overrides: Mapping[str, Any] | None = None,
+          out: pathlib.Path | str = "runs", resume: pathlib.Path | str | None = None,
+          data: pathlib.Path | str | None = None, progress: bool = True, tensorboard: bool = True) -> RunResult:
+    """Train `algo` on `env_name` for `steps` env steps in a new run dir under `out`, or resume `resume`."""
+    overrides, env_overrides = dict(overrides or {}), dict(env_overrides or {})
+    resume_step = None
+    if resume is not None:
+        changed = bool(overrides or env_overrides or data is not None or seed != 0)
+        record, env_config, algo_config, resume_step = _resumed_record(pathlib.Path(resume), algo, env_name,
+                                                                       steps, changed)
+    else:
+        if algo is None or env_name is None:
+            raise UserError("an algorithm and --env are required (or --resume RUN_DIR)")
+        record, env_config, algo_config = _new_record(algo, env_name, steps, seed, overrides, env_overrides,
+                                                      pathlib.Path(out), _check_data_dir(data))
+    return _run(record, env_config, algo_config, resume_step, progress, tensorboard)
+
+
+def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
+         progress: bool, tensorboard: bool) -> RunResult:
+    algorithm = registry.get(record.algo)
+    env = envs.make(record.env, config=env_config)
+    logger = MetricsLogger(record.path, tensorboard=tensorboard)
+    if resume_step is not None:
+        logger.truncate_after(resume_step)  # rows past the checkpoint get recomputed
+    checkpoints = Checkpoints(record.path / "checkpoints")
+    display = ProgressDisplay(record.steps, f"{record.algo} {record.env}", enabled=progress,
+                              start_steps=resume_step or 0)
+    logger.add_listener(display.update)
+    ctx = TrainContext(algo=record.algo, env_name=record.env, env=env, env_config=env_config,
+                       algo_config=algo_config, total_steps=record.steps, seed=record.seed, run_dir=record.path,
+                       logger=logger, checkpoints=checkpoints, progress=display, resume_step=resume_step,
+                       data_dir=pathlib.Path(record.data_dir) if record.data_dir else None)
+    try:
+        metrics = algorithm.train(ctx)
+    finally:
+        display.close()
+        logger.close()
+        checkpoints.close()
+        plots = write_plots(record.path, env.cost_budget, f"{record.algo} on {record.env}")
+    return RunResult(run_dir=record.path, metrics=dict(metrics or {}), plots=plots)
