@@ -1,0 +1,51 @@
+"""On-board ONNX policy: runs an exported policy (saferl.export) inside the robot server, no JAX.
+
+For control rates the network cannot give: `start` with mode "onboard" makes the server compute each
+action itself from the latest observation, under the same checks (finite, in bounds) and safe action.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from hardware.robot.interface import RobotSpec
+
+
+class OnboardPolicy:
+    """`policy(obs [*obs_shape]) -> action [act_dim]` (float32) with onnxruntime on one CPU thread."""
+
+    def __init__(self, path: str | pathlib.Path, spec: RobotSpec):
+        import onnxruntime as ort
+
+        path = pathlib.Path(path)
+        if not path.exists():
+            raise ValueError(f"on-board policy file {path} not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # the control loop owns this core; no thread pool wake-ups
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 — onnxruntime raises its own exception types
+            raise ValueError(f"cannot load ONNX policy {path}: {err}") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"{path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        obs_dim = int(np.prod(spec.obs_shape))
+        declared = inputs[0].shape[-1]
+        if isinstance(declared, int) and declared != obs_dim:
+            raise ValueError(f"{path} expects observations of size {declared}, the robot gives {obs_dim}")
+        self.obs_dim, self.action_shape = obs_dim, spec.action_shape
+        action = self(np.zeros(obs_dim, np.float32))  # warm up and check the output shape once
+        if action.shape != self.action_shape:
+            raise ValueError(f"{path} gives actions of shape {action.shape}, the robot takes {self.action_shape}")
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        batch = np.asarray(obs, np.float32).reshape(1, self.obs_dim)
+        return self.session.run([self.output_name], {self.input_name: batch})[0][0]
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)

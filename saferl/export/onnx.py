@@ -1,0 +1,60 @@
+"""Export a policy's deterministic MLP map `apply(params, obs)` to ONNX (via jax2onnx) for on-board use.
+
+The exported graph takes `obs` [B, obs_dim] float32 and returns `action` [B, act_dim] float32 (for brax
+PPO/SAC networks: tanh of the Gaussian mean, observation normaliser included); params are baked in as
+constants. Run it with onnxruntime (`hardware.robot.onboard.OnboardPolicy`) — no JAX on the robot.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from saferl.errors import UserError
+
+OBS_INPUT, ACTION_OUTPUT = "obs", "action"
+
+
+def export_apply_onnx(apply: Callable[[Any, jax.Array], jax.Array], params: Any, observation_size: int,
+                      path: str | pathlib.Path, metadata: dict[str, Any] | None = None) -> pathlib.Path:
+    """Export `obs [B, obs_dim] -> apply(params, obs)` to `path` (.onnx); `metadata` goes into the model."""
+    import jax2onnx
+    import onnx
+
+    params = jax.tree.map(jnp.asarray, params)
+
+    def deterministic_action(obs: jax.Array) -> jax.Array:
+        return apply(params, obs).astype(jnp.float32)
+
+    model = jax2onnx.to_onnx(deterministic_action, inputs=[jax.ShapeDtypeStruct(("B", observation_size),
+                                                                                 jnp.float32)],
+                             model_name="saferl_policy", input_names=[OBS_INPUT], output_names=[ACTION_OUTPUT])
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = str(key), json.dumps(value)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+    return path
+
+
+def export_policy_onnx(policy: Any, path: str | pathlib.Path) -> pathlib.Path:
+    """Export a `saferl.policies.Policy` with an MLP (`policy.apply` not None) to ONNX at `path`.
+
+    Raises UserError for policies without an MLP map (e.g. PETS's MPC planner)."""
+    if getattr(policy, "apply", None) is None:
+        raise UserError(f"policy of algorithm '{getattr(policy, 'algo', '?')}' has no MLP map to export "
+                        "(only MLP policies such as ppo/sac can be exported to ONNX)")
+    metadata = {"algo": policy.algo, "env_name": policy.env_name, "observation_size": policy.observation_size,
+                "action_size": policy.action_size, "cost_budget": float(policy.cost_budget)}
+    out = export_apply_onnx(policy.apply, policy.params, policy.observation_size, path, metadata)
+    check = np.zeros((2, policy.observation_size), np.float32)
+    action = np.asarray(policy.apply(policy.params, jnp.asarray(check)))
+    if action.shape != (2, policy.action_size):
+        raise UserError(f"policy.apply gives actions of shape {action.shape}, expected (2, {policy.action_size})")
+    return out
