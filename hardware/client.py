@@ -38,7 +38,12 @@ class RobotClient:
         self.context = zmq.Context()
         self._seq = 0
         self._control = self._control_socket()
-        info = self.request("hello", {"client": "saferl-deploy"})
+        try:
+            info = self.request("hello", {"client": "saferl-deploy"})
+        except Exception:
+            self._control.close(linger=0)
+            self.context.term()
+            raise
         self.info = info
         self.spec = RobotSpec.from_wire(info["spec"])
         self.rate_hz = float(info["rate_hz"])
