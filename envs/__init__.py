@@ -6,6 +6,11 @@
     train_env = envs.wrap_for_training(env, episode_length=1000, action_repeat=2)
 """
 
+import os as _os
+
+if not _os.environ.get("DISPLAY") and not _os.environ.get("MUJOCO_GL"):
+    _os.environ["MUJOCO_GL"] = "egl"  # headless rendering; must be set before mujoco is first imported
+
 from envs.base import EnvConfig, MjxEnv
 from envs.classic.pendulum import Pendulum
 from envs.registry import EnvError, default_config, env_class, make, make_config, names, register

@@ -49,7 +49,7 @@ _XML = """
 </mujoco>
 """
 _HAZARD = """    <body name="hazard{i}" mocap="true" pos="0 0 0.005">
-      <geom type="cylinder" size="{r} 0.004" rgba=".3 .3 .9 .6" contype="0" conaffinity="0"/>
+      <geom type="cylinder" size="{r} 0.004" rgba=".9 .25 .25 .6" contype="0" conaffinity="0"/>
     </body>"""
 
 

@@ -26,7 +26,7 @@ _XML = """
   </option>
   <worldbody>
     <light pos="0 0 4" dir="0 0 -1"/>
-    <camera name="side" pos="0 -4 1" xyaxes="1 0 0 0 0 1"/>
+    <camera name="side" pos="0 -5.5 0.3" xyaxes="1 0 0 0 0 1"/>
     <geom name="floor" type="plane" size="4 2 0.1" pos="0 0 -1.2" rgba=".85 .85 .85 1"/>
     <geom name="rail" type="capsule" fromto="-{rail} 0 0 {rail} 0 0" size="0.02" rgba=".3 .3 .3 1"
           contype="0" conaffinity="0"/>
