@@ -1,0 +1,48 @@
+"""Coverage, ECE and post-hoc σ scaling of saferl.models.calibration on exactly known Gaussians."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from saferl.models import calibration
+
+N = 20000  # binomial std of a coverage estimate ≈ sqrt(0.25 / N) ≈ 0.0035
+
+
+def gaussian_data(std: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean [N, 2] and targets drawn around it with per-row heteroscedastic std [N, 2]."""
+    k_mean, k_noise = jax.random.split(jax.random.key(0))
+    mean = jax.random.normal(k_mean, (N, 2))
+    return mean, mean + std * jax.random.normal(k_noise, (N, 2))
+
+
+def test_coverage_and_ece_of_a_calibrated_heteroscedastic_prediction():
+    std = jnp.broadcast_to(jnp.linspace(0.1, 3.0, N)[:, None], (N, 2))
+    mean, targets = gaussian_data(std)
+    var = jnp.square(std)
+    # 5 binomial std errors of tolerance
+    np.testing.assert_allclose(calibration.coverage(mean, var, targets, 1.0), 0.6827, atol=0.02)
+    np.testing.assert_allclose(calibration.coverage(mean, var, targets, 2.0), 0.9545, atol=0.01)
+    assert float(calibration.expected_calibration_error(mean, var, targets)) < 0.01
+
+
+def test_ece_grows_for_overconfident_predictions_and_the_scale_fixes_it():
+    std = jnp.full((N, 2), 0.5)
+    mean, targets = gaussian_data(std)
+    over = jnp.square(std) * jnp.array([0.25, 1.0])  # output 0 claims half the true σ, output 1 is right
+    assert float(calibration.expected_calibration_error(mean, over, targets)) > 0.1
+    scale = calibration.fit_calibration_scale(mean, over, targets)
+    # the candidate grid has ≈6 % steps, so the scale lands within one or two steps of the truth
+    np.testing.assert_allclose(scale, [2.0, 1.0], rtol=0.1)
+    assert float(calibration.expected_calibration_error(mean, over * scale**2, targets)) < 0.01
+
+
+def test_row_and_output_weights_exclude_masked_entries():
+    std = jnp.ones((N, 2))
+    mean, targets = gaussian_data(std)
+    targets = targets.at[: N // 2].set(1e3)  # garbage rows, masked out
+    weights = (jnp.arange(N) >= N // 2).astype(jnp.float32)
+    np.testing.assert_allclose(calibration.coverage(mean, std, targets, 1.0, weights), 0.6827, atol=0.03)
+    bad_var = jnp.concatenate([std[:, :1], jnp.full((N, 1), 1e-6)], -1)  # output 1 badly overconfident
+    ece = calibration.expected_calibration_error(mean, bad_var, targets, weights, jnp.array([1.0, 0.0]))
+    assert float(ece) < 0.015
