@@ -127,6 +127,7 @@ def _raw_outputs(state: EnsembleState, mean_n: jax.Array, logvar: jax.Array | No
     return norm_lib.denormalize_targets(norm, mean_n), norm_lib.denormalize_variance(norm, var_n)
 
 
+@jax.jit
 def predict(state: EnsembleState, obs: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Every member on the same inputs obs [..., obs_dim], action [..., act_dim].
 
@@ -142,6 +143,7 @@ def predict(state: EnsembleState, obs: jax.Array, action: jax.Array) -> tuple[ja
     return center + scale * (mean - center), var * jnp.square(scale)
 
 
+@jax.jit
 def predict_per_member(state: EnsembleState, obs: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Member e sees its own inputs obs [E, ..., obs_dim], action [E, ..., act_dim] (TS∞ particles).
 

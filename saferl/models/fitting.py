@@ -248,6 +248,11 @@ def fit(key: jax.Array, state: EnsembleState, batch: Any, config: EnsembleConfig
     n_rows = int(batch.reward.size)
     if n_rows < 2:
         raise ValueError(f"fit needs at least 2 transitions, got {n_rows}")
-    if mask is not None and not isinstance(mask, jax.core.Tracer) and int(jnp.sum(mask)) < 2:
-        raise ValueError(f"fit needs at least 2 valid transitions, mask has {int(jnp.sum(mask))}")
+    if mask is not None:
+        try:
+            n_valid = int(jnp.sum(mask))
+        except jax.errors.ConcretizationTypeError:  # traced under an outer jit: checked by the caller
+            n_valid = 2
+        if n_valid < 2:
+            raise ValueError(f"fit needs at least 2 valid transitions, mask has {n_valid}")
     return _fit(key, state, batch, mask, config)

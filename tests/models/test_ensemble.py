@@ -216,3 +216,10 @@ def test_invalid_configs_and_architecture_changes_are_rejected():
     state = ensemble.init(jax.random.key(0), small_config(), obs_size=1, action_size=1, out_size=3)
     with pytest.raises(ValueError, match="hidden_sizes"):
         ensemble.fit(jax.random.key(0), state, sine_data(jax.random.key(1), 50), small_config(hidden_sizes=(8,)))
+
+
+def test_fit_rejects_masks_with_fewer_than_two_valid_rows():
+    state = ensemble.init(jax.random.key(0), small_config(), obs_size=1, action_size=1, out_size=3)
+    data = sine_data(jax.random.key(1), 20)
+    with pytest.raises(ValueError, match="at least 2 valid"):
+        ensemble.fit(jax.random.key(0), state, data, mask=jnp.arange(20) < 1)
