@@ -97,6 +97,7 @@ def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate))
 
 
+@common.cache_by_env_config
 def make_train(config: PPOConfig, env: Any) -> tuple[Callable[[jax.Array], PPOState],
                                                      Callable[[PPOState], tuple[PPOState, dict]]]:
     """Pure `init(key) -> PPOState` and `train_chunk(state) -> (state, metrics)`, both jitted.

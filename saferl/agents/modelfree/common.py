@@ -6,7 +6,8 @@ Episode statistics come from brax's `EpisodeWrapper`, which keeps per-env sums o
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -47,3 +48,25 @@ def strong_types(tree: Any) -> Any:
         return array.astype(array.dtype)
 
     return jax.tree.map(strong, tree)
+
+
+def cache_by_env_config(make_train: Callable) -> Callable:
+    """Memoise `make_train(config, env)` on (config, env class, env config): equal configs build the same
+    env, so a resumed run, a policy loader or a test reuses the already traced and compiled functions
+    (tracing an MJX training step costs seconds)."""
+    cache: dict[tuple, Any] = {}
+
+    @functools.wraps(make_train)
+    def cached(config: Any, env: Any) -> Any:
+        key = (config, type(env), getattr(env, "config", id(env)))
+        try:
+            hash(key)
+        except TypeError:  # an unhashable config: no memoising
+            return make_train(config, env)
+        if key not in cache:
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            cache[key] = make_train(config, env)
+        return cache[key]
+
+    return cached
