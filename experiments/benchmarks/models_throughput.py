@@ -2,7 +2,8 @@
 forward passes for planning (member-evaluations/s vs batch size). Writes JSON + PNG to results/.
 
 Anchors (shared/REFERENCES.md, 2-core CPU, 5 members 3×200 SiLU, 8 inputs): training ≈ 340k
-member-samples/s at 256 rows per member per step; forward 5 × 1000 inputs ≈ 1.1 M/s.
+member-samples/s at 256 rows per member per step; forward 5 × 1000 inputs ≈ 1.1 M/s. A bare einsum
+ensemble of the same size is timed in the same run, so the ratio holds on a loaded machine too.
 
     python experiments/benchmarks/models_throughput.py [--quick]
 """
@@ -14,9 +15,11 @@ import json
 import pathlib
 import platform
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from saferl.data.buffer import Transition
 from saferl.models import ensemble
@@ -62,6 +65,47 @@ def bench_training(config: ensemble.EnsembleConfig, rows: int, repeats: int) -> 
             "steps_per_s": steps / seconds}
 
 
+def _bare_params(config: ensemble.EnsembleConfig, head: int) -> list[tuple[jax.Array, jax.Array]]:
+    """Stacked [E, in, out] weights of a plain MLP with the same sizes (the REFERENCES anchor's model)."""
+    sizes = (OBS + ACT, *config.hidden_sizes, head)
+    keys = jax.random.split(jax.random.key(0), len(sizes) - 1)
+    return [(jax.random.normal(k, (config.num_members, a, b)) / a**0.5, jnp.zeros((config.num_members, 1, b)))
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def _bare_forward(params: list, x: jax.Array) -> jax.Array:
+    """x [E, B, in] -> [E, B, head], einsum over stacked members, SiLU."""
+    for i, (w, b) in enumerate(params):
+        x = jnp.einsum("ebi,eio->ebo", x, w) + b
+        x = jax.nn.silu(x) if i < len(params) - 1 else x
+    return x
+
+
+def bench_bare_training_step(config: ensemble.EnsembleConfig, repeats: int, steps: int = 50) -> dict:
+    """Baseline measured in the same run: a bare einsum ensemble, Gaussian NLL, Adam, `steps` steps in a scan."""
+    params = _bare_params(config, 2 * (OBS + 2))
+    tx = optax.adam(config.learning_rate)
+    x = jax.random.normal(jax.random.key(1), (config.num_members, config.batch_size, OBS + ACT))
+    y = jax.random.normal(jax.random.key(2), (config.num_members, config.batch_size, OBS + 2))
+
+    def loss(p: list) -> jax.Array:
+        mean, logvar = jnp.split(_bare_forward(p, x), 2, axis=-1)
+        return jnp.mean(jnp.square(y - mean) * jnp.exp(-logvar) + logvar) * config.num_members
+
+    @jax.jit
+    def run(p: list, opt_state: Any) -> Any:
+        def step(carry: Any, _: None) -> tuple[Any, None]:
+            p, o = carry
+            updates, o = tx.update(jax.grad(loss)(p), o, p)
+            return (optax.apply_updates(p, updates), o), None
+
+        return jax.lax.scan(step, (p, opt_state), None, length=steps)[0]
+
+    opt_state = tx.init(params)
+    seconds = time_call(lambda: run(params, opt_state), repeats)
+    return {"member_samples_per_s": steps * config.batch_size * config.num_members / seconds}
+
+
 def bench_forward(config: ensemble.EnsembleConfig, batch_sizes: list[int], repeats: int) -> list[dict]:
     state = ensemble.init(jax.random.key(0), config, OBS, ACT, OBS + 2)
     predict = jax.jit(ensemble.predict)
@@ -77,8 +121,11 @@ def bench_forward(config: ensemble.EnsembleConfig, batch_sizes: list[int], repea
             return out
 
         seconds = time_call(run, repeats) / calls
-        rows.append({"batch": n, "seconds_per_call": seconds,
-                     "member_evals_per_s": config.num_members * n / seconds})
+        bare = jax.jit(_bare_forward)
+        params, x = _bare_params(config, 2 * (OBS + 2)), jnp.ones((config.num_members, n, OBS + ACT))
+        bare_seconds = time_call(lambda: [bare(params, x) for _ in range(calls)][-1], repeats) / calls
+        rows.append({"batch": n, "seconds_per_call": seconds, "member_evals_per_s": config.num_members * n / seconds,
+                     "bare_einsum_member_evals_per_s": config.num_members * n / bare_seconds})
     return rows
 
 
@@ -91,11 +138,14 @@ def plot(result: dict, path: pathlib.Path) -> None:
     fig, (ax_fwd, ax_train) = plt.subplots(1, 2, figsize=(10, 4))
     fwd = result["forward"]
     ax_fwd.loglog([r["batch"] for r in fwd], [r["member_evals_per_s"] for r in fwd], "o-", label="saferl predict")
+    ax_fwd.loglog([r["batch"] for r in fwd], [r["bare_einsum_member_evals_per_s"] for r in fwd], "s--",
+                  label="bare einsum MLP (same run)")
     ax_fwd.axhline(1.1e6, color="gray", ls="--", label="anchor 1.1 M/s (5×1000)")
     ax_fwd.set(xlabel="inputs per member", ylabel="member-evaluations / s", title="forward (jitted predict)")
     ax_fwd.legend()
     train = result["training"]
-    ax_train.bar([str(r["rows"]) for r in train], [r["member_samples_per_s"] for r in train])
+    labels = [f"fit {r['rows']}" for r in train] + ["bare step"]
+    ax_train.bar(labels, [r["member_samples_per_s"] for r in train] + [result["bare_training_step"]["member_samples_per_s"]])
     ax_train.axhline(3.4e5, color="gray", ls="--", label="anchor 340k/s")
     ax_train.set(xlabel="transitions in fit", ylabel="member-samples / s", title="training (whole jitted fit)")
     ax_train.legend()
@@ -116,6 +166,7 @@ def main() -> None:
         "config": {"num_members": 5, "hidden_sizes": [200, 200, 200], "inputs": OBS + ACT, "outputs": OBS + 2,
                    "batch_size": 256},
         "training": [bench_training(config, rows, repeats) for rows in ([4000] if args.quick else [4000, 20000])],
+        "bare_training_step": bench_bare_training_step(config, repeats),
         "forward": bench_forward(config, [1, 10, 100, 1000] if args.quick else [1, 10, 40, 100, 1000, 4000],
                                  repeats),
     }
@@ -125,8 +176,11 @@ def main() -> None:
     for row in result["training"]:
         print(f"train rows={row['rows']:6d}: {row['member_samples_per_s'] / 1e3:7.1f}k member-samples/s "
               f"({row['seconds']:.2f} s, first call {row['compile_and_first_call_s']:.2f} s)")
+    print(f"bare einsum train step (same run): {result['bare_training_step']['member_samples_per_s'] / 1e3:7.1f}k "
+          "member-samples/s")
     for row in result["forward"]:
-        print(f"forward batch={row['batch']:5d}: {row['member_evals_per_s'] / 1e6:6.3f} M member-evals/s")
+        print(f"forward batch={row['batch']:5d}: {row['member_evals_per_s'] / 1e6:6.3f} M member-evals/s "
+              f"(bare einsum {row['bare_einsum_member_evals_per_s'] / 1e6:6.3f} M)")
 
 
 if __name__ == "__main__":

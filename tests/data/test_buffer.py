@@ -1,9 +1,13 @@
 """Ring semantics, jit, sampling and save/restore of saferl.data.buffer."""
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from saferl.data import buffer
 from saferl.data.buffer import Transition
@@ -90,3 +94,16 @@ def test_restore_missing_or_foreign_file_raises_user_error(tmp_path):
 def test_init_rejects_non_positive_capacity():
     with pytest.raises(ValueError, match="capacity"):
         buffer.init(0, example())
+
+
+@settings(max_examples=25, deadline=None)
+@given(capacity=st.integers(1, 7), batch_sizes=st.lists(st.integers(1, 10), min_size=1, max_size=5))
+def test_ring_matches_a_reference_deque(capacity, batch_sizes):
+    reference = collections.deque(maxlen=capacity)  # keeps the newest `capacity` items, oldest first
+    buf, start = buffer.init(capacity, example()), 0
+    for n in batch_sizes:
+        buf = buffer.add(buf, steps(start, n))
+        reference.extend(range(start, start + n))
+        start += n
+    assert int(buf.size) == len(reference) and int(buf.total_added) == start
+    np.testing.assert_array_equal(buffer.to_numpy(buf).reward, list(reference))
