@@ -50,3 +50,22 @@ def evaluate(policy: Policy, env: Any, episodes: int = 10, seed: int = 0, determ
             "mean_cost": float(costs.mean()), "std_cost": float(costs.std()), "cost_budget": budget,
             "fraction_within_budget": float((costs <= budget).mean()) if budget > 0 else 1.0,
             "returns": returns.tolist(), "costs": costs.tolist(), "deterministic": bool(deterministic)}
+
+
+def rollout_states(policy: Policy, env: Any, seed: int = 0, steps: int | None = None) -> Any:
+    """One episode of `steps` (default: the env's episode length) env steps with `policy.act`, as a brax
+    State stacked over time (leading axis T), the reset state first: what `envs.render.render_rollout` draws."""
+    steps = env.episode_length if steps is None else steps
+
+    def run(key: jax.Array) -> Any:
+        key_reset, key_act = jax.random.split(key)
+        state = env.reset(key_reset)
+
+        def step(state, step_key):
+            next_state = env.step(state, policy.act(state.obs, step_key))
+            return next_state, next_state
+
+        _, states = jax.lax.scan(step, state, jax.random.split(key_act, steps))
+        return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), state, states)
+
+    return jax.jit(run)(jax.random.PRNGKey(seed))

@@ -65,7 +65,7 @@ def run_chunks(
                 ctx.checkpoints.save(env_steps, state, extra(env_steps))
                 last_saved = env_steps
     except (NonFiniteError, KeyboardInterrupt):
-        if last_saved != env_steps and env_steps > 0:  # keep the last good state
+        if last_saved != env_steps:  # keep the last good state (the initial one if the first chunk failed)
             ctx.checkpoints.save(env_steps, state, extra(env_steps))
         raise
     return state, env_steps, row

@@ -91,7 +91,7 @@ def _resumed_record(resume: pathlib.Path, algo: str | None, env_name: str | None
     return record, env_config, algo_config, resume_step
 
 
-def train(algo: str | None, env_name: str | None, *, steps: int | None = None, seed: int = 0,
+def train(algo: str | None, env_name: str | None, *, steps: int | None = None, seed: int | None = None,
           overrides: Mapping[str, Any] | None = None, env_overrides: Mapping[str, Any] | None = None,
           out: pathlib.Path | str = "runs", resume: pathlib.Path | str | None = None,
           data: pathlib.Path | str | None = None, progress: bool = True, tensorboard: bool = True) -> RunResult:
@@ -99,13 +99,13 @@ def train(algo: str | None, env_name: str | None, *, steps: int | None = None, s
     overrides, env_overrides = dict(overrides or {}), dict(env_overrides or {})
     resume_step = None
     if resume is not None:
-        changed = bool(overrides or env_overrides or data is not None or seed != 0)
+        changed = bool(overrides or env_overrides or data is not None or seed is not None)
         record, env_config, algo_config, resume_step = _resumed_record(pathlib.Path(resume), algo, env_name,
                                                                        steps, changed)
     else:
         if algo is None or env_name is None:
             raise UserError("an algorithm and --env are required (or --resume RUN_DIR)")
-        record, env_config, algo_config = _new_record(algo, env_name, steps, seed, overrides, env_overrides,
+        record, env_config, algo_config = _new_record(algo, env_name, steps, seed or 0, overrides, env_overrides,
                                                       pathlib.Path(out), _check_data_dir(data))
     return _run(record, env_config, algo_config, resume_step, progress, tensorboard)
 

@@ -1,0 +1,1 @@
+"""The `saferl` command line (typer): envs, train, eval, render, export."""

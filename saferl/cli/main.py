@@ -1,0 +1,158 @@
+"""`saferl` CLI. Library code raises `UserError`/`EnvError`/`NonFiniteError`; `main` turns them into one
+line on stderr and a non-zero exit code (2: bad input, 3: non-finite values in training, 130: Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+from typing import Optional
+
+import typer
+
+from saferl.errors import NonFiniteError, UserError
+
+# typer vendors click; its ClickException (usage errors) is the base class of the public BadParameter
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="saferl: safe and model-based RL in JAX (train, evaluate, render, export policies).")
+
+
+def _echo(message: str) -> None:
+    typer.echo(message)
+
+
+@app.command("envs")
+def envs_command() -> None:
+    """List the registered environments: sizes, what the safety cost measures and the episode budget."""
+    import envs
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "obs", "action", "episode", "cost", "budget")
+    for name in envs.names():
+        env = envs.make(name)
+        table.add_row(name, str(env.observation_size), str(env.action_size), str(env.episode_length),
+                      env.cost_description, f"{env.cost_budget:g}")
+    Console(width=140).print(table)
+
+
+@app.command("train")
+def train_command(
+    algo: Optional[str] = typer.Argument(None, help="algorithm: ppo, sac, pets, ... (optional with --resume)"),
+    env: Optional[str] = typer.Option(None, "--env", help="env name (see `saferl envs`)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="total env steps (default 100000)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default 0)"),
+    set_: list[str] = typer.Option([], "--set", help="algorithm config override key=value (repeatable)"),
+    set_env: list[str] = typer.Option([], "--set-env", help="env config override key=value (repeatable)"),
+    out: pathlib.Path = typer.Option(pathlib.Path("runs"), "--out", help="parent directory of new runs"),
+    resume: Optional[pathlib.Path] = typer.Option(None, "--resume", help="continue this run dir from its "
+                                                  "last checkpoint up to --steps"),
+    data: Optional[pathlib.Path] = typer.Option(None, "--data", help="directory of recorded transitions"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Train ALGO on --env for --steps env steps; writes a run directory (config, metrics, checkpoints, plots)."""
+    from saferl.config import parse_overrides
+    from saferl.training.run import train
+
+    result = train(algo, env, steps=steps, seed=seed, overrides=parse_overrides(set_),
+                   env_overrides=parse_overrides(set_env), out=out, resume=resume, data=data, progress=not quiet)
+    final = {k: v for k, v in result.metrics.items() if k in ("env_steps", "episode_return", "episode_cost")}
+    _echo(f"run directory: {result.run_dir}")
+    _echo(f"metrics:       {result.run_dir / 'metrics.csv'}  (TensorBoard: {result.run_dir / 'tensorboard'})")
+    _echo(f"plots:         {', '.join(str(p) for p in result.plots)}")
+    _echo(f"final:         {json.dumps(final)}")
+
+
+@app.command("eval")
+def eval_command(
+    run_dir: pathlib.Path = typer.Argument(..., help="run directory"),
+    episodes: int = typer.Option(10, "--episodes", min=1, help="episodes to average over"),
+    seed: int = typer.Option(0, "--seed"),
+    stochastic: bool = typer.Option(False, "--stochastic", help="sample actions instead of the mean action"),
+) -> None:
+    """Evaluate a run's policy: mean episode return and cost; writes RUN_DIR/eval.json."""
+    import envs
+    from saferl.policies import load_policy
+    from saferl.policies.evaluate import evaluate
+    from saferl.training.rundir import write_json_atomic
+
+    policy = load_policy(run_dir)
+    result = evaluate(policy, envs.make(policy.env_name, config=policy.env_config), episodes, seed,
+                      deterministic=not stochastic)
+    write_json_atomic(run_dir / "eval.json", result)
+    _echo(f"{policy.algo} on {policy.env_name}, {episodes} episodes: return {result['mean_return']:.3f} "
+          f"± {result['std_return']:.3f}, cost {result['mean_cost']:.3f} ± {result['std_cost']:.3f} "
+          f"(budget {result['cost_budget']:g})")
+    _echo(f"written: {run_dir / 'eval.json'}")
+
+
+@app.command("render")
+def render_command(
+    run_dir: pathlib.Path = typer.Argument(..., help="run directory"),
+    out: pathlib.Path = typer.Option(..., "--out", help="video file (.mp4; .gif without ffmpeg)"),
+    seed: int = typer.Option(0, "--seed"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="env steps to render (default: one episode)"),
+) -> None:
+    """Render one episode of a run's policy to a video file."""
+    import envs
+    from envs.render import render_rollout
+    from saferl.policies import load_policy
+    from saferl.policies.evaluate import rollout_states
+
+    policy = load_policy(run_dir)
+    env = envs.make(policy.env_name, config=policy.env_config)
+    written = render_rollout(env, rollout_states(policy, env, seed, steps), out)
+    _echo(f"written: {written}")
+
+
+@app.command("export")
+def export_command(
+    run_dir: pathlib.Path = typer.Argument(..., help="run directory"),
+    out: pathlib.Path = typer.Option(..., "--out", help="output file"),
+    format_: str = typer.Option("onnx", "--format", help="export format (onnx)"),
+) -> None:
+    """Export a run's policy (MLP policies: ppo, sac) for deployment."""
+    if format_ != "onnx":
+        raise UserError(f"--format {format_!r} is not supported; supported: onnx")
+    from saferl.export.onnx import export_policy_onnx
+    from saferl.policies import load_policy
+
+    _echo(f"written: {export_policy_onnx(load_policy(run_dir), out)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI, print user errors as one line, exit non-zero."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        code = app(args=argv, prog_name="saferl", standalone_mode=False)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except _ClickException as err:  # bad command line (unknown option, missing argument, bad int)
+        print(f"error: {err.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted (the last checkpoint and the plots are saved in the run directory)", file=sys.stderr)
+        sys.exit(130)
+    except NonFiniteError as err:
+        print(f"error: training stopped: {err}; the last good checkpoint is saved", file=sys.stderr)
+        sys.exit(3)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except ValueError as err:  # envs.EnvError and config validation raised outside apply_overrides
+        from envs.registry import EnvError
+
+        if not isinstance(err, EnvError):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
