@@ -1,0 +1,61 @@
+"""PETS configuration (Chua et al. 2018): ensemble, rollout, iCEM planner and objective, plus loop settings.
+
+The defaults are sized for a 2-core CPU (≈ 10–40 ms per planned action); `preset("paper")` gives the
+paper's sizes (5 × 3×200 members, population 400, 40 elites, 5 iterations, horizon 25) for GPUs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from saferl.models import EnsembleConfig
+from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig
+
+
+def _cpu_model() -> EnsembleConfig:
+    return EnsembleConfig(num_members=5, hidden_sizes=(200, 200, 200), num_elites=5, epochs=50, patience=5,
+                          batch_size=64, learning_rate=1e-3)
+
+
+def _cpu_planner() -> ICEMConfig:
+    return ICEMConfig(horizon=15, population=200, num_elites=20, iterations=3, noise_beta=2.0,
+                      keep_elites_fraction=0.3, population_decay=1.0, init_std=0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class PETSConfig:
+    """`saferl train pets --set planner.population=400 --set action_repeat=4 ...`"""
+
+    model: EnsembleConfig = dataclasses.field(default_factory=_cpu_model)  # probabilistic ensemble
+    rollout: RolloutConfig = dataclasses.field(default_factory=lambda: RolloutConfig("tsinf", 5))  # TS∞, 5 particles
+    planner: ICEMConfig = dataclasses.field(default_factory=_cpu_planner)  # iCEM (MPC, replans every decision)
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)  # return; cost budget optional
+    action_repeat: int = 2  # env steps per planned action (reward/cost summed over them), ≥ 1
+    random_episodes: int = 1  # episodes with uniform random actions before the first fit, ≥ 1
+    buffer_capacity: int = 20_000  # transitions (decisions) kept for model fitting, ≥ 1
+    checkpoint_every_episodes: int = 1  # episodes between checkpoints (the last one is always saved), ≥ 1
+
+    def __post_init__(self) -> None:
+        for name in ("action_repeat", "random_episodes", "buffer_capacity", "checkpoint_every_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rollout.propagation != "mean" and self.rollout.num_particles % self.model.num_members:
+            raise ValueError(f"rollout.num_particles ({self.rollout.num_particles}) must be a multiple of "
+                             f"model.num_members ({self.model.num_members})")
+        if self.objective.kind == "information_gain" and not self.rollout.track_uncertainty:
+            raise ValueError("objective.kind='information_gain' needs rollout.track_uncertainty=true")
+        if self.rollout.hallucination_scale > 0:
+            raise ValueError("rollout.hallucination_scale must be 0 for PETS (η dims are not env actions)")
+
+
+def preset(name: str) -> PETSConfig:
+    """Named configs: "cpu" (the default) and "paper" (PETS paper sizes; seconds per action on a CPU)."""
+    if name == "cpu":
+        return PETSConfig()
+    if name == "paper":
+        return PETSConfig(
+            model=EnsembleConfig(num_members=5, hidden_sizes=(200, 200, 200), num_elites=5, epochs=50),
+            rollout=RolloutConfig("tsinf", 20),
+            planner=ICEMConfig.cem(horizon=25, population=400, num_elites=40, iterations=5, init_std=0.5),
+            action_repeat=1)
+    raise ValueError(f"unknown PETS preset {name!r}; available: cpu, paper")
