@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import time
@@ -161,6 +162,7 @@ def main() -> None:
     repeats = 1 if args.quick else 3
     config = ensemble.EnsembleConfig(num_members=5, hidden_sizes=(200, 200, 200), batch_size=256,
                                      epochs=2 if args.quick else 5, patience=100)
+    load_before = os.getloadavg()[0]
     result = {
         "device": str(jax.devices()[0]), "platform": platform.platform(), "jax": jax.__version__,
         "config": {"num_members": 5, "hidden_sizes": [200, 200, 200], "inputs": OBS + ACT, "outputs": OBS + 2,
@@ -170,9 +172,11 @@ def main() -> None:
         "forward": bench_forward(config, [1, 10, 100, 1000] if args.quick else [1, 10, 40, 100, 1000, 4000],
                                  repeats),
     }
+    result["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "models_throughput.json").write_text(json.dumps(result, indent=2))
     plot(result, RESULTS / "models_throughput.png")
+    print(f"machine load (1-min average) {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for row in result["training"]:
         print(f"train rows={row['rows']:6d}: {row['member_samples_per_s'] / 1e3:7.1f}k member-samples/s "
               f"({row['seconds']:.2f} s, first call {row['compile_and_first_call_s']:.2f} s)")
