@@ -223,3 +223,18 @@ def test_fit_rejects_masks_with_fewer_than_two_valid_rows():
     data = sine_data(jax.random.key(1), 20)
     with pytest.raises(ValueError, match="at least 2 valid"):
         ensemble.fit(jax.random.key(0), state, data, mask=jnp.arange(20) < 1)
+
+
+def test_weight_decay_shrinks_kernels_only():
+    config = small_config(weight_decay=0.1, learning_rate=0.1)
+    state = ensemble.init(jax.random.key(0), config, obs_size=1, action_size=1, out_size=3)
+    params = jax.tree.map(lambda x: x + 1.0, state.params)  # non-zero biases and bounds
+    tx = ensemble.make_optimizer(config)
+    zero_grads = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zero_grads, tx.init(params), params)
+    leaves = zip(jax.tree_util.tree_flatten_with_path(updates)[0], jax.tree.leaves(params))
+    for (path, update), param in leaves:
+        if path[-1].key == "kernel":  # AdamW with zero gradient: Δ = −lr · wd · w
+            np.testing.assert_allclose(update, -0.01 * param, rtol=1e-5)
+        else:  # biases and log-variance bounds are not decayed
+            assert float(jnp.abs(update).max()) == 0.0, path
