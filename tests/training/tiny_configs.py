@@ -1,0 +1,10 @@
+"""Tiny shared configs so every test module compiles the same programs (memoised in-process, cached on disk)."""
+
+PPO_TINY = {"num_envs": 4, "batch_size": 4, "num_minibatches": 2, "unroll_length": 8, "num_updates_per_batch": 1,
+            "iterations_per_chunk": 2, "policy_hidden_sizes": [16], "value_hidden_sizes": [16],
+            "checkpoint_every": 256}
+PPO_CHUNK = 4 * 2 * 8 * 2  # env steps per chunk of PPO_TINY (batch_size·num_minibatches·unroll·iterations)
+SAC_TINY = {"num_envs": 4, "batch_size": 16, "grad_updates_per_step": 1, "max_replay_size": 1024,
+            "min_replay_size": 64, "iterations_per_chunk": 16, "hidden_sizes": [16], "checkpoint_every": 128}
+SAC_CHUNK = 4 * 16
+ENV_TINY = {"episode_length": 40}  # short pendulum episodes so that episodes end within a few chunks
