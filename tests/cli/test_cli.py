@@ -1,0 +1,118 @@
+"""The `saferl` CLI: every command end to end on a tiny run, and one-line errors for bad input."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
+from tiny_configs import ENV_TINY, PPO_CHUNK, PPO_TINY  # noqa: E402
+
+from saferl.cli.main import main  # noqa: E402
+
+
+def _sets(config, flag):
+    return [x for k, v in config.items() for x in (flag, f"{k}={json.dumps(v)}")]
+
+
+def run_cli(capsys, *args):
+    """(exit code, stdout, stderr) of `saferl args...` run in-process."""
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as done:
+        code = done.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli_runs")
+    args = ["train", "ppo", "--env", "pendulum", "--steps", 2 * PPO_CHUNK, "--seed", 1, "--out", out, "--quiet",
+            *_sets(PPO_TINY, "--set"), *_sets(ENV_TINY, "--set-env")]
+    main([str(a) for a in args])
+    (path,) = out.iterdir()
+    return path
+
+
+def test_train_prints_where_the_run_metrics_and_plots_are(run_dir, capsys):
+    code, out, _ = run_cli(capsys, "train", "--resume", run_dir, "--steps", 3 * PPO_CHUNK, "--quiet")
+    assert code == 0
+    assert f"run directory: {run_dir}" in out and "metrics.csv" in out and "return.png" in out
+    assert json.loads(out.split("final:")[1])["env_steps"] == 3 * PPO_CHUNK
+
+
+def test_envs_lists_every_env_with_sizes_and_budget(capsys):
+    import envs
+
+    code, out, _ = run_cli(capsys, "envs")
+    assert code == 0
+    for name in envs.names():
+        assert name in out
+    assert "budget" in out
+
+
+def test_eval_writes_mean_return_and_cost(run_dir, capsys):
+    code, out, _ = run_cli(capsys, "eval", run_dir, "--episodes", 3)
+    assert code == 0 and "return" in out
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert result["episodes"] == 3 and len(result["returns"]) == 3
+    assert result["mean_cost"] == 0.0  # pendulum has no constraint
+
+
+def test_render_writes_a_video(run_dir, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "render", run_dir, "--out", tmp_path / "ep.mp4", "--steps", 10)
+    assert code == 0, err
+    written = pathlib.Path(out.split("written:")[1].strip())
+    assert written.exists() and written.stat().st_size > 0
+
+
+def test_export_writes_onnx(run_dir, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "export", run_dir, "--format", "onnx", "--out", tmp_path / "p.onnx")
+    assert code == 0, err
+    assert (tmp_path / "p.onnx").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "nope", "--env", "pendulum"], "unknown algorithm 'nope'"),
+    (["train", "ppo", "--env", "nope"], "unknown env 'nope'"),
+    (["train", "ppo", "--env", "pendulum", "--set", "lr=1"], "unknown config key 'lr'"),
+    (["train", "ppo", "--env", "pendulum", "--set", "learning_rate=fast"], "expected a number"),
+    (["train", "ppo", "--env", "pendulum", "--set", "num_envs=0"], "num_envs must be >= 1"),
+    (["train", "ppo", "--env", "pendulum", "--set-env", "mass=1"], "unknown env key 'mass'"),
+    (["train", "ppo", "--env", "pendulum", "--set", "noequals"], "key=value"),
+    (["train", "ppo", "--env", "pendulum", "--steps", "many"], "--steps"),
+    (["train", "ppo", "--env", "pendulum", "--data", "/nonexistent/dir"], "no such directory"),
+    (["eval", "/nonexistent/run"], "does not exist"),
+    (["render", "/nonexistent/run", "--out", "x.mp4"], "does not exist"),
+    (["export", "/nonexistent/run", "--out", "x.onnx"], "does not exist"),
+    (["export", "/nonexistent/run", "--format", "tflite", "--out", "x"], "not supported"),
+    (["train", "ppo", "--env", "pendulum", "--bogus"], "No such option"),
+])
+def test_bad_input_gives_one_error_line_and_nonzero_exit(args, message, capsys, tmp_path):
+    code, _, err = run_cli(capsys, *args, *(["--out", tmp_path] if args[0] == "train" else []))
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip() and "warp" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
+    assert not list(tmp_path.iterdir())  # nothing was created for a rejected command
+
+
+def test_corrupt_config_json_is_one_error_line(run_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "config.json").write_text("{")
+    code, _, err = run_cli(capsys, "eval", copy)
+    assert code == 2 and "corrupt" in err and "Traceback" not in err
+
+
+def test_console_script_reports_user_errors_without_traceback():
+    script = pathlib.Path(sys.executable).parent / "saferl"
+    done = subprocess.run([str(script), "train", "ppo", "--env", "nope"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "error: unknown env 'nope'" in done.stderr and "Traceback" not in done.stderr
