@@ -60,7 +60,14 @@ def train_command(
 
     result = train(algo, env, steps=steps, seed=seed, overrides=parse_overrides(set_),
                    env_overrides=parse_overrides(set_env), out=out, resume=resume, data=data, progress=not quiet)
-    final = {k: v for k, v in result.metrics.items() if k in ("env_steps", "episode_return", "episode_cost")}
+    import math
+
+    from saferl.training.logger import read_metrics
+
+    rows = [r for r in read_metrics(result.run_dir / "metrics.csv")[0] if not math.isnan(r["episode_return"])]
+    final = {"env_steps": result.metrics.get("env_steps"), "last_episode_at": rows[-1]["env_steps"] if rows else None,
+             "episode_return": rows[-1]["episode_return"] if rows else None,
+             "episode_cost": rows[-1]["episode_cost"] if rows else None}
     _echo(f"run directory: {result.run_dir}")
     _echo(f"metrics:       {result.run_dir / 'metrics.csv'}  (TensorBoard: {result.run_dir / 'tensorboard'})")
     _echo(f"plots:         {', '.join(str(p) for p in result.plots)}")
