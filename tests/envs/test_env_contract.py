@@ -1,0 +1,77 @@
+"""Contract test over every registered env: jit + vmap(64) reset/step for 1000 random steps under lax.scan,
+with the standard training wrappers (auto-reset after `EPISODE` steps)."""
+
+import jax
+import jax.numpy as jp
+import numpy as np
+import pytest
+
+import envs
+
+BATCH, STEPS, EPISODE = 64, 1000, 250
+
+
+def _rollout_fn(env):
+    wrapped = envs.wrap_for_training(env, episode_length=EPISODE)
+
+    @jax.jit
+    def rollout(key):
+        reset_key, action_key = jax.random.split(key)
+        state = wrapped.reset(jax.random.split(reset_key, BATCH))
+
+        def step(state, key):
+            action = jax.random.uniform(key, (BATCH, env.action_size), minval=-1.0, maxval=1.0)
+            state = wrapped.step(state, action)
+            out = dict(obs=state.obs, reward=state.reward, cost=state.info["cost"], done=state.done,
+                       steps=state.info["steps"], length=state.info["episode_metrics"]["length"],
+                       truncation=state.info["truncation"])
+            return state, out
+
+        return jax.lax.scan(step, state, jax.random.split(action_key, STEPS))
+
+    return wrapped, rollout
+
+
+@pytest.fixture(scope="module", params=envs.names())
+def rollout(request):
+    env = envs.make(request.param)
+    wrapped, rollout_fn = _rollout_fn(env)
+    initial = jax.eval_shape(wrapped.reset, jax.random.split(jax.random.PRNGKey(3), BATCH))
+    final, traj = rollout_fn(jax.random.PRNGKey(0))
+    return env, rollout_fn, initial, final, jax.tree.map(np.asarray, traj)
+
+
+def test_rollout_has_contract_shapes_finite_values_and_nonnegative_cost(rollout):
+    env, _, initial, _, traj = rollout
+    assert initial.obs.shape == (BATCH, env.observation_size)
+    assert traj["obs"].shape == (STEPS, BATCH, env.observation_size)
+    assert traj["reward"].shape == traj["cost"].shape == traj["done"].shape == (STEPS, BATCH)
+    for key in ("obs", "reward", "cost"):
+        assert np.isfinite(traj[key]).all(), key
+        assert traj[key].dtype == np.float32, key
+    assert (traj["cost"] >= 0).all()
+    assert env.action_size >= 1 and env.cost_budget >= 0
+    assert isinstance(env.cost_description, str) and env.cost_description
+
+
+def test_rollout_is_deterministic_for_a_fixed_key(rollout):
+    _, rollout_fn, _, _, traj = rollout
+    _, again = rollout_fn(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(traj["obs"], np.asarray(again["obs"]))
+    np.testing.assert_array_equal(traj["cost"], np.asarray(again["cost"]))
+    _, other = rollout_fn(jax.random.PRNGKey(1))
+    assert not np.array_equal(traj["obs"], np.asarray(other["obs"]))
+
+
+def test_auto_reset_ends_episodes_at_the_time_limit_and_starts_fresh_ones(rollout):
+    env, _, _, _, traj = rollout
+    done_steps = np.nonzero(traj["done"].all(axis=1))[0] + 1  # 1-based env step of each episode end
+    np.testing.assert_array_equal(done_steps, np.arange(EPISODE, STEPS + 1, EPISODE))
+    assert (traj["done"].sum(axis=0) == STEPS // EPISODE).all()  # no other terminations (no blow-ups)
+    ends = done_steps - 1
+    np.testing.assert_array_equal(traj["length"][ends], EPISODE)
+    assert (traj["truncation"][ends] == 1).all()
+    assert (traj["steps"][ends] == 0).all()  # the state after a done is a fresh reset
+    # the obs after the reset differs from the obs one step before it (a new episode began)
+    assert not np.allclose(traj["obs"][ends], traj["obs"][ends - 1])
+    assert (traj["steps"][ends[0] + 1] == 1).all()
