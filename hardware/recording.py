@@ -1,4 +1,5 @@
 """Episode recordings of robot runs: one `.npz` per episode plus `metadata.json`, loadable as training data.
+The writer lives here; the format and its readers are `saferl.data.recordings` (numpy only).
 
 Each file holds the transitions the policy side saw, paired by the robot's step counter (gaps from dropped
 states are skipped, never stitched): obs/next_obs [T, obs_dim], action [T, act_dim] (the action the robot
@@ -14,15 +15,19 @@ from typing import Any
 import numpy as np
 
 from hardware.protocol import ACTION_SOURCES, Message
+from saferl.data import recordings
+from saferl.data.recordings import (EPISODE_KEYS, METADATA_FILE, TRANSITION_KEYS, episode_files, load_episode,
+                                    read_metadata)
 
-TRANSITION_KEYS = ("obs", "action", "next_obs", "reward", "cost", "done")
+__all__ = ["EPISODE_KEYS", "TRANSITION_KEYS", "EpisodeRecorder", "episode_files", "load_episode", "load_recordings",
+           "read_metadata", "write_metadata"]
 
 
 class EpisodeRecorder:
     """Collects transitions from consecutive state messages of one episode."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, list] = {k: [] for k in (*TRANSITION_KEYS, "source", "seq")}
+        self._rows: dict[str, list] = {k: [] for k in EPISODE_KEYS}
         self._previous: Message | None = None
         self.gaps = 0  # states missed between two received ones
 
@@ -61,45 +66,15 @@ class EpisodeRecorder:
 
 
 def write_metadata(directory: str | pathlib.Path, metadata: dict[str, Any]) -> pathlib.Path:
-    path = pathlib.Path(directory) / "metadata.json"
+    path = pathlib.Path(directory) / METADATA_FILE
     path.write_text(json.dumps(metadata, indent=2, default=float))
     return path
 
 
-def read_metadata(directory: str | pathlib.Path) -> dict[str, Any]:
-    path = pathlib.Path(directory) / "metadata.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: not a recording directory")
-    return json.loads(path.read_text())
-
-
-def episode_files(directory: str | pathlib.Path) -> list[pathlib.Path]:
-    directory = pathlib.Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"recording directory {directory} not found")
-    files = sorted(directory.glob("episode_*.npz"))
-    if not files:
-        raise FileNotFoundError(f"no episode_*.npz files in {directory}")
-    return files
-
-
-def load_episode(path: str | pathlib.Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
-
-
 def load_recordings(directory: str | pathlib.Path, policy_only: bool = False) -> dict[str, np.ndarray]:
-    """All episodes of a recording directory as one transition batch (saferl.data layout).
+    """All episodes of a recording directory as one transition batch (`saferl.data.recordings`).
 
-    Returns obs [N, obs_dim], action [N, act_dim], next_obs [N, obs_dim], reward [N], cost [N], done [N]
-    (float32). `policy_only`: keep only transitions driven by a fresh policy action (no hold/safe).
+    `policy_only`: keep only transitions driven by a fresh policy action (policy or onboard; no hold/safe).
     """
-    episodes = [e for e in (load_episode(p) for p in episode_files(directory)) if e["reward"].size]
-    if not episodes:
-        raise FileNotFoundError(f"the recordings in {directory} hold no transitions")
-    batch = {k: np.concatenate([e[k] for e in episodes]).astype(np.float32) for k in TRANSITION_KEYS}
-    if policy_only:
-        source = np.concatenate([e["source"] for e in episodes])
-        keep = (source == ACTION_SOURCES.index("policy")) | (source == ACTION_SOURCES.index("onboard"))
-        batch = {k: v[keep] for k, v in batch.items()}
-    return batch
+    sources = [ACTION_SOURCES.index("policy"), ACTION_SOURCES.index("onboard")] if policy_only else None
+    return recordings.load_recordings(directory, keep_sources=sources)

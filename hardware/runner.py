@@ -1,7 +1,7 @@
 """Policy side of a deployment: run episodes of a (jitted) policy against a robot server and record them.
 
 The policy is compiled and warmed up before the first real step; each received state is answered with
-one action; episode cost is tracked against the budget; every transition is recorded (hardware.recording).
+one action (held for `policy.action_repeat` steps: MPC policies decide every few steps); episode cost is tracked against the budget; every transition is recorded (hardware.recording).
 """
 
 from __future__ import annotations
@@ -57,28 +57,44 @@ class EpisodeSummary:
         return self.cost_budget > 0 and self.cost > self.cost_budget
 
 
-def make_actor(policy: Any, seed: int) -> Callable[[np.ndarray, int], np.ndarray]:
-    """One jitted call per step: act(obs [obs_dim], step) -> action [act_dim] with key fold_in(key, step)."""
-    import jax
-    import jax.numpy as jnp
+class Actor:
+    """`actor(obs [obs_dim], step) -> action [act_dim]`: one jitted policy call per decision, key
+    fold_in(key, step). The action is held for `policy.action_repeat` robot steps (MPC policies plan every
+    few steps; 1 for MLP policies); a missed decision step re-plans at the next state received."""
 
-    key = jax.random.PRNGKey(seed)
+    def __init__(self, policy: Any, seed: int):
+        import jax
+        import jax.numpy as jnp
 
-    @jax.jit
-    def act(obs, step):
-        return policy.act(obs, jax.random.fold_in(key, step))
+        key = jax.random.PRNGKey(seed)
+        self.repeat = int(getattr(policy, "action_repeat", 1) or 1)
+        self._act = jax.jit(lambda obs, step: policy.act(obs, jax.random.fold_in(key, step)))
+        self._to_device = lambda obs, step: (jnp.asarray(obs, jnp.float32), jnp.asarray(step, jnp.uint32))
+        self.reset()
 
-    def actor(obs: np.ndarray, step: int) -> np.ndarray:
-        return np.asarray(act(jnp.asarray(obs, jnp.float32), jnp.asarray(step, jnp.uint32)))
+    def reset(self) -> None:
+        """Forget the held action (call at the start of each episode)."""
+        self._held: np.ndarray | None = None
+        self._held_step = 0
 
-    return actor
+    def __call__(self, obs: np.ndarray, step: int) -> np.ndarray:
+        if self._held is None or not 0 <= step - self._held_step < self.repeat:
+            self._held, self._held_step = np.asarray(self._act(*self._to_device(obs, step))), step
+        return self._held
 
 
-def warm_up(actor: Callable[[np.ndarray, int], np.ndarray], obs_dim: int, calls: int = 3) -> float:
-    """Compile and run the actor a few times on zeros; returns the seconds it took."""
+def make_actor(policy: Any, seed: int) -> Actor:
+    """The `Actor` of `policy` (jitted on first call; see `warm_up`)."""
+    return Actor(policy, seed)
+
+
+def warm_up(actor: Actor, obs_dim: int, calls: int = 3) -> float:
+    """Compile and run the actor a few times on zeros (fresh decisions each); returns the seconds it took."""
     start = time.perf_counter()
     for step in range(calls):
+        actor.reset()
         actor(np.zeros(obs_dim, np.float32), step)
+    actor.reset()
     return time.perf_counter() - start
 
 
@@ -89,10 +105,11 @@ def check_compatible(policy: Any, client: RobotClient) -> None:
                         f"does not fit robot '{client.spec.name}' (obs {obs_dim}, action {act_dim})")
 
 
-def run_episode(client: RobotClient, actor: Callable, episode_seed: int, config: RunConfig, budget: float,
+def run_episode(client: RobotClient, actor: Actor, episode_seed: int, config: RunConfig, budget: float,
                 progress: Callable[[dict], None] | None = None) -> tuple[EpisodeSummary, EpisodeRecorder]:
     """Reset, start, answer every state with an action until done / max_steps / fault; stop."""
     client.reset(seed=episode_seed)
+    actor.reset()
     episode = client.status()["episode"]
     recorder = EpisodeRecorder()
     recorder.observe(client.wait_for_state(episode=episode, step=0))

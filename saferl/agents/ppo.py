@@ -24,6 +24,7 @@ from brax.training.agents.ppo import networks as ppo_networks
 
 from saferl.agents import registry
 from saferl.agents.modelfree import common
+from saferl.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +189,9 @@ def train(ctx: Any) -> dict[str, float]:
     from saferl.training.loop import run_chunks
 
     config: PPOConfig = ctx.algo_config
+    if ctx.data_dir is not None:
+        raise UserError("ppo is on-policy: it learns only from rollouts of its current policy, so recorded "
+                        "transitions (--data) cannot be used; use sac or pets with --data")
     init, train_chunk = make_train(config, ctx.env)
     state = init(jax.random.PRNGKey(ctx.seed))
     restored = ctx.resume(state)

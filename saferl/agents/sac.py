@@ -3,8 +3,9 @@
 `make_train(config, env)` returns pure jitted `init(key) -> SACState` and `train_chunk(state) -> (state,
 metrics)`. One iteration steps `num_envs` envs once, inserts the transitions into brax's uniform replay
 buffer (part of the state, so a resume continues with the same data) and, once `min_replay_size`
-transitions are stored, does `grad_updates_per_step` updates of temperature, twin critics and actor
-(brax's SAC losses), then a Polyak update of the target critics. Before that, actions are uniform in [-1, 1].
+transitions are stored (recorded ones given with `--data` count: `prefill`), does `grad_updates_per_step`
+updates of temperature, twin critics and actor (brax's SAC losses), then a Polyak update of the target
+critics. Before that, actions are uniform in [-1, 1].
 """
 
 from __future__ import annotations
@@ -96,6 +97,29 @@ def _dummy_transition(observation_size: int, action_size: int) -> Transition:
                       extras={"state_extras": {"truncation": jnp.zeros(())}, "policy_extras": {}})
 
 
+def _replay_buffer(config: SACConfig, observation_size: int, action_size: int) -> replay_buffers.ReplayBuffer:
+    """brax's uniform FIFO replay of `config.max_replay_size` transitions (sampled in one batch per iteration)."""
+    return replay_buffers.UniformSamplingQueue(
+        max_replay_size=config.max_replay_size, dummy_data_sample=_dummy_transition(observation_size, action_size),
+        sample_batch_size=config.batch_size * config.grad_updates_per_step)
+
+
+def prefill(config: SACConfig, env: Any, state: SACState, batch: dict[str, Any]) -> SACState:
+    """`state` with recorded transitions (arrays [N, ...]: obs, action, next_obs, reward, done) in its replay
+    buffer (the last `max_replay_size` if N is larger) and its observation normaliser updated with them.
+
+    A recorded `done` cannot be told apart from a time limit, so those transitions are treated as brax treats
+    time limits: discount 0 and masked out of the critic loss (`truncation` 1).
+    """
+    kept = {k: jnp.asarray(v[-config.max_replay_size:], jnp.float32) for k, v in batch.items()}
+    transitions = Transition(
+        observation=kept["obs"], action=kept["action"], reward=kept["reward"], discount=1.0 - kept["done"],
+        next_observation=kept["next_obs"], extras={"state_extras": {"truncation": kept["done"]}, "policy_extras": {}})
+    buffer = _replay_buffer(config, env.observation_size, env.action_size)
+    return common.strong_types(state.replace(buffer=buffer.insert_internal(state.buffer, transitions),
+                                             normalizer=running_statistics.update(state.normalizer, kept["obs"])))
+
+
 def _make_update(config: SACConfig, networks: Any, action_size: int, optimizer: optax.GradientTransformation):
     """One SAC gradient step on a batch: temperature, critics, actor, Polyak target update."""
     alpha_loss, critic_loss, actor_loss = sac_losses.make_losses(networks, config.reward_scaling,
@@ -136,9 +160,7 @@ def make_train(config: SACConfig, env: Any) -> tuple[Callable[[jax.Array], SACSt
     obs_size, action_size = env.observation_size, env.action_size
     networks = make_networks(config, obs_size, action_size)
     optimizer = optax.adam(config.learning_rate)
-    buffer = replay_buffers.UniformSamplingQueue(
-        max_replay_size=config.max_replay_size, dummy_data_sample=_dummy_transition(obs_size, action_size),
-        sample_batch_size=config.batch_size * config.grad_updates_per_step)
+    buffer = _replay_buffer(config, obs_size, action_size)
     update = _make_update(config, networks, action_size, optimizer)
     distribution = networks.parametric_action_distribution
 
@@ -156,7 +178,7 @@ def make_train(config: SACConfig, env: Any) -> tuple[Callable[[jax.Array], SACSt
             key=key_next, env_steps=jnp.zeros((), jnp.int32)))
 
     def act(state: SACState, key: jax.Array) -> tuple[Any, Transition]:
-        warmup = state.env_steps < config.min_replay_size
+        warmup = buffer.size(state.buffer) < config.min_replay_size
 
         def behaviour(obs: jax.Array, k: jax.Array) -> tuple[jax.Array, dict]:
             k_policy, k_random = jax.random.split(k)
@@ -186,7 +208,8 @@ def make_train(config: SACConfig, env: Any) -> tuple[Callable[[jax.Array], SACSt
         state = state.replace(env_state=env_state, key=key_next, env_steps=state.env_steps + config.num_envs,
                               normalizer=running_statistics.update(state.normalizer, transition.observation),
                               buffer=buffer.insert_internal(state.buffer, transition))
-        state, losses = jax.lax.cond(state.env_steps >= config.min_replay_size, learn, skip, state, key_learn)
+        state, losses = jax.lax.cond(buffer.size(state.buffer) >= config.min_replay_size, learn, skip, state,
+                                     key_learn)
         return state, {**sums, **losses}
 
     @jax.jit
@@ -208,7 +231,9 @@ def train(ctx: Any) -> dict[str, float]:
     state = init(jax.random.PRNGKey(ctx.seed))
     restored = ctx.resume(state)
     if restored is not None:
-        state = restored[0]
+        state = restored[0]  # recorded data, if any, is already in the restored replay buffer
+    elif ctx.data_dir is not None:
+        state = prefill(config, ctx.env, state, ctx.recorded_transitions())
     watched = lambda s: {"policy_params": s.policy_params, "q_params": s.q_params, "log_alpha": s.log_alpha}  # noqa: E731
     state, env_steps, row = run_chunks(
         ctx, state, train_chunk, steps_per_chunk=config.env_steps_per_chunk, start_steps=int(state.env_steps),

@@ -122,13 +122,17 @@ def export_command(
     out: pathlib.Path = typer.Option(..., "--out", help="output file"),
     format_: str = typer.Option("onnx", "--format", help="export format (onnx)"),
 ) -> None:
-    """Export a run's policy (MLP policies: ppo, sac) for deployment."""
+    """Export a run's policy (MLP policies: ppo, sac; not MPC planners such as pets) for on-board deployment."""
     if format_ != "onnx":
         raise UserError(f"--format {format_!r} is not supported; supported: onnx")
     from saferl.export.onnx import export_policy_onnx
     from saferl.policies import load_policy
 
-    _echo(f"written: {export_policy_onnx(load_policy(run_dir), out)}")
+    policy = load_policy(run_dir)
+    if policy.apply is None:  # only MPC planners lack a fixed network map (see saferl.policies.Policy)
+        raise UserError(f"{policy.algo} policies are MPC planners and cannot be exported to ONNX; deploy them with "
+                        f"`saferl-deploy run {run_dir}` (the planner runs on the policy machine)")
+    _echo(f"written: {export_policy_onnx(policy, out)}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,10 @@
 """`Policy`: what a trained run gives to evaluation, rendering, ONNX export and `hardware/`.
 
 `act(obs, key) -> action` is the deployment policy (pure, jitted, params closed over; deterministic for
-PPO/SAC, a planner for model-based agents); `apply(params, obs)` is the same deterministic map as an
-explicit function of `params` (MLP policies only: what ONNX export traces).
+PPO/SAC, an MPC planner for model-based agents); `apply(params, obs)` is the same deterministic map as an
+explicit function of `params` (MLP policies only: what ONNX export traces; None for planners).
+Whoever executes a policy (evaluation, rendering, `hardware.runner`) holds each action for
+`action_repeat` env steps — 1 for PPO/SAC, the planning interval for MPC policies.
 """
 
 from __future__ import annotations
@@ -26,3 +28,8 @@ class Policy:
     algo: str  # algorithm name
     sample: Callable[[jax.Array, jax.Array], jax.Array] | None = None  # stochastic (obs, key) -> action, if any
     run_dir: Any = None  # pathlib.Path of the run it came from
+    action_repeat: int = 1  # env steps each action is held for (≥ 1)
+
+    def __post_init__(self) -> None:
+        if self.action_repeat < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {self.action_repeat}")

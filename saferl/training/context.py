@@ -2,7 +2,8 @@
 
 An algorithm reads the env and configs from it, logs with `ctx.logger.log(env_steps, metrics)`, saves
 with `ctx.checkpoints.save(env_steps, state, extra)`, resumes with `ctx.resume(target)` and checks
-values with `ctx.check_finite(name, tree, env_steps)`. Step counters are always env steps.
+values with `ctx.check_finite(name, tree, env_steps)` and reads `--data` recordings with
+`ctx.recorded_transitions()`. Step counters are always env steps.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from saferl.errors import NonFiniteError
+from saferl.errors import NonFiniteError, UserError
 from saferl.training.checkpoints import Checkpoints
 from saferl.training.logger import MetricsLogger
 from saferl.training.progress import ProgressDisplay
@@ -73,6 +74,16 @@ class TrainContext:
         if self.resume_step is None:
             return None
         return self.checkpoints.restore(self.resume_step, target)
+
+    def recorded_transitions(self, action_repeat: int = 1) -> dict[str, np.ndarray]:
+        """The `--data` recordings as float32 transition arrays [N, ...] fitting this env (`UserError` if they
+        don't or there is no --data); `action_repeat` > 1 gives transitions over that many held steps."""
+        from saferl.data.recordings import load_training_data
+
+        if self.data_dir is None:
+            raise UserError(f"{self.algo}: no recorded data given (--data DIR)")
+        return load_training_data(self.data_dir, int(self.env.observation_size), int(self.env.action_size),
+                                  f"env '{self.env_name}'", action_repeat)
 
     def check_finite(self, name: str, tree: Any, step: int) -> None:
         """See `check_finite`: raise `NonFiniteError` naming the quantity and step."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import shutil
 from typing import Any, Mapping
 
 import envs
@@ -46,30 +47,37 @@ def algo_config_from_record(record: rundir.RunRecord) -> Any:
     return from_dict(registry.get(record.algo).config_cls, record.algo_config)
 
 
-def _check_data_dir(data: pathlib.Path | str | None) -> pathlib.Path | None:
+def _check_data_dir(data: pathlib.Path | str | None, env: Any, env_name: str) -> pathlib.Path | None:
+    """The resolved `--data` directory after checking that its recordings load and fit the env's sizes."""
     if data is None:
         return None
     path = pathlib.Path(data)
     if not path.is_dir():
         raise UserError(f"--data {path}: no such directory")
+    from saferl.data.recordings import load_training_data
+
+    load_training_data(path, int(env.observation_size), int(env.action_size), f"env '{env_name}'")
     return path.resolve()
 
 
 def _new_record(algo: str, env_name: str, steps: int | None, seed: int, overrides: Mapping[str, Any],
-                env_overrides: Mapping[str, Any], out: pathlib.Path, data_dir: pathlib.Path | None
-                ) -> tuple[rundir.RunRecord, Any, Any]:
+                env_overrides: Mapping[str, Any], out: pathlib.Path, data: pathlib.Path | str | None
+                ) -> tuple[rundir.RunRecord, Any, Any, Any]:
+    """Validate everything, then create the run directory: (record, env config, algo config, env)."""
     algorithm = registry.get(algo)
     env_config = resolve_env_config(env_name, env_overrides)
     algo_config = apply_overrides(algorithm.config_cls(), overrides)
     steps = DEFAULT_STEPS if steps is None else steps
     if steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
+    env = envs.make(env_name, config=env_config)
+    data_dir = _check_data_dir(data, env, env_name)
     path = rundir.new_run_dir(pathlib.Path(out), algo, env_name)
     record = rundir.RunRecord(path=path, algo=algo, env=env_name, env_config=to_dict(env_config),
                               algo_config=to_dict(algo_config), steps=int(steps), seed=int(seed),
                               data_dir=str(data_dir) if data_dir else None, versions=rundir.package_versions())
     rundir.write_config(record)
-    return record, env_config, algo_config
+    return record, env_config, algo_config, env
 
 
 def _resumed_record(resume: pathlib.Path, algo: str | None, env_name: str | None, steps: int | None,
@@ -97,7 +105,7 @@ def train(algo: str | None, env_name: str | None, *, steps: int | None = None, s
           data: pathlib.Path | str | None = None, progress: bool = True, tensorboard: bool = True) -> RunResult:
     """Train `algo` on `env_name` for `steps` env steps in a new run dir under `out`, or resume `resume`."""
     overrides, env_overrides = dict(overrides or {}), dict(env_overrides or {})
-    resume_step = None
+    resume_step, env = None, None
     if resume is not None:
         changed = bool(overrides or env_overrides or data is not None or seed is not None)
         record, env_config, algo_config, resume_step = _resumed_record(pathlib.Path(resume), algo, env_name,
@@ -105,15 +113,15 @@ def train(algo: str | None, env_name: str | None, *, steps: int | None = None, s
     else:
         if algo is None or env_name is None:
             raise UserError("an algorithm and --env are required (or --resume RUN_DIR)")
-        record, env_config, algo_config = _new_record(algo, env_name, steps, seed or 0, overrides, env_overrides,
-                                                      pathlib.Path(out), _check_data_dir(data))
-    return _run(record, env_config, algo_config, resume_step, progress, tensorboard)
+        record, env_config, algo_config, env = _new_record(algo, env_name, steps, seed or 0, overrides,
+                                                           env_overrides, pathlib.Path(out), data)
+    return _run(record, env_config, algo_config, resume_step, progress, tensorboard, env)
 
 
 def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
-         progress: bool, tensorboard: bool) -> RunResult:
+         progress: bool, tensorboard: bool, env: Any = None) -> RunResult:
     algorithm = registry.get(record.algo)
-    env = envs.make(record.env, config=env_config)
+    env = envs.make(record.env, config=env_config) if env is None else env
     logger = MetricsLogger(record.path, tensorboard=tensorboard)
     if resume_step is not None:
         logger.truncate_after(resume_step)  # rows past the checkpoint get recomputed
@@ -125,11 +133,19 @@ def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_ste
                        algo_config=algo_config, total_steps=record.steps, seed=record.seed, run_dir=record.path,
                        logger=logger, checkpoints=checkpoints, progress=display, resume_step=resume_step,
                        data_dir=pathlib.Path(record.data_dir) if record.data_dir else None)
+    rejected = False  # the algorithm refused the job before doing anything (e.g. PPO given --data)
     try:
         metrics = algorithm.train(ctx)
+    except UserError:
+        rejected = resume_step is None and not rundir.checkpoint_steps(record.path) and not logger.rows
+        raise
     finally:
         display.close()
         logger.close()
         checkpoints.close()
-        plots = write_plots(record.path, env.cost_budget, f"{record.algo} on {record.env}")
+        if rejected:
+            shutil.rmtree(record.path)  # created by this call and still empty: a rejected command leaves nothing
+        else:
+            plots = write_plots(record.path, env.cost_budget, f"{record.algo} on {record.env}")
     return RunResult(run_dir=record.path, metrics=dict(metrics or {}), plots=plots)
+

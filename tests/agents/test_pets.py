@@ -1,31 +1,28 @@
-"""PETS agent: the CLI-level training job runs on every env, resumes bit for bit, and gives a loadable MPC policy."""
+"""PETS agent: the training job on the shared loop, bit-for-bit resume, NaN stop, and its MPC `Policy`."""
 
 import csv
 import math
 import pathlib
+import shutil
+import sys
 
 import jax
 import numpy as np
 import pytest
 
-from saferl.agents import registry
-from saferl.agents.pets import MPCPolicy, PETSConfig, preset
-from saferl.training import rundir
-from saferl.training.checkpoints import Checkpoints
-from saferl.training.run import train
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
+from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY  # noqa: E402
+from tiny_runs import copy_run, pets_run  # noqa: E402
 
-# tiny sizes: the point here is the loop, not learning (see test_pets_learning.py)
-TINY = {"model.num_members": 2, "model.num_elites": 2, "model.hidden_sizes": [32, 32], "model.epochs": 3,
-        "model.batch_size": 32, "rollout.num_particles": 2, "planner.horizon": 5, "planner.population": 32,
-        "planner.num_elites": 4, "planner.iterations": 2, "action_repeat": 2, "buffer_capacity": 500}
-EPISODE = 20  # env steps per episode (10 planned actions with action_repeat 2)
+from saferl.agents import registry  # noqa: E402
+from saferl.agents.pets import PETSConfig, make_agent, preset  # noqa: E402
+from saferl.errors import NonFiniteError  # noqa: E402
+from saferl.policies import Policy, load_policy  # noqa: E402
+from saferl.policies.modelfree import restore_run_state  # noqa: E402
+from saferl.training import rundir  # noqa: E402
+from saferl.training.run import train  # noqa: E402
 
-
-def _train(out, env="pendulum", steps=3 * EPISODE, resume=None, seed=0):
-    if resume is not None:
-        return train(None, None, steps=steps, resume=resume, progress=False, tensorboard=False)
-    return train("pets", env, steps=steps, seed=seed, overrides=TINY, env_overrides={"episode_length": EPISODE},
-                 out=out, progress=False, tensorboard=False)
+EPISODE = PETS_EPISODE
 
 
 def _rows(run_dir: pathlib.Path) -> list[dict[str, str]]:
@@ -34,22 +31,7 @@ def _rows(run_dir: pathlib.Path) -> list[dict[str, str]]:
 
 
 def _final_state(run_dir: pathlib.Path):
-    from saferl.agents.pets import PETSAgent
-    from saferl.training.run import algo_config_from_record, env_config_from_record
-    import envs
-
-    record = rundir.read_run(run_dir)
-    agent = PETSAgent(envs.make(record.env, config=env_config_from_record(record)), algo_config_from_record(record))
-    checkpoints = Checkpoints(run_dir / "checkpoints")
-    try:
-        return checkpoints.restore(rundir.checkpoint_steps(run_dir)[-1], agent.init(jax.random.PRNGKey(0)))[0]
-    finally:
-        checkpoints.close()
-
-
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory):
-    return _train(tmp_path_factory.mktemp("straight")).run_dir
+    return restore_run_state(run_dir, lambda config, env: make_agent(config, env).init)[-1]
 
 
 def test_pets_is_registered_with_its_config():
@@ -58,39 +40,64 @@ def test_pets_is_registered_with_its_config():
     assert preset("paper").planner.population == 400 and preset("paper").planner.horizon == 25
 
 
-def test_training_logs_one_row_per_episode_with_model_and_planning_metrics(straight_run):
-    rows = _rows(straight_run)
+def test_training_logs_one_row_per_episode_with_model_and_planning_metrics():
+    rows = _rows(pets_run(3).run_dir)
     assert [int(float(r["env_steps"])) for r in rows] == [20, 40, 60]
     assert [float(r["random_actions"]) for r in rows] == [1.0, 0.0, 0.0]  # 1 random episode, then MPC
+    assert [float(r["buffer_size"]) for r in rows] == [10.0, 20.0, 30.0]  # decisions (action_repeat 2)
     for row in rows:
         assert math.isfinite(float(row["episode_return"])) and math.isfinite(float(row["model_nll"]))
         assert 0.0 <= float(row["model_coverage_1sigma"]) <= 1.0
+    assert rows[0]["plan_ms_per_step"] == ""  # no planning in the random episode
     assert all(float(r["plan_ms_per_step"]) > 0 for r in rows[1:])
     assert float(rows[1]["compile_s"]) > 0
+    assert rundir.checkpoint_steps(pets_run(3).run_dir) == [20, 40, 60]
 
 
-def test_resume_continues_bit_for_bit(straight_run, tmp_path):
-    first = _train(tmp_path, steps=2 * EPISODE).run_dir
-    resumed = _train(None, steps=3 * EPISODE, resume=first).run_dir
-    assert resumed == first
-    a, b = _final_state(straight_run), _final_state(resumed)
+def test_resume_from_an_earlier_checkpoint_continues_bit_for_bit(tmp_path):
+    straight = pets_run(3).run_dir
+    interrupted = copy_run(straight, tmp_path)
+    shutil.rmtree(interrupted / "checkpoints" / "60")  # as if stopped after episode 2
+    resumed = train(None, None, steps=3 * EPISODE, resume=interrupted, progress=False, tensorboard=False).run_dir
+    a, b = _final_state(straight), _final_state(resumed)
     assert int(a.episode) == int(b.episode) == 3
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # params, optimiser, buffer, key: identical
-    assert _rows(resumed)[-1]["episode_return"] == _rows(straight_run)[-1]["episode_return"]
+    deterministic = ("env_steps", "episode_return", "episode_cost", "model_nll", "model_mse", "buffer_size")
+    assert len(_rows(resumed)) == 3  # the row past the resumed checkpoint was recomputed, not duplicated
+    for row_a, row_b in zip(_rows(straight), _rows(resumed)):
+        assert {k: row_a[k] for k in deterministic} == {k: row_b[k] for k in deterministic}
 
 
-def test_load_policy_plans_actions_in_bounds(straight_run):
-    policy = registry.get("pets").load_policy(straight_run)
-    assert isinstance(policy, MPCPolicy)
+def test_policy_is_an_mpc_policy_that_plans_in_bounds_and_holds_actions():
+    policy = load_policy(pets_run(3).run_dir)
+    assert isinstance(policy, Policy) and policy.algo == "pets"
+    assert policy.apply is None and policy.sample is None  # a planner: nothing to export
+    assert policy.action_repeat == PETS_TINY["action_repeat"]
     assert (policy.observation_size, policy.action_size, policy.env_name) == (3, 1, "pendulum")
     action = policy.act(np.array([-1.0, 0.0, 0.0], np.float32), jax.random.PRNGKey(0))
     assert action.shape == (1,) and float(np.abs(action).max()) <= 1.0
+    batch = policy.act(np.zeros((4, 3), np.float32), jax.random.PRNGKey(1))  # one plan per observation
+    assert batch.shape == (4, 1) and float(np.abs(batch).max()) <= 1.0
 
 
-@pytest.mark.parametrize("env", ["safe_cartpole", "point_goal"])
-def test_short_job_runs_on_safety_envs(env, tmp_path):
-    result = _train(tmp_path, env=env, steps=2 * EPISODE)
+def test_short_job_runs_on_a_safety_env(tmp_path):
+    result = train("pets", "safe_cartpole", steps=2 * EPISODE, overrides=PETS_TINY, env_overrides=PETS_ENV,
+                   out=tmp_path, progress=False, tensorboard=False)
     rows = _rows(result.run_dir)
     assert len(rows) == 2 and float(rows[-1]["random_actions"]) == 0.0
     assert float(rows[-1]["episode_cost"]) >= 0.0 and math.isfinite(float(rows[-1]["episode_return"]))
+
+
+def test_nonfinite_model_fit_stops_with_the_quantity_and_keeps_the_last_good_checkpoint(tmp_path):
+    # Adam with step size 1e30 blows the ensemble up at its first update: the fit reports finite=False
+    with pytest.raises(NonFiniteError) as info:
+        train("pets", "pendulum", steps=2 * EPISODE, overrides={**PETS_TINY, "model.learning_rate": 1e30},
+              env_overrides=PETS_ENV, out=tmp_path, progress=False, tensorboard=False)
+    assert info.value.quantity == "model/fit_loss" and info.value.step == EPISODE
+    (run_dir,) = tmp_path.iterdir()
+    assert rundir.checkpoint_steps(run_dir) == [0]  # the initial state: nothing non-finite was saved
+    state = _final_state(run_dir)
+    assert int(state.episode) == 0
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.model.params))
+    assert (run_dir / "plots" / "return.png").exists()

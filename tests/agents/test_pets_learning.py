@@ -8,8 +8,7 @@ import jax
 import pytest
 
 import envs
-from saferl.agents.pets import PETSAgent, PETSConfig, run_episode
-from saferl.agents.pets.train import _Runner
+from saferl.agents.pets import EpisodeRunner, PETSAgent, PETSConfig
 from saferl.models import EnsembleConfig
 from saferl.planning import ICEMConfig
 
@@ -21,10 +20,10 @@ def test_pets_beats_random_on_pendulum_within_five_episodes():
         planner=ICEMConfig(horizon=15, population=100, num_elites=10, iterations=3, population_decay=1.0),
         action_repeat=2, random_episodes=1)
     agent = PETSAgent(envs.make("pendulum"), config)
-    runner, state = _Runner(agent), agent.init(jax.random.PRNGKey(0))
+    runner, state = EpisodeRunner(agent), agent.init(jax.random.PRNGKey(0))
     returns = []
     for _ in range(5):  # 1 random episode, then 4 MPC episodes (200 env steps each)
-        state, row = run_episode(runner, state)
+        state, row = runner(state)
         returns.append(row["episode_return"])
     random_return, best_mpc = returns[0], max(returns[1:])
     # random torques keep the pole near the bottom (return ≈ 7 of a possible ≈ 190); measured PETS

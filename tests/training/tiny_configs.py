@@ -8,3 +8,10 @@ SAC_TINY = {"num_envs": 4, "batch_size": 16, "grad_updates_per_step": 1, "max_re
             "min_replay_size": 64, "iterations_per_chunk": 16, "hidden_sizes": [16], "checkpoint_every": 128}
 SAC_CHUNK = 4 * 16
 ENV_TINY = {"episode_length": 40}  # short pendulum episodes so that episodes end within a few chunks
+
+# PETS: the point of these is the loop, not learning (see tests/agents/test_pets_learning.py)
+PETS_TINY = {"model.num_members": 2, "model.num_elites": 2, "model.hidden_sizes": [32, 32], "model.epochs": 3,
+             "model.batch_size": 32, "rollout.num_particles": 2, "planner.horizon": 5, "planner.population": 32,
+             "planner.num_elites": 4, "planner.iterations": 2, "action_repeat": 2, "buffer_capacity": 500}
+PETS_EPISODE = 20  # env steps per PETS episode (10 planned actions with action_repeat 2)
+PETS_ENV = {"episode_length": PETS_EPISODE}

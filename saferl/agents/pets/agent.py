@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -16,6 +17,7 @@ import jax.numpy as jp
 from flax import struct
 
 from envs.wrappers import ActionRepeatWrapper
+from saferl.agents.modelfree.common import cache_by_env_config
 from saferl.agents.pets.config import PETSConfig
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import ReplayBuffer, Transition
@@ -67,6 +69,16 @@ class PETSAgent:
         self.collect_random = jax.jit(self._collect_random)
         self.collect_mpc = jax.jit(self._collect_mpc)
         self.add = jax.jit(buffer_lib.add)
+        self._compiled_mpc: Any = None  # AOT-compiled `collect_mpc` (the model's shapes are fixed per config)
+        self.mpc_compile_s = math.nan  # seconds its compilation took
+
+    def compiled_mpc(self, model: EnsembleState, key: jax.Array) -> Any:
+        """`collect_mpc`, compiled ahead of time on first use (so its compile time can be reported)."""
+        if self._compiled_mpc is None:
+            start = time.perf_counter()
+            self._compiled_mpc = self.collect_mpc.lower(model, key).compile()
+            self.mpc_compile_s = time.perf_counter() - start
+        return self._compiled_mpc
 
     def init(self, key: jax.Array) -> PETSState:
         """Fresh state: untrained ensemble, empty buffer."""
@@ -119,3 +131,10 @@ class PETSAgent:
         """Refit the ensemble on every valid row of the buffer (fixed shapes: one compile for the run)."""
         data, mask = buffer_lib.all_valid(buffer)
         return ensemble.fit(key, model, data, self.config.model, mask)
+
+
+@cache_by_env_config
+def make_agent(config: PETSConfig, env: Any) -> PETSAgent:
+    """A `PETSAgent`, memoised on (config, env class, env config): a resumed run, a policy loader or a test
+    reuses the agent whose episode functions are already traced and compiled (tracing MJX costs seconds)."""
+    return PETSAgent(env, config)

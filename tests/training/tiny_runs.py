@@ -1,0 +1,40 @@
+"""Tiny training runs shared by every test module of one pytest process: each is trained once (the first
+module that asks) under a temporary directory. Tests that change a run dir work on a copy (`copy_run`)."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import pathlib
+import shutil
+import tempfile
+
+from tiny_configs import ENV_TINY, PETS_ENV, PETS_EPISODE, PETS_TINY, PPO_CHUNK, PPO_TINY
+
+from saferl.training.run import RunResult, train
+
+_ROOT = pathlib.Path(tempfile.mkdtemp(prefix="saferl-tiny-runs-"))
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
+
+
+def _out(name: str) -> pathlib.Path:
+    return _ROOT / name
+
+
+@functools.cache
+def ppo_run(chunks: int = 4, seed: int = 3) -> RunResult:
+    """A PPO run of `chunks` chunks of PPO_TINY on pendulum with ENV_TINY."""
+    return train("ppo", "pendulum", steps=chunks * PPO_CHUNK, overrides=PPO_TINY, env_overrides=ENV_TINY,
+                 out=_out(f"ppo-{chunks}-{seed}"), seed=seed, progress=False)
+
+
+@functools.cache
+def pets_run(episodes: int = 3) -> RunResult:
+    """A PETS run of `episodes` episodes (1 random, then MPC) of PETS_TINY on pendulum with PETS_ENV."""
+    return train("pets", "pendulum", steps=episodes * PETS_EPISODE, overrides=PETS_TINY, env_overrides=PETS_ENV,
+                 out=_out(f"pets-{episodes}"), progress=False, tensorboard=False)
+
+
+def copy_run(run_dir: pathlib.Path, destination: pathlib.Path) -> pathlib.Path:
+    """A copy of a shared run dir that a test may change."""
+    return pathlib.Path(shutil.copytree(run_dir, destination / run_dir.name))
