@@ -1,6 +1,7 @@
 """Pendulum swing-up (no constraint): a motor-driven pole starts hanging down and must be held upright.
 
-Observation [cos θ, sin θ, θ̇ (rad/s)], θ = 0 upright. Semi-implicit Euler, 5 × 10 ms substeps per step. Reward = cos-based uprightness minus a small action
+Observation [cos θ, sin θ, θ̇ (rad/s)], θ = 0 upright. Semi-implicit Euler, 5 × 10 ms substeps per step,
+no contacts (the floor is only drawn). Reward = cos-based uprightness minus a small action
 cost, in [-0.1, 1] per step. Cost is always 0 (the env exists for fast tests).
 """
 
@@ -18,7 +19,9 @@ from envs.base import EnvConfig, MjxEnv
 
 _XML = """
 <mujoco model="pendulum">
-  <option timestep="0.01"/>
+  <option timestep="0.01">
+    <flag contact="disable"/>
+  </option>
   <worldbody>
     <light pos="0 0 3" dir="0 0 -1"/>
     <geom name="floor" type="plane" size="2 2 0.1" pos="0 0 -1.2" rgba=".8 .8 .8 1"/>
