@@ -140,7 +140,7 @@ def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_ste
         rejected = resume_step is None and not rundir.checkpoint_steps(record.path) and not logger.rows
         raise
     finally:
-        display.close()
+        display.close(discard=rejected)
         logger.close()
         checkpoints.close()
         if rejected:

@@ -1,14 +1,18 @@
-"""The `saferl` CLI: every command end to end on a tiny run, and one-line errors for bad input."""
+"""The `saferl` CLI: every command end to end on tiny runs (PPO: train, export; PETS: eval, render, export
+refused), `--data`, and one-line errors for bad input. The PPO eval/render paths are the same code with
+`action_repeat` 1 (tests/policies/test_evaluate.py)."""
 
 import json
 import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
-from tiny_configs import ENV_TINY, PPO_CHUNK, PPO_TINY  # noqa: E402
+from tiny_configs import ENV_TINY, PETS_EPISODE, PETS_TINY, PPO_CHUNK, PPO_TINY  # noqa: E402
+from tiny_runs import copy_run, pets_run  # noqa: E402
 
 from saferl.cli.main import main  # noqa: E402
 
@@ -55,16 +59,25 @@ def test_envs_lists_every_env_with_sizes_and_budget(capsys):
     assert "budget" in out
 
 
-def test_eval_writes_mean_return_and_cost(run_dir, capsys):
-    code, out, _ = run_cli(capsys, "eval", run_dir, "--episodes", 3)
-    assert code == 0 and "return" in out
-    result = json.loads((run_dir / "eval.json").read_text())
-    assert result["episodes"] == 3 and len(result["returns"]) == 3
+@pytest.fixture(scope="module")
+def pets_dir(tmp_path_factory):
+    """A copy of the shared tiny PETS run (eval writes into it)."""
+    return copy_run(pets_run(3).run_dir, tmp_path_factory.mktemp("cli_pets"))
+
+
+def test_eval_of_an_mpc_policy_writes_mean_return_and_cost(pets_dir, capsys):
+    code, out, err = run_cli(capsys, "eval", pets_dir, "--episodes", 2)
+    assert code == 0, err
+    assert out.startswith("pets on pendulum, 2 episodes: return")
+    result = json.loads((pets_dir / "eval.json").read_text())
+    assert result["episodes"] == 2 and len(result["returns"]) == 2 and result["action_repeat"] == 2
     assert result["mean_cost"] == 0.0  # pendulum has no constraint
+    # a 20-step pendulum episode earns at most 20 (reward ≤ 1 per step) and at least -20 · 1.1 (cos and costs)
+    assert all(-25.0 < r <= 20.0 for r in result["returns"])
 
 
-def test_render_writes_a_video(run_dir, tmp_path, capsys):
-    code, out, err = run_cli(capsys, "render", run_dir, "--out", tmp_path / "ep.mp4", "--steps", 10)
+def test_render_of_an_mpc_policy_writes_a_video(pets_dir, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "render", pets_dir, "--out", tmp_path / "ep.mp4", "--steps", 6)
     assert code == 0, err
     written = pathlib.Path(out.split("written:")[1].strip())
     assert written.exists() and written.stat().st_size > 0
@@ -74,6 +87,54 @@ def test_export_writes_onnx(run_dir, tmp_path, capsys):
     code, out, err = run_cli(capsys, "export", run_dir, "--format", "onnx", "--out", tmp_path / "p.onnx")
     assert code == 0, err
     assert (tmp_path / "p.onnx").stat().st_size > 0
+
+
+def test_export_of_an_mpc_policy_is_refused_in_one_line(pets_dir, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "export", pets_dir, "--out", tmp_path / "p.onnx")
+    lines = [line for line in err.splitlines() if line.strip() and "warp" not in line]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("error: pets policies are MPC planners and cannot be exported to ONNX;")
+    assert not (tmp_path / "p.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def pendulum_recording(tmp_path_factory):
+    """A recording directory of 2 pendulum episodes (obs 3, action 1), as `saferl-deploy run` writes it."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "data"))
+    from recording_files import write_episode
+
+    directory = tmp_path_factory.mktemp("recording")
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        obs = rng.normal(size=(31, 3)).astype(np.float32)
+        write_episode(directory, index, obs, np.repeat(rng.uniform(-1, 1, (15, 1)), 2, axis=0))
+    return directory
+
+
+def test_pets_trains_on_recorded_data(pendulum_recording, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "train", "pets", "--env", "pendulum", "--steps", PETS_EPISODE, "--out", tmp_path,
+                             "--data", pendulum_recording, "--quiet", *_sets(PETS_TINY, "--set"),
+                             "--set-env", f"episode_length={PETS_EPISODE}")
+    assert code == 0, err
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["data_dir"] == str(pendulum_recording.resolve())
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    header, first = rows[0].split(","), rows[1].split(",")
+    # 2 episodes × 30 steps with actions held in pairs: 2 × 29 two-step windows, 2 × 15 of them under one
+    # action; plus the 10 decisions of the random episode, all in the buffer before the first fit
+    assert float(first[header.index("buffer_size")]) == 2 * 15 + 10
+
+
+@pytest.mark.parametrize("algo, env, message", [
+    ("ppo", "pendulum", "ppo is on-policy"),
+    ("pets", "safe_cartpole", "recorded obs size 3 and action size 1 do not match env 'safe_cartpole' (obs 5"),
+])
+def test_unusable_recorded_data_is_one_error_line_and_creates_nothing(algo, env, message, pendulum_recording,
+                                                                      tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", algo, "--env", env, "--data", pendulum_recording, "--out", tmp_path)
+    lines = [line for line in err.splitlines() if line.strip() and "warp" not in line]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("args, message", [
@@ -86,6 +147,7 @@ def test_export_writes_onnx(run_dir, tmp_path, capsys):
     (["train", "ppo", "--env", "pendulum", "--set", "noequals"], "key=value"),
     (["train", "ppo", "--env", "pendulum", "--steps", "many"], "--steps"),
     (["train", "ppo", "--env", "pendulum", "--data", "/nonexistent/dir"], "no such directory"),
+    (["train", "pets", "--env", "pendulum", "--data", "/"], "no episode_*.npz files in /"),
     (["eval", "/nonexistent/run"], "does not exist"),
     (["render", "/nonexistent/run", "--out", "x.mp4"], "does not exist"),
     (["export", "/nonexistent/run", "--out", "x.onnx"], "does not exist"),
