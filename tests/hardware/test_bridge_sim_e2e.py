@@ -1,7 +1,10 @@
 """End to end on loopback: `saferl-deploy sim pendulum` in its own process, the policy side driven in-process
-through the CLI's `drive`; recordings replayed on the native simulator; on-board ONNX mode."""
+through the CLI's `drive`; recordings replayed on the native simulator; on-board ONNX mode; a PETS run
+deployed and its recording trained on."""
 
 import json
+import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -107,3 +110,50 @@ def test_onboard_onnx_policy_drives_the_robot_under_the_same_checks(sim_server, 
                 checked += 1
             previous = state
         client.stop()
+
+
+# --- a PETS run through the bridge: `saferl-deploy run` drives the robot with the MPC planner (actions held
+# for the planner's action_repeat), and its recording feeds a new PETS run (`saferl train --data`) -----------
+
+PETS_STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def pets_deployment(sim_server, tmp_path_factory):
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
+    from tiny_runs import pets_run
+
+    run_dir = pets_run(3).run_dir
+    record_dir = tmp_path_factory.mktemp("pets_rec")
+    code = cli.main(["run", str(run_dir), "--robot", sim_server, "--max-steps", str(PETS_STEPS), "--seed", "3",
+                     "--record", str(record_dir), "--quiet"])
+    return code, run_dir, record_dir
+
+
+def test_deploy_runs_a_pets_policy_on_the_robot_holding_each_planned_action(pets_deployment):
+    code, _, record_dir = pets_deployment
+    assert code == 0
+    (summary,) = read_metadata(record_dir)["episodes"]
+    assert summary["steps"] == PETS_STEPS and summary["fault"] == ""
+    episode = load_episode(episode_files(record_dir)[0])
+    assert np.abs(episode["action"]).max() <= 1.0
+    chained = np.diff(episode["seq"]) == 1
+    changes = int((np.abs(np.diff(episode["action"][:, 0])) > 0)[chained].sum())
+    # one plan per 2 robot steps: at most one change per decision (+1 per missed state, which re-plans);
+    # a per-step policy would change its action at nearly every one of the ~29 steps
+    assert changes <= PETS_STEPS // 2 + summary["gaps"] + 1, changes
+
+
+def test_a_bridge_recording_feeds_pets_training_before_its_first_fit(pets_deployment, tmp_path):
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
+    from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY
+
+    from saferl.data.recordings import load_recordings
+    from saferl.training.run import train
+
+    _, _, record_dir = pets_deployment
+    windows = load_recordings(record_dir, action_repeat=PETS_TINY["action_repeat"])["reward"].size
+    assert windows >= PETS_STEPS // 4  # held actions give 2-step transitions even with some missed states
+    result = train("pets", "pendulum", steps=PETS_EPISODE, overrides=PETS_TINY, env_overrides=PETS_ENV,
+                   out=tmp_path, data=record_dir, progress=False, tensorboard=False)
+    assert result.metrics["buffer_size"] == windows + PETS_EPISODE // PETS_TINY["action_repeat"]
