@@ -2,7 +2,7 @@
 
 The default loader is `saferl.policies.load_policy`; `register_loader("myalgo", fn)` adds others. A policy
 has `act(obs [obs_dim], key) -> action [act_dim]`, `observation_size`, `action_size`, `env_name`,
-`cost_budget` and `algo`. Only checkpoints/policies are imported from saferl, never training code.
+`cost_budget`, `algo` and optionally `action_repeat` (robot steps to hold each action; MPC policies). Only checkpoints/policies are imported from saferl, never training code.
 """
 
 from __future__ import annotations

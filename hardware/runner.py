@@ -68,8 +68,8 @@ class Actor:
 
         key = jax.random.PRNGKey(seed)
         self.repeat = int(getattr(policy, "action_repeat", 1) or 1)
-        self._act = jax.jit(lambda obs, step: policy.act(obs, jax.random.fold_in(key, step)))
-        self._to_device = lambda obs, step: (jnp.asarray(obs, jnp.float32), jnp.asarray(step, jnp.uint32))
+        act = jax.jit(lambda obs, step: policy.act(obs, jax.random.fold_in(key, step)))
+        self._act = lambda obs, step: np.asarray(act(jnp.asarray(obs, jnp.float32), jnp.asarray(step, jnp.uint32)))
         self.reset()
 
     def reset(self) -> None:
@@ -79,7 +79,7 @@ class Actor:
 
     def __call__(self, obs: np.ndarray, step: int) -> np.ndarray:
         if self._held is None or not 0 <= step - self._held_step < self.repeat:
-            self._held, self._held_step = np.asarray(self._act(*self._to_device(obs, step))), step
+            self._held, self._held_step = self._act(obs, step), step
         return self._held
 
 

@@ -51,7 +51,8 @@ def train_command(
     out: pathlib.Path = typer.Option(pathlib.Path("runs"), "--out", help="parent directory of new runs"),
     resume: Optional[pathlib.Path] = typer.Option(None, "--resume", help="continue this run dir from its "
                                                   "last checkpoint up to --steps"),
-    data: Optional[pathlib.Path] = typer.Option(None, "--data", help="directory of recorded transitions"),
+    data: Optional[pathlib.Path] = typer.Option(None, "--data", help="recording dir (`saferl-deploy run "
+                                                "--record`) whose transitions join the replay data (pets, sac)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Train ALGO on --env for --steps env steps; writes a run directory (config, metrics, checkpoints, plots)."""

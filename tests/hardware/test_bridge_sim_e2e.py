@@ -157,3 +157,20 @@ def test_a_bridge_recording_feeds_pets_training_before_its_first_fit(pets_deploy
     result = train("pets", "pendulum", steps=PETS_EPISODE, overrides=PETS_TINY, env_overrides=PETS_ENV,
                    out=tmp_path, data=record_dir, progress=False, tensorboard=False)
     assert result.metrics["buffer_size"] == windows + PETS_EPISODE // PETS_TINY["action_repeat"]
+
+
+def test_actor_holds_each_decision_for_action_repeat_steps_and_replans_after_gaps_and_resets():
+    import jax.numpy as jnp
+
+    from hardware.runner import Actor
+
+    class ObsPolicy:  # acts with its observation, so each decision is visible
+        action_repeat = 3
+        act = staticmethod(lambda obs, key: jnp.asarray(obs[:1]))
+
+    actor = Actor(ObsPolicy(), seed=0)
+    steps = [0, 1, 2, 3, 4, 6, 7, 8, 9]  # robot step 5 was missed
+    actions = [float(actor(np.array([step], np.float32), step)[0]) for step in steps]
+    assert actions == [0, 0, 0, 3, 3, 6, 6, 6, 9]  # step 6 is 3 after the decision at 3: a fresh decision
+    actor.reset()  # a new episode starts at step 0 again
+    assert float(actor(np.array([42.0], np.float32), 0)[0]) == 42.0
