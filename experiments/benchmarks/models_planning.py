@@ -2,7 +2,10 @@
 learning curves (return vs env steps) of PETS against model-free PPO/SAC. Writes JSON + PNG.
 
     python experiments/benchmarks/models_planning.py --populations 100 300 1000 --horizons 10 25 50 \
-        --env pendulum --pets-steps 1600 --baseline-steps 50000 --out runs/benchmarks/models_planning
+        --env pendulum --pets-steps 1600 --baseline-steps 50000
+
+Results go to experiments/benchmarks/results/models_planning.{json,png} (run dirs under --runs-dir); every
+timing row records the machine's 1/5/15-min load average, since the CPUs may be shared.
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import pathlib
+import platform
 import statistics
+import sys
 import time
 
 import jax
@@ -21,6 +27,13 @@ from saferl.agents.pets import planned_action
 from saferl.agents.pets.config import PETSConfig
 from saferl.models import EnsembleConfig, ensemble, predict_per_member
 from saferl.planning import ICEMConfig, RolloutConfig, icem
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def load_average() -> list[float]:
+    """1/5/15-minute load averages (other processes may share the CPUs)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _median_seconds(fn, *args, repeats: int) -> tuple[float, float]:
@@ -63,19 +76,20 @@ def planning_latency(population: int, horizon: int, obs_size: int, action_size: 
     evaluations = candidates * config.rollout.num_particles * horizon * config.planner.iterations
     return {"population": population, "horizon": horizon, "plan_ms": 1e3 * plan_s, "forward_ms": 1e3 * bare_s,
             "overhead": plan_s / bare_s, "member_evaluations": evaluations,
-            "member_evaluations_per_s": evaluations / plan_s, "compile_s": compile_plan}
+            "member_evaluations_per_s": evaluations / plan_s, "compile_s": compile_plan, "load": load_average()}
 
 
 def learning_curve(algo: str, env: str, steps: int, overrides: dict, out: pathlib.Path, seed: int) -> dict:
     """Train `algo` through the normal run machinery; return its (env_steps, episode_return) rows."""
     from saferl.training.run import train
 
-    start = time.perf_counter()
+    load_before, start = load_average(), time.perf_counter()
     result = train(algo, env, steps=steps, seed=seed, overrides=overrides, out=out, progress=False,
                    tensorboard=False)
     with open(result.run_dir / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["episode_return"] not in ("", "nan")]
-    return {"algo": algo, "run_dir": str(result.run_dir), "wall_s": time.perf_counter() - start,
+    return {"algo": algo, "steps": steps, "run_dir": str(result.run_dir), "wall_s": time.perf_counter() - start,
+            "load_before": load_before, "load_after": load_average(),
             "env_steps": [int(float(r["env_steps"])) for r in rows],
             "episode_return": [float(r["episode_return"]) for r in rows]}
 
@@ -87,11 +101,12 @@ def plot(results: dict, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for horizon in sorted({r["horizon"] for r in results["latency"]}):
+    for index, horizon in enumerate(sorted({r["horizon"] for r in results["latency"]})):
         rows = [r for r in results["latency"] if r["horizon"] == horizon]
-        left.plot([r["population"] for r in rows], [r["plan_ms"] for r in rows], "o-", label=f"iCEM H={horizon}")
-        left.plot([r["population"] for r in rows], [r["forward_ms"] for r in rows], "x--", alpha=0.6,
-                  label=f"bare forward H={horizon}")
+        left.plot([r["population"] for r in rows], [r["plan_ms"] for r in rows], "o-", color=f"C{index}",
+                  label=f"iCEM H={horizon}")
+        left.plot([r["population"] for r in rows], [r["forward_ms"] for r in rows], "x--", color=f"C{index}",
+                  alpha=0.6, label=f"bare forward H={horizon}")
     left.set(xscale="log", yscale="log", xlabel="population", ylabel="ms per action",
              title="planning latency (5×3×200, TS∞ ×5, 3 iters)")
     left.legend(fontsize=7)
@@ -113,13 +128,21 @@ def main() -> None:
     parser.add_argument("--baselines", nargs="*", default=["ppo", "sac"])
     parser.add_argument("--baseline-steps", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/benchmarks/models_planning"))
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS, help="where the JSON and PNG go")
+    parser.add_argument("--runs-dir", type=pathlib.Path, default=pathlib.Path("runs/benchmarks/models_planning"))
+    parser.add_argument("--plot-only", action="store_true", help="re-plot the existing JSON in --out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.plot_only:
+        plot(json.loads((args.out / "models_planning.json").read_text()), args.out / "models_planning.png")
+        return
     import envs
 
     env = envs.make(args.env)
-    results = {"env": args.env, "device": str(jax.devices()[0]), "latency": [], "curves": []}
+    results = {"env": args.env, "device": str(jax.devices()[0]), "cpus": os.cpu_count(),
+               "machine": platform.platform(), "jax": jax.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "command": "python experiments/benchmarks/models_planning.py " + " ".join(sys.argv[1:]),
+               "latency": [], "curves": []}
     for population in args.populations:
         for horizon in args.horizons:
             row = planning_latency(population, horizon, env.observation_size, env.action_size, args.repeats)
@@ -129,10 +152,11 @@ def main() -> None:
 
     for algo in ["pets"] + [a for a in args.baselines if a in registry.names()]:
         steps = args.pets_steps if algo == "pets" else args.baseline_steps
-        curve = learning_curve(algo, args.env, steps, {}, args.out / "runs", args.seed)
+        curve = learning_curve(algo, args.env, steps, {}, args.runs_dir, args.seed)
         print(json.dumps({k: curve[k] for k in ("algo", "wall_s")} | {"final": curve["episode_return"][-3:]}),
               flush=True)
         results["curves"].append(curve)
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     (args.out / "models_planning.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "models_planning.png")
     print(f"wrote {args.out / 'models_planning.json'} and .png")
