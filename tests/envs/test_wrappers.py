@@ -14,6 +14,10 @@ from envs.wrappers import (ActionDelayWrapper, ActionRepeatWrapper, AutoResetWra
 
 
 _COMPILED = {}
+# one env object shared by several tests so its compiled rollout (30 steps, unbatched) is reused;
+# the tight cost bound makes the cost 1 on most steps (for the action-repeat cost sum)
+CARTPOLE = envs.make("safe_cartpole", cost_bound=0.01)
+T = 30
 
 
 def _scan(env, state, actions):
@@ -29,8 +33,8 @@ def _scan(env, state, actions):
 
 
 def test_action_delay_applies_each_action_exactly_k_steps_later():
-    env, k = envs.make("safe_cartpole"), 3
-    actions = jax.random.uniform(jax.random.PRNGKey(0), (40, 1), minval=-1, maxval=1)
+    env, k = CARTPOLE, 3
+    actions = jax.random.uniform(jax.random.PRNGKey(0), (T, 1), minval=-1, maxval=1)
     delayed = ActionDelayWrapper(env, k)
     _, (qpos_delayed, *_) = _scan(delayed, jax.jit(delayed.reset)(jax.random.PRNGKey(1)), actions)
     shifted = jp.concatenate([jp.zeros((k, 1)), actions[:-k]])
@@ -43,27 +47,31 @@ def test_action_delay_applies_each_action_exactly_k_steps_later():
 
 
 def test_action_repeat_equals_repeated_steps_with_summed_reward_and_cost():
-    env = envs.make("safe_cartpole", cost_bound=0.01)  # tight bound: cost is 1 on most steps
+    env = CARTPOLE
     repeated = ActionRepeatWrapper(env, 3)
     action = jp.array([0.7])
     state = jax.jit(env.reset)(jax.random.PRNGKey(2))
-    _, (qpos, reward, cost, *_) = _scan(env, state, jp.tile(action, (6, 1)))
-    _, (qpos_r, reward_r, cost_r, *_) = _scan(repeated, state, jp.tile(action, (2, 1)))
-    np.testing.assert_allclose(qpos_r, qpos[2::3], atol=1e-6)
-    np.testing.assert_allclose(reward_r, np.asarray(reward).reshape(2, 3).sum(1), rtol=1e-5)
-    np.testing.assert_allclose(cost_r, np.asarray(cost).reshape(2, 3).sum(1))
+    _, (qpos, reward, cost, *_) = _scan(env, state, jp.tile(action, (T, 1)))
+    _, (qpos_r, reward_r, cost_r, *_) = _scan(repeated, state, jp.tile(action, (T // 3, 1)))
+    np.testing.assert_allclose(qpos_r, qpos[2::3], atol=1e-5)
+    np.testing.assert_allclose(reward_r, np.asarray(reward).reshape(-1, 3).sum(1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cost_r, np.asarray(cost).reshape(-1, 3).sum(1))
     assert float(cost_r[-1]) == 3.0
     assert repeated.dt == pytest.approx(3 * env.dt)
 
 
 def test_observation_noise_has_the_requested_std_zero_mean_and_is_fresh_each_step():
     env, std, batch = envs.make("safe_cartpole"), 0.1, 256
-    clean, noisy = VmapWrapper(env, batch), VmapWrapper(ObservationNoiseWrapper(env, std), batch)
-    actions = jp.zeros((3, batch, 1))
-    key = jax.random.PRNGKey(0)
-    _, (*_, obs_clean, _) = _scan(clean, jax.jit(clean.reset)(key), actions)
-    _, (*_, obs_noisy, _) = _scan(noisy, jax.jit(noisy.reset)(key), actions)
-    noise = np.asarray(obs_noisy - obs_clean)  # [3, batch, 5]
+    noisy = VmapWrapper(ObservationNoiseWrapper(env, std), batch)
+
+    def step(s, a):
+        s = noisy.step(s, a)
+        clean_obs = jax.vmap(env._observe)(s.pipeline_state, s.info)  # the noise-free obs of the same state
+        return s, s.obs - clean_obs
+
+    _, noise = jax.jit(lambda s, a: jax.lax.scan(step, s, a))(jax.jit(noisy.reset)(jax.random.PRNGKey(0)),
+                                                              jp.zeros((3, batch, 1)))
+    noise = np.asarray(noise)  # [3, batch, 5]
     n = noise.size
     assert abs(noise.mean()) < 4 * std / np.sqrt(n)
     assert abs(noise.std() / std - 1) < 0.05  # sampling error of the std ≈ 1/sqrt(2n) ≈ 0.8 %
@@ -96,14 +104,15 @@ def test_domain_randomization_gives_in_range_distinct_parameters_and_different_d
 
 
 def test_dynamics_shift_changes_the_model_and_the_behaviour():
-    nominal = envs.make("safe_cartpole")
-    heavy = envs.dynamics_shift("safe_cartpole", body_mass_scale={"pole": 1.5})
+    nominal = CARTPOLE
+    heavy = envs.dynamics_shift(CARTPOLE, body_mass_scale={"pole": 1.5})
     pole = nominal.mj_model.body("pole").id
     assert heavy.mj_model.body_mass[pole] == pytest.approx(1.5 * nominal.mj_model.body_mass[pole])
     assert nominal.mj_model.body_mass[pole] == pytest.approx(0.1)  # the nominal env is untouched
+    assert heavy.config.cost_bound == 0.01  # a shifted copy of an env instance keeps its config
     state = jax.jit(nominal.reset)(jax.random.PRNGKey(0))
-    _, (qpos_nominal, *_) = _scan(nominal, state, jp.ones((40, 1)))
-    _, (qpos_heavy, *_) = _scan(heavy, state, jp.ones((40, 1)))
+    _, (qpos_nominal, *_) = _scan(nominal, state, jp.full((T, 1), 0.5))
+    _, (qpos_heavy, *_) = _scan(heavy, state, jp.full((T, 1), 0.5))
     assert np.abs(np.asarray(qpos_nominal - qpos_heavy)).max() > 1e-2
     via_config = envs.dynamics_shift("safe_cartpole", pole_mass=0.15, damping_scale=2.0)
     assert via_config.mj_model.body_mass[pole] == pytest.approx(0.15)
