@@ -11,6 +11,13 @@ import os as _os
 if not _os.environ.get("DISPLAY") and not _os.environ.get("MUJOCO_GL"):
     _os.environ["MUJOCO_GL"] = "egl"  # headless rendering; must be set before mujoco is first imported
 
+import contextlib as _contextlib
+import io as _io
+
+with _contextlib.redirect_stdout(_io.StringIO()):
+    # mujoco.mjx prints "Failed to import warp" on machines without NVIDIA Warp (harmless): keep the CLI clean.
+    from mujoco import mjx as _mjx  # noqa: F401
+
 from envs.base import EnvConfig, MjxEnv
 from envs.classic.pendulum import Pendulum
 from envs.registry import EnvError, default_config, env_class, make, make_config, names, register

@@ -66,8 +66,13 @@ class NativeTwin:
         obs, reward, cost, info = self.env.evaluate(view, action, info)
         return jax.numpy.concatenate([obs, reward[None], cost[None]]), info
 
-    def reset(self) -> np.ndarray:
-        """Start an episode from the env's own random initial state; returns obs [observation_size]."""
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Start an episode from the env's own random initial state; returns obs [observation_size].
+
+        `seed` restarts the twin's key stream: the reset then equals the first reset of `NativeTwin(env, seed)`.
+        """
+        if seed is not None:
+            self._key = jax.random.PRNGKey(seed)
         self._key, reset_key = jax.random.split(self._key)
         state = self._reset(reset_key)
         mujoco.mj_resetData(self.mj_model, self.mj_data)

@@ -49,6 +49,14 @@ class PendulumConfig(EnvConfig):
     max_torque: float = 2.0  # N·m (too weak to lift directly: the pole must be swung up)
     action_cost: float = 0.1  # weight of ‖a‖² in the reward
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("pole_length", "pole_mass", "max_torque"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.joint_damping < 0 or self.action_cost < 0:
+            raise ValueError(f"joint_damping and action_cost must be >= 0, got {self.joint_damping}, {self.action_cost}")
+
 
 class Pendulum(MjxEnv):
     cost_description = "none (cost is always 0)"

@@ -33,15 +33,6 @@ class SimConfig:
             raise ValueError(f"jitter_s must be in [0, 1], got {self.jitter_s}")
 
 
-def reseed(twin, seed: int) -> None:
-    """Make the twin's next `reset()` equal to the first reset of `NativeTwin(env, seed)`.
-
-    A new twin per seed would re-jit the env's reset/evaluate (seconds), so the twin's key is replaced."""
-    import jax
-
-    twin._key = jax.random.PRNGKey(seed)
-
-
 class SimRobot(RobotInterface):
     def __init__(self, config: SimConfig = SimConfig(), seed: int = 0):
         import envs
@@ -69,8 +60,7 @@ class SimRobot(RobotInterface):
 
     def reset(self, seed: int | None = None) -> RobotState:
         seed = self._seed if seed is None else int(seed)
-        reseed(self._twin, seed)
-        obs = np.asarray(self._twin.reset(), np.float32)
+        obs = np.asarray(self._twin.reset(seed), np.float32)
         self._queue = collections.deque([self.safe_action()] * self.config.latency_periods)
         self._steps = 0
         self._reading = RobotState(obs=obs)

@@ -35,3 +35,9 @@ def test_overrides_reach_the_env_config():
 
 def test_env_error_is_a_value_error_for_callers_catching_bad_input():
     assert issubclass(envs.EnvError, ValueError)
+
+
+@pytest.mark.parametrize("key, value", [("pole_length", -1.0), ("pole_mass", 0.0), ("joint_damping", -0.1)])
+def test_pendulum_rejects_non_physical_parameters(key, value):
+    with pytest.raises(envs.EnvError, match=key):
+        envs.make("pendulum", **{key: value})
