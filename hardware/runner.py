@@ -1,7 +1,8 @@
 """Policy side of a deployment: run episodes of a (jitted) policy against a robot server and record them.
 
 The policy is compiled and warmed up before the first real step; each received state is answered with
-one action (held for `policy.action_repeat` steps: MPC policies decide every few steps); episode cost is tracked against the budget; every transition is recorded (hardware.recording).
+one action (held for `policy.action_repeat` steps: MPC policies decide every few steps); episode cost is
+tracked against the budget; every transition is recorded (hardware.recording).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ Resume restores the full `PETSState` and continues bit for bit.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from typing import Any
 
