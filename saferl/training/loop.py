@@ -1,7 +1,7 @@
 """The outer training loop shared by chunked algorithms: jitted chunks in, logs and checkpoints out.
 
-An algorithm provides `train_chunk(state) -> (state, metrics)` (pure, jitted, a fixed number of env steps)
-and this loop does the side effects between chunks: NaN/Inf checks, logging, progress, checkpoints,
+An algorithm provides `train_chunk(state) -> (state, metrics)` (a fixed number of env steps: a jitted
+PPO/SAC chunk, or one PETS episode of collect → refit) and this loop does the side effects between chunks: NaN/Inf checks, logging, progress, checkpoints,
 saving the last good state when something goes wrong (NaN, Ctrl-C), and stopping at `ctx.total_steps`.
 """
 
