@@ -24,7 +24,6 @@ from brax.training.agents.ppo import networks as ppo_networks
 
 from saferl.agents import registry
 from saferl.agents.modelfree import common
-from saferl.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,9 +188,6 @@ def train(ctx: Any) -> dict[str, float]:
     from saferl.training.loop import run_chunks
 
     config: PPOConfig = ctx.algo_config
-    if ctx.data_dir is not None:
-        raise UserError("ppo is on-policy: it learns only from rollouts of its current policy, so recorded "
-                        "transitions (--data) cannot be used; use sac or pets with --data")
     init, train_chunk = make_train(config, ctx.env)
     state = init(jax.random.PRNGKey(ctx.seed))
     restored = ctx.resume(state)
@@ -214,4 +210,5 @@ def load_policy(run_dir: Any) -> Any:
 
 registry.register(registry.Algorithm(
     name="ppo", config_cls=PPOConfig, train=train, load_policy=load_policy,
-    description="PPO (brax networks/losses), chunked and resumable"))
+    description="PPO (brax networks/losses), chunked and resumable",
+    recorded_data_refusal="it is on-policy: it learns only from rollouts of its current policy"))

@@ -21,6 +21,11 @@ class Algorithm:
     train: Callable[[Any], Any]  # train(ctx: TrainContext) -> final metrics dict
     load_policy: Callable[[Any], Any]  # load_policy(run_dir: pathlib.Path) -> saferl.policies.Policy
     description: str = ""
+    # True if `train` can learn from recorded transitions (`--data DIR`): off-policy or model-based algorithms.
+    # An on-policy algorithm refuses `--data` before a run directory is created.
+    uses_recorded_data: bool = False
+    # Why this algorithm cannot use recorded data (shown when `--data` is given); used when the flag is False.
+    recorded_data_refusal: str = "it cannot learn from recorded transitions"
 
 
 _REGISTRY: dict[str, Algorithm] = {}

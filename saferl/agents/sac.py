@@ -251,4 +251,4 @@ def load_policy(run_dir: Any) -> Any:
 
 registry.register(registry.Algorithm(
     name="sac", config_cls=SACConfig, train=train, load_policy=load_policy,
-    description="SAC (brax networks/losses/replay buffer), chunked and resumable"))
+    description="SAC (brax networks/losses/replay buffer), chunked and resumable", uses_recorded_data=True))

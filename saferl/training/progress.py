@@ -42,10 +42,8 @@ class ProgressDisplay:
                               ret="-" if math.isnan(ret) else f"{ret:.2f}",
                               cost="-" if math.isnan(cost) else f"{cost:.2f}")
 
-    def close(self, discard: bool = False) -> None:
-        """Stop the bar; `discard`: erase it (a job rejected before it started leaves no bar behind)."""
+    def close(self) -> None:
+        """Stop the bar."""
         if self._progress is not None:
-            if discard:
-                self._progress.live.transient = True
             self._progress.stop()
             self._progress = None

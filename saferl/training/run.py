@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import shutil
 from typing import Any, Mapping
 
 import envs
@@ -70,6 +69,10 @@ def _new_record(algo: str, env_name: str, steps: int | None, seed: int, override
     steps = DEFAULT_STEPS if steps is None else steps
     if steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
+    if data is not None and not algorithm.uses_recorded_data:
+        users = [name for name in registry.names() if registry.get(name).uses_recorded_data]
+        raise UserError(f"{algo} cannot use --data: {algorithm.recorded_data_refusal}; "
+                        f"algorithms that learn from recorded transitions: {', '.join(users)}")
     env = envs.make(env_name, config=env_config)
     data_dir = _check_data_dir(data, env, env_name)
     path = rundir.new_run_dir(pathlib.Path(out), algo, env_name)
@@ -133,19 +136,12 @@ def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_ste
                        algo_config=algo_config, total_steps=record.steps, seed=record.seed, run_dir=record.path,
                        logger=logger, checkpoints=checkpoints, progress=display, resume_step=resume_step,
                        data_dir=pathlib.Path(record.data_dir) if record.data_dir else None)
-    rejected = False  # the algorithm refused the job before doing anything (e.g. PPO given --data)
     try:
         metrics = algorithm.train(ctx)
-    except UserError:
-        rejected = resume_step is None and not rundir.checkpoint_steps(record.path) and not logger.rows
-        raise
     finally:
-        display.close(discard=rejected)
+        display.close()
         logger.close()
         checkpoints.close()
-        if rejected:
-            shutil.rmtree(record.path)  # created by this call and still empty: a rejected command leaves nothing
-        else:
-            plots = write_plots(record.path, env.cost_budget, f"{record.algo} on {record.env}")
+        plots = write_plots(record.path, env.cost_budget, f"{record.algo} on {record.env}")
     return RunResult(run_dir=record.path, metrics=dict(metrics or {}), plots=plots)
 

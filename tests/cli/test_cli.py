@@ -126,7 +126,7 @@ def test_pets_trains_on_recorded_data(pendulum_recording, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("algo, env, message", [
-    ("ppo", "pendulum", "ppo is on-policy"),
+    ("ppo", "pendulum", "ppo cannot use --data: it is on-policy"),
     ("pets", "safe_cartpole", "recorded obs size 3 and action size 1 do not match env 'safe_cartpole' (obs 5"),
 ])
 def test_unusable_recorded_data_is_one_error_line_and_creates_nothing(algo, env, message, pendulum_recording,
@@ -146,7 +146,7 @@ def test_unusable_recorded_data_is_one_error_line_and_creates_nothing(algo, env,
     (["train", "ppo", "--env", "pendulum", "--set-env", "mass=1"], "unknown env key 'mass'"),
     (["train", "ppo", "--env", "pendulum", "--set", "noequals"], "key=value"),
     (["train", "ppo", "--env", "pendulum", "--steps", "many"], "--steps"),
-    (["train", "ppo", "--env", "pendulum", "--data", "/nonexistent/dir"], "no such directory"),
+    (["train", "sac", "--env", "pendulum", "--data", "/nonexistent/dir"], "no such directory"),
     (["train", "pets", "--env", "pendulum", "--data", "/"], "no episode_*.npz files in /"),
     (["eval", "/nonexistent/run"], "does not exist"),
     (["render", "/nonexistent/run", "--out", "x.mp4"], "does not exist"),

@@ -8,7 +8,8 @@ from saferl.agents.pets.train import EpisodeRunner, train
 
 registry.register(registry.Algorithm(
     name="pets", config_cls=PETSConfig, train=train, load_policy=load_policy,
-    description="PETS: probabilistic ensemble, TS∞ rollouts, iCEM MPC (model-based)"))
+    description="PETS: probabilistic ensemble, TS∞ rollouts, iCEM MPC (model-based)",
+    uses_recorded_data=True))
 
 __all__ = ["EpisodeRunner", "PETSAgent", "PETSConfig", "PETSState", "load_policy", "make_agent", "mpc_policy",
            "planned_action", "preset", "train"]
