@@ -2,7 +2,8 @@
 
 `make_train(config, env)` returns pure functions `init(key) -> PPOState` and `train_chunk(state) ->
 (state, metrics)`; one chunk is `iterations_per_chunk` PPO iterations of `env_steps_per_iteration` env
-steps, all under one `jit`. `PPOState` holds everything a resume needs (params, optimiser state,
+steps, all under one `jit`. The env batch (env states, rollouts, minibatches) is split over all devices
+(`saferl.training.sharding`, GSPMD), params and optimiser state are replicated. `PPOState` holds everything a resume needs (params, optimiser state,
 observation normaliser, env states, RNG key, counters). Networks, the tanh-normal action distribution
 (actions in [-1, 1]), GAE and the clipped loss are brax's (`brax.training.agents.ppo`).
 """
@@ -24,6 +25,7 @@ from brax.training.agents.ppo import networks as ppo_networks
 
 from saferl.agents import registry
 from saferl.agents.modelfree import common
+from saferl.training import sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +104,16 @@ def make_train(config: PPOConfig, env: Any) -> tuple[Callable[[jax.Array], PPOSt
                                                      Callable[[PPOState], tuple[PPOState, dict]]]:
     """Pure `init(key) -> PPOState` and `train_chunk(state) -> (state, metrics)`, both jitted.
 
+    Both return states with `env_state` split over the devices' "data" axis and the rest replicated; the
+    chunk accepts a state placed anywhere (e.g. restored) and moves it there first. `num_envs` must be a
+    multiple of the device count (`UserError` otherwise).
+
     metrics (scalars): `episode_return`/`episode_cost` (means over episodes ended in the chunk, 0 if none),
     `episodes`, and the last iteration's mean `total_loss`, `policy_loss`, `v_loss`, `entropy_loss`.
     """
+    mesh = sharding.data_mesh()
+    sharding.check_divisible(config.num_envs, "num_envs", mesh)
+    state_shardings = functools.partial(sharding.state_shardings, batch_fields=("env_state",), mesh=mesh)
     train_env = common.wrap_for_training(env)
     networks = make_networks(config, env.observation_size, env.action_size)
     optimizer = _optimizer(config)
@@ -134,7 +143,8 @@ def make_train(config: PPOConfig, env: Any) -> tuple[Callable[[jax.Array], PPOSt
             seg_key, unroll_key = jax.random.split(seg_key)
             env_state, data = acting.generate_unroll(train_env, env_state, policy, unroll_key,
                                                      config.unroll_length, extra_fields=common.EPISODE_FIELDS)
-            return (env_state, seg_key), data
+            # env states [envs, ...] and the unroll [T, envs, ...] stay split over the devices by env
+            return (sharding.constrain(env_state, 0, mesh), seg_key), sharding.constrain(data, 1, mesh)
 
         segments = config.batch_size * config.num_minibatches // config.num_envs
         (env_state, _), data = jax.lax.scan(segment, (state.env_state, key), None, length=segments)
@@ -146,6 +156,7 @@ def make_train(config: PPOConfig, env: Any) -> tuple[Callable[[jax.Array], PPOSt
         key, key_perm, key_loss = jax.random.split(key, 3)
         order = jax.random.permutation(key_perm, data.observation.shape[0])
         batches = jax.tree.map(lambda x: x[order].reshape((config.num_minibatches, -1) + x.shape[1:]), data)
+        batches = sharding.constrain(batches, 1, mesh)  # each minibatch's segments split over the devices
 
         def minibatch(inner, batch):
             opt_state, params, k = inner
@@ -174,13 +185,14 @@ def make_train(config: PPOConfig, env: Any) -> tuple[Callable[[jax.Array], PPOSt
         return new_state, {**sums, **losses}
 
     @jax.jit
-    def train_chunk(state: PPOState) -> tuple[PPOState, dict]:
+    def chunk(state: PPOState) -> tuple[PPOState, dict]:
         state, per_iteration = jax.lax.scan(iteration, state, None, length=config.iterations_per_chunk)
         sums = {k: per_iteration[k].sum() for k in ("episodes", "return_sum", "cost_sum")}
         losses = {k: v[-1] for k, v in per_iteration.items() if k.endswith("loss")}
-        return common.strong_types(state), {**common.episode_means(sums), **losses}
+        state = common.strong_types(state)
+        return sharding.constrain_to(state, state_shardings(state)), {**common.episode_means(sums), **losses}
 
-    return jax.jit(init), train_chunk
+    return common.data_parallel(jax.jit(init), chunk, state_shardings)
 
 
 def train(ctx: Any) -> dict[str, float]:

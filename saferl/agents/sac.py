@@ -5,12 +5,15 @@ metrics)`. One iteration steps `num_envs` envs once, inserts the transitions int
 buffer (part of the state, so a resume continues with the same data) and, once `min_replay_size`
 transitions are stored (recorded ones given with `--data` count: `prefill`), does `grad_updates_per_step`
 updates of temperature, twin critics and actor (brax's SAC losses), then a Polyak update of the target
-critics. Before that, actions are uniform in [-1, 1].
+critics. Before that, actions are uniform in [-1, 1]. The env batch and each gradient step's batch are
+split over all devices (`saferl.training.sharding`, GSPMD); params, optimiser states and the replay buffer
+are replicated.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -25,6 +28,7 @@ from brax.training.types import Transition
 
 from saferl.agents import registry
 from saferl.agents.modelfree import common
+from saferl.training import sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +159,13 @@ def make_train(config: SACConfig, env: Any) -> tuple[Callable[[jax.Array], SACSt
 
     metrics: `episode_return`/`episode_cost`/`episodes` over the chunk and the last iteration's
     `critic_loss`, `actor_loss`, `alpha_loss`, `alpha` (0 before learning starts).
+    States come back with `env_state` split over the devices and the rest replicated; the chunk moves any
+    input state (restored, `prefill`ed) there first. `num_envs` must be a multiple of the device count
+    (`UserError` otherwise).
     """
+    mesh = sharding.data_mesh()
+    sharding.check_divisible(config.num_envs, "num_envs", mesh)
+    state_shardings = functools.partial(sharding.state_shardings, batch_fields=("env_state",), mesh=mesh)
     train_env = common.wrap_for_training(env)
     obs_size, action_size = env.observation_size, env.action_size
     networks = make_networks(config, obs_size, action_size)
@@ -186,11 +196,14 @@ def make_train(config: SACConfig, env: Any) -> tuple[Callable[[jax.Array], SACSt
             random = jax.random.uniform(k_random, (obs.shape[0], action_size), minval=-1.0, maxval=1.0)
             return jnp.where(warmup, random, distribution.sample(logits, k_policy)), {}
 
-        return acting.actor_step(train_env, state.env_state, behaviour, key, extra_fields=common.EPISODE_FIELDS)
+        env_state, transition = acting.actor_step(train_env, state.env_state, behaviour, key,
+                                                  extra_fields=common.EPISODE_FIELDS)
+        return sharding.constrain(env_state, 0, mesh), sharding.constrain(transition, 0, mesh)  # [envs, ...]
 
     def learn(state: SACState, key: jax.Array) -> tuple[SACState, dict]:
         buffer_state, batch = buffer.sample(state.buffer)
         batch = jax.tree.map(lambda x: x.reshape((config.grad_updates_per_step, -1) + x.shape[1:]), batch)
+        batch = sharding.constrain(batch, 1, mesh)  # each gradient step's transitions split over the devices
         keys = jax.random.split(key, config.grad_updates_per_step)
         state, losses = jax.lax.scan(lambda s, xs: update(s, *xs), state.replace(buffer=buffer_state),
                                      (batch, keys))
@@ -213,13 +226,14 @@ def make_train(config: SACConfig, env: Any) -> tuple[Callable[[jax.Array], SACSt
         return state, {**sums, **losses}
 
     @jax.jit
-    def train_chunk(state: SACState) -> tuple[SACState, dict]:
+    def chunk(state: SACState) -> tuple[SACState, dict]:
         state, per_iteration = jax.lax.scan(iteration, state, None, length=config.iterations_per_chunk)
         sums = {k: per_iteration[k].sum() for k in ("episodes", "return_sum", "cost_sum")}
         losses = {k: per_iteration[k][-1] for k in ("critic_loss", "actor_loss", "alpha_loss", "alpha")}
-        return common.strong_types(state), {**common.episode_means(sums), **losses}
+        state = common.strong_types(state)
+        return sharding.constrain_to(state, state_shardings(state)), {**common.episode_means(sums), **losses}
 
-    return jax.jit(init), train_chunk
+    return common.data_parallel(jax.jit(init), chunk, state_shardings)
 
 
 def train(ctx: Any) -> dict[str, float]:

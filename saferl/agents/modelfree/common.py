@@ -1,4 +1,5 @@
-"""Pieces PPO and SAC share: the training-wrapped env, episode statistics of a rollout, NaN checks.
+"""Pieces PPO and SAC share: the training-wrapped env, episode statistics of a rollout, strong types, the
+memoised `make_train`, and placing states on the devices (`data_parallel`).
 
 Episode statistics come from brax's `EpisodeWrapper`, which keeps per-env sums of reward and of every
 `state.metrics` entry (our envs put the safety cost there) and flags the step an episode ends.
@@ -12,6 +13,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from brax.envs.wrappers import training as brax_training
+
+from saferl.training import sharding
 
 EPISODE_FIELDS = ("truncation", "episode_metrics", "episode_done")
 
@@ -70,3 +73,19 @@ def cache_by_env_config(make_train: Callable) -> Callable:
         return cache[key]
 
     return cached
+
+
+def data_parallel(init: Callable[[jax.Array], Any], chunk: Callable[[Any], tuple[Any, Any]],
+                  state_shardings: Callable[[Any], Any]) -> tuple[Callable, Callable]:
+    """`(init, train_chunk)` around jitted ones so that states live where `state_shardings(state)` says
+    (see `saferl.training.sharding`): `init`'s state is moved there, and `train_chunk` first moves its input
+    there (a no-op for the previous chunk's output; restored or `prefill`ed states may sit elsewhere), so
+    the jitted chunk always sees the same input shardings and compiles once."""
+    def placed_init(key: jax.Array) -> Any:
+        state = init(key)
+        return sharding.place(state, state_shardings(state))
+
+    def train_chunk(state: Any) -> tuple[Any, Any]:
+        return chunk(sharding.place(state, state_shardings(state)))
+
+    return placed_init, train_chunk
