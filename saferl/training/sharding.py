@@ -59,7 +59,7 @@ def batch_sharded(axis: int = 0, mesh: Mesh | None = None) -> NamedSharding:
 
 def _leaf_sharding(leaf: Any, axis: int, mesh: Mesh, where: str) -> NamedSharding:
     shape = np.shape(leaf)
-    if len(shape) <= axis:
+    if len(shape) <= axis or 0 in shape:  # nothing to split (MJX keeps some zero-size arrays)
         return replicated(mesh)
     check_divisible(shape[axis], f"the batch axis of {where}", mesh)
     return batch_sharded(axis, mesh)
@@ -67,7 +67,7 @@ def _leaf_sharding(leaf: Any, axis: int, mesh: Mesh, where: str) -> NamedShardin
 
 def batch_shardings(tree: Any, axis: int = 0, mesh: Mesh | None = None, where: str = "a batch") -> Any:
     """Shardings for `tree` (arrays, tracers or `ShapeDtypeStruct`s): `axis` split over "data" on leaves that
-    have it, scalars replicated. A leaf whose batch axis does not split evenly raises `UserError`."""
+    have it, scalars and zero-size leaves replicated. A leaf whose batch axis does not split evenly raises `UserError`."""
     mesh = mesh or data_mesh()
     return jax.tree.map(lambda leaf: _leaf_sharding(leaf, axis, mesh, where), tree)
 
