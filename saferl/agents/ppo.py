@@ -3,8 +3,8 @@
 `make_train(config, env)` returns pure functions `init(key) -> PPOState` and `train_chunk(state) ->
 (state, metrics)`; one chunk is `iterations_per_chunk` PPO iterations of `env_steps_per_iteration` env
 steps, all under one `jit`. The env batch (env states, rollouts, minibatches) is split over all devices
-(`saferl.training.sharding`, GSPMD), params and optimiser state are replicated. `PPOState` holds everything a resume needs (params, optimiser state,
-observation normaliser, env states, RNG key, counters). Networks, the tanh-normal action distribution
+(`saferl.training.sharding`, GSPMD); params and optimiser state are replicated. `PPOState` holds everything
+a resume needs (params, optimiser state, observation normaliser, env states, RNG key, counters). Networks, the tanh-normal action distribution
 (actions in [-1, 1]), GAE and the clipped loss are brax's (`brax.training.agents.ppo`).
 """
 

@@ -67,7 +67,8 @@ def _leaf_sharding(leaf: Any, axis: int, mesh: Mesh, where: str) -> NamedShardin
 
 def batch_shardings(tree: Any, axis: int = 0, mesh: Mesh | None = None, where: str = "a batch") -> Any:
     """Shardings for `tree` (arrays, tracers or `ShapeDtypeStruct`s): `axis` split over "data" on leaves that
-    have it, scalars and zero-size leaves replicated. A leaf whose batch axis does not split evenly raises `UserError`."""
+    have it, scalars and zero-size leaves replicated. A batch axis that does not split evenly raises
+    `UserError`."""
     mesh = mesh or data_mesh()
     return jax.tree.map(lambda leaf: _leaf_sharding(leaf, axis, mesh, where), tree)
 
