@@ -4,8 +4,9 @@
 (state, metrics)`; one chunk is `iterations_per_chunk` PPO iterations of `env_steps_per_iteration` env
 steps, all under one `jit`. The env batch (env states, rollouts, minibatches) is split over all devices
 (`saferl.training.sharding`, GSPMD); params and optimiser state are replicated. `PPOState` holds everything
-a resume needs (params, optimiser state, observation normaliser, env states, RNG key, counters). Networks, the tanh-normal action distribution
-(actions in [-1, 1]), GAE and the clipped loss are brax's (`brax.training.agents.ppo`).
+a resume needs (params, optimiser state, observation normaliser, env states, RNG key, counters). Networks,
+the tanh-normal action distribution (actions in [-1, 1]), GAE and the clipped loss are brax's
+(`brax.training.agents.ppo`).
 """
 
 from __future__ import annotations
