@@ -131,6 +131,21 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
     return table
 
 
+def aggregate(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per baseline over seeds: mean PETS best return, mean baseline final return, mean and worst ratio."""
+    rows = []
+    for label in dict.fromkeys(row["baseline"] for row in table):
+        mine = [row for row in table if row["baseline"] == label]
+        ratios = [row["ratio_pets_best_to_baseline_final"] for row in mine]
+        rows.append({"baseline": label, "seeds": [row["seed"] for row in mine],
+                     "steps_multiplier": mine[0]["steps_multiplier"],
+                     "pets_best_return_mean": sum(r["pets"]["best_return"] for r in mine) / len(mine),
+                     "baseline_final_return_mean": sum(
+                         r["baseline_summary"]["final_return_mean_last_rows"] for r in mine) / len(mine),
+                     "ratio_mean": sum(ratios) / len(ratios), "ratio_min": min(ratios)})
+    return rows
+
+
 def plot(results: dict[str, Any], path: pathlib.Path) -> None:
     import matplotlib
 
@@ -138,11 +153,13 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ret_ax, cost_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    colours = {}
+    colours: dict[str, str] = {}
     for entry in results["runs"]:
+        first = entry["label"] not in colours
         colour = colours.setdefault(entry["label"], f"C{len(colours)}")
         curve = entry["curve"]
-        name = f"{entry['label']} (seed {entry['seed']})"
+        seeds = sorted(e["seed"] for e in results["runs"] if e["label"] == entry["label"])
+        name = f"{entry['label']} (seeds {', '.join(map(str, seeds))})" if first else None
         ret_ax.plot(curve["env_steps"], curve["episode_return"], ".-", color=colour, alpha=0.8, label=name)
         cost_ax.plot(curve["env_steps"], curve["episode_cost"], ".-", color=colour, alpha=0.8, label=name)
     ret_ax.set(xscale="log", xlabel="env steps", ylabel="episode return", ylim=(0, 1000),
@@ -177,9 +194,10 @@ def main() -> None:
     else:
         results = run_all(args, json.loads(json_path.read_text()) if args.append and json_path.exists() else None)
     results["summary"] = summarise(results)
+    results["aggregate"] = aggregate(results["summary"])
     save(results, args.out)
     plot(results, png_path)
-    print(json.dumps(results["summary"], indent=1))
+    print(json.dumps(results["aggregate"], indent=1))
     print(f"wrote {json_path} and {png_path}")
 
 
