@@ -147,12 +147,13 @@ def aggregate(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot(results: dict[str, Any], path: pathlib.Path) -> None:
+    """Return and cost vs env steps (log x), one colour per run label, one line per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ret_ax, cost_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ret_ax, cost_ax) = plt.subplots(1, 2, figsize=(11, 4.6))
     colours: dict[str, str] = {}
     for entry in results["runs"]:
         first = entry["label"] not in colours
@@ -160,15 +161,17 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
         curve = entry["curve"]
         seeds = sorted(e["seed"] for e in results["runs"] if e["label"] == entry["label"])
         name = f"{entry['label']} (seeds {', '.join(map(str, seeds))})" if first else None
-        ret_ax.plot(curve["env_steps"], curve["episode_return"], ".-", color=colour, alpha=0.8, label=name)
-        cost_ax.plot(curve["env_steps"], curve["episode_cost"], ".-", color=colour, alpha=0.8, label=name)
+        points = [i for i, step in enumerate(curve["env_steps"]) if step > 0]  # log x: drop the step-0 eval
+        steps = [curve["env_steps"][i] for i in points]
+        ret_ax.plot(steps, [curve["episode_return"][i] for i in points], ".-", color=colour, alpha=0.8, label=name)
+        cost_ax.plot(steps, [curve["episode_cost"][i] for i in points], ".-", color=colour, alpha=0.8)
     ret_ax.set(xscale="log", xlabel="env steps", ylabel="episode return", ylim=(0, 1000),
                title=f"{results['env']}: PETS vs model-free (return)")
     cost_ax.axhline(results.get("cost_budget", math.nan), color="k", ls=":", label="cost budget")
     cost_ax.set(xscale="log", xlabel="env steps", ylabel="episode cost", title="episode cost (ignored by all)")
-    ret_ax.legend(fontsize=7)
-    cost_ax.legend(fontsize=7)
-    fig.tight_layout()
+    cost_ax.legend(fontsize=7, loc="lower left")
+    fig.legend(*ret_ax.get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=120)
 
 
