@@ -1,8 +1,8 @@
 """Benchmark (issue #3): PETS on safe_cartpole (cost ignored) vs model-free baselines given many more env steps.
 
 PETS runs for `--pets-episodes` episodes; each baseline runs for `multiplier` × the env steps PETS used. All runs
-go through `saferl.training.run.train` (as `saferl train`), except `brax-ppo`, brax's own PPO trainer. Writes JSON (rows, wall
-times, machine load) and a PNG of episode return vs env steps (log x) into `--out`.
+go through `saferl.training.run.train` (as `saferl train`) except `brax-ppo`, brax's own PPO trainer. Writes JSON
+(every logged row, wall times, machine load) and a PNG of episode return vs env steps (log x) into `--out`.
 
     python experiments/benchmarks/pets_vs_modelfree.py --seeds 0 1 2 --pets-episodes 10 \
         --baseline ppo ppo 100 --baseline sac_4envs sac 10 num_envs=4 --baseline brax_ppo brax-ppo 100
