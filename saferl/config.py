@@ -23,7 +23,7 @@ def field_names(config_cls: Any) -> list[str]:
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Convert `value` (already JSON-decoded or a raw string) to `annotation`, or raise UserError."""
+    """Convert a JSON-decoded `value` (use `parse_overrides` for CLI strings) to `annotation`, or raise UserError."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if annotation is Any:
