@@ -1,7 +1,8 @@
 """PETS configuration (Chua et al. 2018): ensemble, rollout, iCEM planner and objective, plus loop settings.
 
 The defaults are sized for a 2-core CPU (≈ 60–200 ms per planned action, measured in
-experiments/benchmarks/results/models_planning.json); `preset("paper")` gives the paper's sizes (5 × 3×200 members, population 400, 40 elites, 5 iterations, horizon 25) for GPUs.
+experiments/benchmarks/results/models_planning.json); `preset("paper")` gives the paper's sizes
+(5 × 3×200 members, population 400, 40 elites, 5 iterations, horizon 25) for GPUs.
 """
 
 from __future__ import annotations
