@@ -81,12 +81,16 @@ def test_policy_is_an_mpc_policy_that_plans_in_bounds_and_holds_actions():
     assert batch.shape == (4, 1) and float(np.abs(batch).max()) <= 1.0
 
 
-def test_short_job_runs_on_a_safety_env(tmp_path):
-    result = train("pets", "safe_cartpole", steps=2 * EPISODE, overrides=PETS_TINY, env_overrides=PETS_ENV,
+@pytest.mark.parametrize("env_name, constraint", [("safe_cartpole", "none"), ("point_goal", "feasibility")])
+def test_short_job_runs_on_a_safety_env(env_name, constraint, tmp_path):
+    overrides = {**PETS_TINY, "objective.constraint": constraint}
+    result = train("pets", env_name, steps=2 * EPISODE, overrides=overrides, env_overrides=PETS_ENV,
                    out=tmp_path, progress=False, tensorboard=False)
     rows = _rows(result.run_dir)
     assert len(rows) == 2 and float(rows[-1]["random_actions"]) == 0.0
     assert float(rows[-1]["episode_cost"]) >= 0.0 and math.isfinite(float(rows[-1]["episode_return"]))
+    if constraint == "feasibility":  # the planner ranked candidates against the remaining budget
+        assert 0.0 <= float(rows[-1]["feasible_fraction"]) <= 1.0
 
 
 def test_nonfinite_model_fit_stops_with_the_quantity_and_keeps_the_last_good_checkpoint(tmp_path):
