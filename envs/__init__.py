@@ -9,7 +9,11 @@
 import os as _os
 
 if not _os.environ.get("DISPLAY") and not _os.environ.get("MUJOCO_GL"):
-    _os.environ["MUJOCO_GL"] = "egl"  # headless rendering; must be set before mujoco is first imported
+    import ctypes.util as _ctypes_util
+
+    # Headless rendering through EGL; must be set before mujoco is first imported. Without libEGL, mujoco's
+    # import itself would fail, so GL is disabled: physics works and rendering raises a clear RenderError.
+    _os.environ["MUJOCO_GL"] = "egl" if _ctypes_util.find_library("EGL") else "disable"
 
 import contextlib as _contextlib
 import io as _io

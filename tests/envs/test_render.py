@@ -1,5 +1,9 @@
 """Headless rendering writes a video (MP4, or GIF without ffmpeg); skipped only if no GL context exists."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jp
 import numpy as np
@@ -30,3 +34,23 @@ def test_trajectory_qpos_accepts_states_or_arrays_and_rejects_batches():
     assert trajectory_qpos(np.zeros((5, 3))).shape == (5, 3)
     with pytest.raises(ValueError, match=r"\[T, nq\]"):
         trajectory_qpos(np.zeros((5, 4, 3)))
+
+
+def test_rendering_without_any_gl_backend_raises_a_clear_render_error(tmp_path):
+    # MUJOCO_GL=disable is what `envs` chooses on a headless machine without libEGL
+    script = (
+        "import jax, envs\n"
+        "from envs.render import RenderError, render_rollout\n"
+        "env = envs.make('pendulum')\n"
+        "state = env.reset(jax.random.PRNGKey(0))\n"
+        "try:\n"
+        f"    render_rollout(env, [state.pipeline_state.qpos] * 2, {str(tmp_path / 'x.gif')!r})\n"
+        "except RenderError as err:\n"
+        "    print('RENDER-ERROR', err)\n"
+    )
+    env = {**os.environ, "MUJOCO_GL": "disable", "JAX_PLATFORMS": "cpu"}
+    env.pop("DISPLAY", None)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RENDER-ERROR cannot create an OpenGL context" in out.stdout and "MUJOCO_GL=disable" in out.stdout
+    assert not (tmp_path / "x.gif").exists()
