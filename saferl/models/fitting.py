@@ -103,9 +103,16 @@ class _Carry:
     steps: jax.Array
 
 
+def _informative_outputs(y_eval: jax.Array, weights: jax.Array) -> jax.Array:
+    """[out] 1 for outputs that vary in the (normalised) held-out targets, 0 for constants (normalised to 0)."""
+    return ((jnp.abs(y_eval) * weights[:, None]).sum(0) > 0).astype(jnp.float32)
+
+
 def _score(module: Any, params: Any, x_eval: jax.Array, y_eval: jax.Array, weights: jax.Array) -> jax.Array:
-    """Weighted mean held-out score of every member: [E]."""
-    scores = jax.vmap(member_fit_score, in_axes=(None, 0, None, None))(module, params, x_eval, y_eval)
+    """Weighted mean held-out score of every member over the informative outputs: [E]."""
+    informative = _informative_outputs(y_eval, weights)
+    scores = jax.vmap(member_fit_score, in_axes=(None, 0, None, None, None))(module, params, x_eval, y_eval,
+                                                                             informative)
     return (scores * weights).sum(-1) / jnp.maximum(weights.sum(), 1.0)
 
 
@@ -187,7 +194,7 @@ def _heldout_metrics(state: EnsembleState, x_eval: jax.Array, y_eval: jax.Array,
     mean, var = _normalised_moments(state, state.params, x_eval)
     mean, var = uncertainty.predictive_moments(mean[state.elite_idx], var[state.elite_idx])
     w = weights[:, None]
-    informative = ((jnp.abs(y_eval) * w).sum(0) > 0).astype(jnp.float32)  # normalised constants are 0
+    informative = _informative_outputs(y_eval, weights)
     n_out = jnp.maximum(informative.sum(), 1.0)
     count = jnp.maximum(weights.sum(), 1.0) * n_out
     scale = (calibration.fit_calibration_scale(mean, var, y_eval, weights) if config.calibrate

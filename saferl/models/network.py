@@ -69,9 +69,15 @@ def member_objective(
     return gaussian_nll(mean, logvar, y).mean() + penalty
 
 
-def member_fit_score(module: GaussianMLP, params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
-    """Per-row held-out score [N] of one member (mean over outputs): NLL, or squared error if deterministic."""
+def member_fit_score(module: GaussianMLP, params: dict, x: jax.Array, y: jax.Array,
+                     output_weights: jax.Array | None = None) -> jax.Array:
+    """Per-row held-out score [N] of one member: NLL (squared error if deterministic) averaged over outputs.
+
+    `output_weights` [out] (0/1) restricts the average, e.g. to outputs that vary in the data: a constant
+    output (a cost that is always 0) would otherwise keep "improving" as its variance shrinks.
+    """
     mean, logvar = module.apply(params, x)
-    if logvar is None:
-        return jnp.mean(jnp.square(mean - y), axis=-1)
-    return gaussian_nll(mean, logvar, y).mean(-1)
+    per_output = jnp.square(mean - y) if logvar is None else gaussian_nll(mean, logvar, y)
+    if output_weights is None:
+        return per_output.mean(-1)
+    return (per_output * output_weights).sum(-1) / jnp.maximum(output_weights.sum(), 1.0)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.test_util import check_grads
 
-from saferl.models.network import GaussianMLP, gaussian_nll, member_objective, soft_bound_logvar
+from saferl.models.network import GaussianMLP, gaussian_nll, member_fit_score, member_objective, soft_bound_logvar
 
 
 def test_nll_gradient_matches_the_analytic_gradient():
@@ -62,3 +62,19 @@ def test_deterministic_member_has_no_variance_head_and_uses_mse():
     assert logvar is None
     np.testing.assert_allclose(member_objective(module, params, x, y, 0.01), jnp.mean(jnp.square(mean - y)),
                                rtol=1e-6)
+
+
+def test_fit_score_averages_only_the_weighted_outputs():
+    module = GaussianMLP(hidden_sizes=(8,), out_size=3)
+    x = jax.random.normal(jax.random.key(0), (16, 2))
+    y = jax.random.normal(jax.random.key(1), (16, 3))
+    params = module.init(jax.random.key(2), x)
+    mean, logvar = module.apply(params, x)
+    per_output = gaussian_nll(mean, logvar, y)
+    weights = jnp.array([1.0, 1.0, 0.0])  # third output constant in the data (e.g. cost ≡ 0)
+    score = member_fit_score(module, params, x, y, weights)
+    np.testing.assert_allclose(score, per_output[:, :2].mean(-1), rtol=1e-6)
+    # the excluded output cannot move the early-stopping score, whatever its fit
+    moved = member_fit_score(module, params, x, y.at[:, 2].add(100.0), weights)
+    np.testing.assert_allclose(moved, score, rtol=1e-6)
+    np.testing.assert_allclose(member_fit_score(module, params, x, y), per_output.mean(-1), rtol=1e-6)
