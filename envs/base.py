@@ -192,8 +192,11 @@ class MjxEnv(Env, abc.ABC):
 
     @property
     def observation_size(self) -> int:
-        shape = jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs.shape
-        return int(shape[-1])
+        """Length of the observation vector; traced once (an abstract `reset`) and then remembered."""
+        if getattr(self, "_observation_size", None) is None:
+            shape = jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs.shape
+            self._observation_size = int(shape[-1])
+        return self._observation_size
 
     @property
     def action_size(self) -> int:
