@@ -1,0 +1,172 @@
+"""Constraint handlers: turn a differentiable cost estimate J_c into an actor loss term and update multipliers.
+
+Problem: min_π L_r(π) s.t. J_c(π) ≤ d_Q, with J_c on a discounted cost critic's scale (E[Σ γ^t c_t]) and the
+violation g = J_c − budget_scale·d_Q (g ≤ 0 feasible). Handlers: fixed penalty, Lagrangian with projected dual
+ascent, augmented Lagrangian (Nocedal & Wright 2006, eq. 17.65 / 17.68), CRPO (Xu et al. 2021). Pure, jittable
+with the config static (closed over or a static argument); the state is a two-scalar pytree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Literal
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+Kind = Literal["none", "lagrangian", "augmented_lagrangian", "crpo", "penalty"]
+KINDS: tuple[str, ...] = ("none", "lagrangian", "augmented_lagrangian", "crpo", "penalty")
+
+
+def _check(name: str, value: float, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"ConstraintConfig.{name} must be {allowed}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConstraintConfig:
+    """How the constraint J_c ≤ d_Q enters the actor objective (budgets/estimates in discounted cost units)."""
+
+    kind: Kind = "none"  # which handler (see module docstring)
+    multiplier_lr: float = 0.05  # Lagrangian: dual ascent step size on λ (per update), ≥ 0
+    initial_multiplier: float = 0.0  # λ at the start, in [0, max_multiplier]
+    max_multiplier: float = 1000.0  # λ is clipped to [0, max_multiplier], > 0
+    penalty: float = 1.0  # kind=penalty: fixed weight w; kind=augmented_lagrangian: initial c (> 0)
+    penalty_growth: float = 1e-5  # augmented Lagrangian: c ← min(c·(1+penalty_growth), max_penalty), ≥ 0
+    max_penalty: float = 1.0  # augmented Lagrangian: cap on c, > 0 (and ≥ penalty for that kind)
+    crpo_tolerance: float = 0.0  # CRPO: minimise cost when estimate > budget + tolerance (discounted units), ≥ 0
+    budget_scale: float = 1.0  # multiplies the budget (e.g. 0.8 to aim below d for a safety margin), > 0
+
+    def __post_init__(self) -> None:
+        _check("kind", self.kind, self.kind in KINDS, f"one of {', '.join(KINDS)}")
+        finite = {name: getattr(self, name) for name in (
+            "multiplier_lr", "initial_multiplier", "max_multiplier", "penalty", "penalty_growth",
+            "max_penalty", "crpo_tolerance", "budget_scale")}
+        for name, value in finite.items():
+            _check(name, value, isinstance(value, numbers.Real) and not isinstance(value, bool)
+                   and math.isfinite(value), "a finite number")
+        _check("multiplier_lr", self.multiplier_lr, self.multiplier_lr >= 0, "in [0, inf)")
+        _check("max_multiplier", self.max_multiplier, self.max_multiplier > 0, "in (0, inf)")
+        _check("initial_multiplier", self.initial_multiplier,
+               0 <= self.initial_multiplier <= self.max_multiplier, f"in [0, max_multiplier={self.max_multiplier}]")
+        _check("penalty", self.penalty, self.penalty > 0, "in (0, inf)")
+        _check("penalty_growth", self.penalty_growth, self.penalty_growth >= 0, "in [0, inf)")
+        _check("max_penalty", self.max_penalty, self.max_penalty > 0, "in (0, inf)")
+        if self.kind == "augmented_lagrangian":
+            _check("penalty", self.penalty, self.penalty <= self.max_penalty,
+                   f"in (0, max_penalty={self.max_penalty}] for kind='augmented_lagrangian'")
+        _check("crpo_tolerance", self.crpo_tolerance, self.crpo_tolerance >= 0, "in [0, inf)")
+        _check("budget_scale", self.budget_scale, self.budget_scale > 0, "in (0, inf)")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the constraint changes anything (kind != 'none')."""
+        return self.kind != "none"
+
+
+@flax.struct.dataclass
+class ConstraintState:
+    multiplier: jax.Array  # λ, scalar float32 ≥ 0 (Lagrangian kinds; otherwise it keeps its initial value)
+    penalty: jax.Array  # c (augmented Lagrangian) or w (penalty), scalar float32 > 0
+
+
+def init(config: ConstraintConfig) -> ConstraintState:
+    """λ = initial_multiplier, c (or w) = penalty, both float32 scalars."""
+    return ConstraintState(multiplier=jnp.asarray(config.initial_multiplier, jnp.float32),
+                           penalty=jnp.asarray(config.penalty, jnp.float32))
+
+
+def discounted_budget(episode_budget: float, episode_length: int, discount: float) -> float:
+    """Episode budget d (Σ_t c_t ≤ d over T steps) on a discounted cost critic's scale: d_Q = d / (T·(1−γ)).
+
+    A cost spread evenly over the episode, c = d/T per step, has Q_c = Σ_t γ^t·d/T ≈ d/T · 1/(1−γ) (γ^T
+    neglected), the same scale T·(1−γ_c) as SOOPER's shield. γ = 0 gives the per-step budget d/T.
+    """
+    if isinstance(episode_length, bool) or int(episode_length) != episode_length or episode_length < 1:
+        raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}")
+    if not (math.isfinite(discount) and 0.0 <= discount < 1.0):
+        raise ValueError(f"discount must be in [0, 1), got {discount!r}")
+    if not (math.isfinite(episode_budget) and episode_budget >= 0.0):
+        raise ValueError(f"episode_budget must be finite and >= 0, got {episode_budget!r}")
+    return float(episode_budget) / (int(episode_length) * (1.0 - float(discount)))
+
+
+def _violation(config: ConstraintConfig, cost_estimate: jax.Array, budget: jax.Array | float) -> jax.Array:
+    """g = cost_estimate − budget_scale·budget (scalar, discounted cost units; ≤ 0 feasible)."""
+    return cost_estimate - config.budget_scale * jnp.asarray(budget, jnp.result_type(cost_estimate))
+
+
+def augmented_lagrangian_term(violation: jax.Array, multiplier: jax.Array, penalty: jax.Array) -> jax.Array:
+    """ψ(g, λ, c) of Nocedal & Wright (17.65) for an inequality constraint g ≤ 0.
+
+    ψ = λ·g + c/2·g²   if λ + c·g > 0,   else  −λ²/(2c).
+    Continuous at λ + c·g = 0, with ∂ψ/∂g = max(0, λ + c·g) (the next multiplier estimate).
+    """
+    quadratic = multiplier * violation + 0.5 * penalty * violation**2
+    flat = -(multiplier**2) / (2.0 * penalty)
+    return jnp.where(multiplier + penalty * violation > 0, quadratic, flat)
+
+
+def actor_objective(config: ConstraintConfig, state: ConstraintState, reward_loss: jax.Array,
+                    cost_estimate: jax.Array, budget: jax.Array | float) -> tuple[jax.Array, dict]:
+    """Actor loss with the constraint folded in; λ, c, w are constants here (gradients stopped).
+
+    reward_loss: scalar the actor minimises without a constraint (e.g. SAC: mean(α·logπ − Q_r)).
+    cost_estimate: scalar, differentiable estimate of J_c on the critic's scale (e.g. mean Q_c(s, π(s))).
+    budget: d_Q in the same discounted units (multiplied by budget_scale here).
+    Loss by kind (g = cost_estimate − budget_scale·budget):
+      none: L_r · penalty: L_r + w·J_c · lagrangian: L_r + λ·J_c · augmented_lagrangian: L_r + ψ(g, λ, c)
+      crpo: J_c if J_c > budget_scale·budget + crpo_tolerance else L_r (the branch test is gradient-stopped).
+    aux (scalars, gradients stopped): constraint_violation g; constraint_active 1.0 when the constraint term
+    drives the gradient (penalty: w > 0, lagrangian: λ > 0, augmented: λ + c·g > 0, crpo: cost branch taken,
+    none: never); constraint_term = loss − reward_loss.
+    """
+    violation = _violation(config, cost_estimate, budget)
+    multiplier = jax.lax.stop_gradient(state.multiplier)
+    penalty = jax.lax.stop_gradient(state.penalty)
+    if config.kind == "none":
+        loss, active = reward_loss, jnp.zeros((), bool)
+    elif config.kind == "penalty":
+        loss, active = reward_loss + penalty * cost_estimate, penalty > 0
+    elif config.kind == "lagrangian":
+        loss, active = reward_loss + multiplier * cost_estimate, multiplier > 0
+    elif config.kind == "augmented_lagrangian":
+        loss = reward_loss + augmented_lagrangian_term(violation, multiplier, penalty)
+        active = multiplier + penalty * jax.lax.stop_gradient(violation) > 0
+    elif config.kind == "crpo":
+        threshold = config.budget_scale * jnp.asarray(budget, jnp.result_type(cost_estimate)) + config.crpo_tolerance
+        active = jax.lax.stop_gradient(cost_estimate) > threshold
+        loss = jnp.where(active, cost_estimate, reward_loss)
+    else:  # unreachable: the config validates kind
+        raise ValueError(f"ConstraintConfig.kind must be one of {', '.join(KINDS)}, got {config.kind!r}")
+    aux = {"constraint_violation": violation, "constraint_active": jnp.asarray(active, jnp.float32),
+           "constraint_term": loss - reward_loss}
+    return loss, jax.lax.stop_gradient(aux)
+
+
+def update(config: ConstraintConfig, state: ConstraintState, cost_estimate: jax.Array,
+           budget: jax.Array | float) -> tuple[ConstraintState, dict]:
+    """One multiplier/penalty step from a (gradient-stopped) cost estimate; call once per gradient update.
+
+    lagrangian: λ ← clip(λ + multiplier_lr·g, 0, max_multiplier)   (projected dual ascent)
+    augmented_lagrangian: λ ← clip(λ + c·g, 0, max_multiplier) with the current c (N&W 17.68),
+        then c ← min(c·(1 + penalty_growth), max_penalty)
+    none / penalty / crpo: state unchanged.
+    metrics (scalars): lagrange_multiplier λ and penalty c after the step, constraint_violation g.
+    """
+    violation = jax.lax.stop_gradient(_violation(config, cost_estimate, budget))
+    multiplier, penalty = state.multiplier, state.penalty
+    if config.kind == "lagrangian":
+        multiplier = multiplier + config.multiplier_lr * violation
+    elif config.kind == "augmented_lagrangian":
+        multiplier = multiplier + penalty * violation
+        penalty = jnp.minimum(penalty * (1.0 + config.penalty_growth), config.max_penalty)
+    if config.kind in ("lagrangian", "augmented_lagrangian"):
+        multiplier = jnp.clip(multiplier, 0.0, config.max_multiplier)
+    new_state = ConstraintState(multiplier=multiplier.astype(jnp.float32), penalty=penalty.astype(jnp.float32))
+    metrics = {"lagrange_multiplier": new_state.multiplier, "penalty": new_state.penalty,
+               "constraint_violation": violation}
+    return new_state, metrics
