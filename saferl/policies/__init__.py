@@ -1,24 +1,26 @@
-"""Trained policies: `load_policy(run_dir)` gives the `Policy` of any run (dispatch on its algorithm).
+"""Trained policies: `load_policy(run_dir)` gives the `Policy` of any run (dispatch on its algorithm through
+`saferl.agents.registry`); `episode` is the one loop that executes a policy (collection, eval, render, robot).
 
     from saferl.policies import load_policy
     policy = load_policy("runs/ppo-safe_cartpole-20261125-120000")
-    action = policy.act(obs, key)
+    carry = policy.init_carry()                              # at the start of each episode
+    action, carry = policy.act(carry, obs, key)              # hold it for policy.action_repeat env steps
+    carry = observe_cost(carry, state.info["cost"])          # after every env step
 """
 
 from __future__ import annotations
 
 import pathlib
 
-from saferl.policies.policy import Policy
+from saferl.policies.policy import Policy, PolicyCarry, observe_cost, stateless, stateless_carry
+from saferl.policies.run_record import read_algo
 
 
 def load_policy(run_dir: pathlib.Path | str) -> Policy:
     """The `Policy` of the run in `run_dir` (last checkpoint); `UserError` if the run dir is unusable."""
     from saferl.agents import registry
-    from saferl.training import rundir
 
-    record = rundir.read_run(run_dir)
-    return registry.get(record.algo).load_policy(pathlib.Path(run_dir))
+    return registry.get(read_algo(run_dir)).load_policy(pathlib.Path(run_dir))
 
 
-__all__ = ["Policy", "load_policy"]
+__all__ = ["Policy", "PolicyCarry", "load_policy", "observe_cost", "read_algo", "stateless", "stateless_carry"]

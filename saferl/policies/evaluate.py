@@ -1,7 +1,7 @@
-"""Evaluate a `Policy` on its env: `episodes` full episodes in parallel (vmap), each a `lax.scan` over time.
-
-The policy decides every `policy.action_repeat` env steps and its action is held in between (an outer scan
-over decisions, an inner scan over the held steps), exactly as `hardware.runner` executes it on a robot.
+"""Evaluate a `Policy` on its env: `episodes` full episodes in parallel (vmap, policy carries included),
+each on the one episode loop (`saferl.policies.episode.run`): a decision every `policy.action_repeat` env
+steps, the action held in between and every step's cost fed back into the carry, exactly as
+`hardware.runner` executes it on a robot.
 """
 
 from __future__ import annotations
@@ -12,29 +12,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from saferl.policies import episode
 from saferl.policies.policy import Policy
 
 
-def held_action_rollout(env: Any, act: Callable[[jax.Array, jax.Array], jax.Array], repeat: int, state: Any,
-                        key: jax.Array, steps: int, emit: Callable[[Any], Any]) -> Any:
-    """`emit(state)` after each of `steps` env steps from `state`, stacked on a leading time axis [steps].
-
-    `act(obs, key)` is called once per decision (every `repeat` steps, key i of `split(key, decisions)`);
-    the last decision may run past `steps`, and those extra steps are dropped.
-    """
-    decisions = -(-steps // repeat)
-
-    def decide(state, step_key):
-        action = act(state.obs, step_key)
-
-        def hold(state, _):
-            state = env.step(state, action)
-            return state, emit(state)
-
-        return jax.lax.scan(hold, state, None, length=repeat)
-
-    _, emitted = jax.lax.scan(decide, state, jax.random.split(key, decisions))
-    return jax.tree.map(lambda x: x.reshape((decisions * repeat,) + x.shape[2:])[:steps], emitted)
+def _rollout(policy: Policy, env: Any, key: jax.Array, steps: int, emit: Callable[[Any], Any],
+             deterministic: bool = True) -> tuple[Any, Any]:
+    """(reset state, `emit(next env state)` after each of `steps` env steps [steps, ...]) of one episode."""
+    key_reset, key_act = jax.random.split(key)
+    state = env.reset(key_reset)
+    decisions = episode.decisions_for(steps, policy.action_repeat)
+    _, record = episode.run(policy, env, state, key_act, decisions, deterministic=deterministic,
+                            emit_step=lambda step: emit(step.next_state))
+    return state, episode.per_step(record.steps, steps)
 
 
 def rollout_returns(policy: Policy, env: Any, episodes: int, seed: int = 0,
@@ -43,13 +33,9 @@ def rollout_returns(policy: Policy, env: Any, episodes: int, seed: int = 0,
 
     An episode whose env reports `done` (e.g. a blown-up simulation) stops accumulating after that step.
     """
-    act = policy.act if deterministic or policy.sample is None else policy.sample
-
     def one_episode(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        key_reset, key_act = jax.random.split(key)
-        reward, cost, done = held_action_rollout(
-            env, act, policy.action_repeat, env.reset(key_reset), key_act, env.episode_length,
-            lambda s: (s.reward, s.info["cost"], s.done))
+        _, (reward, cost, done) = _rollout(policy, env, key, env.episode_length,
+                                           lambda s: (s.reward, s.info["cost"], s.done), deterministic)
         alive = jnp.cumprod(jnp.concatenate([jnp.ones((1,)), 1.0 - done[:-1]]))  # 1 up to the first done
         return (alive * reward).sum(), (alive * cost).sum()
 
@@ -76,10 +62,8 @@ def rollout_states(policy: Policy, env: Any, seed: int = 0, steps: int | None = 
     first: what `envs.render.render_rollout` draws."""
     steps = env.episode_length if steps is None else steps
 
-    def run(key: jax.Array) -> Any:
-        key_reset, key_act = jax.random.split(key)
-        state = env.reset(key_reset)
-        states = held_action_rollout(env, policy.act, policy.action_repeat, state, key_act, steps, lambda s: s)
-        return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), state, states)
+    def one_episode(key: jax.Array) -> Any:
+        first, states = _rollout(policy, env, key, steps, lambda s: s)
+        return jax.tree.map(lambda x0, rest: jnp.concatenate([x0[None], rest]), first, states)
 
-    return jax.jit(run)(jax.random.PRNGKey(seed))
+    return jax.jit(one_episode)(jax.random.PRNGKey(seed))
