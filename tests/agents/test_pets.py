@@ -7,6 +7,7 @@ import shutil
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,11 +15,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
 from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY  # noqa: E402
 from tiny_runs import copy_run, pets_run  # noqa: E402
 
+import envs  # noqa: E402
 from saferl.agents import registry  # noqa: E402
-from saferl.agents.pets import PETSConfig, make_agent, preset  # noqa: E402
+from saferl.agents.pets import PETSConfig, make_agent, planned_action, preset  # noqa: E402
+from saferl.agents.pets.policy import MPCMemory  # noqa: E402
+from saferl.config import apply_overrides  # noqa: E402
 from saferl.errors import NonFiniteError  # noqa: E402
-from saferl.policies import Policy, load_policy  # noqa: E402
-from saferl.policies.modelfree import restore_run_state  # noqa: E402
+from saferl.policies import Policy, episode, load_policy  # noqa: E402
+from saferl.training.restore import restore_run_state  # noqa: E402
 from saferl.training import rundir  # noqa: E402
 from saferl.training.run import train  # noqa: E402
 
@@ -75,10 +79,60 @@ def test_policy_is_an_mpc_policy_that_plans_in_bounds_and_holds_actions():
     assert policy.apply is None and policy.sample is None  # a planner: nothing to export
     assert policy.action_repeat == PETS_TINY["action_repeat"]
     assert (policy.observation_size, policy.action_size, policy.env_name) == (3, 1, "pendulum")
-    action = policy.act(np.array([-1.0, 0.0, 0.0], np.float32), jax.random.PRNGKey(0))
+    action, carry = policy.act(policy.init_carry(), np.array([-1.0, 0.0, 0.0], np.float32), jax.random.PRNGKey(0))
     assert action.shape == (1,) and float(np.abs(action).max()) <= 1.0
-    batch = policy.act(np.zeros((4, 3), np.float32), jax.random.PRNGKey(1))  # one plan per observation
-    assert batch.shape == (4, 1) and float(np.abs(batch).max()) <= 1.0
+    assert isinstance(carry.memory, MPCMemory) and float(carry.cost_spent) == 0.0
+
+
+# --- the MPC policy's carry: the planner's warm start and the remaining budget (untrained model: no run) ---
+
+@pytest.fixture(scope="module")
+def planner_setup():
+    """A tiny config's agent on pendulum with a budget (so the remaining budget matters), an untrained model."""
+    config = apply_overrides(PETSConfig(), {**PETS_TINY, "objective.constraint": "feasibility"})
+    env = envs.make("pendulum", episode_length=PETS_EPISODE, cost_budget=1e6)
+    agent = make_agent(config, env)
+    return config, agent, agent.init(jax.random.PRNGKey(0)).model
+
+
+def test_mpc_policy_carries_the_planner_warm_start_from_decision_to_decision(planner_setup):
+    config, agent, model = planner_setup
+    policy, obs = agent.mpc_policy(model), np.array([-1.0, 0.0, 0.5], np.float32)
+    fresh = policy.init_carry()
+    np.testing.assert_array_equal(fresh.memory.warm_start.mean, np.zeros((config.planner.horizon, 1)))
+    _, first = policy.act(fresh, obs, jax.random.PRNGKey(1))
+    _, info = planned_action(config, model, jax.random.PRNGKey(1), obs, fresh.memory.warm_start, 1e6)
+    for carried, planned in zip(jax.tree.leaves(first.memory.warm_start), jax.tree.leaves(info.next_init)):
+        np.testing.assert_allclose(carried, planned, atol=1e-6)  # the plan, shifted by one decision
+    assert float(np.abs(first.memory.warm_start.mean).max()) > 0
+    second, _ = policy.act(first, obs, jax.random.PRNGKey(2))  # plans from that warm start
+    expected, _ = planned_action(config, model, jax.random.PRNGKey(2), obs, first.memory.warm_start, 1e6)
+    cold, _ = planned_action(config, model, jax.random.PRNGKey(2), obs, fresh.memory.warm_start, 1e6)
+    np.testing.assert_allclose(second, expected, atol=1e-6)
+    assert not np.allclose(second, cold)  # (the warm start changes the result)
+
+
+def test_mpc_policy_plans_against_the_budget_minus_the_cost_spent(planner_setup):
+    _, agent, model = planner_setup
+    policy, obs = agent.mpc_policy(model), np.zeros(3, np.float32)
+    act = jax.jit(policy.act)
+    _, within = act(policy.init_carry(), obs, jax.random.PRNGKey(0))
+    _, spent = act(policy.init_carry().replace(cost_spent=jnp.asarray(2e6, jnp.float32)), obs,
+                   jax.random.PRNGKey(0))
+    # remaining 1e6: every candidate is feasible; remaining 1e6 − 2e6 < 0: none is (predicted costs ≈ 0)
+    assert float(within.memory.feasible_fraction) == 1.0 and float(spent.memory.feasible_fraction) == 0.0
+
+
+def test_collection_runs_the_mpc_policy_on_the_episode_loop(planner_setup):
+    _, agent, model = planner_setup
+    key = jax.random.PRNGKey(3)
+    transitions, stats = agent.collect_mpc(model, key)
+    assert transitions.reward.shape == (agent.decisions_per_episode,)
+    reset_key, act_key = jax.random.split(key)
+    _, decisions = jax.jit(lambda m: episode.run(agent.mpc_policy(m), agent.env, agent.env.reset(reset_key),
+                                                 act_key, agent.decisions_per_episode))(model)
+    np.testing.assert_allclose(transitions.action, decisions.transition.action, atol=1e-6)
+    np.testing.assert_allclose(stats.plan_value, decisions.carry.memory.plan_value.mean(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("env_name, constraint", [("safe_cartpole", "none"), ("point_goal", "feasibility")])

@@ -1,5 +1,7 @@
-"""PETS as pure functions: collect an episode (random or MPC with iCEM on the ensemble) under one `lax.scan`,
-add it to the replay buffer, refit the ensemble. The planner's warm start rides in the scan carry.
+"""PETS as pure functions: collect an episode (random actions, or MPC with iCEM on the ensemble) on the one
+episode loop (`saferl.policies.episode`), add it to the replay buffer, refit the ensemble. MPC collection
+runs the run's own `Policy` (saferl.agents.pets.policy), built from the model inside the jitted collection:
+the planner's warm start and the cost spent ride in its carry, as they do in `saferl eval` and on the robot.
 
 `PETSState` is everything a bit-for-bit resume needs: ensemble (params, normaliser, optimiser), buffer,
 RNG key and episode counter.
@@ -7,23 +9,24 @@ RNG key and episode counter.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jp
 from flax import struct
 
-from envs.wrappers import ActionRepeatWrapper
-from saferl.agents.modelfree.common import cache_by_env_config
 from saferl.agents.pets.config import PETSConfig
+from saferl.agents.pets.policy import model_fns, mpc_policy, planned_action
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import ReplayBuffer, Transition
 from saferl.models import ensemble
 from saferl.models.ensemble import EnsembleState
-from saferl.planning import ModelFns, icem, make_objective, make_rollout_fn
+from saferl.policies import episode
+from saferl.policies.policy import Policy, stateless, stateless_carry
+
+__all__ = ["EpisodeStats", "PETSAgent", "PETSState", "make_agent", "model_fns", "planned_action"]
 
 
 class PETSState(struct.PyTreeNode):
@@ -40,28 +43,12 @@ class EpisodeStats(NamedTuple):
     feasible_fraction: jax.Array  # scalar, mean share of feasible candidates (1 when unconstrained)
 
 
-def model_fns(model: EnsembleState) -> ModelFns:
-    """The ensemble as the planner's model functions (all members; raw units)."""
-    return ModelFns(functools.partial(ensemble.predict, model), functools.partial(ensemble.predict_per_member, model),
-                    model.config.num_members)
-
-
-def planned_action(config: PETSConfig, model: EnsembleState, key: jax.Array, obs: jax.Array,
-                   warm_start: icem.PlannerState, remaining_budget: jax.Array) -> tuple[jax.Array, icem.PlanInfo]:
-    """MPC: plan from obs [obs_dim] and return the first action [act_dim] in [-1, 1] and the planner info."""
-    rollout_fn = make_rollout_fn(model_fns(model), config.rollout, obs)
-    objective_fn = make_objective(config.objective, remaining_budget)
-    actions, info = icem.plan(config.planner, key, rollout_fn, objective_fn, warm_start)
-    return actions[0], info
-
-
 class PETSAgent:
     """Binds an env and a config; its methods are pure, jitted functions of `PETSState`."""
 
     def __init__(self, env: Any, config: PETSConfig):
         self.config = config
-        self.base_env = env
-        self.env = ActionRepeatWrapper(env, config.action_repeat) if config.action_repeat > 1 else env
+        self.env = env
         self.decisions_per_episode = math.ceil(env.episode_length / config.action_repeat)
         self.env_steps_per_episode = self.decisions_per_episode * config.action_repeat
         self.obs_size, self.action_size = int(env.observation_size), int(env.action_size)
@@ -90,42 +77,37 @@ class PETSAgent:
         buffer = buffer_lib.init(self.config.buffer_capacity, example)
         return PETSState(model=model, buffer=buffer, key=key, episode=jp.zeros((), jp.int32))
 
-    def _transition(self, env_state: Any, action: jax.Array) -> tuple[Any, Transition]:
-        next_state = self.env.step(env_state, action)
-        return next_state, Transition(obs=env_state.obs, action=action, next_obs=next_state.obs,
-                                      reward=next_state.reward, cost=next_state.info["cost"], done=next_state.done)
+    def mpc_policy(self, model: EnsembleState) -> Policy:
+        """The MPC policy of `model` on this agent's env (what a run's `load_policy` gives, too)."""
+        return mpc_policy(self.config, model, self.env)
+
+    def random_policy(self) -> Policy:
+        """Uniform random actions in [-1, 1], held like the planner's (the first episodes' exploration)."""
+        size = self.action_size
+        act = stateless(lambda obs, key: jax.random.uniform(key, (size,), minval=-1.0, maxval=1.0))
+        return Policy(act=act, init_carry=stateless_carry, params=None, apply=None,
+                      observation_size=self.obs_size, action_size=size, env_name="",
+                      env_config=getattr(self.env, "config", None), cost_budget=self.cost_budget, algo="random",
+                      action_repeat=self.config.action_repeat)
+
+    def _episode(self, policy: Policy, key: jax.Array) -> episode.Decision:
+        """One episode of `policy` on the env from a fresh reset: `Decision`s [decisions_per_episode]."""
+        reset_key, act_key = jax.random.split(key)
+        _, decisions = episode.run(policy, self.env, self.env.reset(reset_key), act_key, self.decisions_per_episode)
+        return decisions
 
     def _collect_random(self, key: jax.Array) -> tuple[Transition, EpisodeStats]:
         """One episode of uniform random actions: transitions [decisions, ...] and stats."""
-        reset_key, action_key = jax.random.split(key)
-
-        def step(env_state, step_key):
-            action = jax.random.uniform(step_key, (self.action_size,), minval=-1.0, maxval=1.0)
-            return self._transition(env_state, action)
-
-        _, transitions = jax.lax.scan(step, self.env.reset(reset_key),
-                                      jax.random.split(action_key, self.decisions_per_episode))
+        transitions = self._episode(self.random_policy(), key).transition
         zero = jp.zeros(())
         return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(), zero, zero + 1.0)
 
     def _collect_mpc(self, model: EnsembleState, key: jax.Array) -> tuple[Transition, EpisodeStats]:
-        """One episode of MPC on the real env (one compiled scan; warm start in the carry)."""
-        reset_key, plan_key = jax.random.split(key)
-        budget = self.cost_budget if self.cost_budget > 0 else jp.inf
-
-        def step(carry, step_key):
-            env_state, warm_start, cost_spent = carry
-            action, info = planned_action(self.config, model, step_key, env_state.obs, warm_start,
-                                          budget - cost_spent)
-            next_state, transition = self._transition(env_state, action)
-            carry = (next_state, info.next_init, cost_spent + transition.cost)
-            return carry, (transition, info.best_value, info.feasible_fraction)
-
-        carry = (self.env.reset(reset_key), icem.init_state(self.config.planner, self.action_size), jp.zeros(()))
-        _, (transitions, values, feasible) = jax.lax.scan(step, carry,
-                                                          jax.random.split(plan_key, self.decisions_per_episode))
-        return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(), values.mean(),
-                                         feasible.mean())
+        """One episode of the MPC policy of `model` on the real env (one compiled scan)."""
+        decisions = self._episode(self.mpc_policy(model), key)
+        transitions, plans = decisions.transition, decisions.carry.memory
+        return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(), plans.plan_value.mean(),
+                                         plans.feasible_fraction.mean())
 
     def fit(self, key: jax.Array, model: EnsembleState, buffer: ReplayBuffer) -> tuple[EnsembleState, Any]:
         """Refit the ensemble on every valid row of the buffer (fixed shapes: one compile for the run)."""
@@ -133,7 +115,26 @@ class PETSAgent:
         return ensemble.fit(key, model, data, self.config.model, mask)
 
 
-@cache_by_env_config
+def _memoise_by_env_config(make: Callable[[PETSConfig, Any], PETSAgent]) -> Callable[[PETSConfig, Any], PETSAgent]:
+    """Memoise `make(config, env)` on (config, env class, env config); unhashable configs are not memoised."""
+    cache: dict[tuple, PETSAgent] = {}
+
+    def cached(config: PETSConfig, env: Any) -> PETSAgent:
+        key = (config, type(env), getattr(env, "config", id(env)))
+        try:
+            hash(key)
+        except TypeError:
+            return make(config, env)
+        if key not in cache:
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            cache[key] = make(config, env)
+        return cache[key]
+
+    return cached
+
+
+@_memoise_by_env_config
 def make_agent(config: PETSConfig, env: Any) -> PETSAgent:
     """A `PETSAgent`, memoised on (config, env class, env config): a resumed run, a policy loader or a test
     reuses the agent whose episode functions are already traced and compiled (tracing MJX costs seconds)."""

@@ -1,52 +1,101 @@
-"""The policy of a PETS run: MPC with iCEM on the trained ensemble, as a `saferl.policies.Policy`.
+"""The policy of a PETS run: MPC with iCEM on the trained ensemble, as a stateful `saferl.policies.Policy`.
 
-Each `act` plans from scratch (no warm start) with the env's full cost budget as the remaining budget and
-returns the first planned action; the executor holds it for `policy.action_repeat` env steps (the repeat the
-model was trained on). A planner has no fixed MLP map, so `apply` is None: PETS policies cannot be exported
-to ONNX and run on the policy side of the bridge (`saferl-deploy run`).
+The carry's memory is the planner's warm start (the previous plan shifted by one decision) plus the last
+plan's diagnostics; each decision plans against the remaining budget `budget − carry.cost_spent` (∞ when the
+env has no budget) and returns the first planned action, which the executor holds for `policy.action_repeat`
+env steps (the repeat the model was trained on). Training collection runs this same policy on the episode
+loop. A planner has no fixed MLP map, so `apply` is None: PETS policies cannot be exported to ONNX.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 import pathlib
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jp
 
-from saferl.agents.pets.agent import PETSAgent, make_agent, planned_action
+from saferl.agents.pets.config import PETSConfig
+from saferl.models import ensemble
 from saferl.models.ensemble import EnsembleState
-from saferl.planning import icem
-from saferl.policies.policy import Policy
+from saferl.planning import ModelFns, icem, make_objective, make_rollout_fn
+from saferl.policies.policy import Policy, PolicyCarry
 
 
-def mpc_policy(agent: PETSAgent, model: EnsembleState, env_name: str, env_config: object,
+class MPCMemory(NamedTuple):
+    """The MPC policy's carry memory."""
+
+    warm_start: icem.PlannerState  # previous plan shifted by one decision (mean [H, A], kept elites)
+    plan_value: jax.Array  # scalar, the last plan's predicted return over its horizon (diagnostics)
+    feasible_fraction: jax.Array  # scalar in [0, 1], share of feasible candidates in the last plan
+
+
+def model_fns(model: EnsembleState) -> ModelFns:
+    """The ensemble as the planner's model functions (all members; raw units)."""
+    return ModelFns(functools.partial(ensemble.predict, model), functools.partial(ensemble.predict_per_member, model),
+                    model.config.num_members)
+
+
+def planned_action(config: PETSConfig, model: EnsembleState, key: jax.Array, obs: jax.Array,
+                   warm_start: icem.PlannerState, remaining_budget: jax.Array) -> tuple[jax.Array, icem.PlanInfo]:
+    """MPC: plan from obs [obs_dim] and return the first action [act_dim] in [-1, 1] and the planner info."""
+    rollout_fn = make_rollout_fn(model_fns(model), config.rollout, obs)
+    objective_fn = make_objective(config.objective, remaining_budget)
+    actions, info = icem.plan(config.planner, key, rollout_fn, objective_fn, warm_start)
+    return actions[0], info
+
+
+def mpc_init_carry(config: PETSConfig, action_size: int) -> PolicyCarry:
+    """A fresh episode: nothing spent, zero-mean warm start."""
+    zero = jp.zeros((), jp.float32)
+    return PolicyCarry(cost_spent=zero, memory=MPCMemory(icem.init_state(config.planner, action_size), zero,
+                                                         zero + 1.0))
+
+
+def mpc_decide(config: PETSConfig, budget: float, model: EnsembleState, carry: PolicyCarry, obs: jax.Array,
+               key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
+    """One MPC decision from obs [obs_dim]: plan with the carried warm start against `budget − cost spent`."""
+    remaining_budget = budget - carry.cost_spent
+    action, info = planned_action(config, model, key, obs, carry.memory.warm_start, remaining_budget)
+    memory = MPCMemory(info.next_init, info.best_value.astype(jp.float32),
+                       info.feasible_fraction.astype(jp.float32))
+    return action, carry.replace(memory=memory)
+
+
+# one compiled planner per (config, budget) for every policy built from a model of that config
+_jitted_decide = jax.jit(mpc_decide, static_argnums=(0, 1))
+
+
+def mpc_policy(config: PETSConfig, model: EnsembleState, env: Any, env_name: str = "",
                run_dir: pathlib.Path | None = None) -> Policy:
-    """`Policy` whose `act(obs [..., obs_dim], key) -> action [..., act_dim]` plans on `model`."""
-    config, obs_size, action_size = agent.config, agent.obs_size, agent.action_size
-    budget = agent.cost_budget if agent.cost_budget > 0 else jp.inf
-    warm_start = icem.init_state(config.planner, action_size)
+    """`Policy` whose `act(carry, obs [obs_dim], key) -> (action [act_dim], carry)` plans on `model` for `env`
+    (its sizes and episode cost budget). Usable inside `jit` (e.g. with a traced `model`)."""
+    obs_size, action_size, cost_budget = int(env.observation_size), int(env.action_size), float(env.cost_budget)
+    budget = cost_budget if cost_budget > 0 else math.inf
 
-    def plan(model: EnsembleState, obs: jax.Array, key: jax.Array) -> jax.Array:
-        return planned_action(config, model, key, obs, warm_start, budget)[0]
+    try:
+        decide = functools.partial(_jitted_decide, config, budget)
+        hash(config)
+    except TypeError:  # an unhashable config (e.g. lists from a hand-made dict): plan without the shared cache
+        decide = jax.jit(functools.partial(mpc_decide, config, budget))
 
-    @jax.jit
-    def act_on(model: EnsembleState, obs: jax.Array, key: jax.Array) -> jax.Array:
-        obs = jp.asarray(obs, jp.float32)
-        if obs.ndim == 1:
-            return plan(model, obs, key)
-        flat = obs.reshape(-1, obs_size)  # a batch of observations: one independent plan each
-        actions = jax.vmap(plan, (None, 0, 0))(model, flat, jax.random.split(key, flat.shape[0]))
-        return actions.reshape(obs.shape[:-1] + (action_size,))
+    def act(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
+        return decide(model, carry, jp.asarray(obs, jp.float32), key)
 
-    return Policy(act=lambda obs, key: act_on(model, obs, key), params=model, apply=None,
-                  observation_size=obs_size, action_size=action_size, env_name=env_name, env_config=env_config,
-                  cost_budget=agent.cost_budget, algo="pets", sample=None, run_dir=run_dir,
-                  action_repeat=config.action_repeat)
+    return Policy(act=act, init_carry=functools.partial(mpc_init_carry, config, action_size), params=model,
+                  apply=None, observation_size=obs_size, action_size=action_size, env_name=env_name,
+                  env_config=getattr(env, "config", None), cost_budget=cost_budget, algo="pets", sample=None,
+                  run_dir=run_dir, action_repeat=config.action_repeat)
 
 
 def load_policy(run_dir: pathlib.Path | str) -> Policy:
     """`Algorithm.load_policy`: rebuild env and agent from the run's config and restore the latest model."""
-    from saferl.policies.modelfree import restore_run_state
+    from saferl.agents.pets.agent import make_agent
+    from saferl.training.restore import restore_run_state
 
-    record, env_config, config, env, state = restore_run_state(run_dir, lambda c, e: make_agent(c, e).init)
-    return mpc_policy(make_agent(config, env), state.model, record.env, env_config, record.path)
+    run = restore_run_state(run_dir, lambda config, env: make_agent(config, env).init)
+    policy = mpc_policy(run.algo_config, run.state.model, run.env, run.record.env, run.record.path)
+    return dataclasses.replace(policy, env_config=run.env_config, training_env=run.training_env)
