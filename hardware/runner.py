@@ -1,8 +1,10 @@
 """Policy side of a deployment: run episodes of a (jitted) policy against a robot server and record them.
 
-The policy is compiled and warmed up before the first real step; each received state is answered with
-one action (held for `policy.action_repeat` steps: MPC policies decide every few steps); episode cost is
-tracked against the budget; every transition is recorded (hardware.recording).
+The policy is compiled and warmed up before the first real step. `Actor` executes it exactly as saferl's
+episode loop (`saferl.policies.episode`) does in collection and `saferl eval`, one robot step at a time:
+a fresh policy carry per episode, the cost of every received state fed back into it, one decision (the
+loop's shared `decide`) held for `policy.action_repeat` steps. Episode cost is tracked against the budget;
+every transition is recorded (hardware.recording).
 """
 
 from __future__ import annotations
@@ -59,28 +61,49 @@ class EpisodeSummary:
 
 
 class Actor:
-    """`actor(obs [obs_dim], step) -> action [act_dim]`: one jitted policy call per decision, key
-    fold_in(key, step). The action is held for `policy.action_repeat` robot steps (MPC policies plan every
-    few steps; 1 for MLP policies); a missed decision step re-plans at the next state received."""
+    """Drives a `saferl.policies.Policy` on a robot, one received state at a time, with the episode loop's
+    decision step: `actor(obs [obs_dim], step, cost) -> action [act_dim]`.
 
-    def __init__(self, policy: Any, seed: int):
+    `reset(seed)` starts an episode: `policy.init_carry()`, episode key PRNGKey(seed) (decision i plans with
+    fold_in(key, i), as in the loop). Each call first feeds `cost` (the cost of the robot step that reached
+    `step`) into the carry when `step` is new, then answers: a fresh decision every `policy.action_repeat`
+    robot steps, the held action in between. A missed state re-plans at the next one received (its step's
+    cost never reached the policy side and is not counted).
+    """
+
+    def __init__(self, policy: Any, seed: int = 0, deterministic: bool = True):
         import jax
-        import jax.numpy as jnp
 
-        key = jax.random.PRNGKey(seed)
-        self.repeat = int(getattr(policy, "action_repeat", 1) or 1)
-        act = jax.jit(lambda obs, step: policy.act(obs, jax.random.fold_in(key, step)))
-        self._act = lambda obs, step: np.asarray(act(jnp.asarray(obs, jnp.float32), jnp.asarray(step, jnp.uint32)))
-        self.reset()
+        from saferl.policies import episode, observe_cost
 
-    def reset(self) -> None:
-        """Forget the held action (call at the start of each episode)."""
+        self.policy, self.repeat = policy, int(policy.action_repeat)
+        act = episode.acting(policy, deterministic)
+        self._decide = jax.jit(lambda carry, obs, key, index: episode.decide(act, carry, obs, key, index))
+        self._observe = jax.jit(observe_cost)
+        self._seed_key = lambda seed: jax.random.PRNGKey(seed)
+        self.reset(seed)
+
+    def reset(self, seed: int = 0) -> None:
+        """Start an episode: a fresh carry, no held action, the episode key of `seed`."""
+        self.carry = self.policy.init_carry()
+        self._key = self._seed_key(seed)
+        self.decisions = 0  # decisions taken this episode
         self._held: np.ndarray | None = None
         self._held_step = 0
+        self._last_step: int | None = None
 
-    def __call__(self, obs: np.ndarray, step: int) -> np.ndarray:
+    def observe(self, step: int, cost: float) -> None:
+        """Feed back the cost of the robot step that reached `step` (ignored for a step already seen)."""
+        if self._last_step is not None and step > self._last_step:
+            self.carry = self._observe(self.carry, np.float32(cost))
+        if self._last_step is None or step > self._last_step:
+            self._last_step = step
+
+    def __call__(self, obs: np.ndarray, step: int, cost: float = 0.0) -> np.ndarray:
+        self.observe(step, cost)
         if self._held is None or not 0 <= step - self._held_step < self.repeat:
-            self._held, self._held_step = self._act(obs, step), step
+            action, self.carry = self._decide(self.carry, np.asarray(obs, np.float32), self._key, self.decisions)
+            self._held, self._held_step, self.decisions = np.asarray(action), step, self.decisions + 1
         return self._held
 
 
@@ -93,8 +116,9 @@ def warm_up(actor: Actor, obs_dim: int, calls: int = 3) -> float:
     """Compile and run the actor a few times on zeros (fresh decisions each); returns the seconds it took."""
     start = time.perf_counter()
     for step in range(calls):
-        actor.reset()
-        actor(np.zeros(obs_dim, np.float32), step)
+        actor.reset(step)
+        actor(np.zeros(obs_dim, np.float32), 0, 0.0)
+        actor(np.zeros(obs_dim, np.float32), 1, 1.0)  # a fed-back cost: compiles the carry update too
     actor.reset()
     return time.perf_counter() - start
 
@@ -110,7 +134,7 @@ def run_episode(client: RobotClient, actor: Actor, episode_seed: int, config: Ru
                 progress: Callable[[dict], None] | None = None) -> tuple[EpisodeSummary, EpisodeRecorder]:
     """Reset, start, answer every state with an action until done / max_steps / fault; stop."""
     client.reset(seed=episode_seed)
-    actor.reset()
+    actor.reset(episode_seed)
     episode = client.status()["episode"]
     recorder = EpisodeRecorder()
     recorder.observe(client.wait_for_state(episode=episode, step=0))
@@ -130,7 +154,7 @@ def run_episode(client: RobotClient, actor: Actor, episode_seed: int, config: Ru
         if config.stop_on_budget and summary.over_budget:
             break
         received = time.perf_counter()
-        client.send_action(actor(body["obs"], body["step"]), state, config.validity_s)
+        client.send_action(actor(body["obs"], body["step"], body["cost"]), state, config.validity_s)
         compute_ms.append((time.perf_counter() - received) * 1e3)
         if progress is not None:
             progress({"episode": episode, "step": body["step"], "return": summary.episode_return,

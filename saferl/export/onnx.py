@@ -3,6 +3,8 @@
 The exported graph takes `obs` [B, obs_dim] float32 and returns `action` [B, act_dim] float32 (for brax
 PPO/SAC networks: tanh of the Gaussian mean, observation normaliser included); params are baked in as
 constants. Run it with onnxruntime (`hardware.robot.onboard.OnboardPolicy`) — no JAX on the robot.
+The graph is memoryless and acts every step, so only policies without carry memory and with
+`action_repeat` 1 are exported (`apply` is their deterministic map; the robot tracks the cost itself).
 """
 
 from __future__ import annotations
@@ -46,11 +48,19 @@ def export_apply_onnx(apply: Callable[[Any, jax.Array], jax.Array], params: Any,
 def export_policy_onnx(policy: Any, path: str | pathlib.Path) -> pathlib.Path:
     """Export a `saferl.policies.Policy` with an MLP (`policy.apply` not None) to ONNX at `path`.
 
-    Raises UserError for policies without an MLP map (e.g. PETS's MPC planner)."""
+    Raises UserError for policies without an MLP map (e.g. PETS's MPC planner), with memory in their carry
+    or with an action repeat: what the memoryless, every-step graph cannot reproduce."""
+    algo = getattr(policy, "algo", "?")
     if getattr(policy, "apply", None) is None:
-        raise UserError(f"policy of algorithm '{getattr(policy, 'algo', '?')}' has no MLP map to export "
+        raise UserError(f"policy of algorithm '{algo}' has no MLP map to export "
                         "(only MLP policies such as ppo/sac can be exported to ONNX)")
-    metadata = {"algo": policy.algo, "env_name": policy.env_name, "observation_size": policy.observation_size,
+    if jax.tree.leaves(policy.init_carry().memory):
+        raise UserError(f"policy of algorithm '{algo}' keeps memory across steps (its carry); an ONNX graph "
+                        "is memoryless: only stateless MLP policies can be exported")
+    if policy.action_repeat != 1:
+        raise UserError(f"policy of algorithm '{algo}' holds each action for {policy.action_repeat} steps; the "
+                        "on-board runner acts every step: only action_repeat 1 policies can be exported")
+    metadata = {"algo": algo, "env_name": policy.env_name, "observation_size": policy.observation_size,
                 "action_size": policy.action_size, "cost_budget": float(policy.cost_budget)}
     out = export_apply_onnx(policy.apply, policy.params, policy.observation_size, path, metadata)
     check = np.zeros((2, policy.observation_size), np.float32)

@@ -10,6 +10,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+from saferl.policies import Policy, stateless, stateless_carry
+
 PYTHON = sys.executable
 
 
@@ -67,17 +69,17 @@ def stop_server(proc: subprocess.Popen) -> str:
 POINT_MASS = ["-m", "hardware.robot.serve", "hardware.robot.examples:PointMassRobot"]
 
 
-class TinyPolicy:
-    """The `saferl.policies.Policy` surface the bridge uses: a 2-layer tanh MLP with `apply` and `act`."""
+def mlp_apply(params, obs):
+    """A 2-layer tanh MLP: obs [..., obs_dim] -> action [..., act_dim] in [-1, 1]."""
+    return jnp.tanh(jnp.tanh(obs @ params["w1"] + params["b1"]) @ params["w2"])
 
-    def __init__(self, observation_size: int, action_size: int, env_name: str = "pendulum", seed: int = 0):
-        k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-        self.params = {"w1": 0.5 * jax.random.normal(k1, (observation_size, 16)), "b1": jnp.zeros(16),
-                       "w2": 0.5 * jax.random.normal(k2, (16, action_size))}
-        self.observation_size, self.action_size, self.env_name = observation_size, action_size, env_name
-        self.cost_budget, self.algo = 0.0, "tiny"
-        self.act = jax.jit(lambda obs, key: self.apply(self.params, obs))
 
-    @staticmethod
-    def apply(params, obs):
-        return jnp.tanh(jnp.tanh(obs @ params["w1"] + params["b1"]) @ params["w2"])
+def tiny_policy(observation_size: int, action_size: int, env_name: str = "pendulum", seed: int = 0,
+                action_repeat: int = 1) -> Policy:
+    """A stateless `saferl.policies.Policy` around a small random MLP (`apply`, `params`: exportable)."""
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    params = {"w1": 0.5 * jax.random.normal(k1, (observation_size, 16)), "b1": jnp.zeros(16),
+              "w2": 0.5 * jax.random.normal(k2, (16, action_size))}
+    return Policy(act=stateless(lambda obs, key: mlp_apply(params, obs)), init_carry=stateless_carry, params=params,
+                  apply=mlp_apply, observation_size=observation_size, action_size=action_size, env_name=env_name,
+                  env_config=None, cost_budget=0.0, algo="tiny", action_repeat=action_repeat)

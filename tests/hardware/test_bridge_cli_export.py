@@ -1,9 +1,11 @@
 """saferl-deploy bad inputs (one line, non-zero exit) and ONNX export of a brax PPO policy (JAX vs ONNX)."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
-from bridge_helpers import TinyPolicy
+from bridge_helpers import tiny_policy
 
 from hardware import cli
 from hardware.robot.interface import RobotSpec
@@ -34,7 +36,7 @@ def ppo_policy():
     from brax.training.acme import running_statistics, specs
     from brax.training.agents.ppo import networks as ppo_networks
 
-    from saferl.policies.policy import Policy
+    from saferl.policies.policy import Policy, stateless, stateless_carry
 
     obs_dim, act_dim = 5, 2
     nets = ppo_networks.make_ppo_networks(obs_dim, act_dim, preprocess_observations_fn=running_statistics.normalize,
@@ -47,9 +49,9 @@ def ppo_policy():
     def apply(policy_params, obs):
         return dist.mode(nets.policy_network.apply(*policy_params, obs))
 
-    return Policy(act=jax.jit(lambda obs, key: apply(params, obs)), params=params, apply=apply,
-                  observation_size=obs_dim, action_size=act_dim, env_name="test", env_config=None, cost_budget=1.0,
-                  algo="ppo")
+    return Policy(act=stateless(lambda obs, key: apply(params, obs)), init_carry=stateless_carry, params=params,
+                  apply=apply, observation_size=obs_dim, action_size=act_dim, env_name="test", env_config=None,
+                  cost_budget=1.0, algo="ppo")
 
 
 def test_exported_ppo_policy_matches_jax_on_random_observations(ppo_policy, tmp_path):
@@ -69,16 +71,30 @@ def test_export_refuses_policies_without_an_mlp(tmp_path):
     from saferl.errors import UserError
     from saferl.export.onnx import export_policy_onnx
 
-    policy = TinyPolicy(3, 1)
-    policy.apply = None
+    policy = dataclasses.replace(tiny_policy(3, 1), apply=None)
     with pytest.raises(UserError, match="no MLP"):
         export_policy_onnx(policy, tmp_path / "x.onnx")
+
+
+def test_export_refuses_policies_the_memoryless_every_step_graph_cannot_reproduce(tmp_path):
+    import jax.numpy as jnp
+
+    from saferl.errors import UserError
+    from saferl.export.onnx import export_policy_onnx
+    from saferl.policies import PolicyCarry
+
+    with_memory = dataclasses.replace(tiny_policy(3, 1), init_carry=lambda: PolicyCarry(jnp.zeros(()), jnp.zeros(4)))
+    with pytest.raises(UserError, match="keeps memory"):
+        export_policy_onnx(with_memory, tmp_path / "x.onnx")
+    with pytest.raises(UserError, match="holds each action for 2 steps"):
+        export_policy_onnx(tiny_policy(3, 1, action_repeat=2), tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_onboard_runner_rejects_a_policy_for_another_robot(tmp_path):
     from saferl.export.onnx import export_apply_onnx
 
-    policy = TinyPolicy(3, 1)
+    policy = tiny_policy(3, 1)
     path = export_apply_onnx(policy.apply, policy.params, 3, tmp_path / "tiny.onnx")
     with pytest.raises(ValueError, match="observations of size 3"):
         OnboardPolicy(path, RobotSpec("t", (4,), (-1.0,), (1.0,)))

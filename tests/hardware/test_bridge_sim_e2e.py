@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from bridge_helpers import TinyPolicy, start_server, stop_server
+from bridge_helpers import start_server, stop_server, tiny_policy
 
 import envs
 from envs.native import NativeTwin
@@ -24,7 +24,7 @@ EPISODE_STEPS = 60
 def onnx_policy(tmp_path_factory):
     from saferl.export.onnx import export_apply_onnx
 
-    policy = TinyPolicy(3, 1)
+    policy = tiny_policy(3, 1)
     path = export_apply_onnx(policy.apply, policy.params, 3, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
     return policy, path
 
@@ -43,7 +43,7 @@ def sim_server(onnx_policy):
 def recording(sim_server, tmp_path_factory):
     record_dir = tmp_path_factory.mktemp("rec")
     config = RunConfig(episodes=2, seed=5, max_steps=EPISODE_STEPS, record_dir=str(record_dir))
-    summaries = cli.drive(TinyPolicy(3, 1), sim_server, config, live=True)
+    summaries = cli.drive(tiny_policy(3, 1), sim_server, config, live=True)
     return record_dir, summaries
 
 
@@ -85,7 +85,7 @@ def test_recorded_trajectories_match_the_simulator(recording):
 
 def test_policy_actions_in_the_recording_are_the_policy_outputs(recording):
     record_dir, _ = recording
-    policy = TinyPolicy(3, 1)
+    policy = tiny_policy(3, 1)
     episode = load_episode(episode_files(record_dir)[0])
     fresh = episode["source"] == 0
     assert fresh.mean() > 0.5  # most steps driven by a fresh action even on a loaded machine
@@ -158,19 +158,3 @@ def test_a_bridge_recording_feeds_pets_training_before_its_first_fit(pets_deploy
                    out=tmp_path, data=record_dir, progress=False, tensorboard=False)
     assert result.metrics["buffer_size"] == windows + PETS_EPISODE // PETS_TINY["action_repeat"]
 
-
-def test_actor_holds_each_decision_for_action_repeat_steps_and_replans_after_gaps_and_resets():
-    import jax.numpy as jnp
-
-    from hardware.runner import Actor
-
-    class ObsPolicy:  # acts with its observation, so each decision is visible
-        action_repeat = 3
-        act = staticmethod(lambda obs, key: jnp.asarray(obs[:1]))
-
-    actor = Actor(ObsPolicy(), seed=0)
-    steps = [0, 1, 2, 3, 4, 6, 7, 8, 9]  # robot step 5 was missed
-    actions = [float(actor(np.array([step], np.float32), step)[0]) for step in steps]
-    assert actions == [0, 0, 0, 3, 3, 6, 6, 6, 9]  # step 6 is 3 after the decision at 3: a fresh decision
-    actor.reset()  # a new episode starts at step 0 again
-    assert float(actor(np.array([42.0], np.float32), 0)[0]) == 42.0
