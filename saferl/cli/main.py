@@ -18,7 +18,12 @@ from saferl.errors import NonFiniteError, UserError
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="saferl: safe and model-based RL in JAX (train, evaluate, render, export policies).")
+                  help="saferl: safe and model-based RL in JAX (train, evaluate, render, export policies).\n\n"
+                       "Safe training: `saferl train sac --env safe_cartpole --constraint augmented_lagrangian` keeps "
+                       "the episode cost within the env's budget (handlers: lagrangian, augmented_lagrangian, crpo, "
+                       "penalty). The training world: `--set-env randomization.mass_scale=[0.8,1.2]`, "
+                       "`--set-env obs_noise_std=0.01`, `--set-env action_delay=1`, `--set-env shift.preset=heavy_pole`; "
+                       "`saferl eval RUN --shift heavy_pole` evaluates on another world.")
 
 
 def _echo(message: str) -> None:
@@ -47,7 +52,12 @@ def train_command(
     steps: Optional[int] = typer.Option(None, "--steps", help="total env steps (default 100000)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default 0)"),
     set_: list[str] = typer.Option([], "--set", help="algorithm config override key=value (repeatable)"),
-    set_env: list[str] = typer.Option([], "--set-env", help="env config override key=value (repeatable)"),
+    set_env: list[str] = typer.Option([], "--set-env", help="env config or training-world override key=value "
+                                      "(repeatable); world keys: randomization.{mass,friction,damping,actuator_gain}"
+                                      "_scale=[lo,hi], obs_noise_std, action_delay, shift.preset, shift.<scale>"),
+    constraint: Optional[str] = typer.Option(None, "--constraint", help="constrain the episode cost to the env's "
+                                             "budget: lagrangian, augmented_lagrangian, crpo, penalty or none "
+                                             "(same as --set constraint.kind=KIND; ppo, sac)"),
     out: pathlib.Path = typer.Option(pathlib.Path("runs"), "--out", help="parent directory of new runs"),
     resume: Optional[pathlib.Path] = typer.Option(None, "--resume", help="continue this run dir from its "
                                                   "last checkpoint up to --steps"),
@@ -59,7 +69,10 @@ def train_command(
     from saferl.config import parse_overrides
     from saferl.training.run import train
 
-    result = train(algo, env, steps=steps, seed=seed, overrides=parse_overrides(set_),
+    overrides = parse_overrides(set_)
+    if constraint is not None:
+        overrides = _with_constraint(overrides, constraint)
+    result = train(algo, env, steps=steps, seed=seed, overrides=overrides,
                    env_overrides=parse_overrides(set_env), out=out, resume=resume, data=data, progress=not quiet)
     import math
 
@@ -75,27 +88,46 @@ def train_command(
     _echo(f"final:         {json.dumps(final)}")
 
 
+def _with_constraint(overrides: dict, kind: str) -> dict:
+    from saferl.constraints import KINDS
+
+    if kind not in KINDS:
+        raise UserError(f"--constraint {kind!r} is not a constraint handler; choose one of {', '.join(KINDS)}")
+    if "constraint.kind" in overrides and overrides["constraint.kind"] != kind:
+        raise UserError(f"--constraint {kind} contradicts --set constraint.kind={overrides['constraint.kind']}")
+    return {**overrides, "constraint.kind": kind}
+
+
 @app.command("eval")
 def eval_command(
     run_dir: pathlib.Path = typer.Argument(..., help="run directory"),
     episodes: int = typer.Option(10, "--episodes", min=1, help="episodes to average over"),
     seed: int = typer.Option(0, "--seed"),
     stochastic: bool = typer.Option(False, "--stochastic", help="sample actions instead of the mean action"),
+    shift: list[str] = typer.Option([], "--shift", help="evaluate on shifted physics: a preset name of the env "
+                                    "(e.g. heavy_pole), `nominal`, or key=value of the shift (mass_scale=1.5, "
+                                    "body_mass_scale={\"pole\":2}); repeatable. Default: the run's own world"),
 ) -> None:
-    """Evaluate a run's policy: mean episode return and cost; writes RUN_DIR/eval.json."""
-    import envs
+    """Evaluate a run's policy in the world it trained in (domain randomisation off; its obs noise, action delay
+    and shift kept) or on `--shift`ed physics; writes RUN_DIR/eval.json (eval-<shift>.json with --shift)."""
     from saferl.policies import load_policy
     from saferl.policies.evaluate import evaluate
+    from saferl.policies.worlds import evaluation_env, evaluation_world, shift_label
     from saferl.training.rundir import write_json_atomic
 
     policy = load_policy(run_dir)
-    result = evaluate(policy, envs.make(policy.env_name, config=policy.env_config), episodes, seed,
-                      deterministic=not stochastic)
-    write_json_atomic(run_dir / "eval.json", result)
-    _echo(f"{policy.algo} on {policy.env_name}, {episodes} episodes: return {result['mean_return']:.3f} "
+    world = evaluation_world(policy, shift)
+    result = evaluate(policy, evaluation_env(policy, world), episodes, seed, deterministic=not stochastic)
+    from saferl.config import to_dict
+
+    result["training_env"] = to_dict(world)
+    name = f"eval-{shift_label(shift)}.json" if shift else "eval.json"
+    write_json_atomic(run_dir / name, result)
+    where = f" (shift: {shift_label(shift)})" if shift else ""
+    _echo(f"{policy.algo} on {policy.env_name}{where}, {episodes} episodes: return {result['mean_return']:.3f} "
           f"± {result['std_return']:.3f}, cost {result['mean_cost']:.3f} ± {result['std_cost']:.3f} "
           f"(budget {result['cost_budget']:g})")
-    _echo(f"written: {run_dir / 'eval.json'}")
+    _echo(f"written: {run_dir / name}")
 
 
 @app.command("render")
@@ -111,9 +143,11 @@ def render_command(
     from saferl.policies import load_policy
     from saferl.policies.evaluate import rollout_states
 
+    from saferl.policies.worlds import evaluation_env, evaluation_world
+
     policy = load_policy(run_dir)
-    env = envs.make(policy.env_name, config=policy.env_config)
-    written = render_rollout(env, rollout_states(policy, env, seed, steps), out)
+    env = evaluation_env(policy, evaluation_world(policy, []))
+    written = render_rollout(env.unwrapped, rollout_states(policy, env, seed, steps), out)
     _echo(f"written: {written}")
 
 

@@ -33,7 +33,7 @@ class ConstraintConfig:
     kind: Kind = "none"  # which handler (see module docstring)
     multiplier_lr: float = 0.05  # Lagrangian: dual ascent step size on λ (per update), ≥ 0
     initial_multiplier: float = 0.0  # λ at the start, in [0, max_multiplier]
-    max_multiplier: float = 1000.0  # λ is clipped to [0, max_multiplier], > 0
+    max_multiplier: float = 5.0  # λ is clipped to [0, max_multiplier], > 0 (5: cost weighs at most 5× reward; SOOPER ref.)
     penalty: float = 1.0  # kind=penalty: fixed weight w; kind=augmented_lagrangian: initial c (> 0)
     penalty_growth: float = 1e-5  # augmented Lagrangian: c ← min(c·(1+penalty_growth), max_penalty), ≥ 0
     max_penalty: float = 1.0  # augmented Lagrangian: cap on c, > 0 (and ≥ penalty for that kind)

@@ -50,7 +50,7 @@ class TrainContext:
 
     algo: str  # algorithm name in the registry, e.g. "ppo"
     env_name: str  # env name in `envs.names()`
-    env: Any  # the built env (`envs.make(env_name, config=env_config)`), unwrapped
+    env: Any  # the built env (`envs.make_training_env(env_name, env_config, training_env)`: shift applied), unwrapped
     env_config: Any  # the env's frozen config
     algo_config: Any  # the algorithm's frozen config
     total_steps: int  # env steps to train for in total (including those before a resume)
@@ -59,6 +59,7 @@ class TrainContext:
     logger: MetricsLogger  # log(env_steps, metrics) -> metrics.csv + TensorBoard + progress
     checkpoints: Checkpoints  # save(step, state, extra) / latest_step() / restore(step, target)
     progress: ProgressDisplay  # updated by the logger; algorithms rarely touch it
+    training_env: Any = None  # `envs.TrainingEnvConfig`: randomisation, obs noise, action delay, shift (None: nominal)
     resume_step: int | None = None  # env steps of the checkpoint to resume from (None: fresh start)
     data_dir: pathlib.Path | None = None  # recorded transitions given with --data (None: none)
 

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import envs
 from saferl.agents import registry
-from saferl.config import apply_overrides, from_dict, to_dict
+from saferl.config import apply_overrides, field_names, from_dict, to_dict
 from saferl.errors import UserError
 from saferl.training import rundir
 from saferl.training.checkpoints import Checkpoints
@@ -31,9 +31,48 @@ class RunResult:
 
 def resolve_env_config(env_name: str, overrides: Mapping[str, Any]) -> Any:
     """The env's default config with `overrides` applied (UserError on an unknown env, key or value)."""
+    return resolve_world(env_name, overrides)[0]
+
+
+def split_env_overrides(env_name: str, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`--set-env` pairs split into (env config overrides, training-world overrides): keys whose first part
+    is a field of `envs.TrainingEnvConfig` (randomization, obs_noise_std, action_delay, shift) go to the world."""
+    world_fields = set(field_names(envs.TrainingEnvConfig))
+    env_fields = set(field_names(envs.default_config(env_name)))
+    clash = world_fields & env_fields
+    if clash:  # an env whose config reuses a world key would be ambiguous
+        raise UserError(f"env '{env_name}' config fields {sorted(clash)} clash with training-world keys")
+    env_part = {k: v for k, v in overrides.items() if k.partition(".")[0] not in world_fields}
+    world_part = {k: v for k, v in overrides.items() if k.partition(".")[0] in world_fields}
+    return env_part, world_part
+
+
+def resolve_world(env_name: str, overrides: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(env config, `envs.TrainingEnvConfig`) from `--set-env` pairs; UserError on an unknown env, key or
+    value (the message lists the env's keys and the world's keys), or an unknown shift preset."""
     if env_name not in envs.names():
         raise UserError(f"unknown env '{env_name}'; available: {', '.join(envs.names())}")
-    return apply_overrides(envs.default_config(env_name), overrides, where="env")
+    env_part, world_part = split_env_overrides(env_name, overrides)
+    try:
+        env_config = apply_overrides(envs.default_config(env_name), env_part, where="env")
+    except UserError as err:
+        raise UserError(f"{err}; training-world keys: {', '.join(field_names(envs.TrainingEnvConfig))}") from None
+    world = apply_overrides(envs.TrainingEnvConfig(), world_part, where="training world")
+    check_world(env_name, env_config, world)
+    return env_config, world
+
+
+def check_world(env_name: str, env_config: Any, world: Any) -> None:
+    """UserError if the world's shift cannot be applied to the env (unknown preset or body name)."""
+    try:
+        envs.make_training_env(env_name, env_config, world)
+    except ValueError as err:  # envs.EnvError
+        raise UserError(f"training world: {err}") from None
+
+
+def training_env_from_record(record: rundir.RunRecord) -> Any:
+    """The run's `envs.TrainingEnvConfig` (the nominal world for runs that recorded none)."""
+    return from_dict(envs.TrainingEnvConfig, record.training_env)
 
 
 def env_config_from_record(record: rundir.RunRecord) -> Any:
@@ -64,7 +103,7 @@ def _new_record(algo: str, env_name: str, steps: int | None, seed: int, override
                 ) -> tuple[rundir.RunRecord, Any, Any, Any]:
     """Validate everything, then create the run directory: (record, env config, algo config, env)."""
     algorithm = registry.get(algo)
-    env_config = resolve_env_config(env_name, env_overrides)
+    env_config, world = resolve_world(env_name, env_overrides)
     algo_config = apply_overrides(algorithm.config_cls(), overrides)
     steps = DEFAULT_STEPS if steps is None else steps
     if steps < 1:
@@ -73,12 +112,13 @@ def _new_record(algo: str, env_name: str, steps: int | None, seed: int, override
         users = [name for name in registry.names() if registry.get(name).uses_recorded_data]
         raise UserError(f"{algo} cannot use --data: {algorithm.recorded_data_refusal}; "
                         f"algorithms that learn from recorded transitions: {', '.join(users)}")
-    env = envs.make(env_name, config=env_config)
+    env = envs.make_training_env(env_name, env_config, world)
     data_dir = _check_data_dir(data, env, env_name)
     path = rundir.new_run_dir(pathlib.Path(out), algo, env_name)
     record = rundir.RunRecord(path=path, algo=algo, env=env_name, env_config=to_dict(env_config),
                               algo_config=to_dict(algo_config), steps=int(steps), seed=int(seed),
-                              data_dir=str(data_dir) if data_dir else None, versions=rundir.package_versions())
+                              data_dir=str(data_dir) if data_dir else None, training_env=to_dict(world),
+                              versions=rundir.package_versions())
     rundir.write_config(record)
     return record, env_config, algo_config, env
 
@@ -124,7 +164,8 @@ def train(algo: str | None, env_name: str | None, *, steps: int | None = None, s
 def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
          progress: bool, tensorboard: bool, env: Any = None) -> RunResult:
     algorithm = registry.get(record.algo)
-    env = envs.make(record.env, config=env_config) if env is None else env
+    world = training_env_from_record(record)
+    env = envs.make_training_env(record.env, env_config, world) if env is None else env
     logger = MetricsLogger(record.path, tensorboard=tensorboard)
     if resume_step is not None:
         logger.truncate_after(resume_step)  # rows past the checkpoint get recomputed
@@ -132,7 +173,7 @@ def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_ste
     display = ProgressDisplay(record.steps, f"{record.algo} {record.env}", enabled=progress,
                               start_steps=resume_step or 0)
     logger.add_listener(display.update)
-    ctx = TrainContext(algo=record.algo, env_name=record.env, env=env, env_config=env_config,
+    ctx = TrainContext(algo=record.algo, env_name=record.env, env=env, env_config=env_config, training_env=world,
                        algo_config=algo_config, total_steps=record.steps, seed=record.seed, run_dir=record.path,
                        logger=logger, checkpoints=checkpoints, progress=display, resume_step=resume_step,
                        data_dir=pathlib.Path(record.data_dir) if record.data_dir else None)

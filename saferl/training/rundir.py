@@ -44,6 +44,9 @@ class RunRecord:
     steps: int
     seed: int
     data_dir: str | None = None
+    # the training world (`envs.TrainingEnvConfig` as a dict: randomisation, obs noise, action delay, shift);
+    # {} = the nominal env (runs written before the world was recorded read as that)
+    training_env: dict[str, Any] = dataclasses.field(default_factory=dict)
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -97,12 +100,15 @@ def read_run(path: pathlib.Path | str, need_checkpoint: bool = True) -> RunRecor
         raise UserError(f"{config_path} is corrupt: missing keys {missing}")
     if not isinstance(data["env_config"], dict) or not isinstance(data["algo_config"], dict):
         raise UserError(f"{config_path} is corrupt: env_config and algo_config must be objects")
+    if not isinstance(data.get("training_env", {}), dict):
+        raise UserError(f"{config_path} is corrupt: training_env must be an object")
     if need_checkpoint and not checkpoint_steps(path):
         raise UserError(f"run directory {path} has no checkpoint (checkpoints/ is missing or empty)")
     try:
         return RunRecord(path=path, algo=str(data["algo"]), env=str(data["env"]), env_config=data["env_config"],
                          algo_config=data["algo_config"], steps=int(data["steps"]), seed=int(data["seed"]),
-                         data_dir=data.get("data_dir"), versions=dict(data.get("versions", {})))
+                         data_dir=data.get("data_dir"), training_env=dict(data.get("training_env", {})),
+                         versions=dict(data.get("versions", {})))
     except (TypeError, ValueError) as err:
         raise UserError(f"{config_path} is corrupt: {err}") from None
 

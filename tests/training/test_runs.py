@@ -115,7 +115,7 @@ def test_nan_in_training_stops_with_the_quantity_and_never_checkpoints_it(runs, 
     # normaliser and losses go non-finite (the fresh-run case, where the initial state gets saved, is
     # tested with PETS in tests/agents/test_pets.py)
     from saferl.agents import ppo
-    from saferl.policies.modelfree import restore_run_state
+    from saferl.training.restore import restore_run_state
     from saferl.training.checkpoints import Checkpoints
 
     run_dir = copy_run(runs[0].run_dir, tmp_path)

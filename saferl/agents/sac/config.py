@@ -1,0 +1,53 @@
+"""`SACConfig`: SAC's options, the cost critic's discount and the constraint handler (`--set key=value`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from saferl.constraints import ConstraintConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    num_envs: int = 16  # parallel envs (env steps per iteration)
+    learning_rate: float = 1e-3  # Adam step size (actor, critics, temperature)
+    discounting: float = 0.97  # γ of the reward critic
+    cost_discounting: float = 0.99  # γ_c of the cost critic Q_c (the constraint's discounted scale)
+    tau: float = 0.005  # Polyak factor of the target critics
+    batch_size: int = 128  # transitions per gradient update
+    grad_updates_per_step: int = 4  # gradient updates per iteration (per num_envs env steps)
+    max_replay_size: int = 100_000  # replay capacity, transitions
+    min_replay_size: int = 1_024  # transitions collected with random actions before learning starts
+    reward_scaling: float = 1.0  # rewards are multiplied by this in the critic target
+    normalize_observations: bool = True  # running mean/std observation normaliser
+    hidden_sizes: tuple[int, ...] = (64, 64)  # actor and critic MLPs (relu)
+    iterations_per_chunk: int = 64  # iterations per jitted chunk (one log row per chunk)
+    checkpoint_every: int = 20_000  # env steps between checkpoints (the last state is always saved)
+    # constraint on the episode cost (budget d of the env config): kind none | lagrangian |
+    # augmented_lagrangian | crpo | penalty; e.g. --set constraint.kind=augmented_lagrangian
+    constraint: ConstraintConfig = ConstraintConfig()
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "batch_size", "grad_updates_per_step", "max_replay_size",
+                     "iterations_per_chunk", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.min_replay_size <= self.max_replay_size:
+            raise ValueError(f"min_replay_size must be in [0, max_replay_size={self.max_replay_size}], "
+                             f"got {self.min_replay_size}")
+        if self.max_replay_size < self.num_envs:
+            raise ValueError(f"max_replay_size must be >= num_envs ({self.num_envs}), got {self.max_replay_size}")
+        for name in ("learning_rate", "reward_scaling"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("discounting", "tau"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.cost_discounting < 1.0:
+            raise ValueError(f"cost_discounting must be in [0, 1), got {self.cost_discounting}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ValueError(f"hidden_sizes must be a non-empty list of sizes >= 1, got {self.hidden_sizes}")
+
+    @property
+    def env_steps_per_chunk(self) -> int:
+        return self.num_envs * self.iterations_per_chunk

@@ -1,0 +1,84 @@
+"""SAC's networks and losses with a cost critic (Haarnoja et al. 2018; constrained as in SAC-Lagrangian).
+
+Networks are brax's: a tanh-normal actor and twin Q MLPs, one pair for the reward Q_r and one for the cost
+Q_c. Losses, on a `Transition` batch [B] (`done` = termination only, so time limits bootstrap):
+  temperature:  α·(−log π(a|s) − H̄)                       H̄ = −|A|/2
+  reward critic: ½(Q_r(s,a) − [r·scale + γ(1−done)(min_i Q̄_r,i(s',a') − α log π(a'|s'))])²
+  cost critic:   ½(Q_c(s,a) − [c + γ_c(1−done)·mean_i Q̄_c,i(s',a')])²
+  actor:         constraint handler's objective of (mean(α log π − min_i Q_r,i), mean(mean_i Q_c,i)), a ~ π(s)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from brax.training import networks as brax_networks
+from brax.training.acme import running_statistics
+from brax.training.agents.sac import networks as sac_networks
+
+from saferl import constraints
+from saferl.agents.sac.config import SACConfig
+from saferl.data.buffer import Transition
+
+
+class SACNetworks(NamedTuple):
+    policy_network: Any  # (normalizer, params, obs [..., obs_dim]) -> tanh-normal logits [..., 2·act_dim]
+    q_network: Any  # (normalizer, params, obs, action) -> [..., 2] twin Q_r
+    cost_q_network: Any  # (normalizer, params, obs, action) -> [..., 2] twin Q_c
+    parametric_action_distribution: Any  # brax NormalTanhDistribution
+
+
+def make_networks(config: SACConfig, observation_size: int, action_size: int) -> SACNetworks:
+    normalize = running_statistics.normalize if config.normalize_observations else (lambda x, _: x)
+    base = sac_networks.make_sac_networks(observation_size, action_size, preprocess_observations_fn=normalize,
+                                          hidden_layer_sizes=config.hidden_sizes)
+    cost_q = brax_networks.make_q_network(observation_size, action_size, preprocess_observations_fn=normalize,
+                                          hidden_layer_sizes=config.hidden_sizes, n_critics=2)
+    return SACNetworks(base.policy_network, base.q_network, cost_q, base.parametric_action_distribution)
+
+
+def sample_action(networks: SACNetworks, normalizer: Any, policy_params: Any, obs: jax.Array,
+                  key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Reparameterised a ~ π(·|obs) in [-1, 1] and its log-probability [...]."""
+    distribution = networks.parametric_action_distribution
+    logits = networks.policy_network.apply(normalizer, policy_params, obs)
+    raw = distribution.sample_no_postprocessing(logits, key)
+    return distribution.postprocess(raw), distribution.log_prob(logits, raw)
+
+
+def alpha_loss(log_alpha: jax.Array, networks: SACNetworks, policy_params: Any, normalizer: Any,
+               batch: Transition, key: jax.Array) -> jax.Array:
+    action_size = batch.action.shape[-1]
+    _, log_prob = sample_action(networks, normalizer, policy_params, batch.obs, key)
+    target_entropy = -0.5 * action_size
+    return jnp.mean(jnp.exp(log_alpha) * jax.lax.stop_gradient(-log_prob - target_entropy))
+
+
+def critic_loss(q_params: Any, q_network: Any, normalizer: Any, target_q_params: Any, batch: Transition,
+                signal: jax.Array, next_action: jax.Array, next_bonus: jax.Array, discount: float,
+                pessimistic_min: bool) -> jax.Array:
+    """TD loss of a twin critic for `signal` [B] (reward or cost); `next_bonus` [B] is added to the next
+    value (−α log π for the reward's soft value, 0 for the cost); the next value is the min (reward) or the
+    mean (cost) of the twin target critics."""
+    q = q_network.apply(normalizer, q_params, batch.obs, batch.action)
+    next_q = q_network.apply(normalizer, target_q_params, batch.next_obs, next_action)
+    next_value = (jnp.min(next_q, axis=-1) if pessimistic_min else jnp.mean(next_q, axis=-1)) + next_bonus
+    target = jax.lax.stop_gradient(signal + (1.0 - batch.done) * discount * next_value)
+    return 0.5 * jnp.mean(jnp.square(q - target[..., None]))
+
+
+def actor_loss(policy_params: Any, networks: SACNetworks, normalizer: Any, q_params: Any, cost_q_params: Any,
+               alpha: jax.Array, constraint_state: constraints.ConstraintState, batch: Transition, key: jax.Array,
+               config: SACConfig, cost_budget_q: float) -> tuple[jax.Array, dict]:
+    """The constraint handler's actor objective; aux holds `cost_estimate` (mean Q_c(s, π(s))) and the handler's."""
+    action, log_prob = sample_action(networks, normalizer, policy_params, batch.obs, key)
+    q_reward = jnp.min(networks.q_network.apply(normalizer, q_params, batch.obs, action), axis=-1)
+    q_cost = jnp.mean(networks.cost_q_network.apply(normalizer, cost_q_params, batch.obs, action), axis=-1)
+    reward_loss = jnp.mean(alpha * log_prob - q_reward)
+    cost_estimate = jnp.mean(q_cost)
+    loss, aux = constraints.actor_objective(config.constraint, constraint_state, reward_loss, cost_estimate,
+                                            cost_budget_q)
+    return loss, {**aux, "cost_estimate": jax.lax.stop_gradient(cost_estimate),
+                  "reward_loss": jax.lax.stop_gradient(reward_loss)}

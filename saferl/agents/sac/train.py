@@ -1,0 +1,232 @@
+"""SAC with a cost critic and a constraint handler, chunked and resumable, on the project's env stack.
+
+`make_train(config, env, training_env)` returns pure jitted `init(key) -> SACState` and
+`train_chunk(state) -> (state, metrics)`. One iteration steps `num_envs` envs of the training world once
+(`envs.wrap_training_env`: fresh reset and randomisation per episode), adds the `Transition`s (with cost) to
+the project's ring replay buffer (part of the state, so a resume continues with the same data) and, once
+`min_replay_size` transitions are stored (recorded ones given with `--data` count: `prefill`), does
+`grad_updates_per_step` updates of temperature, reward and cost critics, actor (with the constraint
+handler's objective) and the handler's multipliers, then Polyak updates of the target critics. Before
+that, actions are uniform in [-1, 1]. The env batch and each gradient step's batch are split over all
+devices (`saferl.training.sharding`); params, optimiser states and the replay buffer are replicated.
+
+The constraint is the env's episode budget d translated to the cost critic's discounted scale,
+d_Q = d / (T·(1 − γ_c)) (`saferl.constraints.discounted_budget`), compared with mean Q_c(s, π(s)) over
+replay states.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from brax.training.acme import running_statistics, specs
+
+from saferl import constraints
+from saferl.agents.modelfree import common
+from saferl.agents.sac import losses
+from saferl.agents.sac.config import SACConfig
+from saferl.data import buffer as buffer_lib
+from saferl.data.buffer import Transition
+from saferl.training import sharding
+
+LOSS_KEYS = ("critic_loss", "cost_critic_loss", "actor_loss", "alpha_loss", "alpha", "cost_estimate",
+             "lagrange_multiplier", "penalty", "constraint_violation")
+
+
+@flax.struct.dataclass
+class SACState:
+    policy_params: Any
+    policy_optimizer_state: Any
+    q_params: Any  # twin reward critics
+    q_optimizer_state: Any
+    target_q_params: Any
+    cost_q_params: Any  # twin cost critics
+    cost_q_optimizer_state: Any
+    target_cost_q_params: Any
+    log_alpha: jax.Array  # log temperature, scalar
+    alpha_optimizer_state: Any
+    constraint: constraints.ConstraintState  # λ, penalty
+    normalizer: running_statistics.RunningStatisticsState
+    buffer: buffer_lib.ReplayBuffer  # replay data [max_replay_size] and insert position
+    env_state: Any  # State of the num_envs training envs
+    key: jax.Array
+    env_steps: jax.Array  # int32
+
+
+def cost_budget_q(config: SACConfig, env: Any) -> float:
+    """The env's episode budget on the cost critic's discounted scale (inf when the env has no budget)."""
+    if not env.cost_budget > 0:
+        return float("inf")
+    return constraints.discounted_budget(float(env.cost_budget), int(env.episode_length), config.cost_discounting)
+
+
+def example_transition(observation_size: int, action_size: int) -> Transition:
+    obs = jnp.zeros((observation_size,))
+    zero = jnp.zeros(())
+    return Transition(obs=obs, action=jnp.zeros((action_size,)), next_obs=obs, reward=zero, cost=zero, done=zero)
+
+
+def prefill(config: SACConfig, state: SACState, batch: dict[str, Any]) -> SACState:
+    """`state` with recorded transitions (arrays [N, ...]: obs, action, next_obs, reward, cost, done) in its
+    replay buffer (the last `max_replay_size` if N is larger) and its observation normaliser updated.
+
+    A recorded `done` cannot be told apart from a time limit; recorded `next_obs` is the true next
+    observation, so those transitions are stored as time limits (done 0: the critics bootstrap from them).
+    """
+    kept = {k: jnp.asarray(v[-config.max_replay_size:], jnp.float32) for k, v in batch.items()}
+    cost = kept.get("cost", jnp.zeros_like(kept["reward"]))
+    transitions = Transition(obs=kept["obs"], action=kept["action"], next_obs=kept["next_obs"],
+                             reward=kept["reward"], cost=cost, done=jnp.zeros_like(kept["reward"]))
+    return common.strong_types(state.replace(buffer=buffer_lib.add(state.buffer, transitions),
+                                             normalizer=running_statistics.update(state.normalizer, kept["obs"])))
+
+
+def gradient_step(loss_fn: Callable, optimizer: optax.GradientTransformation, has_aux: bool = False
+                  ) -> Callable:
+    """`step(params, *args, optimizer_state, **kwargs) -> (loss value, params, optimizer_state)`: one optax
+    step on `loss_fn(params, *args, **kwargs)` (value is `(loss, aux)` with `has_aux`)."""
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
+
+    def step(params: Any, *args: Any, optimizer_state: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
+        value, grads = value_and_grad(params, *args, **kwargs)
+        updates, optimizer_state = optimizer.update(grads, optimizer_state)
+        return value, optax.apply_updates(params, updates), optimizer_state
+
+    return step
+
+
+def _make_update(config: SACConfig, networks: losses.SACNetworks, optimizer: optax.GradientTransformation,
+                 budget: float) -> Callable:
+    """One gradient step on a batch: temperature, reward and cost critics, actor, multipliers, targets."""
+    alpha_update = gradient_step(functools.partial(losses.alpha_loss, networks=networks), optimizer)
+    critic_update = gradient_step(losses.critic_loss, optimizer)
+    actor_update = gradient_step(
+        functools.partial(losses.actor_loss, networks=networks, config=config, cost_budget_q=budget), optimizer,
+        has_aux=True)
+
+    def update(state: SACState, batch: Transition, key: jax.Array) -> tuple[SACState, dict]:
+        key_alpha, key_next, key_actor = jax.random.split(key, 3)
+        a_loss, log_alpha, alpha_opt = alpha_update(
+            state.log_alpha, policy_params=state.policy_params, normalizer=state.normalizer, batch=batch,
+            key=key_alpha, optimizer_state=state.alpha_optimizer_state)
+        alpha = jnp.exp(log_alpha)
+        next_action, next_log_prob = losses.sample_action(networks, state.normalizer, state.policy_params,
+                                                          batch.next_obs, key_next)
+        c_loss, q_params, q_opt = critic_update(
+            state.q_params, networks.q_network, state.normalizer, state.target_q_params, batch,
+            batch.reward * config.reward_scaling, next_action, -alpha * next_log_prob, config.discounting, True,
+            optimizer_state=state.q_optimizer_state)
+        cc_loss, cost_q_params, cost_q_opt = critic_update(
+            state.cost_q_params, networks.cost_q_network, state.normalizer, state.target_cost_q_params, batch,
+            batch.cost, next_action, jnp.zeros_like(batch.cost), config.cost_discounting, False,
+            optimizer_state=state.cost_q_optimizer_state)
+        (p_loss, aux), policy_params, policy_opt = actor_update(
+            state.policy_params, normalizer=state.normalizer, q_params=q_params, cost_q_params=cost_q_params,
+            alpha=alpha, constraint_state=state.constraint, batch=batch, key=key_actor,
+            optimizer_state=state.policy_optimizer_state)
+        constraint, handler = constraints.update(config.constraint, state.constraint, aux["cost_estimate"], budget)
+        polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
+        state = state.replace(
+            policy_params=policy_params, policy_optimizer_state=policy_opt, q_params=q_params,
+            q_optimizer_state=q_opt, target_q_params=jax.tree.map(polyak, state.target_q_params, q_params),
+            cost_q_params=cost_q_params, cost_q_optimizer_state=cost_q_opt,
+            target_cost_q_params=jax.tree.map(polyak, state.target_cost_q_params, cost_q_params),
+            log_alpha=log_alpha, alpha_optimizer_state=alpha_opt, constraint=constraint)
+        return state, {"critic_loss": c_loss, "cost_critic_loss": cc_loss, "actor_loss": p_loss,
+                       "alpha_loss": a_loss, "alpha": alpha, "cost_estimate": aux["cost_estimate"],
+                       "lagrange_multiplier": handler["lagrange_multiplier"], "penalty": handler["penalty"],
+                       "constraint_violation": handler["constraint_violation"]}
+
+    return update
+
+
+@common.cache_by_computation
+def make_train(config: SACConfig, env: Any, training_env: Any = None
+               ) -> tuple[Callable[[jax.Array], SACState], Callable[[SACState], tuple[SACState, dict]]]:
+    """Pure `init(key) -> SACState` and `train_chunk(state) -> (state, metrics)`, both jitted.
+
+    metrics: `episode_return`/`episode_cost`/`episodes` over the chunk and the last iteration's
+    `LOSS_KEYS` (`critic_loss`, `cost_critic_loss`, `actor_loss`, `alpha_loss`, `alpha`, `cost_estimate`
+    = mean Q_c(s, π(s)), `lagrange_multiplier`, `penalty`, `constraint_violation` = cost_estimate − d_Q;
+    0 before learning starts). States come back with `env_state` split over the devices and the rest
+    replicated; `num_envs` must be a multiple of the device count (`UserError` otherwise).
+    """
+    mesh = sharding.data_mesh()
+    sharding.check_divisible(config.num_envs, "num_envs", mesh)
+    state_shardings = functools.partial(sharding.state_shardings, batch_fields=("env_state",), mesh=mesh)
+    train_env = common.wrap_for_training(env, training_env, config.num_envs)
+    obs_size, action_size = env.observation_size, env.action_size
+    networks = losses.make_networks(config, obs_size, action_size)
+    optimizer = optax.adam(config.learning_rate)
+    update = _make_update(config, networks, optimizer, cost_budget_q(config, env))
+    distribution = networks.parametric_action_distribution
+
+    def init(key: jax.Array) -> SACState:
+        key_policy, key_q, key_cost_q, key_env, key_next = jax.random.split(key, 5)
+        policy_params = networks.policy_network.init(key_policy)
+        q_params = networks.q_network.init(key_q)
+        cost_q_params = networks.cost_q_network.init(key_cost_q)
+        log_alpha = jnp.zeros(())
+        return common.strong_types(SACState(
+            policy_params=policy_params, policy_optimizer_state=optimizer.init(policy_params), q_params=q_params,
+            q_optimizer_state=optimizer.init(q_params), target_q_params=q_params, cost_q_params=cost_q_params,
+            cost_q_optimizer_state=optimizer.init(cost_q_params), target_cost_q_params=cost_q_params,
+            log_alpha=log_alpha, alpha_optimizer_state=optimizer.init(log_alpha),
+            constraint=constraints.init(config.constraint),
+            normalizer=running_statistics.init_state(specs.Array((obs_size,), jnp.float32)),
+            buffer=buffer_lib.init(config.max_replay_size, example_transition(obs_size, action_size)),
+            env_state=train_env.reset(jax.random.split(key_env, config.num_envs)),
+            key=key_next, env_steps=jnp.zeros((), jnp.int32)))
+
+    def act(state: SACState, key: jax.Array) -> tuple[Any, Transition]:
+        """One step of every env with the behaviour policy (uniform random while warming up)."""
+        key_policy, key_random = jax.random.split(key)
+        obs = state.env_state.obs
+        logits = networks.policy_network.apply(state.normalizer, state.policy_params, obs)
+        random = jax.random.uniform(key_random, (config.num_envs, action_size), minval=-1.0, maxval=1.0)
+        action = jnp.where(state.buffer.size < config.min_replay_size, random, distribution.sample(logits, key_policy))
+        next_state = train_env.step(state.env_state, action)
+        transition = common.env_transition(state.env_state, action, next_state)
+        return sharding.constrain(next_state, 0, mesh), sharding.constrain(transition, 0, mesh)  # [envs, ...]
+
+    def learn(state: SACState, key: jax.Array) -> tuple[SACState, dict]:
+        key_sample, key_update = jax.random.split(key)
+        batch = buffer_lib.sample(state.buffer, key_sample, config.batch_size * config.grad_updates_per_step)
+        batch = jax.tree.map(lambda x: x.reshape((config.grad_updates_per_step, -1) + x.shape[1:]), batch)
+        batch = sharding.constrain(batch, 1, mesh)  # each gradient step's transitions split over the devices
+        keys = jax.random.split(key_update, config.grad_updates_per_step)
+        state, per_update = jax.lax.scan(lambda s, xs: update(s, *xs), state, (batch, keys))
+        return state, jax.tree.map(lambda x: x[-1], per_update)
+
+    def skip(state: SACState, key: jax.Array) -> tuple[SACState, dict]:
+        metrics = {k: jnp.zeros(()) for k in LOSS_KEYS}
+        metrics.update(lagrange_multiplier=state.constraint.multiplier, penalty=state.constraint.penalty)
+        return state, metrics
+
+    def iteration(state: SACState, _) -> tuple[SACState, dict]:
+        key_act, key_learn, key_next = jax.random.split(state.key, 3)
+        env_state, transition = act(state, key_act)
+        sums = common.episode_sums(env_state.info)
+        state = state.replace(env_state=env_state, key=key_next, env_steps=state.env_steps + config.num_envs,
+                              normalizer=running_statistics.update(state.normalizer, transition.obs),
+                              buffer=buffer_lib.add(state.buffer, transition))
+        state, learned = jax.lax.cond(state.buffer.size >= config.min_replay_size, learn, skip, state, key_learn)
+        return state, {**sums, **learned}
+
+    chunk = common.make_chunk(iteration, config.iterations_per_chunk, state_shardings, LOSS_KEYS)
+    return common.data_parallel(jax.jit(init), chunk, state_shardings)
+
+
+def train(ctx: Any) -> dict[str, float]:
+    """`Algorithm.train`: run SAC for `ctx.total_steps` env steps with logging and checkpoints."""
+    config: SACConfig = ctx.algo_config
+    watched = lambda s: {"policy_params": s.policy_params, "q_params": s.q_params,  # noqa: E731
+                         "cost_q_params": s.cost_q_params, "log_alpha": s.log_alpha, "constraint": s.constraint}
+    return common.train_chunked(
+        ctx, make_train, steps_per_chunk=config.env_steps_per_chunk, checkpoint_every=config.checkpoint_every,
+        watched=watched, prefill=lambda state: prefill(config, state, ctx.recorded_transitions()))
