@@ -80,13 +80,13 @@ class Actor:
         act = episode.acting(policy, deterministic)
         self._decide = jax.jit(lambda carry, obs, key, index: episode.decide(act, carry, obs, key, index))
         self._observe = jax.jit(observe_cost)
-        self._seed_key = lambda seed: jax.random.PRNGKey(seed)
+        self._episode_key = jax.random.PRNGKey
         self.reset(seed)
 
     def reset(self, seed: int = 0) -> None:
         """Start an episode: a fresh carry, no held action, the episode key of `seed`."""
         self.carry = self.policy.init_carry()
-        self._key = self._seed_key(seed)
+        self._key = self._episode_key(seed)
         self.decisions = 0  # decisions taken this episode
         self._held: np.ndarray | None = None
         self._held_step = 0
@@ -94,10 +94,10 @@ class Actor:
 
     def observe(self, step: int, cost: float) -> None:
         """Feed back the cost of the robot step that reached `step` (ignored for a step already seen)."""
-        if self._last_step is not None and step > self._last_step:
-            self.carry = self._observe(self.carry, np.float32(cost))
-        if self._last_step is None or step > self._last_step:
+        if self._last_step is None:  # the episode's first state: no step has been taken yet
             self._last_step = step
+        elif step > self._last_step:
+            self.carry, self._last_step = self._observe(self.carry, np.float32(cost)), step
 
     def __call__(self, obs: np.ndarray, step: int, cost: float = 0.0) -> np.ndarray:
         self.observe(step, cost)
