@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	@# SAC with 4 envs swings the cart-pole up in ~60k steps (~1.5 min on 2 cores; demo_candidates.json)
-	$(BIN)/saferl train sac --env safe_cartpole --steps $(DEMO_STEPS) --seed $(DEMO_SEED) --set num_envs=4
+	@# SAC with a cost critic and the augmented Lagrangian: swings the cart-pole up while keeping the episode
+	@# cost under the budget of 100 (~1.5 min on 2 cores; constrained_priors.json), then evaluates it
+	$(BIN)/saferl train sac --env safe_cartpole --steps $(DEMO_STEPS) --seed $(DEMO_SEED) \
+		--constraint augmented_lagrangian --set num_envs=4
+	$(BIN)/saferl eval $$(ls -dt runs/sac-safe_cartpole-* | head -1) --episodes 10
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

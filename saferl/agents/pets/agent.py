@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jp
 from flax import struct
 
+import envs
 from saferl.agents.pets.config import PETSConfig
 from saferl.agents.pets.policy import model_fns, mpc_policy, planned_action
 from saferl.data import buffer as buffer_lib
@@ -115,27 +116,24 @@ class PETSAgent:
         return ensemble.fit(key, model, data, self.config.model, mask)
 
 
-def _memoise_by_env_config(make: Callable[[PETSConfig, Any], PETSAgent]) -> Callable[[PETSConfig, Any], PETSAgent]:
-    """Memoise `make(config, env)` on (config, env class, env config); unhashable configs are not memoised."""
-    cache: dict[tuple, PETSAgent] = {}
-
-    def cached(config: PETSConfig, env: Any) -> PETSAgent:
-        key = (config, type(env), getattr(env, "config", id(env)))
-        try:
-            hash(key)
-        except TypeError:
-            return make(config, env)
-        if key not in cache:
-            if len(cache) >= 8:
-                cache.pop(next(iter(cache)))
-            cache[key] = make(config, env)
-        return cache[key]
-
-    return cached
+_AGENTS: dict[tuple, PETSAgent] = {}
 
 
-@_memoise_by_env_config
-def make_agent(config: PETSConfig, env: Any) -> PETSAgent:
-    """A `PETSAgent`, memoised on (config, env class, env config): a resumed run, a policy loader or a test
-    reuses the agent whose episode functions are already traced and compiled (tracing MJX costs seconds)."""
-    return PETSAgent(env, config)
+def make_agent(config: PETSConfig, env: Any, training_env: Any = None) -> PETSAgent:
+    """A `PETSAgent` collecting in `training_env`'s world (obs noise, action delay; its shift is already in
+    `env`), memoised on everything its compiled functions depend on (config, env class and config, physics
+    fingerprint, world: `saferl.agents.modelfree.common.computation_key`), so a resumed run, a policy loader
+    or a test reuses the already traced agent, and a shifted env never gets the nominal env's closures."""
+    from saferl.agents.modelfree.common import computation_key, training_world
+
+    world = training_world(training_env)
+    key = computation_key(config, env, world)
+    try:
+        hash(key)
+    except TypeError:  # an unhashable config: no memoising
+        return PETSAgent(envs.wrap_evaluation_env(env, world), config)
+    if key not in _AGENTS:
+        if len(_AGENTS) >= 8:
+            _AGENTS.pop(next(iter(_AGENTS)))
+        _AGENTS[key] = PETSAgent(envs.wrap_evaluation_env(env, world), config)
+    return _AGENTS[key]

@@ -96,6 +96,6 @@ def load_policy(run_dir: pathlib.Path | str) -> Policy:
     from saferl.agents.pets.agent import make_agent
     from saferl.training.restore import restore_run_state
 
-    run = restore_run_state(run_dir, lambda config, env: make_agent(config, env).init)
+    run = restore_run_state(run_dir, lambda config, env, world: make_agent(config, env, world).init)
     policy = mpc_policy(run.algo_config, run.state.model, run.env, run.record.env, run.record.path)
     return dataclasses.replace(policy, env_config=run.env_config, training_env=run.training_env)

@@ -74,7 +74,7 @@ def train(ctx: Any) -> dict[str, float]:
     from saferl.training.loop import run_chunks
 
     config: PETSConfig = ctx.algo_config
-    agent = make_agent(config, ctx.env)
+    agent = make_agent(config, ctx.env, ctx.training_env)
     state = agent.init(jax.random.PRNGKey(ctx.seed))
     restored = ctx.resume(state)
     if restored is not None:

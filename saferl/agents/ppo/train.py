@@ -25,6 +25,7 @@ from saferl import constraints
 from saferl.agents.modelfree import common
 from saferl.agents.ppo import losses
 from saferl.agents.ppo.config import PPOConfig
+from saferl.errors import UserError
 from saferl.training import sharding
 
 LOSS_KEYS = ("total_loss", "policy_loss", "v_loss", "cost_v_loss", "entropy_loss", "cost_estimate",
@@ -43,9 +44,15 @@ class PPOState:
 
 
 def cost_budget_q(config: PPOConfig, env: Any) -> float:
-    """The env's episode budget on the cost value's discounted scale (inf when the env has no budget)."""
+    """The env's episode budget on the cost critic's discounted scale, d / (T·(1 − γ_c)).
+
+    An env without a budget (`cost_budget` 0, e.g. pendulum) gives 0 (logged violations are then the cost
+    estimate itself) and cannot be trained with a constraint (`UserError`)."""
     if not env.cost_budget > 0:
-        return float("inf")
+        if config.constraint.enabled:
+            raise UserError(f"constraint.kind={config.constraint.kind} needs an env with a cost budget; this env's "
+                            f"cost_budget is {env.cost_budget} (set one with --set-env cost_budget=... if the env has it)")
+        return 0.0
     return constraints.discounted_budget(float(env.cost_budget), int(env.episode_length), config.cost_discounting)
 
 

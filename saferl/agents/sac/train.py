@@ -32,6 +32,7 @@ from saferl.agents.sac import losses
 from saferl.agents.sac.config import SACConfig
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import Transition
+from saferl.errors import UserError
 from saferl.training import sharding
 
 LOSS_KEYS = ("critic_loss", "cost_critic_loss", "actor_loss", "alpha_loss", "alpha", "cost_estimate",
@@ -59,9 +60,15 @@ class SACState:
 
 
 def cost_budget_q(config: SACConfig, env: Any) -> float:
-    """The env's episode budget on the cost critic's discounted scale (inf when the env has no budget)."""
+    """The env's episode budget on the cost critic's discounted scale, d / (T·(1 − γ_c)).
+
+    An env without a budget (`cost_budget` 0, e.g. pendulum) gives 0 (logged violations are then the cost
+    estimate itself) and cannot be trained with a constraint (`UserError`)."""
     if not env.cost_budget > 0:
-        return float("inf")
+        if config.constraint.enabled:
+            raise UserError(f"constraint.kind={config.constraint.kind} needs an env with a cost budget; this env's "
+                            f"cost_budget is {env.cost_budget} (set one with --set-env cost_budget=... if the env has it)")
+        return 0.0
     return constraints.discounted_budget(float(env.cost_budget), int(env.episode_length), config.cost_discounting)
 
 
