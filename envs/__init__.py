@@ -4,6 +4,9 @@
     env = envs.make("safe_cartpole", cost_bound=0.5)
     envs.names()
     train_env = envs.wrap_for_training(env, episode_length=1000, action_repeat=2)
+    world = envs.TrainingEnvConfig(obs_noise_std=0.01, shift=envs.ShiftConfig(preset="heavy_pole"))
+    env = envs.make_training_env("safe_cartpole", None, world)      # the shifted physics
+    train_env = envs.wrap_training_env(env, world, num_envs=64)     # fresh physics per episode
 """
 
 import os as _os
@@ -32,7 +35,11 @@ register("pendulum", Pendulum)
 register("safe_cartpole", SafeCartpole)
 register("point_goal", PointGoal)
 
-from envs.wrappers import dynamics_shift, wrap_for_training  # noqa: E402  (wrappers use the registry)
+from envs.wrappers import DomainRandomizationConfig, dynamics_shift, wrap_for_training  # noqa: E402  (use the registry)
+from envs.training_env import (ShiftConfig, TrainingEnvConfig, make_training_env, physics_fingerprint,  # noqa: E402
+                               shift_presets, wrap_evaluation_env, wrap_training_env)
 
-__all__ = ["EnvConfig", "EnvError", "MjxEnv", "default_config", "dynamics_shift", "env_class", "make",
-           "make_config", "names", "register", "wrap_for_training"]
+__all__ = ["DomainRandomizationConfig", "EnvConfig", "EnvError", "MjxEnv", "ShiftConfig", "TrainingEnvConfig",
+           "default_config", "dynamics_shift", "env_class", "make", "make_config", "make_training_env", "names",
+           "physics_fingerprint", "register", "shift_presets", "wrap_evaluation_env", "wrap_for_training",
+           "wrap_training_env"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jp
@@ -50,6 +50,9 @@ class MjxEnv(Env, abc.ABC):
 
     #: one line saying what the safety cost measures (shown by `saferl envs`)
     cost_description: str = "none (cost is always 0)"
+    #: named dynamics shifts (stand-ins for the real robot): {name: `shift_model` keyword arguments}, e.g.
+    #: {"heavy_pole": {"body_mass_scale": {"pole": 2.0}}}; read through `envs.shift_presets(name)`
+    SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: EnvConfig):
         self._config = config

@@ -109,6 +109,13 @@ def lidar(robot_xy: jax.Array, heading: jax.Array, objects_xy: jax.Array, n_bins
 
 class PointGoal(MjxEnv):
     cost_description = "1 per step where the robot centre is inside a hazard (radius 0.2 m)"
+    SHIFT_PRESETS = {
+        # 1.5 kg robot: 1.5× slower to speed up and to stop (time constant m / lin_damping 0.5 s → 0.75 s)
+        "heavy_robot": {"body_mass_scale": {"robot": 1.5}},
+        # the floor's resistance is the joints' damping (no contacts): halved, the robot coasts twice as far
+        # and reaches 2 m/s at full force (friction_scale is set too, for envs variants with contacts)
+        "low_friction": {"damping_scale": 0.5, "friction_scale": 0.5},
+    }
 
     @classmethod
     def default_config(cls) -> PointGoalConfig:

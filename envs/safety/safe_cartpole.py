@@ -86,6 +86,13 @@ def _gaussian_tolerance(value: jax.Array, margin: float) -> jax.Array:
 
 class SafeCartpole(MjxEnv):
     cost_description = "1 per step where |cart x| > cost_bound (default 0.25 m)"
+    SHIFT_PRESETS = {
+        # 0.2 kg pole: the swinging pole pushes the cart twice as hard (m·l/2·θ̇² ≈ 3.6 N at 6 rad/s, of the
+        # 10 N motor), so keeping |x| < 0.25 m while swinging up is clearly harder; still well controllable
+        "heavy_pole": {"body_mass_scale": {"pole": 2.0}},
+        # 7 N instead of 10 N: slower swing-up (more pumping), less authority to stop the cart at the band
+        "weak_motor": {"actuator_gain_scale": 0.7},
+    }
 
     @classmethod
     def default_config(cls) -> SafeCartpoleConfig:

@@ -4,13 +4,15 @@ from envs.wrappers.action_delay import ActionDelayWrapper
 from envs.wrappers.action_repeat import ActionRepeatWrapper
 from envs.wrappers.auto_reset import AutoResetWrapper
 from envs.wrappers.domain_randomization import (DomainRandomizationConfig, DomainRandomizationWrapper,
-                                                make_randomization_fn, randomize)
+                                                make_randomization_fn, randomize, randomized_fields)
 from envs.wrappers.dynamics_shift import dynamics_shift, shift_model
 from envs.wrappers.episode import EpisodeWrapper
+from envs.wrappers.episode_randomization import EpisodeRandomizationWrapper
 from envs.wrappers.observation_noise import ObservationNoiseWrapper
 from envs.wrappers.training import wrap_for_training
 from envs.wrappers.vmap import VmapWrapper
 
 __all__ = ["ActionDelayWrapper", "ActionRepeatWrapper", "AutoResetWrapper", "DomainRandomizationConfig",
-           "DomainRandomizationWrapper", "EpisodeWrapper", "ObservationNoiseWrapper", "VmapWrapper",
-           "dynamics_shift", "make_randomization_fn", "randomize", "shift_model", "wrap_for_training"]
+           "DomainRandomizationWrapper", "EpisodeRandomizationWrapper", "EpisodeWrapper", "ObservationNoiseWrapper",
+           "VmapWrapper", "dynamics_shift", "make_randomization_fn", "randomize", "randomized_fields", "shift_model",
+           "wrap_for_training"]

@@ -3,6 +3,8 @@
 Unlike brax's `AutoResetWrapper` (which restores the first state of the env forever), each episode draws a
 new start, so e.g. point_goal's hazard layout changes per episode. The reset key comes from `info["rng"]`.
 The done step keeps its reward, cost, metrics and episode statistics; obs and pipeline state are the reset's.
+`info["final_obs"]` is the observation the step reached before any reset (equal to `obs` except on done
+steps), so an off-policy learner can store the true next observation of a time-limit step and bootstrap.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ def _select(done: jax.Array, if_done: jax.Array, otherwise: jax.Array) -> jax.Ar
 
 
 class AutoResetWrapper(Wrapper):
+    def reset(self, rng: jax.Array) -> State:
+        state = self.env.reset(rng)
+        info = dict(state.info)
+        info["final_obs"] = state.obs
+        return state.replace(info=info)
+
     def step(self, state: State, action: jax.Array) -> State:
         state = self.env.step(state, action)
         keys = state.info["rng"]
@@ -36,5 +44,6 @@ class AutoResetWrapper(Wrapper):
                 info[key] = jax.tree.map(lambda f, o: _select(state.done, f, o), value, old)
         pipeline_state = jax.tree.map(lambda f, o: _select(state.done, f, o), fresh.pipeline_state,
                                       state.pipeline_state)
+        info["final_obs"] = state.obs  # [..., obs]: the observation the step reached, before the reset
         obs = _select(state.done, fresh.obs, state.obs)
         return state.replace(pipeline_state=pipeline_state, obs=obs, info=info)

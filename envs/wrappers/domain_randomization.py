@@ -1,7 +1,8 @@
 """Domain randomisation (mujoco_playground style): `randomize(model, rng, config)` returns a batched
 `mjx.Model` with per-env physical parameters plus its `in_axes`; `DomainRandomizationWrapper` vmaps
-reset/step over those models. `make_randomization_fn(config)` gives the `randomization_fn(sys, rng)`
-that brax's `ppo.train`/`sac.train` accept.
+reset/step over those models (fixed per env). `make_randomization_fn(config)` gives the
+`randomization_fn(sys, rng)` that brax's `ppo.train`/`sac.train` accept. `randomized_fields` is the one
+sampling function, shared with the per-episode `EpisodeRandomizationWrapper`.
 
 Each parameter is multiplied by a factor drawn uniformly from its range, independently per env and per
 element: body mass (and inertia, i.e. a density change), geom sliding friction, joint damping, actuator
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from typing import Any, Callable, Iterator
 
 import jax
@@ -24,6 +26,8 @@ Range = tuple[float, float]
 
 @dataclasses.dataclass(frozen=True)
 class DomainRandomizationConfig:
+    """Ranges (low, high) of the × factors; (1.0, 1.0) leaves a parameter unchanged."""
+
     mass_scale: Range = (0.8, 1.2)  # × body mass and inertia
     friction_scale: Range = (0.7, 1.3)  # × geom sliding friction
     damping_scale: Range = (0.8, 1.2)  # × joint damping
@@ -31,16 +35,34 @@ class DomainRandomizationConfig:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            low, high = getattr(self, field.name)
-            if not 0 < low <= high:
-                raise ValueError(f"{field.name} must satisfy 0 < low <= high, got ({low}, {high})")
+            value = getattr(self, field.name)
+            try:
+                low, high = (float(v) for v in value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{field.name} must be a range (low, high), got {value!r}") from None
+            if not (math.isfinite(high) and 0 < low <= high):
+                raise ValueError(f"{field.name} must satisfy 0 < low <= high (finite), got ({low}, {high})")
+            object.__setattr__(self, field.name, (low, high))  # lists (from JSON) become hashable tuples
+
+    @classmethod
+    def off(cls) -> DomainRandomizationConfig:
+        """No randomisation: every range (1.0, 1.0)."""
+        return cls(**{field.name: (1.0, 1.0) for field in dataclasses.fields(cls)})
+
+    @property
+    def is_off(self) -> bool:
+        return all(getattr(self, field.name) == (1.0, 1.0) for field in dataclasses.fields(self))
 
 
 def _scale(rng: jax.Array, shape: tuple[int, ...], bounds: Range) -> jax.Array:
     return jax.random.uniform(rng, shape, minval=bounds[0], maxval=bounds[1])
 
 
-def _randomize_one(model: mjx.Model, rng: jax.Array, config: DomainRandomizationConfig) -> dict[str, jax.Array]:
+def randomized_fields(model: mjx.Model, rng: jax.Array, config: DomainRandomizationConfig
+                      ) -> dict[str, jax.Array]:
+    """One draw of the randomised `mjx.Model` fields (unbatched): {field name: new value, shaped like `model`'s}.
+
+    Factors are uniform in their ranges, independent per element (body, geom, dof, actuator)."""
     mass_rng, friction_rng, damping_rng, gain_rng = jax.random.split(rng, 4)
     mass = _scale(mass_rng, model.body_mass.shape, config.mass_scale)
     friction = _scale(friction_rng, model.geom_friction.shape[:1], config.friction_scale)
@@ -60,7 +82,7 @@ def randomize(model: mjx.Model, rng: jax.Array, config: DomainRandomizationConfi
               ) -> tuple[mjx.Model, mjx.Model]:
     """Per-env models for keys `rng` [B, 2]: returns (model with batched fields [B, ...], in_axes)."""
     config = config or DomainRandomizationConfig()
-    fields = jax.vmap(lambda key: _randomize_one(model, key, config))(rng)
+    fields = jax.vmap(lambda key: randomized_fields(model, key, config))(rng)
     in_axes = jax.tree.map(lambda _: None, model).tree_replace({name: 0 for name in fields})
     return model.tree_replace(fields), in_axes
 
@@ -69,6 +91,18 @@ def make_randomization_fn(config: DomainRandomizationConfig | None = None
                           ) -> Callable[[mjx.Model, jax.Array], tuple[mjx.Model, mjx.Model]]:
     """`fn(sys, rng [B, 2]) -> (batched sys, in_axes)`, as brax's trainers' `randomization_fn` expects."""
     return lambda sys, rng: randomize(sys, rng, config)
+
+
+@contextlib.contextmanager
+def using_model(env: Env, model: mjx.Model) -> Iterator[Env]:
+    """While tracing inside the block, `env`'s base env steps `model` (its `sys` is swapped and restored)."""
+    base = env.unwrapped
+    original = base.sys
+    base.sys = model
+    try:
+        yield env
+    finally:
+        base.sys = original
 
 
 class DomainRandomizationWrapper(Wrapper):
@@ -82,30 +116,20 @@ class DomainRandomizationWrapper(Wrapper):
         self.batched_model, self.in_axes = randomization_fn(self.env.unwrapped.sys)
         self.batch_size = int(self.batched_model.body_mass.shape[0])
 
-    @contextlib.contextmanager
-    def _using(self, model: mjx.Model) -> Iterator[Env]:
-        base = self.env.unwrapped
-        original = base.sys
-        base.sys = model
-        try:
-            yield self.env
-        finally:
-            base.sys = original
-
     def reset(self, rng: jax.Array) -> State:
         """rng: [B, 2] (or one key split into B)."""
         if rng.ndim == 1:
             rng = jax.random.split(rng, self.batch_size)
 
         def reset_one(model, key):
-            with self._using(model) as env:
+            with using_model(self.env, model) as env:
                 return env.reset(key)
 
         return jax.vmap(reset_one, in_axes=(self.in_axes, 0))(self.batched_model, rng)
 
     def step(self, state: State, action: jax.Array) -> State:
         def step_one(model, one_state, one_action):
-            with self._using(model) as env:
+            with using_model(self.env, model) as env:
                 return env.step(one_state, one_action)
 
         return jax.vmap(step_one, in_axes=(self.in_axes, 0, 0))(self.batched_model, state, action)
