@@ -113,6 +113,10 @@ def _new_record(algo: str, env_name: str, steps: int | None, seed: int, override
         raise UserError(f"{algo} cannot use --data: {algorithm.recorded_data_refusal}; "
                         f"algorithms that learn from recorded transitions: {', '.join(users)}")
     env = envs.make_training_env(env_name, env_config, world)
+    constraint = getattr(algo_config, "constraint", None)
+    if constraint is not None and constraint.enabled and not env.cost_budget > 0:
+        raise UserError(f"constraint.kind={constraint.kind} needs an env with a cost budget; env '{env_name}' has "
+                        f"cost_budget {env.cost_budget:g} (give one with --set-env cost_budget=...)")
     data_dir = _check_data_dir(data, env, env_name)
     path = rundir.new_run_dir(pathlib.Path(out), algo, env_name)
     record = rundir.RunRecord(path=path, algo=algo, env=env_name, env_config=to_dict(env_config),

@@ -153,6 +153,13 @@ def test_unusable_recorded_data_is_one_error_line_and_creates_nothing(algo, env,
     (["export", "/nonexistent/run", "--out", "x.onnx"], "does not exist"),
     (["export", "/nonexistent/run", "--format", "tflite", "--out", "x"], "not supported"),
     (["train", "ppo", "--env", "pendulum", "--bogus"], "No such option"),
+    (["train", "sac", "--env", "safe_cartpole", "--constraint", "lagrangien"], "not a constraint handler"),
+    (["train", "sac", "--env", "pendulum", "--constraint", "lagrangian"], "needs an env with a cost budget"),
+    (["train", "sac", "--env", "safe_cartpole", "--set-env", "randomization.mass_scale=[1.2,0.8]"],
+     "mass_scale"),
+    (["train", "sac", "--env", "safe_cartpole", "--set-env", "shift.preset=heavy_robot"], "heavy_pole"),
+    (["train", "sac", "--env", "safe_cartpole", "--set-env", "action_delay=-1"], "action_delay"),
+    (["train", "sac", "--env", "safe_cartpole", "--set-env", "wind=3"], "training-world keys"),
 ])
 def test_bad_input_gives_one_error_line_and_nonzero_exit(args, message, capsys, tmp_path):
     code, _, err = run_cli(capsys, *args, *(["--out", tmp_path] if args[0] == "train" else []))
@@ -178,3 +185,53 @@ def test_console_script_reports_user_errors_without_traceback():
                           timeout=120)
     assert done.returncode == 2
     assert "error: unknown env 'nope'" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def world_run(tmp_path_factory):
+    """A tiny constrained SAC run on safe_cartpole in a randomised, noisy, delayed, shifted world."""
+    from tiny_configs import SAC_CHUNK, SAC_TINY
+
+    out = tmp_path_factory.mktemp("cli_world")
+    world = {"episode_length": 40, "randomization.mass_scale": [0.8, 1.2], "obs_noise_std": 0.01,
+             "action_delay": 1, "shift.preset": "weak_motor"}
+    args = ["train", "sac", "--env", "safe_cartpole", "--steps", SAC_CHUNK, "--out", out, "--quiet",
+            "--constraint", "augmented_lagrangian", *_sets(SAC_TINY, "--set"), *_sets(world, "--set-env")]
+    main([str(a) for a in args])
+    (path,) = out.iterdir()
+    return path
+
+
+def test_train_saves_the_training_world_and_the_constraint_in_the_run_config(world_run):
+    config = json.loads((world_run / "config.json").read_text())
+    world = config["training_env"]
+    assert world["randomization"]["mass_scale"] == [0.8, 1.2] and world["randomization"]["friction_scale"] == [1, 1]
+    assert world["obs_noise_std"] == 0.01 and world["action_delay"] == 1
+    assert world["shift"]["preset"] == "weak_motor"
+    assert config["env_config"]["episode_length"] == 40
+    assert config["algo_config"]["constraint"]["kind"] == "augmented_lagrangian"
+
+
+def test_eval_runs_in_the_training_world_and_on_a_shift(world_run, capsys):
+    code, out, err = run_cli(capsys, "eval", world_run, "--episodes", 2)
+    assert code == 0, err
+    own = json.loads((world_run / "eval.json").read_text())
+    assert own["training_env"]["shift"]["preset"] == "weak_motor"  # the world it trained in ...
+    assert own["training_env"]["randomization"]["mass_scale"] == [1, 1]  # ... without randomisation
+    code, out, err = run_cli(capsys, "eval", world_run, "--episodes", 2, "--shift", "heavy_pole")
+    assert code == 0, err
+    shifted = json.loads((world_run / "eval-heavy_pole.json").read_text())
+    assert shifted["training_env"]["shift"]["preset"] == "heavy_pole" and "shift: heavy_pole" in out
+    assert (world_run / "eval.json").exists()  # the shifted evaluation did not overwrite the own one
+    code, _, err = run_cli(capsys, "eval", world_run, "--shift", "mass_scale=1.3", "--episodes", 1)
+    assert code == 0 and json.loads((world_run / "eval-mass_scale-1.3.json").read_text())[
+        "training_env"]["shift"]["mass_scale"] == 1.3
+    code, _, err = run_cli(capsys, "eval", world_run, "--shift", "heavy_robot")
+    assert code == 2 and "no such shift preset" in err and "heavy_pole" in err
+
+
+def test_help_names_the_constraint_handlers_and_world_keys(capsys):
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0
+    for word in ("--constraint", "augmented_lagrangian", "randomization", "action_delay", "shift.preset"):
+        assert word in out

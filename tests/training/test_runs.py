@@ -63,7 +63,8 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(runs):
 def test_loaded_policy_keeps_actions_in_unit_box_and_knows_its_env(runs):
     policy = load_policy(runs[0].run_dir)
     obs = 100.0 * jax.random.normal(jax.random.PRNGKey(0), (64, policy.observation_size))
-    actions = policy.act(obs, jax.random.PRNGKey(1))
+    actions, carry = policy.act(policy.init_carry(), obs, jax.random.PRNGKey(1))
+    assert float(carry.cost_spent) == 0.0 and carry.memory == ()  # PPO carries only the executor's cost sum
     assert actions.shape == (64, policy.action_size)
     assert float(jax.numpy.abs(actions).max()) <= 1.0
     assert policy.env_name == "pendulum" and policy.algo == "ppo" and policy.cost_budget == 0.0
