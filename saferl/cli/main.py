@@ -32,17 +32,18 @@ def _echo(message: str) -> None:
 
 @app.command("envs")
 def envs_command() -> None:
-    """List the registered environments: sizes, what the safety cost measures and the episode budget."""
+    """List the registered environments: sizes, what the safety cost measures, the episode budget and the named
+    dynamics shifts (`--set-env shift.preset=NAME`, `saferl eval RUN --shift NAME`)."""
     import envs
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "obs", "action", "episode", "cost", "budget")
+    table = Table("name", "obs", "action", "episode", "cost", "budget", "shift presets")
     for name in envs.names():
         env = envs.make(name)
         table.add_row(name, str(env.observation_size), str(env.action_size), str(env.episode_length),
-                      env.cost_description, f"{env.cost_budget:g}")
-    Console(width=140).print(table)
+                      env.cost_description, f"{env.cost_budget:g}", ", ".join(sorted(envs.shift_presets(name))))
+    Console(width=160).print(table)
 
 
 @app.command("train")

@@ -23,7 +23,7 @@ from brax.training.acme import running_statistics, specs
 
 from saferl import constraints
 from saferl.agents.modelfree import common
-from saferl.agents.ppo import losses
+import saferl.agents.ppo.losses as losses
 from saferl.agents.ppo.config import PPOConfig
 from saferl.errors import UserError
 from saferl.training import sharding

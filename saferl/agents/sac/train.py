@@ -28,7 +28,7 @@ from brax.training.acme import running_statistics, specs
 
 from saferl import constraints
 from saferl.agents.modelfree import common
-from saferl.agents.sac import losses
+import saferl.agents.sac.losses as losses
 from saferl.agents.sac.config import SACConfig
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import Transition
