@@ -45,6 +45,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise UserError(f"config key '{key}': value {value!r} is not one of {list(args)}")
         return value
     if origin in (tuple, list):
+        if isinstance(value, Mapping) and args and typing.get_origin(args[0]) is tuple:
+            value = list(value.items())  # {"pole": 2} for pairs like tuple[tuple[str, float], ...]
         if isinstance(value, str):
             raise UserError(f"config key '{key}': expected a list like [1,2], got {value!r}")
         if not isinstance(value, (list, tuple)):

@@ -88,6 +88,15 @@ def sample(buffer: ReplayBuffer, key: jax.Array, n: int) -> Transition:
     return jax.tree.map(lambda x: x[rows], buffer.data)
 
 
+def sample_recent(buffer: ReplayBuffer, key: jax.Array, n: int, window: int) -> Transition:
+    """`n` transitions drawn uniformly with replacement from the `window` most recently added rows (all valid
+    rows if fewer): leading axis [n]. What an estimate of the *current* policy's state distribution uses."""
+    recent = jnp.clip(jnp.minimum(buffer.size, window), 1, None)
+    back = jax.random.randint(key, (n,), 0, recent)
+    rows = (buffer.position - 1 - back) % buffer.capacity
+    return jax.tree.map(lambda x: x[rows], buffer.data)
+
+
 def valid_mask(buffer: ReplayBuffer) -> jax.Array:
     """[capacity] bool, True on rows that hold data."""
     return jnp.arange(buffer.capacity) < buffer.size

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Sequence
 
 import envs
@@ -32,6 +33,9 @@ def parse_shift(env_name: str, args: Sequence[str]) -> Any:
                 raise UserError(f"--shift {word!r}: env '{env_name}' has no such shift preset; presets: "
                                 f"{', '.join(sorted(presets)) or 'none'} (or key=value of "
                                 f"{', '.join(f.name for f in dataclasses.fields(envs.ShiftConfig))})")
+            if fields.get("preset", word) != word:
+                raise UserError(f"--shift {word!r}: only one preset at a time (already {fields['preset']!r}); "
+                                f"add factors with key=value instead")
             fields["preset"] = word
     return apply_overrides(envs.ShiftConfig(), fields, where="shift")
 
@@ -39,7 +43,7 @@ def parse_shift(env_name: str, args: Sequence[str]) -> Any:
 def shift_label(args: Sequence[str]) -> str:
     """A file-name-safe label of `--shift` words (e.g. `heavy_pole`, `mass_scale-1.5`)."""
     label = "_".join(args) or NOMINAL
-    return "".join(c if c.isalnum() or c in "._" else "-" for c in label)[:80]
+    return re.sub(r"[^A-Za-z0-9._]+", "-", label).strip("-")[:80]
 
 
 def evaluation_world(policy: Any, shift: Sequence[str] = ()) -> Any:

@@ -1,5 +1,5 @@
-"""Runs: run directories, the `TrainContext` every algorithm trains against, logging, checkpoints, plots."""
+"""Runs: run directories, the `TrainContext` every algorithm trains against, logging, checkpoints, plots.
 
-from saferl.training.context import TrainContext, check_finite
-
-__all__ = ["TrainContext", "check_finite"]
+Import the submodules you need (`saferl.training.context`, `.run`, `.restore`, …): the package itself
+imports nothing, so a policy loader (`restore`, `rundir`, `checkpoints`) does not pull in logging or plots.
+"""

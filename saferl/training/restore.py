@@ -9,6 +9,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 
 import envs
+from saferl.config import from_dict
+from saferl.errors import UserError
 from saferl.training import rundir
 from saferl.training.checkpoints import Checkpoints
 
@@ -23,9 +25,26 @@ class RestoredRun(NamedTuple):
     @property
     def training_env(self) -> Any:
         """The run's `envs.TrainingEnvConfig`."""
-        from saferl.training.run import training_env_from_record
-
         return training_env_from_record(self.record)
+
+
+def env_config_from_record(record: rundir.RunRecord) -> Any:
+    """The run's env config (`UserError` if its env is not registered here)."""
+    if record.env not in envs.names():
+        raise UserError(f"run {record.path} uses env '{record.env}', which is not registered here")
+    return from_dict(type(envs.default_config(record.env)), record.env_config)
+
+
+def algo_config_from_record(record: rundir.RunRecord) -> Any:
+    """The run's algorithm config (`UserError` for an unknown algorithm)."""
+    from saferl.agents import registry
+
+    return from_dict(registry.get(record.algo).config_cls, record.algo_config)
+
+
+def training_env_from_record(record: rundir.RunRecord) -> Any:
+    """The run's `envs.TrainingEnvConfig` (the nominal world for runs that recorded none)."""
+    return from_dict(envs.TrainingEnvConfig, record.training_env)
 
 
 def restore_run_state(run_dir: pathlib.Path | str, make_init: Callable[..., Callable[[jax.Array], Any]]
@@ -36,8 +55,6 @@ def restore_run_state(run_dir: pathlib.Path | str, make_init: Callable[..., Call
     (called with the run's training world when it takes three arguments: a randomised world keeps the
     per-episode physics in the env states). `UserError` if the run dir is unusable.
     """
-    from saferl.training.run import algo_config_from_record, env_config_from_record, training_env_from_record
-
     record = rundir.read_run(run_dir)
     env_config, algo_config = env_config_from_record(record), algo_config_from_record(record)
     world = training_env_from_record(record)

@@ -18,6 +18,8 @@ from saferl.training.context import TrainContext
 from saferl.training.logger import MetricsLogger
 from saferl.training.plots import write_plots
 from saferl.training.progress import ProgressDisplay
+from saferl.training.restore import (  # noqa: F401  (re-exported for callers of run)
+    algo_config_from_record, env_config_from_record, training_env_from_record)
 
 DEFAULT_STEPS = 100_000
 
@@ -68,21 +70,6 @@ def check_world(env_name: str, env_config: Any, world: Any) -> None:
         envs.make_training_env(env_name, env_config, world)
     except ValueError as err:  # envs.EnvError
         raise UserError(f"training world: {err}") from None
-
-
-def training_env_from_record(record: rundir.RunRecord) -> Any:
-    """The run's `envs.TrainingEnvConfig` (the nominal world for runs that recorded none)."""
-    return from_dict(envs.TrainingEnvConfig, record.training_env)
-
-
-def env_config_from_record(record: rundir.RunRecord) -> Any:
-    if record.env not in envs.names():
-        raise UserError(f"run {record.path} uses env '{record.env}', which is not registered here")
-    return from_dict(type(envs.default_config(record.env)), record.env_config)
-
-
-def algo_config_from_record(record: rundir.RunRecord) -> Any:
-    return from_dict(registry.get(record.algo).config_cls, record.algo_config)
 
 
 def _check_data_dir(data: pathlib.Path | str | None, env: Any, env_name: str) -> pathlib.Path | None:

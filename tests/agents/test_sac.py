@@ -105,6 +105,11 @@ def test_training_draws_a_new_point_goal_layout_every_episode_inside_the_run():
     np.testing.assert_allclose(np.asarray(data.next_obs)[ended - config.num_envs],
                                np.asarray(data.obs)[ended])  # consecutive steps chain before the end
     assert not np.allclose(np.asarray(data.next_obs)[ended], np.asarray(data.obs)[ended + config.num_envs])
+    # the first reward of an episode is progress from the new layout's start, not the jump between the old
+    # episode's goal distance and the new one's (what brax's auto-reset gave): |progress| ≤ speed·dt ≈ 0.02 m
+    progress = np.asarray(data.reward)
+    progress = progress[progress < 0.5]  # reaching a goal adds a bonus of 1
+    assert np.abs(progress).max() < 0.1
 
 
 def test_training_on_a_shifted_env_uses_the_shifted_physics():

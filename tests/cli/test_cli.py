@@ -226,8 +226,14 @@ def test_eval_runs_in_the_training_world_and_on_a_shift(world_run, capsys):
     code, _, err = run_cli(capsys, "eval", world_run, "--shift", "mass_scale=1.3", "--episodes", 1)
     assert code == 0 and json.loads((world_run / "eval-mass_scale-1.3.json").read_text())[
         "training_env"]["shift"]["mass_scale"] == 1.3
+    code, _, err = run_cli(capsys, "eval", world_run, "--shift", 'body_mass_scale={"pole": 2}', "--episodes", 1)
+    assert code == 0, err  # the dict form documented in --help
+    written = json.loads((world_run / "eval-body_mass_scale-pole-2.json").read_text())
+    assert written["training_env"]["shift"]["body_mass_scale"] == [["pole", 2.0]]
     code, _, err = run_cli(capsys, "eval", world_run, "--shift", "heavy_robot")
     assert code == 2 and "no such shift preset" in err and "heavy_pole" in err
+    code, _, err = run_cli(capsys, "eval", world_run, "--shift", "heavy_pole", "--shift", "weak_motor")
+    assert code == 2 and "one preset at a time" in err
 
 
 def test_help_names_the_constraint_handlers_and_world_keys(capsys):

@@ -120,8 +120,8 @@ _AGENTS: dict[tuple, PETSAgent] = {}
 
 
 def make_agent(config: PETSConfig, env: Any, training_env: Any = None) -> PETSAgent:
-    """A `PETSAgent` collecting in `training_env`'s world (obs noise, action delay; its shift is already in
-    `env`), memoised on everything its compiled functions depend on (config, env class and config, physics
+    """A `PETSAgent` collecting in `training_env`'s world (obs noise, action delay, per-episode domain
+    randomisation; its shift is already in `env`), memoised on everything its compiled functions depend on (config, env class and config, physics
     fingerprint, world: `saferl.agents.modelfree.common.computation_key`), so a resumed run, a policy loader
     or a test reuses the already traced agent, and a shifted env never gets the nominal env's closures."""
     from saferl.agents.modelfree.common import computation_key, training_world
@@ -131,9 +131,19 @@ def make_agent(config: PETSConfig, env: Any, training_env: Any = None) -> PETSAg
     try:
         hash(key)
     except TypeError:  # an unhashable config: no memoising
-        return PETSAgent(envs.wrap_evaluation_env(env, world), config)
+        return PETSAgent(_world_env(env, world), config)
     if key not in _AGENTS:
         if len(_AGENTS) >= 8:
             _AGENTS.pop(next(iter(_AGENTS)))
-        _AGENTS[key] = PETSAgent(envs.wrap_evaluation_env(env, world), config)
+        _AGENTS[key] = PETSAgent(_world_env(env, world), config)
     return _AGENTS[key]
+
+
+def _world_env(env: Any, world: Any) -> Any:
+    """The unbatched env PETS collects in: delay → noise → per-episode randomisation (when the world has it)."""
+    wrapped = envs.wrap_evaluation_env(env, world)
+    if world.randomized:
+        from envs.wrappers.episode_randomization import EpisodeRandomizationWrapper
+
+        wrapped = EpisodeRandomizationWrapper(wrapped, world.randomization)
+    return wrapped

@@ -5,9 +5,10 @@ GAE on a rollout [T, B] uses the true next observation of every step (also where
 episode), so no step is masked out:
   δ_t = x_t + γ(1 − term_t)·V(s'_t) − V(s_t),   A_t = δ_t + γλ(1 − done_t)·A_{t+1}
 for x = reward (γ) and x = cost (γ_c). The actor minimises the constraint handler's objective of
-  reward_loss   = −mean(min(ρA_r, clip(ρ)A_r)) − entropy_cost·H[π]          (A_r normalised)
+  reward_loss   = −mean(min(ρA_r, clip(ρ)A_r))                               (A_r normalised)
   cost_estimate = mean(V_c targets) + mean(max(ρA_c, clip(ρ)A_c)) − mean(A_c)   (A_c centred)
-i.e. the current discounted cost level plus the clipped (pessimistic) surrogate of its change.
+i.e. the current discounted cost level plus the clipped (pessimistic) surrogate of its change; the entropy
+bonus −entropy_cost·H[π] is added outside the handler (CRPO's cost-only steps keep it).
 """
 
 from __future__ import annotations
@@ -103,14 +104,14 @@ def loss(params: PPOParams, normalizer: Any, data: Rollout, key: jax.Array, cons
     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     cost_adv = cost_adv - cost_adv.mean()
     entropy = jnp.mean(distribution.entropy(logits, key))
-    reward_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv)) - config.entropy_cost * entropy
+    reward_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
     cost_level = jnp.mean(cost_targets)
     cost_estimate = cost_level + jnp.mean(jnp.maximum(ratio * cost_adv, clipped * cost_adv))
     actor_loss, aux = constraints.actor_objective(config.constraint, constraint_state, reward_loss, cost_estimate,
                                                   cost_budget_q)
     v_loss = 0.25 * jnp.mean(jnp.square(targets - values))
     cost_v_loss = 0.25 * jnp.mean(jnp.square(cost_targets - cost_values))
-    total = actor_loss + v_loss + cost_v_loss
+    total = actor_loss - config.entropy_cost * entropy + v_loss + cost_v_loss  # entropy outside the handler
     return total, {"total_loss": total, "policy_loss": reward_loss, "v_loss": v_loss, "cost_v_loss": cost_v_loss,
                    "entropy_loss": -config.entropy_cost * entropy, "cost_estimate": stop(cost_level),
                    "constraint_violation": aux["constraint_violation"]}

@@ -12,13 +12,14 @@ import jax.numpy as jnp
 
 from saferl.agents import registry
 from saferl.agents.sac.config import SACConfig
+from saferl.agents.sac import losses
 from saferl.agents.sac.losses import SACNetworks, make_networks
 from saferl.agents.sac.train import LOSS_KEYS, SACState, cost_budget_q, make_train, prefill, train
 
 
 def load_policy(run_dir: pathlib.Path | str) -> Any:
     """`Algorithm.load_policy`: the deterministic (tanh of the mean) / stochastic actor of a SAC run, with
-    `reward_value` = min of the twin Q_r and `cost_value` = mean of the twin Q_c (discounted scales)."""
+    `reward_value` = min of the twin Q_r and `cost_value` = max of the twin Q_c (pessimistic; discounted scales)."""
     from saferl.agents.modelfree.policy import tanh_normal_policy
     from saferl.training.restore import restore_run_state
 
@@ -30,7 +31,7 @@ def load_policy(run_dir: pathlib.Path | str) -> Any:
         return jnp.min(networks.q_network.apply(state.normalizer, state.q_params, obs, action), axis=-1)
 
     def cost_value(obs: jax.Array, action: jax.Array) -> jax.Array:
-        return jnp.mean(networks.cost_q_network.apply(state.normalizer, state.cost_q_params, obs, action), axis=-1)
+        return losses.cost_value(networks, state.normalizer, state.cost_q_params, obs, action)
 
     return tanh_normal_policy(run, networks.policy_network, networks.parametric_action_distribution,
                               (state.normalizer, state.policy_params), jax.jit(reward_value), jax.jit(cost_value))

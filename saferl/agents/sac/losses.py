@@ -4,8 +4,12 @@ Networks are brax's: a tanh-normal actor and twin Q MLPs, one pair for the rewar
 Q_c. Losses, on a `Transition` batch [B] (`done` = termination only, so time limits bootstrap):
   temperature:  α·(−log π(a|s) − H̄)                       H̄ = −|A|/2
   reward critic: ½(Q_r(s,a) − [r·scale + γ(1−done)(min_i Q̄_r,i(s',a') − α log π(a'|s'))])²
-  cost critic:   ½(Q_c(s,a) − [c + γ_c(1−done)·mean_i Q̄_c,i(s',a')])²
-  actor:         constraint handler's objective of (mean(α log π − min_i Q_r,i), mean(mean_i Q_c,i)), a ~ π(s)
+  cost critic:   ½(Q_c(s,a) − [c + γ_c(1−done)·max(0, mean_i Q̄_c,i(s',a'))])²
+  actor:         mean(α log π(a|s)) + handler's objective of (−mean min_i Q_r,i(s, a), C), a ~ π(s)
+where the constraint's cost estimate C = mean_s' max_i Q_c,i(s', π(s')) is taken over *recent* states s' (the
+current policy's state distribution, compared with the discounted budget d_Q), not over the whole replay
+buffer whose old states would understate the current policy's cost. The entropy term stays outside the
+handler, so CRPO's cost-only steps keep SAC's entropy regularisation.
 """
 
 from __future__ import annotations
@@ -58,27 +62,40 @@ def alpha_loss(log_alpha: jax.Array, networks: SACNetworks, policy_params: Any, 
 
 def critic_loss(q_params: Any, q_network: Any, normalizer: Any, target_q_params: Any, batch: Transition,
                 signal: jax.Array, next_action: jax.Array, next_bonus: jax.Array, discount: float,
-                pessimistic_min: bool) -> jax.Array:
+                is_cost: bool) -> jax.Array:
     """TD loss of a twin critic for `signal` [B] (reward or cost); `next_bonus` [B] is added to the next
-    value (−α log π for the reward's soft value, 0 for the cost); the next value is the min (reward) or the
-    mean (cost) of the twin target critics."""
+    value (−α log π for the reward's soft value, 0 for the cost). The next value is the min of the twin
+    targets for the reward (against overestimation) and, for the cost, their mean clipped at 0 (costs are
+    ≥ 0, so is their discounted sum)."""
     q = q_network.apply(normalizer, q_params, batch.obs, batch.action)
     next_q = q_network.apply(normalizer, target_q_params, batch.next_obs, next_action)
-    next_value = (jnp.min(next_q, axis=-1) if pessimistic_min else jnp.mean(next_q, axis=-1)) + next_bonus
+    next_value = (jnp.maximum(jnp.mean(next_q, axis=-1), 0.0) if is_cost else jnp.min(next_q, axis=-1)) + next_bonus
     target = jax.lax.stop_gradient(signal + (1.0 - batch.done) * discount * next_value)
     return 0.5 * jnp.mean(jnp.square(q - target[..., None]))
 
 
+def cost_value(networks: SACNetworks, normalizer: Any, cost_q_params: Any, obs: jax.Array, action: jax.Array
+               ) -> jax.Array:
+    """Pessimistic Q_c [...]: the max of the twin cost critics. The actor minimises it, so taking the max
+    keeps it from exploiting one critic's underestimate (the cost mirror of the min over reward critics)."""
+    return jnp.max(networks.cost_q_network.apply(normalizer, cost_q_params, obs, action), axis=-1)
+
+
 def actor_loss(policy_params: Any, networks: SACNetworks, normalizer: Any, q_params: Any, cost_q_params: Any,
-               alpha: jax.Array, constraint_state: constraints.ConstraintState, batch: Transition, key: jax.Array,
-               config: SACConfig, cost_budget_q: float) -> tuple[jax.Array, dict]:
-    """The constraint handler's actor objective; aux holds `cost_estimate` (mean Q_c(s, π(s))) and the handler's."""
-    action, log_prob = sample_action(networks, normalizer, policy_params, batch.obs, key)
+               alpha: jax.Array, constraint_state: constraints.ConstraintState, batch: Transition,
+               recent_obs: jax.Array, key: jax.Array, config: SACConfig, cost_budget_q: float
+               ) -> tuple[jax.Array, dict]:
+    """Entropy term + the constraint handler's objective; aux holds `cost_estimate` (mean Q_c(s', π(s')) over
+    `recent_obs` [B', obs_dim]) and the handler's terms."""
+    key_batch, key_recent = jax.random.split(key)
+    action, log_prob = sample_action(networks, normalizer, policy_params, batch.obs, key_batch)
     q_reward = jnp.min(networks.q_network.apply(normalizer, q_params, batch.obs, action), axis=-1)
-    q_cost = jnp.mean(networks.cost_q_network.apply(normalizer, cost_q_params, batch.obs, action), axis=-1)
-    reward_loss = jnp.mean(alpha * log_prob - q_reward)
+    recent_action, _ = sample_action(networks, normalizer, policy_params, recent_obs, key_recent)
+    q_cost = cost_value(networks, normalizer, cost_q_params, recent_obs, recent_action)
+    reward_loss = -jnp.mean(q_reward)
     cost_estimate = jnp.mean(q_cost)
-    loss, aux = constraints.actor_objective(config.constraint, constraint_state, reward_loss, cost_estimate,
-                                            cost_budget_q)
+    objective, aux = constraints.actor_objective(config.constraint, constraint_state, reward_loss, cost_estimate,
+                                                 cost_budget_q)
+    loss = jnp.mean(alpha * log_prob) + objective
     return loss, {**aux, "cost_estimate": jax.lax.stop_gradient(cost_estimate),
                   "reward_loss": jax.lax.stop_gradient(reward_loss)}

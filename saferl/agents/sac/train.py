@@ -12,7 +12,7 @@ devices (`saferl.training.sharding`); params, optimiser states and the replay bu
 
 The constraint is the env's episode budget d translated to the cost critic's discounted scale,
 d_Q = d / (T·(1 − γ_c)) (`saferl.constraints.discounted_budget`), compared with mean Q_c(s, π(s)) over
-replay states.
+the `cost_estimate_window` most recent transitions' states (the current policy's state distribution).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _make_update(config: SACConfig, networks: losses.SACNetworks, optimizer: opt
         functools.partial(losses.actor_loss, networks=networks, config=config, cost_budget_q=budget), optimizer,
         has_aux=True)
 
-    def update(state: SACState, batch: Transition, key: jax.Array) -> tuple[SACState, dict]:
+    def update(state: SACState, batch: Transition, recent_obs: jax.Array, key: jax.Array) -> tuple[SACState, dict]:
         key_alpha, key_next, key_actor = jax.random.split(key, 3)
         a_loss, log_alpha, alpha_opt = alpha_update(
             state.log_alpha, policy_params=state.policy_params, normalizer=state.normalizer, batch=batch,
@@ -126,15 +126,15 @@ def _make_update(config: SACConfig, networks: losses.SACNetworks, optimizer: opt
                                                           batch.next_obs, key_next)
         c_loss, q_params, q_opt = critic_update(
             state.q_params, networks.q_network, state.normalizer, state.target_q_params, batch,
-            batch.reward * config.reward_scaling, next_action, -alpha * next_log_prob, config.discounting, True,
+            batch.reward * config.reward_scaling, next_action, -alpha * next_log_prob, config.discounting, False,
             optimizer_state=state.q_optimizer_state)
         cc_loss, cost_q_params, cost_q_opt = critic_update(
             state.cost_q_params, networks.cost_q_network, state.normalizer, state.target_cost_q_params, batch,
-            batch.cost, next_action, jnp.zeros_like(batch.cost), config.cost_discounting, False,
+            batch.cost, next_action, jnp.zeros_like(batch.cost), config.cost_discounting, True,
             optimizer_state=state.cost_q_optimizer_state)
         (p_loss, aux), policy_params, policy_opt = actor_update(
             state.policy_params, normalizer=state.normalizer, q_params=q_params, cost_q_params=cost_q_params,
-            alpha=alpha, constraint_state=state.constraint, batch=batch, key=key_actor,
+            alpha=alpha, constraint_state=state.constraint, batch=batch, recent_obs=recent_obs, key=key_actor,
             optimizer_state=state.policy_optimizer_state)
         constraint, handler = constraints.update(config.constraint, state.constraint, aux["cost_estimate"], budget)
         polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
@@ -202,12 +202,15 @@ def make_train(config: SACConfig, env: Any, training_env: Any = None
         return sharding.constrain(next_state, 0, mesh), sharding.constrain(transition, 0, mesh)  # [envs, ...]
 
     def learn(state: SACState, key: jax.Array) -> tuple[SACState, dict]:
-        key_sample, key_update = jax.random.split(key)
-        batch = buffer_lib.sample(state.buffer, key_sample, config.batch_size * config.grad_updates_per_step)
-        batch = jax.tree.map(lambda x: x.reshape((config.grad_updates_per_step, -1) + x.shape[1:]), batch)
-        batch = sharding.constrain(batch, 1, mesh)  # each gradient step's transitions split over the devices
+        key_sample, key_recent, key_update = jax.random.split(key, 3)
+        size = config.batch_size * config.grad_updates_per_step
+        per_step = lambda x: x.reshape((config.grad_updates_per_step, -1) + x.shape[1:])  # noqa: E731
+        batch = jax.tree.map(per_step, buffer_lib.sample(state.buffer, key_sample, size))
+        recent = per_step(buffer_lib.sample_recent(state.buffer, key_recent, size, config.cost_estimate_window).obs)
+        # each gradient step's transitions split over the devices
+        batch, recent = sharding.constrain(batch, 1, mesh), sharding.constrain(recent, 1, mesh)
         keys = jax.random.split(key_update, config.grad_updates_per_step)
-        state, per_update = jax.lax.scan(lambda s, xs: update(s, *xs), state, (batch, keys))
+        state, per_update = jax.lax.scan(lambda s, xs: update(s, *xs), state, (batch, recent, keys))
         return state, jax.tree.map(lambda x: x[-1], per_update)
 
     def skip(state: SACState, key: jax.Array) -> tuple[SACState, dict]:
