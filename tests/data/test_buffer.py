@@ -107,3 +107,13 @@ def test_ring_matches_a_reference_deque(capacity, batch_sizes):
         start += n
     assert int(buf.size) == len(reference) and int(buf.total_added) == start
     np.testing.assert_array_equal(buffer.to_numpy(buf).reward, list(reference))
+
+
+def test_sample_recent_draws_only_the_newest_rows_across_the_ring_boundary():
+    buf = buffer.add(buffer.init(10, example()), steps(0, 13))  # rows hold 3..12, the newest (12) at row 2
+    recent = buffer.sample_recent(buf, jax.random.key(0), 4000, window=4)
+    values, counts = np.unique(np.asarray(recent.reward), return_counts=True)
+    np.testing.assert_array_equal(values, [9, 10, 11, 12])  # the 4 newest, wrapping from row 9 to rows 0-2
+    assert counts.min() > 850  # uniform: 1000 each expected, 4σ ≈ 110
+    small = buffer.sample_recent(buffer.add(buffer.init(10, example()), steps(0, 2)), jax.random.key(1), 100, 8)
+    assert set(np.asarray(small.reward).tolist()) <= {0.0, 1.0}  # a window beyond the data: only valid rows
