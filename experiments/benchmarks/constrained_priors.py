@@ -30,7 +30,7 @@ KINDS = ("none", "lagrangian", "augmented_lagrangian", "crpo", "penalty")
 RANDOMIZATION = {"randomization.mass_scale": [0.8, 1.2], "randomization.friction_scale": [0.7, 1.3],
                  "randomization.damping_scale": [0.8, 1.2], "randomization.actuator_gain_scale": [0.9, 1.1]}
 SETTINGS = {  # per env: training steps, SAC overrides, the shift preset used as the "real" system
-    "safe_cartpole": {"steps": 60_000, "overrides": {"num_envs": 4}, "shift": "heavy_pole"},
+    "safe_cartpole": {"steps": 100_000, "overrides": {"num_envs": 4}, "shift": "heavy_pole"},
     "point_goal": {"steps": 100_000, "overrides": {"num_envs": 4}, "shift": "heavy_robot"},
 }
 

@@ -31,10 +31,14 @@ class ConstraintConfig:
     """How the constraint J_c ≤ d_Q enters the actor objective (budgets/estimates in discounted cost units)."""
 
     kind: Kind = "none"  # which handler (see module docstring)
-    multiplier_lr: float = 0.05  # Lagrangian: dual ascent step size on λ (per update), ≥ 0
+    # Lagrangian: dual ascent step size on λ (per update), ≥ 0. Small: λ must move slower than the policy
+    # responds (≈ thousands of updates), or it swings between 0 and max_multiplier and the policy collapses
+    multiplier_lr: float = 5e-4
     initial_multiplier: float = 0.0  # λ at the start, in [0, max_multiplier]
     max_multiplier: float = 5.0  # λ is clipped to [0, max_multiplier], > 0 (5: cost weighs at most 5× reward; SOOPER ref.)
-    penalty: float = 1.0  # kind=penalty: fixed weight w; kind=augmented_lagrangian: initial c (> 0)
+    # kind=penalty: the fixed weight w (default 1); kind=augmented_lagrangian: the initial c (default 5e-4, the
+    # λ step per update per unit violation, small for the same reason as multiplier_lr); > 0
+    penalty: float | None = None
     penalty_growth: float = 1e-5  # augmented Lagrangian: c ← min(c·(1+penalty_growth), max_penalty), ≥ 0
     max_penalty: float = 1.0  # augmented Lagrangian: cap on c, > 0 (and ≥ penalty for that kind)
     crpo_tolerance: float = 0.0  # CRPO: minimise cost when estimate > budget + tolerance (discounted units), ≥ 0
@@ -43,8 +47,9 @@ class ConstraintConfig:
     def __post_init__(self) -> None:
         _check("kind", self.kind, self.kind in KINDS, f"one of {', '.join(KINDS)}")
         finite = {name: getattr(self, name) for name in (
-            "multiplier_lr", "initial_multiplier", "max_multiplier", "penalty", "penalty_growth",
-            "max_penalty", "crpo_tolerance", "budget_scale")}
+            "multiplier_lr", "initial_multiplier", "max_multiplier", "penalty_growth", "max_penalty",
+            "crpo_tolerance", "budget_scale")}
+        finite["penalty"] = self.initial_penalty
         for name, value in finite.items():
             _check(name, value, isinstance(value, numbers.Real) and not isinstance(value, bool)
                    and math.isfinite(value), "a finite number")
@@ -52,14 +57,21 @@ class ConstraintConfig:
         _check("max_multiplier", self.max_multiplier, self.max_multiplier > 0, "in (0, inf)")
         _check("initial_multiplier", self.initial_multiplier,
                0 <= self.initial_multiplier <= self.max_multiplier, f"in [0, max_multiplier={self.max_multiplier}]")
-        _check("penalty", self.penalty, self.penalty > 0, "in (0, inf)")
+        _check("penalty", self.penalty, self.initial_penalty > 0, "in (0, inf)")
         _check("penalty_growth", self.penalty_growth, self.penalty_growth >= 0, "in [0, inf)")
         _check("max_penalty", self.max_penalty, self.max_penalty > 0, "in (0, inf)")
         if self.kind == "augmented_lagrangian":
-            _check("penalty", self.penalty, self.penalty <= self.max_penalty,
+            _check("penalty", self.penalty, self.initial_penalty <= self.max_penalty,
                    f"in (0, max_penalty={self.max_penalty}] for kind='augmented_lagrangian'")
         _check("crpo_tolerance", self.crpo_tolerance, self.crpo_tolerance >= 0, "in [0, inf)")
         _check("budget_scale", self.budget_scale, self.budget_scale > 0, "in (0, inf)")
+
+    @property
+    def initial_penalty(self) -> float:
+        """`penalty`, or its default for the kind when unset (augmented Lagrangian 5e-4, otherwise 1)."""
+        if self.penalty is not None:
+            return self.penalty
+        return 5e-4 if self.kind == "augmented_lagrangian" else 1.0
 
     @property
     def enabled(self) -> bool:
@@ -76,7 +88,7 @@ class ConstraintState:
 def init(config: ConstraintConfig) -> ConstraintState:
     """λ = initial_multiplier, c (or w) = penalty, both float32 scalars."""
     return ConstraintState(multiplier=jnp.asarray(config.initial_multiplier, jnp.float32),
-                           penalty=jnp.asarray(config.penalty, jnp.float32))
+                           penalty=jnp.asarray(config.initial_penalty, jnp.float32))
 
 
 def discounted_budget(episode_budget: float, episode_length: int, discount: float) -> float:

@@ -28,7 +28,10 @@ def training_world(training_env: Any) -> Any:
 
 
 def wrap_for_training(env: Any, training_env: Any, num_envs: int) -> Any:
-    """[num_envs] batched, time-limited (`env.episode_length`), fresh-reset-per-episode env of the world."""
+    """[num_envs] batched, time-limited (`env.episode_length`), fresh-reset-per-episode env of the world.
+
+    `env` must already carry the world's dynamics shift (`envs.make_training_env(name, env_config, world)`,
+    as `saferl train` builds it): the wrappers add randomisation, noise and delay, not the shift."""
     return envs.wrap_training_env(env, training_world(training_env), num_envs)
 
 
