@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_STEPS ?= 60000
+DEMO_STEPS ?= 100000
 DEMO_SEED ?= 0
 
 .PHONY: venv demo test test-fast clean bench
@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	@# SAC with a cost critic and the augmented Lagrangian: swings the cart-pole up while keeping the episode
-	@# cost under the budget of 100 (~1.5 min on 2 cores; constrained_priors.json), then evaluates it
+	@# cost under the budget of 100 (~2.5 min on 2 cores; constrained_priors.json), then evaluates it
 	$(BIN)/saferl train sac --env safe_cartpole --steps $(DEMO_STEPS) --seed $(DEMO_SEED) \
 		--constraint augmented_lagrangian --set num_envs=4
 	$(BIN)/saferl eval $$(ls -dt runs/sac-safe_cartpole-* | head -1) --episodes 10

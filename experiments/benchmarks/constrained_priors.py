@@ -10,6 +10,8 @@ handler; cost during training) into `--out`.
     python experiments/benchmarks/constrained_priors.py --envs safe_cartpole point_goal --seeds 0 1 2
     python experiments/benchmarks/constrained_priors.py --append --envs point_goal --seeds 3  # merge more runs
     python experiments/benchmarks/constrained_priors.py --plot-only
+    python experiments/benchmarks/constrained_priors.py --merge a/constrained_priors.json b/constrained_priors.json
+    python experiments/benchmarks/constrained_priors.py --evaluate-only --out DIR   # deterministic + stochastic
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def training_curve(run_dir: pathlib.Path) -> list[dict[str, float]]:
     return [{k: float(r[k]) for k in keep if r.get(k) not in (None, "")} for r in rows]
 
 
-def evaluate_run(run_dir: pathlib.Path, shift: str, episodes: int) -> dict[str, Any]:
-    """Deterministic evaluation on the nominal world and on the `shift` preset (randomisation off)."""
+def evaluate_run(run_dir: pathlib.Path, shift: str, episodes: int, deterministic: bool = True) -> dict[str, Any]:
+    """Evaluation (deterministic: the mean action, as `saferl eval`; else sampled actions, the policy the
+    critics describe) on the nominal world and on the `shift` preset (randomisation off)."""
     from saferl.policies import load_policy
     from saferl.policies.evaluate import evaluate
     from saferl.policies.worlds import evaluation_env, evaluation_world
@@ -55,7 +58,8 @@ def evaluate_run(run_dir: pathlib.Path, shift: str, episodes: int) -> dict[str, 
     policy = load_policy(run_dir)
     out = {}
     for name, words in (("nominal", ["nominal"]), (shift, [shift])):
-        result = evaluate(policy, evaluation_env(policy, evaluation_world(policy, words)), episodes, seed=1000)
+        result = evaluate(policy, evaluation_env(policy, evaluation_world(policy, words)), episodes, seed=1000,
+                          deterministic=deterministic)
         out[name] = {k: result[k] for k in ("mean_return", "std_return", "mean_cost", "std_cost", "cost_budget",
                                             "fraction_within_budget", "returns", "costs")}
     return out
@@ -92,6 +96,7 @@ def run_one(env_name: str, kind: str, seed: int, args: argparse.Namespace) -> di
                    env_overrides=RANDOMIZATION, out=args.runs_dir, progress=False, tensorboard=False)
     wall_s = time.perf_counter() - start
     evaluation = evaluate_run(result.run_dir, setting["shift"], args.episodes)
+    stochastic = evaluate_run(result.run_dir, setting["shift"], args.episodes, deterministic=False)
     print(f"{env_name} {kind} seed {seed}: {wall_s:.0f} s; nominal return {evaluation['nominal']['mean_return']:.1f} "
           f"cost {evaluation['nominal']['mean_cost']:.1f}; {setting['shift']} return "
           f"{evaluation[setting['shift']]['mean_return']:.1f} cost {evaluation[setting['shift']]['mean_cost']:.1f}",
@@ -99,7 +104,7 @@ def run_one(env_name: str, kind: str, seed: int, args: argparse.Namespace) -> di
     return {"env": env_name, "kind": kind, "seed": seed, "steps": args.steps or setting["steps"],
             "overrides": overrides, "run_dir": str(result.run_dir), "wall_s": wall_s,
             "load_before": load_before, "load_after": load_average(), "curve": training_curve(result.run_dir),
-            "evaluation": evaluation}
+            "evaluation": evaluation, "evaluation_stochastic": stochastic}
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
@@ -109,17 +114,25 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         shift = SETTINGS[run["env"]]["shift"]
         row = table.setdefault(run["env"], {}).setdefault(run["kind"], {"seeds": [], "nominal_return": [],
                                                                         "nominal_cost": [], "shift_return": [],
-                                                                        "shift_cost": []})
+                                                                        "shift_cost": [], "stochastic_nominal_cost": [],
+                                                                        "stochastic_nominal_return": [],
+                                                                        "stochastic_shift_cost": []})
         row["seeds"].append(run["seed"])
         row["nominal_return"].append(run["evaluation"]["nominal"]["mean_return"])
         row["nominal_cost"].append(run["evaluation"]["nominal"]["mean_cost"])
         row["shift_return"].append(run["evaluation"][shift]["mean_return"])
         row["shift_cost"].append(run["evaluation"][shift]["mean_cost"])
+        if "evaluation_stochastic" in run:
+            row["stochastic_nominal_cost"].append(run["evaluation_stochastic"]["nominal"]["mean_cost"])
+            row["stochastic_nominal_return"].append(run["evaluation_stochastic"]["nominal"]["mean_return"])
+            row["stochastic_shift_cost"].append(run["evaluation_stochastic"][shift]["mean_cost"])
     for env_name, kinds in table.items():
         budget = next(r for r in results["runs"] if r["env"] == env_name)["evaluation"]["nominal"]["cost_budget"]
         for row in kinds.values():
-            for key in ("nominal_return", "nominal_cost", "shift_return", "shift_cost"):
-                row[f"mean_{key}"] = sum(row[key]) / len(row[key])
+            for key in ("nominal_return", "nominal_cost", "shift_return", "shift_cost", "stochastic_nominal_cost",
+                        "stochastic_nominal_return", "stochastic_shift_cost"):
+                if row[key]:
+                    row[f"mean_{key}"] = sum(row[key]) / len(row[key])
             row["every_seed_within_budget_nominal"] = all(c <= budget for c in row["nominal_cost"])
             row["every_seed_within_1.5x_budget_shift"] = all(c <= 1.5 * budget for c in row["shift_cost"])
     return table
@@ -177,10 +190,42 @@ def main() -> None:
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     parser.add_argument("--append", action="store_true", help="merge into the existing JSON")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--merge", nargs="+", type=pathlib.Path, default=[],
+                        help="merge these results JSONs (e.g. runs of other envs made in parallel) and re-plot")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="re-evaluate the runs in the JSON (deterministic and stochastic), no training")
     args = parser.parse_args()
     json_path, png_path = args.out / "constrained_priors.json", args.out / "constrained_priors.png"
     if args.plot_only:
         plot(json.loads(json_path.read_text()), png_path)
+        return
+    if args.merge:
+        merged = {"runs": [], "do_nothing": {}, "invocations": [], "randomization": RANDOMIZATION,
+                  "settings": SETTINGS}
+        for path in args.merge:
+            part = json.loads(path.read_text())
+            merged["runs"] += part["runs"]
+            merged["do_nothing"].update(part["do_nothing"])
+            merged["invocations"] += part["invocations"]
+            merged["machine"] = part.get("machine")
+        merged["summary"] = summarise(merged)
+        args.out.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(merged, indent=1))
+        plot(merged, png_path)
+        print(f"written: {json_path}, {png_path}")
+        return
+    if args.evaluate_only:
+        results = json.loads(json_path.read_text())
+        for run in results["runs"]:
+            shift = SETTINGS[run["env"]]["shift"]
+            run["evaluation"] = evaluate_run(pathlib.Path(run["run_dir"]), shift, args.episodes)
+            run["evaluation_stochastic"] = evaluate_run(pathlib.Path(run["run_dir"]), shift, args.episodes, False)
+            print(run["env"], run["kind"], run["seed"], {k: round(v["mean_cost"], 1)
+                                                          for k, v in run["evaluation_stochastic"].items()}, flush=True)
+        results["invocations"].append("python experiments/benchmarks/constrained_priors.py " + " ".join(sys.argv[1:]))
+        results["summary"] = summarise(results)
+        json_path.write_text(json.dumps(results, indent=1))
+        plot(results, png_path)
         return
     import jax
 

@@ -35,7 +35,9 @@ class ConstraintConfig:
     # responds (≈ thousands of updates), or it swings between 0 and max_multiplier and the policy collapses
     multiplier_lr: float = 5e-4
     initial_multiplier: float = 0.0  # λ at the start, in [0, max_multiplier]
-    max_multiplier: float = 5.0  # λ is clipped to [0, max_multiplier], > 0 (5: cost weighs at most 5× reward; SOOPER ref.)
+    # λ is clipped to [0, max_multiplier], > 0. 1: on safe_cartpole the multiplier settles at 0.1–0.3; a cap of 5
+    # (SOOPER's reference) let early overshoots (high random-exploration cost) drive the policy to do nothing
+    max_multiplier: float = 1.0
     # kind=penalty: the fixed weight w (default 1); kind=augmented_lagrangian: the initial c (default 5e-4, the
     # λ step per update per unit violation, small for the same reason as multiplier_lr); > 0
     penalty: float | None = None

@@ -1,9 +1,11 @@
-"""Learning test (slow): SAC with the augmented Lagrangian keeps safe_cartpole's episode cost within the budget,
-where unconstrained SAC (same config, seed and steps) swings the pole up at a cost far above it.
+"""Learning test (slow): SAC with the augmented Lagrangian (the `make demo` command) keeps safe_cartpole's
+episode cost within the budget, where unconstrained SAC (same config and seed) swings the pole up at a cost far
+above it. Evaluation: 5 deterministic episodes in the run's own world, as `saferl eval` does.
 
-Measured on 2 CPU cores at 60k steps, seed 0 (see experiments/benchmarks/results/constrained_priors.json for
-3 seeds under domain randomisation): unconstrained ≈ 700-900 return at cost ≈ 450-800; augmented Lagrangian
-≈ 570 return at cost ≈ 55 (budget 100). The thresholds leave room for machine-to-machine float differences.
+Measured on 2 CPU cores with these defaults (seed 0, 100k steps): augmented Lagrangian return 605, cost 57
+over 10 deterministic episodes (budget 100; seed 1: return 568, cost 286 — the final iterate of a constrained
+learner varies, see the benchmark); unconstrained SAC at 60k steps returns ≈ 900 at a cost of 160–950.
+3 seeds under domain randomisation: experiments/benchmarks/results/constrained_priors.json.
 """
 
 import pytest
@@ -13,11 +15,11 @@ from saferl.policies.evaluate import evaluate
 from saferl.policies.worlds import evaluation_env, evaluation_world
 from saferl.training.run import train
 
-STEPS = 60_000
+STEPS = {"none": 60_000, "augmented_lagrangian": 100_000}  # the unconstrained run needs less to show its cost
 
 
 def _final(kind, tmp_path):
-    run = train("sac", "safe_cartpole", steps=STEPS, seed=0, overrides={"num_envs": 4, "constraint.kind": kind},
+    run = train("sac", "safe_cartpole", steps=STEPS[kind], seed=0, overrides={"num_envs": 4, "constraint.kind": kind},
                 out=tmp_path / kind, progress=False, tensorboard=False)
     policy = load_policy(run.run_dir)
     return evaluate(policy, evaluation_env(policy, evaluation_world(policy)), episodes=5, seed=1)
@@ -32,4 +34,4 @@ def test_augmented_lagrangian_sac_ends_within_budget_and_below_unconstrained_cos
     assert safe["mean_cost"] <= budget, safe
     assert safe["mean_cost"] < free["mean_cost"], (safe, free)
     assert free["mean_cost"] > budget  # the constraint is what keeps it safe, not an easy task
-    assert safe["mean_return"] > 150.0  # well above doing nothing (≈ 0: the pole hangs down)
+    assert safe["mean_return"] > 100.0  # well above doing nothing (≈ 0: the pole hangs down)

@@ -108,7 +108,8 @@ def test_augmented_lagrangian_gradient_wrt_cost_is_the_clipped_multiplier_estima
 
 
 def test_augmented_lagrangian_update_moves_multiplier_by_penalty_times_violation_then_grows_penalty():
-    config = ConstraintConfig(kind="augmented_lagrangian", penalty=0.5, penalty_growth=0.5, max_penalty=1.0)
+    config = ConstraintConfig(kind="augmented_lagrangian", penalty=0.5, penalty_growth=0.5, max_penalty=1.0,
+                              max_multiplier=5.0)
     state, metrics = constraints.update(config, _state(1.0, 0.5), jnp.float32(12.0), 10.0)  # g = 2
     assert float(state.multiplier) == 1.0 + 0.5 * 2.0  # the old c is the step size
     assert float(state.penalty) == 0.75
