@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 
 import envs
+from saferl import constraints
 from saferl.data.buffer import Transition
+from saferl.errors import UserError
 from saferl.training import sharding
 
 
@@ -33,6 +35,20 @@ def wrap_for_training(env: Any, training_env: Any, num_envs: int) -> Any:
     `env` must already carry the world's dynamics shift (`envs.make_training_env(name, env_config, world)`,
     as `saferl train` builds it): the wrappers add randomisation, noise and delay, not the shift."""
     return envs.wrap_training_env(env, training_world(training_env), num_envs)
+
+
+def cost_budget_q(config: Any, env: Any) -> float:
+    """The env's episode budget on the cost critic's discounted scale, d / (T·(1 − γ_c)) with γ_c =
+    `config.cost_discounting` (`saferl.constraints.discounted_budget`).
+
+    An env without a budget (`cost_budget` 0, e.g. pendulum) gives 0 (logged violations are then the cost
+    estimate itself) and cannot be trained with a constraint (`UserError`)."""
+    if not env.cost_budget > 0:
+        if config.constraint.enabled:
+            raise UserError(f"constraint.kind={config.constraint.kind} needs an env with a cost budget; this env's "
+                            f"cost_budget is {env.cost_budget} (set one with --set-env cost_budget=... if the env has it)")
+        return 0.0
+    return constraints.discounted_budget(float(env.cost_budget), int(env.episode_length), config.cost_discounting)
 
 
 def env_transition(state: Any, action: jax.Array, next_state: Any) -> Transition:

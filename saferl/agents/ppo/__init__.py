@@ -9,7 +9,7 @@ from typing import Any
 from saferl.agents import registry
 from saferl.agents.ppo.config import PPOConfig
 from saferl.agents.ppo.losses import PPONetworks, PPOParams, make_networks
-from saferl.agents.ppo.train import LOSS_KEYS, PPOState, cost_budget_q, make_train, train
+from saferl.agents.ppo.train import LOSS_KEYS, PPOState, make_train, train
 
 
 def make_train_init(config: PPOConfig, env: Any, training_env: Any) -> Any:
@@ -33,5 +33,5 @@ registry.register(registry.Algorithm(
     description="PPO with reward and cost value heads; constrained with --constraint KIND",
     recorded_data_refusal="it is on-policy: it learns only from rollouts of its current policy"))
 
-__all__ = ["LOSS_KEYS", "PPOConfig", "PPONetworks", "PPOParams", "PPOState", "cost_budget_q", "load_policy",
+__all__ = ["LOSS_KEYS", "PPOConfig", "PPONetworks", "PPOParams", "PPOState", "load_policy",
            "make_networks", "make_train", "train"]

@@ -25,7 +25,6 @@ from saferl import constraints
 from saferl.agents.modelfree import common
 import saferl.agents.ppo.losses as losses
 from saferl.agents.ppo.config import PPOConfig
-from saferl.errors import UserError
 from saferl.training import sharding
 
 LOSS_KEYS = ("total_loss", "policy_loss", "v_loss", "cost_v_loss", "entropy_loss", "cost_estimate",
@@ -41,19 +40,6 @@ class PPOState:
     env_state: Any  # State of the num_envs training envs
     key: jax.Array  # PRNG key for the next iteration
     env_steps: jax.Array  # int32, env steps so far
-
-
-def cost_budget_q(config: PPOConfig, env: Any) -> float:
-    """The env's episode budget on the cost critic's discounted scale, d / (T·(1 − γ_c)).
-
-    An env without a budget (`cost_budget` 0, e.g. pendulum) gives 0 (logged violations are then the cost
-    estimate itself) and cannot be trained with a constraint (`UserError`)."""
-    if not env.cost_budget > 0:
-        if config.constraint.enabled:
-            raise UserError(f"constraint.kind={config.constraint.kind} needs an env with a cost budget; this env's "
-                            f"cost_budget is {env.cost_budget} (set one with --set-env cost_budget=... if the env has it)")
-        return 0.0
-    return constraints.discounted_budget(float(env.cost_budget), int(env.episode_length), config.cost_discounting)
 
 
 def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
@@ -76,7 +62,7 @@ def make_train(config: PPOConfig, env: Any, training_env: Any = None
     train_env = common.wrap_for_training(env, training_env, config.num_envs)
     networks = losses.make_networks(config, env.observation_size, env.action_size)
     optimizer = _optimizer(config)
-    budget = cost_budget_q(config, env)
+    budget = common.cost_budget_q(config, env)
     grad_fn = jax.value_and_grad(functools.partial(losses.loss, networks=networks, config=config,
                                                    cost_budget_q=budget), has_aux=True)
     distribution = networks.parametric_action_distribution

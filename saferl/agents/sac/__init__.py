@@ -14,7 +14,7 @@ from saferl.agents import registry
 from saferl.agents.sac.config import SACConfig
 from saferl.agents.sac import losses
 from saferl.agents.sac.losses import SACNetworks, make_networks
-from saferl.agents.sac.train import LOSS_KEYS, SACState, cost_budget_q, make_train, prefill, train
+from saferl.agents.sac.train import LOSS_KEYS, SACState, make_train, prefill, train
 
 
 def load_policy(run_dir: pathlib.Path | str) -> Any:
@@ -46,5 +46,5 @@ registry.register(registry.Algorithm(
     description="SAC with reward and cost critics; constrained with --constraint KIND "
                 "(lagrangian, augmented_lagrangian, crpo, penalty)", uses_recorded_data=True))
 
-__all__ = ["LOSS_KEYS", "SACConfig", "SACNetworks", "SACState", "cost_budget_q", "load_policy", "make_networks",
+__all__ = ["LOSS_KEYS", "SACConfig", "SACNetworks", "SACState", "load_policy", "make_networks",
            "make_train", "prefill", "train"]

@@ -32,7 +32,6 @@ import saferl.agents.sac.losses as losses
 from saferl.agents.sac.config import SACConfig
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import Transition
-from saferl.errors import UserError
 from saferl.training import sharding
 
 LOSS_KEYS = ("critic_loss", "cost_critic_loss", "actor_loss", "alpha_loss", "alpha", "cost_estimate",
@@ -57,19 +56,6 @@ class SACState:
     env_state: Any  # State of the num_envs training envs
     key: jax.Array
     env_steps: jax.Array  # int32
-
-
-def cost_budget_q(config: SACConfig, env: Any) -> float:
-    """The env's episode budget on the cost critic's discounted scale, d / (T·(1 − γ_c)).
-
-    An env without a budget (`cost_budget` 0, e.g. pendulum) gives 0 (logged violations are then the cost
-    estimate itself) and cannot be trained with a constraint (`UserError`)."""
-    if not env.cost_budget > 0:
-        if config.constraint.enabled:
-            raise UserError(f"constraint.kind={config.constraint.kind} needs an env with a cost budget; this env's "
-                            f"cost_budget is {env.cost_budget} (set one with --set-env cost_budget=... if the env has it)")
-        return 0.0
-    return constraints.discounted_budget(float(env.cost_budget), int(env.episode_length), config.cost_discounting)
 
 
 def example_transition(observation_size: int, action_size: int) -> Transition:
@@ -170,7 +156,7 @@ def make_train(config: SACConfig, env: Any, training_env: Any = None
     obs_size, action_size = env.observation_size, env.action_size
     networks = losses.make_networks(config, obs_size, action_size)
     optimizer = optax.adam(config.learning_rate)
-    update = _make_update(config, networks, optimizer, cost_budget_q(config, env))
+    update = _make_update(config, networks, optimizer, common.cost_budget_q(config, env))
     distribution = networks.parametric_action_distribution
 
     def init(key: jax.Array) -> SACState:
