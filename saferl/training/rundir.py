@@ -15,8 +15,8 @@ import platform
 from typing import Any
 
 from saferl.errors import UserError
+from saferl.policies.run_record import CONFIG_FILE, read_config  # the one reader of a run's config.json
 
-CONFIG_FILE = "config.json"
 REQUIRED_KEYS = ("algo", "env", "env_config", "algo_config", "steps", "seed")
 _VERSIONED = ("saferl", "jax", "jaxlib", "brax", "flax", "optax", "orbax-checkpoint", "mujoco", "mujoco-mjx")
 
@@ -86,15 +86,7 @@ def write_config(record: RunRecord) -> None:
 def read_run(path: pathlib.Path | str, need_checkpoint: bool = True) -> RunRecord:
     """Validate a run directory and return its record; anything missing or corrupt raises `UserError`."""
     path = pathlib.Path(path)
-    if not path.is_dir():
-        raise UserError(f"run directory {path} does not exist")
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise UserError(f"{path} is not a run directory: {CONFIG_FILE} is missing")
-    try:
-        data = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{config_path} is corrupt (not valid JSON: {err})") from None
+    config_path, data = read_config(path)
     if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(data, dict) or k not in data]
         raise UserError(f"{config_path} is corrupt: missing keys {missing}")
