@@ -111,6 +111,7 @@ def eval_command(
 ) -> None:
     """Evaluate a run's policy in the world it trained in (domain randomisation off; its obs noise, action delay
     and shift kept) or on `--shift`ed physics; writes RUN_DIR/eval.json (eval-<shift>.json with --shift)."""
+    from saferl.config import to_dict
     from saferl.policies import load_policy
     from saferl.policies.evaluate import evaluate
     from saferl.policies.worlds import evaluation_env, evaluation_world, shift_label
@@ -119,8 +120,6 @@ def eval_command(
     policy = load_policy(run_dir)
     world = evaluation_world(policy, shift)
     result = evaluate(policy, evaluation_env(policy, world), episodes, seed, deterministic=not stochastic)
-    from saferl.config import to_dict
-
     result["training_env"] = to_dict(world)
     name = f"eval-{shift_label(shift)}.json" if shift else "eval.json"
     write_json_atomic(run_dir / name, result)

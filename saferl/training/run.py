@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import envs
 from saferl.agents import registry
-from saferl.config import apply_overrides, field_names, from_dict, to_dict
+from saferl.config import apply_overrides, field_names, to_dict
 from saferl.errors import UserError
 from saferl.training import rundir
 from saferl.training.checkpoints import Checkpoints
@@ -18,8 +18,7 @@ from saferl.training.context import TrainContext
 from saferl.training.logger import MetricsLogger
 from saferl.training.plots import write_plots
 from saferl.training.progress import ProgressDisplay
-from saferl.training.restore import (  # noqa: F401  (re-exported for callers of run)
-    algo_config_from_record, env_config_from_record, training_env_from_record)
+from saferl.training.restore import algo_config_from_record, env_config_from_record, training_env_from_record
 
 DEFAULT_STEPS = 100_000
 
@@ -29,11 +28,6 @@ class RunResult:
     run_dir: pathlib.Path
     metrics: dict[str, Any]  # what the algorithm's train(ctx) returned
     plots: list[pathlib.Path]
-
-
-def resolve_env_config(env_name: str, overrides: Mapping[str, Any]) -> Any:
-    """The env's default config with `overrides` applied (UserError on an unknown env, key or value)."""
-    return resolve_world(env_name, overrides)[0]
 
 
 def split_env_overrides(env_name: str, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -51,7 +45,7 @@ def split_env_overrides(env_name: str, overrides: Mapping[str, Any]) -> tuple[di
 
 def resolve_world(env_name: str, overrides: Mapping[str, Any]) -> tuple[Any, Any]:
     """(env config, `envs.TrainingEnvConfig`) from `--set-env` pairs; UserError on an unknown env, key or
-    value (the message lists the env's keys and the world's keys), or an unknown shift preset."""
+    value (the message lists the env's keys and the world's keys). Presets are checked by `build_training_env`."""
     if env_name not in envs.names():
         raise UserError(f"unknown env '{env_name}'; available: {', '.join(envs.names())}")
     env_part, world_part = split_env_overrides(env_name, overrides)
@@ -59,15 +53,13 @@ def resolve_world(env_name: str, overrides: Mapping[str, Any]) -> tuple[Any, Any
         env_config = apply_overrides(envs.default_config(env_name), env_part, where="env")
     except UserError as err:
         raise UserError(f"{err}; training-world keys: {', '.join(field_names(envs.TrainingEnvConfig))}") from None
-    world = apply_overrides(envs.TrainingEnvConfig(), world_part, where="training world")
-    check_world(env_name, env_config, world)
-    return env_config, world
+    return env_config, apply_overrides(envs.TrainingEnvConfig(), world_part, where="training world")
 
 
-def check_world(env_name: str, env_config: Any, world: Any) -> None:
-    """UserError if the world's shift cannot be applied to the env (unknown preset or body name)."""
+def build_training_env(env_name: str, env_config: Any, world: Any) -> Any:
+    """`envs.make_training_env`, with a shift the env can't take (unknown preset or body name) as a UserError."""
     try:
-        envs.make_training_env(env_name, env_config, world)
+        return envs.make_training_env(env_name, env_config, world)
     except ValueError as err:  # envs.EnvError
         raise UserError(f"training world: {err}") from None
 
@@ -99,7 +91,7 @@ def _new_record(algo: str, env_name: str, steps: int | None, seed: int, override
         users = [name for name in registry.names() if registry.get(name).uses_recorded_data]
         raise UserError(f"{algo} cannot use --data: {algorithm.recorded_data_refusal}; "
                         f"algorithms that learn from recorded transitions: {', '.join(users)}")
-    env = envs.make_training_env(env_name, env_config, world)
+    env = build_training_env(env_name, env_config, world)
     constraint = getattr(algo_config, "constraint", None)
     if constraint is not None and constraint.enabled and not env.cost_budget > 0:
         raise UserError(f"constraint.kind={constraint.kind} needs an env with a cost budget; env '{env_name}' has "

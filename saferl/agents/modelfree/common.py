@@ -102,7 +102,8 @@ def computation_key(config: Any, env: Any, training_env: Any) -> tuple:
 
 
 def cache_by_computation(make_train: Callable) -> Callable:
-    """Memoise `make_train(config, env, training_env=None)` on `computation_key`: a resumed run, a policy
+    """Memoise `make_train(config, env, training_env=None)` (PPO/SAC `make_train`, PETS `make_agent`; called
+    with the world resolved, never None) on `computation_key`: a resumed run, a policy
     loader or a test reuses the already traced and compiled functions (tracing an MJX training step costs
     seconds), and an env with other physics or another world never gets closures built for the nominal one."""
     cache: dict[tuple, Any] = {}
@@ -121,7 +122,6 @@ def cache_by_computation(make_train: Callable) -> Callable:
             cache[key] = make_train(config, env, training_env)
         return cache[key]
 
-    cached.cache = cache  # for tests
     return cached
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jp
 from flax import struct
 
 import envs
+from saferl.agents.modelfree.common import cache_by_computation
 from saferl.agents.pets.config import PETSConfig
 from saferl.agents.pets.policy import model_fns, mpc_policy, planned_action
 from saferl.data import buffer as buffer_lib
@@ -116,27 +117,14 @@ class PETSAgent:
         return ensemble.fit(key, model, data, self.config.model, mask)
 
 
-_AGENTS: dict[tuple, PETSAgent] = {}
-
-
+@cache_by_computation
 def make_agent(config: PETSConfig, env: Any, training_env: Any = None) -> PETSAgent:
     """A `PETSAgent` collecting in `training_env`'s world (obs noise, action delay, per-episode domain
-    randomisation; its shift is already in `env`), memoised on everything its compiled functions depend on (config, env class and config, physics
-    fingerprint, world: `saferl.agents.modelfree.common.computation_key`), so a resumed run, a policy loader
-    or a test reuses the already traced agent, and a shifted env never gets the nominal env's closures."""
-    from saferl.agents.modelfree.common import computation_key, training_world
-
-    world = training_world(training_env)
-    key = computation_key(config, env, world)
-    try:
-        hash(key)
-    except TypeError:  # an unhashable config: no memoising
-        return PETSAgent(_world_env(env, world), config)
-    if key not in _AGENTS:
-        if len(_AGENTS) >= 8:
-            _AGENTS.pop(next(iter(_AGENTS)))
-        _AGENTS[key] = PETSAgent(_world_env(env, world), config)
-    return _AGENTS[key]
+    randomisation; its shift is already in `env`), memoised like PPO's and SAC's `make_train` on everything
+    its compiled functions depend on (`saferl.agents.modelfree.common.computation_key`), so a resumed run, a
+    policy loader or a test reuses the already traced agent, and a shifted env never gets the nominal env's
+    closures."""
+    return PETSAgent(_world_env(env, training_env), config)
 
 
 def _world_env(env: Any, world: Any) -> Any:
