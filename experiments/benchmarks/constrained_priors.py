@@ -11,6 +11,7 @@ handler; cost during training) into `--out`.
     python experiments/benchmarks/constrained_priors.py --append --envs point_goal --seeds 3  # merge more runs
     python experiments/benchmarks/constrained_priors.py --plot-only
     python experiments/benchmarks/constrained_priors.py --merge a/constrained_priors.json b/constrained_priors.json
+        # (later files' runs replace earlier runs of the same env, kind and seed)
     python experiments/benchmarks/constrained_priors.py --evaluate-only --out DIR   # deterministic + stochastic
 """
 
@@ -202,8 +203,10 @@ def main() -> None:
     if args.merge:
         merged = {"runs": [], "do_nothing": {}, "invocations": [], "randomization": RANDOMIZATION,
                   "settings": SETTINGS}
-        for path in args.merge:
+        for path in args.merge:  # a later file's run of the same (env, kind, seed) replaces an earlier one
             part = json.loads(path.read_text())
+            replaced = {(r["env"], r["kind"], r["seed"]) for r in part["runs"]}
+            merged["runs"] = [r for r in merged["runs"] if (r["env"], r["kind"], r["seed"]) not in replaced]
             merged["runs"] += part["runs"]
             merged["do_nothing"].update(part["do_nothing"])
             merged["invocations"] += part["invocations"]

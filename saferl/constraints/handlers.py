@@ -31,20 +31,24 @@ class ConstraintConfig:
     """How the constraint J_c ≤ d_Q enters the actor objective (budgets/estimates in discounted cost units)."""
 
     kind: Kind = "none"  # which handler (see module docstring)
-    # Lagrangian: dual ascent step size on λ (per update), ≥ 0. Small: λ must move slower than the policy
+    # Lagrangian: dual ascent step size on λ (per λ step, see update_every), ≥ 0. λ must move slower than the policy
     # responds (≈ thousands of updates), or it swings between 0 and max_multiplier and the policy collapses
     multiplier_lr: float = 5e-4
     initial_multiplier: float = 0.0  # λ at the start, in [0, max_multiplier]
     # λ is clipped to [0, max_multiplier], > 0. 1: on safe_cartpole the multiplier settles at 0.1–0.3; a cap of 5
     # (SOOPER's reference) let early overshoots (high random-exploration cost) drive the policy to do nothing
     max_multiplier: float = 1.0
-    # kind=penalty: the fixed weight w (default 1); kind=augmented_lagrangian: the initial c (default 5e-4, the
-    # λ step per update per unit violation, small for the same reason as multiplier_lr); > 0
+    # kind=penalty: the fixed weight w (default 1); kind=augmented_lagrangian: the initial c (default 0.05), both
+    # the quadratic term's weight (the actor's immediate push-back, c·g) and the λ step per unit violation; > 0
     penalty: float | None = None
-    penalty_growth: float = 1e-5  # augmented Lagrangian: c ← min(c·(1+penalty_growth), max_penalty), ≥ 0
+    penalty_growth: float = 0.0  # augmented Lagrangian: c ← min(c·(1+penalty_growth), max_penalty) per λ step, ≥ 0
     max_penalty: float = 1.0  # augmented Lagrangian: cap on c, > 0 (and ≥ penalty for that kind)
     crpo_tolerance: float = 0.0  # CRPO: minimise cost when estimate > budget + tolerance (discounted units), ≥ 0
     budget_scale: float = 1.0  # multiplies the budget (e.g. 0.8 to aim below d for a safety margin), > 0
+    # λ/c step once per this many `update` calls, on the mean violation since the last step (≥ 1; 1 = every
+    # call). > 1 gives the augmented Lagrangian its outer loop: the actor descends ψ(g, λ, c) for a while at fixed
+    # λ, c (the quadratic term c·g pushes back at once, a proportional term), then λ integrates the mean violation
+    update_every: int = 1
 
     def __post_init__(self) -> None:
         _check("kind", self.kind, self.kind in KINDS, f"one of {', '.join(KINDS)}")
@@ -67,13 +71,15 @@ class ConstraintConfig:
                    f"in (0, max_penalty={self.max_penalty}] for kind='augmented_lagrangian'")
         _check("crpo_tolerance", self.crpo_tolerance, self.crpo_tolerance >= 0, "in [0, inf)")
         _check("budget_scale", self.budget_scale, self.budget_scale > 0, "in (0, inf)")
+        _check("update_every", self.update_every, isinstance(self.update_every, numbers.Integral)
+               and not isinstance(self.update_every, bool) and self.update_every >= 1, "an integer >= 1")
 
     @property
     def initial_penalty(self) -> float:
-        """`penalty`, or its default for the kind when unset (augmented Lagrangian 5e-4, otherwise 1)."""
+        """`penalty`, or its default for the kind when unset (augmented Lagrangian 0.05, otherwise 1)."""
         if self.penalty is not None:
             return self.penalty
-        return 5e-4 if self.kind == "augmented_lagrangian" else 1.0
+        return 0.05 if self.kind == "augmented_lagrangian" else 1.0
 
     @property
     def enabled(self) -> bool:
@@ -85,12 +91,15 @@ class ConstraintConfig:
 class ConstraintState:
     multiplier: jax.Array  # λ, scalar float32 ≥ 0 (Lagrangian kinds; otherwise it keeps its initial value)
     penalty: jax.Array  # c (augmented Lagrangian) or w (penalty), scalar float32 > 0
+    violation_sum: jax.Array  # Σ g over the `update` calls since the last λ/c step, scalar float32
+    pending: jax.Array  # number of those calls, scalar float32 in [0, update_every) (float: states are differentiable)
 
 
 def init(config: ConstraintConfig) -> ConstraintState:
-    """λ = initial_multiplier, c (or w) = penalty, both float32 scalars."""
+    """λ = initial_multiplier, c (or w) = penalty (float32 scalars), no pending violations."""
     return ConstraintState(multiplier=jnp.asarray(config.initial_multiplier, jnp.float32),
-                           penalty=jnp.asarray(config.initial_penalty, jnp.float32))
+                           penalty=jnp.asarray(config.initial_penalty, jnp.float32),
+                           violation_sum=jnp.zeros((), jnp.float32), pending=jnp.zeros((), jnp.float32))
 
 
 def discounted_budget(episode_budget: float, episode_length: int, discount: float) -> float:
@@ -163,24 +172,35 @@ def actor_objective(config: ConstraintConfig, state: ConstraintState, reward_los
 
 def update(config: ConstraintConfig, state: ConstraintState, cost_estimate: jax.Array,
            budget: jax.Array | float) -> tuple[ConstraintState, dict]:
-    """One multiplier/penalty step from a (gradient-stopped) cost estimate; call once per gradient update.
+    """Record one (gradient-stopped) cost estimate; every `update_every`-th call, step λ/c on the mean ḡ of
+    the calls' violations g = cost_estimate − b, each clipped to [−b, b] (b = budget_scale·budget):
 
-    lagrangian: λ ← clip(λ + multiplier_lr·g, 0, max_multiplier)   (projected dual ascent)
-    augmented_lagrangian: λ ← clip(λ + c·g, 0, max_multiplier) with the current c (N&W 17.68),
+    lagrangian: λ ← clip(λ + multiplier_lr·ḡ, 0, max_multiplier)   (projected dual ascent)
+    augmented_lagrangian: λ ← clip(λ + c·ḡ, 0, max_multiplier) with the current c (N&W 17.68),
         then c ← min(c·(1 + penalty_growth), max_penalty)
-    none / penalty / crpo: state unchanged.
-    metrics (scalars): lagrange_multiplier λ and penalty c after the step, constraint_violation g.
+    none / penalty / crpo: λ, c unchanged.
+    metrics (scalars): lagrange_multiplier λ and penalty c after the call, constraint_violation g of this call.
     """
-    violation = jax.lax.stop_gradient(_violation(config, cost_estimate, budget))
+    violation = jax.lax.stop_gradient(_violation(config, cost_estimate, budget)).astype(jnp.float32)
+    # the dual step sees g clipped to ± the target b = budget_scale·budget: a cost of 0 (g = −b) lowers λ as fast
+    # as a cost of 2b raises it, so the large costs of early exploration cannot pin λ at its cap for long
+    target = config.budget_scale * jnp.asarray(budget, jnp.float32)
+    total, count = state.violation_sum + jnp.clip(violation, -target, target), state.pending + 1
+    mean_violation = total / count
     multiplier, penalty = state.multiplier, state.penalty
     if config.kind == "lagrangian":
-        multiplier = multiplier + config.multiplier_lr * violation
+        multiplier = multiplier + config.multiplier_lr * mean_violation
     elif config.kind == "augmented_lagrangian":
-        multiplier = multiplier + penalty * violation
+        multiplier = multiplier + penalty * mean_violation
         penalty = jnp.minimum(penalty * (1.0 + config.penalty_growth), config.max_penalty)
     if config.kind in ("lagrangian", "augmented_lagrangian"):
         multiplier = jnp.clip(multiplier, 0.0, config.max_multiplier)
-    new_state = ConstraintState(multiplier=multiplier.astype(jnp.float32), penalty=penalty.astype(jnp.float32))
+    step = count >= config.update_every
+    new_state = ConstraintState(
+        multiplier=jnp.where(step, multiplier, state.multiplier).astype(jnp.float32),
+        penalty=jnp.where(step, penalty, state.penalty).astype(jnp.float32),
+        violation_sum=jnp.where(step, 0.0, total).astype(jnp.float32),
+        pending=jnp.where(step, 0.0, count).astype(jnp.float32))
     metrics = {"lagrange_multiplier": new_state.multiplier, "penalty": new_state.penalty,
                "constraint_violation": violation}
     return new_state, metrics

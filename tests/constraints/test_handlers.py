@@ -15,7 +15,7 @@ from saferl.constraints import ConstraintConfig, ConstraintState
 
 
 def _state(multiplier: float, penalty: float = 1.0) -> ConstraintState:
-    return ConstraintState(multiplier=jnp.float32(multiplier), penalty=jnp.float32(penalty))
+    return constraints.init(ConstraintConfig()).replace(multiplier=jnp.float32(multiplier), penalty=jnp.float32(penalty))
 
 
 def _loss(config, state, reward_loss, cost_estimate, budget):
@@ -128,6 +128,34 @@ def test_augmented_lagrangian_penalty_growth_is_capped_at_max_penalty():
     assert penalties == [0.75, 1.0, 1.0, 1.0]
 
 
+@pytest.mark.parametrize("kind", ["lagrangian", "augmented_lagrangian"])
+def test_update_every_steps_once_per_period_on_the_mean_violation(kind):
+    config = ConstraintConfig(kind=kind, multiplier_lr=0.25, penalty=0.25, penalty_growth=1.0, max_multiplier=8.0,
+                              update_every=4)
+    state = constraints.init(config)
+    multipliers, penalties = [], []
+    for cost in (12.0, 10.0, 14.0, 8.0):  # g = 2, 0, 4, -2: mean 1
+        state, metrics = constraints.update(config, state, jnp.float32(cost), 10.0)
+        multipliers.append(float(state.multiplier))
+        penalties.append(float(state.penalty))
+    assert float(metrics["constraint_violation"]) == -2.0  # the call's own violation, not the mean
+    assert multipliers == [0.0, 0.0, 0.0, 0.25]  # one step of 0.25·mean(g) = 0.25 (lr or c, both 0.25)
+    assert penalties == ([0.25, 0.25, 0.25, 0.5] if kind == "augmented_lagrangian" else [0.25] * 4)
+    assert float(state.pending) == 0.0 and float(state.violation_sum) == 0.0  # the period restarts
+    state, metrics = constraints.update(config, state, jnp.float32(30.0), 10.0)  # g = 20, clipped to the target 10
+    assert float(metrics["constraint_violation"]) == 20.0
+    assert float(state.multiplier) == 0.25 and float(state.violation_sum) == 10.0 and float(state.pending) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["lagrangian", "augmented_lagrangian"])
+def test_dual_step_is_symmetric_a_cost_of_zero_lowers_as_fast_as_twice_the_budget_raises(kind):
+    config = ConstraintConfig(kind=kind, multiplier_lr=0.125, penalty=0.125, penalty_growth=0.0, budget_scale=0.5,
+                              max_multiplier=8.0)
+    up, _ = constraints.update(config, _state(4.0, 0.125), jnp.float32(1000.0), 16.0)  # g = 992 -> clipped to 8
+    down, _ = constraints.update(config, _state(4.0, 0.125), jnp.float32(0.0), 16.0)  # g = -8
+    assert float(up.multiplier) == 5.0 and float(down.multiplier) == 3.0
+
+
 # --- CRPO, penalty, none --------------------------------------------------------------------------------------------
 
 
@@ -198,6 +226,8 @@ def test_objective_and_update_jit_with_config_static_and_match_eager(kind):
     ("budget_scale", 0.0),
     ("budget_scale", float("nan")),
     ("multiplier_lr", float("inf")),
+    ("update_every", 0),
+    ("update_every", 2.5),
 ])
 def test_invalid_config_field_raises_value_error_naming_field_and_value(field, value):
     with pytest.raises(ValueError, match=rf"ConstraintConfig\.{field} must be .*got {value!r}"):

@@ -28,11 +28,18 @@ class SACConfig:
     checkpoint_every: int = 20_000  # env steps between checkpoints (the last state is always saved)
     cost_estimate_window: int = 8_000  # the constraint's cost estimate is over the states of this many most
     # recent transitions (≈ the current policy's state distribution; 2 episodes of 4 envs on safe_cartpole)
+    # what the multiplier update compares with the budget: "critic" = mean max-twin Q_c(s, π(s)) over the
+    # window's states (the actor's differentiable estimate); "measured" = the window's mean observed cost per
+    # step / (1 − γ_c) (the behaviour policy's real cost rate on the same discounted scale, no critic bias)
+    constraint_signal: str = "measured"
     # constraint on the episode cost (budget d of the env config): kind none | lagrangian |
     # augmented_lagrangian | crpo | penalty; e.g. --set constraint.kind=augmented_lagrangian
     # budget_scale 0.5: aim at half the episode budget, a margin for the spread of episode costs around their
-    # mean (on safe_cartpole a policy aiming at d itself ended at ≈ 1.1–1.2·d)
-    constraint: ConstraintConfig = ConstraintConfig(budget_scale=0.5)
+    # mean (on safe_cartpole a policy aiming at d itself ended at ≈ 1.1–1.2·d). update_every 1000: λ (and c)
+    # step once per 1000 gradient updates (≈ one 1000-step episode of 4 envs) on the mean violation, so the
+    # policy can respond between steps (per-update steps swung λ between 0 and its cap); multiplier_lr 0.05
+    # per such step for the Lagrangian, the augmented Lagrangian's c = 0.05 likewise
+    constraint: ConstraintConfig = ConstraintConfig(budget_scale=0.5, update_every=1000, multiplier_lr=0.05)
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "batch_size", "grad_updates_per_step", "max_replay_size", "cost_estimate_window",
@@ -50,6 +57,8 @@ class SACConfig:
         for name in ("discounting", "tau"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.constraint_signal not in ("critic", "measured"):
+            raise ValueError(f"constraint_signal must be 'critic' or 'measured', got {self.constraint_signal!r}")
         if not 0.0 <= self.cost_discounting < 1.0:
             raise ValueError(f"cost_discounting must be in [0, 1), got {self.cost_discounting}")
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:

@@ -11,8 +11,10 @@ that, actions are uniform in [-1, 1]. The env batch and each gradient step's bat
 devices (`saferl.training.sharding`); params, optimiser states and the replay buffer are replicated.
 
 The constraint is the env's episode budget d translated to the cost critic's discounted scale,
-d_Q = d / (T·(1 − γ_c)) (`saferl.constraints.discounted_budget`), compared with mean Q_c(s, π(s)) over
-the `cost_estimate_window` most recent transitions' states (the current policy's state distribution).
+d_Q = d / (T·(1 − γ_c)) (`saferl.constraints.discounted_budget`). The actor's objective compares it with
+mean Q_c(s, π(s)) over the `cost_estimate_window` most recent transitions' states (the current policy's
+state distribution); the handler's multipliers integrate `constraint_signal`: by default the same window's
+measured cost per step / (1 − γ_c), or that critic estimate.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from saferl.data.buffer import Transition
 from saferl.training import sharding
 
 LOSS_KEYS = ("critic_loss", "cost_critic_loss", "actor_loss", "alpha_loss", "alpha", "cost_estimate",
-             "lagrange_multiplier", "penalty", "constraint_violation")
+             "measured_cost", "lagrange_multiplier", "penalty", "constraint_violation")
 
 
 @flax.struct.dataclass
@@ -102,7 +104,7 @@ def _make_update(config: SACConfig, networks: losses.SACNetworks, optimizer: opt
         functools.partial(losses.actor_loss, networks=networks, config=config, cost_budget_q=budget), optimizer,
         has_aux=True)
 
-    def update(state: SACState, batch: Transition, recent_obs: jax.Array, key: jax.Array) -> tuple[SACState, dict]:
+    def update(state: SACState, batch: Transition, recent: Transition, key: jax.Array) -> tuple[SACState, dict]:
         key_alpha, key_next, key_actor = jax.random.split(key, 3)
         a_loss, log_alpha, alpha_opt = alpha_update(
             state.log_alpha, policy_params=state.policy_params, normalizer=state.normalizer, batch=batch,
@@ -120,9 +122,11 @@ def _make_update(config: SACConfig, networks: losses.SACNetworks, optimizer: opt
             optimizer_state=state.cost_q_optimizer_state)
         (p_loss, aux), policy_params, policy_opt = actor_update(
             state.policy_params, normalizer=state.normalizer, q_params=q_params, cost_q_params=cost_q_params,
-            alpha=alpha, constraint_state=state.constraint, batch=batch, recent_obs=recent_obs, key=key_actor,
+            alpha=alpha, constraint_state=state.constraint, batch=batch, recent_obs=recent.obs, key=key_actor,
             optimizer_state=state.policy_optimizer_state)
-        constraint, handler = constraints.update(config.constraint, state.constraint, aux["cost_estimate"], budget)
+        measured_cost = jnp.mean(recent.cost) / (1.0 - config.cost_discounting)
+        signal = aux["cost_estimate"] if config.constraint_signal == "critic" else measured_cost
+        constraint, handler = constraints.update(config.constraint, state.constraint, signal, budget)
         polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
         state = state.replace(
             policy_params=policy_params, policy_optimizer_state=policy_opt, q_params=q_params,
@@ -132,6 +136,7 @@ def _make_update(config: SACConfig, networks: losses.SACNetworks, optimizer: opt
             log_alpha=log_alpha, alpha_optimizer_state=alpha_opt, constraint=constraint)
         return state, {"critic_loss": c_loss, "cost_critic_loss": cc_loss, "actor_loss": p_loss,
                        "alpha_loss": a_loss, "alpha": alpha, "cost_estimate": aux["cost_estimate"],
+                       "measured_cost": measured_cost,
                        "lagrange_multiplier": handler["lagrange_multiplier"], "penalty": handler["penalty"],
                        "constraint_violation": handler["constraint_violation"]}
 
@@ -145,7 +150,8 @@ def make_train(config: SACConfig, env: Any, training_env: Any = None
 
     metrics: `episode_return`/`episode_cost`/`episodes` over the chunk and the last iteration's
     `LOSS_KEYS` (`critic_loss`, `cost_critic_loss`, `actor_loss`, `alpha_loss`, `alpha`, `cost_estimate`
-    = mean Q_c(s, π(s)), `lagrange_multiplier`, `penalty`, `constraint_violation` = cost_estimate − d_Q;
+    = mean Q_c(s, π(s)), `measured_cost` = the recent window's mean cost / (1 − γ_c), `lagrange_multiplier`,
+    `penalty`, `constraint_violation` = the `constraint_signal` − budget_scale·d_Q;
     0 before learning starts). States come back with `env_state` split over the devices and the rest
     replicated; `num_envs` must be a multiple of the device count (`UserError` otherwise).
     """
@@ -192,7 +198,8 @@ def make_train(config: SACConfig, env: Any, training_env: Any = None
         size = config.batch_size * config.grad_updates_per_step
         per_step = lambda x: x.reshape((config.grad_updates_per_step, -1) + x.shape[1:])  # noqa: E731
         batch = jax.tree.map(per_step, buffer_lib.sample(state.buffer, key_sample, size))
-        recent = per_step(buffer_lib.sample_recent(state.buffer, key_recent, size, config.cost_estimate_window).obs)
+        recent = jax.tree.map(per_step, buffer_lib.sample_recent(state.buffer, key_recent, size,
+                                                                 config.cost_estimate_window))
         # each gradient step's transitions split over the devices
         batch, recent = sharding.constrain(batch, 1, mesh), sharding.constrain(recent, 1, mesh)
         keys = jax.random.split(key_update, config.grad_updates_per_step)
