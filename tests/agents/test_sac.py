@@ -17,6 +17,7 @@ from tiny_configs import ENV_TINY, SAC_CHUNK, SAC_TINY  # noqa: E402
 from tiny_runs import copy_run  # noqa: E402
 
 import envs  # noqa: E402
+from saferl import constraints  # noqa: E402
 from saferl.agents import sac  # noqa: E402
 from saferl.config import apply_overrides  # noqa: E402
 from saferl.policies import load_policy  # noqa: E402
@@ -24,7 +25,7 @@ from saferl.training.restore import restore_run_state  # noqa: E402
 from saferl.training.run import train  # noqa: E402
 
 CONSTRAINED = {**SAC_TINY, "constraint.kind": "augmented_lagrangian", "constraint.penalty": 0.1,
-               "constraint.penalty_growth": 0.01}
+               "constraint.penalty_growth": 0.01, "constraint.update_every": 4}
 
 
 def _state(run_dir):
@@ -47,10 +48,24 @@ def test_sac_resumed_run_equals_uninterrupted_run_bit_for_bit_with_cost_critic_a
     assert _equal(a, b)  # everything: params, both critics, λ, penalty, buffer, env states (with their physics)
     assert (full.run_dir / "metrics.csv").read_text() == (resumed.run_dir / "metrics.csv").read_text()
     assert float(resumed.metrics["critic_loss"]) > 0 and float(resumed.metrics["cost_critic_loss"]) >= 0
-    assert float(a.constraint.penalty) > 0.1  # the augmented Lagrangian's penalty grew with every update
+    assert float(a.constraint.penalty) > 0.1  # the augmented Lagrangian's penalty grew with every λ step
     header = (full.run_dir / "metrics.csv").read_text().splitlines()[0]
-    for logged in ("lagrange_multiplier", "penalty", "cost_critic_loss", "cost_estimate"):
+    for logged in ("lagrange_multiplier", "penalty", "cost_critic_loss", "cost_estimate", "measured_cost"):
         assert logged in header
+    # the default constraint_signal is the measured cost: the handler's violation is it minus half the budget
+    target = 0.5 * constraints.discounted_budget(1.0, ENV_TINY["episode_length"], 0.97)
+    m = resumed.metrics
+    assert np.isclose(float(m["constraint_violation"]), float(m["measured_cost"]) - target, atol=1e-5)
+    assert not np.isclose(float(m["cost_estimate"]), float(m["measured_cost"]), atol=1e-3)
+
+
+def test_critic_constraint_signal_steps_the_multiplier_on_the_cost_critics_estimate(tmp_path):
+    overrides = {**SAC_TINY, "constraint.kind": "lagrangian", "constraint_signal": "critic"}
+    run = train("sac", "pendulum", steps=2 * SAC_CHUNK, overrides=overrides,
+                env_overrides={**ENV_TINY, "cost_budget": 1.0}, out=tmp_path, progress=False)
+    target = 0.5 * constraints.discounted_budget(1.0, ENV_TINY["episode_length"], 0.97)
+    m = run.metrics
+    assert np.isclose(float(m["constraint_violation"]), float(m["cost_estimate"]) - target, atol=1e-5)
 
 
 def test_loaded_sac_policy_has_reward_and_cost_critics_and_an_episode_carry(tmp_path):
