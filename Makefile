@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	@# SAC with a cost critic and the augmented Lagrangian: swings the cart-pole up while keeping the episode
-	@# cost under the budget of 100 (~2.5 min on 2 cores; constrained_priors.json), then evaluates it
+	@# SAC with a cost critic and CRPO: swings the cart-pole up while keeping the episode cost under the
+	@# budget of 100 (~2.5 min on 2 cores; constrained_priors.json), then evaluates it
 	$(BIN)/saferl train sac --env safe_cartpole --steps $(DEMO_STEPS) --seed $(DEMO_SEED) \
-		--constraint augmented_lagrangian --set num_envs=4
+		--constraint crpo --set num_envs=4
 	$(BIN)/saferl eval $$(ls -dt runs/sac-safe_cartpole-* | head -1) --episodes 10
 
 test: $(STAMP)
