@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import types
 import typing
 from typing import Any, Mapping, TypeVar
@@ -15,6 +16,16 @@ from typing import Any, Mapping, TypeVar
 from saferl.errors import UserError
 
 C = TypeVar("C")
+
+
+def is_integer(value: Any) -> bool:
+    """Whether `value` is an integer (Python or numpy), bools excluded: what config checks accept as a count."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """Whether `value` is a real number (int, float or numpy scalar), bools excluded."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def field_names(config_cls: Any) -> list[str]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Literal
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+
+from saferl.config import is_integer, is_real
 
 Kind = Literal["none", "lagrangian", "augmented_lagrangian", "crpo", "penalty"]
 KINDS: tuple[str, ...] = ("none", "lagrangian", "augmented_lagrangian", "crpo", "penalty")
@@ -57,8 +58,7 @@ class ConstraintConfig:
             "crpo_tolerance", "budget_scale")}
         finite["penalty"] = self.initial_penalty
         for name, value in finite.items():
-            _check(name, value, isinstance(value, numbers.Real) and not isinstance(value, bool)
-                   and math.isfinite(value), "a finite number")
+            _check(name, value, is_real(value) and math.isfinite(value), "a finite number")
         _check("multiplier_lr", self.multiplier_lr, self.multiplier_lr >= 0, "in [0, inf)")
         _check("max_multiplier", self.max_multiplier, self.max_multiplier > 0, "in (0, inf)")
         _check("initial_multiplier", self.initial_multiplier,
@@ -71,8 +71,8 @@ class ConstraintConfig:
                    f"in (0, max_penalty={self.max_penalty}] for kind='augmented_lagrangian'")
         _check("crpo_tolerance", self.crpo_tolerance, self.crpo_tolerance >= 0, "in [0, inf)")
         _check("budget_scale", self.budget_scale, self.budget_scale > 0, "in (0, inf)")
-        _check("update_every", self.update_every, isinstance(self.update_every, numbers.Integral)
-               and not isinstance(self.update_every, bool) and self.update_every >= 1, "an integer >= 1")
+        _check("update_every", self.update_every, is_integer(self.update_every) and self.update_every >= 1,
+               "an integer >= 1")
 
     @property
     def initial_penalty(self) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 from brax.envs.base import Env, State, Wrapper
 
 from envs.wrappers.episode import EpisodeWrapper
+from saferl.config import is_integer, is_real
 from saferl.models import ensemble, uncertainty
 from saferl.models.ensemble import EnsembleState
 
@@ -30,12 +30,6 @@ PROPAGATIONS = ("random_member", "mean")
 TerminateFn = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,14 +45,14 @@ class ModelEnvConfig:
     def __post_init__(self) -> None:
         for name in ("optimism", "pessimism"):
             value = getattr(self, name)
-            if not _is_real(value) or not (math.isfinite(value) and value >= 0.0):
+            if not is_real(value) or not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"ModelEnvConfig.{name} must be a finite number >= 0, got {value!r}")
         if self.propagation not in PROPAGATIONS:
             raise ValueError(f"ModelEnvConfig.propagation must be one of {'/'.join(PROPAGATIONS)}, "
                              f"got {self.propagation!r}")
         if not isinstance(self.sample_aleatoric, bool):
             raise ValueError(f"ModelEnvConfig.sample_aleatoric must be a bool, got {self.sample_aleatoric!r}")
-        if not _is_integer(self.horizon) or self.horizon < 1:
+        if not is_integer(self.horizon) or self.horizon < 1:
             raise ValueError(f"ModelEnvConfig.horizon must be an integer >= 1, got {self.horizon!r}")
 
 

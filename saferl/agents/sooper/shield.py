@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from saferl.config import is_integer, is_real
 from saferl.policies.policy import ActFn, Policy, PolicyCarry
 
 
@@ -37,11 +37,11 @@ def shield_scale(episode_length: int, cost_discounting: float, action_repeat: in
     decision, in [0, 1)), `action_repeat` env steps each decision is held for (integer ≥ 1).
     E.g. T = 1000, γ_c = 0.99, repeat 4 → 2.5.
     """
-    if not _is_integer(episode_length) or episode_length < 1:
+    if not is_integer(episode_length) or episode_length < 1:
         raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}")
-    if not _is_real(cost_discounting) or not (math.isfinite(cost_discounting) and 0.0 <= cost_discounting < 1.0):
+    if not is_real(cost_discounting) or not (math.isfinite(cost_discounting) and 0.0 <= cost_discounting < 1.0):
         raise ValueError(f"cost_discounting must be in [0, 1), got {cost_discounting!r}")
-    if not _is_integer(action_repeat) or action_repeat < 1:
+    if not is_integer(action_repeat) or action_repeat < 1:
         raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
     return int(episode_length) * (1.0 - float(cost_discounting)) / int(action_repeat)
 
@@ -54,9 +54,9 @@ class ShieldConfig:
     scale: float  # T·(1 − γ_c)/action_repeat, episode cost units per unit of Q_c (finite, > 0)
 
     def __post_init__(self) -> None:
-        if not _is_real(self.budget) or not (math.isfinite(self.budget) and self.budget >= 0.0):
+        if not is_real(self.budget) or not (math.isfinite(self.budget) and self.budget >= 0.0):
             raise ValueError(f"ShieldConfig.budget must be finite and >= 0, got {self.budget!r}")
-        if not _is_real(self.scale) or not (math.isfinite(self.scale) and self.scale > 0.0):
+        if not is_real(self.scale) or not (math.isfinite(self.scale) and self.scale > 0.0):
             raise ValueError(f"ShieldConfig.scale must be finite and > 0, got {self.scale!r}")
         object.__setattr__(self, "budget", float(self.budget))
         object.__setattr__(self, "scale", float(self.scale))
@@ -196,9 +196,3 @@ def _shield_config(learner: Policy, prior: Policy, cost_discounting: float | Non
     return ShieldConfig(budget=prior.cost_budget if budget is None else budget, scale=scale)
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
