@@ -30,7 +30,7 @@ class Algorithm:
 
 _REGISTRY: dict[str, Algorithm] = {}
 # Modules that register algorithms when imported (kept lazy so `import saferl` stays light).
-_BUILTIN_MODULES = ("saferl.agents.ppo", "saferl.agents.sac", "saferl.agents.pets")
+_BUILTIN_MODULES = ("saferl.agents.ppo", "saferl.agents.sac", "saferl.agents.pets", "saferl.agents.sooper")
 
 
 def register(algorithm: Algorithm) -> None:

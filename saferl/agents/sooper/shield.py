@@ -121,7 +121,8 @@ class ShieldMemory:
 
 
 def shielded_policy(learner: Policy, prior: Policy, *, cost_discounting: float | None = None,
-                    scale: float | None = None, budget: float | None = None) -> Policy:
+                    scale: float | None = None, budget: float | None = None,
+                    advantage_threshold: float | None = None) -> Policy:
     """The `Policy` that executes `learner` behind SOOPER's shield with fallback `prior`.
 
     Its `act(carry, obs, key)` takes the learner's action a (`learner.act`, or `learner.sample` for the
@@ -134,7 +135,9 @@ def shielded_policy(learner: Policy, prior: Policy, *, cost_discounting: float |
 
     `budget` defaults to `prior.cost_budget`. Give either `scale` or `cost_discounting` (γ_c of the prior's
     cost critic), from which scale = `shield_scale(prior.env_config.episode_length, γ_c,
-    prior.action_repeat)`. Raises ValueError if the prior has no `cost_value`, the two policies' observation
+    prior.action_repeat)`. With `advantage_threshold` the rule is the SAILR-like advantage filter instead:
+    fires ⇔ Q_c(s, a) − Q_c(s, π̂(s)) > advantage_threshold (the budget and scale are then unused). Raises
+    ValueError if the prior has no `cost_value`, the two policies' observation
     sizes, action sizes or action repeats differ, or the scale cannot be derived.
     """
     config = _shield_config(learner, prior, cost_discounting, scale, budget)
@@ -146,8 +149,11 @@ def shielded_policy(learner: Policy, prior: Policy, *, cost_discounting: float |
             learner_action, learner_carry = learner_act(PolicyCarry(carry.cost_spent, memory.learner), obs, key)
             prior_action, prior_carry = prior_act(PolicyCarry(carry.cost_spent, memory.prior), obs,
                                                   jax.random.fold_in(key, 1))
-            fires = shield_fires(carry.cost_spent, prior_cost_value(obs, learner_action), config.budget,
-                                 config.scale)
+            learner_q = prior_cost_value(obs, learner_action)
+            if advantage_threshold is None:
+                fires = shield_fires(carry.cost_spent, learner_q, config.budget, config.scale)
+            else:
+                fires = learner_q - prior_cost_value(obs, prior_action) > advantage_threshold
             action = shielded_action(learner_action, prior_action, fires)
             memory = ShieldMemory(learner=learner_carry.memory, prior=prior_carry.memory,
                                   interventions=memory.interventions + fires.astype(jnp.int32))

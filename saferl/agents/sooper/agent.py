@@ -1,0 +1,156 @@
+"""SOOPER (and its baselines) as pure functions of `SooperState`: collect one real episode on the one episode
+loop — the prior alone for the first `prior_episodes`, then the MPC learner behind the shield — add it to the
+buffer, refit the ensemble, update the prior's cost critic pessimistically and step the primal-dual multiplier.
+
+`SooperState` is everything a bit-for-bit resume needs (ensemble, buffer, updated cost critic and its optimiser,
+λ/c, RNG key, episode counter, and the ledger of costs that the safety margin is computed from); the prior's
+other parameters are read from its run directory, which the run's config names.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from saferl import constraints
+from saferl.agents.sooper import critic as critic_lib
+from saferl.agents.sooper.config import SooperConfig
+from saferl.agents.sooper.planner import Dual, ShieldRule, executed_policy, plan_memory
+from saferl.agents.sooper.prior import Prior, prior_policy
+from saferl.agents.sooper.shield import ShieldMemory, shield_scale
+from saferl.data import buffer as buffer_lib
+from saferl.data.buffer import ReplayBuffer, Transition
+from saferl.errors import UserError
+from saferl.models import ensemble
+from saferl.models.ensemble import EnsembleState
+from saferl.policies import episode
+from saferl.policies.policy import Policy
+
+
+class Ledger(struct.PyTreeNode):
+    """Running totals over the real episodes (float32 scalars)."""
+
+    prior_return_sum: jax.Array  # Σ return of the prior-only episodes
+    max_episode_cost: jax.Array  # max_n J_c(π_n) over every episode so far (0 before the first)
+    cumulative_cost: jax.Array  # Σ cost over every episode so far
+
+
+class SooperState(struct.PyTreeNode):
+    model: EnsembleState
+    buffer: ReplayBuffer  # real transitions (one per decision)
+    cost_q_params: Any  # the prior's cost critic, updated pessimistically on model data
+    critic_optimizer_state: Any
+    dual: constraints.ConstraintState  # primal_dual's λ, c (untouched by the other methods)
+    ledger: Ledger
+    key: jax.Array
+    episode: jax.Array  # int32, real episodes so far
+
+
+class EpisodeStats(NamedTuple):
+    episode_return: jax.Array  # Σ reward
+    episode_cost: jax.Array  # Σ cost
+    interventions: jax.Array  # decisions where the shield executed the prior's action (0 without a shield)
+    plan_value: jax.Array  # mean imagined value of the plans (0 for prior episodes)
+    feasible_fraction: jax.Array  # mean share of feasible candidates (1 for prior episodes)
+
+
+class SooperAgent:
+    """Binds the real env (unbatched, the run's world), the config and the prior; methods are jitted."""
+
+    def __init__(self, env: Any, config: SooperConfig, prior: Prior, prior_template: Policy):
+        self.env, self.config, self.prior, self.prior_template = env, config, prior, prior_template
+        self.episode_length = int(env.episode_length)
+        self.obs_size, self.action_size = int(env.observation_size), int(env.action_size)
+        budget = float(env.cost_budget) if config.budget is None else float(config.budget)
+        if not budget > 0:
+            raise UserError(f"{config.method} needs a cost budget > 0: the env has {env.cost_budget:g}; "
+                            "give one with --set budget=... or --set-env cost_budget=...")
+        scale = config.shield_scale
+        if scale is None:
+            scale = shield_scale(self.episode_length, prior.cost_discounting, 1)
+        self.rule = ShieldRule(config.shield, budget, float(scale), config.advantage_threshold)
+        self.budget = budget
+        self.collect_prior = jax.jit(self._collect_prior)
+        self.collect_learner = jax.jit(self._collect_learner)
+        self.update_critic = jax.jit(self._update_critic)
+        self.add = jax.jit(buffer_lib.add)
+
+    def init(self, key: jax.Array) -> SooperState:
+        model_key, key = jax.random.split(key)
+        model = ensemble.init(model_key, self.config.model, self.obs_size, self.action_size, self.obs_size + 2)
+        example = Transition(obs=jnp.zeros(self.obs_size), action=jnp.zeros(self.action_size),
+                             next_obs=jnp.zeros(self.obs_size), reward=jnp.zeros(()), cost=jnp.zeros(()),
+                             done=jnp.zeros(()))
+        optimizer = critic_lib.make_optimizer(self.config.critic_learning_rate)
+        zero = jnp.zeros((), jnp.float32)
+        return SooperState(model=model, buffer=buffer_lib.init(self.config.buffer_capacity, example),
+                           cost_q_params=self.prior.cost_q_params,
+                           critic_optimizer_state=optimizer.init(self.prior.cost_q_params),
+                           dual=constraints.init(self.config.dual), ledger=Ledger(zero, zero, zero), key=key,
+                           episode=jnp.zeros((), jnp.int32))
+
+    def current_prior(self, cost_q_params: Any) -> Prior:
+        return self.prior.replace(cost_q_params=cost_q_params)
+
+    def policy(self, model: EnsembleState, cost_q_params: Any, dual: constraints.ConstraintState) -> Policy:
+        """The executed policy of this state: the MPC learner behind the shield (usable inside jit)."""
+        return executed_policy(self.config, self.rule, model, self.current_prior(cost_q_params),
+                               Dual(dual.multiplier, dual.penalty), self.prior_template)
+
+    def _episode(self, policy: Policy, key: jax.Array) -> episode.Decision:
+        reset_key, act_key = jax.random.split(key)
+        _, decisions = episode.run(policy, self.env, self.env.reset(reset_key), act_key, self.episode_length)
+        return decisions
+
+    def _collect_prior(self, cost_q_params: Any, key: jax.Array) -> tuple[Transition, EpisodeStats]:
+        """One episode of the prior alone."""
+        transitions = self._episode(prior_policy(self.current_prior(cost_q_params), self.prior_template),
+                                    key).transition
+        zero = jnp.zeros((), jnp.float32)
+        return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(), zero, zero, zero + 1)
+
+    def _collect_learner(self, model: EnsembleState, cost_q_params: Any, dual: constraints.ConstraintState,
+                         key: jax.Array) -> tuple[Transition, EpisodeStats]:
+        """One episode of the executed policy (one compiled scan)."""
+        decisions = self._episode(self.policy(model, cost_q_params, dual), key)
+        transitions, memory = decisions.transition, decisions.carry.memory
+        plans = plan_memory(memory)
+        interventions = (memory.interventions[-1] if isinstance(memory, ShieldMemory)
+                         else jnp.zeros((), jnp.int32))
+        return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(),
+                                         interventions.astype(jnp.float32), plans.plan_value.mean(),
+                                         plans.feasible_fraction.mean())
+
+    def fit(self, key: jax.Array, model: EnsembleState, buffer: ReplayBuffer) -> tuple[EnsembleState, Any]:
+        data, mask = buffer_lib.all_valid(buffer)
+        return ensemble.fit(key, model, data, self.config.model, mask)
+
+    def _update_critic(self, state: SooperState, key: jax.Array) -> tuple[Any, Any, critic_lib.CriticUpdateInfo]:
+        config = self.config
+        return critic_lib.update_cost_critic(
+            self.current_prior(state.cost_q_params), state.model, state.buffer, state.cost_q_params,
+            state.critic_optimizer_state, key, steps=config.critic_updates, batch_size=config.critic_batch_size,
+            pessimism=config.pessimism, learning_rate=config.critic_learning_rate)
+
+    def step_dual(self, dual: constraints.ConstraintState, episode_cost: float) -> constraints.ConstraintState:
+        """primal_dual: one λ/c step on the measured episode cost against d (a no-op for other methods)."""
+        if self.config.planner_constraint != "augmented_lagrangian":
+            return dual
+        dual, _ = constraints.update(self.config.dual, dual, jnp.asarray(episode_cost, jnp.float32), self.budget)
+        return dual
+
+
+def make_agent(config: SooperConfig, env: Any, world: Any, prior: Prior, prior_template: Policy) -> SooperAgent:
+    """The agent collecting in `world`'s evaluation stack around `env` (obs noise, action delay; the shift
+    is in `env`: it is the real system)."""
+    import envs
+
+    return SooperAgent(envs.wrap_evaluation_env(env, world), config, prior, prior_template)
+
+
+def nan_if_empty(total: float, count: int) -> float:
+    return total / count if count else math.nan

@@ -1,0 +1,156 @@
+"""`SooperConfig`: SOOPER's options and those of its baselines, which are the same learner with other settings.
+
+Every method runs the same loop on the real system (the run's env, shifted with `--set-env shift.preset=...`):
+the prior's episodes first, then MPC with iCEM on the ensemble around the prior (optimistic reward, pessimistic
+cost, terminal value Q_r^π̂), executed behind a shield or not. The baselines differ only in these fields:
+
+| method      | optimism | pessimism | shield    | terminal reward where it fires | planner constraint   | critic update |
+|-------------|----------|-----------|-----------|--------------------------------|----------------------|---------------|
+| sooper      | λ_opt    | λ_pess    | budget    | Q_r^π̂(s, π̂(s))                 | feasibility          | yes           |
+| sailr       | 0        | λ_pess    | advantage | 0                              | feasibility          | no            |
+| crpo        | 0        | 0         | none      | —                              | feasibility          | no            |
+| primal_dual | 0        | 0         | none      | —                              | augmented_lagrangian | no            |
+| mbrl        | 0        | 0         | none      | —                              | none                 | no            |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from saferl.config import is_integer, is_real
+from saferl.constraints import ConstraintConfig
+from saferl.models import EnsembleConfig
+from saferl.planning import ICEMConfig
+
+SHIELDS = ("budget", "advantage", "none")
+TERMINAL_REWARDS = ("prior_value", "zero")
+PLANNER_CONSTRAINTS = ("feasibility", "augmented_lagrangian", "none")
+
+
+def _model() -> EnsembleConfig:
+    return EnsembleConfig(num_members=5, hidden_sizes=(128, 128), num_elites=5, epochs=40, patience=5,
+                          batch_size=128, learning_rate=1e-3)
+
+
+def _planner() -> ICEMConfig:
+    return ICEMConfig(horizon=10, population=48, num_elites=6, iterations=2, noise_beta=1.0,
+                      keep_elites_fraction=0.3, population_decay=1.0, init_std=0.3)
+
+
+def _dual() -> ConstraintConfig:
+    # primal_dual: λ, c step once per episode on the measured episode cost (episode cost units)
+    return ConstraintConfig(kind="augmented_lagrangian", multiplier_lr=0.05, initial_multiplier=0.0,
+                            max_multiplier=10.0, penalty=0.05, max_penalty=1.0, budget_scale=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SooperConfig:
+    """`saferl train sooper --set prior=RUN_DIR --set optimism=1 ...`; `--steps` counts real env steps
+    (rounded up to whole episodes)."""
+
+    prior: str = ""  # run directory of the prior (`saferl train sac --constraint crpo`), required
+    method: str = "sooper"  # label of the method (the table's row); the fields below define it
+    optimism: float = 1.0  # λ_opt ≥ 0: imagined reward + λ_opt·σ (σ: member spread of s', mean over dims)
+    pessimism: float = 20.0  # λ_pess ≥ 0: imagined cost + λ_pess·σ
+    shield: str = "budget"  # budget: C_spent + scale·Q_c(s, a) ≥ d | advantage: Q_c(s,a) − Q_c(s,π̂(s)) > thr | none
+    shield_terminal_reward: str = "prior_value"  # where the shield fires in imagination: Q_r^π̂(s, π̂(s)) | zero
+    advantage_threshold: float = 0.2  # shield='advantage': threshold on Q_c(s,a) − Q_c(s,π̂(s)) (discounted units)
+    budget: float | None = None  # d, episode cost budget; None = the env's
+    shield_scale: float | None = None  # episode cost units per unit of Q_c; None = T·(1 − γ_c)/action_repeat
+    planner_constraint: str = "feasibility"  # how the planner keeps predicted episode cost ≤ d (see table)
+    dual: ConstraintConfig = dataclasses.field(default_factory=_dual)  # primal_dual's λ, c (episode units)
+    critic_updates: int = 200  # pessimistic Q_c gradient steps on model data per episode (0 = frozen critic)
+    critic_batch_size: int = 256  # (s, a) pairs from the buffer per critic step
+    critic_learning_rate: float = 1e-4  # Adam step size of the cost-critic update
+    model: EnsembleConfig = dataclasses.field(default_factory=_model)  # probabilistic ensemble of the real system
+    planner: ICEMConfig = dataclasses.field(default_factory=_planner)  # iCEM over residuals δ around π̂
+    particles: int = 4  # imagined trajectories per candidate (a member drawn per step and particle), ≥ 1
+    sample_aleatoric: bool = False  # add the drawn member's aleatoric noise to imagined steps
+    replan_every: int = 2  # decisions between re-plans (the plan's residuals run open-loop around π̂ between)
+    prior_episodes: int = 1  # episodes of the prior alone first (its data seeds the model; J(π̂) is their mean)
+    buffer_capacity: int = 30_000  # real transitions kept for model fitting and the critic update
+    checkpoint_every_episodes: int = 1  # episodes between checkpoints (the last one is always saved)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prior, str):
+            raise ValueError(f"prior must be a run directory path, got {self.prior!r}")
+        for name in ("optimism", "pessimism", "advantage_threshold", "critic_learning_rate"):
+            value = getattr(self, name)
+            if not is_real(value) or not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.shield not in SHIELDS:
+            raise ValueError(f"shield must be one of {'/'.join(SHIELDS)}, got {self.shield!r}")
+        if self.shield_terminal_reward not in TERMINAL_REWARDS:
+            raise ValueError(f"shield_terminal_reward must be one of {'/'.join(TERMINAL_REWARDS)}, "
+                             f"got {self.shield_terminal_reward!r}")
+        if self.planner_constraint not in PLANNER_CONSTRAINTS:
+            raise ValueError(f"planner_constraint must be one of {'/'.join(PLANNER_CONSTRAINTS)}, "
+                             f"got {self.planner_constraint!r}")
+        for name in ("budget", "shield_scale"):
+            value = getattr(self, name)
+            if value is not None and (not is_real(value) or not (math.isfinite(value) and value > 0.0)):
+                raise ValueError(f"{name} must be a finite number > 0 (or null for the default), got {value!r}")
+        for name in ("critic_batch_size", "particles", "replan_every", "prior_episodes", "buffer_capacity",
+                     "checkpoint_every_episodes"):
+            value = getattr(self, name)
+            if not is_integer(value) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not is_integer(self.critic_updates) or self.critic_updates < 0:
+            raise ValueError(f"critic_updates must be an integer >= 0, got {self.critic_updates!r}")
+        if self.replan_every > self.planner.horizon:
+            raise ValueError(f"replan_every ({self.replan_every}) must be <= planner.horizon "
+                             f"({self.planner.horizon})")
+        if self.planner_constraint == "augmented_lagrangian" and self.dual.kind != "augmented_lagrangian":
+            raise ValueError("planner_constraint='augmented_lagrangian' needs dual.kind='augmented_lagrangian'")
+
+
+# The baselines: the same learner with the settings of the table above (`saferl train sailr ...`).
+@dataclasses.dataclass(frozen=True)
+class SailrConfig(SooperConfig):
+    """SAILR-like: advantage-filter shield with terminal reward 0, pessimistic cost, no optimism."""
+
+    method: str = "sailr"
+    optimism: float = 0.0
+    shield: str = "advantage"
+    shield_terminal_reward: str = "zero"
+    critic_updates: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CRPOConfig(SooperConfig):
+    """CRPO-like: maximise return while the predicted episode cost fits the budget, else minimise the cost."""
+
+    method: str = "crpo"
+    optimism: float = 0.0
+    pessimism: float = 0.0
+    shield: str = "none"
+    critic_updates: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PrimalDualConfig(SooperConfig):
+    """Primal-dual: return − ψ(predicted cost − d; λ, c), λ and c stepped on each episode's measured cost."""
+
+    method: str = "primal_dual"
+    optimism: float = 0.0
+    pessimism: float = 0.0
+    shield: str = "none"
+    planner_constraint: str = "augmented_lagrangian"
+    critic_updates: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class MBRLConfig(SooperConfig):
+    """Unconstrained model-based RL: the planner maximises return only (the reference point)."""
+
+    method: str = "mbrl"
+    optimism: float = 0.0
+    pessimism: float = 0.0
+    shield: str = "none"
+    planner_constraint: str = "none"
+    critic_updates: int = 0
+
+
+METHOD_CONFIGS = {"sooper": SooperConfig, "sailr": SailrConfig, "crpo": CRPOConfig,
+                  "primal_dual": PrimalDualConfig, "mbrl": MBRLConfig}
