@@ -26,6 +26,9 @@ class Algorithm:
     uses_recorded_data: bool = False
     # Why this algorithm cannot use recorded data (shown when `--data` is given); used when the flag is False.
     recorded_data_refusal: str = "it cannot learn from recorded transitions"
+    # check_config(config, env, env_name): UserError for a config that cannot run on that env (e.g. a missing
+    # prior run), called before the run directory is created
+    check_config: Callable[[Any, Any, str], None] | None = None
 
 
 _REGISTRY: dict[str, Algorithm] = {}

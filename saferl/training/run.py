@@ -96,6 +96,8 @@ def _new_record(algo: str, env_name: str, steps: int | None, seed: int, override
     if constraint is not None and constraint.enabled and not env.cost_budget > 0:
         raise UserError(f"constraint.kind={constraint.kind} needs an env with a cost budget; env '{env_name}' has "
                         f"cost_budget {env.cost_budget:g} (give one with --set-env cost_budget=...)")
+    if algorithm.check_config is not None:
+        algorithm.check_config(algo_config, env, env_name)
     data_dir = _check_data_dir(data, env, env_name)
     path = rundir.new_run_dir(pathlib.Path(out), algo, env_name)
     record = rundir.RunRecord(path=path, algo=algo, env=env_name, env_config=to_dict(env_config),

@@ -15,3 +15,13 @@ PETS_TINY = {"model.num_members": 2, "model.num_elites": 2, "model.hidden_sizes"
              "planner.num_elites": 4, "planner.iterations": 2, "action_repeat": 2, "buffer_capacity": 500}
 PETS_EPISODE = 20  # env steps per PETS episode (10 planned actions with action_repeat 2)
 PETS_ENV = {"episode_length": PETS_EPISODE}
+
+# SOOPER on safe_cartpole with short episodes and a narrow band (so costs occur and the shield has work): a tiny
+# SAC prior (SAC_TINY, 6 chunks) and a tiny learner
+SOOPER_ENV = {"episode_length": 40, "cost_budget": 5.0, "cost_bound": 0.02}
+SOOPER_PRIOR_STEPS = 6 * SAC_CHUNK
+SOOPER_TINY = {"model.num_members": 2, "model.num_elites": 2, "model.hidden_sizes": [32, 32], "model.epochs": 3,
+               "model.batch_size": 32, "particles": 2, "planner.horizon": 4, "planner.population": 16,
+               "planner.num_elites": 4, "planner.iterations": 2, "replan_every": 2, "critic_updates": 4,
+               "critic_batch_size": 16, "buffer_capacity": 400}
+SOOPER_EPISODE = 40

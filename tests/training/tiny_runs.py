@@ -38,3 +38,25 @@ def pets_run(episodes: int = 3) -> RunResult:
 def copy_run(run_dir: pathlib.Path, destination: pathlib.Path) -> pathlib.Path:
     """A copy of a shared run dir that a test may change."""
     return pathlib.Path(shutil.copytree(run_dir, destination / run_dir.name))
+
+
+@functools.cache
+def sooper_prior_run() -> RunResult:
+    """A tiny constrained SAC run on safe_cartpole with SOOPER_ENV: the prior of the SOOPER tests."""
+    from tiny_configs import SAC_TINY, SOOPER_ENV, SOOPER_PRIOR_STEPS
+
+    return train("sac", "safe_cartpole", steps=SOOPER_PRIOR_STEPS, overrides={**SAC_TINY, "constraint.kind": "crpo"},
+                 env_overrides=SOOPER_ENV, out=_out("sooper-prior"), progress=False, tensorboard=False)
+
+
+@functools.cache
+def sooper_run(method: str = "sooper", episodes: int = 3) -> RunResult:
+    """`episodes` episodes (1 of the prior, then the learner) of `method` with SOOPER_TINY on safe_cartpole
+    with the heavy pole (the "real system")."""
+    from tiny_configs import SOOPER_ENV, SOOPER_EPISODE, SOOPER_TINY
+
+    prior = sooper_prior_run().run_dir
+    return train(method, "safe_cartpole", steps=episodes * SOOPER_EPISODE,
+                 overrides={**SOOPER_TINY, "prior": str(prior)},
+                 env_overrides={**SOOPER_ENV, "shift.preset": "heavy_pole"}, out=_out(f"{method}-{episodes}"),
+                 progress=False, tensorboard=False)

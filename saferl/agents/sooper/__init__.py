@@ -10,6 +10,8 @@ import dataclasses
 import pathlib
 from typing import Any
 
+import jax
+
 from saferl.agents import registry
 from saferl.agents.sooper.config import (METHOD_CONFIGS, CRPOConfig, MBRLConfig, PrimalDualConfig, SailrConfig,
                                          SooperConfig)
@@ -21,22 +23,19 @@ def load_policy(run_dir: pathlib.Path | str) -> Any:
     """`Algorithm.load_policy`: the run's executed policy — MPC on its last ensemble around the prior, behind
     the shield (with the run's updated cost critic) for the methods that have one."""
     from saferl.agents.sooper.train import build_agent
+    from saferl.training import rundir
     from saferl.training.restore import restore_run_state
 
-    agents = {}
+    record, agents = rundir.read_run(run_dir), {}
 
     def make_init(config: Any, env: Any, world: Any) -> Any:
-        agents["agent"] = build_agent(config, env, world, run_record_env[0])
+        agents["agent"] = build_agent(config, env, world, record.env)
         return agents["agent"].init
 
-    from saferl.training import rundir
-
-    record = rundir.read_run(run_dir)
-    run_record_env = [record.env]
     run = restore_run_state(run_dir, make_init)
     agent, state = agents["agent"], run.state
     policy = agent.policy(state.model, state.cost_q_params, state.dual)
-    return dataclasses.replace(policy, env_name=run.record.env, env_config=run.env_config,
+    return dataclasses.replace(policy, act=jax.jit(policy.act), env_name=run.record.env, env_config=run.env_config,
                                cost_budget=agent.budget, run_dir=run.record.path, training_env=run.training_env)
 
 
@@ -44,6 +43,12 @@ def _train(ctx: Any) -> Any:
     from saferl.agents.sooper.train import train
 
     return train(ctx)
+
+
+def _check_config(config: Any, env: Any, env_name: str) -> None:
+    from saferl.agents.sooper.train import check_config
+
+    check_config(config, env, env_name)
 
 
 _DESCRIPTIONS = {
@@ -56,7 +61,8 @@ _DESCRIPTIONS = {
 
 for _name, _config_cls in METHOD_CONFIGS.items():
     registry.register(registry.Algorithm(name=_name, config_cls=_config_cls, train=_train, load_policy=load_policy,
-                                         description=_DESCRIPTIONS[_name]))
+                                         description=_DESCRIPTIONS[_name],
+                                         check_config=_check_config))
 
 __all__ = ["CRPOConfig", "MBRLConfig", "PrimalDualConfig", "SailrConfig", "ShieldConfig", "ShieldMemory",
            "ShieldTermination", "SooperConfig", "load_policy", "shield_fires", "shield_scale", "shielded_action",
