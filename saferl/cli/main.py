@@ -87,6 +87,14 @@ def train_command(
     _echo(f"metrics:       {result.run_dir / 'metrics.csv'}  (TensorBoard: {result.run_dir / 'tensorboard'})")
     _echo(f"plots:         {', '.join(str(p) for p in result.plots)}")
     _echo(f"final:         {json.dumps(final)}")
+    summary_path = result.run_dir / "summary.json"  # SOOPER and its baselines: the paper's metrics
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        _echo(f"summary:       {summary_path}")
+        _echo(f"  safety margin {summary['safety_margin']:g} (budget {summary['budget']:g}; episode costs "
+              f"{', '.join(f'{c:g}' for c in summary['episode_costs'])}), normalised return "
+              f"{summary['normalized_return']:.2f} (prior {summary['prior_return']:.1f} -> last episode "
+              f"{summary['final_return']:.1f}) over {summary['episodes']} real episodes")
 
 
 def _with_constraint(overrides: dict, kind: str) -> dict:

@@ -9,26 +9,22 @@ of 160–950. 3 seeds under domain randomisation: experiments/benchmarks/results
 """
 
 import pytest
+from learning_runs import cartpole_sac
 
 from saferl.policies import load_policy
 from saferl.policies.evaluate import evaluate
 from saferl.policies.worlds import evaluation_env, evaluation_world
-from saferl.training.run import train
-
-STEPS = {"none": 60_000, "crpo": 100_000}  # the unconstrained run needs less to show its cost
 
 
-def _final(kind, tmp_path):
-    run = train("sac", "safe_cartpole", steps=STEPS[kind], seed=0, overrides={"num_envs": 4, "constraint.kind": kind},
-                out=tmp_path / kind, progress=False, tensorboard=False)
-    policy = load_policy(run.run_dir)
+def _final(kind):
+    policy = load_policy(cartpole_sac(kind).run_dir)
     return evaluate(policy, evaluation_env(policy, evaluation_world(policy)), episodes=5, seed=1)
 
 
 @pytest.mark.slow
-def test_crpo_sac_ends_within_budget_and_below_unconstrained_cost(tmp_path):
-    free = _final("none", tmp_path)
-    safe = _final("crpo", tmp_path)
+def test_crpo_sac_ends_within_budget_and_below_unconstrained_cost():
+    free = _final("none")
+    safe = _final("crpo")
     budget = safe["cost_budget"]
     assert budget == 100.0
     assert safe["mean_cost"] <= budget, safe
