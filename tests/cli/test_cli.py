@@ -160,6 +160,9 @@ def test_unusable_recorded_data_is_one_error_line_and_creates_nothing(algo, env,
     (["train", "sac", "--env", "safe_cartpole", "--set-env", "shift.preset=heavy_robot"], "heavy_pole"),
     (["train", "sac", "--env", "safe_cartpole", "--set-env", "action_delay=-1"], "action_delay"),
     (["train", "sac", "--env", "safe_cartpole", "--set-env", "wind=3"], "training-world keys"),
+    (["train", "sooper", "--env", "safe_cartpole"], "needs a prior"),
+    (["train", "sooper", "--env", "safe_cartpole", "--set", "prior=/nonexistent/run"], "not a run directory"),
+    (["train", "sailr", "--env", "safe_cartpole", "--set", "shield=sometimes"], "shield must be one of"),
 ])
 def test_bad_input_gives_one_error_line_and_nonzero_exit(args, message, capsys, tmp_path):
     code, _, err = run_cli(capsys, *args, *(["--out", tmp_path] if args[0] == "train" else []))
@@ -241,3 +244,19 @@ def test_help_names_the_constraint_handlers_and_world_keys(capsys):
     assert code == 0
     for word in ("--constraint", "augmented_lagrangian", "randomization", "action_delay", "shift.preset"):
         assert word in out
+
+
+def test_train_of_sooper_prints_the_safety_margin_and_normalised_return(tmp_path, capsys):
+    from tiny_configs import SOOPER_EPISODE
+    from tiny_runs import sooper_run
+
+    part = copy_run(sooper_run().run_dir, tmp_path)
+    import shutil
+
+    shutil.rmtree(part / "checkpoints" / str(3 * SOOPER_EPISODE))
+    code, out, _ = run_cli(capsys, "train", "--resume", part, "--quiet")
+    assert code == 0
+    summary = json.loads((part / "summary.json").read_text())
+    assert f"summary:       {part / 'summary.json'}" in out
+    assert f"safety margin {summary['safety_margin']:g} (budget 5;" in out
+    assert f"normalised return {summary['normalized_return']:.2f}" in out and "over 3 real episodes" in out
