@@ -40,9 +40,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "safe_cartpole": {"shift": "heavy_pole", "episodes": 5, "method_overrides": {},
                       "prior": {"steps": 100_000, "overrides": {"num_envs": 4, "constraint.kind": "crpo"},
                                 "env_overrides": DOMAIN_RANDOMIZATION}},
-    # prior: SAC + augmented Lagrangian aiming at a fifth of the budget (the 0.5 default left ≈ 35 > d = 25 on
-    # the heavy robot); real system: 1.5 kg robot
-    "point_goal": {"shift": "heavy_robot", "episodes": 5, "method_overrides": {"optimism": 0.1, "pessimism": 12.0},
+    # prior: SAC + augmented Lagrangian aiming at a fifth of the budget (the 0.5 default left ≈ 35 > d = 25 on the
+    # heavy robot; a tenth collapsed to a policy that sits in hazards); real system: 1.5 kg robot
+    "point_goal": {"shift": "heavy_robot", "episodes": 4, "method_overrides": {"optimism": 0.1, "pessimism": 12.0},
                    "prior": {"steps": 200_000, "overrides": {"num_envs": 4, "constraint.kind": "augmented_lagrangian",
                                                              "constraint.budget_scale": 0.2},
                              "env_overrides": {"randomization.mass_scale": [0.8, 1.6],
