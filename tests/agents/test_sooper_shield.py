@@ -165,6 +165,18 @@ def test_shielded_policy_falls_back_to_the_prior_at_the_budget_per_episode_under
     np.testing.assert_array_equal(carries.cost_spent, spent)  # the executor, not act, adds costs
 
 
+def test_shielded_policy_with_an_advantage_threshold_filters_on_the_cost_advantage_not_the_budget():
+    # Q_c(s, learner's 1) − Q_c(s, prior's 0) = (1 + 1·w) − 1 = w; fires where w > 0.2, whatever is spent
+    prior = zeros_prior(cost_value=lambda obs, action: 1.0 + obs[..., 0] * action[..., 0])
+    policy = shielded_policy(ones_learner(), prior, scale=1.0, advantage_threshold=0.2)
+    obs = jnp.array([[0.0, 0.0], [0.19, 0.0], [0.21, 0.0], [5.0, 0.0]])
+    spent = jnp.array([100.0, 100.0, 0.0, 0.0], jnp.float32)  # far over the budget of 4: ignored by this rule
+    carries = jax.vmap(lambda c: policy.init_carry().replace(cost_spent=c))(spent)
+    action, carries = jax.vmap(policy.act)(carries, obs, jax.random.split(KEY, 4))
+    np.testing.assert_array_equal(action[:, 0], [1.0, 1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(carries.memory.interventions, [0, 0, 1, 1])
+
+
 def test_shielded_policy_carry_accumulates_cost_and_counts_interventions_step_by_step():
     policy = shielded_policy(ones_learner(), zeros_prior(), scale=1.0)
     carry = policy.init_carry()
