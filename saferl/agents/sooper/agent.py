@@ -9,7 +9,6 @@ other parameters are read from its run directory, which the run's config names.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -150,7 +149,3 @@ def make_agent(config: SooperConfig, env: Any, world: Any, prior: Prior, prior_t
     import envs
 
     return SooperAgent(envs.wrap_evaluation_env(env, world), config, prior, prior_template)
-
-
-def nan_if_empty(total: float, count: int) -> float:
-    return total / count if count else math.nan

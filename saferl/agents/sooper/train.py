@@ -74,11 +74,12 @@ class EpisodeRunner:
             "intervention_rate": float(stats.interventions) / agent.episode_length,
             "plan_value": float(stats.plan_value), "feasible_fraction": float(stats.feasible_fraction),
             "prior_return": prior_return,
-            "normalized_return": episode_return / prior_return if prior_return else math.nan,
             "max_episode_cost": float(ledger.max_episode_cost), "cumulative_cost": float(ledger.cumulative_cost),
             "safety_margin": agent.budget - float(ledger.max_episode_cost),
             "multiplier": float(new_state.dual.multiplier), "model_nll": float(fit.holdout_nll),
             "model_mse": float(fit.holdout_mse), "collect_s": collect_s, "fit_s": fit_s})
+        if prior_return != 0.0:  # undefined otherwise: the column stays empty (the loop rejects NaN metrics)
+            row["normalized_return"] = episode_return / prior_return
         return new_state, row
 
 
