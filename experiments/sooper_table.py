@@ -165,6 +165,7 @@ def plot(runs: list[dict[str, Any]], path: pathlib.Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
 
     env_names = [e for e in SETTINGS if any(r["env"] == e for r in runs)]
@@ -185,9 +186,10 @@ def plot(runs: list[dict[str, Any]], path: pathlib.Path) -> None:
         axes[row, 1].axhline(budget, color="red", linestyle="--", label=f"budget {budget:g}")
         axes[row, 0].set(title=f"{env_name} ({SETTINGS[env_name]['shift']}): return per episode",
                          xlabel="real episode", ylabel="episode return")
-        axes[row, 1].set(title=f"{env_name}: cost per episode (mean, band = min..max over seeds)",
-                         xlabel="real episode", ylabel="episode cost")
+        axes[row, 1].set(title=f"{env_name}: cost per episode (band: seeds' min-max)", xlabel="real episode",
+                         ylabel="episode cost")
         for axis in axes[row]:
+            axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             axis.grid(alpha=0.3)
             axis.legend(fontsize=7)
     fig.tight_layout()
