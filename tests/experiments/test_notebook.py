@@ -22,3 +22,4 @@ def test_benchmark_notebook_runs_and_shows_every_committed_result():
     # every committed results JSON is rendered (the notebook skips only missing files)
     for result in sorted((ROOT / "experiments" / "benchmarks" / "results").glob("*.json")):
         assert result.stem in text, f"{result.name} is not shown by the notebook"
+    assert "sooper_table: " in text and "| safe_cartpole | sooper |" in text  # experiments/results/ too

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import pathlib
 import shutil
 import tempfile
@@ -55,8 +56,8 @@ def sooper_run(method: str = "sooper", episodes: int = 3) -> RunResult:
     with the heavy pole (the "real system")."""
     from tiny_configs import SOOPER_ENV, SOOPER_EPISODE, SOOPER_TINY
 
-    prior = sooper_prior_run().run_dir
+    prior = os.path.relpath(sooper_prior_run().run_dir)  # relative, as users type it (made absolute in the run)
     return train(method, "safe_cartpole", steps=episodes * SOOPER_EPISODE,
-                 overrides={**SOOPER_TINY, "prior": str(prior)},
+                 overrides={**SOOPER_TINY, "prior": prior},
                  env_overrides={**SOOPER_ENV, "shift.preset": "heavy_pole"}, out=_out(f"{method}-{episodes}"),
                  progress=False, tensorboard=False)

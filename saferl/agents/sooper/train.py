@@ -117,7 +117,7 @@ def resolve_prior_path(ctx: Any, config: SooperConfig) -> SooperConfig:
     if path.is_absolute():
         return config
     config = dataclasses.replace(config, prior=str(path.resolve()))
-    record = rundir.read_run(ctx.run_dir)
+    record = rundir.read_run(ctx.run_dir, need_checkpoint=False)  # a new run has none yet
     rundir.write_config(dataclasses.replace(record, algo_config={**record.algo_config, "prior": config.prior}))
     return config
 
