@@ -50,6 +50,13 @@ class ReplayBuffer:
         return int(self.data.reward.shape[0])
 
 
+def example_transition(observation_size: int, action_size: int) -> Transition:
+    """One float32 transition of zeros with these sizes: the `example` every learner's buffer is shaped like."""
+    obs = jnp.zeros((observation_size,))
+    zero = jnp.zeros(())
+    return Transition(obs=obs, action=jnp.zeros((action_size,)), next_obs=obs, reward=zero, cost=zero, done=zero)
+
+
 def init(capacity: int, example: Transition) -> ReplayBuffer:
     """An empty buffer for `capacity` transitions shaped like `example` (ONE transition, no batch axis)."""
     if capacity < 1:

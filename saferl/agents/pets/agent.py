@@ -73,10 +73,8 @@ class PETSAgent:
         """Fresh state: untrained ensemble, empty buffer."""
         model_key, key = jax.random.split(key)
         model = ensemble.init(model_key, self.config.model, self.obs_size, self.action_size, self.obs_size + 2)
-        example = Transition(obs=jp.zeros(self.obs_size), action=jp.zeros(self.action_size),
-                             next_obs=jp.zeros(self.obs_size), reward=jp.zeros(()), cost=jp.zeros(()),
-                             done=jp.zeros(()))
-        buffer = buffer_lib.init(self.config.buffer_capacity, example)
+        buffer = buffer_lib.init(self.config.buffer_capacity,
+                                 buffer_lib.example_transition(self.obs_size, self.action_size))
         return PETSState(model=model, buffer=buffer, key=key, episode=jp.zeros((), jp.int32))
 
     def mpc_policy(self, model: EnsembleState) -> Policy:

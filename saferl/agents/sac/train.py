@@ -60,12 +60,6 @@ class SACState:
     env_steps: jax.Array  # int32
 
 
-def example_transition(observation_size: int, action_size: int) -> Transition:
-    obs = jnp.zeros((observation_size,))
-    zero = jnp.zeros(())
-    return Transition(obs=obs, action=jnp.zeros((action_size,)), next_obs=obs, reward=zero, cost=zero, done=zero)
-
-
 def prefill(config: SACConfig, state: SACState, batch: dict[str, Any]) -> SACState:
     """`state` with recorded transitions (arrays [N, ...]: obs, action, next_obs, reward, cost, done) in its
     replay buffer (the last `max_replay_size` if N is larger) and its observation normaliser updated.
@@ -178,7 +172,7 @@ def make_train(config: SACConfig, env: Any, training_env: Any = None
             log_alpha=log_alpha, alpha_optimizer_state=optimizer.init(log_alpha),
             constraint=constraints.init(config.constraint),
             normalizer=running_statistics.init_state(specs.Array((obs_size,), jnp.float32)),
-            buffer=buffer_lib.init(config.max_replay_size, example_transition(obs_size, action_size)),
+            buffer=buffer_lib.init(config.max_replay_size, buffer_lib.example_transition(obs_size, action_size)),
             env_state=train_env.reset(jax.random.split(key_env, config.num_envs)),
             key=key_next, env_steps=jnp.zeros((), jnp.int32)))
 

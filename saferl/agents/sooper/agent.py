@@ -81,11 +81,9 @@ class SooperAgent:
     def init(self, key: jax.Array) -> SooperState:
         model_key, key = jax.random.split(key)
         model = ensemble.init(model_key, self.config.model, self.obs_size, self.action_size, self.obs_size + 2)
-        example = Transition(obs=jnp.zeros(self.obs_size), action=jnp.zeros(self.action_size),
-                             next_obs=jnp.zeros(self.obs_size), reward=jnp.zeros(()), cost=jnp.zeros(()),
-                             done=jnp.zeros(()))
         optimizer = critic_lib.make_optimizer(self.config.critic_learning_rate)
         zero = jnp.zeros((), jnp.float32)
+        example = buffer_lib.example_transition(self.obs_size, self.action_size)
         return SooperState(model=model, buffer=buffer_lib.init(self.config.buffer_capacity, example),
                            cost_q_params=self.prior.cost_q_params,
                            critic_optimizer_state=optimizer.init(self.prior.cost_q_params),
