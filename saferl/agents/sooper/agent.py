@@ -17,7 +17,7 @@ from flax import struct
 
 from saferl import constraints
 from saferl.agents.sooper import critic as critic_lib
-from saferl.agents.sooper.config import SooperConfig
+from saferl.agents.sooper.config import SooperConfig, episode_budget
 from saferl.agents.sooper.planner import Dual, ShieldRule, executed_policy, plan_memory
 from saferl.agents.sooper.prior import Prior, prior_policy
 from saferl.agents.sooper.shield import ShieldMemory, shield_scale
@@ -64,7 +64,7 @@ class SooperAgent:
         self.env, self.config, self.prior, self.prior_template = env, config, prior, prior_template
         self.episode_length = int(env.episode_length)
         self.obs_size, self.action_size = int(env.observation_size), int(env.action_size)
-        budget = float(env.cost_budget) if config.budget is None else float(config.budget)
+        budget = episode_budget(config, env.cost_budget)
         if not budget > 0:
             raise UserError(f"{config.method} needs a cost budget > 0: the env has {env.cost_budget:g}; "
                             "give one with --set budget=... or --set-env cost_budget=...")

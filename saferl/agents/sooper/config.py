@@ -152,5 +152,10 @@ class MBRLConfig(SooperConfig):
     critic_updates: int = 0
 
 
+def episode_budget(config: SooperConfig, env_budget: float) -> float:
+    """d: `config.budget`, or the env's cost budget when it is None (may be ≤ 0: callers refuse that)."""
+    return float(env_budget) if config.budget is None else float(config.budget)
+
+
 METHOD_CONFIGS = {"sooper": SooperConfig, "sailr": SailrConfig, "crpo": CRPOConfig,
                   "primal_dual": PrimalDualConfig, "mbrl": MBRLConfig}

@@ -49,9 +49,21 @@ class Prior:
         q = self.networks.cost_q_network.apply(self.normalizer, params, obs, action)
         return jnp.maximum(jnp.max(q, axis=-1), 0.0)
 
-    def value(self, obs: jax.Array) -> jax.Array:
-        """V^π̂(s) = Q_r^π̂(s, π̂(s)) [...]: the terminal value of an imagined trajectory at s."""
-        return self.reward_value(obs, self.action(obs))
+
+def read_prior_run(run_dir: pathlib.Path | str) -> Any:
+    """The `RunRecord` of a prior's run directory; UserError unless it is a run directory of a `sac` run with a
+    checkpoint (what `load_prior` needs)."""
+    from saferl.training import rundir
+
+    path = pathlib.Path(run_dir).expanduser()
+    if not (path / "config.json").is_file():
+        raise UserError(f"prior {str(run_dir)!r}: not a run directory (no config.json); train one with "
+                        "`saferl train sac --env ENV --constraint crpo` and pass --set prior=RUN_DIR")
+    record = rundir.read_run(path)  # UserError for a corrupt config or no checkpoint
+    if record.algo != "sac":
+        raise UserError(f"prior {str(run_dir)!r} is a '{record.algo}' run; a prior must be a 'sac' run (it needs "
+                        "the actor and both critics)")
+    return record
 
 
 def load_prior(run_dir: pathlib.Path | str) -> tuple[Prior, Policy]:
@@ -61,17 +73,9 @@ def load_prior(run_dir: pathlib.Path | str) -> tuple[Prior, Policy]:
     """
     from saferl.agents.sac import load_policy as load_sac_policy, make_networks
     from saferl.agents.sac import make_train_init
-    from saferl.training import rundir
     from saferl.training.restore import restore_run_state
 
-    path = pathlib.Path(run_dir)
-    if not (path / "config.json").is_file():
-        raise UserError(f"prior {str(path)!r}: not a run directory (no config.json); train one with "
-                        "`saferl train sac --env ENV --constraint crpo` and pass --set prior=RUN_DIR")
-    record = rundir.read_run(path)
-    if record.algo != "sac":
-        raise UserError(f"prior {str(path)!r} is a '{record.algo}' run; a prior must be a 'sac' run (it needs "
-                        "the actor and both critics)")
+    path = read_prior_run(run_dir).path
     run = restore_run_state(path, make_train_init)
     config, state = run.algo_config, run.state
     networks = make_networks(config, run.env.observation_size, run.env.action_size)

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from saferl.agents.sooper.agent import Ledger, SooperAgent, SooperState, make_agent
-from saferl.agents.sooper.config import SooperConfig
-from saferl.agents.sooper.prior import check_prior_fits, load_prior
+from saferl.agents.sooper.config import SooperConfig, episode_budget
+from saferl.agents.sooper.prior import check_prior_fits, load_prior, read_prior_run
 from saferl.errors import NonFiniteError, UserError
 from saferl.training.logger import read_metrics
 
@@ -86,24 +86,13 @@ class EpisodeRunner:
 def check_config(config: SooperConfig, env: Any, env_name: str) -> None:
     """`Algorithm.check_config`: UserError unless `config.prior` names a SAC run on `env_name` with the env's
     sizes and the env (or `config.budget`) gives a cost budget > 0 — before any run directory exists."""
-    from saferl.training import rundir
-
     if not config.prior:
         raise UserError(f"{config.method} needs a prior: train one with `saferl train sac --env {env_name} "
                         "--constraint crpo` and pass --set prior=RUN_DIR")
-    path = pathlib.Path(config.prior).expanduser()
-    if not (path / "config.json").is_file():
-        raise UserError(f"prior {config.prior!r}: not a run directory (no config.json)")
-    record = rundir.read_run(path)
-    if record.algo != "sac":
-        raise UserError(f"prior {config.prior!r} is a '{record.algo}' run; a prior must be a 'sac' run (it needs "
-                        "the actor and both critics)")
+    record = read_prior_run(config.prior)
     if record.env != env_name:
         raise UserError(f"prior {config.prior!r} was trained on env '{record.env}', not '{env_name}'")
-    if not rundir.checkpoint_steps(path):
-        raise UserError(f"prior {config.prior!r} has no checkpoint")
-    budget = float(env.cost_budget) if config.budget is None else float(config.budget)
-    if not budget > 0:
+    if not episode_budget(config, env.cost_budget) > 0:
         raise UserError(f"{config.method} needs a cost budget > 0: env '{env_name}' has {env.cost_budget:g}; "
                         "give one with --set budget=... or --set-env cost_budget=...")
 
