@@ -25,13 +25,12 @@ from saferl.agents.sooper import config as sooper_config  # noqa: E402
 from saferl.agents.sooper.critic import pessimistic_target, update_cost_critic  # noqa: E402
 from saferl.agents.sooper.planner import Dual, ShieldRule, imagine, scores  # noqa: E402
 from saferl.agents.sooper.prior import load_prior  # noqa: E402
-from saferl.agents.sooper.train import build_agent  # noqa: E402
+from saferl.agents.sooper.train import restore_agent  # noqa: E402
 from saferl.config import apply_overrides  # noqa: E402
 from saferl.errors import UserError  # noqa: E402
 from saferl.policies import load_policy  # noqa: E402
 from saferl.policies.evaluate import evaluate  # noqa: E402
 from saferl.policies.worlds import evaluation_env, evaluation_world  # noqa: E402
-from saferl.training.restore import restore_run_state  # noqa: E402
 from saferl.training.run import train  # noqa: E402
 
 
@@ -64,15 +63,8 @@ def test_shield_rules_fire_exactly_at_the_bound():
 @pytest.fixture(scope="module")
 def tiny_agent():
     """The agent and last state of the shared tiny SOOPER run (a fitted ensemble, the tiny prior)."""
-    run = sooper_run()
-    agents = {}
-
-    def make_init(config, env, world):
-        agents["agent"] = build_agent(config, env, world, "safe_cartpole")
-        return agents["agent"].init
-
-    restored = restore_run_state(run.run_dir, make_init)
-    return agents["agent"], restored.state
+    agent, restored = restore_agent(sooper_run().run_dir)
+    return agent, restored.state
 
 
 def test_imagined_trajectory_ends_where_the_shield_fires_with_the_prior_value(tiny_agent):
@@ -147,17 +139,7 @@ def test_sooper_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path):
     part = copy_run(full.run_dir, tmp_path)
     shutil.rmtree(part / "checkpoints" / str(3 * SOOPER_EPISODE))
     resumed = train(None, None, steps=3 * SOOPER_EPISODE, resume=part, progress=False, tensorboard=False)
-
-    def state_of(run_dir):
-        agents = {}
-
-        def init(config, env, world):
-            agents["a"] = build_agent(config, env, world, "safe_cartpole")
-            return agents["a"].init
-
-        return restore_run_state(run_dir, init).state
-
-    a, b = state_of(full.run_dir), state_of(resumed.run_dir)
+    a, b = restore_agent(full.run_dir)[1].state, restore_agent(resumed.run_dir)[1].state
     assert _equal(a, b)  # ensemble, buffer, updated cost critic and its optimiser, λ, ledger, key, episode
     metrics = lambda p: [line.split(",")[:3] for line in (p / "metrics.csv").read_text().splitlines()]  # noqa: E731
     assert metrics(full.run_dir) == metrics(resumed.run_dir)  # same episodes (timings aside)

@@ -22,18 +22,10 @@ from saferl.agents.sooper.shield import (ShieldConfig, ShieldMemory, ShieldTermi
 def load_policy(run_dir: pathlib.Path | str) -> Any:
     """`Algorithm.load_policy`: the run's executed policy — MPC on its last ensemble around the prior, behind
     the shield (with the run's updated cost critic) for the methods that have one."""
-    from saferl.agents.sooper.train import build_agent
-    from saferl.training import rundir
-    from saferl.training.restore import restore_run_state
+    from saferl.agents.sooper.train import restore_agent
 
-    record, agents = rundir.read_run(run_dir), {}
-
-    def make_init(config: Any, env: Any, world: Any) -> Any:
-        agents["agent"] = build_agent(config, env, world, record.env)
-        return agents["agent"].init
-
-    run = restore_run_state(run_dir, make_init)
-    agent, state = agents["agent"], run.state
+    agent, run = restore_agent(run_dir)
+    state = run.state
     policy = agent.policy(state.model, state.cost_q_params, state.dual)
     return dataclasses.replace(policy, act=jax.jit(policy.act), env_name=run.record.env, env_config=run.env_config,
                                cost_budget=agent.budget, run_dir=run.record.path, training_env=run.training_env)

@@ -118,6 +118,22 @@ def build_agent(config: SooperConfig, env: Any, world: Any, env_name: str) -> So
     return make_agent(config, env, world, prior, template)
 
 
+def restore_agent(run_dir: pathlib.Path | str) -> tuple[SooperAgent, Any]:
+    """The agent of a SOOPER-family run (its prior reloaded) and the run restored at its last checkpoint
+    (`saferl.training.restore.RestoredRun`, whose `state` is the `SooperState`)."""
+    from saferl.training import rundir
+    from saferl.training.restore import restore_run_state
+
+    record, agents = rundir.read_run(run_dir), []
+
+    def make_init(config: SooperConfig, env: Any, world: Any) -> Any:
+        agents.append(build_agent(config, env, world, record.env))
+        return agents[-1].init
+
+    run = restore_run_state(run_dir, make_init)
+    return agents[-1], run
+
+
 def train(ctx: Any) -> dict[str, float]:
     """`Algorithm.train`: `ctx.total_steps` real env steps, rounded up to whole episodes."""
     from saferl.training.loop import run_chunks
