@@ -30,8 +30,6 @@ PROPAGATIONS = ("random_member", "mean")
 TerminateFn = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelEnvConfig:
     """How the ensemble imagines a step and how long an imagined episode lasts."""

@@ -4,6 +4,7 @@ refused), `--data`, and one-line errors for bad input. The PPO eval/render paths
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -251,8 +252,6 @@ def test_train_of_sooper_prints_the_safety_margin_and_normalised_return(tmp_path
     from tiny_runs import sooper_run
 
     part = copy_run(sooper_run().run_dir, tmp_path)
-    import shutil
-
     shutil.rmtree(part / "checkpoints" / str(3 * SOOPER_EPISODE))
     code, out, _ = run_cli(capsys, "train", "--resume", part, "--quiet")
     assert code == 0

@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from saferl.agents.sooper.config import SooperConfig
-from saferl.agents.sooper.prior import Prior
-from saferl.agents.sooper.shield import shield_fires
+from saferl.agents.sooper.prior import Prior, prior_policy
+from saferl.agents.sooper.shield import shield_fires, shielded_policy
 from saferl.constraints import augmented_lagrangian_term
 from saferl.models.ensemble import EnsembleState
 from saferl.models.model_env import ModelEnvConfig, imagine_step
@@ -190,9 +190,6 @@ def mpc_learner(config: SooperConfig, rule: ShieldRule, model: EnsembleState, pr
 def executed_policy(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior: Prior, dual: Dual,
                     template: Policy) -> Policy:
     """What runs on the real system: the MPC learner, behind the shield when `rule.kind` is not "none"."""
-    from saferl.agents.sooper.prior import prior_policy
-    from saferl.agents.sooper.shield import shielded_policy
-
     learner = mpc_learner(config, rule, model, prior, dual, template)
     if rule.kind == "none":
         return learner

@@ -200,5 +200,3 @@ def _shield_config(learner: Policy, prior: Policy, cost_discounting: float | Non
                              "pass scale=...")
         scale = shield_scale(episode_length, cost_discounting, prior.action_repeat)
     return ShieldConfig(budget=prior.cost_budget if budget is None else budget, scale=scale)
-
-
