@@ -87,10 +87,14 @@ def now_ns() -> int:
 
 
 # ---- encoding -------------------------------------------------------------------------------------
+_DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()} | {
+    dtype.newbyteorder(">"): name for name, dtype in DTYPES.items()}
+
+
 def pack_array(array: np.ndarray) -> dict[str, Any]:
     """numpy array -> wire map {dtype, shape, data} (little-endian, C order)."""
     array = np.asarray(array)
-    name = next((n for n, d in DTYPES.items() if d == array.dtype.newbyteorder("<") or d == array.dtype), None)
+    name = _DTYPE_NAMES.get(array.dtype)
     if name is None:
         raise ProtocolError("bad_dtype", f"dtype {array.dtype} not allowed; allowed: {', '.join(DTYPES)}")
     data = np.ascontiguousarray(array, dtype=DTYPES[name]).tobytes()
@@ -109,13 +113,31 @@ def _to_wire(value: Any) -> Any:
     return value
 
 
-def encode(msg_type: str, seq: int, body: Mapping[str, Any] | None = None, t_ns: int | None = None) -> bytes:
-    """Build, validate and pack one message. Raises ProtocolError if it would not pass `decode`."""
+def encode(msg_type: str, seq: int, body: Mapping[str, Any] | None = None, t_ns: int | None = None,
+           check: bool = True) -> bytes:
+    """Build and pack one message. With `check` (default) it is validated as `decode` would and a
+    ProtocolError raised if it would not pass; hot paths that have checked their fields already (the
+    server's state, the client's action) pass `check=False`."""
     envelope = {"v": PROTOCOL_VERSION, "type": msg_type, "seq": int(seq),
                 "t_ns": now_ns() if t_ns is None else int(t_ns), "body": _to_wire(dict(body or {}))}
     raw = msgpack.packb(envelope, use_bin_type=True)
-    decode(raw)  # the sender is held to the same rules as the receiver
+    if check:
+        decode(raw)  # the sender is held to the same rules as the receiver
     return raw
+
+
+def peek_seq(raw: bytes) -> int:
+    """The `seq` of a message that may fail validation, for echoing in an error reply (0 if unreadable)."""
+    if not isinstance(raw, (bytes, bytearray, memoryview)) or len(raw) > MAX_MESSAGE_BYTES:
+        return 0
+    try:
+        envelope = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=False, ext_hook=_ext_hook, timestamp=0,
+                                   max_str_len=MAX_STRING_CHARS * 4, max_array_len=MAX_ARRAY_ELEMENTS,
+                                   max_map_len=256)
+    except Exception:  # noqa: BLE001 — anything unreadable has no seq to echo
+        return 0
+    seq = envelope.get("seq") if isinstance(envelope, dict) else None
+    return seq if type(seq) is int and 0 <= seq <= MAX_SEQ else 0
 
 
 # ---- decoding -------------------------------------------------------------------------------------

@@ -1,94 +1,106 @@
-"""Control-plane request handlers of the robot server (hello, reset, start, stop, status, set_params)."""
+"""Control-plane request handlers of the robot server: `(session, request) -> (session, reply data)`.
+
+Each handler reads the validated request, returns a new `Session` (never mutating the one given) and the
+reply's `data` map, or raises `ProtocolError` for a refused request (the session is then unchanged). Only
+`hardware.robot.server` imports this module.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import Any, Callable
 
 import numpy as np
 
-from hardware import endpoints, protocol
+from hardware import protocol
 from hardware.protocol import ProtocolError
-from hardware.robot.interface import RobotState
-
-if TYPE_CHECKING:
-    from hardware.robot.server import RobotServer
+from hardware.robot.session import Request, Session
 
 SERVER_PARAMS = ("watchdog_periods", "max_action_age_s")
+START_MODES = {"remote": "running", "onboard": "onboard"}  # start's `mode` -> the robot mode it enters
+
+Reply = tuple[Session, dict[str, Any]]
 
 
-def handle_request(server: "RobotServer", msg: protocol.Message) -> dict[str, Any]:
-    """Act on one validated request; returns the reply's `data`. Raises ProtocolError for refused ones."""
-    handler = {"hello": _hello, "reset": _reset, "start": _start, "stop": _stop, "status": _status,
-               "set_params": _set_params}[msg.type]
-    return handler(server, msg.body)
+def handle(session: Session, request: Request) -> Reply:
+    """Dispatch one validated request to its handler."""
+    return HANDLERS[request.message.type](session, request)
 
 
-def _hello(server: "RobotServer", body: dict) -> dict[str, Any]:
-    _, port = endpoints.parse(server.config.bind)
-    return {"protocol_version": protocol.PROTOCOL_VERSION, "spec": server.spec.to_wire(),
-            "rate_hz": 1e9 / server.period_ns, "watchdog_periods": server.watchdog_periods,
-            "max_action_age_s": server.max_action_age_ns / 1e9, "state_port": port + 1, "action_port": port + 2,
-            "onboard": server._onboard is not None, "curve": server.security is not None}
+def hello(session: Session, request: Request) -> Reply:
+    info = request.info
+    return session, {"protocol_version": protocol.PROTOCOL_VERSION, "spec": info.spec.to_wire(),
+                     "rate_hz": info.rate_hz, "watchdog_periods": session.watchdog_periods,
+                     "max_action_age_s": session.max_action_age_ns / 1e9, "state_port": info.state_port,
+                     "action_port": info.action_port, "onboard": info.onboard, "curve": info.curve}
 
 
-def _reset(server: "RobotServer", body: dict) -> dict[str, Any]:
-    server.mode = "idle"
-    server.robot_safe_now()
-    state = server._guarded(lambda: server.robot.reset(body.get("seed")), "reset", fault=False)
-    if not isinstance(state, RobotState):
+def reset(session: Session, request: Request) -> Reply:
+    request.robot.safe_now()
+    obs = request.robot.reset(request.message.body.get("seed"))
+    if obs is None:
         raise ProtocolError("robot_error", "the robot's reset failed; see the server log")
-    server._last = state
-    server.episode += 1
-    server.step, server.fault, server.ready = 0, "", True
-    return {"episode": server.episode, "obs": protocol.pack_array(np.asarray(state.obs, np.float64))}
+    spec = request.info.spec
+    obs = np.asarray(obs, dtype=protocol.DTYPES[spec.obs_dtype])
+    session = dataclasses.replace(session, mode="idle", episode=session.episode + 1, step=0, fault="",
+                                  ready=True)
+    return session, {"episode": session.episode, "obs": protocol.pack_array(obs)}
 
 
-def _start(server: "RobotServer", body: dict) -> dict[str, Any]:
-    mode = body.get("mode", "remote")
-    if mode not in ("remote", "onboard"):
-        raise ProtocolError("bad_request", f"start mode '{mode}' unknown; allowed: remote, onboard")
-    if mode == "onboard" and server._onboard is None:
+def start(session: Session, request: Request) -> Reply:
+    asked = request.message.body.get("mode", "remote")
+    if asked not in START_MODES:
+        raise ProtocolError("bad_request", f"start mode '{asked}' unknown; allowed: {', '.join(START_MODES)}")
+    if asked == "onboard" and not request.info.onboard:
         raise ProtocolError("bad_request", "no on-board policy loaded (start the server with one)")
-    if not server.ready:
+    if not session.ready:
         raise ProtocolError("bad_request", "no episode to start: send reset first")
-    server._pending = server._held = None
-    server._periods_without_fresh = 0
-    server.fault = ""
-    server.mode = "running" if mode == "remote" else "onboard"
-    return {"episode": server.episode, "mode": server.mode}
+    session = dataclasses.replace(session, mode=START_MODES[asked], fault="", starts=session.starts + 1)
+    return session, {"episode": session.episode, "mode": session.mode}
 
 
-def _stop(server: "RobotServer", body: dict) -> dict[str, Any]:
-    if server.mode != "idle":
-        server.mode, server.ready = "idle", False
-        server.robot_safe_now()
-    return {"episode": server.episode, "step": server.step}
+def stop(session: Session, request: Request) -> Reply:
+    if session.mode != "idle":
+        request.robot.safe_now()
+        session = dataclasses.replace(session, mode="idle", ready=False)
+    return session, {"episode": session.episode, "step": session.step}
 
 
-def _status(server: "RobotServer", body: dict) -> dict[str, Any]:
-    return {"mode": server.mode, "fault": server.fault, "episode": server.episode, "step": server.step,
-            "ready": server.ready, "state_seq": server._seq, **server.stats.to_wire()}
+def status(session: Session, request: Request) -> Reply:
+    return session, {"mode": session.mode, "fault": session.fault, "episode": session.episode,
+                     "step": session.step, "ready": session.ready, "state_seq": request.state_seq,
+                     **request.counters}
 
 
-def _set_params(server: "RobotServer", body: dict) -> dict[str, Any]:
-    params = body["params"]
-    robot_params = dict(server.spec.params)
+def set_params(session: Session, request: Request) -> Reply:
+    """All-or-nothing for the server's own parameters; robot parameters are set one by one after them."""
+    params = request.message.body["params"]
+    robot_params = dict(request.info.spec.params)
     unknown = [k for k in params if k not in SERVER_PARAMS and k not in robot_params]
     if unknown:
         raise ProtocolError("bad_request", f"unknown parameter(s) {unknown}; settable: "
                             f"{', '.join(list(SERVER_PARAMS) + list(robot_params))}")
+    changes: dict[str, int] = {}
+    if "watchdog_periods" in params:
+        value = params["watchdog_periods"]
+        if not (value >= 1 and float(value).is_integer()):
+            raise ProtocolError("out_of_range", f"watchdog_periods must be an integer >= 1, got {value}")
+        changes["watchdog_periods"] = int(value)
+    if "max_action_age_s" in params:
+        value = params["max_action_age_s"]
+        if not 0 < value <= 60:
+            raise ProtocolError("out_of_range", f"max_action_age_s must be in (0, 60], got {value}")
+        changes["max_action_age_ns"] = int(value * 1e9)
     for name, value in params.items():
-        if name == "watchdog_periods":
-            if not (value >= 1 and float(value).is_integer()):
-                raise ProtocolError("out_of_range", f"watchdog_periods must be an integer >= 1, got {value}")
-            server.watchdog_periods = int(value)
-        elif name == "max_action_age_s":
-            if not 0 < value <= 60:
-                raise ProtocolError("out_of_range", f"max_action_age_s must be in (0, 60], got {value}")
-            server.max_action_age_ns = int(value * 1e9)
-        else:
+        if name not in SERVER_PARAMS:
             try:
-                server.robot.set_parameter(name, value)
+                request.robot.set_parameter(name, value)
             except (KeyError, ValueError) as err:
                 raise ProtocolError("out_of_range", f"robot refused {name}={value}: {err}") from None
-    return {"applied": {k: float(v) for k, v in params.items()}}
+    return dataclasses.replace(session, **changes), {"applied": {k: float(v) for k, v in params.items()}}
+
+
+HANDLERS: dict[str, Callable[[Session, Request], Reply]] = {
+    "hello": hello, "reset": reset, "start": start, "stop": stop, "status": status, "set_params": set_params,
+}
+assert set(HANDLERS) == set(protocol.REQUEST_TYPES)

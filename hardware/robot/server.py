@@ -8,8 +8,10 @@ client or a robot error latch the safe action (mode "safe") until the client sen
 from __future__ import annotations
 
 import dataclasses
+import gc
+import math
+import select
 import signal
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -18,8 +20,10 @@ from zmq.utils.monitor import recv_monitor_message
 
 from hardware import endpoints, protocol
 from hardware.protocol import ProtocolError
+from hardware.robot import requests
 from hardware.robot.interface import RobotInterface, RobotState
 from hardware.robot.loop_stats import LoopStats
+from hardware.robot.session import Request, ServerInfo, Session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +46,9 @@ class ServerConfig:
             raise ValueError(f"max_action_age_s must be > 0, got {self.max_action_age_s}")
 
 
+_STAMPS_KEPT = 4096  # publish times of this many recent states are kept to match actions to
+
+
 @dataclasses.dataclass
 class _PendingAction:
     action: np.ndarray  # [action_dim]
@@ -55,11 +62,12 @@ class RobotServer:
     def __init__(self, robot: RobotInterface, config: ServerConfig):
         self.robot, self.config = robot, config
         self.spec = robot.spec()
+        self._obs_dtype = protocol.DTYPES[self.spec.obs_dtype]
+        self._action_dtype = protocol.DTYPES[self.spec.action_dtype]
         self.period_ns = int(1e9 / (config.rate_hz or self.spec.rate_hz))
-        self.watchdog_periods = config.watchdog_periods
-        self.max_action_age_ns = int(config.max_action_age_s * 1e9)
+        self.session = Session(watchdog_periods=config.watchdog_periods,
+                               max_action_age_ns=int(config.max_action_age_s * 1e9))
         self.stats = LoopStats()
-        self.mode, self.fault, self.episode, self.step, self.ready = "idle", "", 0, 0, False
         self._seq = 0  # sequence number of the last published state
         self._state_stamps: dict[int, int] = {}  # recent state seq -> publish time, ns
         self._pending: _PendingAction | None = None
@@ -72,6 +80,10 @@ class RobotServer:
             from hardware.robot.onboard import OnboardPolicy  # onnxruntime only when asked for
             self._onboard = OnboardPolicy(config.onboard_policy, self.spec)
         self._open_sockets()
+        _, port = endpoints.parse(config.bind)
+        self.info = ServerInfo(spec=self.spec, rate_hz=1e9 / self.period_ns, state_port=port + 1,
+                               action_port=port + 2, onboard=self._onboard is not None,
+                               curve=self.security is not None)
 
     # ---- sockets ------------------------------------------------------------------------------
     def _open_sockets(self) -> None:
@@ -86,9 +98,9 @@ class RobotServer:
         self.action_pull = self._socket(zmq.PULL, addresses["action"], conflate=True)
         self.monitor = self.action_pull.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                                                            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
-        self.poller = zmq.Poller()
-        for sock in (self.control, self.action_pull, self.monitor):
-            self.poller.register(sock, zmq.POLLIN)
+        self._handlers = ((self.monitor, self._on_monitor_event), (self.action_pull, self._on_action),
+                          (self.control, self._on_request))
+        self._fds = [sock.getsockopt(zmq.FD) for sock, _ in self._handlers]
 
     def _socket(self, kind: int, address: str, conflate: bool = False) -> zmq.Socket:
         sock = self.context.socket(kind)
@@ -119,6 +131,8 @@ class RobotServer:
             except ValueError:  # not the main thread
                 pass
         self._last = self._guarded(self.robot.read_state, "read_state")
+        gc.collect()
+        gc.freeze()  # objects alive now (robot, sockets, policy) are never scanned again: shorter GC pauses
         if ready is not None:
             ready()
         start = next_tick = protocol.now_ns()
@@ -134,6 +148,7 @@ class RobotServer:
                     self.stats.record_overrun(late)
                     next_tick += (late // self.period_ns + 1) * self.period_ns
         finally:
+            gc.unfreeze()
             self._guarded(lambda: self.robot.apply_action(self.robot.safe_action()), "apply_action")
             self._guarded(self.robot.close, "close")
             self.close()
@@ -143,28 +158,30 @@ class RobotServer:
         self._running = False
 
     def _service_until(self, deadline_ns: int) -> None:
-        """Handle incoming messages until `deadline_ns`, sleeping in short slices for sub-ms precision."""
+        """Handle incoming messages as they arrive until `deadline_ns`.
+
+        Waits in `select` on the sockets' ZMQ_FD notification descriptors, whose timeout has microsecond
+        resolution (zmq_poll's has milliseconds): an action is picked up within the wake-up latency of the
+        OS, not a polling slice. ZMQ_FD is edge-triggered, so each socket is drained (ZMQ_EVENTS) before
+        every wait.
+        """
+        handlers = self._handlers
         while True:
+            for sock, handler in handlers:
+                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    handler()
             remaining = deadline_ns - protocol.now_ns()
             if remaining <= 0:
                 return
-            timeout_ms = remaining // 1_000_000 - 1 if remaining > 2_000_000 else 0
-            events = dict(self.poller.poll(timeout_ms))
-            if self.monitor in events:
-                self._on_monitor_event()
-            if self.action_pull in events:
-                self._on_action()
-            if self.control in events:
-                self._on_request()
-            if not events and timeout_ms == 0:
-                time.sleep(min(remaining, 100_000) / 1e9)
+            select.select(self._fds, (), (), remaining / 1e9)
 
     def _tick(self, now: int) -> None:
-        if self.mode == "running":
+        session = self.session
+        if session.mode == "running":
             action, source, action_seq = self._remote_action(now)
-        elif self.mode == "onboard":
+        elif session.mode == "onboard":
             action, source, action_seq = self._onboard_action()
-        elif self.mode == "safe":
+        elif session.mode == "safe":
             action, source, action_seq = self.robot.safe_action(), "safe", -1
         else:
             action, source, action_seq = None, "safe", -1
@@ -172,37 +189,46 @@ class RobotServer:
             self._guarded(self.robot.idle, "idle")
             action = self.robot.safe_action()
         elif self._guarded(lambda: self.robot.apply_action(action), "apply_action") is not False:
-            self.step += 1
+            session.step += 1
         state = self._guarded(self.robot.read_state, "read_state")
         if isinstance(state, RobotState):
             self._last = state
-        if self._last.done and self.mode in ("running", "onboard", "safe") and self.step > 0:
-            self.mode, self.ready = "idle", False  # the episode is over: a new one needs `reset`
+        if self._last.done and session.mode in ("running", "onboard", "safe") and session.step > 0:
+            session.mode, session.ready = "idle", False  # the episode is over: a new one needs `reset`
         self._publish(action, source, action_seq)
 
     def _publish(self, action: np.ndarray, source: str, action_seq: int) -> None:
         self._seq += 1
         stamp = protocol.now_ns()
         self._state_stamps[self._seq] = stamp
-        self._state_stamps.pop(self._seq - 4096, None)
-        body = {"obs": np.asarray(self._last.obs, dtype=protocol.DTYPES[self.spec.obs_dtype]),
-                "reward": float(self._last.reward), "cost": float(self._last.cost), "done": bool(self._last.done),
-                "mode": self.mode, "episode": self.episode, "step": self.step,
-                "action": np.asarray(action, dtype=protocol.DTYPES[self.spec.action_dtype]),
-                "action_source": source, "action_seq": action_seq, "fault": self.fault}
+        self._state_stamps.pop(self._seq - _STAMPS_KEPT, None)
+        session, spec = self.session, self.spec
         try:
-            self.state_pub.send(protocol.encode("state", self._seq, body, t_ns=stamp), zmq.NOBLOCK)
-        except ProtocolError as err:  # the robot produced a bad reading (NaN, wrong shape): fault
+            obs = protocol.check_array(np.asarray(self._last.obs, dtype=self._obs_dtype), spec.obs_shape,
+                                       spec.obs_dtype, "state obs")
+            body = {"obs": obs, "reward": float(self._last.reward), "cost": float(self._last.cost),
+                    "done": bool(self._last.done), "mode": session.mode, "episode": session.episode,
+                    "step": session.step, "action": np.asarray(action, dtype=self._action_dtype),
+                    "action_source": source, "action_seq": action_seq, "fault": session.fault}
+            if not (math.isfinite(body["reward"]) and math.isfinite(body["cost"])):
+                raise ProtocolError("non_finite", f"reward {body['reward']}, cost {body['cost']}")
+            # every field is now known to be valid: skip the encoder's full re-validation on this hot path
+            raw = protocol.encode("state", self._seq, body, t_ns=stamp, check=False)
+        except (ProtocolError, ValueError, TypeError) as err:  # the robot produced a bad reading: fault
             self._enter_safe(f"robot_error: bad state ({err})")
+            return
+        try:
+            self.state_pub.send(raw, zmq.NOBLOCK)
         except zmq.Again:
             pass
 
     # ---- choosing the action --------------------------------------------------------------------
-    def _remote_action(self, now: int) -> tuple[np.ndarray, str, int]:
+    def _remote_action(self, now: int) -> tuple[np.ndarray | None, str, int]:
         pending, self._pending = self._pending, None
+        watchdog_periods = self.session.watchdog_periods
         if pending is None and self._held is None:  # no action since `start` yet: wait (watchdog counts)
             self._periods_without_fresh += 1
-            if self._periods_without_fresh >= self.watchdog_periods:
+            if self._periods_without_fresh >= watchdog_periods:
                 self._enter_safe(f"watchdog: no first action within {self._periods_without_fresh} periods")
                 return self.robot.safe_action(), "safe", -1
             return None, "safe", -1
@@ -213,7 +239,7 @@ class RobotServer:
         if pending is not None:
             self.stats.count_drop("stale")
         self._periods_without_fresh += 1
-        if self._periods_without_fresh >= self.watchdog_periods:
+        if self._periods_without_fresh >= watchdog_periods:
             self._enter_safe(f"watchdog: no fresh action for {self._periods_without_fresh} periods")
             return self.robot.safe_action(), "safe", -1
         if self._held is not None and self._held.deadline_ns >= now:
@@ -232,14 +258,26 @@ class RobotServer:
         return action, "onboard", self._seq
 
     def _enter_safe(self, reason: str) -> None:
-        if self.mode in ("running", "onboard"):
-            self.mode, self.fault = "safe", reason
+        session = self.session
+        if session.mode in ("running", "onboard"):
+            session.mode, session.fault = "safe", reason
             self.stats.faults += 1
-            self.robot_safe_now()
+            self.safe_now()
 
-    def robot_safe_now(self) -> None:
+    # ---- what requests may do to the robot (RobotCalls) -----------------------------------------
+    def safe_now(self) -> None:
         """Command the safe action immediately (not waiting for the next period)."""
         self._guarded(lambda: self.robot.apply_action(self.robot.safe_action()), "apply_action", fault=False)
+
+    def reset(self, seed: int | None) -> np.ndarray | None:
+        state = self._guarded(lambda: self.robot.reset(seed), "reset", fault=False)
+        if not isinstance(state, RobotState):
+            return None
+        self._last = state
+        return np.asarray(state.obs)
+
+    def set_parameter(self, name: str, value: float) -> None:
+        self.robot.set_parameter(name, value)
 
     # ---- incoming messages ----------------------------------------------------------------------
     def _on_action(self) -> None:
@@ -263,12 +301,12 @@ class RobotServer:
                                       self.spec.low, self.spec.high)
         state_seq = body["state_seq"]
         stamp = self._state_stamps.get(state_seq)
-        if state_seq > self._seq or (stamp is None and state_seq > self._seq - 4096):
+        if state_seq > self._seq or (stamp is None and state_seq > self._seq - _STAMPS_KEPT):
             raise ProtocolError("bad_request", f"action answers state {state_seq}, never published")
         newest = self._pending or self._held
         if stamp is None or (newest is not None and state_seq <= newest.state_seq):
             raise ProtocolError("out_of_order", f"action answers state {state_seq}, already superseded")
-        deadline = min(body["valid_until_ns"], stamp + self.max_action_age_ns)
+        deadline = min(body["valid_until_ns"], stamp + self.session.max_action_age_ns)
         if deadline < received:
             raise ProtocolError("stale", f"action for state {state_seq} expired {(received - deadline) / 1e6:.2f} ms ago")
         self.stats.record_latency(received - stamp)
@@ -281,7 +319,7 @@ class RobotServer:
             return
         if event == zmq.EVENT_DISCONNECTED:
             self.stats.client_disconnects += 1
-            if self.mode == "running":
+            if self.session.mode == "running":
                 self._enter_safe("client_lost: the action connection closed")
         else:
             self.stats.auth_failures += 1
@@ -291,19 +329,24 @@ class RobotServer:
             parts = self.control.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return
+        seq = protocol.peek_seq(parts[0]) if len(parts) == 1 else 0
         try:
             if len(parts) != 1:
                 raise ProtocolError("malformed", f"expected 1 frame, got {len(parts)}")
             msg = protocol.decode(parts[0], expected=protocol.REQUEST_TYPES)
-            reply = protocol.encode("reply", msg.seq, {"request": msg.type, "data": self._handle(msg)})
+            request = Request(message=msg, info=self.info, robot=self, counters=self.stats.to_wire(),
+                              state_seq=self._seq)
+            session, data = requests.handle(self.session, request)
+            reply = protocol.encode("reply", msg.seq, {"request": msg.type, "data": data})
         except ProtocolError as err:
             self.stats.count_bad(err.code)
-            reply = protocol.encode("error", 0, {"code": err.code, "message": str(err)})
+            reply = protocol.encode("error", seq, {"code": err.code, "message": str(err)})
+        else:
+            if session.starts != self.session.starts:  # a new start: actions queued before it don't count
+                self._pending = self._held = None
+                self._periods_without_fresh = 0
+            self.session = session
         self.control.send(reply)
-
-    def _handle(self, msg: protocol.Message) -> dict[str, Any]:
-        from hardware.robot.requests import handle_request  # keeps this module short
-        return handle_request(self, msg)
 
     def _guarded(self, call: Callable[[], Any], what: str, fault: bool = True) -> Any:
         """Call the robot; an exception becomes a fault (safe mode), never a crash. Returns False on error."""

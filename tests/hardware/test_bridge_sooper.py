@@ -20,7 +20,7 @@ def deployment(tmp_path_factory):
     from tiny_runs import sooper_run
 
     run_dir = sooper_run().run_dir
-    proc, address = start_server(["-m", "hardware.cli", "sim", "safe_cartpole", "--rate", "100", "--watchdog", "10"])
+    proc, address = start_server(["-m", "hardware.cli", "sim", "safe_cartpole", "--rate", "100", "--watchdog", "30"])
     try:
         record_dir = tmp_path_factory.mktemp("sooper_rec")
         code = cli.main(["run", str(run_dir), "--robot", address, "--max-steps", str(STEPS), "--seed", "2",
