@@ -122,9 +122,14 @@ class RobotClient:
     # ---- streaming plane ------------------------------------------------------------------------------
     def recv_state(self, timeout_s: float = 1.0) -> Message | None:
         """The freshest state message, or None if none arrives within `timeout_s`."""
+        raw = self.recv_state_frame(timeout_s)
+        return None if raw is None else protocol.decode(raw, expected=("state",))
+
+    def recv_state_frame(self, timeout_s: float = 1.0) -> bytes | None:
+        """The freshest state as its undecoded frame (for timing each hop), or None after `timeout_s`."""
         if not self._state_sub.poll(int(timeout_s * 1000)):
             return None
-        return protocol.decode(self._state_sub.recv(), expected=("state",))
+        return self._state_sub.recv()
 
     def wait_for_state(self, timeout_s: float = 5.0, **match: Any) -> Message:
         """The first state whose body matches `match` (e.g. episode=3, step=0); raises on timeout."""

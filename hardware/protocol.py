@@ -101,7 +101,12 @@ def pack_array(array: np.ndarray) -> dict[str, Any]:
     return {"dtype": name, "shape": list(array.shape), "data": data}
 
 
+_SCALARS = (bool, int, float, str, bytes, type(None))
+
+
 def _to_wire(value: Any) -> Any:
+    if type(value) in _SCALARS:  # the common case first: most body fields are scalars
+        return value
     if isinstance(value, np.ndarray):
         return pack_array(value)
     if isinstance(value, np.generic):
@@ -181,50 +186,78 @@ def decode(raw: bytes, expected: tuple[str, ...] | None = None) -> Message:
     return Message(msg_type, seq, t_ns, body)
 
 
+_MISSING = object()
+
+
 def _validate_body(msg_type: str, body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise ProtocolError("malformed", f"body of '{msg_type}' must be a map, got {type(body).__name__}")
     schema = _SCHEMAS[msg_type]
-    unknown = sorted(set(body) - set(schema))
-    if unknown:
+    if not body.keys() <= schema.keys():
+        unknown = sorted(set(body) - set(schema))
         raise ProtocolError("malformed", f"unknown field(s) {unknown} in '{msg_type}'; allowed: {sorted(schema)}")
     out: dict[str, Any] = {}
     for name, (kind, required) in schema.items():
-        if name not in body:
+        value = body.get(name, _MISSING)
+        if value is _MISSING:
             if required:
                 raise ProtocolError("malformed", f"'{msg_type}' lacks required field '{name}'")
             continue
-        out[name] = _validate_field(f"{msg_type}.{name}", kind, body[name])
+        out[name] = _FIELD_CHECKS[kind](msg_type, name, value)
     return out
 
 
-def _validate_field(where: str, kind: str, value: Any) -> Any:
-    if kind == "int":
-        if type(value) is not int or abs(value) > MAX_SEQ:
-            raise ProtocolError("malformed", f"{where} must be a 64-bit integer, got {_short(value)}")
-        return value
-    if kind == "float":
-        if type(value) not in (float, int) or isinstance(value, bool):
-            raise ProtocolError("malformed", f"{where} must be a number, got {_short(value)}")
-        if not math.isfinite(value):
-            raise ProtocolError("non_finite", f"{where} is {value}")
-        return float(value)
-    if kind == "bool":
-        if type(value) is not bool:
-            raise ProtocolError("malformed", f"{where} must be a boolean, got {_short(value)}")
-        return value
-    if kind == "str":
-        if not isinstance(value, str) or len(value) > MAX_STRING_CHARS:
-            raise ProtocolError("malformed", f"{where} must be a string of <= {MAX_STRING_CHARS} chars")
-        return value
-    if kind == "array":
-        return unpack_array(value, where)
-    if kind == "params":
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ProtocolError("malformed", f"{where} must be a map of name -> number")
-        return {k: _validate_field(f"{where}.{k}", "float", v) for k, v in value.items()}
-    _check_plain(where, value, 0)
+# Field checks: (message type or enclosing field, field name, value) -> the value; the location string of an
+# error is only built when there is an error (this is the receive hot path).
+def _where(outer: str, name: str) -> str:
+    return f"{outer}.{name}"
+
+
+def _check_int(outer: str, name: str, value: Any) -> int:
+    if type(value) is not int or abs(value) > MAX_SEQ:
+        raise ProtocolError("malformed", f"{_where(outer, name)} must be a 64-bit integer, got {_short(value)}")
     return value
+
+
+def _check_float(outer: str, name: str, value: Any) -> float:
+    kind = type(value)
+    if kind is not float and kind is not int:
+        raise ProtocolError("malformed", f"{_where(outer, name)} must be a number, got {_short(value)}")
+    if not math.isfinite(value):
+        raise ProtocolError("non_finite", f"{_where(outer, name)} is {value}")
+    return float(value)
+
+
+def _check_bool(outer: str, name: str, value: Any) -> bool:
+    if type(value) is not bool:
+        raise ProtocolError("malformed", f"{_where(outer, name)} must be a boolean, got {_short(value)}")
+    return value
+
+
+def _check_str(outer: str, name: str, value: Any) -> str:
+    if type(value) is not str or len(value) > MAX_STRING_CHARS:
+        raise ProtocolError("malformed", f"{_where(outer, name)} must be a string of <= {MAX_STRING_CHARS} chars")
+    return value
+
+
+def _check_array_field(outer: str, name: str, value: Any) -> np.ndarray:
+    return unpack_array(value, _where(outer, name))
+
+
+def _check_params(outer: str, name: str, value: Any) -> dict[str, float]:
+    where = _where(outer, name)
+    if type(value) is not dict or not all(type(k) is str for k in value):
+        raise ProtocolError("malformed", f"{where} must be a map of name -> number")
+    return {k: _check_float(where, k, v) for k, v in value.items()}
+
+
+def _check_any(outer: str, name: str, value: Any) -> Any:
+    _check_plain(_where(outer, name), value, 0)
+    return value
+
+
+_FIELD_CHECKS = {"int": _check_int, "float": _check_float, "bool": _check_bool, "str": _check_str,
+                 "array": _check_array_field, "params": _check_params, "any": _check_any}
 
 
 def _check_plain(where: str, value: Any, depth: int) -> None:
@@ -246,24 +279,32 @@ def _check_plain(where: str, value: Any, depth: int) -> None:
     raise ProtocolError("malformed", f"{where} holds a value of type {type(value).__name__}")
 
 
+_ARRAY_KEYS = {"dtype", "shape", "data"}
+
+
 def unpack_array(value: Any, where: str = "array") -> np.ndarray:
     """Wire map {dtype, shape, data} -> read-only numpy array, checking dtype, shape and byte count."""
-    if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data"}:
+    if type(value) is not dict or value.keys() != _ARRAY_KEYS:
         raise ProtocolError("malformed", f"{where} must be a map with exactly dtype, shape, data")
     dtype_name, shape, data = value["dtype"], value["shape"], value["data"]
-    if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
+    dtype = DTYPES.get(dtype_name) if type(dtype_name) is str else None
+    if dtype is None:
         raise ProtocolError("bad_dtype", f"{where} dtype {_short(dtype_name)} not allowed; allowed: "
                             f"{', '.join(DTYPES)}")
-    if (not isinstance(shape, list) or len(shape) > MAX_ARRAY_RANK
-            or not all(type(d) is int and 0 <= d <= MAX_ARRAY_ELEMENTS for d in shape)):
-        raise ProtocolError("bad_shape", f"{where} shape must be a list of <= {MAX_ARRAY_RANK} non-negative ints")
-    size = math.prod(shape)
+    bad_shape = f"{where} shape must be a list of <= {MAX_ARRAY_RANK} non-negative ints"
+    if type(shape) is not list or len(shape) > MAX_ARRAY_RANK:
+        raise ProtocolError("bad_shape", bad_shape)
+    size = 1
+    for d in shape:
+        if type(d) is not int or not 0 <= d <= MAX_ARRAY_ELEMENTS:
+            raise ProtocolError("bad_shape", bad_shape)
+        size *= d
     if size > MAX_ARRAY_ELEMENTS:
         raise ProtocolError("too_large", f"{where} has {size} elements, limit {MAX_ARRAY_ELEMENTS}")
-    if not isinstance(data, bytes) or len(data) != size * DTYPES[dtype_name].itemsize:
-        raise ProtocolError("bad_shape", f"{where} data must be {size * DTYPES[dtype_name].itemsize} bytes "
+    if type(data) is not bytes or len(data) != size * dtype.itemsize:
+        raise ProtocolError("bad_shape", f"{where} data must be {size * dtype.itemsize} bytes "
                             f"for shape {shape} {dtype_name}")
-    return np.frombuffer(data, dtype=DTYPES[dtype_name]).reshape(shape)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def check_array(array: np.ndarray, shape: tuple[int, ...], dtype: str, where: str,

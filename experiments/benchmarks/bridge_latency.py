@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import socket
@@ -24,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hardware import protocol
 from hardware.client import RobotClient
+from hardware.protocol import now_ns
 from saferl.export.onnx import export_apply_onnx
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -63,7 +66,20 @@ def _serve(rate: int, onboard: pathlib.Path) -> tuple[subprocess.Popen, str]:
     return proc, address
 
 
+def _percentiles(values_ns: list[int]) -> dict:
+    us = np.asarray(values_ns, np.float64) / 1e3
+    return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+            "max_us": float(us.max())} if us.size else {}
+
+
 def measure(rate: int, seconds: float, act, onboard: pathlib.Path) -> dict:
+    """Both modes at `rate`; remote mode also times each hop of the round trip (one machine, one clock).
+
+    Hops, per answered state: `publish_to_receive` (the robot's clock at publishing, `t_ns`, to the client
+    holding the frame: robot encode + send, loopback, client wake-up), `decode`, `inference`, `encode_send`
+    (encode + push), and `push_to_robot` (p50 of the robot's round trip minus p50 of `t_ns` -> sent: loopback
+    back and the robot's wake-up and decode).
+    """
     proc, address = _serve(rate, onboard)
     try:
         with RobotClient(address) as client:
@@ -74,15 +90,23 @@ def measure(rate: int, seconds: float, act, onboard: pathlib.Path) -> dict:
                 before = client.status()
                 client.start(mode=mode)
                 state = client.wait_for_state(episode=episode, mode="running" if mode == "remote" else "onboard")
-                infer = []
+                hops = {name: [] for name in ("publish_to_receive", "decode", "inference", "encode_send", "sent")}
                 end = time.monotonic() + seconds
                 while time.monotonic() < end:
                     if mode == "remote":
-                        start = time.perf_counter()
+                        t_infer = now_ns()
                         action = np.asarray(act(state.body["obs"]))
-                        infer.append(time.perf_counter() - start)
+                        t_encode = now_ns()
                         client.send_action(action, state, validity_s=0.05)
-                    state = client.recv_state(1.0)
+                        t_sent = now_ns()
+                        hops["inference"].append(t_encode - t_infer)
+                        hops["encode_send"].append(t_sent - t_encode)
+                        hops["sent"].append(t_sent - state.t_ns)
+                    raw = client.recv_state_frame(1.0)
+                    t_received = now_ns()
+                    state = protocol.decode(raw, expected=("state",))
+                    hops["decode"].append(now_ns() - t_received)
+                    hops["publish_to_receive"].append(t_received - state.t_ns)
                 status = client.status()
                 client.stop()
                 periods = status["periods"] - before["periods"]
@@ -92,11 +116,91 @@ def measure(rate: int, seconds: float, act, onboard: pathlib.Path) -> dict:
                     "fresh_fraction": (status["actions_applied"] - before["actions_applied"]) / max(periods, 1),
                     "fault": status["fault"], "dropped": status["dropped"],
                     "latency_us": status["latency"] if mode == "remote" else None,
-                    "policy_inference_us_p50": float(np.median(infer) * 1e6) if infer else None}
+                    "policy_inference_us_p50": (float(np.median(hops["inference"]) / 1e3) if hops["inference"]
+                                                else None)}
+                if mode == "remote":
+                    profile = {name: _percentiles(values) for name, values in hops.items() if name != "sent"}
+                    profile["push_to_robot"] = {"p50_us": status["latency"]["p50_us"]
+                                                - float(np.median(hops["sent"])) / 1e3}
+                    result[mode]["hops_us"] = profile
             return result
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+_ECHO = """
+import sys, zmq
+ctx = zmq.Context(); sub = ctx.socket(zmq.SUB); sub.setsockopt(zmq.CONFLATE, 1); sub.setsockopt(zmq.SUBSCRIBE, b"")
+sub.connect(sys.argv[1]); push = ctx.socket(zmq.PUSH); push.connect(sys.argv[2]); print("ready", flush=True)
+import msgpack
+while True:
+    message = msgpack.unpackb(sub.recv())
+    if message is None:
+        break
+    push.send(msgpack.packb(message))
+"""
+
+
+def bare_round_trip(rate: int, seconds: float) -> dict:
+    """Reference measured in the same run: PUB -> SUB (another process: msgpack unpack + pack) -> PUSH -> PULL,
+    the same sockets and conflation as the bridge, no validation, no policy, no control loop."""
+    import zmq
+
+    ctx = zmq.Context()
+    pub, pull = ctx.socket(zmq.PUB), ctx.socket(zmq.PULL)
+    pub_port, pull_port = pub.bind_to_random_port("tcp://127.0.0.1"), pull.bind_to_random_port("tcp://127.0.0.1")
+    proc = subprocess.Popen([sys.executable, "-c", _ECHO, f"tcp://127.0.0.1:{pub_port}",
+                             f"tcp://127.0.0.1:{pull_port}"], stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()
+        import msgpack
+
+        latencies, period = [], 1e9 / rate
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # the SUB connection needs a moment before messages flow
+            pub.send(msgpack.packb({"t_ns": now_ns()}))
+            if pull.poll(10):
+                pull.recv()
+                break
+        next_send = now_ns()
+        end = next_send + int(seconds * 1e9)
+        while next_send < end:
+            while now_ns() < next_send:
+                time.sleep(max(next_send - now_ns(), 0) / 1e9)
+            pub.send(msgpack.packb({"t_ns": now_ns(), "obs": np.zeros(2, np.float32).tobytes()}))
+            if pull.poll(int(period / 1e6) + 1):
+                latencies.append(now_ns() - msgpack.unpackb(pull.recv())["t_ns"])
+            next_send += int(period)
+        pub.send(msgpack.packb(None))
+        return {"rate_hz": rate, "count": len(latencies), **_percentiles(latencies)}
+    finally:
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        pub.close(linger=0)
+        pull.close(linger=0)
+        ctx.term()
+
+
+def codec_costs(repeats: int = 20000) -> dict:
+    """Microseconds to encode / decode the state and action messages of the point-mass robot, in process."""
+    state_body = {"obs": np.zeros(2, np.float32), "reward": 0.0, "cost": 0.0, "done": False, "mode": "running",
+                  "episode": 1, "step": 1, "action": np.zeros(1, np.float32), "action_source": "policy",
+                  "action_seq": 1, "fault": ""}
+    action_body = {"action": np.zeros(1, np.float32), "state_seq": 1, "valid_until_ns": 1}
+    costs = {}
+    for name, body in (("state", state_body), ("action", action_body)):
+        raw = protocol.encode(name, 1, body)
+        for label, call in ((f"encode_{name}", lambda: protocol.encode(name, 1, body, check=False)),
+                            (f"encode_checked_{name}", lambda: protocol.encode(name, 1, body)),
+                            (f"decode_{name}", lambda: protocol.decode(raw, expected=(name,)))):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                call()
+            costs[label] = (time.perf_counter() - start) / repeats * 1e6
+    return costs
 
 
 def plot(results: list[dict], path: pathlib.Path) -> None:
@@ -133,14 +237,17 @@ def main() -> None:
     params, apply = _mlp()
     act = jax.jit(lambda obs: apply(params, obs))
     act(np.zeros(2, np.float32)).block_until_ready()
+    load_before = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         onboard = export_apply_onnx(apply, params, 2, pathlib.Path(tmp) / "mlp.onnx")
         results = [measure(rate, args.seconds, act, onboard) for rate in RATES]
-    report = {"machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform(),
-                          "python": platform.python_version(),
-                          "load_average_1_5_15min": list(__import__("os").getloadavg())},
+    reference = bare_round_trip(500, args.seconds)
+    report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version(), "load_average_1_5_15min_before": load_before,
+                          "load_average_1_5_15min": list(os.getloadavg())},
               "policy": "JAX MLP 2-64-64-1 tanh, jitted, CPU", "robot": "PointMassRobot (numpy), own process",
-              "seconds_per_rate": args.seconds, "results": results}
+              "seconds_per_rate": args.seconds, "results": results,
+              "reference_bare_pyzmq_msgpack_500hz": reference, "codec_us": codec_costs()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bridge_latency.json").write_text(json.dumps(report, indent=2))
     plot(results, RESULTS / "bridge_latency.png")
@@ -151,6 +258,11 @@ def main() -> None:
               f"{100 * r['remote']['fresh_fraction']:.1f} %, policy {r['remote']['policy_inference_us_p50']:.0f} µs"
               f" | onboard: overruns {r['onboard']['overruns']}/{r['onboard']['periods']}, fresh "
               f"{100 * r['onboard']['fresh_fraction']:.1f} %")
+        print("        hops p50/p99 µs: " + ", ".join(
+            f"{name} {h.get('p50_us', 0):.0f}/{h.get('p99_us', float('nan')):.0f}"
+            for name, h in r["remote"]["hops_us"].items()))
+    print(f"reference bare pyzmq+msgpack round trip at 500 Hz: p50 {reference['p50_us']:.0f} µs, "
+          f"p99 {reference['p99_us']:.0f} µs; load average {report['machine']['load_average_1_5_15min']}")
 
 
 if __name__ == "__main__":

@@ -340,7 +340,8 @@ class RobotServer:
             reply = protocol.encode("reply", msg.seq, {"request": msg.type, "data": data})
         except ProtocolError as err:
             self.stats.count_bad(err.code)
-            reply = protocol.encode("error", seq, {"code": err.code, "message": str(err)})
+            message = str(err)[: protocol.MAX_STRING_CHARS]  # a reply the protocol's own limits accept
+            reply = protocol.encode("error", seq, {"code": err.code, "message": message})
         else:
             if session.starts != self.session.starts:  # a new start: actions queued before it don't count
                 self._pending = self._held = None
