@@ -10,6 +10,7 @@ every transition is recorded (hardware.recording).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import pathlib
 import time
 from typing import Any, Callable
@@ -78,8 +79,14 @@ class Actor:
 
         self.policy, self.repeat = policy, int(policy.action_repeat)
         act = episode.acting(policy, deterministic)
-        self._decide = jax.jit(lambda carry, obs, key, index: episode.decide(act, carry, obs, key, index))
         self._observe = jax.jit(observe_cost)
+
+        def decide(carry, feed, cost, obs, key, index):
+            """Feed `cost` back into the carry when `feed`, then decide: one compiled call per decision."""
+            carry = jax.lax.cond(feed, lambda c: observe_cost(c, cost), lambda c: c, carry)
+            return episode.decide(act, carry, obs, key, index)
+
+        self._decide = jax.jit(decide)
         self._episode_key = jax.random.PRNGKey
         self.reset(seed)
 
@@ -100,10 +107,14 @@ class Actor:
             self.carry, self._last_step = self._observe(self.carry, np.float32(cost)), step
 
     def __call__(self, obs: np.ndarray, step: int, cost: float = 0.0) -> np.ndarray:
-        self.observe(step, cost)
-        if self._held is None or not 0 <= step - self._held_step < self.repeat:
-            action, self.carry = self._decide(self.carry, np.asarray(obs, np.float32), self._key, self.decisions)
-            self._held, self._held_step, self.decisions = np.asarray(action), step, self.decisions + 1
+        if self._held is not None and 0 <= step - self._held_step < self.repeat:
+            self.observe(step, cost)
+            return self._held
+        feed = self._last_step is not None and step > self._last_step
+        self._last_step = step if self._last_step is None or feed else self._last_step
+        action, self.carry = self._decide(self.carry, np.bool_(feed), np.float32(cost), np.asarray(obs, np.float32),
+                                          self._key, self.decisions)
+        self._held, self._held_step, self.decisions = np.asarray(action), step, self.decisions + 1
         return self._held
 
 
@@ -117,9 +128,11 @@ def warm_up(actor: Actor, obs_dim: int, calls: int = 3) -> float:
     start = time.perf_counter()
     for step in range(calls):
         actor.reset(step)
-        actor(np.zeros(obs_dim, np.float32), 0, 0.0)
-        actor(np.zeros(obs_dim, np.float32), 1, 1.0)  # a fed-back cost: compiles the carry update too
+        for robot_step in range(actor.repeat + 1):  # first decision, held steps (cost fed back), next decision
+            actor(np.zeros(obs_dim, np.float32), robot_step, float(robot_step > 0))
     actor.reset()
+    gc.collect()
+    gc.freeze()  # the policy's objects are never scanned again: no long GC pauses between states
     return time.perf_counter() - start
 
 

@@ -11,6 +11,7 @@ Writes experiments/benchmarks/results/bridge_latency.{json,png}.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import pathlib
@@ -237,6 +238,8 @@ def main() -> None:
     params, apply = _mlp()
     act = jax.jit(lambda obs: apply(params, obs))
     act(np.zeros(2, np.float32)).block_until_ready()
+    gc.collect()
+    gc.freeze()  # as `saferl-deploy run` does after warm-up: JAX's many objects are not rescanned mid-run
     load_before = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         onboard = export_apply_onnx(apply, params, 2, pathlib.Path(tmp) / "mlp.onnx")
