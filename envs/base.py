@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jp
@@ -19,15 +19,29 @@ import mujoco
 from brax.envs.base import Env, State
 from mujoco import mjx
 
+SOLVERS = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
+# the integrators MJX implements
+INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "rk4": mujoco.mjtIntegrator.mjINT_RK4,
+               "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST}
+
 
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
-    """Fields every env config has; env configs subclass this and add their own."""
+    """Fields every env config has; env configs subclass this and add their own.
+
+    The solver fields default to MuJoCo's own defaults; each env chooses its settings (with reasons) in its
+    config. They are written into the env's `mj_model.opt`, so MJX and the native twin step the same model.
+    """
 
     ctrl_dt: float = 0.02  # control period, s (one env step)
-    sim_dt: float = 0.01  # physics time step, s (ctrl_dt must be a multiple)
+    sim_dt: float = 0.01  # physics time step, s (ctrl_dt must be a multiple; n_substeps = ctrl_dt / sim_dt)
     episode_length: int = 1000  # env steps per episode (applied by the time-limit wrapper)
     cost_budget: float = 0.0  # allowed cumulative safety cost per episode (0: no constraint)
+    solver: str = "newton"  # constraint solver: newton | cg (MuJoCo's default: newton)
+    iterations: int = 100  # max constraint-solver iterations per physics step (MuJoCo's default: 100)
+    ls_iterations: int = 50  # max line-search iterations per solver iteration (MuJoCo's default: 50)
+    integrator: str = "euler"  # euler (semi-implicit, joint damping implicit) | implicitfast | rk4
+    warmstart: bool = True  # start the solver from the previous step's acceleration (MuJoCo's default: on)
 
     def __post_init__(self) -> None:
         if self.sim_dt <= 0 or self.ctrl_dt <= 0:
@@ -39,6 +53,38 @@ class EnvConfig:
             raise ValueError(f"episode_length must be >= 1, got {self.episode_length}")
         if self.cost_budget < 0:
             raise ValueError(f"cost_budget must be >= 0, got {self.cost_budget}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {self.solver!r}")
+        if self.integrator not in INTEGRATORS:
+            raise ValueError(f"integrator must be one of {sorted(INTEGRATORS)}, got {self.integrator!r}")
+        for name in ("iterations", "ls_iterations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.warmstart, bool):
+            raise ValueError(f"warmstart must be true or false, got {self.warmstart!r}")
+
+
+class RenderMarker(NamedTuple):
+    """A decoration drawn into rendered frames but absent from the physics model (e.g. a goal disc)."""
+
+    geom_type: str  # MuJoCo geom type name: "cylinder", "sphere", "box", ...
+    size: tuple[float, float, float]  # MuJoCo geom size, m (cylinder: radius, half-height, unused)
+    pos: tuple[float, float, float]  # world position of the centre, m
+    rgba: tuple[float, float, float, float]  # colour, each in [0, 1]
+
+
+def apply_solver_options(mj_model: mujoco.MjModel, config: EnvConfig) -> mujoco.MjModel:
+    """Write `config`'s time step and solver/integrator options into `mj_model.opt` (in place; returned)."""
+    opt = mj_model.opt
+    opt.timestep = config.sim_dt
+    opt.solver = SOLVERS[config.solver]
+    opt.iterations = config.iterations
+    opt.ls_iterations = config.ls_iterations
+    opt.integrator = INTEGRATORS[config.integrator]
+    warmstart_bit = int(mujoco.mjtDisableBit.mjDSBL_WARMSTART)
+    opt.disableflags = (opt.disableflags & ~warmstart_bit) | (0 if config.warmstart else warmstart_bit)
+    return mj_model
 
 
 class MjxEnv(Env, abc.ABC):
@@ -56,8 +102,7 @@ class MjxEnv(Env, abc.ABC):
 
     def __init__(self, config: EnvConfig):
         self._config = config
-        mj_model = self._build_mj_model(config)
-        mj_model.opt.timestep = config.sim_dt
+        mj_model = apply_solver_options(self._build_mj_model(config), config)
         self._n_substeps = int(round(config.ctrl_dt / config.sim_dt))
         self.set_mj_model(mj_model)
 
@@ -103,6 +148,10 @@ class MjxEnv(Env, abc.ABC):
 
         `rng` is the same key `_initial_qpos_qvel` got, so an env can draw one joint layout from it."""
         return {}
+
+    def render_markers(self, info: dict[str, Any]) -> list[RenderMarker]:
+        """Markers to draw for the episode in `info` (numpy or jax leaves, no batch axis); default none."""
+        return []
 
     def _update_info(self, data: mjx.Data, info: dict[str, Any]) -> dict[str, Any]:
         """Per-step info update after reward/cost (e.g. resample a reached goal, using and advancing
