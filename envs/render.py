@@ -18,7 +18,7 @@ import jax
 import mujoco
 import numpy as np
 
-from envs.base import MjxEnv
+from envs.base import MjxEnv, RenderMarker
 
 
 class RenderError(RuntimeError):
@@ -47,20 +47,29 @@ def _make_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Ren
             "osmesa needs libosmesa6.") from None
 
 
+def _add_markers(scene: mujoco.MjvScene, markers: list[RenderMarker]) -> None:
+    """Append `markers` to `scene` as decoration geoms (as many as the scene has room for)."""
+    identity = np.eye(3).ravel()
+    for marker in markers[: scene.maxgeom - scene.ngeom]:
+        geom_type = getattr(mujoco.mjtGeom, f"mjGEOM_{marker.geom_type.upper()}")
+        mujoco.mjv_initGeom(scene.geoms[scene.ngeom], geom_type, np.asarray(marker.size, np.float64),
+                            np.asarray(marker.pos, np.float64), identity, np.asarray(marker.rgba, np.float32))
+        scene.ngeom += 1
+
+
 def render_frames(env: MjxEnv, states_or_qpos: Any, height: int = 240, width: int = 320,
                   camera: str | int = -1, info: dict[str, Any] | None = None) -> np.ndarray:
     """RGB frames [T, height, width, 3] uint8 of a trajectory (qpos over time, see `trajectory_qpos`).
 
-    Env markers (e.g. point_goal's goal and hazards) are drawn from `info` (default: the states' info at
-    the first step) when the env has `mocap_positions(info)`.
+    Env markers (e.g. point_goal's goal and hazards, which are not in the physics model) are drawn from
+    `info` (default: the states' info at the first step) through the env's `render_markers(info)`.
     """
     qpos = trajectory_qpos(states_or_qpos)
     model = env.mj_model
     data = mujoco.MjData(model)
     if info is None and hasattr(states_or_qpos, "info"):
         info = jax.tree.map(lambda x: np.asarray(x)[0], states_or_qpos.info)
-    if info is not None and hasattr(env, "mocap_positions") and model.nmocap:
-        data.mocap_pos[:] = np.asarray(env.mocap_positions(info))
+    markers = env.render_markers(info) if info is not None and hasattr(env, "render_markers") else []
     if isinstance(camera, str):
         camera = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera) if camera else -1
     elif camera == -1 and model.ncam:
@@ -72,6 +81,7 @@ def render_frames(env: MjxEnv, states_or_qpos: Any, height: int = 240, width: in
             data.qpos[:] = q
             mujoco.mj_forward(model, data)
             renderer.update_scene(data, camera=camera)
+            _add_markers(renderer.scene, markers)
             frames[t] = renderer.render()
     finally:
         renderer.close()
