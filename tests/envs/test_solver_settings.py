@@ -16,6 +16,8 @@ from envs.native import NativeTwin
 # MuJoCo's own defaults (what every env stepped before issue #13)
 MUJOCO_DEFAULTS = {"solver": "newton", "iterations": 100, "ls_iterations": 50, "warmstart": True}
 STEPS = 100  # env steps (2 s of safe_cartpole)
+# the envs whose settings issue #13 chose and measured (an env added later checks its own choice)
+TUNED = ["pendulum", "point_goal", "safe_cartpole"]
 
 
 def _actions(name: str, action_size: int) -> np.ndarray:
@@ -63,7 +65,7 @@ def _energy(model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray) -> np.nda
     return np.array(energy)
 
 
-@pytest.mark.parametrize("name", envs.names())
+@pytest.mark.parametrize("name", TUNED)
 def test_config_solver_settings_are_the_models_options_for_mjx_and_the_native_twin(name):
     env = envs.make(name)
     config, opt = env.config, env.mj_model.opt
@@ -122,14 +124,14 @@ def _has_constraints(env) -> bool:
                 or model.tendon_limited.any())
 
 
-CONSTRAINED = [name for name in envs.names() if _has_constraints(envs.make(name))]
+CONSTRAINED = [name for name in TUNED if _has_constraints(envs.make(name))]
 
 
 def test_envs_without_constraints_never_run_the_solver():
     """pendulum and point_goal have no constraint rows, so MJX skips the solver and the solver settings cannot
     change their physics (their MJX-vs-native agreement is tests/envs/test_native_twin.py's)."""
     assert CONSTRAINED == ["safe_cartpole"]
-    for name in set(envs.names()) - set(CONSTRAINED):
+    for name in sorted(set(TUNED) - set(CONSTRAINED)):
         env = envs.make(name)
         data = jax.jit(env.reset)(jax.random.PRNGKey(0)).pipeline_state
         assert data._impl.efc_J.size == 0, name
