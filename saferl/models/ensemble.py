@@ -31,6 +31,7 @@ class EnsembleConfig:
     weight_decay: float = 1e-5  # decoupled (AdamW) weight decay on kernels
     batch_size: int = 256  # minibatch rows per member per gradient step
     epochs: int = 50  # maximum epochs per `fit` call
+    max_steps: int = 0  # stop a `fit` after the epoch that reaches this many gradient steps (0: no limit), ≥ 0
     holdout_fraction: float = 0.1  # share of the data held out for early stopping / elites / calibration
     patience: int = 5  # stop after this many epochs without a relative improvement on held-out data
     improvement_threshold: float = 0.001  # relative held-out improvement that resets the patience counter
@@ -63,6 +64,8 @@ class EnsembleConfig:
             raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         if not self.min_logvar < self.max_logvar:
             raise ValueError(f"min_logvar ({self.min_logvar}) must be < max_logvar ({self.max_logvar})")
+        if self.max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0 (0: no limit), got {self.max_steps}")
         if self.improvement_threshold < 0:
             raise ValueError(f"improvement_threshold must be >= 0, got {self.improvement_threshold}")
 

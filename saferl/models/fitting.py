@@ -3,8 +3,9 @@
 Data: a random held-out split (shared by members) for early stopping, elite selection and calibration;
 each member trains on its own bootstrap resample (or its own shuffling) of the rest. Epochs run in a
 `lax.while_loop` that stops after `patience` epochs without a relative held-out improvement (or on a
-non-finite loss); minibatches in a `lax.fori_loop` (a scan when no mask is given). The best held-out
-parameters of each member are kept (mbrl-lib style).
+non-finite loss), or once `max_steps` gradient steps are done (small data sets then train for many epochs,
+refits on large ones stay cheap); minibatches in a `lax.fori_loop` (a scan when no mask is given). The best
+held-out parameters of each member are kept (mbrl-lib style).
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ def _train(key: jax.Array, state: EnsembleState, x_n: jax.Array, y_n: jax.Array,
                    history=jnp.full((config.epochs,), jnp.nan), steps=jnp.int32(0))
 
     def cond(c: _Carry) -> jax.Array:
-        return (c.epoch < config.epochs) & (c.since_improved < config.patience) & c.finite
+        within_budget = (c.steps < config.max_steps) if config.max_steps > 0 else True
+        return (c.epoch < config.epochs) & (c.since_improved < config.patience) & c.finite & within_budget
 
     def body(c: _Carry) -> _Carry:
         c = _run_epoch(c, x_n, y_n, rows, split.n_train, module, tx, config)

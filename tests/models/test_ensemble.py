@@ -149,6 +149,18 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     assert int(metrics.epochs) == 4 and float(metrics.holdout_loss) < float(history[0])
 
 
+def test_max_steps_stops_a_fit_after_the_epoch_that_reaches_the_gradient_step_budget():
+    data = sine_data(jax.random.key(3), 400)  # 360 training rows, batch 32: 12 gradient steps per epoch
+    config = small_config(learning_rate=1e-2, epochs=50, patience=50, max_steps=30)
+    state = ensemble.init(jax.random.key(0), config, obs_size=1, action_size=1, out_size=3)
+    new_state, metrics = ensemble.fit(jax.random.key(1), state, data)
+    assert int(metrics.epochs) == 3 and int(new_state.step) == 36  # 24 < 30 steps after 2 epochs, 36 after 3
+    _, unlimited = ensemble.fit(jax.random.key(1), state, data, dataclasses.replace(config, max_steps=0, epochs=5))
+    assert int(unlimited.epochs) == 5  # 0: no budget, the epoch limit stops it
+    with pytest.raises(ValueError, match="max_steps"):
+        small_config(max_steps=-1)
+
+
 def test_non_finite_data_is_flagged_and_the_last_finite_params_are_kept():
     data = sine_data(jax.random.key(3), 200)
     data = data.replace(next_obs=data.next_obs.at[5].set(jnp.nan))
