@@ -135,6 +135,17 @@ def test_collection_runs_the_mpc_policy_on_the_episode_loop(planner_setup):
     np.testing.assert_allclose(stats.plan_value, decisions.carry.memory.plan_value.mean(), rtol=1e-5)
 
 
+def test_exploring_episodes_run_the_random_policy_in_the_same_program(planner_setup):
+    _, agent, model = planner_setup
+    key = jax.random.PRNGKey(4)
+    transitions, stats = agent.collect(model, key, jnp.array(True))  # the program MPC episodes run, too
+    reset_key, act_key = jax.random.split(key)
+    _, decisions = jax.jit(lambda: episode.run(agent.random_policy(), agent.env, agent.env.reset(reset_key),
+                                               act_key, agent.decisions_per_episode))()
+    np.testing.assert_allclose(transitions.action, decisions.transition.action, atol=1e-6)
+    assert float(stats.plan_value) == 0.0 and float(stats.feasible_fraction) == 1.0
+
+
 @pytest.mark.parametrize("env_name, constraint", [("safe_cartpole", "none"), ("point_goal", "feasibility")])
 def test_short_job_runs_on_a_safety_env(env_name, constraint, tmp_path):
     overrides = {**PETS_TINY, "objective.constraint": constraint}

@@ -9,6 +9,7 @@ RNG key and episode counter.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any, NamedTuple
@@ -55,22 +56,23 @@ class PETSAgent:
         self.env_steps_per_episode = self.decisions_per_episode * config.action_repeat
         self.obs_size, self.action_size = int(env.observation_size), int(env.action_size)
         self.cost_budget = float(env.cost_budget)
-        self.collect_random = jax.jit(self._collect_random)
+        self.init = jax.jit(self._init)  # one compile (the ensemble's eager init compiles ≈ 50 small programs)
+        self.collect = jax.jit(self._collect)
         self.collect_mpc = jax.jit(self._collect_mpc)
         self.add = jax.jit(buffer_lib.add)
-        self._compiled_mpc: Any = None  # AOT-compiled `collect_mpc` (the model's shapes are fixed per config)
-        self.mpc_compile_s = math.nan  # seconds its compilation took
+        self._compiled_collect: Any = None  # AOT-compiled `collect` (the model's shapes are fixed per config)
+        self.collect_compile_s = math.nan  # seconds its compilation took
 
-    def compiled_mpc(self, model: EnsembleState, key: jax.Array) -> Any:
-        """`collect_mpc`, compiled ahead of time on first use (so its compile time can be reported)."""
-        if self._compiled_mpc is None:
+    def compiled_collect(self, model: EnsembleState, key: jax.Array) -> Any:
+        """`collect`, compiled ahead of time on first use (so its compile time can be reported)."""
+        if self._compiled_collect is None:
             start = time.perf_counter()
-            self._compiled_mpc = self.collect_mpc.lower(model, key).compile()
-            self.mpc_compile_s = time.perf_counter() - start
-        return self._compiled_mpc
+            self._compiled_collect = self.collect.lower(model, key, jp.array(True)).compile()
+            self.collect_compile_s = time.perf_counter() - start
+        return self._compiled_collect
 
-    def init(self, key: jax.Array) -> PETSState:
-        """Fresh state: untrained ensemble, empty buffer."""
+    def _init(self, key: jax.Array) -> PETSState:
+        """Fresh state: untrained ensemble, empty buffer (`init` is this, jitted)."""
         model_key, key = jax.random.split(key)
         model = ensemble.init(model_key, self.config.model, self.obs_size, self.action_size, self.obs_size + 2)
         buffer = buffer_lib.init(self.config.buffer_capacity,
@@ -96,18 +98,25 @@ class PETSAgent:
         _, decisions = episode.run(policy, self.env, self.env.reset(reset_key), act_key, self.decisions_per_episode)
         return decisions
 
-    def _collect_random(self, key: jax.Array) -> tuple[Transition, EpisodeStats]:
-        """One episode of uniform random actions: transitions [decisions, ...] and stats."""
-        transitions = self._episode(self.random_policy(), key).transition
-        zero = jp.zeros(())
-        return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(), zero, zero + 1.0)
+    def _collect(self, model: EnsembleState, key: jax.Array, explore: jax.Array) -> tuple[Transition, EpisodeStats]:
+        """One episode on the real env (one compiled scan): uniform random actions where `explore` (bool
+        scalar), else the MPC policy of `model`. Both in one program, so the env is compiled once per run.
+        Returns transitions [decisions, ...] and stats (plan value 0, feasible fraction 1 when exploring)."""
+        mpc, random = self.mpc_policy(model), self.random_policy()
+
+        def act(carry: Any, obs: jax.Array, act_key: jax.Array) -> tuple[jax.Array, Any]:
+            return jax.lax.cond(explore, lambda: (random.act(random.init_carry(), obs, act_key)[0], carry),
+                                lambda: mpc.act(carry, obs, act_key))
+
+        decisions = self._episode(dataclasses.replace(mpc, act=act), key)
+        transitions, plans = decisions.transition, decisions.carry.memory
+        plan_value = jp.where(explore, 0.0, plans.plan_value.mean())
+        feasible = jp.where(explore, 1.0, plans.feasible_fraction.mean())
+        return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(), plan_value, feasible)
 
     def _collect_mpc(self, model: EnsembleState, key: jax.Array) -> tuple[Transition, EpisodeStats]:
         """One episode of the MPC policy of `model` on the real env (one compiled scan)."""
-        decisions = self._episode(self.mpc_policy(model), key)
-        transitions, plans = decisions.transition, decisions.carry.memory
-        return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(), plans.plan_value.mean(),
-                                         plans.feasible_fraction.mean())
+        return self._collect(model, key, jp.array(False))
 
     def fit(self, key: jax.Array, model: EnsembleState, buffer: ReplayBuffer) -> tuple[EnsembleState, Any]:
         """Refit the ensemble on every valid row of the buffer (fixed shapes: one compile for the run)."""

@@ -6,11 +6,11 @@ Resume restores the full `PETSState` and continues bit for bit.
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from saferl.agents.pets.agent import PETSAgent, PETSState, make_agent
@@ -27,12 +27,10 @@ class EpisodeRunner:
 
     def _collect(self, state: PETSState, key: jax.Array) -> tuple[Any, Any, bool, float]:
         """(transitions, stats, random?, seconds spent collecting, compilation excluded)."""
-        if int(state.episode) < self.agent.config.random_episodes:
-            collect, random = functools.partial(self.agent.collect_random, key), True
-        else:
-            collect, random = functools.partial(self.agent.compiled_mpc(state.model, key), state.model, key), False
+        random = int(state.episode) < self.agent.config.random_episodes
+        collect = self.agent.compiled_collect(state.model, key)
         start = time.perf_counter()
-        transitions, stats = jax.block_until_ready(collect())
+        transitions, stats = jax.block_until_ready(collect(state.model, key, jnp.array(random)))
         return transitions, stats, random, time.perf_counter() - start
 
     def __call__(self, state: PETSState) -> tuple[PETSState, dict[str, float]]:
@@ -57,10 +55,10 @@ class EpisodeRunner:
                "model_nll": float(fit.holdout_nll), "model_mse": float(fit.holdout_mse),
                "model_coverage_1sigma": float(fit.coverage_1sigma), "model_ece": float(fit.ece),
                "fit_epochs": float(fit.epochs), "fit_s": fit_s, "buffer_size": float(buffer.size),
-               "feasible_fraction": float(stats.feasible_fraction)}
+               "feasible_fraction": float(stats.feasible_fraction), "compile_s": agent.collect_compile_s}
         if not random:
             row.update(plan_ms_per_step=1e3 * collect_s / agent.decisions_per_episode,
-                       plan_value=float(stats.plan_value), compile_s=agent.mpc_compile_s)
+                       plan_value=float(stats.plan_value))
         return new_state, row
 
 
