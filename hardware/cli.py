@@ -45,7 +45,9 @@ def sim(env: str = typer.Argument(..., help="env name (see `saferl envs`)"),
         watchdog: int = typer.Option(5, help="periods without a fresh action before the safe action latches"),
         keys: Optional[pathlib.Path] = typer.Option(None, help="CURVE key directory (saferl-deploy keys)"),
         onboard: Optional[pathlib.Path] = typer.Option(None, help="ONNX policy for start mode 'onboard'"),
-        duration: Optional[float] = typer.Option(None, help="stop after this many seconds")) -> None:
+        duration: Optional[float] = typer.Option(None, help="stop after this many seconds"),
+        rt_priority: Optional[int] = typer.Option(None, help="SCHED_FIFO priority 1-99 for the control loop "
+                                                 "(Linux; root or CAP_SYS_NICE)")) -> None:
     """Serve a simulated robot: ENV stepped by MuJoCo in real time (or at --rate)."""
     from hardware.robot.server import RobotServer, ServerConfig
     from hardware.robot.sim import SimConfig, SimRobot
@@ -58,7 +60,7 @@ def sim(env: str = typer.Argument(..., help="env name (see `saferl envs`)"),
                      seed=seed)
     config = ServerConfig(bind=_address(bind), rate_hz=rate, watchdog_periods=watchdog,
                           key_dir=str(keys) if keys else None, onboard_policy=str(onboard) if onboard else None,
-                          max_duration_s=duration)
+                          max_duration_s=duration, realtime_priority=rt_priority)
     server = RobotServer(robot, config)
     console.print(f"[bold]{robot.spec().name}[/] on {bind} at {1e9 / server.period_ns:.1f} Hz "
                   f"({'CURVE' if keys else 'no encryption'}); Ctrl-C stops")
@@ -70,12 +72,13 @@ def sim(env: str = typer.Argument(..., help="env name (see `saferl envs`)"),
 def serve(robot: str = typer.Argument(..., help="module:Name of your RobotInterface"),
           bind: str = typer.Option("tcp://127.0.0.1:5555"), rate: Optional[float] = typer.Option(None),
           watchdog: int = typer.Option(5), keys: Optional[pathlib.Path] = typer.Option(None),
-          onboard: Optional[pathlib.Path] = typer.Option(None)) -> None:
+          onboard: Optional[pathlib.Path] = typer.Option(None),
+          rt_priority: Optional[int] = typer.Option(None, help="SCHED_FIFO priority 1-99 (Linux)")) -> None:
     """Serve your own robot class (same as `python -m hardware.robot.serve`, which needs no typer)."""
     from hardware.robot import serve as serve_module
 
     argv = [robot, "--bind", _address(bind), "--watchdog", str(watchdog)]
-    for flag, value in (("--rate", rate), ("--keys", keys), ("--onboard", onboard)):
+    for flag, value in (("--rate", rate), ("--keys", keys), ("--onboard", onboard), ("--rt-priority", rt_priority)):
         if value is not None:
             argv += [flag, str(value)]
     raise typer.Exit(serve_module.main(argv))

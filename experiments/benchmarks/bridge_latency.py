@@ -56,11 +56,12 @@ def _mlp(obs_dim: int = 2, act_dim: int = 1, hidden: int = 64):
     return params, apply
 
 
-def _serve(rate: int, onboard: pathlib.Path) -> tuple[subprocess.Popen, str]:
+def _serve(rate: int, onboard: pathlib.Path, rt_priority: int | None) -> tuple[subprocess.Popen, str]:
     address = f"tcp://127.0.0.1:{_free_port()}"
+    extra = ["--rt-priority", str(rt_priority)] if rt_priority else []
     proc = subprocess.Popen([sys.executable, "-m", "hardware.robot.serve", "hardware.robot.examples:PointMassRobot",
                              "--bind", address, "--rate", str(rate), "--watchdog", "50", "--onboard", str(onboard),
-                             "--set", "episode_length=10000000"], stdout=subprocess.PIPE, text=True)
+                             "--set", "episode_length=10000000", *extra], stdout=subprocess.PIPE, text=True)
     while proc.stdout.readline().strip() != "ready":
         if proc.poll() is not None:
             raise RuntimeError("server failed to start")
@@ -73,7 +74,7 @@ def _percentiles(values_ns: list[int]) -> dict:
             "max_us": float(us.max())} if us.size else {}
 
 
-def measure(rate: int, seconds: float, act, onboard: pathlib.Path) -> dict:
+def measure(rate: int, seconds: float, act, onboard: pathlib.Path, rt_priority: int | None = None) -> dict:
     """Both modes at `rate`; remote mode also times each hop of the round trip (one machine, one clock).
 
     Hops, per answered state: `publish_to_receive` (the robot's clock at publishing, `t_ns`, to the client
@@ -81,7 +82,7 @@ def measure(rate: int, seconds: float, act, onboard: pathlib.Path) -> dict:
     (encode + push), and `push_to_robot` (p50 of the robot's round trip minus p50 of `t_ns` -> sent: loopback
     back and the robot's wake-up and decode).
     """
-    proc, address = _serve(rate, onboard)
+    proc, address = _serve(rate, onboard, rt_priority)
     try:
         with RobotClient(address) as client:
             result = {"rate_hz": rate}
@@ -234,6 +235,8 @@ def plot(results: list[dict], path: pathlib.Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per rate and mode")
+    parser.add_argument("--rt-priority", type=int, default=None,
+                        help="also measure with the robot server under SCHED_FIFO at this priority (root)")
     args = parser.parse_args()
     params, apply = _mlp()
     act = jax.jit(lambda obs: apply(params, obs))
@@ -244,12 +247,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         onboard = export_apply_onnx(apply, params, 2, pathlib.Path(tmp) / "mlp.onnx")
         results = [measure(rate, args.seconds, act, onboard) for rate in RATES]
+        realtime = ([measure(rate, args.seconds, act, onboard, args.rt_priority) for rate in RATES]
+                    if args.rt_priority else None)
     reference = bare_round_trip(500, args.seconds)
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version(), "load_average_1_5_15min_before": load_before,
                           "load_average_1_5_15min": list(os.getloadavg())},
               "policy": "JAX MLP 2-64-64-1 tanh, jitted, CPU", "robot": "PointMassRobot (numpy), own process",
               "seconds_per_rate": args.seconds, "results": results,
+              "results_server_realtime": realtime, "realtime_priority": args.rt_priority,
               "reference_bare_pyzmq_msgpack_500hz": reference, "codec_us": codec_costs()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bridge_latency.json").write_text(json.dumps(report, indent=2))
@@ -264,6 +270,11 @@ def main() -> None:
         print("        hops p50/p99 µs: " + ", ".join(
             f"{name} {h.get('p50_us', 0):.0f}/{h.get('p99_us', float('nan')):.0f}"
             for name, h in r["remote"]["hops_us"].items()))
+    for r in realtime or []:
+        lat = r["remote"]["latency_us"]
+        print(f"{r['rate_hz']:5d} Hz remote, server SCHED_FIFO {args.rt_priority}: p50 {lat['p50_us']:.0f} µs "
+              f"p99 {lat['p99_us']:.0f} µs, overruns {r['remote']['overruns']}/{r['remote']['periods']}, fresh "
+              f"{100 * r['remote']['fresh_fraction']:.1f} %")
     print(f"reference bare pyzmq+msgpack round trip at 500 Hz: p50 {reference['p50_us']:.0f} µs, "
           f"p99 {reference['p99_us']:.0f} µs; load average {report['machine']['load_average_1_5_15min']}")
 

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keys", default=None, help="CURVE key directory (from `saferl-deploy keys`)")
     parser.add_argument("--onboard", default=None, help="ONNX policy to run on board (start mode 'onboard')")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--rt-priority", type=int, default=None, metavar="1-99",
+                        help="run the control loop under SCHED_FIFO at this priority (Linux; root or CAP_SYS_NICE)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="robot constructor argument")
     return parser
 
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"'{args.robot}' did not build a RobotInterface")
         config = ServerConfig(bind=args.bind, rate_hz=args.rate, watchdog_periods=args.watchdog,
                               max_action_age_s=args.max_action_age, key_dir=args.keys,
-                              onboard_policy=args.onboard, max_duration_s=args.duration)
+                              onboard_policy=args.onboard, max_duration_s=args.duration,
+                              realtime_priority=args.rt_priority)
         server = RobotServer(robot, config)
     except (ValueError, TypeError, OSError, zmq.ZMQError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import os
 import select
 import signal
 from typing import Any, Callable
@@ -35,6 +36,9 @@ class ServerConfig:
     key_dir: str | None = None  # CURVE key directory (None: no encryption)
     onboard_policy: str | None = None  # ONNX policy file run on board in mode "onboard"
     max_duration_s: float | None = None  # stop serving after this long (tests, benchmarks)
+    # SCHED_FIFO priority 1-99 for the control loop and ZeroMQ's I/O thread (Linux; needs root, CAP_SYS_NICE or
+    # an rtprio limit): other processes on the robot computer can then no longer delay a period or a reply
+    realtime_priority: int | None = None
 
     def __post_init__(self) -> None:
         endpoints.parse(self.bind)
@@ -44,6 +48,8 @@ class ServerConfig:
             raise ValueError(f"watchdog_periods must be >= 1, got {self.watchdog_periods}")
         if not self.max_action_age_s > 0:
             raise ValueError(f"max_action_age_s must be > 0, got {self.max_action_age_s}")
+        if self.realtime_priority is not None and not 1 <= self.realtime_priority <= 99:
+            raise ValueError(f"realtime_priority must be in [1, 99], got {self.realtime_priority}")
 
 
 _STAMPS_KEPT = 4096  # publish times of this many recent states are kept to match actions to
@@ -54,6 +60,17 @@ class _PendingAction:
     action: np.ndarray  # [action_dim]
     state_seq: int  # the state it answers
     deadline_ns: int  # robot clock: not applied after this
+
+
+def _enter_realtime(priority: int) -> None:
+    """Run this thread (and threads it starts later) under SCHED_FIFO at `priority`."""
+    if not hasattr(os, "sched_setscheduler"):
+        raise ValueError("realtime_priority needs Linux (os.sched_setscheduler)")
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError:
+        raise ValueError(f"realtime_priority {priority} refused: needs root, CAP_SYS_NICE or an rtprio limit "
+                         "(ulimit -r); run without it") from None
 
 
 class RobotServer:
@@ -79,6 +96,8 @@ class RobotServer:
         if config.onboard_policy:
             from hardware.robot.onboard import OnboardPolicy  # onnxruntime only when asked for
             self._onboard = OnboardPolicy(config.onboard_policy, self.spec)
+        if config.realtime_priority is not None:
+            _enter_realtime(config.realtime_priority)  # before the sockets: ZeroMQ's I/O thread inherits it
         self._open_sockets()
         _, port = endpoints.parse(config.bind)
         self.info = ServerInfo(spec=self.spec, rate_hz=1e9 / self.period_ns, state_port=port + 1,

@@ -112,3 +112,19 @@ def test_hello_reports_the_static_facts_and_current_parameters():
     _, data = call(dataclasses.replace(fresh(), watchdog_periods=9), "hello")
     assert data["spec"]["name"] == "fake" and data["watchdog_periods"] == 9 and data["state_port"] == 5556
     assert data["max_action_age_s"] == pytest.approx(0.2) and data["onboard"] is False
+
+
+def test_realtime_priority_is_checked_and_a_refusal_is_a_clear_error(monkeypatch):
+    from hardware.robot import server as server_module
+    from hardware.robot.examples import PointMassRobot
+
+    with pytest.raises(ValueError, match=r"\[1, 99\]"):
+        server_module.ServerConfig(realtime_priority=0)
+
+    def refuse(*args):
+        raise PermissionError("not allowed")
+
+    monkeypatch.setattr(server_module.os, "sched_setscheduler", refuse)
+    with pytest.raises(ValueError, match="CAP_SYS_NICE"):
+        server_module.RobotServer(PointMassRobot(), server_module.ServerConfig(bind="tcp://127.0.0.1:5599",
+                                                                                realtime_priority=10))
