@@ -1,10 +1,10 @@
 """PETS configuration (Chua et al. 2018): ensemble, rollout, iCEM planner and objective, plus loop settings.
 
 The defaults are sized for a 2-core CPU, where a user waits for them: `saferl train pets --env safe_cartpole
---steps 10000` swings the pole up (return ≥ 900) within 10 episodes in about 2 minutes, compile included
-(experiments/benchmarks/results/pets_time_to_solve.json; ≈ 20 ms per planned action, a planned action held
-for 4 env steps). `preset("paper")` gives the paper's sizes (5 × 3×200 members, population 400, 40 elites,
-5 iterations, horizon 25) for GPUs.
+--steps 10000` takes 80–90 s, compile included, and swings the pole up (return ≥ 900) at episodes 6–9 on 3 of
+4 seeds (the fourth peaks at 892); ≈ 20 ms per planned action, each held for 4 env steps, ≈ 1.5 s per refit
+(experiments/benchmarks/results/pets_time_to_solve.json). `preset("paper")` gives the paper's sizes
+(5 × 3×200 members, population 400, 40 elites, 5 iterations, horizon 25) for GPUs.
 """
 
 from __future__ import annotations
