@@ -120,14 +120,23 @@ class RobotClient:
         return self.request("set_params", {"params": {k: float(v) for k, v in params.items()}})
 
     # ---- streaming plane ------------------------------------------------------------------------------
-    def recv_state(self, timeout_s: float = 1.0) -> Message | None:
-        """The freshest state message, or None if none arrives within `timeout_s`."""
-        raw = self.recv_state_frame(timeout_s)
+    def recv_state(self, timeout_s: float = 1.0, busy_wait: bool = False) -> Message | None:
+        """The freshest state message, or None if none arrives within `timeout_s`. `busy_wait`: see
+        `recv_state_frame`."""
+        raw = self.recv_state_frame(timeout_s, busy_wait)
         return None if raw is None else protocol.decode(raw, expected=("state",))
 
-    def recv_state_frame(self, timeout_s: float = 1.0) -> bytes | None:
-        """The freshest state as its undecoded frame (for timing each hop), or None after `timeout_s`."""
-        if not self._state_sub.poll(int(timeout_s * 1000)):
+    def recv_state_frame(self, timeout_s: float = 1.0, busy_wait: bool = False) -> bytes | None:
+        """The freshest state as its undecoded frame (for timing each hop), or None after `timeout_s`.
+
+        `busy_wait` polls without sleeping until the state arrives: this thread keeps a core (and its caches)
+        busy, but skips the OS wake-up on arrival, which costs 50-150 µs on a virtual machine."""
+        if busy_wait:
+            deadline = protocol.now_ns() + int(timeout_s * 1e9)
+            while not self._state_sub.poll(0):
+                if protocol.now_ns() > deadline:
+                    return None
+        elif not self._state_sub.poll(int(timeout_s * 1000)):
             return None
         return self._state_sub.recv()
 

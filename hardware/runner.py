@@ -31,6 +31,7 @@ class RunConfig:
     state_timeout_s: float = 2.0  # no state for this long: the robot is lost, s
     record_dir: str | None = None  # where episode_XXXX.npz + metadata.json go (None: no recording)
     stop_on_budget: bool = False  # stop an episode once its cost exceeds the budget
+    busy_wait: bool = False  # wait for states without sleeping (lower latency; keeps one core busy)
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -172,7 +173,7 @@ def run_episode(client: RobotClient, actor: Actor, episode_seed: int, config: Ru
         if progress is not None:
             progress({"episode": episode, "step": body["step"], "return": summary.episode_return,
                       "cost": summary.cost, "budget": budget, "mode": body["mode"], "compute_ms": compute_ms[-1]})
-        state = _next_state(client, episode, config.state_timeout_s)
+        state = _next_state(client, episode, config.state_timeout_s, config.busy_wait)
     summary.fault, summary.gaps = state.body["fault"], recorder.gaps
     if state.body["mode"] in ("running", "safe"):
         client.stop()
@@ -181,10 +182,10 @@ def run_episode(client: RobotClient, actor: Actor, episode_seed: int, config: Ru
     return summary, recorder
 
 
-def _next_state(client: RobotClient, episode: int, timeout_s: float):
+def _next_state(client: RobotClient, episode: int, timeout_s: float, busy_wait: bool = False):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = client.recv_state(timeout_s=max(deadline - time.monotonic(), 0.0))
+        state = client.recv_state(timeout_s=max(deadline - time.monotonic(), 0.0), busy_wait=busy_wait)
         if state is not None and state.body["episode"] == episode:
             return state
     raise RobotConnectionError(f"no state from the robot for {timeout_s} s (robot process lost?)")

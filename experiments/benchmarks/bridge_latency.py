@@ -74,7 +74,8 @@ def _percentiles(values_ns: list[int]) -> dict:
             "max_us": float(us.max())} if us.size else {}
 
 
-def measure(rate: int, seconds: float, act, onboard: pathlib.Path, rt_priority: int | None = None) -> dict:
+def measure(rate: int, seconds: float, act, onboard: pathlib.Path, rt_priority: int | None = None,
+            busy_wait_variant: bool = True) -> dict:
     """Both modes at `rate`; remote mode also times each hop of the round trip (one machine, one clock).
 
     Hops, per answered state: `publish_to_receive` (the robot's clock at publishing, `t_ns`, to the client
@@ -86,7 +87,9 @@ def measure(rate: int, seconds: float, act, onboard: pathlib.Path, rt_priority: 
     try:
         with RobotClient(address) as client:
             result = {"rate_hz": rate}
-            for mode in ("remote", "onboard"):
+            variants = [("remote", False)] + ([("remote_busy_wait", True)] if busy_wait_variant else [])
+            for label, busy_wait in variants + [("onboard", False)]:
+                mode = "onboard" if label == "onboard" else "remote"
                 client.reset(seed=0)
                 episode = client.status()["episode"]
                 before = client.status()
@@ -104,7 +107,7 @@ def measure(rate: int, seconds: float, act, onboard: pathlib.Path, rt_priority: 
                         hops["inference"].append(t_encode - t_infer)
                         hops["encode_send"].append(t_sent - t_encode)
                         hops["sent"].append(t_sent - state.t_ns)
-                    raw = client.recv_state_frame(1.0)
+                    raw = client.recv_state_frame(1.0, busy_wait)
                     t_received = now_ns()
                     state = protocol.decode(raw, expected=("state",))
                     hops["decode"].append(now_ns() - t_received)
@@ -112,7 +115,7 @@ def measure(rate: int, seconds: float, act, onboard: pathlib.Path, rt_priority: 
                 status = client.status()
                 client.stop()
                 periods = status["periods"] - before["periods"]
-                result[mode] = {
+                result[label] = {
                     "periods": periods, "overruns": status["overruns"] - before["overruns"],
                     "max_overrun_us": status["max_overrun_us"],
                     "fresh_fraction": (status["actions_applied"] - before["actions_applied"]) / max(periods, 1),
@@ -124,7 +127,7 @@ def measure(rate: int, seconds: float, act, onboard: pathlib.Path, rt_priority: 
                     profile = {name: _percentiles(values) for name, values in hops.items() if name != "sent"}
                     profile["push_to_robot"] = {"p50_us": status["latency"]["p50_us"]
                                                 - float(np.median(hops["sent"])) / 1e3}
-                    result[mode]["hops_us"] = profile
+                    result[label]["hops_us"] = profile
             return result
     finally:
         proc.terminate()
@@ -235,9 +238,12 @@ def plot(results: list[dict], path: pathlib.Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per rate and mode")
+    parser.add_argument("--no-busy-wait-variant", action="store_true",
+                        help="skip the second remote measurement with the client busy-waiting for states")
     parser.add_argument("--rt-priority", type=int, default=None,
                         help="also measure with the robot server under SCHED_FIFO at this priority (root)")
     args = parser.parse_args()
+    jax.config.update("jax_cpu_enable_async_dispatch", False)  # as `saferl-deploy run` does
     params, apply = _mlp()
     act = jax.jit(lambda obs: apply(params, obs))
     act(np.zeros(2, np.float32)).block_until_ready()
@@ -246,8 +252,10 @@ def main() -> None:
     load_before = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         onboard = export_apply_onnx(apply, params, 2, pathlib.Path(tmp) / "mlp.onnx")
-        results = [measure(rate, args.seconds, act, onboard) for rate in RATES]
-        realtime = ([measure(rate, args.seconds, act, onboard, args.rt_priority) for rate in RATES]
+        results = [measure(rate, args.seconds, act, onboard, busy_wait_variant=not args.no_busy_wait_variant)
+                   for rate in RATES]
+        realtime = ([measure(rate, args.seconds, act, onboard, args.rt_priority, busy_wait_variant=False)
+                     for rate in RATES]
                     if args.rt_priority else None)
     reference = bare_round_trip(500, args.seconds)
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -270,6 +278,12 @@ def main() -> None:
         print("        hops p50/p99 µs: " + ", ".join(
             f"{name} {h.get('p50_us', 0):.0f}/{h.get('p99_us', float('nan')):.0f}"
             for name, h in r["remote"]["hops_us"].items()))
+    for r in results:
+        if "remote_busy_wait" in r:
+            b = r["remote_busy_wait"]
+            print(f"{r['rate_hz']:5d} Hz remote, client busy-waiting: p50 {b['latency_us']['p50_us']:.0f} µs p99 "
+                  f"{b['latency_us']['p99_us']:.0f} µs, overruns {b['overruns']}/{b['periods']}, fresh "
+                  f"{100 * b['fresh_fraction']:.1f} %, policy {b['policy_inference_us_p50']:.0f} µs")
     for r in realtime or []:
         lat = r["remote"]["latency_us"]
         print(f"{r['rate_hz']:5d} Hz remote, server SCHED_FIFO {args.rt_priority}: p50 {lat['p50_us']:.0f} µs "
