@@ -69,7 +69,7 @@ def stop(session: Session, request: Request) -> Reply:
 def status(session: Session, request: Request) -> Reply:
     return session, {"mode": session.mode, "fault": session.fault, "episode": session.episode,
                      "step": session.step, "ready": session.ready, "state_seq": request.state_seq,
-                     **request.counters}
+                     **request.counters()}
 
 
 def set_params(session: Session, request: Request) -> Reply:

@@ -348,17 +348,17 @@ class RobotServer:
             parts = self.control.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return
-        seq = protocol.peek_seq(parts[0]) if len(parts) == 1 else 0
         try:
             if len(parts) != 1:
                 raise ProtocolError("malformed", f"expected 1 frame, got {len(parts)}")
             msg = protocol.decode(parts[0], expected=protocol.REQUEST_TYPES)
-            request = Request(message=msg, info=self.info, robot=self, counters=self.stats.to_wire(),
+            request = Request(message=msg, info=self.info, robot=self, counters=self.stats.to_wire,
                               state_seq=self._seq)
             session, data = requests.handle(self.session, request)
             reply = protocol.encode("reply", msg.seq, {"request": msg.type, "data": data})
         except ProtocolError as err:
             self.stats.count_bad(err.code)
+            seq = protocol.peek_seq(parts[0]) if len(parts) == 1 else 0  # echo it if the envelope has one
             message = str(err)[: protocol.MAX_STRING_CHARS]  # a reply the protocol's own limits accept
             reply = protocol.encode("error", seq, {"code": err.code, "message": message})
         else:

@@ -10,7 +10,7 @@ and is the only module that imports the handlers.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -72,5 +72,6 @@ class Request:
     message: protocol.Message
     info: ServerInfo
     robot: RobotCalls
-    counters: Mapping[str, Any]  # the loop's counters as `status` reports them (LoopStats.to_wire())
+    counters: Callable[[], Mapping[str, Any]]  # the loop's counters as `status` reports them (LoopStats.to_wire);
+    # a callable: the latency percentiles are computed only for the request that reports them
     state_seq: int  # seq of the last published state

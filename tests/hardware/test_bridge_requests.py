@@ -38,7 +38,7 @@ class FakeRobot:
 
 def call(session: Session, kind: str, body: dict | None = None, robot: FakeRobot | None = None):
     message = protocol.Message(kind, 7, 0, body or {})
-    request = Request(message=message, info=INFO, robot=robot or FakeRobot(), counters={"periods": 3},
+    request = Request(message=message, info=INFO, robot=robot or FakeRobot(), counters=lambda: {"periods": 3},
                       state_seq=42)
     before = copy.deepcopy(session)
     result = requests.handle(session, request)
