@@ -100,20 +100,27 @@ class Actor:
         self._held_step = 0
         self._last_step: int | None = None
 
+    def _advance(self, step: int) -> bool:
+        """Note that the robot reached `step`; True when its cost is new and must be fed back (not for the
+        episode's first state, where no step has been taken yet, nor for a step already seen)."""
+        if self._last_step is None:
+            self._last_step = step
+            return False
+        if step > self._last_step:
+            self._last_step = step
+            return True
+        return False
+
     def observe(self, step: int, cost: float) -> None:
         """Feed back the cost of the robot step that reached `step` (ignored for a step already seen)."""
-        if self._last_step is None:  # the episode's first state: no step has been taken yet
-            self._last_step = step
-        elif step > self._last_step:
-            self.carry, self._last_step = self._observe(self.carry, np.float32(cost)), step
+        if self._advance(step):
+            self.carry = self._observe(self.carry, np.float32(cost))
 
     def __call__(self, obs: np.ndarray, step: int, cost: float = 0.0) -> np.ndarray:
         if self._held is not None and 0 <= step - self._held_step < self.repeat:
             self.observe(step, cost)
             return self._held
-        feed = self._last_step is not None and step > self._last_step
-        self._last_step = step if self._last_step is None or feed else self._last_step
-        action, self.carry = self._decide(self.carry, np.bool_(feed), np.float32(cost), np.asarray(obs, np.float32),
+        action, self.carry = self._decide(self.carry, np.bool_(self._advance(step)), np.float32(cost), np.asarray(obs, np.float32),
                                           self._key, self.decisions)
         self._held, self._held_step, self.decisions = np.asarray(action), step, self.decisions + 1
         return self._held
