@@ -27,6 +27,7 @@ with _contextlib.redirect_stdout(_io.StringIO()):
 
 from envs.base import EnvConfig, MjxEnv
 from envs.classic.pendulum import Pendulum
+from envs.tasks import Task, TaskError, get_task
 from envs.registry import EnvError, default_config, env_class, make, make_config, names, register
 from envs.safety.point_goal import PointGoal
 from envs.safety.safe_cartpole import SafeCartpole
@@ -41,5 +42,5 @@ from envs.training_env import (ShiftConfig, TrainingEnvConfig, make_training_env
 
 __all__ = ["DomainRandomizationConfig", "EnvConfig", "EnvError", "MjxEnv", "ShiftConfig", "TrainingEnvConfig",
            "default_config", "dynamics_shift", "env_class", "make", "make_config", "make_training_env", "names",
-           "physics_fingerprint", "register", "shift_presets", "wrap_evaluation_env", "wrap_for_training",
+           "physics_fingerprint", "register", "shift_presets", "Task", "TaskError", "get_task", "wrap_evaluation_env", "wrap_for_training",
            "wrap_training_env"]

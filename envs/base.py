@@ -19,6 +19,8 @@ import mujoco
 from brax.envs.base import Env, State
 from mujoco import mjx
 
+from envs.tasks import Task
+
 SOLVERS = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
 # the integrators MJX implements
 INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "rk4": mujoco.mjtIntegrator.mjINT_RK4,
@@ -152,6 +154,11 @@ class MjxEnv(Env, abc.ABC):
     def render_markers(self, info: dict[str, Any]) -> list[RenderMarker]:
         """Markers to draw for the episode in `info` (numpy or jax leaves, no batch axis); default none."""
         return []
+
+    def tasks(self) -> dict[str, "Task"]:
+        """Named tasks of this env ({name: `envs.tasks.Task`}, rewards of (obs, action, next_obs)) for zero-shot
+        planning and evaluation; build them once per instance. Default: none."""
+        return {}
 
     def _update_info(self, data: mjx.Data, info: dict[str, Any]) -> dict[str, Any]:
         """Per-step info update after reward/cost (e.g. resample a reached goal, using and advancing
