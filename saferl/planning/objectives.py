@@ -1,6 +1,7 @@
 """Planning objectives: trajectory -> `Scores(value [N], violation [N])`, maximised by the planner.
 
-PETS: expected return. SoftAE: expected information gain. SOOPER-style: (optimistic) return subject to
+PETS: expected return. SoftAE: expected information gain (or plain member disagreement, a baseline), and
+zero-shot tasks: any reward r(obs, action, next_obs) (`reward_objective`). SOOPER-style: (optimistic) return subject to
 E[Σ cost] ≤ remaining budget, either as a penalty folded into the value or as a violation that the planner
 ranks feasibility-first (feasible candidates by value, infeasible ones by how little they violate).
 """
@@ -49,18 +50,63 @@ def expected_information_gain(trajectory: Trajectory, discount: float = 1.0) -> 
     return _discounted_sum(trajectory.info_gain, discount)
 
 
+def expected_disagreement(trajectory: Trajectory, discount: float = 1.0) -> jax.Array:
+    """[N] mean over particles of Σ_t ‖σ_epi‖² (member disagreement on Δobs without the aleatoric
+    normalisation of the information gain); needs `RolloutConfig(track_uncertainty=True)`."""
+    if trajectory.epistemic_std is None:
+        raise ValueError("disagreement needs a rollout with track_uncertainty=True")
+    return _discounted_sum(jp.square(trajectory.epistemic_std), discount)
+
+
+RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def task_rewards(trajectory: Trajectory, reward_fn: RewardFn) -> jax.Array:
+    """[N, P, H] per-step rewards of a task `reward_fn(obs, action, next_obs)` along imagined trajectories."""
+    rewards = reward_fn(trajectory.obs[:, :, :-1], trajectory.actions, trajectory.obs[:, :, 1:])
+    return jp.broadcast_to(rewards, trajectory.costs.shape).astype(trajectory.costs.dtype)
+
+
+def reward_objective(reward_fn: RewardFn, discount: float = 1.0, constraint: str = "none", penalty: float = 10.0,
+                     remaining_budget: jax.Array | float = jp.inf) -> ObjectiveFn:
+    """`objective_fn(trajectory) -> Scores` maximising Σ_t γ^t r(obs_t, a_t, obs_t+1) of any task reward
+    (e.g. an `envs.Task`), ignoring the model's own reward head; the model's cost enters as in
+    `make_objective` (`constraint` none / penalty / feasibility against `remaining_budget`)."""
+    config = ObjectiveConfig(discount=discount, constraint=constraint, penalty=penalty)
+    return _constrained(config, lambda t: _discounted_sum(task_rewards(t, reward_fn), discount), remaining_budget)
+
+
+def _constrained(config: "ObjectiveConfig", value_fn: Callable[[Trajectory], jax.Array],
+                 remaining_budget: jax.Array | float) -> ObjectiveFn:
+    """Scores of `value_fn` with E[Σ cost] ≤ `remaining_budget` handled as `config.constraint` says."""
+
+    def objective(trajectory: Trajectory) -> Scores:
+        value = value_fn(trajectory)
+        if config.constraint == "none":
+            return Scores(value, jp.zeros_like(value))
+        excess = expected_cost(trajectory) - remaining_budget
+        if config.constraint == "penalty":
+            return Scores(value - config.penalty * jp.maximum(excess, 0.0), jp.zeros_like(value))
+        return Scores(value, excess)
+
+    return objective
+
+
+KINDS = ("return", "information_gain", "disagreement")
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
     """Which quantity the planner maximises and how a cost budget is enforced."""
 
-    kind: Literal["return", "information_gain"] = "return"  # what is maximised
+    kind: Literal["return", "information_gain", "disagreement"] = "return"  # what is maximised
     discount: float = 1.0  # γ over the planning horizon, in (0, 1]
     constraint: Literal["none", "penalty", "feasibility"] = "none"  # how E[Σ cost] ≤ budget is handled
     penalty: float = 10.0  # value − penalty·max(0, E[Σ cost] − budget), for constraint='penalty' (≥ 0)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("return", "information_gain"):
-            raise ValueError(f"kind must be 'return' or 'information_gain', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if not 0.0 < self.discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {self.discount}")
         if self.constraint not in ("none", "penalty", "feasibility"):
@@ -75,20 +121,10 @@ def make_objective(config: ObjectiveConfig, remaining_budget: jax.Array | float 
     `remaining_budget` (scalar, cost units) is the episode budget minus the cost spent so far; it may be a
     traced value so one compiled planner serves every step.
     """
-
-    def objective(trajectory: Trajectory) -> Scores:
-        if config.kind == "return":
-            value = expected_return(trajectory, config.discount)
-        else:
-            value = expected_information_gain(trajectory, config.discount)
-        if config.constraint == "none":
-            return Scores(value, jp.zeros_like(value))
-        excess = expected_cost(trajectory) - remaining_budget
-        if config.constraint == "penalty":
-            return Scores(value - config.penalty * jp.maximum(excess, 0.0), jp.zeros_like(value))
-        return Scores(value, excess)
-
-    return objective
+    values = {"return": expected_return, "information_gain": expected_information_gain,
+              "disagreement": expected_disagreement}
+    value_fn = values[config.kind]
+    return _constrained(config, lambda t: value_fn(t, config.discount), remaining_budget)
 
 
 def rank(scores: Scores) -> jax.Array:

@@ -63,6 +63,7 @@ class Trajectory(NamedTuple):
     """Imagined trajectories of N candidates × P particles over H steps (raw units)."""
 
     obs: jax.Array  # [N, P, H + 1, obs_dim], obs[:, :, 0] is the start state
+    actions: jax.Array  # [N, P, H, act_dim] the env actions the model was given (η dims of hallucination dropped)
     rewards: jax.Array  # [N, P, H] per-step reward (optimistic if reward_bonus > 0)
     costs: jax.Array  # [N, P, H] per-step cost ≥ 0 (pessimistic if cost_penalty > 0)
     epistemic_std: jax.Array | None  # [N, P, H] ‖σ_epi‖₂ over the Δobs outputs (None unless tracked)
@@ -177,7 +178,10 @@ def rollout(key: jax.Array, model: ModelFns, config: RolloutConfig, obs0: jax.Ar
     time_last = lambda x: jp.moveaxis(x, 0, 2)  # [H, N, P, ...] -> [N, P, H, ...]  # noqa: E731
     all_obs = jp.concatenate([obs[:, :, None], time_last(out["obs"])], axis=2)
     tracked = {k: time_last(out[k]) if k in out else None for k in ("epistemic_std", "info_gain")}
-    return Trajectory(obs=all_obs, rewards=time_last(out["reward"]), costs=time_last(out["cost"]), **tracked)
+    env_actions = actions[:, :, :action_size]  # what the model was given
+    env_actions = jp.broadcast_to(env_actions[:, None], (n, p) + env_actions.shape[1:])
+    return Trajectory(obs=all_obs, actions=env_actions, rewards=time_last(out["reward"]),
+                      costs=time_last(out["cost"]), **tracked)
 
 
 def make_rollout_fn(model: ModelFns, config: RolloutConfig, obs0: jax.Array) -> Callable:

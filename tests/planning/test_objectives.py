@@ -69,3 +69,47 @@ def test_objective_config_validation():
         ObjectiveConfig(discount=0.0)
     with pytest.raises(ValueError, match="constraint"):
         ObjectiveConfig(constraint="barrier")
+
+
+def test_trajectory_carries_the_env_actions_for_every_particle():
+    model = double_integrator()
+    actions = jax.random.uniform(jax.random.PRNGKey(1), (3, 4, 1), minval=-1, maxval=1)
+    traj = rollout(jax.random.PRNGKey(0), model, RolloutConfig("tsinf", 5), jp.zeros(2), actions)
+    assert traj.actions.shape == (3, 5, 4, 1)
+    np.testing.assert_array_equal(traj.actions, jp.broadcast_to(actions[:, None], (3, 5, 4, 1)))
+    hallucinated = RolloutConfig("mean", 1, hallucination_scale=1.0)
+    wide = jp.concatenate([actions, jp.ones((3, 4, 2))], axis=-1)  # + η dims
+    traj = rollout(jax.random.PRNGKey(0), model, hallucinated, jp.zeros(2), wide)
+    np.testing.assert_array_equal(traj.actions[:, 0], actions)  # η dims are not env actions
+
+
+def test_reward_objective_scores_any_task_reward_of_obs_action_next_obs():
+    from saferl.planning import reward_objective, task_rewards
+
+    model = double_integrator(dt=1.0)  # x' = x + v, v' = v + a from rest: x after 2 steps = a_0
+    actions = jp.array([[[1.0], [0.0]], [[-1.0], [0.0]], [[0.5], [0.5]]])  # [N=3, H=2, 1]
+    traj = rollout(jax.random.PRNGKey(0), model, RolloutConfig("mean", 1), jp.zeros(2), actions)
+    go_right = lambda obs, action, next_obs: next_obs[..., 0] - obs[..., 0]  # noqa: E731 (displacement)
+    np.testing.assert_allclose(task_rewards(traj, go_right)[:, 0], [[0.0, 1.0], [0.0, -1.0], [0.0, 0.5]])
+    scores = reward_objective(go_right)(traj)
+    np.testing.assert_allclose(scores.value, [1.0, -1.0, 0.5])
+    assert [int(i) for i in rank(scores)] == [0, 2, 1]
+    # the action enters too (an effort penalty), and a cost budget is enforced like in make_objective
+    effort = lambda obs, action, next_obs: -jp.square(action[..., 0])  # noqa: E731
+    np.testing.assert_allclose(reward_objective(effort)(traj).value, [-1.0, -1.0, -0.5])
+    infeasible = reward_objective(go_right, constraint="feasibility", remaining_budget=-1.0)(traj)
+    assert (infeasible.violation > 0).all()
+
+
+def test_disagreement_objective_is_the_summed_squared_member_spread():
+    model = double_integrator(member_spread=0.1, noise_var=0.01)
+    traj = rollout(jax.random.PRNGKey(0), model, RolloutConfig("mean", 1, track_uncertainty=True), jp.zeros(2),
+                   jp.zeros((2, 5, 1)))
+    value = make_objective(ObjectiveConfig(kind="disagreement"))(traj).value
+    np.testing.assert_allclose(value, jp.square(traj.epistemic_std).sum(-1).mean(-1), rtol=1e-6)
+    assert (value > 0).all()
+    untracked = rollout(jax.random.PRNGKey(0), model, RolloutConfig("mean", 1), jp.zeros(2), jp.zeros((2, 5, 1)))
+    with pytest.raises(ValueError, match="track_uncertainty"):
+        make_objective(ObjectiveConfig(kind="disagreement"))(untracked)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ObjectiveConfig(kind="curiosity")

@@ -49,8 +49,8 @@ class PETSConfig:
         if self.rollout.propagation != "mean" and self.rollout.num_particles % self.model.num_members:
             raise ValueError(f"rollout.num_particles ({self.rollout.num_particles}) must be a multiple of "
                              f"model.num_members ({self.model.num_members})")
-        if self.objective.kind == "information_gain" and not self.rollout.track_uncertainty:
-            raise ValueError("objective.kind='information_gain' needs rollout.track_uncertainty=true")
+        if self.objective.kind in ("information_gain", "disagreement") and not self.rollout.track_uncertainty:
+            raise ValueError(f"objective.kind='{self.objective.kind}' needs rollout.track_uncertainty=true")
         if self.rollout.hallucination_scale > 0:
             raise ValueError("rollout.hallucination_scale must be 0 for PETS (η dims are not env actions)")
 
