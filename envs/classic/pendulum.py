@@ -16,6 +16,27 @@ import mujoco
 from mujoco import mjx
 
 from envs.base import EnvConfig, MjxEnv
+from envs.tasks import Task
+
+
+def _swing_up(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
+    return (next_obs[..., 0] + 1.0) / 2.0  # uprightness (cos θ + 1) / 2 in [0, 1]
+
+
+def _spin(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
+    return jp.tanh(next_obs[..., 2] / 5.0)  # counter-rotation (θ̇ > 0), saturating at ≈ 5 rad/s, in (-1, 1)
+
+
+def _hold_horizontal(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
+    return 1.0 - jp.abs(next_obs[..., 0]) - 0.1 * jp.abs(next_obs[..., 2])  # cos θ = 0, still; ≤ 1
+
+
+_TASKS = {
+    "swing_up": Task("swing_up", "(cos θ' + 1) / 2: the pole upright after the step, in [0, 1]", _swing_up),
+    "spin": Task("spin", "tanh(θ̇' / 5 rad/s): spin in the positive direction, in (-1, 1)", _spin),
+    "hold_horizontal": Task("hold_horizontal", "1 − |cos θ'| − 0.1·|θ̇'|: the pole held horizontal, ≤ 1",
+                            _hold_horizontal),
+}
 
 _XML = """
 <mujoco model="pendulum">
@@ -78,6 +99,10 @@ class Pendulum(MjxEnv):
     @classmethod
     def default_config(cls) -> PendulumConfig:
         return PendulumConfig()
+
+    def tasks(self) -> dict[str, Task]:
+        """swing_up, spin, hold_horizontal (rewards of the next observation; the same objects for every instance)."""
+        return dict(_TASKS)
 
     def _build_mj_model(self, config: PendulumConfig) -> mujoco.MjModel:
         xml = _XML.format(damping=config.joint_damping, length=config.pole_length, mass=config.pole_mass,

@@ -29,11 +29,15 @@ class Algorithm:
     # check_config(config, env, env_name): UserError for a config that cannot run on that env (e.g. a missing
     # prior run), called before the run directory is created
     check_config: Callable[[Any, Any, str], None] | None = None
+    # load_task_policy(run_dir, task_name) -> Policy planning zero-shot for a task of the env (`env.tasks()`) on
+    # the run's learned model; None for algorithms without a model to plan on (`saferl eval --task` refuses)
+    load_task_policy: Callable[[Any, str], Any] | None = None
 
 
 _REGISTRY: dict[str, Algorithm] = {}
 # Modules that register algorithms when imported (kept lazy so `import saferl` stays light).
-_BUILTIN_MODULES = ("saferl.agents.ppo", "saferl.agents.sac", "saferl.agents.pets", "saferl.agents.sooper")
+_BUILTIN_MODULES = ("saferl.agents.ppo", "saferl.agents.sac", "saferl.agents.pets", "saferl.agents.sooper",
+                    "saferl.agents.softae")
 
 
 def register(algorithm: Algorithm) -> None:

@@ -46,6 +46,22 @@ def envs_command() -> None:
     Console(width=160).print(table)
 
 
+@app.command("tasks")
+def tasks_command(env_name: str = typer.Argument(..., help="env name (see `saferl envs`)")) -> None:
+    """List an env's tasks: rewards of (obs, action, next_obs) that a model-based run (softae, pets) plans for
+    zero-shot with `saferl eval RUN --task NAME`."""
+    import envs
+
+    if env_name not in envs.names():
+        raise UserError(f"unknown env '{env_name}'; available: {', '.join(envs.names())}")
+    tasks = envs.make(env_name).tasks()
+    if not tasks:
+        _echo(f"{env_name} has no tasks")
+        return
+    for name, task in sorted(tasks.items()):
+        _echo(f"{name}: {task.description}")
+
+
 @app.command("train")
 def train_command(
     algo: Optional[str] = typer.Argument(None, help="algorithm: ppo, sac, pets, ... (optional with --resume)"),
@@ -116,22 +132,31 @@ def eval_command(
     shift: list[str] = typer.Option([], "--shift", help="evaluate on shifted physics: a preset name of the env "
                                     "(e.g. heavy_pole), `nominal`, or key=value of the shift (mass_scale=1.5, "
                                     "body_mass_scale={\"pole\":2}); repeatable. Default: the run's own world"),
+    task: Optional[str] = typer.Option(None, "--task", help="plan zero-shot for this task of the env (see `saferl "
+                                       "tasks ENV`) on the run's learned model and score the task's reward "
+                                       "(model-based runs: softae, pets)"),
 ) -> None:
     """Evaluate a run's policy in the world it trained in (domain randomisation off; its obs noise, action delay
-    and shift kept) or on `--shift`ed physics; writes RUN_DIR/eval.json (eval-<shift>.json with --shift)."""
+    and shift kept) or on `--shift`ed physics; writes RUN_DIR/eval.json (eval-<shift>.json with --shift;
+    eval-task-<task>[-<shift>].json with --task)."""
     from saferl.config import to_dict
     from saferl.policies import load_policy
     from saferl.policies.evaluate import evaluate
     from saferl.policies.worlds import evaluation_env, evaluation_world, shift_label
     from saferl.training.rundir import write_json_atomic
 
-    policy = load_policy(run_dir)
+    from envs.tasks import get_task
+
+    policy = load_policy(run_dir, task)
     world = evaluation_world(policy, shift)
-    result = evaluate(policy, evaluation_env(policy, world), episodes, seed, deterministic=not stochastic)
+    env = evaluation_env(policy, world)
+    chosen = None if task is None else get_task(env, task)
+    result = evaluate(policy, env, episodes, seed, deterministic=not stochastic, task=chosen)
     result["training_env"] = to_dict(world)
-    name = f"eval-{shift_label(shift)}.json" if shift else "eval.json"
+    parts = ([f"task-{task}"] if task else []) + ([shift_label(shift)] if shift else [])
+    name = f"eval-{'-'.join(parts)}.json" if parts else "eval.json"
     write_json_atomic(run_dir / name, result)
-    where = f" (shift: {shift_label(shift)})" if shift else ""
+    where = (f" (task: {task})" if task else "") + (f" (shift: {shift_label(shift)})" if shift else "")
     _echo(f"{policy.algo} on {policy.env_name}{where}, {episodes} episodes: return {result['mean_return']:.3f} "
           f"± {result['std_return']:.3f}, cost {result['mean_cost']:.3f} ± {result['std_cost']:.3f} "
           f"(budget {result['cost_budget']:g})")
@@ -144,6 +169,8 @@ def render_command(
     out: pathlib.Path = typer.Option(..., "--out", help="video file (.mp4; .gif without ffmpeg)"),
     seed: int = typer.Option(0, "--seed"),
     steps: Optional[int] = typer.Option(None, "--steps", help="env steps to render (default: one episode)"),
+    task: Optional[str] = typer.Option(None, "--task", help="render the zero-shot planner of this env task "
+                                       "(model-based runs, see `saferl eval --task`)"),
 ) -> None:
     """Render one episode of a run's policy to a video file."""
     import envs
@@ -153,7 +180,7 @@ def render_command(
 
     from saferl.policies.worlds import evaluation_env, evaluation_world
 
-    policy = load_policy(run_dir)
+    policy = load_policy(run_dir, task)
     env = evaluation_env(policy, evaluation_world(policy, []))
     written = render_rollout(env.unwrapped, rollout_states(policy, env, seed, steps), out)
     _echo(f"written: {written}")

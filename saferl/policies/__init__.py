@@ -16,11 +16,26 @@ from saferl.policies.policy import Policy, PolicyCarry, observe_cost, stateless,
 from saferl.policies.run_record import read_algo
 
 
-def load_policy(run_dir: pathlib.Path | str) -> Policy:
-    """The `Policy` of the run in `run_dir` (last checkpoint); `UserError` if the run dir is unusable."""
-    from saferl.agents import registry
+def load_policy(run_dir: pathlib.Path | str, task: str | None = None) -> Policy:
+    """The `Policy` of the run in `run_dir` (last checkpoint); `UserError` if the run dir is unusable.
 
-    return registry.get(read_algo(run_dir)).load_policy(pathlib.Path(run_dir))
+    With `task` (a name from the env's `tasks()`), a policy that plans zero-shot for that task on the run's
+    learned model (model-based runs only: `UserError` for others and for an unknown task name)."""
+    from envs.tasks import TaskError
+    from saferl.agents import registry
+    from saferl.errors import UserError
+
+    algorithm = registry.get(read_algo(run_dir))
+    if task is None:
+        return algorithm.load_policy(pathlib.Path(run_dir))
+    if algorithm.load_task_policy is None:
+        planners = [name for name in registry.names() if registry.get(name).load_task_policy is not None]
+        raise UserError(f"--task needs a run with a learned model to plan on; '{algorithm.name}' has none "
+                        f"(model-based algorithms: {', '.join(planners)})")
+    try:
+        return algorithm.load_task_policy(pathlib.Path(run_dir), task)
+    except TaskError as err:
+        raise UserError(str(err)) from None
 
 
 __all__ = ["Policy", "PolicyCarry", "load_policy", "observe_cost", "read_algo", "stateless", "stateless_carry"]

@@ -25,3 +25,9 @@ SOOPER_TINY = {"model.num_members": 2, "model.num_elites": 2, "model.hidden_size
                "planner.num_elites": 4, "planner.iterations": 2, "replan_every": 2, "critic_updates": 4,
                "critic_batch_size": 16, "buffer_capacity": 400}
 SOOPER_EPISODE = 40
+
+# SoftAE: PETS's tiny sizes (the loop and the policies, not learning: see tests/agents/test_softae_learning.py)
+SOFTAE_TINY = {"model.num_members": 2, "model.num_elites": 2, "model.hidden_sizes": [32, 32], "model.epochs": 3,
+               "model.batch_size": 32, "task_rollout.num_particles": 2, "planner.horizon": 5,
+               "planner.population": 32, "planner.num_elites": 4, "planner.iterations": 2, "action_repeat": 2,
+               "buffer_capacity": 500}

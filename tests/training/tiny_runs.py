@@ -61,3 +61,15 @@ def sooper_run(method: str = "sooper", episodes: int = 3) -> RunResult:
                  overrides={**SOOPER_TINY, "prior": prior},
                  env_overrides={**SOOPER_ENV, "shift.preset": "heavy_pole"}, out=_out(f"{method}-{episodes}"),
                  progress=False, tensorboard=False)
+
+
+@functools.cache
+def softae_run(exploration: str = "info_gain", episodes: int = 3) -> RunResult:
+    """A SoftAE run of `episodes` episodes (1 random, then the strategy) of SOFTAE_TINY on pendulum with PETS_ENV."""
+    from tiny_configs import SOFTAE_TINY
+
+    overrides = {**SOFTAE_TINY, "exploration": exploration}
+    if exploration == "task":
+        overrides["task"] = "swing_up"
+    return train("softae", "pendulum", steps=episodes * PETS_EPISODE, overrides=overrides, env_overrides=PETS_ENV,
+                 out=_out(f"softae-{exploration}-{episodes}"), progress=False, tensorboard=False)

@@ -7,7 +7,7 @@ from saferl.agents.pets.policy import load_policy, mpc_policy
 from saferl.agents.pets.train import EpisodeRunner, train
 
 registry.register(registry.Algorithm(
-    name="pets", config_cls=PETSConfig, train=train, load_policy=load_policy,
+    name="pets", config_cls=PETSConfig, train=train, load_policy=load_policy, load_task_policy=load_policy,
     description="PETS: probabilistic ensemble, TS∞ rollouts, iCEM MPC (model-based)",
     uses_recorded_data=True))
 

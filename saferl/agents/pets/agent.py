@@ -79,6 +79,10 @@ class PETSAgent:
                                  buffer_lib.example_transition(self.obs_size, self.action_size))
         return PETSState(model=model, buffer=buffer, key=key, episode=jp.zeros((), jp.int32))
 
+    def random_episode(self, episode: int) -> bool:
+        """Whether episode `episode` (0-based) collects with uniform random actions instead of the planner."""
+        return episode < self.config.random_episodes
+
     def mpc_policy(self, model: EnsembleState) -> Policy:
         """The MPC policy of `model` on this agent's env (what a run's `load_policy` gives, too)."""
         return mpc_policy(self.config, model, self.env)

@@ -18,10 +18,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jp
 
-from saferl.agents.pets.config import PETSConfig
+from envs.tasks import Task
 from saferl.models import ensemble
 from saferl.models.ensemble import EnsembleState
-from saferl.planning import ModelFns, icem, make_objective, make_rollout_fn
+from saferl.planning import ModelFns, icem, make_objective, make_rollout_fn, reward_objective
+from saferl.planning.rollout import hallucinated_action_size
 from saferl.policies.policy import Policy, PolicyCarry
 
 
@@ -39,63 +40,81 @@ def model_fns(model: EnsembleState) -> ModelFns:
                     model.config.num_members)
 
 
-def planned_action(config: PETSConfig, model: EnsembleState, key: jax.Array, obs: jax.Array,
-                   warm_start: icem.PlannerState, remaining_budget: jax.Array) -> tuple[jax.Array, icem.PlanInfo]:
-    """MPC: plan from obs [obs_dim] and return the first action [act_dim] in [-1, 1] and the planner info."""
+def planned_action(config: Any, model: EnsembleState, key: jax.Array, obs: jax.Array,
+                   warm_start: icem.PlannerState, remaining_budget: jax.Array,
+                   task: Task | None = None) -> tuple[jax.Array, icem.PlanInfo]:
+    """MPC: plan from obs [obs_dim] and return the first action [act_dim] in [-1, 1] and the planner info.
+
+    `config` is any config with `planner`, `rollout`, `objective` and `action_repeat` (PETSConfig, SoftAE's
+    planning configs). With a `task`, the planner maximises the task's reward r(obs, action, next_obs) on the
+    model's trajectories instead of `config.objective.kind` (zero-shot planning; the cost budget is handled as
+    `config.objective.constraint` says). Hallucinated-control dims, if any, are dropped from the action.
+    """
     rollout_fn = make_rollout_fn(model_fns(model), config.rollout, obs)
-    objective_fn = make_objective(config.objective, remaining_budget)
+    if task is None:
+        objective_fn = make_objective(config.objective, remaining_budget)
+    else:
+        objective = config.objective
+        objective_fn = reward_objective(task.reward, objective.discount, objective.constraint, objective.penalty,
+                                        remaining_budget)
     actions, info = icem.plan(config.planner, key, rollout_fn, objective_fn, warm_start)
-    return actions[0], info
+    return actions[0, :model.action_size], info
 
 
-def mpc_init_carry(config: PETSConfig, action_size: int) -> PolicyCarry:
-    """A fresh episode: nothing spent, zero-mean warm start."""
+def mpc_init_carry(config: Any, action_size: int, obs_size: int = 0) -> PolicyCarry:
+    """A fresh episode: nothing spent, zero-mean warm start (wider by obs_size η dims with hallucination)."""
     zero = jp.zeros((), jp.float32)
-    return PolicyCarry(cost_spent=zero, memory=MPCMemory(icem.init_state(config.planner, action_size), zero,
-                                                         zero + 1.0))
+    width = hallucinated_action_size(config.rollout, action_size, obs_size)
+    return PolicyCarry(cost_spent=zero, memory=MPCMemory(icem.init_state(config.planner, width), zero, zero + 1.0))
 
 
-def mpc_decide(config: PETSConfig, budget: float, model: EnsembleState, carry: PolicyCarry, obs: jax.Array,
-               key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
+def mpc_decide(config: Any, budget: float, task: Task | None, model: EnsembleState, carry: PolicyCarry,
+               obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
     """One MPC decision from obs [obs_dim]: plan with the carried warm start against `budget − cost spent`."""
     remaining_budget = budget - carry.cost_spent
-    action, info = planned_action(config, model, key, obs, carry.memory.warm_start, remaining_budget)
+    action, info = planned_action(config, model, key, obs, carry.memory.warm_start, remaining_budget, task)
     memory = MPCMemory(info.next_init, info.best_value.astype(jp.float32),
                        info.feasible_fraction.astype(jp.float32))
     return action, carry.replace(memory=memory)
 
 
-# one compiled planner per (config, budget) for every policy built from a model of that config
-_jitted_decide = jax.jit(mpc_decide, static_argnums=(0, 1))
+# one compiled planner per (config, budget, task) for every policy built from a model of that config
+_jitted_decide = jax.jit(mpc_decide, static_argnums=(0, 1, 2))
 
 
-def mpc_policy(config: PETSConfig, model: EnsembleState, env: Any, env_name: str = "",
-               run_dir: pathlib.Path | None = None) -> Policy:
+def mpc_policy(config: Any, model: EnsembleState, env: Any, env_name: str = "",
+               run_dir: pathlib.Path | None = None, task: Task | None = None, algo: str = "pets") -> Policy:
     """`Policy` whose `act(carry, obs [obs_dim], key) -> (action [act_dim], carry)` plans on `model` for `env`
-    (its sizes and episode cost budget). Usable inside `jit` (e.g. with a traced `model`)."""
+    (its sizes and episode cost budget), maximising `config.objective` or, given, a `task`'s reward. Usable
+    inside `jit` (e.g. with a traced `model`)."""
     obs_size, action_size, cost_budget = int(env.observation_size), int(env.action_size), float(env.cost_budget)
     budget = cost_budget if cost_budget > 0 else math.inf
 
     try:
-        decide = functools.partial(_jitted_decide, config, budget)
-        hash(config)
+        decide = functools.partial(_jitted_decide, config, budget, task)
+        hash((config, task))
     except TypeError:  # an unhashable config (e.g. lists from a hand-made dict): plan without the shared cache
-        decide = jax.jit(functools.partial(mpc_decide, config, budget))
+        decide = jax.jit(functools.partial(mpc_decide, config, budget, task))
 
     def act(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
         return decide(model, carry, jp.asarray(obs, jp.float32), key)
 
-    return Policy(act=act, init_carry=functools.partial(mpc_init_carry, config, action_size), params=model,
-                  apply=None, observation_size=obs_size, action_size=action_size, env_name=env_name,
-                  env_config=getattr(env, "config", None), cost_budget=cost_budget, algo="pets", sample=None,
+    return Policy(act=act, init_carry=functools.partial(mpc_init_carry, config, action_size, obs_size),
+                  params=model, apply=None, observation_size=obs_size, action_size=action_size, env_name=env_name,
+                  env_config=getattr(env, "config", None), cost_budget=cost_budget, algo=algo, sample=None,
                   run_dir=run_dir, action_repeat=config.action_repeat)
 
 
-def load_policy(run_dir: pathlib.Path | str) -> Policy:
-    """`Algorithm.load_policy`: rebuild env and agent from the run's config and restore the latest model."""
+def load_policy(run_dir: pathlib.Path | str, task: str | None = None) -> Policy:
+    """`Algorithm.load_policy`: rebuild env and agent from the run's config and restore the latest model.
+
+    With `task` (a name from `env.tasks()`), the policy plans for that task's reward instead of the run's
+    objective: zero-shot, on the model the run learned (`Algorithm.load_task_policy`)."""
+    from envs.tasks import get_task
     from saferl.agents.pets.agent import make_agent
     from saferl.training.restore import restore_run_state
 
     run = restore_run_state(run_dir, lambda config, env, world: make_agent(config, env, world).init)
-    policy = mpc_policy(run.algo_config, run.state.model, run.env, run.record.env, run.record.path)
+    chosen = None if task is None else get_task(run.env, task)
+    policy = mpc_policy(run.algo_config, run.state.model, run.env, run.record.env, run.record.path, task=chosen)
     return dataclasses.replace(policy, env_config=run.env_config, training_env=run.training_env)

@@ -27,7 +27,7 @@ class EpisodeRunner:
 
     def _collect(self, state: PETSState, key: jax.Array) -> tuple[Any, Any, bool, float]:
         """(transitions, stats, random?, seconds spent collecting, compilation excluded)."""
-        random = int(state.episode) < self.agent.config.random_episodes
+        random = self.agent.random_episode(int(state.episode))
         collect = self.agent.compiled_collect(state.model, key)
         start = time.perf_counter()
         transitions, stats = jax.block_until_ready(collect(state.model, key, jnp.array(random)))
@@ -69,10 +69,16 @@ def add_recorded_data(agent: PETSAgent, state: PETSState, batch: dict[str, np.nd
 
 def train(ctx: Any) -> dict[str, float]:
     """`Algorithm.train`: PETS for `ctx.total_steps` env steps (rounded up to whole episodes)."""
+    config: PETSConfig = ctx.algo_config
+    return train_episodes(ctx, make_agent(config, ctx.env, ctx.training_env), "pets")
+
+
+def train_episodes(ctx: Any, agent: PETSAgent, algo: str) -> dict[str, float]:
+    """The episodic model-based job (PETS, SoftAE) of `agent` for `ctx.total_steps` env steps (whole episodes):
+    fresh or resumed state, recorded data before the first fit, one `EpisodeRunner` chunk per episode."""
     from saferl.training.loop import run_chunks
 
-    config: PETSConfig = ctx.algo_config
-    agent = make_agent(config, ctx.env, ctx.training_env)
+    config = agent.config
     state = agent.init(jax.random.PRNGKey(ctx.seed))
     restored = ctx.resume(state)
     if restored is not None:
@@ -84,5 +90,5 @@ def train(ctx: Any) -> dict[str, float]:
         ctx, state, EpisodeRunner(agent), steps_per_chunk=per_episode, start_steps=int(state.episode) * per_episode,
         checkpoint_every=config.checkpoint_every_episodes * per_episode,
         watched=lambda s: {"model": s.model.params},
-        extra=lambda steps: {"episode": steps // per_episode, "algo": "pets"})
+        extra=lambda steps: {"episode": steps // per_episode, "algo": algo})
     return {"env_steps": float(env_steps), **row}

@@ -1,0 +1,113 @@
+"""SoftAE configuration: how the robot is explored (the strategy and its planner) and how tasks are then planned.
+
+Strategies (`exploration`):
+  * "info_gain"     — SoftAE: iCEM on the model maximises Σ_t Σ_j ½·log(1 + σ²_epi,j / σ²_ale,j) over the Δobs
+                      outputs (OPAX / MaxInfoRL's intrinsic reward), optionally with hallucinated control
+                      (`hallucination_scale` > 0: the planner also picks η ∈ [−1, 1]^obs, s' = μ + β·σ_epi⊙η).
+  * "disagreement"  — baseline: Σ_t ‖σ_epi‖² (member disagreement without the aleatoric normalisation).
+  * "random"        — baseline: uniform random actions in [−1, 1].
+  * "colored_noise" — baseline: temporally correlated Gaussian noise (power ∝ f^−β over the episode), clipped.
+  * "task"          — baseline: task-specific PETS: plan for the reward of `task` (a name from `env.tasks()`)
+                      with the same number of env steps.
+Every strategy starts with `random_episodes` uniform-random episodes, then refits the ensemble after each episode.
+With `cost_constraint` ≠ "none" the planned strategies keep the model's predicted episode cost within the env's
+budget (safe exploration; the cost spent is logged either way). Zero-shot task planning after exploration uses
+`task_rollout` (TS∞ particles) and the same planner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from saferl.models import EnsembleConfig
+from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig
+
+STRATEGIES = ("info_gain", "disagreement", "random", "colored_noise", "task")
+PLANNED = ("info_gain", "disagreement", "task")
+_OBJECTIVE_KIND = {"info_gain": "information_gain", "disagreement": "disagreement", "task": "return"}
+
+
+def _cpu_model() -> EnsembleConfig:
+    # PETS's CPU sizes; calibrated σ's make the information gain mean the same thing for every output
+    return EnsembleConfig(num_members=5, hidden_sizes=(128, 128, 128), num_elites=5, epochs=200, max_steps=1500,
+                          patience=5, batch_size=128, learning_rate=1e-3)
+
+
+def _cpu_planner() -> ICEMConfig:
+    return ICEMConfig(horizon=10, population=100, num_elites=10, iterations=2, noise_beta=2.0,
+                      keep_elites_fraction=0.5, population_decay=1.0, init_std=0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanningConfig:
+    """What the MPC machinery (`saferl.agents.pets.policy`) needs: planner, rollout, objective, action repeat."""
+
+    planner: ICEMConfig
+    rollout: RolloutConfig
+    objective: ObjectiveConfig
+    action_repeat: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftAEConfig:
+    """`saferl train softae --env soft_arm --set exploration=disagreement --set planner.horizon=15 ...`"""
+
+    exploration: Literal["info_gain", "disagreement", "random", "colored_noise", "task"] = "info_gain"
+    task: str = ""  # env task planned for by exploration='task' (the task-specific PETS baseline)
+    model: EnsembleConfig = dataclasses.field(default_factory=_cpu_model)  # probabilistic ensemble
+    # exploration rollouts: mean propagation (every member at every step gives σ_epi), uncertainty tracked
+    rollout: RolloutConfig = dataclasses.field(
+        default_factory=lambda: RolloutConfig("mean", 1, sample_aleatoric=False, track_uncertainty=True))
+    task_rollout: RolloutConfig = dataclasses.field(default_factory=lambda: RolloutConfig("tsinf", 5))  # tasks
+    planner: ICEMConfig = dataclasses.field(default_factory=_cpu_planner)  # iCEM (MPC, replans every decision)
+    discount: float = 1.0  # γ of the planned objective over the horizon, in (0, 1]
+    cost_constraint: Literal["none", "penalty", "feasibility"] = "none"  # E[Σ cost] ≤ remaining budget (safe exploration)
+    penalty: float = 10.0  # for cost_constraint="penalty"
+    colored_noise_beta: float = 1.0  # exploration='colored_noise': spectrum exponent β (0 white, 2 brown), ≥ 0
+    colored_noise_scale: float = 0.6  # exploration='colored_noise': action = clip(scale · noise), > 0
+    action_repeat: int = 2  # env steps per decision (the model's step), ≥ 1
+    random_episodes: int = 1  # uniform-random episodes before the first fit, ≥ 1
+    buffer_capacity: int = 10_000  # transitions (decisions) kept for model fitting, ≥ 1
+    checkpoint_every_episodes: int = 1  # episodes between checkpoints (the last one is always saved), ≥ 1
+
+    def __post_init__(self) -> None:
+        if self.exploration not in STRATEGIES:
+            raise ValueError(f"exploration must be one of {', '.join(STRATEGIES)}, got {self.exploration!r}")
+        if self.exploration == "task" and not self.task:
+            raise ValueError("exploration='task' (task-specific PETS) needs task=NAME (see `saferl tasks ENV`)")
+        for name in ("action_repeat", "random_episodes", "buffer_capacity", "checkpoint_every_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.colored_noise_beta >= 0 or not self.colored_noise_scale > 0:
+            raise ValueError(f"colored_noise_beta must be >= 0 and colored_noise_scale > 0, got "
+                             f"{self.colored_noise_beta}, {self.colored_noise_scale}")
+        if not self.rollout.track_uncertainty and self.exploration in ("info_gain", "disagreement"):
+            raise ValueError(f"exploration='{self.exploration}' needs rollout.track_uncertainty=true")
+        for name in ("rollout", "task_rollout"):
+            rollout = getattr(self, name)
+            if rollout.propagation != "mean" and rollout.num_particles % self.model.num_members:
+                raise ValueError(f"{name}.num_particles ({rollout.num_particles}) must be a multiple of "
+                                 f"model.num_members ({self.model.num_members})")
+        if self.task_rollout.hallucination_scale > 0:
+            raise ValueError("task_rollout.hallucination_scale must be 0 (tasks are planned on the model's mean)")
+        ObjectiveConfig(discount=self.discount, constraint=self.cost_constraint, penalty=self.penalty)  # validates
+
+    @property
+    def planned(self) -> bool:
+        """Whether exploration plans on the model (else: random actions every episode)."""
+        return self.exploration in PLANNED
+
+    def exploration_planning(self) -> PlanningConfig:
+        """The planner that explores (info gain / disagreement on `rollout`; the task's return on `task_rollout`)."""
+        rollout = self.task_rollout if self.exploration == "task" else self.rollout
+        kind = _OBJECTIVE_KIND.get(self.exploration, "return")
+        return PlanningConfig(self.planner, rollout, self._objective(kind), self.action_repeat)
+
+    def task_planning(self) -> PlanningConfig:
+        """The planner of zero-shot tasks (and of the model's own reward head when no task is given)."""
+        return PlanningConfig(self.planner, self.task_rollout, self._objective("return"), self.action_repeat)
+
+    def _objective(self, kind: str) -> ObjectiveConfig:
+        return ObjectiveConfig(kind=kind, discount=self.discount, constraint=self.cost_constraint,
+                               penalty=self.penalty)
