@@ -6,7 +6,8 @@ sampling function, shared with the per-episode `EpisodeRandomizationWrapper`.
 
 Each parameter is multiplied by a factor drawn uniformly from its range, independently per env and per
 element: body mass (and inertia, i.e. a density change), geom sliding friction, joint damping, actuator
-gain (`gainprm[0]`, with `biasprm[1:3]` so position/velocity servos keep their set-points).
+gain (`gainprm[0]`, with `biasprm[1:3]` so position/velocity servos keep their set-points; for a muscle its peak
+force `gainprm[2]` = `biasprm[2]`, see `actuator_gain_columns`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jp
+import mujoco
+import numpy as np
 from brax.envs.base import Env, State, Wrapper
 from mujoco import mjx
 
@@ -58,6 +61,19 @@ def _scale(rng: jax.Array, shape: tuple[int, ...], bounds: Range) -> jax.Array:
     return jax.random.uniform(rng, shape, minval=bounds[0], maxval=bounds[1])
 
 
+def actuator_gain_columns(gaintype: np.ndarray, ngain: int, nbias: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks [nu, ngain], [nu, nbias] of the `gainprm` / `biasprm` entries an actuator-gain factor
+    multiplies: `gainprm[0]` and `biasprm[1:3]` (motors, position/velocity servos), but a muscle's peak force
+    `gainprm[2]` and `biasprm[2]` (its other entries are lengths and curve shapes)."""
+    muscle = np.asarray(gaintype) == int(mujoco.mjtGain.mjGAIN_MUSCLE)
+    gain = np.zeros((muscle.size, ngain), bool)
+    bias = np.zeros((muscle.size, nbias), bool)
+    gain[~muscle, 0] = True
+    bias[~muscle, 1:3] = True
+    gain[muscle, 2] = bias[muscle, 2] = True
+    return gain, bias
+
+
 def randomized_fields(model: mjx.Model, rng: jax.Array, config: DomainRandomizationConfig
                       ) -> dict[str, jax.Array]:
     """One draw of the randomised `mjx.Model` fields (unbatched): {field name: new value, shaped like `model`'s}.
@@ -68,13 +84,15 @@ def randomized_fields(model: mjx.Model, rng: jax.Array, config: DomainRandomizat
     friction = _scale(friction_rng, model.geom_friction.shape[:1], config.friction_scale)
     damping = _scale(damping_rng, model.dof_damping.shape, config.damping_scale)
     gain = _scale(gain_rng, model.actuator_gainprm.shape[:1], config.actuator_gain_scale)
+    gain_columns, bias_columns = actuator_gain_columns(model.actuator_gaintype, model.actuator_gainprm.shape[1],
+                                                       model.actuator_biasprm.shape[1])
     return {
         "body_mass": model.body_mass * mass,
         "body_inertia": model.body_inertia * mass[:, None],
         "geom_friction": model.geom_friction.at[:, 0].multiply(friction),
         "dof_damping": model.dof_damping * damping,
-        "actuator_gainprm": model.actuator_gainprm.at[:, 0].multiply(gain),
-        "actuator_biasprm": model.actuator_biasprm.at[:, 1:3].multiply(gain[:, None]),
+        "actuator_gainprm": model.actuator_gainprm * jp.where(gain_columns, gain[:, None], 1.0),
+        "actuator_biasprm": model.actuator_biasprm * jp.where(bias_columns, gain[:, None], 1.0),
     }
 
 

@@ -15,6 +15,7 @@ import mujoco
 
 from envs.base import MjxEnv
 from envs.registry import EnvError, make
+from envs.wrappers.domain_randomization import actuator_gain_columns
 
 
 def _body_ids(model: mujoco.MjModel, names: Mapping[str, float]) -> list[tuple[int, float]]:
@@ -28,10 +29,13 @@ def _body_ids(model: mujoco.MjModel, names: Mapping[str, float]) -> list[tuple[i
 def shift_model(model: mujoco.MjModel, *, mass_scale: float = 1.0,
                 body_mass_scale: Mapping[str, float] | None = None, friction_scale: float = 1.0,
                 damping_scale: float = 1.0, actuator_gain_scale: float = 1.0,
-                gravity_scale: float = 1.0) -> mujoco.MjModel:
-    """A copy of `model` with masses (and inertias), friction, joint damping, actuator gain and gravity scaled."""
+                gravity_scale: float = 1.0, fluid_density_scale: float = 1.0,
+                fluid_viscosity_scale: float = 1.0) -> mujoco.MjModel:
+    """A copy of `model` with masses (and inertias), friction, joint damping, actuator gain (a muscle's peak
+    force), gravity and the fluid's density and viscosity (`opt.density`, `opt.viscosity`) scaled."""
     scales = dict(mass_scale=mass_scale, friction_scale=friction_scale, damping_scale=damping_scale,
-                  actuator_gain_scale=actuator_gain_scale, gravity_scale=gravity_scale)
+                  actuator_gain_scale=actuator_gain_scale, gravity_scale=gravity_scale,
+                  fluid_density_scale=fluid_density_scale, fluid_viscosity_scale=fluid_viscosity_scale)
     for name, value in scales.items():
         if not value > 0:
             raise EnvError(f"{name} must be > 0, got {value}")
@@ -45,22 +49,27 @@ def shift_model(model: mujoco.MjModel, *, mass_scale: float = 1.0,
         shifted.body_inertia[body] *= scale
     shifted.geom_friction[:, 0] *= friction_scale
     shifted.dof_damping[:] *= damping_scale
-    shifted.actuator_gainprm[:, 0] *= actuator_gain_scale
-    shifted.actuator_biasprm[:, 1:3] *= actuator_gain_scale
+    gain_columns, bias_columns = actuator_gain_columns(model.actuator_gaintype, model.actuator_gainprm.shape[1],
+                                                       model.actuator_biasprm.shape[1])
+    shifted.actuator_gainprm[gain_columns] *= actuator_gain_scale
+    shifted.actuator_biasprm[bias_columns] *= actuator_gain_scale
     shifted.opt.gravity[:] *= gravity_scale
+    shifted.opt.density *= fluid_density_scale
+    shifted.opt.viscosity *= fluid_viscosity_scale
     mujoco.mj_setConst(shifted, mujoco.MjData(shifted))
     return shifted
 
 
 _PHYSICAL_KEYS = ("mass_scale", "body_mass_scale", "friction_scale", "damping_scale", "actuator_gain_scale",
-                  "gravity_scale")
+                  "gravity_scale", "fluid_density_scale", "fluid_viscosity_scale")
 
 
 def dynamics_shift(name: str | MjxEnv, **changes: Any) -> MjxEnv:
     """Env `name` (or a fresh copy of env instance `name`) with physical `changes` and config overrides.
 
     Physical keys: mass_scale, body_mass_scale={body: scale}, friction_scale, damping_scale,
-    actuator_gain_scale, gravity_scale; any other key must be a field of the env's config.
+    actuator_gain_scale, gravity_scale, fluid_density_scale, fluid_viscosity_scale; any other key must be a field
+    of the env's config.
     """
     physical = {k: changes.pop(k) for k in list(changes) if k in _PHYSICAL_KEYS}
     if isinstance(name, MjxEnv):
