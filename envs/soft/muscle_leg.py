@@ -92,8 +92,8 @@ GRF = 10 + N_MUSCLES
 @dataclasses.dataclass(frozen=True)
 class MuscleLegConfig(EnvConfig):
     ctrl_dt: float = 0.02  # s (4 substeps); 1000 steps = 20 s
-    # s: resolves muscle activation (time constant 0.01·(0.5 + 1.5·act) ≥ 5 ms, explicit Euler would overshoot
-    # above one step per time constant) and foot impacts (contact time constant 20 ms, MuJoCo asks ≤ half)
+    # s: resolves muscle activation (time constant 15 ms·(0.5 + 1.5·act) ≥ 7.5 ms; explicit Euler jumps to the
+    # command at one step per time constant) and foot impacts (contact time constant 20 ms, MuJoCo asks ≤ half)
     sim_dt: float = 0.005
     episode_length: int = 1000  # steps
     cost_budget: float = 50.0  # allowed steps near a joint limit or overloaded per episode
@@ -103,8 +103,10 @@ class MuscleLegConfig(EnvConfig):
     thigh_length: float = 0.4  # m
     shank_length: float = 0.4  # m
     muscle_strength: float = 1.0  # × every muscle's peak isometric force (MUSCLE_FORCES)
-    activation_time: float = 0.01  # s, muscle activation time constant (MuJoCo's default)
-    deactivation_time: float = 0.04  # s, muscle deactivation time constant (MuJoCo's default)
+    # s, muscle activation / deactivation time constants (Thelen 2003). MuJoCo's defaults 10 / 40 ms make the
+    # rise at act = 0 (10 ms · 0.5 = 5 ms) one 5 ms Euler step: activation would jump to the command at once
+    activation_time: float = 0.015
+    deactivation_time: float = 0.05
     ankle_motor_torque: float = 15.0  # N·m at |action| = 1 (dorsiflexion positive)
     joint_stiffness: float = 30.0  # N·m/rad, passive spring of each leg joint toward its rest angle
     joint_damping: float = 0.5  # N·m·s/rad
