@@ -124,7 +124,7 @@ def test_tasks_reward_the_transitions_that_do_them(env, runs):
     assert standing.mean() > -0.01 > flailing.mean()
     toe = muscle_leg.TOE_X
     near, far = obs[0, 0].copy(), obs[0, 0].copy()
-    near[toe:toe + 2] = (0.33, 0.28)
+    near[toe:toe + 2] = (0.28, 0.09)
     assert tasks["kick"](obs[0, 0], action[0], np.stack([near, far])).argmax() == 0
     high = obs[0, 0].copy()
     high[muscle_leg.HEIGHT] += 0.1
