@@ -31,12 +31,14 @@ from envs.tasks import Task, TaskError, get_task
 from envs.registry import EnvError, default_config, env_class, make, make_config, names, register
 from envs.safety.point_goal import PointGoal
 from envs.safety.safe_cartpole import SafeCartpole
+from envs.soft.soft_arm import SoftArm
 from envs.soft.muscle_leg import MuscleLeg
 from envs.soft.soft_fish import SoftFish
 
 register("pendulum", Pendulum)
 register("safe_cartpole", SafeCartpole)
 register("point_goal", PointGoal)
+register("soft_arm", SoftArm)
 register("soft_fish", SoftFish)
 register("muscle_leg", MuscleLeg)
 
