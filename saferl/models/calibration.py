@@ -1,8 +1,11 @@
 """Calibration of Gaussian predictions on held-out data: interval coverage, expected calibration error
-(ECE over central intervals at levels p = 0.05 … 0.95) and a post-hoc per-output σ scale (OPAX-style).
+(ECE over central intervals at levels p = 0.05 … 0.95) and post-hoc per-output σ calibration.
 
-All functions take a predictive mean/var [N, out] (e.g. `uncertainty.predictive_moments`), targets
-[N, out] and optional row weights [N] (0/1, for masked fixed-size batches).
+An ensemble's predictive variance is calibrated per output as a²·σ_ale² + σ_epi²·(1 + c²·σ_epi²), σ's in
+normalised units (`fit_uncertainty_scales`): the growth c ≥ 0 on a held-out region the members never trained
+on (off the data, errors of a mean the members agree on outgrow their spread), the aleatoric scale a on random
+held-out rows. All functions take a predictive mean/var [N, out] (e.g. `uncertainty.predictive_moments`) or
+its parts, targets [N, out] and optional row weights [N] (0/1, for masked fixed-size batches).
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from jax.scipy.special import erfinv
 _MIN_VAR = 1e-12
 LEVELS = jnp.linspace(0.05, 0.95, 19)  # nominal central-interval probabilities used by the ECE
 SCALE_CANDIDATES = jnp.logspace(-1.0, 1.0, 81)  # σ multipliers searched by fit_calibration_scale (≈6 % steps)
+# aleatoric σ multipliers (≈6 % steps): noise-free outputs (e.g. angle features) need scales ≪ 0.1
+ALEATORIC_CANDIDATES = jnp.logspace(-3.0, 2.0, 201)
+# epistemic growth c (1 / normalised σ, ≈12 % steps), 0: the raw member spread; it only ever widens it
+EPISTEMIC_CANDIDATES = jnp.concatenate([jnp.zeros(1), jnp.logspace(-1.0, 4.0, 101)])
 
 
 def _abs_z(mean: jax.Array, var: jax.Array, targets: jax.Array) -> jax.Array:
@@ -57,7 +64,51 @@ def expected_calibration_error(mean: jax.Array, var: jax.Array, targets: jax.Arr
 def fit_calibration_scale(mean: jax.Array, var: jax.Array, targets: jax.Array,
                           weights: jax.Array | None = None) -> jax.Array:
     """Per-output σ multiplier [out] from SCALE_CANDIDATES minimising that output's ECE."""
-    abs_z = _abs_z(mean, var, targets)
-    # lax.map (not vmap): one candidate at a time keeps memory at O(levels · N · out)
-    per_scale = jax.lax.map(lambda s: _level_errors(abs_z / s, weights).mean(axis=0), SCALE_CANDIDATES)
-    return SCALE_CANDIDATES[jnp.argmin(per_scale, axis=0)]
+    abs_error = jnp.abs(targets - mean)
+    return fit_variance_scale(abs_error, jnp.zeros_like(var), var, SCALE_CANDIDATES, weights)
+
+
+def fit_variance_scale(abs_error: jax.Array, fixed_var: jax.Array, scaled_var: jax.Array, candidates: jax.Array,
+                       weights: jax.Array | None = None, neutral: float = 1.0) -> jax.Array:
+    """Per-output s [out] from `candidates` minimising the ECE of |error| [N, out] under fixed_var + s²·scaled_var.
+
+    Ties (e.g. scaled_var = 0) go to the candidate closest to `neutral`, which is also the answer when no
+    row has weight.
+    """
+    def per_output_ece(s: jax.Array) -> jax.Array:
+        var = jnp.maximum(fixed_var + jnp.square(s) * scaled_var, _MIN_VAR)
+        return _level_errors(abs_error / jnp.sqrt(var), weights).mean(axis=0)
+
+    per_scale = jax.lax.map(per_output_ece, candidates)  # [candidates, out], one at a time for memory
+    tie_break = 1e-6 * jnp.abs(jnp.log1p(candidates) - jnp.log1p(neutral))
+    best = candidates[jnp.argmin(per_scale + tie_break[:, None], axis=0)]
+    has_rows = abs_error.shape[0] > 0 if weights is None else weights.sum() > 0
+    return jnp.where(has_rows, best, neutral)
+
+
+def fit_uncertainty_scales(in_dist: tuple[jax.Array, ...], region: tuple[jax.Array, ...],
+                           in_weights: jax.Array | None = None, region_weights: jax.Array | None = None,
+                           rounds: int = 2) -> tuple[jax.Array, jax.Array]:
+    """Aleatoric scale a and epistemic growth c [out] of the variance a²·ale_var + epi_var·(1 + c²·epi_var).
+
+    `in_dist` and `region` are each (abs_error, ale_var, epi_var) [N, out] in normalised units: random
+    held-out rows from the training distribution, and rows of a region the members never trained on.
+    Alternating `rounds` times, c ∈ EPISTEMIC_CANDIDATES minimises the region's ECE given a, then
+    a ∈ ALEATORIC_CANDIDATES the in-distribution ECE given c (off the data the member spread dominates,
+    on it the noise does; where the members' spread alone over-covers, a goes to its floor).
+    """
+    err_in, ale_in, epi_in = in_dist
+    err_region, ale_region, epi_region = region
+    aleatoric = jnp.ones(err_in.shape[-1])
+    growth = jnp.zeros(err_in.shape[-1])
+    for _ in range(rounds):
+        growth = fit_variance_scale(err_region, jnp.square(aleatoric) * ale_region + epi_region,
+                                    jnp.square(epi_region), EPISTEMIC_CANDIDATES, region_weights, neutral=0.0)
+        aleatoric = fit_variance_scale(err_in, calibrated_epistemic_variance(epi_in, growth), ale_in,
+                                       ALEATORIC_CANDIDATES, in_weights)
+    return aleatoric, growth
+
+
+def calibrated_epistemic_variance(epi_var: jax.Array, growth: jax.Array) -> jax.Array:
+    """σ_epi² (1 + c²·σ_epi²) of the members' spread σ_epi² [..., out] (normalised units) and growth c [out]."""
+    return epi_var * (1.0 + jnp.square(growth) * epi_var)

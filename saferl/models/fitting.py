@@ -1,10 +1,12 @@
 """Training of the stacked ensemble in one compiled program.
 
-Data: a random held-out split (shared by members) for early stopping, elite selection and calibration;
-each member trains on its own bootstrap resample (or its own shuffling) of the rest. Epochs run in a
-`lax.while_loop` that stops after `patience` epochs without a relative held-out improvement (or on a
-non-finite loss), or once `max_steps` gradient steps are done (small data sets then train for many epochs,
-refits on large ones stay cheap); minibatches in a `lax.fori_loop` (a scan when no mask is given). The best
+Data: a random held-out split (shared by members) for early stopping, elite selection and the aleatoric σ
+scale; when calibrating, also a held-out region (the tails of every input feature, each on a random side:
+edges of the data the members must extrapolate to) for the epistemic σ growth; each member trains on its
+own bootstrap resample (or its own shuffling) of the rest. Epochs run in a `lax.while_loop` that stops
+after `patience` epochs without a relative held-out improvement (or on a non-finite loss), or once
+`max_steps` gradient steps are done (small data sets then train for many epochs, refits on large ones stay
+cheap); minibatches in a `lax.fori_loop` (a scan when no mask is given). The best
 held-out parameters of each member are kept (mbrl-lib style).
 """
 
@@ -31,22 +33,32 @@ _ARCH_FIELDS = ("num_members", "hidden_sizes", "activation", "deterministic", "n
 
 @struct.dataclass
 class FitMetrics:
-    """What one `fit` did. Losses and NLL/MSE are in normalised target units; NLL in nats per output."""
+    """What one `fit` did. Losses and NLL/MSE are in normalised target units; NLL in nats per output.
+
+    Coverages and ECEs are means over informative outputs (targets not constant), of the elites' mixture,
+    "before" uncalibrated (a = 1, c = 0) and "calibrated" with the state's aleatoric scale a and epistemic growth c.
+    """
 
     train_loss: jax.Array  # mean minibatch objective (NLL + bound penalty, or MSE) in the last epoch
     holdout_loss: jax.Array  # mean over members of their best held-out score (NLL or MSE)
     member_holdout_loss: jax.Array  # [E] best held-out score of each member
-    holdout_nll: jax.Array  # NLL of the elites' moment-matched Gaussian on held-out data
+    holdout_nll: jax.Array  # NLL of the elites' moment-matched Gaussian on held-out data, before scaling
     holdout_mse: jax.Array  # squared error of the elites' mean prediction on held-out data
-    coverage_1sigma: jax.Array  # held-out fraction within ±1σ (nominal 0.683), before post-hoc scaling
-    coverage_2sigma: jax.Array  # held-out fraction within ±2σ (nominal 0.954), before post-hoc scaling
-    ece: jax.Array  # expected calibration error, before post-hoc scaling
-    calibrated_ece: jax.Array  # ECE with state.calibration_scale applied
-    calibration_scale: jax.Array  # [out] σ multiplier now in the state (ones unless config.calibrate)
+    coverage_1sigma: jax.Array  # held-out fraction within ±1σ (nominal 0.683), before scaling
+    coverage_2sigma: jax.Array  # held-out fraction within ±2σ (nominal 0.954), before scaling
+    ece: jax.Array  # expected calibration error on held-out rows, before scaling
+    calibrated_coverage_1sigma: jax.Array  # coverage_1sigma with the state's σ scales
+    calibrated_coverage_2sigma: jax.Array  # coverage_2sigma with the state's σ scales
+    calibrated_ece: jax.Array  # ECE with the state's σ scales
+    region_coverage_1sigma: jax.Array  # ±1σ coverage on the unseen held-out region, before scaling (NaN: none)
+    calibrated_region_coverage_1sigma: jax.Array  # the same with the state's σ scales (NaN: no region)
+    aleatoric_scale: jax.Array  # [out] σ_ale multiplier now in the state (ones unless config.calibrate)
+    epistemic_growth: jax.Array  # [out] σ_epi growth c now in the state (zeros unless config.calibrate)
     epochs: jax.Array  # int32 epochs run (<= config.epochs)
     holdout_history: jax.Array  # [config.epochs] mean held-out score after each epoch, NaN after the stop
     num_train: jax.Array  # int32 rows used for training
-    num_holdout: jax.Array  # int32 rows held out
+    num_holdout: jax.Array  # int32 random rows held out
+    num_region: jax.Array  # int32 rows of the held-out region (0 unless config.calibrate)
     finite: jax.Array  # bool, False if any loss was NaN/Inf (training stopped there; best params kept)
 
     def to_dict(self) -> dict[str, float]:
@@ -56,29 +68,54 @@ class FitMetrics:
 
 @struct.dataclass
 class _Split:
-    order: jax.Array  # [N] row indices: valid rows first, in random order
-    n_holdout: Any  # int or int32 scalar: order[:n_holdout] are held out
-    n_train: Any  # int or int32 scalar: order[n_holdout : n_holdout + n_train] are for training
-    eval_rows: jax.Array  # [n_eval] static-size rows scored for early stopping
+    order: jax.Array  # [N] row indices: region rows, then random held-out rows, then training rows, then invalid
+    n_region: Any  # int or int32 scalar: order[:n_region] are the held-out region
+    n_holdout: Any  # int or int32 scalar: order[n_region : n_region + n_holdout] are held out at random
+    n_train: Any  # int or int32 scalar: the next n_train rows are for training
+    eval_rows: jax.Array  # [n_eval] static-size random held-out rows scored for early stopping
     eval_weights: jax.Array  # [n_eval] 1.0 on real held-out rows
+    region_rows: jax.Array  # [n_region_eval] static-size rows of the held-out region
+    region_weights: jax.Array  # [n_region_eval] 1.0 on real region rows
 
 
-def _split(key: jax.Array, n_rows: int, mask: jax.Array | None, fraction: float) -> _Split:
-    """Random held-out split over the valid rows; sizes are Python ints when there is no mask."""
-    noise = jax.random.uniform(key, (n_rows,))
+def _counts(n_rows: int, mask: jax.Array | None, fraction: float, region_fraction: float) -> tuple[Any, Any, Any]:
+    """(valid, random held-out, region) row counts; Python ints when there is no mask. ≥ 1 row trains."""
     if mask is None:
-        order, n_valid = jnp.argsort(noise), n_rows
-        n_hold = 0 if fraction == 0 else min(max(int(n_valid * fraction), 1), n_valid - 1)
-    else:
-        order = jnp.argsort(jnp.where(mask, noise, 2.0))
-        n_valid = mask.sum().astype(jnp.int32)
-        n_hold = jnp.int32(0) if fraction == 0 else jnp.clip(jnp.floor(n_valid * fraction).astype(jnp.int32),
-                                                             1, n_valid - 1)
+        n_hold = 0 if fraction == 0 else min(max(int(n_rows * fraction), 1), n_rows - 1)
+        return n_rows, n_hold, max(min(int(n_rows * region_fraction), n_rows - n_hold - 1), 0)
+    n_valid = mask.sum().astype(jnp.int32)
+    n_hold = jnp.int32(0) if fraction == 0 else jnp.clip(jnp.floor(n_valid * fraction).astype(jnp.int32),
+                                                         1, n_valid - 1)
+    n_region = jnp.clip(jnp.floor(n_valid * region_fraction).astype(jnp.int32), 0, n_valid - n_hold - 1)
+    return n_valid, n_hold, jnp.maximum(n_region, 0)
+
+
+def _split(key: jax.Array, x_n: jax.Array, mask: jax.Array | None, fraction: float,
+           region_fraction: float = 0.0) -> _Split:
+    """Held-out region, then a random held-out split of the other valid rows, then the training rows.
+
+    The region is the union of the tails of every input feature of x_n [N, in], each on a random side (the
+    valid rows closest to some feature's extreme): where the members extrapolate past their training data.
+    """
+    n_rows = x_n.shape[0]
+    k_side, k_order = jax.random.split(key)
+    n_valid, n_hold, n_region = _counts(n_rows, mask, fraction, region_fraction)
+    valid = jnp.ones(n_rows, bool) if mask is None else mask
+    # each feature's tail on a random side: a row's depth is its smallest rank over the features
+    side = jnp.where(jax.random.bernoulli(k_side, 0.5, (x_n.shape[-1],)), 1.0, -1.0)
+    reach = jnp.where(valid[:, None], x_n * side, -jnp.inf)  # [N, in]
+    depth = jnp.argsort(jnp.argsort(-reach, axis=0), axis=0).min(axis=-1)  # [N] 0: a feature's extreme
+    in_region = jnp.argsort(jnp.argsort(depth)) < n_region  # the n_region deepest valid rows
+    noise = jax.random.uniform(k_order, (n_rows,))
+    order = jnp.argsort(jnp.where(valid, jnp.where(in_region, noise - 1.0, noise), 2.0))
     n_eval = n_rows if fraction == 0 else max(math.ceil(n_rows * fraction), 1)
-    limit = n_valid if fraction == 0 else n_hold  # with no held-out data, score on the training rows
-    weights = (jnp.arange(n_eval) < limit).astype(jnp.float32)
-    return _Split(order=order, n_holdout=n_hold, n_train=n_valid - n_hold, eval_rows=order[:n_eval],
-                  eval_weights=weights)
+    limit = n_valid - n_region if fraction == 0 else n_hold  # no held-out data: score on the training rows
+    n_region_eval = max(math.ceil(n_rows * region_fraction), 1)
+    return _Split(order=order, n_region=n_region, n_holdout=n_hold, n_train=n_valid - n_hold - n_region,
+                  eval_rows=order[jnp.minimum(n_region + jnp.arange(n_eval), n_rows - 1)],
+                  eval_weights=(jnp.arange(n_eval) < limit).astype(jnp.float32),
+                  region_rows=order[:n_region_eval],
+                  region_weights=(jnp.arange(n_region_eval) < n_region).astype(jnp.float32))
 
 
 def _member_train_rows(key: jax.Array, split: _Split, n_rows: int, config: EnsembleConfig) -> jax.Array:
@@ -86,7 +123,7 @@ def _member_train_rows(key: jax.Array, split: _Split, n_rows: int, config: Ensem
     positions = jnp.broadcast_to(jnp.arange(n_rows), (config.num_members, n_rows))
     if config.bootstrap:
         positions = jax.random.randint(key, (config.num_members, n_rows), 0, jnp.maximum(split.n_train, 1))
-    return split.order[jnp.minimum(split.n_holdout + positions, n_rows - 1)]
+    return split.order[jnp.minimum(split.n_region + split.n_holdout + positions, n_rows - 1)]
 
 
 @struct.dataclass
@@ -187,33 +224,56 @@ def _normalised_moments(state: EnsembleState, params: Any, x_n: jax.Array) -> tu
     return mean, jnp.exp(logvar)
 
 
-def _heldout_metrics(state: EnsembleState, x_eval: jax.Array, y_eval: jax.Array, weights: jax.Array,
-                     config: EnsembleConfig) -> dict[str, jax.Array]:
-    """Calibration and accuracy of the elites' mixture on held-out rows (normalised units).
+def _elite_parts(state: EnsembleState, x_n: jax.Array, y_n: jax.Array) -> tuple[jax.Array, ...]:
+    """Elites' mixture on rows x_n [N, in] against y_n [N, out]: (mean, |error|, aleatoric var, epistemic var)."""
+    mean, var = _normalised_moments(state, state.params, x_n)
+    mean, var = mean[state.elite_idx], var[state.elite_idx]
+    center = mean.mean(axis=0)
+    return center, jnp.abs(y_n - center), var.mean(axis=0), uncertainty.epistemic_variance(mean)
 
-    Outputs that are constant in the data (e.g. a cost that is always 0) are left out of the averages.
-    """
-    mean, var = _normalised_moments(state, state.params, x_eval)
-    mean, var = uncertainty.predictive_moments(mean[state.elite_idx], var[state.elite_idx])
-    w = weights[:, None]
+
+def _heldout_metrics(state: EnsembleState, split: _Split, x_n: jax.Array, y_n: jax.Array,
+                     config: EnsembleConfig) -> dict[str, jax.Array]:
+    """σ calibration (fitted if config.calibrate) and calibration/accuracy of the elites' mixture on held-out
+    rows (normalised units). Outputs constant in the held-out targets (e.g. a cost that is always 0) are left
+    out of the averages and stay uncalibrated (a = 1, c = 0)."""
+    y_eval, weights = y_n[split.eval_rows], split.eval_weights
+    mean, err, ale, epi = _elite_parts(state, x_n[split.eval_rows], y_eval)
+    region = _elite_parts(state, x_n[split.region_rows], y_n[split.region_rows])[1:]
     informative = _informative_outputs(y_eval, weights)
+    if config.calibrate:
+        aleatoric, growth = calibration.fit_uncertainty_scales((err, ale, epi), region, weights,
+                                                               split.region_weights)
+        aleatoric, growth = jnp.where(informative > 0, aleatoric, 1.0), jnp.where(informative > 0, growth, 0.0)
+    else:
+        aleatoric, growth = jnp.ones(state.out_size), jnp.zeros(state.out_size)
+    w = weights[:, None]
     n_out = jnp.maximum(informative.sum(), 1.0)
     count = jnp.maximum(weights.sum(), 1.0) * n_out
-    scale = (calibration.fit_calibration_scale(mean, var, y_eval, weights) if config.calibrate
-             else jnp.ones(state.out_size))
+    var, var_cal = ale + epi, jnp.square(aleatoric) * ale + calibration.calibrated_epistemic_variance(epi, growth)
+    region_var = region[1] + region[2]
+    region_var_cal = jnp.square(aleatoric) * region[1] + calibration.calibrated_epistemic_variance(region[2], growth)
     nll = gaussian_nll(mean, jnp.log(jnp.maximum(var, 1e-8)), y_eval)
 
     def over_outputs(per_output: jax.Array) -> jax.Array:
         return (per_output * informative).sum() / n_out
 
+    def region_coverage(region_var: jax.Array) -> jax.Array:
+        covered = over_outputs(calibration.coverage(0.0, region_var, region[0], 1.0, split.region_weights))
+        return jnp.where(split.region_weights.sum() > 0, covered, jnp.nan)
+
     return dict(
         holdout_nll=(nll * w * informative).sum() / count,
-        holdout_mse=(jnp.square(mean - y_eval) * w * informative).sum() / count,
+        holdout_mse=(jnp.square(err) * w * informative).sum() / count,
         coverage_1sigma=over_outputs(calibration.coverage(mean, var, y_eval, 1.0, weights)),
         coverage_2sigma=over_outputs(calibration.coverage(mean, var, y_eval, 2.0, weights)),
         ece=calibration.expected_calibration_error(mean, var, y_eval, weights, informative),
-        calibrated_ece=calibration.expected_calibration_error(mean, var * scale**2, y_eval, weights, informative),
-        calibration_scale=scale,
+        calibrated_coverage_1sigma=over_outputs(calibration.coverage(mean, var_cal, y_eval, 1.0, weights)),
+        calibrated_coverage_2sigma=over_outputs(calibration.coverage(mean, var_cal, y_eval, 2.0, weights)),
+        calibrated_ece=calibration.expected_calibration_error(mean, var_cal, y_eval, weights, informative),
+        region_coverage_1sigma=region_coverage(region_var),
+        calibrated_region_coverage_1sigma=region_coverage(region_var_cal),
+        aleatoric_scale=aleatoric, epistemic_growth=growth,
     )
 
 
@@ -224,19 +284,19 @@ def _fit(key: jax.Array, state: EnsembleState, batch: Any, mask: jax.Array | Non
     y = targets_of(batch).reshape(-1, state.out_size)
     mask = None if mask is None else mask.reshape(-1)
     k_split, k_train = jax.random.split(key)
-    split = _split(k_split, x.shape[0], mask, config.holdout_fraction)
     norm = norm_lib.from_data(x, y, None if mask is None else mask.astype(x.dtype))
     x_n, y_n = norm_lib.normalize_inputs(norm, x), norm_lib.normalize_targets(norm, y)
+    split = _split(k_split, x_n, mask, config.holdout_fraction, config.region_fraction if config.calibrate else 0.0)
     carry = _train(k_train, state.replace(normalizer=norm), x_n, y_n, split, config)
     elites = jnp.argsort(carry.best_score)[: config.num_elites].astype(jnp.int32)
     state = state.replace(params=carry.best_params, normalizer=norm, opt_state=carry.opt_state, elite_idx=elites,
                           step=state.step + carry.steps)
-    held = _heldout_metrics(state, x_n[split.eval_rows], y_n[split.eval_rows], split.eval_weights, config)
-    state = state.replace(calibration_scale=held["calibration_scale"])
+    held = _heldout_metrics(state, split, x_n, y_n, config)
+    state = state.replace(aleatoric_scale=held["aleatoric_scale"], epistemic_growth=held["epistemic_growth"])
     metrics = FitMetrics(
         train_loss=carry.train_loss, holdout_loss=carry.best_score.mean(), member_holdout_loss=carry.best_score,
         epochs=carry.epoch, holdout_history=carry.history, num_train=jnp.int32(split.n_train),
-        num_holdout=jnp.int32(split.n_holdout), finite=carry.finite, **held)
+        num_holdout=jnp.int32(split.n_holdout), num_region=jnp.int32(split.n_region), finite=carry.finite, **held)
     return state, metrics
 
 
@@ -247,7 +307,7 @@ def fit(key: jax.Array, state: EnsembleState, batch: Any, config: EnsembleConfig
     `config` may change training fields (learning rate, epochs, ...) but not the architecture; `mask`
     ([N] bool) selects valid rows of a fixed-size batch (e.g. `buffer.all_valid`) so the buffer can grow
     without recompiling. Normalisation statistics are recomputed from the valid rows. Returns the new
-    state (each member's best held-out parameters, elites, calibration scale) and `FitMetrics`; check
+    state (each member's best held-out parameters, elites, σ scales) and `FitMetrics`; check
     `metrics.finite` and raise `saferl.errors.NonFiniteError` where a NaN must stop the run.
     """
     config = state.config if config is None else config

@@ -46,3 +46,30 @@ def test_row_and_output_weights_exclude_masked_entries():
     bad_var = jnp.concatenate([std[:, :1], jnp.full((N, 1), 1e-6)], -1)  # output 1 badly overconfident
     ece = calibration.expected_calibration_error(mean, bad_var, targets, weights, jnp.array([1.0, 0.0]))
     assert float(ece) < 0.015
+
+
+def test_uncertainty_scales_recover_a_known_aleatoric_scale_and_epistemic_growth():
+    # on the data: noise σ 0.5 claimed as σ_ale = 1 (a = 0.5), tiny member spread; off it the error has
+    # variance σ_epi² (1 + c² σ_epi²) with c = 3 and a spread σ_epi² ∈ [0.1, 1], noise as on the data
+    k_in, k_region, k_epi = jax.random.split(jax.random.key(1), 3)
+    ale = jnp.ones((N, 2))
+    epi_in = jnp.full((N, 2), 1e-4)
+    err_in = jnp.abs(jnp.sqrt(0.25 + epi_in) * jax.random.normal(k_in, (N, 2)))
+    epi_region = jax.random.uniform(k_epi, (N, 2), minval=0.1, maxval=1.0)
+    true_var = 0.25 + epi_region * (1 + 9.0 * epi_region)
+    err_region = jnp.abs(jnp.sqrt(true_var) * jax.random.normal(k_region, (N, 2)))
+    scale, growth = calibration.fit_uncertainty_scales((err_in, ale, epi_in), (err_region, ale, epi_region))
+    # grids of ≈6 % (a) and ≈12 % (c) steps; c is seen through a mixture of noise and spread: 20 %
+    np.testing.assert_allclose(scale, 0.5, rtol=0.1)
+    np.testing.assert_allclose(growth, 3.0, rtol=0.2)
+    assert float(calibration.calibrated_epistemic_variance(jnp.array(0.5), jnp.array(2.0))) == 0.5 * (1 + 4 * 0.5)
+
+
+def test_without_region_rows_the_growth_stays_zero_and_a_noise_free_output_gets_a_small_scale():
+    k_in = jax.random.key(2)
+    epi_in = jnp.full((N, 1), 0.01)
+    err_in = jnp.abs(0.1 * jax.random.normal(k_in, (N, 1)))  # exactly the members' spread, no noise
+    no_rows = jnp.zeros(N)
+    scale, growth = calibration.fit_uncertainty_scales((err_in, jnp.ones((N, 1)), epi_in),
+                                                       (err_in, jnp.ones((N, 1)), epi_in), None, no_rows)
+    assert float(growth[0]) == 0.0 and float(scale[0]) < 0.01  # σ_ale = 1 claimed for a noise-free output

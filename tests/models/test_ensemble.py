@@ -80,9 +80,12 @@ def test_coverage_on_fresh_data_is_within_10_percent_of_nominal(sine_model):
 
 def test_fit_metrics_report_finite_losses_and_calibration(sine_model):
     state, metrics, _ = sine_model
-    assert bool(metrics.finite) and int(metrics.num_train) + int(metrics.num_holdout) == 3000
+    assert bool(metrics.finite) and int(metrics.num_train) + int(metrics.num_holdout) + int(metrics.num_region) == 3000
+    assert int(metrics.num_holdout) == int(metrics.num_region) == 300  # random rows, feature tails (calibration)
     assert abs(float(metrics.coverage_1sigma) - 0.683) < 0.1 and abs(float(metrics.coverage_2sigma) - 0.954) < 0.1
-    assert float(metrics.ece) < 0.1
+    assert float(metrics.ece) < 0.1 and float(metrics.calibrated_ece) <= float(metrics.ece) + 0.01
+    assert abs(float(metrics.calibrated_coverage_1sigma) - 0.683) < 0.05
+    assert 0.0 <= float(metrics.calibrated_region_coverage_1sigma) <= 1.0
     np.testing.assert_array_equal(state.elite_idx, jnp.argsort(metrics.member_holdout_loss)[:5])
     history = np.asarray(metrics.holdout_history)[: int(metrics.epochs)]
     assert np.all(np.isfinite(history)) and history[-1] < history[0]
@@ -126,14 +129,16 @@ def test_predict_shapes_with_and_without_a_member_axis():
     assert not np.allclose(moved[1], mean[1])
 
 
-def test_calibration_scale_multiplies_the_total_predictive_std():
+def test_aleatoric_scale_and_epistemic_growth_act_on_their_own_parts_of_the_predictive_variance():
     state = ensemble.init(jax.random.key(0), small_config(), obs_size=1, action_size=1, out_size=3)
     obs, action = jnp.linspace(-1, 1, 5)[:, None], jnp.zeros((5, 1))
-    base = uncertainty.predictive_moments(*ensemble.predict(state, obs, action))
-    scaled_state = state.replace(calibration_scale=jnp.array([2.0, 1.0, 0.5]))
-    scaled = uncertainty.predictive_moments(*ensemble.predict(scaled_state, obs, action))
-    np.testing.assert_allclose(scaled[0], base[0], rtol=1e-5, atol=1e-6)  # mean unchanged
-    np.testing.assert_allclose(scaled[1], base[1] * jnp.array([4.0, 1.0, 0.25]), rtol=1e-4)
+    base_mean, base_var = ensemble.predict(state, obs, action)  # identity normaliser: raw = normalised units
+    scale, growth = jnp.array([2.0, 1.0, 0.5]), jnp.array([0.0, 3.0, 10.0])
+    mean, var = ensemble.predict(state.replace(aleatoric_scale=scale, epistemic_growth=growth), obs, action)
+    np.testing.assert_allclose(mean.mean(0), base_mean.mean(0), rtol=1e-5, atol=1e-6)  # mixture mean unchanged
+    np.testing.assert_allclose(uncertainty.aleatoric_std(var), uncertainty.aleatoric_std(base_var) * scale, rtol=1e-5)
+    epi_var = uncertainty.epistemic_variance(base_mean)  # σ_epi² -> σ_epi² (1 + c² σ_epi²)
+    np.testing.assert_allclose(uncertainty.epistemic_variance(mean), epi_var * (1 + growth**2 * epi_var), rtol=1e-4)
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement():
@@ -150,11 +155,11 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
 
 
 def test_max_steps_stops_a_fit_after_the_epoch_that_reaches_the_gradient_step_budget():
-    data = sine_data(jax.random.key(3), 400)  # 360 training rows, batch 32: 12 gradient steps per epoch
-    config = small_config(learning_rate=1e-2, epochs=50, patience=50, max_steps=30)
+    data = sine_data(jax.random.key(3), 400)  # 320 training rows (40 + 40 held out), batch 32: 10 steps per epoch
+    config = small_config(learning_rate=1e-2, epochs=50, patience=50, max_steps=25)
     state = ensemble.init(jax.random.key(0), config, obs_size=1, action_size=1, out_size=3)
     new_state, metrics = ensemble.fit(jax.random.key(1), state, data)
-    assert int(metrics.epochs) == 3 and int(new_state.step) == 36  # 24 < 30 steps after 2 epochs, 36 after 3
+    assert int(metrics.epochs) == 3 and int(new_state.step) == 30  # 20 < 25 steps after 2 epochs, 30 after 3
     _, unlimited = ensemble.fit(jax.random.key(1), state, data, dataclasses.replace(config, max_steps=0, epochs=5))
     assert int(unlimited.epochs) == 5  # 0: no budget, the epoch limit stops it
     with pytest.raises(ValueError, match="max_steps"):
@@ -182,8 +187,8 @@ def test_fit_on_a_masked_buffer_uses_only_valid_rows_and_compiles_inside_jit():
         return ensemble.fit(key, state, batch, mask=mask)
 
     new_state, metrics = fit_from_buffer(jax.random.key(1), state, buf)
-    assert bool(metrics.finite) and int(metrics.num_train) + int(metrics.num_holdout) == 300
-    assert int(metrics.num_holdout) == 30
+    assert bool(metrics.finite) and int(metrics.num_train) + int(metrics.num_holdout) + int(metrics.num_region) == 300
+    assert int(metrics.num_holdout) == int(metrics.num_region) == 30
     ref = norm_lib.from_data(ensemble.inputs_of(data), ensemble.targets_of(data))
     np.testing.assert_allclose(new_state.normalizer.output_mean, ref.output_mean, atol=1e-5)
     np.testing.assert_allclose(new_state.normalizer.output_std, ref.output_std, rtol=1e-4)
@@ -207,13 +212,19 @@ def test_deterministic_mode_learns_the_mean_with_fixed_aleatoric_std():
                                rtol=1e-5)
 
 
-def test_calibrate_option_fits_a_scale_that_does_not_worsen_ece():
+def test_calibration_does_not_worsen_ece_and_can_be_switched_off():
     data = sine_data(jax.random.key(3), 600)
-    config = small_config(calibrate=True, epochs=3)
+    config = small_config(epochs=3)
     state = ensemble.init(jax.random.key(0), config, obs_size=1, action_size=1, out_size=3)
-    state, metrics = ensemble.fit(jax.random.key(1), state, data)
-    np.testing.assert_array_equal(state.calibration_scale, metrics.calibration_scale)
+    fitted, metrics = ensemble.fit(jax.random.key(1), state, data)
+    np.testing.assert_array_equal(fitted.aleatoric_scale, metrics.aleatoric_scale)
+    np.testing.assert_array_equal(fitted.epistemic_growth, metrics.epistemic_growth)
     assert float(metrics.calibrated_ece) <= float(metrics.ece) + 1e-6
+    assert float(fitted.aleatoric_scale[2]) == 1.0 and float(fitted.epistemic_growth[2]) == 0.0  # constant cost
+    plain, metrics = ensemble.fit(jax.random.key(1), state, data, dataclasses.replace(config, calibrate=False))
+    assert int(metrics.num_region) == 0 and int(metrics.num_train) == 540 and np.isnan(metrics.region_coverage_1sigma)
+    np.testing.assert_array_equal(plain.aleatoric_scale, jnp.ones(3))
+    np.testing.assert_array_equal(plain.epistemic_growth, jnp.zeros(3))
 
 
 def test_invalid_configs_and_architecture_changes_are_rejected():
@@ -250,3 +261,20 @@ def test_weight_decay_shrinks_kernels_only():
             np.testing.assert_allclose(update, -0.01 * param, rtol=1e-5)
         else:  # biases and log-variance bounds are not decayed
             assert float(jnp.abs(update).max()) == 0.0, path
+
+
+def test_the_calibration_region_is_held_out_at_the_tails_of_the_input_features():
+    from saferl.models import fitting
+
+    x_n = jax.random.uniform(jax.random.key(0), (1000, 2), minval=-1.0, maxval=1.0)
+    split = fitting._split(jax.random.key(1), x_n, None, 0.1, 0.1)
+    assert (split.n_region, split.n_holdout, split.n_train) == (100, 100, 800)
+    region = np.asarray(split.order[:100])
+    np.testing.assert_array_equal(np.sort(np.asarray(split.region_rows)), np.sort(region))
+    # every region row lies in the outer ≈ 5 % of some feature (100 rows split over 2 features' tails)
+    outer = np.abs(np.asarray(x_n)[region]).max(-1)
+    assert outer.min() > 0.85, outer.min()
+    rest = np.asarray(split.order[100:])
+    assert np.percentile(np.abs(np.asarray(x_n)[rest]).max(-1), 50) < 0.85
+    train = np.asarray(fitting._member_train_rows(jax.random.key(2), split, 1000, small_config()))
+    assert not set(train.ravel()) & set(region) and not set(train.ravel()) & set(np.asarray(split.eval_rows))
