@@ -54,6 +54,8 @@ class EpisodeRunner:
                "episodes": 1.0, "episode": float(new_state.episode), "random_actions": float(random),
                "model_nll": float(fit.holdout_nll), "model_mse": float(fit.holdout_mse),
                "model_coverage_1sigma": float(fit.coverage_1sigma), "model_ece": float(fit.ece),
+               "model_calibrated_coverage_1sigma": float(fit.calibrated_coverage_1sigma),
+               "model_calibrated_ece": float(fit.calibrated_ece),
                "fit_epochs": float(fit.epochs), "fit_s": fit_s, "buffer_size": float(buffer.size),
                "feasible_fraction": float(stats.feasible_fraction), "compile_s": agent.collect_compile_s}
         if not random:
