@@ -11,6 +11,23 @@
 
 import os as _os
 
+# XLA's new CPU fusion emitters run MJX's kinematics of a kinematic chain deeper than ~6 bodies orders of magnitude
+# slower (soft_arm: 7 vs 7 500 env steps/s at batch 64 on 2 cores; pendulum/safe_cartpole/PETS unchanged or
+# faster without them). XLA reads XLA_FLAGS when JAX first creates its CPU backend: import envs
+# before running any JAX computation. Set SAFERL_XLA_FUSION_EMITTERS=1 to keep XLA's default.
+_FLAG = "--xla_cpu_use_fusion_emitters"
+if _os.environ.get("SAFERL_XLA_FUSION_EMITTERS") != "1" and _FLAG not in _os.environ.get("XLA_FLAGS", ""):
+    _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_FLAG}=false".strip()
+    import sys as _sys
+
+    if "jax" in _sys.modules and getattr(_sys.modules["jax"]._src.xla_bridge, "_backends", None):
+        import warnings as _warnings
+
+        _warnings.warn("envs was imported after JAX created its backend, so XLA_FLAGS cannot take "
+                       f"{_FLAG}=false any more: MJX chains deeper than ~6 bodies (soft_arm) run very slowly. "
+                       "Import envs before the first JAX computation, or set XLA_FLAGS yourself.",
+                       stacklevel=2)
+
 if not _os.environ.get("DISPLAY") and not _os.environ.get("MUJOCO_GL"):
     import ctypes.util as _ctypes_util
 
