@@ -29,9 +29,10 @@ _OBJECTIVE_KIND = {"info_gain": "information_gain", "disagreement": "disagreemen
 
 
 def _cpu_model() -> EnsembleConfig:
-    # PETS's CPU sizes; calibrated σ's make the information gain mean the same thing for every output
-    return EnsembleConfig(num_members=5, hidden_sizes=(128, 128, 128), num_elites=5, epochs=200, max_steps=1500,
-                          patience=5, batch_size=128, learning_rate=1e-3)
+    # PETS's CPU sizes; the calibrated σ's (on by default) make the information gain weigh every output alike
+    from saferl.agents.pets.config import PETSConfig
+
+    return PETSConfig().model
 
 
 def _cpu_planner() -> ICEMConfig:
