@@ -29,10 +29,10 @@ _OBJECTIVE_KIND = {"info_gain": "information_gain", "disagreement": "disagreemen
 
 
 def _cpu_model() -> EnsembleConfig:
-    # PETS's CPU sizes; the calibrated σ's (on by default) make the information gain weigh every output alike
+    # PETS's CPU sizes, calibrated: per-output σ's make the information gain weigh every output alike
     from saferl.agents.pets.config import PETSConfig
 
-    return PETSConfig().model
+    return dataclasses.replace(PETSConfig().model, calibrate=True)
 
 
 def _cpu_planner() -> ICEMConfig:
