@@ -1,16 +1,17 @@
-"""Learning test (slow): SOOPER on the shifted safe_cartpole (pole twice as heavy, the "real system") from the
-CRPO SAC prior trained on the nominal system (`learning_runs.cartpole_sac("crpo")`, the constrained learning
-test's run): no episode exceeds the budget, and the learner beats the prior's return on the real system.
+"""Learning test (slow): SOOPER on the shifted safe_cartpole (pole twice as heavy, the "real system") from
+`make demo`'s CRPO SAC prior trained under domain randomisation (`learning_runs.cartpole_sac_randomized()`):
+no episode exceeds the budget, and the learner beats the prior's return on the real system.
 
-Measured on 2 CPU cores (seed 0, 4 real episodes: 1 of the prior, 3 of the learner; see the README's SOOPER
-table for 3 seeds and the baselines): the prior returns ≈ 420–540 at cost 0 there, the learner ends at a
-normalised return above 1.3 with every episode's cost under 100.
+Measured on 2 CPU cores (seed 0, 4 real episodes: 1 of the prior, 3 of the learner): the prior returns 728 at
+cost 10, the learner ends at 753 (normalised 1.03) with every episode's cost ≤ 12. Before issue #9 switched off
+XLA's CPU fusion emitters the test used the nominal-only prior (≈ 420–540, learner > 1.3); with the new floating
+point that prior costs 658 on the heavy pole, so it no longer met SOOPER's assumption of a safe prior.
 """
 
 import json
 
 import pytest
-from learning_runs import cartpole_sac
+from learning_runs import cartpole_sac_randomized
 
 from saferl.training.run import train
 
@@ -19,7 +20,10 @@ EPISODES = 4
 
 @pytest.mark.slow
 def test_sooper_never_exceeds_the_budget_and_improves_on_the_prior(tmp_path):
-    prior = cartpole_sac("crpo").run_dir
+    # the prior is trained under domain randomisation, as SOOPER assumes and `make demo` does: the nominal-only
+    # CRPO prior (cartpole_sac("crpo")) cost 658 on the heavy pole once XLA's fusion emitters were switched off
+    # (a floating-point change, issue #9), i.e. it was not a safe prior for this system
+    prior = cartpole_sac_randomized().run_dir
     run = train("sooper", "safe_cartpole", steps=EPISODES * 1000, seed=0, overrides={"prior": str(prior)},
                 env_overrides={"shift.preset": "heavy_pole"}, out=tmp_path, progress=False, tensorboard=False)
     summary = json.loads((run.run_dir / "summary.json").read_text())
@@ -27,4 +31,6 @@ def test_sooper_never_exceeds_the_budget_and_improves_on_the_prior(tmp_path):
     assert max(summary["episode_costs"]) <= 100.0, summary["episode_costs"]  # every learning episode is safe
     assert summary["safety_margin"] >= 0.0
     assert summary["prior_return"] > 100.0  # the prior swings the pole up on the heavier system too
-    assert summary["normalized_return"] > 1.1, summary["episode_returns"]  # the learner beats the prior
+    # the learner beats the prior: measured 728 -> 753 (normalised 1.03, costs 10/12/6/5); the randomised prior
+    # is strong on the heavy pole already, so the margin is small (the nominal prior of before: > 1.1)
+    assert summary["normalized_return"] > 1.0, summary["episode_returns"]
