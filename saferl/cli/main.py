@@ -52,9 +52,7 @@ def tasks_command(env_name: str = typer.Argument(..., help="env name (see `safer
     zero-shot with `saferl eval RUN --task NAME`."""
     import envs
 
-    if env_name not in envs.names():
-        raise UserError(f"unknown env '{env_name}'; available: {', '.join(envs.names())}")
-    tasks = envs.make(env_name).tasks()
+    tasks = envs.make(env_name).tasks()  # an unknown name: EnvError listing the envs (one error line, exit 2)
     if not tasks:
         _echo(f"{env_name} has no tasks")
         return

@@ -24,8 +24,8 @@ from saferl.models import EnsembleConfig
 from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig
 
 STRATEGIES = ("info_gain", "disagreement", "random", "colored_noise", "task")
-PLANNED = ("info_gain", "disagreement", "task")
 _OBJECTIVE_KIND = {"info_gain": "information_gain", "disagreement": "disagreement", "task": "return"}
+PLANNED = tuple(_OBJECTIVE_KIND)  # the strategies that plan on the model
 
 
 def _cpu_model() -> EnsembleConfig:
@@ -102,7 +102,7 @@ class SoftAEConfig:
     def exploration_planning(self) -> PlanningConfig:
         """The planner that explores (info gain / disagreement on `rollout`; the task's return on `task_rollout`)."""
         rollout = self.task_rollout if self.exploration == "task" else self.rollout
-        kind = _OBJECTIVE_KIND.get(self.exploration, "return")
+        kind = _OBJECTIVE_KIND.get(self.exploration, "return")  # "return" for the noise strategies' unused planner
         return PlanningConfig(self.planner, rollout, self._objective(kind), self.action_repeat)
 
     def task_planning(self) -> PlanningConfig:
