@@ -25,7 +25,7 @@ PRESETS: tuple[str, ...] = ("abdomen", "spine", "thin")
 IMPEDANCE = (1.48, 1.99, 1.38, 1.70, 7.80, 1.65, 1.61)
 ATTENUATION = (0.002, 1.0, 0.6, 1.0, 10.0, 0.6, 0.18)
 SCATTER_DENSITY = (0.0, 0.9, 0.35, 0.6, 0.9, 0.8, 0.03)
-SCATTER_AMPLITUDE = (0.0, 0.012, 0.002, 0.004, 0.05, 0.006, 0.0005)
+SCATTER_AMPLITUDE = (0.0, 0.012, 0.002, 0.003, 0.05, 0.008, 0.0005)
 
 MIN_LATERAL_EXTENT = 0.08  # m; smallest x / y size of a phantom: the anatomy spans ±4 cm around the centre
 MIN_DEPTH = 0.08  # m; smallest z size: the deepest structures (organ, vertebral bodies) lie 4-8 cm deep
