@@ -36,7 +36,7 @@ class BModeConfig:
     tgc: float = 0.8  # dB/cm/MHz, time-gain compensation: gain 10^(2·tgc·f·d/10) at depth d (cm); 0 = off
     dynamic_range: float = 50.0  # dB shown between black (noise) and white (reference_intensity), > 0
     reference_intensity: float = 0.3  # echo intensity shown white (a bone surface reflects ~0.4)
-    noise_floor: float = 1e-5  # additive electronic noise intensity (after TGC), ≥ 0
+    noise_floor: float = 5e-6  # additive electronic noise intensity (after TGC), ≥ 0; shown at ~0.04 by default
     axial_resolution: float = 0.0006  # m, σ of the Gaussian point spread along the beam, ≥ 0
     lateral_resolution: float = 0.0008  # m, σ of the point spread across beams, ≥ 0
     speckle_cells_per_voxel: int = 2  # speckle cells per phantom voxel edge, in [1, 8]

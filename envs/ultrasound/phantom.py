@@ -179,18 +179,19 @@ def _abdomen(rng, x, y, z, thin: bool):
     direction /= np.linalg.norm(direction)
     offset = center + np.array([rng.uniform(-0.008, 0.008), rng.uniform(-0.008, 0.008), axes[2] * 0.2])
     labels[_tube(x, y, z, offset, direction, rng.uniform(0.003, 0.006)) & (depth > wall)] = VESSEL
-    # Ribs: cylinders along x (slightly curved), below the muscle, over one side of the organ.
+    # Ribs: cylinders along x over one side of the organ, in the bottom of the muscle layer (following it).
     rib_radius = rng.uniform(0.005, 0.007)
     spacing = rng.uniform(0.025, 0.032)
     first = center[1] + rng.uniform(0.0, 0.015)
-    rib_depth = float(np.max(wall)) + rib_radius + 0.002
     ribs = np.zeros(labels.shape, bool)
     rib_centers = []
     for k in range(3):
         rib_y = first + k * spacing
-        rib_z = -(rib_depth + 0.08 * (x - center[0]) ** 2)  # bends down away from the middle (m)
+        along_rib = wall[:, np.argmin(np.abs(y[0, :, 0] - rib_y))]  # [X, 1] m, muscle bottom under the rib
+        rib_z = -(along_rib - 0.6 * rib_radius)[:, None, :]  # [X, 1, 1]
         ribs |= (y - rib_y) ** 2 + (z - rib_z) ** 2 < rib_radius**2
-        rib_centers.append(np.array([center[0], rib_y, -rib_depth]))
+        i_center = np.argmin(np.abs(x[:, 0, 0] - center[0]))
+        rib_centers.append(np.array([x[i_center, 0, 0], rib_y, rib_z[i_center, 0, 0]]))
     labels[ribs] = BONE
     target = rib_centers[0]
     entry = np.array([target[0], target[1], 0.0])
