@@ -9,10 +9,11 @@ from envs.wrappers.dynamics_shift import dynamics_shift, shift_model
 from envs.wrappers.episode import EpisodeWrapper
 from envs.wrappers.episode_randomization import EpisodeRandomizationWrapper
 from envs.wrappers.observation_noise import ObservationNoiseWrapper
+from envs.wrappers.state_observation import StateObservationWrapper, has_dict_observations
 from envs.wrappers.training import wrap_for_training
 from envs.wrappers.vmap import VmapWrapper
 
 __all__ = ["ActionDelayWrapper", "ActionRepeatWrapper", "AutoResetWrapper", "DomainRandomizationConfig",
            "DomainRandomizationWrapper", "EpisodeRandomizationWrapper", "EpisodeWrapper", "ObservationNoiseWrapper",
-           "VmapWrapper", "dynamics_shift", "make_randomization_fn", "randomize", "randomized_fields", "shift_model",
-           "wrap_for_training"]
+           "StateObservationWrapper", "VmapWrapper", "dynamics_shift", "has_dict_observations",
+           "make_randomization_fn", "randomize", "randomized_fields", "shift_model", "wrap_for_training"]

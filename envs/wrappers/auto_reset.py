@@ -5,6 +5,7 @@ new start, so e.g. point_goal's hazard layout changes per episode. The reset key
 The done step keeps its reward, cost, metrics and episode statistics; obs and pipeline state are the reset's.
 `info["final_obs"]` is the observation the step reached before any reset (equal to `obs` except on done
 steps), so an off-policy learner can store the true next observation of a time-limit step and bootstrap.
+Observations may be arrays or dicts of arrays (`{"image": [B, H, W, C], "state": [B, d]}`): each leaf is reset.
 """
 
 from __future__ import annotations
@@ -45,5 +46,5 @@ class AutoResetWrapper(Wrapper):
         pipeline_state = jax.tree.map(lambda f, o: _select(state.done, f, o), fresh.pipeline_state,
                                       state.pipeline_state)
         info["final_obs"] = state.obs  # [..., obs]: the observation the step reached, before the reset
-        obs = _select(state.done, fresh.obs, state.obs)
+        obs = jax.tree.map(lambda f, o: _select(state.done, f, o), fresh.obs, state.obs)  # array or dict
         return state.replace(pipeline_state=pipeline_state, obs=obs, info=info)

@@ -1,9 +1,18 @@
-"""Additive Gaussian observation noise, obs + std · N(0, I), with the key drawn from `info["rng"]`."""
+"""Additive Gaussian observation noise, obs + std · N(0, I), with the key drawn from `info["rng"]`.
+
+Dict observations (`{"image": [H, W, C], "state": [d]}`) get the noise on their `state` part only: `std` is in
+the state's units, and an image carries its own sensor noise (e.g. the ultrasound renderer's speckle).
+"""
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import jax
 from brax.envs.base import Env, State, Wrapper
+
+#: the part of a dict observation that gets the noise
+NOISY_KEY = "state"
 
 
 class ObservationNoiseWrapper(Wrapper):
@@ -17,7 +26,9 @@ class ObservationNoiseWrapper(Wrapper):
         rng, noise_key = jax.random.split(state.info["rng"])
         info = dict(state.info)
         info["rng"] = rng
-        obs = state.obs + self.std * jax.random.normal(noise_key, state.obs.shape, state.obs.dtype)
+        clean = state.obs[NOISY_KEY] if isinstance(state.obs, Mapping) else state.obs
+        noisy = clean + self.std * jax.random.normal(noise_key, clean.shape, clean.dtype)
+        obs = {**state.obs, NOISY_KEY: noisy} if isinstance(state.obs, Mapping) else noisy
         return state.replace(obs=obs, info=info)
 
     def reset(self, rng: jax.Array) -> State:

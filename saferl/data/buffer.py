@@ -2,6 +2,8 @@
 
 Every function is pure: `add` returns a new buffer (under `jit` with donation, XLA updates in place).
 Rows `[0, size)` of the storage are valid; once full, `add` overwrites the oldest rows (ring order).
+Observations are flat vectors or dicts `{"image": [H, W, C], "state": [d]}` (`saferl.data.observations`);
+every function maps over the leaves, and `save`/`restore` write a dict's parts as `data.obs.image`, ….
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from saferl.data import observations
 from saferl.errors import UserError
 
 
@@ -21,9 +24,9 @@ from saferl.errors import UserError
 class Transition:
     """One step or a batch of steps; all fields share the leading batch axes `[...]`."""
 
-    obs: jax.Array  # [..., obs_dim]
+    obs: Any  # [..., obs_dim], or {"image": [..., H, W, C], "state": [..., d]}
     action: jax.Array  # [..., act_dim], in [-1, 1]
-    next_obs: jax.Array  # [..., obs_dim]
+    next_obs: Any  # like obs
     reward: jax.Array  # [...]
     cost: jax.Array  # [...] safety cost of the step, >= 0
     done: jax.Array  # [...] 1.0 where the episode terminated on this step
@@ -50,9 +53,10 @@ class ReplayBuffer:
         return int(self.data.reward.shape[0])
 
 
-def example_transition(observation_size: int, action_size: int) -> Transition:
-    """One float32 transition of zeros with these sizes: the `example` every learner's buffer is shaped like."""
-    obs = jnp.zeros((observation_size,))
+def example_transition(observation_size: Any, action_size: int) -> Transition:
+    """One float32 transition of zeros with these sizes (`observation_size` an int or a dict of shapes): the
+    `example` every learner's buffer is shaped like."""
+    obs = observations.zeros(observation_size)
     zero = jnp.zeros(())
     return Transition(obs=obs, action=jnp.zeros((action_size,)), next_obs=obs, reward=zero, cost=zero, done=zero)
 
@@ -127,7 +131,13 @@ def save(buffer: ReplayBuffer, path: str | pathlib.Path) -> pathlib.Path:
     if path.suffix != ".npz":
         path = path.with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, Any] = {f"data.{name}": np.asarray(getattr(buffer.data, name)) for name in _FIELDS}
+    arrays: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = getattr(buffer.data, name)
+        if isinstance(value, dict):  # dict observations: one array per part
+            arrays.update({f"data.{name}.{key}": np.asarray(part) for key, part in value.items()})
+        else:
+            arrays[f"data.{name}"] = np.asarray(value)
     arrays.update(position=np.asarray(buffer.position), size=np.asarray(buffer.size))
     arrays.update(total_added=np.asarray(buffer.total_added))
     np.savez_compressed(path, **arrays)
@@ -140,10 +150,21 @@ def restore(path: str | pathlib.Path) -> ReplayBuffer:
     if not path.exists():
         raise UserError(f"replay buffer file not found: {path}")
     with np.load(path) as archive:
-        missing = [k for k in [f"data.{n}" for n in _FIELDS] + ["position", "size"] if k not in archive]
+        fields = {name: _restore_field(archive, name) for name in _FIELDS}
+        missing = [f"data.{n}" for n, value in fields.items() if value is None]
+        missing += [k for k in ("position", "size") if k not in archive]
         if missing:
             raise UserError(f"replay buffer file {path} lacks {missing}; was it written by saferl.data.buffer.save?")
-        data = Transition(**{name: jnp.asarray(archive[f"data.{name}"]) for name in _FIELDS})
+        data = Transition(**fields)
         total = archive["total_added"] if "total_added" in archive else archive["size"]
         counters = [jnp.asarray(archive[k], jnp.int32) for k in ("position", "size")]
         return ReplayBuffer(data=data, position=counters[0], size=counters[1], total_added=jnp.asarray(total, jnp.int32))
+
+
+def _restore_field(archive: Any, name: str) -> Any:
+    """Field `name` of an `.npz` written by `save`: an array, a dict of parts (`data.name.key`), or None."""
+    if f"data.{name}" in archive:
+        return jnp.asarray(archive[f"data.{name}"])
+    prefix = f"data.{name}."
+    parts = {key[len(prefix):]: jnp.asarray(archive[key]) for key in archive.files if key.startswith(prefix)}
+    return parts or None

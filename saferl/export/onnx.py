@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from saferl.data import observations
 from saferl.errors import UserError
 
 OBS_INPUT, ACTION_OUTPUT = "obs", "action"
@@ -57,6 +58,9 @@ def export_policy_onnx(policy: Any, path: str | pathlib.Path) -> pathlib.Path:
     if jax.tree.leaves(policy.init_carry().memory):
         raise UserError(f"policy of algorithm '{algo}' keeps memory across steps (its carry); an ONNX graph "
                         "is memoryless: only stateless MLP policies can be exported")
+    if observations.is_dict(policy.observation_size):
+        raise UserError(f"policy of algorithm '{algo}' acts on dict observations {sorted(policy.observation_size)} "
+                        f"(image + state): ONNX export supports flat observation vectors only")
     if policy.action_repeat != 1:
         raise UserError(f"policy of algorithm '{algo}' holds each action for {policy.action_repeat} steps; the "
                         "on-board runner acts every step: only action_repeat 1 policies can be exported")

@@ -15,6 +15,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from saferl.data import observations
 from saferl.data.buffer import Transition
 from saferl.policies.policy import ActFn, Policy, PolicyCarry, observe_cost
 
@@ -48,9 +49,9 @@ def decision_key(episode_key: jax.Array, index: jax.Array | int) -> jax.Array:
 
 def decide(act: ActFn, carry: PolicyCarry, obs: jax.Array, episode_key: jax.Array,
            index: jax.Array | int) -> tuple[jax.Array, PolicyCarry]:
-    """Decision `index` of an episode: (action [act_dim], carry) from obs [obs_dim]; the step every executor
-    shares (the scan below and the robot-side `Actor`)."""
-    return act(carry, jnp.asarray(obs, jnp.float32), decision_key(episode_key, index))
+    """Decision `index` of an episode: (action [act_dim], carry) from obs [obs_dim] (or a dict of arrays); the
+    step every executor shares (the scan below and the robot-side `Actor`)."""
+    return act(carry, observations.as_float32(obs), decision_key(episode_key, index))
 
 
 def hold(env: Any, state: Any, carry: PolicyCarry, action: jax.Array, repeat: int,

@@ -45,11 +45,11 @@ ValueFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    act: ActFn  # (carry, obs [..., obs_dim], key) -> (action [..., act_dim] in [-1, 1], carry); deterministic
+    act: ActFn  # (carry, obs [..., obs_dim] or a dict of arrays, key) -> (action [..., act_dim] in [-1, 1], carry); deterministic
     init_carry: Callable[[], PolicyCarry]  # the carry at the start of an episode
     params: Any  # pytree the policy was built from (for PPO/SAC: (normalizer, policy network params))
     apply: Callable[[Any, jax.Array], jax.Array] | None  # (params, obs) -> deterministic action; None if no MLP
-    observation_size: int
+    observation_size: Any  # obs_dim, or {"image": (H, W, C), "state": (d,)} for dict observations
     action_size: int
     env_name: str
     env_config: Any  # the env's frozen config the policy was trained on

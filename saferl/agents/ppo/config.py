@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from saferl.agents.modelfree.pixel_networks import PixelEncoderConfig
 from saferl.constraints import ConstraintConfig
 
 
@@ -25,6 +26,9 @@ class PPOConfig:
     normalize_observations: bool = True  # running mean/std observation normaliser
     policy_hidden_sizes: tuple[int, ...] = (64, 64)  # policy MLP (swish)
     value_hidden_sizes: tuple[int, ...] = (64, 64)  # value MLP (swish)
+    # CNN on the image of dict observations {"image", "state"} (each network has its own; unused for flat
+    # observations), e.g. --set encoder.channels=[8,16] encoder.features=32
+    encoder: PixelEncoderConfig = PixelEncoderConfig()
     iterations_per_chunk: int = 4  # PPO iterations per jitted chunk (one log row per chunk)
     checkpoint_every: int = 50_000  # env steps between checkpoints (the last state is always saved)
     # constraint on the episode cost (budget d of the env config): kind none | lagrangian |

@@ -1,6 +1,7 @@
 """PPO's networks, GAE on reward and cost, and the clipped loss with a cost value head (PPO-Lagrangian style).
 
 Networks are brax's (tanh-normal policy, value MLPs); a second value head V_c estimates the discounted cost.
+For dict observations {"image", "state"} each network is a CNN encoder + MLP (`modelfree.pixel_networks`).
 GAE on a rollout [T, B] uses the true next observation of every step (also where a time limit ended the
 episode), so no step is masked out:
   δ_t = x_t + γ(1 − term_t)·V(s'_t) − V(s_t),   A_t = δ_t + γλ(1 − done_t)·A_{t+1}
@@ -18,12 +19,15 @@ from typing import Any, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+from brax.training import distribution as brax_distribution
 from brax.training import networks as brax_networks
 from brax.training.acme import running_statistics
 from brax.training.agents.ppo import networks as ppo_networks
 
 from saferl import constraints
+from saferl.agents.modelfree import pixel_networks
 from saferl.agents.ppo.config import PPOConfig
+from saferl.data import observations
 from saferl.data.buffer import Transition
 
 
@@ -52,8 +56,11 @@ class Rollout:
     episode_end: jax.Array  # [...] 1 where the episode ended (termination or time limit: the trace stops)
 
 
-def make_networks(config: PPOConfig, observation_size: int, action_size: int) -> PPONetworks:
+def make_networks(config: PPOConfig, observation_size: Any, action_size: int) -> PPONetworks:
+    """brax's MLPs for a flat `observation_size` (int); CNN encoder + MLPs for a dict of shapes."""
     normalize = running_statistics.normalize if config.normalize_observations else (lambda x, _: x)
+    if observations.is_dict(observation_size):
+        return _make_pixel_networks(config, observation_size, action_size, normalize)
     base = ppo_networks.make_ppo_networks(
         observation_size, action_size, preprocess_observations_fn=normalize,
         policy_hidden_layer_sizes=config.policy_hidden_sizes, value_hidden_layer_sizes=config.value_hidden_sizes)
@@ -61,6 +68,21 @@ def make_networks(config: PPOConfig, observation_size: int, action_size: int) ->
                                                   hidden_layer_sizes=config.value_hidden_sizes,
                                                   activation=jax.nn.swish)
     return PPONetworks(base.policy_network, base.value_network, cost_value, base.parametric_action_distribution)
+
+
+def _make_pixel_networks(config: PPOConfig, observation_size: Any, action_size: int, normalize: Any
+                         ) -> PPONetworks:
+    """Policy, V_r and V_c, each its own CNN encoder + swish MLP, on dict observations (state normalised)."""
+    observations.shapes(observation_size)  # UserError for malformed dict shapes
+    distribution = brax_distribution.NormalTanhDistribution(event_size=action_size)
+    policy = pixel_networks.make_policy_network(config.encoder, observation_size, distribution.param_size,
+                                                config.policy_hidden_sizes, jax.nn.swish, normalize)
+
+    def value() -> Any:
+        return pixel_networks.make_value_network(config.encoder, observation_size, config.value_hidden_sizes,
+                                                 jax.nn.swish, normalize)
+
+    return PPONetworks(policy, value(), value(), distribution)
 
 
 def init_params(networks: PPONetworks, key: jax.Array) -> PPOParams:

@@ -7,7 +7,8 @@ project's env stack (`envs.wrap_training_env`: fresh reset and randomisation per
 `num_updates_per_batch` epochs of minibatch SGD on `saferl.agents.ppo.losses.loss`, then one step of the
 constraint handler's multipliers on the batch's discounted cost level (mean V_c target) against
 d_Q = d / (T·(1 − γ_c)). The env batch is split over all devices (`saferl.training.sharding`, GSPMD);
-params and optimiser state are replicated. `PPOState` holds everything a resume needs.
+params and optimiser state are replicated. `PPOState` holds everything a resume needs. Dict observations
+{"image", "state"} get CNN-encoder networks and a normaliser of the state part only (`pixel_networks`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from brax.training.acme import running_statistics, specs
+from brax.training.acme import running_statistics
 
 from saferl import constraints
-from saferl.agents.modelfree import common
+from saferl.agents.modelfree import common, pixel_networks
 import saferl.agents.ppo.losses as losses
 from saferl.agents.ppo.config import PPOConfig
 from saferl.training import sharding
@@ -70,7 +71,7 @@ def make_train(config: PPOConfig, env: Any, training_env: Any = None
     def init(key: jax.Array) -> PPOState:
         key_params, key_env, key_next = jax.random.split(key, 3)
         params = losses.init_params(networks, key_params)
-        normalizer = running_statistics.init_state(specs.Array((env.observation_size,), jnp.float32))
+        normalizer = pixel_networks.init_normalizer(env.observation_size)
         return common.strong_types(PPOState(
             params=params, optimizer_state=optimizer.init(params), constraint=constraints.init(config.constraint),
             normalizer=normalizer, env_state=train_env.reset(jax.random.split(key_env, config.num_envs)),
@@ -123,7 +124,7 @@ def make_train(config: PPOConfig, env: Any, training_env: Any = None
     def iteration(state: PPOState, _) -> tuple[PPOState, dict]:
         key_collect, key_sgd, key_next = jax.random.split(state.key, 3)
         env_state, data, sums = collect(state, key_collect)
-        normalizer = running_statistics.update(state.normalizer, data.transition.obs)
+        normalizer = pixel_networks.update_normalizer(state.normalizer, data.transition.obs)
         (optimizer_state, params, _), metrics = jax.lax.scan(
             functools.partial(sgd_epoch, data=data, normalizer=normalizer, constraint_state=state.constraint),
             (state.optimizer_state, state.params, key_sgd), None, length=config.num_updates_per_batch)

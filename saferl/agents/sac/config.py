@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from saferl.agents.modelfree.pixel_networks import PixelEncoderConfig
 from saferl.constraints import ConstraintConfig
 
 
@@ -24,6 +25,9 @@ class SACConfig:
     reward_scaling: float = 1.0  # rewards are multiplied by this in the critic target
     normalize_observations: bool = True  # running mean/std observation normaliser
     hidden_sizes: tuple[int, ...] = (64, 64)  # actor and critic MLPs (relu)
+    # CNN on the image of dict observations {"image", "state"} (actor and each critic have their own; unused for
+    # flat observations). The replay buffer stores images: max_replay_size·2·H·W·C float32 (obs and next_obs)
+    encoder: PixelEncoderConfig = PixelEncoderConfig()
     iterations_per_chunk: int = 64  # iterations per jitted chunk (one log row per chunk)
     checkpoint_every: int = 20_000  # env steps between checkpoints (the last state is always saved)
     cost_estimate_window: int = 8_000  # the constraint's cost estimate is over the states of this many most

@@ -1,7 +1,7 @@
 """SAC's networks and losses with a cost critic (Haarnoja et al. 2018; constrained as in SAC-Lagrangian).
 
 Networks are brax's: a tanh-normal actor and twin Q MLPs, one pair for the reward Q_r and one for the cost
-Q_c. Losses, on a `Transition` batch [B] (`done` = termination only, so time limits bootstrap):
+Q_c (for dict observations {"image", "state"}: each with its own CNN encoder, `modelfree.pixel_networks`). Losses, on a `Transition` batch [B] (`done` = termination only, so time limits bootstrap):
   temperature:  α·(−log π(a|s) − H̄)                       H̄ = −|A|/2
   reward critic: ½(Q_r(s,a) − [r·scale + γ(1−done)(min_i Q̄_r,i(s',a') − α log π(a'|s'))])²
   cost critic:   ½(Q_c(s,a) − [c + γ_c(1−done)·max(0, mean_i Q̄_c,i(s',a'))])²
@@ -18,12 +18,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from brax.training import distribution as brax_distribution
 from brax.training import networks as brax_networks
 from brax.training.acme import running_statistics
 from brax.training.agents.sac import networks as sac_networks
 
 from saferl import constraints
+from saferl.agents.modelfree import pixel_networks
 from saferl.agents.sac.config import SACConfig
+from saferl.data import observations
 from saferl.data.buffer import Transition
 
 
@@ -34,13 +37,31 @@ class SACNetworks(NamedTuple):
     parametric_action_distribution: Any  # brax NormalTanhDistribution
 
 
-def make_networks(config: SACConfig, observation_size: int, action_size: int) -> SACNetworks:
+def make_networks(config: SACConfig, observation_size: Any, action_size: int) -> SACNetworks:
+    """brax's MLPs for a flat `observation_size` (int); CNN encoder + MLPs for a dict of shapes."""
     normalize = running_statistics.normalize if config.normalize_observations else (lambda x, _: x)
+    if observations.is_dict(observation_size):
+        return _make_pixel_networks(config, observation_size, action_size, normalize)
     base = sac_networks.make_sac_networks(observation_size, action_size, preprocess_observations_fn=normalize,
                                           hidden_layer_sizes=config.hidden_sizes)
     cost_q = brax_networks.make_q_network(observation_size, action_size, preprocess_observations_fn=normalize,
                                           hidden_layer_sizes=config.hidden_sizes, n_critics=2)
     return SACNetworks(base.policy_network, base.q_network, cost_q, base.parametric_action_distribution)
+
+
+def _make_pixel_networks(config: SACConfig, observation_size: Any, action_size: int, normalize: Any
+                         ) -> SACNetworks:
+    """Actor, twin Q_r and twin Q_c, each critic its own CNN encoder + relu MLP, on dict observations."""
+    observations.shapes(observation_size)  # UserError for malformed dict shapes
+    distribution = brax_distribution.NormalTanhDistribution(event_size=action_size)
+    policy = pixel_networks.make_policy_network(config.encoder, observation_size, distribution.param_size,
+                                                config.hidden_sizes, jax.nn.relu, normalize)
+
+    def twin_q() -> Any:
+        return pixel_networks.make_q_network(config.encoder, observation_size, action_size, config.hidden_sizes,
+                                             jax.nn.relu, normalize)
+
+    return SACNetworks(policy, twin_q(), twin_q(), distribution)
 
 
 def sample_action(networks: SACNetworks, normalizer: Any, policy_params: Any, obs: jax.Array,
@@ -83,10 +104,10 @@ def cost_value(networks: SACNetworks, normalizer: Any, cost_q_params: Any, obs: 
 
 def actor_loss(policy_params: Any, networks: SACNetworks, normalizer: Any, q_params: Any, cost_q_params: Any,
                alpha: jax.Array, constraint_state: constraints.ConstraintState, batch: Transition,
-               recent_obs: jax.Array, key: jax.Array, config: SACConfig, cost_budget_q: float
+               recent_obs: Any, key: jax.Array, config: SACConfig, cost_budget_q: float
                ) -> tuple[jax.Array, dict]:
     """Entropy term + the constraint handler's objective; aux holds `cost_estimate` (mean Q_c(s', π(s')) over
-    `recent_obs` [B', obs_dim]) and the handler's terms."""
+    `recent_obs` [B', obs_dim] or a dict of [B', ...]) and the handler's terms."""
     key_batch, key_recent = jax.random.split(key)
     action, log_prob = sample_action(networks, normalizer, policy_params, batch.obs, key_batch)
     q_reward = jnp.min(networks.q_network.apply(normalizer, q_params, batch.obs, action), axis=-1)

@@ -26,10 +26,10 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from brax.training.acme import running_statistics, specs
+from brax.training.acme import running_statistics
 
 from saferl import constraints
-from saferl.agents.modelfree import common
+from saferl.agents.modelfree import common, pixel_networks
 import saferl.agents.sac.losses as losses
 from saferl.agents.sac.config import SACConfig
 from saferl.data import buffer as buffer_lib
@@ -171,7 +171,7 @@ def make_train(config: SACConfig, env: Any, training_env: Any = None
             cost_q_optimizer_state=optimizer.init(cost_q_params), target_cost_q_params=cost_q_params,
             log_alpha=log_alpha, alpha_optimizer_state=optimizer.init(log_alpha),
             constraint=constraints.init(config.constraint),
-            normalizer=running_statistics.init_state(specs.Array((obs_size,), jnp.float32)),
+            normalizer=pixel_networks.init_normalizer(obs_size),
             buffer=buffer_lib.init(config.max_replay_size, buffer_lib.example_transition(obs_size, action_size)),
             env_state=train_env.reset(jax.random.split(key_env, config.num_envs)),
             key=key_next, env_steps=jnp.zeros((), jnp.int32)))
@@ -210,7 +210,7 @@ def make_train(config: SACConfig, env: Any, training_env: Any = None
         env_state, transition = act(state, key_act)
         sums = common.episode_sums(env_state.info)
         state = state.replace(env_state=env_state, key=key_next, env_steps=state.env_steps + config.num_envs,
-                              normalizer=running_statistics.update(state.normalizer, transition.obs),
+                              normalizer=pixel_networks.update_normalizer(state.normalizer, transition.obs),
                               buffer=buffer_lib.add(state.buffer, transition))
         state, learned = jax.lax.cond(state.buffer.size >= config.min_replay_size, learn, skip, state, key_learn)
         return state, {**sums, **learned}
