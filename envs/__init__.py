@@ -51,6 +51,7 @@ from envs.safety.safe_cartpole import SafeCartpole
 from envs.soft.soft_arm import SoftArm
 from envs.soft.muscle_leg import MuscleLeg
 from envs.soft.soft_fish import SoftFish
+from envs.ultrasound import UsCoverage, UsNavigate, UsSurgery
 
 register("pendulum", Pendulum)
 register("safe_cartpole", SafeCartpole)
@@ -58,6 +59,9 @@ register("point_goal", PointGoal)
 register("soft_arm", SoftArm)
 register("soft_fish", SoftFish)
 register("muscle_leg", MuscleLeg)
+register("us_navigate", UsNavigate)
+register("us_coverage", UsCoverage)
+register("us_surgery", UsSurgery)
 
 from envs.wrappers import DomainRandomizationConfig, dynamics_shift, wrap_for_training  # noqa: E402  (use the registry)
 from envs.training_env import (ShiftConfig, TrainingEnvConfig, make_training_env, physics_fingerprint,  # noqa: E402
