@@ -79,16 +79,31 @@ def train_command(
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="recording dir (`saferl-deploy run "
                                                 "--record`) whose transitions join the replay data (pets, sac)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    devices: Optional[int] = typer.Option(None, "--devices", help="use the first N devices (default: all; batches "
+                                          "are split over them)"),
+    coordinator: Optional[str] = typer.Option(None, "--coordinator", help="multi-process run: HOST:PORT of process "
+                                              "0 (env SAFERL_COORDINATOR)"),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help="multi-process run: number of "
+                                                "processes (env SAFERL_NUM_PROCESSES)"),
+    process_id: Optional[int] = typer.Option(None, "--process-id", help="multi-process run: this process, 0..N-1; "
+                                             "0 writes the run directory (env SAFERL_PROCESS_ID)"),
 ) -> None:
     """Train ALGO on --env for --steps env steps; writes a run directory (config, metrics, checkpoints, plots)."""
     from saferl.config import parse_overrides
+    from saferl.training import distributed, sharding
     from saferl.training.run import train
+
+    group = distributed.initialize_from(coordinator, num_processes, process_id)  # before JAX's devices exist
+    sharding.use_devices(devices)
 
     overrides = parse_overrides(set_)
     if constraint is not None:
         overrides = _with_constraint(overrides, constraint)
     result = train(algo, env, steps=steps, seed=seed, overrides=overrides,
                    env_overrides=parse_overrides(set_env), out=out, resume=resume, data=data, progress=not quiet)
+    if not distributed.is_primary():
+        _echo(f"process {group.process_id} of {group.num_processes} done; process 0 wrote {result.run_dir}")
+        return
     import math
 
     from saferl.training.logger import read_metrics

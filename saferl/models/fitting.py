@@ -7,7 +7,9 @@ own bootstrap resample (or its own shuffling) of the rest. Epochs run in a `lax.
 after `patience` epochs without a relative held-out improvement (or on a non-finite loss), or once
 `max_steps` gradient steps are done (small data sets then train for many epochs, refits on large ones stay
 cheap); minibatches in a `lax.fori_loop` (a scan when no mask is given). The best
-held-out parameters of each member are kept (mbrl-lib style).
+held-out parameters of each member are kept (mbrl-lib style). Data parallel (`saferl.training.sharding`): each
+minibatch [E, B, ...] and the held-out rows are split over the devices along their row axis, parameters and
+optimiser state replicated; XLA adds the gradient all-reduces (one program for 1 and N devices).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from saferl.models import normalizer as norm_lib
 from saferl.models.ensemble import (EnsembleConfig, EnsembleState, inputs_of, make_module, make_optimizer,
                                     targets_of)
 from saferl.models.network import gaussian_nll, member_fit_score, member_objective
+from saferl.training import sharding
 
 _ARCH_FIELDS = ("num_members", "hidden_sizes", "activation", "deterministic", "num_elites", "min_logvar",
                 "max_logvar")
@@ -173,9 +176,11 @@ def _run_epoch(carry: _Carry, x_n: jax.Array, y_n: jax.Array, rows: jax.Array, n
     def step(j: Any, inner: tuple[Any, Any, jax.Array]) -> tuple[Any, Any, jax.Array]:
         params, opt_state, loss_sum = inner
         idx = epoch_rows[:, (j * batch + jnp.arange(batch)) % n_train]  # [E, B], wraps on the last batch
-        grads, per_member = jax.grad(loss_fn, has_aux=True)(params, x_n[idx], y_n[idx])
+        xb, yb = sharding.constrain((x_n[idx], y_n[idx]), 1)  # [E, B, ...]: the B rows split over the devices
+        grads, per_member = jax.grad(loss_fn, has_aux=True)(params, xb, yb)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss_sum + per_member.mean()
+        params, opt_state = sharding.constrain_replicated((optax.apply_updates(params, updates), opt_state))
+        return params, opt_state, loss_sum + per_member.mean()
 
     params, opt_state, loss_sum = jax.lax.fori_loop(0, n_steps, step, (carry.params, carry.opt_state, 0.0))
     return carry.replace(key=key, params=params, opt_state=opt_state, train_loss=loss_sum / n_steps,
@@ -188,7 +193,7 @@ def _train(key: jax.Array, state: EnsembleState, x_n: jax.Array, y_n: jax.Array,
     module, tx = make_module(config, state.out_size), make_optimizer(config)
     k_rows, k_loop = jax.random.split(key)
     rows = _member_train_rows(k_rows, split, x_n.shape[0], config)
-    x_eval, y_eval = x_n[split.eval_rows], y_n[split.eval_rows]
+    x_eval, y_eval = sharding.constrain((x_n[split.eval_rows], y_n[split.eval_rows]), 0)  # [n_eval, ...] split
     score = functools.partial(_score, module, x_eval=x_eval, y_eval=y_eval, weights=split.eval_weights)
     init_score = score(state.params)
     carry = _Carry(key=k_loop, params=state.params, opt_state=state.opt_state, best_params=state.params,

@@ -4,6 +4,8 @@ Per iteration i: sample N_i = max(N·decay^−i, 2K) coloured-noise sequences (p
 mean, add the kept elites of the last iteration and the mean itself, score them, refit mean/std to the K
 elites with momentum. Between time steps the solution and kept elites are shifted by one step (warm start).
 CEM = (β=0, keep 0, decay 1); random shooting = (1 iteration, β=0, keep 0).
+The candidates of an iteration are scored split over the devices ("data" axis of `saferl.training.sharding`),
+padded with copies of the mean up to a multiple of the device count (pads are scored, then dropped).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import jax
 import jax.numpy as jp
 
 from saferl.planning.objectives import Scores, rank
+from saferl.training import sharding
 
 RolloutFn = Callable[[jax.Array, jax.Array], Any]  # (key, actions [N, H, A]) -> trajectory pytree
 ObjectiveFn = Callable[[Any], Scores]  # trajectory -> Scores(value [N], violation [N])
@@ -138,6 +141,22 @@ class _Search(NamedTuple):
     feasible_fraction: jax.Array
 
 
+def _score_over_devices(rollout_fn: RolloutFn, objective_fn: ObjectiveFn, key: jax.Array, candidates: jax.Array,
+                        pad_with: jax.Array) -> Scores:
+    """Scores [N'] of candidates [N', H, A], the candidate axis split over the devices of the data mesh.
+
+    N' is padded with copies of `pad_with` [H, A] to a multiple of the device count (none on one device). The
+    pads come last, and rollouts draw their randomness per row of a [N, ...] shape (partitionable threefry), so
+    the real candidates' rollouts are the same as unpadded ones; their scores are dropped before ranking.
+    """
+    mesh = sharding.data_mesh()
+    count, pad = candidates.shape[0], sharding.padding(candidates.shape[0], mesh)
+    if pad:
+        candidates = jp.concatenate([candidates, jp.broadcast_to(pad_with, (pad,) + pad_with.shape)], axis=0)
+    scores = objective_fn(rollout_fn(key, sharding.constrain(candidates, 0, mesh)))
+    return Scores(scores.value[:count], scores.violation[:count])
+
+
 def _iteration(config: ICEMConfig, rollout_fn: RolloutFn, objective_fn: ObjectiveFn, n_samples: int):
     """One CEM update of the search distribution with `n_samples` fresh coloured-noise candidates."""
 
@@ -148,7 +167,7 @@ def _iteration(config: ICEMConfig, rollout_fn: RolloutFn, objective_fn: Objectiv
         samples = jp.clip(search.mean + search.std * noise, -1.0, 1.0)
         parts = [samples, search.kept] + ([search.mean[None]] if config.add_mean_candidate else [])
         candidates = jp.concatenate(parts, axis=0)  # [N', H, A]
-        scores = objective_fn(rollout_fn(rollout_key, candidates))
+        scores = _score_over_devices(rollout_fn, objective_fn, rollout_key, candidates, search.mean)
         order = rank(scores)
         elites = candidates[order[: config.num_elites]]
         mean = config.momentum * search.mean + (1 - config.momentum) * elites.mean(0)

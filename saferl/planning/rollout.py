@@ -3,6 +3,8 @@
 Propagation (PETS, Chua et al. 2018): `mean` (average of member means), `ts1` (member re-drawn every step),
 `tsinf` (member fixed per particle). Optimism/pessimism on top: r̃ = r̄ + λ_opt·σ_epi,r, c̃ = c̄ + λ_pess·σ_epi,c,
 and hallucinated control (H-UCRL/OPAX): s' = μ(s, a) + β·σ_epi(s, a)⊙η with η ∈ [−1, 1]^obs as extra action dims.
+The candidates × particles states [N, P, ...] are kept split over the devices along N (`saferl.training.sharding`;
+left to the compiler where N does not split evenly, e.g. unpadded direct calls).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jp
+
+from saferl.training import sharding
 
 # predict(obs [..., obs], action [..., act]) -> (mean [E, ..., out], var [E, ..., out]); out = [Δobs, reward, cost]
 PredictFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -143,7 +147,7 @@ def _step(model: ModelFns, config: RolloutConfig, obs_size: int, action_size: in
                 out["epistemic_std"] = gather(jp.linalg.norm(epi_std[..., :obs_size], axis=-1)[..., None], inv)[..., 0]
                 gain = 0.5 * jp.log1p(epi_var[..., :obs_size] / ale_var[..., :obs_size]).sum(-1)
                 out["info_gain"] = gather(gain[..., None], inv)[..., 0]
-        next_obs = gather(slot_obs + delta, inv)
+        next_obs = sharding.constrain(gather(slot_obs + delta, inv), 0)  # [N, P, obs], N over the devices
         out["obs"] = next_obs
         out["reward"] = gather(reward[..., None], inv)[..., 0]
         out["cost"] = gather(jp.maximum(cost, 0.0)[..., None], inv)[..., 0]
@@ -172,7 +176,7 @@ def rollout(key: jax.Array, model: ModelFns, config: RolloutConfig, obs0: jax.Ar
     p = config.num_particles
     if config.propagation != "mean" and p % model.num_members:
         raise ValueError(f"num_particles ({p}) must be a multiple of the ensemble size ({model.num_members})")
-    obs = jp.broadcast_to(obs0, (n, p, obs_size))
+    obs = sharding.constrain(jp.broadcast_to(obs0, (n, p, obs_size)), 0)
     step = _step(model, config, obs_size, action_size)
     _, out = jax.lax.scan(step, (obs, key), jp.swapaxes(actions, 0, 1))
     time_last = lambda x: jp.moveaxis(x, 0, 2)  # [H, N, P, ...] -> [N, P, H, ...]  # noqa: E731

@@ -3,7 +3,9 @@
 Restoring needs a target pytree of the same structure (e.g. a freshly initialised state, or its
 `jax.eval_shape`): the saved leaves are put back into the target's tree structure, so optax states and
 flax structs come back with their types. Leaves are stored flat (`leaf_00000`, ...) because orbax cannot
-store zero-size arrays (MJX data has some); those are rebuilt as zeros from the target.
+store zero-size arrays (MJX data has some); those are rebuilt as zeros from the target. In a multi-process run
+every process calls `save` (leaves split over processes are gathered first), process 0 alone writes, and
+each process restores from the shared directory on its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from saferl.errors import UserError
+from saferl.training import distributed
 
 
 class Checkpoints:
@@ -27,8 +30,16 @@ class Checkpoints:
 
     def __init__(self, directory: pathlib.Path, max_to_keep: int | None = 3):
         self._directory = pathlib.Path(directory).resolve()
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                               enable_async_checkpointing=False)
+        self._write = distributed.is_primary()
+        multiprocessing = ocp.options.MultiprocessingOptions()
+        if jax.process_count() > 1:  # each process is its own orbax group: no orbax barriers between them
+            process = jax.process_index()
+            multiprocessing = ocp.options.MultiprocessingOptions(primary_host=process, active_processes={process})
+            if self._write:
+                self._directory.mkdir(parents=True, exist_ok=True)
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=jax.process_count() == 1,
+                                               enable_async_checkpointing=False,
+                                               multiprocessing_options=multiprocessing)
         self._manager = ocp.CheckpointManager(self._directory, options=options, item_names=("state", "extra"))
 
     @property
@@ -38,6 +49,10 @@ class Checkpoints:
     def save(self, step: int, state: Any, extra: dict[str, Any] | None = None) -> None:
         """Write `state` (pytree of arrays) and `extra` (JSON-serialisable dict) as checkpoint `step`."""
         flat, paths = _flatten(state)
+        if jax.process_count() > 1:
+            flat = distributed.to_host(flat)  # collective: leaves split over processes made whole
+        if not self._write:
+            return
         extra = {**(extra or {}), "leaf_paths": paths}
         args = ocp.args.Composite(state=ocp.args.StandardSave(flat), extra=ocp.args.JsonSave(extra))
         self._manager.save(int(step), args=args, force=True)

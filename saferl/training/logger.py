@@ -2,7 +2,8 @@
 
 `metrics.csv` always starts with the columns `env_steps, episode_return, episode_cost`; algorithm
 columns follow in first-seen order. A new column appearing later rewrites the header (rows keep their
-values, missing cells stay empty), so the file stays one valid CSV.
+values, missing cells stay empty), so the file stays one valid CSV. With `write=False` (the processes other than 0 of a multi-process run) rows
+are only kept in memory and passed to listeners: no file, no TensorBoard events.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class MetricsLogger:
     scalars (`episode_return`, `episode_cost` per episode, plus algorithm quantities like losses).
     """
 
-    def __init__(self, run_dir: pathlib.Path, tensorboard: bool = True):
+    def __init__(self, run_dir: pathlib.Path, tensorboard: bool = True, write: bool = True):
         self._csv_path = run_dir / "metrics.csv"
+        self._write = write
         self._columns: list[str] = list(REQUIRED_COLUMNS)
         self._rows: list[dict[str, float]] = []
         self._listeners: list[Callable[[int, dict[str, float]], None]] = []
@@ -39,7 +41,7 @@ class MetricsLogger:
         else:
             self._rewrite()
         self._writer = None
-        if tensorboard:
+        if tensorboard and write:
             from tensorboardX import SummaryWriter
 
             self._writer = SummaryWriter(logdir=str(run_dir / "tensorboard"), flush_secs=10)
@@ -62,7 +64,7 @@ class MetricsLogger:
         if new:
             self._columns.extend(new)
             self._rewrite()
-        else:
+        elif self._write:
             with self._csv_path.open("a", newline="") as f:
                 csv.DictWriter(f, self._columns).writerow(_format(row))
         if self._writer is not None:
@@ -80,6 +82,8 @@ class MetricsLogger:
             self._rewrite()
 
     def _rewrite(self) -> None:
+        if not self._write:
+            return
         tmp = self._csv_path.with_suffix(".csv.tmp")
         with tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, self._columns)

@@ -1,5 +1,7 @@
 """Start or resume a training run: resolve configs, make the run directory, build the `TrainContext`,
-call the algorithm's `train(ctx)` and always finish with plots (also on errors and Ctrl-C).
+call the algorithm's `train(ctx)` and always finish with plots (also on errors and Ctrl-C). In a multi-process run
+(`saferl.training.distributed`) every process trains; only process 0 creates the run directory and writes
+logs, plots and checkpoints.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import envs
 from saferl.agents import registry
 from saferl.config import apply_overrides, field_names, to_dict
 from saferl.errors import UserError
-from saferl.training import rundir
+from saferl.training import distributed, rundir
 from saferl.training.checkpoints import Checkpoints
 from saferl.training.context import TrainContext
 from saferl.training.logger import MetricsLogger
@@ -151,11 +153,12 @@ def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_ste
     algorithm = registry.get(record.algo)
     world = training_env_from_record(record)
     env = envs.make_training_env(record.env, env_config, world) if env is None else env
-    logger = MetricsLogger(record.path, tensorboard=tensorboard)
+    primary = distributed.is_primary()
+    logger = MetricsLogger(record.path, tensorboard=tensorboard, write=primary)
     if resume_step is not None:
         logger.truncate_after(resume_step)  # rows past the checkpoint get recomputed
     checkpoints = Checkpoints(record.path / "checkpoints")
-    display = ProgressDisplay(record.steps, f"{record.algo} {record.env}", enabled=progress,
+    display = ProgressDisplay(record.steps, f"{record.algo} {record.env}", enabled=progress and primary,
                               start_steps=resume_step or 0)
     logger.add_listener(display.update)
     ctx = TrainContext(algo=record.algo, env_name=record.env, env=env, env_config=env_config, training_env=world,
@@ -168,6 +171,6 @@ def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_ste
         display.close()
         logger.close()
         checkpoints.close()
-        plots = write_plots(record.path, env.cost_budget, f"{record.algo} on {record.env}")
+        plots = write_plots(record.path, env.cost_budget, f"{record.algo} on {record.env}") if primary else []
     return RunResult(run_dir=record.path, metrics=dict(metrics or {}), plots=plots)
 

@@ -1,7 +1,8 @@
 """Run directories: `runs/<algo>-<env>-<YYYYmmdd-HHMMSS>/` with config.json, metrics.csv, tensorboard/,
 checkpoints/ and plots/; creating them, writing the resolved config and validating existing ones.
 
-Nothing already in a run directory is deleted; files are replaced only atomically (write + rename).
+Nothing already in a run directory is deleted; files are replaced only atomically (write + rename). In a
+multi-process run (`saferl.training.distributed`) only process 0 creates and writes; the others get its path.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import platform
 from typing import Any
 
 from saferl.errors import UserError
+from saferl.training import distributed
 from saferl.policies.run_record import CONFIG_FILE, read_config  # the one reader of a run's config.json
 
 REQUIRED_KEYS = ("algo", "env", "env_config", "algo_config", "steps", "seed")
@@ -56,7 +58,14 @@ class RunRecord:
 
 
 def new_run_dir(out: pathlib.Path, algo: str, env: str, now: datetime.datetime | None = None) -> pathlib.Path:
-    """Create and return a fresh `out/<algo>-<env>-<YYYYmmdd-HHMMSS>[-k]/` (never an existing one)."""
+    """Create and return a fresh `out/<algo>-<env>-<YYYYmmdd-HHMMSS>[-k]/` (never an existing one).
+
+    Multi-process: process 0 creates it and every process returns its path (a collective: all must call)."""
+    path = _create_run_dir(out, algo, env, now) if distributed.is_primary() else None
+    return pathlib.Path(distributed.broadcast_text(None if path is None else str(path)))
+
+
+def _create_run_dir(out: pathlib.Path, algo: str, env: str, now: datetime.datetime | None) -> pathlib.Path:
     stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +89,9 @@ def write_json_atomic(path: pathlib.Path, data: dict[str, Any]) -> None:
 
 
 def write_config(record: RunRecord) -> None:
-    write_json_atomic(record.path / CONFIG_FILE, record.to_json())
+    """Write the run's config.json (process 0 only in a multi-process run)."""
+    if distributed.is_primary():
+        write_json_atomic(record.path / CONFIG_FILE, record.to_json())
 
 
 def read_run(path: pathlib.Path | str, need_checkpoint: bool = True) -> RunRecord:

@@ -1,6 +1,7 @@
 """Data parallelism with `jax.sharding`: one code path for 1 and N devices (GSPMD, no pmap).
 
-A 1-D `Mesh` over all `jax.devices()` with the axis "data". Batch-shaped parts of a training state (the
+A 1-D `Mesh` over the selected devices (all of `jax.devices()`, i.e. of every process of a `jax.distributed`
+run, unless `use_devices(n)` restricted it to the first n) with the axis "data". Batch-shaped parts of a training state (the
 `num_envs` env states, rollouts, minibatches) are split along their batch axis over "data"; everything else
 (params, optimiser state, normaliser, RNG keys, counters, replay buffers) is replicated. Jitted code only
 states where the data lives (`state_shardings`, `constrain`) and XLA inserts the gradient all-reduces.
@@ -21,15 +22,50 @@ from saferl.errors import UserError
 
 DATA_AXIS = "data"
 
+_selected_count: int | None = None  # `use_devices(n)`: the first n devices; None: all of them
+
 
 @functools.cache
 def _mesh(devices: tuple[Any, ...]) -> Mesh:
     return Mesh(np.asarray(devices, dtype=object), (DATA_AXIS,))
 
 
+def use_devices(count: int | None, name: str = "--devices") -> None:
+    """Restrict every mesh of this process to the first `count` of `jax.devices()` (None: all of them).
+
+    The one place the device list is held: call it before building trainers; changing it clears JAX's
+    compilation caches (compiled programs hold their mesh). `UserError` (naming `name`) if `count` < 1 or
+    more than there are, or if it would leave out another process's devices in a multi-process run.
+    """
+    global _selected_count
+    available = jax.devices()
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise UserError(f"{name}={count} is not a device count; use an integer >= 1 (at most {len(available)})")
+        if count > len(available):
+            raise UserError(f"{name}={count} but only {len(available)} devices are available "
+                            f"({available[0].platform}); use 1..{len(available)}")
+        if jax.process_count() > 1 and count < len(available):
+            raise UserError(f"{name}={count} cannot restrict a {jax.process_count()}-process run "
+                            f"({len(available)} devices in all); limit each process's devices instead "
+                            f"(e.g. CUDA_VISIBLE_DEVICES)")
+        count = int(count)
+    if count == len(available):
+        count = None
+    if count != _selected_count:
+        _selected_count = count
+        jax.clear_caches()  # traced programs captured the previous mesh
+
+
+def devices() -> list[Any]:
+    """The devices meshes are built over: the first `use_devices(n)` of `jax.devices()`, default all."""
+    available = jax.devices()
+    return available if _selected_count is None else available[:_selected_count]
+
+
 def data_mesh() -> Mesh:
-    """The mesh over all devices of this process group (`jax.devices()`), axis "data"."""
-    return _mesh(tuple(jax.devices()))
+    """The mesh over the selected devices (`devices()`: all of this process group unless restricted), axis "data"."""
+    return _mesh(tuple(devices()))
 
 
 def device_count(mesh: Mesh | None = None) -> int:
@@ -108,6 +144,17 @@ def constrain(tree: Any, axis: int = 0, mesh: Mesh | None = None) -> Any:
         return jax.lax.with_sharding_constraint(leaf, batch_sharded(axis, mesh))
 
     return jax.tree.map(one, tree)
+
+
+def padding(size: int, mesh: Mesh | None = None) -> int:
+    """Rows to append to a batch of `size` so that it splits evenly over the devices (0 on one device)."""
+    return -size % device_count(mesh)
+
+
+def constrain_replicated(tree: Any, mesh: Mesh | None = None) -> Any:
+    """Inside jit: every leaf of `tree` whole on every device (params and optimiser state of data parallelism)."""
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda leaf: jax.lax.with_sharding_constraint(leaf, sharding), tree)
 
 
 def constrain_to(tree: Any, shardings: Any) -> Any:
