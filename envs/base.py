@@ -111,7 +111,8 @@ class MjxEnv(Env, abc.ABC):
     def set_mj_model(self, mj_model: mujoco.MjModel) -> None:
         """Use `mj_model` (e.g. with changed physical parameters) for MJX and native stepping alike."""
         self._mj_model = mj_model
-        self.sys = mjx.put_model(mj_model)
+        # this process's first device: MJX's default is jax.devices()[0], process 0's in a multi-process run
+        self.sys = mjx.put_model(mj_model, device=jax.local_devices()[0])
         ctrl_range = mj_model.actuator_ctrlrange.copy()
         limited = mj_model.actuator_ctrllimited.astype(bool)
         ctrl_range[~limited] = (-1.0, 1.0)
