@@ -1,6 +1,5 @@
 """PETS agent: the training job on the shared loop, bit-for-bit resume, NaN stop, and its MPC `Policy`."""
 
-import csv
 import math
 import pathlib
 import shutil
@@ -13,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
 from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY  # noqa: E402
-from tiny_runs import copy_run, pets_run  # noqa: E402
+from tiny_runs import copy_run, final_agent_state, metric_rows, pets_run  # noqa: E402
 
 import envs  # noqa: E402
 from saferl.agents import registry  # noqa: E402
@@ -22,20 +21,10 @@ from saferl.agents.pets.policy import MPCMemory  # noqa: E402
 from saferl.config import apply_overrides  # noqa: E402
 from saferl.errors import NonFiniteError  # noqa: E402
 from saferl.policies import Policy, episode, load_policy  # noqa: E402
-from saferl.training.restore import restore_run_state  # noqa: E402
 from saferl.training import rundir  # noqa: E402
 from saferl.training.run import train  # noqa: E402
 
 EPISODE = PETS_EPISODE
-
-
-def _rows(run_dir: pathlib.Path) -> list[dict[str, str]]:
-    with open(run_dir / "metrics.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def _final_state(run_dir: pathlib.Path):
-    return restore_run_state(run_dir, lambda config, env: make_agent(config, env).init)[-1]
 
 
 def test_pets_is_registered_with_its_config():
@@ -45,7 +34,7 @@ def test_pets_is_registered_with_its_config():
 
 
 def test_training_logs_one_row_per_episode_with_model_and_planning_metrics():
-    rows = _rows(pets_run(3).run_dir)
+    rows = metric_rows(pets_run(3).run_dir)
     assert [int(float(r["env_steps"])) for r in rows] == [20, 40, 60]
     assert [float(r["random_actions"]) for r in rows] == [1.0, 0.0, 0.0]  # 1 random episode, then MPC
     assert [float(r["buffer_size"]) for r in rows] == [10.0, 20.0, 30.0]  # decisions (action_repeat 2)
@@ -63,13 +52,13 @@ def test_resume_from_an_earlier_checkpoint_continues_bit_for_bit(tmp_path):
     interrupted = copy_run(straight, tmp_path)
     shutil.rmtree(interrupted / "checkpoints" / "60")  # as if stopped after episode 2
     resumed = train(None, None, steps=3 * EPISODE, resume=interrupted, progress=False, tensorboard=False).run_dir
-    a, b = _final_state(straight), _final_state(resumed)
+    a, b = final_agent_state(straight, make_agent), final_agent_state(resumed, make_agent)
     assert int(a.episode) == int(b.episode) == 3
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # params, optimiser, buffer, key: identical
     deterministic = ("env_steps", "episode_return", "episode_cost", "model_nll", "model_mse", "buffer_size")
-    assert len(_rows(resumed)) == 3  # the row past the resumed checkpoint was recomputed, not duplicated
-    for row_a, row_b in zip(_rows(straight), _rows(resumed)):
+    assert len(metric_rows(resumed)) == 3  # the row past the resumed checkpoint was recomputed, not duplicated
+    for row_a, row_b in zip(metric_rows(straight), metric_rows(resumed)):
         assert {k: row_a[k] for k in deterministic} == {k: row_b[k] for k in deterministic}
 
 
@@ -151,7 +140,7 @@ def test_short_job_runs_on_a_safety_env(env_name, constraint, tmp_path):
     overrides = {**PETS_TINY, "objective.constraint": constraint}
     result = train("pets", env_name, steps=2 * EPISODE, overrides=overrides, env_overrides=PETS_ENV,
                    out=tmp_path, progress=False, tensorboard=False)
-    rows = _rows(result.run_dir)
+    rows = metric_rows(result.run_dir)
     assert len(rows) == 2 and float(rows[-1]["random_actions"]) == 0.0
     assert float(rows[-1]["episode_cost"]) >= 0.0 and math.isfinite(float(rows[-1]["episode_return"]))
     if constraint == "feasibility":  # the planner ranked candidates against the remaining budget
@@ -166,7 +155,7 @@ def test_nonfinite_model_fit_stops_with_the_quantity_and_keeps_the_last_good_che
     assert info.value.quantity == "model/fit_loss" and info.value.step == EPISODE
     (run_dir,) = tmp_path.iterdir()
     assert rundir.checkpoint_steps(run_dir) == [0]  # the initial state: nothing non-finite was saved
-    state = _final_state(run_dir)
+    state = final_agent_state(run_dir, make_agent)
     assert int(state.episode) == 0
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.model.params))
     assert (run_dir / "plots" / "return.png").exists()

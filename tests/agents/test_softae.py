@@ -1,7 +1,6 @@
 """SoftAE agent: exploration strategies on the shared episodic loop, bit-for-bit resume, zero-shot task policies
 (`load_policy(run, task=...)`, `saferl eval --task`, `saferl tasks`)."""
 
-import csv
 import json
 import math
 import pathlib
@@ -14,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
 from tiny_configs import PETS_EPISODE, SOFTAE_TINY  # noqa: E402
-from tiny_runs import copy_run, ppo_run, softae_run  # noqa: E402
+from tiny_runs import copy_run, final_agent_state, metric_rows, ppo_run, softae_run  # noqa: E402
 
 import envs  # noqa: E402
 from saferl.agents import registry  # noqa: E402
@@ -24,17 +23,7 @@ from saferl.cli.main import main  # noqa: E402
 from saferl.config import apply_overrides  # noqa: E402
 from saferl.errors import UserError  # noqa: E402
 from saferl.policies import episode, load_policy  # noqa: E402
-from saferl.training.restore import restore_run_state  # noqa: E402
 from saferl.training.run import train  # noqa: E402
-
-
-def _rows(run_dir: pathlib.Path) -> list[dict[str, str]]:
-    with open(run_dir / "metrics.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def _final_state(run_dir: pathlib.Path):
-    return restore_run_state(run_dir, lambda config, env: make_agent(config, env).init)[-1]
 
 
 def test_softae_is_registered_and_its_config_rejects_inconsistent_settings():
@@ -51,7 +40,7 @@ def test_softae_is_registered_and_its_config_rejects_inconsistent_settings():
 
 
 def test_information_gain_exploration_logs_one_row_per_episode_with_the_planned_gain():
-    rows = _rows(softae_run("info_gain").run_dir)
+    rows = metric_rows(softae_run("info_gain").run_dir)
     assert [int(float(r["env_steps"])) for r in rows] == [20, 40, 60]
     assert [float(r["random_actions"]) for r in rows] == [1.0, 0.0, 0.0]  # 1 random episode, then planned
     for row in rows[1:]:
@@ -65,16 +54,16 @@ def test_resume_continues_bit_for_bit(tmp_path):
     interrupted = copy_run(straight, tmp_path)
     shutil.rmtree(interrupted / "checkpoints" / str(3 * PETS_EPISODE))
     resumed = train(None, None, resume=interrupted, progress=False, tensorboard=False).run_dir
-    a, b = _final_state(straight), _final_state(resumed)
+    a, b = final_agent_state(straight, make_agent), final_agent_state(resumed, make_agent)
     assert int(a.episode) == int(b.episode) == 3
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert _rows(straight)[-1]["model_nll"] == _rows(resumed)[-1]["model_nll"]
+    assert metric_rows(straight)[-1]["model_nll"] == metric_rows(resumed)[-1]["model_nll"]
 
 
 @pytest.mark.parametrize("exploration", ["random", "colored_noise", "disagreement", "task"])
 def test_every_baseline_strategy_runs_on_the_same_loop(exploration):
-    rows = _rows(softae_run(exploration, 2).run_dir)
+    rows = metric_rows(softae_run(exploration, 2).run_dir)
     planned = exploration in ("disagreement", "task")
     assert [float(r["random_actions"]) for r in rows] == [1.0, 0.0 if planned else 1.0]
     assert all(math.isfinite(float(r["episode_return"])) for r in rows)

@@ -4,6 +4,7 @@ module that asks) under a temporary directory. Tests that change a run dir work 
 from __future__ import annotations
 
 import atexit
+import csv
 import functools
 import os
 import pathlib
@@ -20,6 +21,19 @@ atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
 def _out(name: str) -> pathlib.Path:
     return _ROOT / name
+
+
+def metric_rows(run_dir: pathlib.Path) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv (one per logged episode/chunk), as strings."""
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def final_agent_state(run_dir: pathlib.Path, make_agent):
+    """The last checkpointed state of a model-based run (PETS/SoftAE), restored with `make_agent(config, env)`."""
+    from saferl.training.restore import restore_run_state
+
+    return restore_run_state(run_dir, lambda config, env: make_agent(config, env).init)[-1]
 
 
 @functools.cache

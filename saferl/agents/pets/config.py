@@ -10,6 +10,7 @@ The defaults are sized for a 2-core CPU, where a user waits for them: `saferl tr
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from saferl.models import EnsembleConfig
 from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig
@@ -47,16 +48,27 @@ class PETSConfig:
     checkpoint_every_episodes: int = 1  # episodes between checkpoints (the last one is always saved), ≥ 1
 
     def __post_init__(self) -> None:
-        for name in ("action_repeat", "random_episodes", "buffer_capacity", "checkpoint_every_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.rollout.propagation != "mean" and self.rollout.num_particles % self.model.num_members:
-            raise ValueError(f"rollout.num_particles ({self.rollout.num_particles}) must be a multiple of "
-                             f"model.num_members ({self.model.num_members})")
+        check_episode_loop_fields(self)
+        check_particles("rollout", self.rollout, self.model)
         if self.objective.kind in ("information_gain", "disagreement") and not self.rollout.track_uncertainty:
             raise ValueError(f"objective.kind='{self.objective.kind}' needs rollout.track_uncertainty=true")
         if self.rollout.hallucination_scale > 0:
             raise ValueError("rollout.hallucination_scale must be 0 for PETS (η dims are not env actions)")
+
+
+def check_episode_loop_fields(config: Any) -> None:
+    """The episode-loop fields every model-based config shares (action_repeat, random_episodes,
+    buffer_capacity, checkpoint_every_episodes) are ≥ 1; `ValueError` naming the field otherwise."""
+    for name in ("action_repeat", "random_episodes", "buffer_capacity", "checkpoint_every_episodes"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
+def check_particles(name: str, rollout: RolloutConfig, model: EnsembleConfig) -> None:
+    """TS particles are split evenly over the ensemble members (`ValueError` naming the field otherwise)."""
+    if rollout.propagation != "mean" and rollout.num_particles % model.num_members:
+        raise ValueError(f"{name}.num_particles ({rollout.num_particles}) must be a multiple of "
+                         f"model.num_members ({model.num_members})")
 
 
 def preset(name: str) -> PETSConfig:

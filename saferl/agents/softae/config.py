@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from saferl.agents.pets.config import check_episode_loop_fields, check_particles
 from saferl.models import EnsembleConfig
 from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig
 
@@ -77,19 +78,14 @@ class SoftAEConfig:
             raise ValueError(f"exploration must be one of {', '.join(STRATEGIES)}, got {self.exploration!r}")
         if self.exploration == "task" and not self.task:
             raise ValueError("exploration='task' (task-specific PETS) needs task=NAME (see `saferl tasks ENV`)")
-        for name in ("action_repeat", "random_episodes", "buffer_capacity", "checkpoint_every_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_episode_loop_fields(self)
         if not self.colored_noise_beta >= 0 or not self.colored_noise_scale > 0:
             raise ValueError(f"colored_noise_beta must be >= 0 and colored_noise_scale > 0, got "
                              f"{self.colored_noise_beta}, {self.colored_noise_scale}")
         if not self.rollout.track_uncertainty and self.exploration in ("info_gain", "disagreement"):
             raise ValueError(f"exploration='{self.exploration}' needs rollout.track_uncertainty=true")
-        for name in ("rollout", "task_rollout"):
-            rollout = getattr(self, name)
-            if rollout.propagation != "mean" and rollout.num_particles % self.model.num_members:
-                raise ValueError(f"{name}.num_particles ({rollout.num_particles}) must be a multiple of "
-                                 f"model.num_members ({self.model.num_members})")
+        check_particles("rollout", self.rollout, self.model)
+        check_particles("task_rollout", self.task_rollout, self.model)
         if self.task_rollout.hallucination_scale > 0:
             raise ValueError("task_rollout.hallucination_scale must be 0 (tasks are planned on the model's mean)")
         ObjectiveConfig(discount=self.discount, constraint=self.cost_constraint, penalty=self.penalty)  # validates
