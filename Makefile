@@ -32,7 +32,7 @@ demo: $(STAMP)
 		--set prior=$$(dirname $$(dirname $$(ls -dt $(PRIOR_DIR)/sac-safe_cartpole-*/checkpoints/* | head -1)))
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=40 tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests
