@@ -1,7 +1,10 @@
-"""saferl.training.sharding and data-parallel PPO: one code path for 1 and 4 (forced host CPU) devices.
+"""saferl.training.sharding, data-parallel PPO, ensemble fitting and iCEM planning: one code path for 1 and 4
+(forced host CPU) devices, and `use_devices` (`saferl train --devices N`).
 
 The device count of a JAX process is fixed at start-up, so the same tiny PPO chunk runs in two subprocesses,
-one with 1 CPU device and one with `--xla_force_host_platform_device_count=4`, started side by side.
+one with 1 CPU device and one with `--xla_force_host_platform_device_count=4`, started side by side. The
+ensemble fit and the iCEM plan run in one 4-device subprocess, first on all 4, then restricted to 1 by
+`sharding.use_devices(1)` (the mesh the 1-device process has).
 """
 
 from __future__ import annotations
@@ -67,11 +70,66 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
-def _start(devices: int, out: pathlib.Path) -> subprocess.Popen:
+# A tiny ensemble (2 members, 32x32) fitted for 4 epochs on 256 transitions of a damped 3-d system (minibatch 32,
+# 25 held-out rows: 32 splits over 4 devices, 25 does not) and an iCEM plan on it (32 then 25 candidates: the
+# second iteration pads 3), once per device count in argv[4]. Writes the params, plan, held-out scores and
+# whether the compiled programs hold collectives (an all-reduce of the gradients; gathers of the candidates).
+_MODEL_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_compilation_cache_dir", sys.argv[3])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    from saferl.agents.pets.policy import model_fns
+    from saferl.data.buffer import Transition
+    from saferl.models import ensemble, fitting
+    from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig, icem, make_objective, make_rollout_fn
+    from saferl.training import sharding
+
+    k_obs, k_act = jax.random.split(jax.random.PRNGKey(0))
+    obs = jax.random.uniform(k_obs, (256, 3), minval=-1, maxval=1)
+    action = jax.random.uniform(k_act, (256, 1), minval=-1, maxval=1)
+    delta = 0.1 * jnp.tanh(obs[:, ::-1] + action) - 0.05 * obs
+    data = Transition(obs=obs, action=action, next_obs=obs + delta, reward=-jnp.sum(obs**2, -1),
+                      cost=jnp.zeros(256), done=jnp.zeros(256))
+    config = ensemble.EnsembleConfig(num_members=2, num_elites=2, hidden_sizes=(32, 32), batch_size=32, epochs=4,
+                                     patience=100, improvement_threshold=0.0, calibrate=False)
+    planner = ICEMConfig(horizon=5, population=30, num_elites=4, iterations=2)
+    rollout = RolloutConfig(propagation="ts1", num_particles=2)
+
+    @jax.jit
+    def plan(model, obs0, key):
+        rollout_fn = make_rollout_fn(model_fns(model), rollout, obs0)
+        actions, info = icem.plan(planner, key, rollout_fn, make_objective(ObjectiveConfig()), icem.init_state(planner, 1))
+        return actions, info.best_value
+
+    def collectives(hlo):
+        return sorted(op for op in ("all-reduce", "all-gather", "all-to-all", "collective-permute") if op in hlo)
+
+    arrays, reports = {}, {}
+    for count in [int(c) for c in sys.argv[4].split(",")]:
+        sharding.use_devices(count)
+        model = ensemble.init(jax.random.PRNGKey(1), config, 3, 1, 5)
+        model, metrics = ensemble.fit(jax.random.PRNGKey(2), model, data)
+        actions, value = plan(model, obs[0], jax.random.PRNGKey(3))
+        fit_hlo = fitting._fit.lower(jax.random.PRNGKey(2), model, data, None, config=config).compile().as_text()
+        plan_hlo = plan.lower(model, obs[0], jax.random.PRNGKey(3)).compile().as_text()
+        arrays.update({f"d{count}_param_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(model.params))})
+        arrays.update({f"d{count}_actions": np.asarray(actions), f"d{count}_value": np.asarray(value),
+                       f"d{count}_holdout": np.asarray(metrics.member_holdout_loss),
+                       f"d{count}_epochs": np.asarray(metrics.epochs)})
+        reports[count] = {"mesh": sharding.device_count(), "fit": collectives(fit_hlo), "plan": collectives(plan_hlo),
+                          "params_devices": sorted({len(x.sharding.device_set) for x in jax.tree.leaves(model.params)})}
+    np.savez(sys.argv[1], **arrays)
+    with open(sys.argv[2], "w") as report_file:
+        json.dump({"available": jax.device_count(), "runs": reports}, report_file)
+""")
+
+
+def _start(devices: int, out: pathlib.Path, script: str = _SCRIPT, name: str = "", *extra: str) -> subprocess.Popen:
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    args = [sys.executable, "-c", _SCRIPT, str(out / f"state{devices}.npz"), str(out / f"report{devices}.json"),
-            str(_TESTS.parent / ".jax_cache"), str(_TESTS / "training")]
+    args = [sys.executable, "-c", script, str(out / f"{name}state{devices}.npz"),
+            str(out / f"{name}report{devices}.json"), str(_TESTS.parent / ".jax_cache"), *extra]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -79,7 +137,7 @@ def _start(devices: int, out: pathlib.Path) -> subprocess.Popen:
 def runs(tmp_path_factory):
     """{devices: (report dict, npz)} of the chunk on 1 and on 4 devices."""
     out = tmp_path_factory.mktemp("sharding")
-    processes = {n: _start(n, out) for n in (1, 4)}
+    processes = {n: _start(n, out, _SCRIPT, "", str(_TESTS / "training")) for n in (1, 4)}
     results = {}
     for n, process in processes.items():
         log, _ = process.communicate(timeout=300)
@@ -142,3 +200,52 @@ def test_helpers_shard_leading_axis_and_replicate_scalars():
         with pytest.raises(UserError, match="cannot be split evenly"):
             sharding.batch_shardings({"obs": np.zeros((count + 1, 3))}, mesh=mesh)
     sharding.check_divisible(3 * count, "num_envs", mesh)  # a multiple is fine
+
+
+@pytest.fixture(scope="module")
+def model_runs(tmp_path_factory):
+    """(report, npz) of the ensemble fit and iCEM plan on 4 devices and restricted to 1 (one 4-device process)."""
+    out = tmp_path_factory.mktemp("model_sharding")
+    process = _start(4, out, _MODEL_SCRIPT, "model", "4,1")
+    log, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, log[-3000:]
+    return json.loads((out / "modelreport4.json").read_text()), np.load(out / "modelstate4.npz")
+
+
+def test_use_devices_restricts_the_mesh_and_the_programs(model_runs):
+    report, _ = model_runs
+    assert report["available"] == 4
+    four, one = report["runs"]["4"], report["runs"]["1"]
+    assert four["mesh"] == 4 and one["mesh"] == 1
+    # 4 devices: the minibatch rows are split, so the gradients need an all-reduce; the planner's candidates are
+    # split and gathered for ranking. On the 1-device mesh the same code compiles to programs without collectives.
+    assert "all-reduce" in four["fit"] and four["plan"]
+    assert one["fit"] == [] and one["plan"] == []
+    assert four["params_devices"] == [4] and one["params_devices"] == [1]  # replicated over the mesh
+
+
+def test_ensemble_fit_and_icem_plan_on_four_devices_match_one_device(model_runs):
+    _, arrays = model_runs
+    np.testing.assert_array_equal(arrays["d4_epochs"], arrays["d1_epochs"])
+    for name in [f for f in arrays.files if f.startswith("d1_param_")] + ["d1_holdout"]:
+        a, b = arrays[name], arrays["d4" + name[2:]]
+        # The loss of a 32-row minibatch is 4 partial sums of 8 rows instead of one sum of 32: float32 round-off
+        # (eps 1.2e-7) relative to the leaf, through 4 epochs x 7 AdamW steps. Measured: <= 1e-7 of each leaf's
+        # scale; 1e-5 leaves a 100x margin, while a sharding bug (a shard's rows or gradient lost) moves the
+        # parameters by a learning-rate step, >= 1e-4 of their scale.
+        scale = max(float(np.max(np.abs(a))), 1e-3)
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale, err_msg=name)
+    # The plan ranks candidates whose scores differ in the 7th digit at most, so the elites, the executed sequence
+    # and its value agree to float32 round-off (measured: identical bits); padded candidates never win.
+    np.testing.assert_allclose(arrays["d4_actions"], arrays["d1_actions"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(arrays["d4_value"], arrays["d1_value"], rtol=1e-5)
+
+
+def test_use_devices_rejects_counts_outside_the_available_devices():
+    available = len(jax.devices())
+    for bad in (0, -1, available + 1):
+        with pytest.raises(UserError, match=rf"--devices={bad}\b.*"):
+            sharding.use_devices(bad)
+    assert sharding.device_count() == available  # a rejected count leaves the mesh as it was
+    sharding.use_devices(available)  # all of them: the default, nothing to recompile
+    assert sharding.devices() == jax.devices()
