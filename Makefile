@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_EPISODES ?= 4
 DEMO_SEED ?= 0
 
-.PHONY: venv demo test test-fast clean bench
+.PHONY: venv demo test test-fast clean bench notebooks
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,6 +39,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python experiments/benchmarks/env_throughput.py
+
+notebooks: $(STAMP)
+	@# build experiments/notebooks/*.ipynb from src/*.py and execute them with the full budget (outputs kept)
+	$(BIN)/python experiments/notebooks/build.py --execute --budget full
 
 clean:
 	rm -rf $(VENV) .jax_cache runs
