@@ -6,8 +6,8 @@ probe axis (local −z), in the image plane, pushed by a 7th servo to an inserti
 agent places the face on the corridor's entry with the probe axis along the corridor, then inserts.
 Reward = progress_scale × (tip distance to the target before − after the step, m) + success_bonus where the tip is
 within success_radius of the target. Cost: the probe's safety cost (force, tilt) + 1 where the tip is in the
-critical zone: inside the body, within critical_radius of the target, farther than corridor_radius from the
-corridor line (entry → target).
+critical zone: out of its guide (inserted > 1 mm), inside the body, within critical_radius of the target and
+farther than corridor_radius from the corridor line (entry → target).
 """
 
 from __future__ import annotations
@@ -93,10 +93,12 @@ class UsSurgery(ProbeEnv):
         return jp.linalg.norm(self.tool_tip(data) - self.phantom.target)
 
     def in_critical_zone(self, data: mjx.Data) -> jax.Array:
-        """True where the tip is inside the body, within critical_radius of the target and off the corridor."""
+        """True where the tool is out of its guide (insertion > 1 mm) with the tip inside the body, within
+        critical_radius of the target and off the corridor."""
         cfg = self._config
         tip = self.tool_tip(data)
-        return ((tip[2] < 0.0) & (self.target_distance(data) < cfg.critical_radius)
+        inserted = data.qpos[self.N_PROBE_JOINTS] > 0.001
+        return (inserted & (tip[2] < 0.0) & (self.target_distance(data) < cfg.critical_radius)
                 & (self.corridor_distance(tip) > cfg.corridor_radius))
 
     def _init_info(self, rng: jax.Array, data: mjx.Data) -> dict[str, Any]:
