@@ -163,7 +163,8 @@ def echo_intensity(phantom: Phantom, points: jp.ndarray, config: BModeConfig) ->
     loss = (2.0 * jp.log1p(-reflection)
             - 2.0 * _LN10_OVER_10 * config.frequency * step_cm * phantom.attenuation[labels])  # [H, W], ln
     strictly_above = np.tril(np.ones((config.height, config.height), np.float32), -1)
-    before = strictly_above @ loss  # what the pulse lost on its way to sample i and back (exclusive running sum)
+    # What the pulse lost on its way to sample i and back (an exclusive running sum; full float32 on GPUs too).
+    before = jp.matmul(strictly_above, loss, precision="highest")
     return jp.exp(before) * (reflection + scatter)
 
 
@@ -176,7 +177,7 @@ def render(phantom: Phantom, probe_position: jp.ndarray, probe_rotation: jp.ndar
     echo = echo_intensity(phantom, points, config)
     axial = _blur_matrix(config.axial_resolution / config.sample_spacing, config.height)
     lateral = _blur_matrix(config.lateral_resolution / config.lateral_spacing, config.width)
-    echo = axial @ echo @ lateral.T  # separable Gaussian point spread
+    echo = jp.matmul(jp.matmul(axial, echo, precision="highest"), lateral.T, precision="highest")  # separable PSF
     depth_cm = 100.0 * (jp.arange(config.height, dtype=jp.float32) + 0.5) * config.sample_spacing
     tgc_ln = 2.0 * _LN10_OVER_10 * config.tgc * config.frequency * depth_cm  # [H]
     quality = contact_quality(jp.asarray(contact_force, jp.float32), config)
