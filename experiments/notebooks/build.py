@@ -73,22 +73,15 @@ def cell_sources(notebook: nbformat.NotebookNode) -> list[tuple[str, str]]:
 
 
 def execute(notebook: nbformat.NotebookNode, budget: str, timeout_s: int = 1800) -> nbformat.NotebookNode:
-    """Run `notebook` top to bottom in a fresh kernel (cwd: this directory) with SAFERL_NOTEBOOK_BUDGET=budget;
-    nbclient raises CellExecutionError at the first failing cell."""
+    """Run `notebook` top to bottom in a fresh kernel (cwd: this directory, this process's environment plus
+    SAFERL_NOTEBOOK_BUDGET=budget); nbclient raises CellExecutionError at the first failing cell."""
     from nbclient import NotebookClient
 
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
-    previous = os.environ.get("SAFERL_NOTEBOOK_BUDGET")
-    os.environ["SAFERL_NOTEBOOK_BUDGET"] = budget  # the kernel inherits this process's environment
-    try:
-        NotebookClient(notebook, timeout=timeout_s, kernel_name="python3", record_timing=False,
-                       resources={"metadata": {"path": str(HERE)}}).execute()
-    finally:
-        if previous is None:
-            os.environ.pop("SAFERL_NOTEBOOK_BUDGET", None)
-        else:
-            os.environ["SAFERL_NOTEBOOK_BUDGET"] = previous
+    client = NotebookClient(notebook, timeout=timeout_s, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": str(HERE)}})
+    client.execute(env={**os.environ, "SAFERL_NOTEBOOK_BUDGET": budget})
     return notebook
 
 

@@ -81,6 +81,19 @@ class Stopwatch:
         print(f"{self.label}: {self.seconds:.1f} s wall")
 
 
+def show(fig: Any) -> None:
+    """Display a matplotlib figure as PNG and close it (whatever backend a library chose, e.g. Agg)."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(data=buffer.getvalue(), format="png"))
+
+
 def load_json(path: pathlib.Path, producer: str) -> dict | None:
     """The JSON at `path`, or None with a printed note naming `producer` (the script that writes it)."""
     path = pathlib.Path(path)

@@ -2,7 +2,6 @@
 (SAFERL_NOTEBOOK_BUDGET=small), raise nothing and show what they are for; the committed .ipynb files are what
 experiments/notebooks/build.py makes of their percent-format sources (they cannot drift)."""
 
-import functools
 import pathlib
 import sys
 
@@ -43,9 +42,24 @@ def _outputs(notebook: nbformat.NotebookNode) -> list:
     return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
 
 
-@functools.cache
-def _executed(name: str) -> nbformat.NotebookNode:
-    return build.execute(build.build(build.SOURCES / f"{name}.py"), "small", timeout_s=600)
+def _execute(name: str) -> nbformat.NotebookNode | Exception:
+    try:
+        return build.execute(build.build(build.SOURCES / f"{name}.py"), "small", timeout_s=600)
+    except Exception as err:  # reported by the notebook's own test
+        return err
+
+
+@pytest.fixture(scope="module")
+def executed(request) -> dict:
+    """The notebooks selected in this session, executed two at a time: their kernels spend most of their time
+    tracing and compiling JAX programs, one core each. {name: executed notebook or the exception raised}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [item.callspec.params["name"] for item in request.session.items
+             if item.originalname == "test_notebook_runs_with_the_small_budget_and_shows_its_results"]
+    names.sort(key=lambda n: n in FAST)  # the quick one last
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(names, pool.map(_execute, names)))
 
 
 def test_every_notebook_source_has_its_expectations_here():
@@ -53,8 +67,10 @@ def test_every_notebook_source_has_its_expectations_here():
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in EXPECTED])
-def test_notebook_runs_with_the_small_budget_and_shows_its_results(name):
-    outputs = _outputs(_executed(name))
+def test_notebook_runs_with_the_small_budget_and_shows_its_results(name, executed):
+    if isinstance(executed[name], Exception):
+        raise executed[name]
+    outputs = _outputs(executed[name])
     errors = [out for out in outputs if out.output_type == "error"]
     assert not errors, f"{errors[0].ename}: {errors[0].evalue}"
     text = _text(outputs)

@@ -84,7 +84,7 @@ if frames:
         axis.set_title(name)
         axis.axis("off")
     fig.tight_layout()
-    plt.show()
+    nb.show(fig)
 print(f"rendered {len(frames)} of {len(ENVS)} envs")
 
 # %% [markdown]

@@ -116,7 +116,7 @@ axis.set_xlabel("nominal probability of the central interval")
 axis.set_ylabel("empirical coverage on test data")
 axis.set_title("calibration (pendulum, held-out episodes)")
 axis.legend()
-plt.show()
+nb.show(fig)
 
 # %% [markdown]
 # ## Epistemic vs aleatoric σ inside and outside the data
@@ -139,7 +139,7 @@ axis.axhline(NOISE_STD, color="k", ls=":", lw=1, label=f"true sensor noise {NOIS
 axis.set_xlabel("θ̇ (rad/s) at θ = π")
 axis.set_ylabel("σ of Δθ̇ (rad/s)")
 axis.legend(fontsize=8)
-plt.show()
+nb.show(fig)
 nb.table(["region", "mean epistemic σ", "mean aleatoric σ", "epistemic / aleatoric"],
          [[name, float(epistemic[mask].mean()), float(aleatoric[mask].mean()),
            float(epistemic[mask].mean() / aleatoric[mask].mean())]

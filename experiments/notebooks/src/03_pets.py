@@ -62,7 +62,7 @@ axis.plot([r["episode"] for r in rows], [r["episode_return"] for r in rows], mar
 axis.set_xlabel("episode")
 axis.set_ylabel("episode return")
 axis.set_title(f"PETS on pendulum ({BUDGET} budget)")
-plt.show()
+nb.show(fig)
 
 # %% [markdown]
 # ## Committed: PETS vs model-free on safe_cartpole

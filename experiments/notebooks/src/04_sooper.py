@@ -75,7 +75,7 @@ if "sooper_table" in results:
         axis.set_title(f"{env_name} (shift: {results['sooper_table']['settings'][env_name]['shift']})")
         axis.legend(fontsize=7)
     fig.tight_layout()
-    plt.show()
+    nb.show(fig)
     nb.table(["env", "method", "runs", "runs never over budget", "median normalised return"],
              [[env_name, method, len(mine), sum(r["safety_margin"] >= 0 for r in mine),
                float(np.median([r["normalized_return"] for r in mine]))]

@@ -93,7 +93,7 @@ axes[1].bar(names, [row[3] for row in scores], color="tab:green")
 axes[1].set_ylabel(f"zero-shot {TASK} return")
 fig.suptitle(f"pendulum, {EPISODES} exploration episodes of {EPISODE_LENGTH} steps ({BUDGET} budget)")
 fig.tight_layout()
-plt.show()
+nb.show(fig)
 
 # %% [markdown]
 # ## Committed: the SoftAE study

@@ -139,7 +139,7 @@ axis.set_xlabel("µs")
 axis.set_ylabel("steps")
 axis.set_title(f"loopback bridge, {policy.algo} policy on pendulum-sim at 100 Hz")
 axis.legend(fontsize=8)
-plt.show()
+nb.show(fig)
 print(f"policy side p50 {np.median(compute_ms) * 1e3:.0f} µs, p99 {np.percentile(compute_ms, 99) * 1e3:.0f} µs; "
       f"robot round trip: {round_trip}; overruns {status['overruns']}, dropped {status['dropped']}")
 robot.terminate()
