@@ -34,7 +34,23 @@ class Algorithm:
     load_task_policy: Callable[[Any, str], Any] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class SeedBatch:
+    """How `saferl train --seeds` runs many seeds of a chunked algorithm in one compiled program
+    (`saferl.training.seeds`: the state gets a leading seed axis, `init` and `chunk` are vmapped over it)."""
+
+    # make_parts(config, env, training_env) -> (init(key) -> state, chunk(state) -> (state, scalar metrics),
+    # state_shardings(state) -> shardings), all for one seed; memoised like `make_train`
+    make_parts: Callable[[Any, Any, Any], tuple[Callable, Callable, Callable]]
+    steps_per_chunk: Callable[[Any], int]  # env steps of one chunk, from the algorithm config
+    checkpoint_every: Callable[[Any], int]  # env steps between checkpoints, from the algorithm config
+    watched: Callable[[Any], dict[str, Any]]  # trees of one seed's state checked for NaN/Inf after every chunk
+    # prefill(ctx, state) -> state with the `--data` recordings (one seed's state); None: refuses --data
+    prefill: Callable[[Any, Any], Any] | None = None
+
+
 _REGISTRY: dict[str, Algorithm] = {}
+_SEED_BATCHES: dict[str, SeedBatch] = {}
 # Modules that register algorithms when imported (kept lazy so `import saferl` stays light).
 _BUILTIN_MODULES = ("saferl.agents.ppo", "saferl.agents.sac", "saferl.agents.pets", "saferl.agents.sooper",
                     "saferl.agents.softae")
@@ -42,6 +58,17 @@ _BUILTIN_MODULES = ("saferl.agents.ppo", "saferl.agents.sac", "saferl.agents.pet
 
 def register(algorithm: Algorithm) -> None:
     _REGISTRY[algorithm.name] = algorithm
+
+
+def register_seed_batch(name: str, seed_batch: SeedBatch) -> None:
+    """Declare that algorithm `name` can run its seeds under `vmap` (called next to its trainer)."""
+    _SEED_BATCHES[name] = seed_batch
+
+
+def seed_batch(name: str) -> SeedBatch | None:
+    """How `name` runs seeds in one program, or None: `--seeds` then runs them one after another."""
+    get(name)
+    return _SEED_BATCHES.get(name)
 
 
 def _load_builtins() -> None:

@@ -79,10 +79,23 @@ def _check_data_dir(data: pathlib.Path | str | None, env: Any, env_name: str) ->
     return path.resolve()
 
 
-def _new_record(algo: str, env_name: str, steps: int | None, seed: int, overrides: Mapping[str, Any],
-                env_overrides: Mapping[str, Any], out: pathlib.Path, data: pathlib.Path | str | None
-                ) -> tuple[rundir.RunRecord, Any, Any, Any]:
-    """Validate everything, then create the run directory: (record, env config, algo config, env)."""
+@dataclasses.dataclass(frozen=True)
+class NewRun:
+    """The validated inputs of a new run, before any run directory exists (`prepare_new_run`)."""
+
+    algo: str
+    env_name: str
+    env_config: Any  # the env's frozen config
+    world: Any  # `envs.TrainingEnvConfig`
+    algo_config: Any  # the algorithm's frozen config
+    steps: int  # total env steps
+    data_dir: pathlib.Path | None  # resolved --data directory
+    env: Any  # the built training env (shift applied)
+
+
+def prepare_new_run(algo: str, env_name: str, steps: int | None, overrides: Mapping[str, Any],
+                    env_overrides: Mapping[str, Any], data: pathlib.Path | str | None) -> NewRun:
+    """Validate everything a new run needs (`UserError` naming the bad field) without creating anything."""
     algorithm = registry.get(algo)
     env_config, world = resolve_world(env_name, env_overrides)
     algo_config = apply_overrides(algorithm.config_cls(), overrides)
@@ -101,13 +114,28 @@ def _new_record(algo: str, env_name: str, steps: int | None, seed: int, override
     if algorithm.check_config is not None:
         algorithm.check_config(algo_config, env, env_name)
     data_dir = _check_data_dir(data, env, env_name)
-    path = rundir.new_run_dir(pathlib.Path(out), algo, env_name)
-    record = rundir.RunRecord(path=path, algo=algo, env=env_name, env_config=to_dict(env_config),
-                              algo_config=to_dict(algo_config), steps=int(steps), seed=int(seed),
-                              data_dir=str(data_dir) if data_dir else None, training_env=to_dict(world),
+    return NewRun(algo=algo, env_name=env_name, env_config=env_config, world=world, algo_config=algo_config,
+                  steps=int(steps), data_dir=data_dir, env=env)
+
+
+def create_run(new: NewRun, seed: int, out: pathlib.Path, label: str | None = None) -> rundir.RunRecord:
+    """Create the run directory `out/<algo>-<label>-<time>/` (label: the env name by default) of `new` with
+    seed `seed` and write its config.json."""
+    path = rundir.new_run_dir(pathlib.Path(out), new.algo, label or new.env_name)
+    record = rundir.RunRecord(path=path, algo=new.algo, env=new.env_name, env_config=to_dict(new.env_config),
+                              algo_config=to_dict(new.algo_config), steps=new.steps, seed=int(seed),
+                              data_dir=str(new.data_dir) if new.data_dir else None, training_env=to_dict(new.world),
                               versions=rundir.package_versions())
     rundir.write_config(record)
-    return record, env_config, algo_config, env
+    return record
+
+
+def _new_record(algo: str, env_name: str, steps: int | None, seed: int, overrides: Mapping[str, Any],
+                env_overrides: Mapping[str, Any], out: pathlib.Path, data: pathlib.Path | str | None
+                ) -> tuple[rundir.RunRecord, Any, Any, Any]:
+    """Validate everything, then create the run directory: (record, env config, algo config, env)."""
+    new = prepare_new_run(algo, env_name, steps, overrides, env_overrides, data)
+    return create_run(new, seed, out), new.env_config, new.algo_config, new.env
 
 
 def _resumed_record(resume: pathlib.Path, algo: str | None, env_name: str | None, steps: int | None,
@@ -148,9 +176,10 @@ def train(algo: str | None, env_name: str | None, *, steps: int | None = None, s
     return _run(record, env_config, algo_config, resume_step, progress, tensorboard, env)
 
 
-def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
-         progress: bool, tensorboard: bool, env: Any = None) -> RunResult:
-    algorithm = registry.get(record.algo)
+def open_run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
+             progress: bool | ProgressDisplay, tensorboard: bool, env: Any = None) -> TrainContext:
+    """The `TrainContext` of a created or resumed run: logger (cut back to `resume_step`), checkpoints and
+    progress display (a shared `ProgressDisplay` is used as given and left open). Close with `close_run`."""
     world = training_env_from_record(record)
     env = envs.make_training_env(record.env, env_config, world) if env is None else env
     primary = distributed.is_primary()
@@ -158,19 +187,36 @@ def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_ste
     if resume_step is not None:
         logger.truncate_after(resume_step)  # rows past the checkpoint get recomputed
     checkpoints = Checkpoints(record.path / "checkpoints")
-    display = ProgressDisplay(record.steps, f"{record.algo} {record.env}", enabled=progress and primary,
-                              start_steps=resume_step or 0)
-    logger.add_listener(display.update)
-    ctx = TrainContext(algo=record.algo, env_name=record.env, env=env, env_config=env_config, training_env=world,
-                       algo_config=algo_config, total_steps=record.steps, seed=record.seed, run_dir=record.path,
-                       logger=logger, checkpoints=checkpoints, progress=display, resume_step=resume_step,
-                       data_dir=pathlib.Path(record.data_dir) if record.data_dir else None)
+    if isinstance(progress, ProgressDisplay):
+        display = progress
+    else:
+        display = ProgressDisplay(record.steps, f"{record.algo} {record.env}", enabled=progress and primary,
+                                  start_steps=resume_step or 0)
+        logger.add_listener(display.update)
+    return TrainContext(algo=record.algo, env_name=record.env, env=env, env_config=env_config, training_env=world,
+                        algo_config=algo_config, total_steps=record.steps, seed=record.seed, run_dir=record.path,
+                        logger=logger, checkpoints=checkpoints, progress=display, resume_step=resume_step,
+                        data_dir=pathlib.Path(record.data_dir) if record.data_dir else None)
+
+
+def close_run(ctx: TrainContext, close_display: bool = True) -> list[pathlib.Path]:
+    """Close the run's display (unless shared), logger and checkpoints; write its plots (process 0). The plots."""
+    if close_display:
+        ctx.progress.close()
+    ctx.logger.close()
+    ctx.checkpoints.close()
+    if not distributed.is_primary():
+        return []
+    return write_plots(ctx.run_dir, ctx.env.cost_budget, f"{ctx.algo} on {ctx.env_name}")
+
+
+def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
+         progress: bool, tensorboard: bool, env: Any = None) -> RunResult:
+    algorithm = registry.get(record.algo)
+    ctx = open_run(record, env_config, algo_config, resume_step, progress, tensorboard, env)
+    plots: list[pathlib.Path] = []
     try:
         metrics = algorithm.train(ctx)
     finally:
-        display.close()
-        logger.close()
-        checkpoints.close()
-        plots = write_plots(record.path, env.cost_budget, f"{record.algo} on {record.env}") if primary else []
+        plots = close_run(ctx)
     return RunResult(run_dir=record.path, metrics=dict(metrics or {}), plots=plots)
-

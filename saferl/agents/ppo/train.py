@@ -23,6 +23,7 @@ import optax
 from brax.training.acme import running_statistics
 
 from saferl import constraints
+from saferl.agents import registry
 from saferl.agents.modelfree import common, pixel_networks
 import saferl.agents.ppo.losses as losses
 from saferl.agents.ppo.config import PPOConfig
@@ -51,6 +52,17 @@ def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
 def make_train(config: PPOConfig, env: Any, training_env: Any = None
                ) -> tuple[Callable[[jax.Array], PPOState], Callable[[PPOState], tuple[PPOState, dict]]]:
     """Pure `init(key) -> PPOState` and `train_chunk(state) -> (state, metrics)`, both jitted.
+
+    metrics: see `make_parts`. States live where `state_shardings` says (`common.data_parallel`).
+    """
+    init, chunk, state_shardings = make_parts(config, env, training_env)
+    return common.data_parallel(jax.jit(init), chunk, state_shardings)
+
+
+@common.cache_by_computation
+def make_parts(config: PPOConfig, env: Any, training_env: Any = None) -> tuple[Callable, Callable, Callable]:
+    """One seed's `(init(key), chunk(state) -> (state, metrics), state_shardings(state))`: `init` pure and
+    unjitted, `chunk` jitted; `make_train` places and jits them, `saferl.training.seeds` vmaps them over seeds.
 
     metrics (scalars): `episode_return`/`episode_cost` (means over episodes ended in the chunk, 0 if none),
     `episodes`, and the last iteration's `LOSS_KEYS` (mean losses; `cost_estimate` = mean discounted cost
@@ -138,12 +150,21 @@ def make_train(config: PPOConfig, env: Any, training_env: Any = None
                            "penalty": handler["penalty"]}
 
     chunk = common.make_chunk(iteration, config.iterations_per_chunk, state_shardings, LOSS_KEYS)
-    return common.data_parallel(jax.jit(init), chunk, state_shardings)
+    return init, chunk, state_shardings
+
+
+def _watched(state: PPOState) -> dict[str, Any]:
+    """The trees checked for NaN/Inf after every chunk."""
+    return {"params": state.params, "constraint": state.constraint}
 
 
 def train(ctx: Any) -> dict[str, float]:
     """`Algorithm.train`: run PPO for `ctx.total_steps` env steps with logging and checkpoints."""
     config: PPOConfig = ctx.algo_config
     return common.train_chunked(ctx, make_train, steps_per_chunk=config.env_steps_per_chunk,
-                                checkpoint_every=config.checkpoint_every,
-                                watched=lambda s: {"params": s.params, "constraint": s.constraint})
+                                checkpoint_every=config.checkpoint_every, watched=_watched)
+
+
+registry.register_seed_batch("ppo", registry.SeedBatch(
+    make_parts=make_parts, steps_per_chunk=lambda config: config.env_steps_per_chunk,
+    checkpoint_every=lambda config: config.checkpoint_every, watched=_watched))

@@ -29,6 +29,7 @@ import optax
 from brax.training.acme import running_statistics
 
 from saferl import constraints
+from saferl.agents import registry
 from saferl.agents.modelfree import common, pixel_networks
 import saferl.agents.sac.losses as losses
 from saferl.agents.sac.config import SACConfig
@@ -140,7 +141,16 @@ def _make_update(config: SACConfig, networks: losses.SACNetworks, optimizer: opt
 @common.cache_by_computation
 def make_train(config: SACConfig, env: Any, training_env: Any = None
                ) -> tuple[Callable[[jax.Array], SACState], Callable[[SACState], tuple[SACState, dict]]]:
-    """Pure `init(key) -> SACState` and `train_chunk(state) -> (state, metrics)`, both jitted.
+    """Pure `init(key) -> SACState` and `train_chunk(state) -> (state, metrics)`, both jitted; metrics and
+    layout: see `make_parts`."""
+    init, chunk, state_shardings = make_parts(config, env, training_env)
+    return common.data_parallel(jax.jit(init), chunk, state_shardings)
+
+
+@common.cache_by_computation
+def make_parts(config: SACConfig, env: Any, training_env: Any = None) -> tuple[Callable, Callable, Callable]:
+    """One seed's `(init(key), chunk(state) -> (state, metrics), state_shardings(state))`: `init` pure and
+    unjitted, `chunk` jitted; `make_train` places and jits them, `saferl.training.seeds` vmaps them over seeds.
 
     metrics: `episode_return`/`episode_cost`/`episodes` over the chunk and the last iteration's
     `LOSS_KEYS` (`critic_loss`, `cost_critic_loss`, `actor_loss`, `alpha_loss`, `alpha`, `cost_estimate`
@@ -216,14 +226,24 @@ def make_train(config: SACConfig, env: Any, training_env: Any = None
         return state, {**sums, **learned}
 
     chunk = common.make_chunk(iteration, config.iterations_per_chunk, state_shardings, LOSS_KEYS)
-    return common.data_parallel(jax.jit(init), chunk, state_shardings)
+    return init, chunk, state_shardings
+
+
+def _watched(state: SACState) -> dict[str, Any]:
+    """The trees checked for NaN/Inf after every chunk."""
+    return {"policy_params": state.policy_params, "q_params": state.q_params, "cost_q_params": state.cost_q_params,
+            "log_alpha": state.log_alpha, "constraint": state.constraint}
 
 
 def train(ctx: Any) -> dict[str, float]:
     """`Algorithm.train`: run SAC for `ctx.total_steps` env steps with logging and checkpoints."""
     config: SACConfig = ctx.algo_config
-    watched = lambda s: {"policy_params": s.policy_params, "q_params": s.q_params,  # noqa: E731
-                         "cost_q_params": s.cost_q_params, "log_alpha": s.log_alpha, "constraint": s.constraint}
     return common.train_chunked(
         ctx, make_train, steps_per_chunk=config.env_steps_per_chunk, checkpoint_every=config.checkpoint_every,
-        watched=watched, prefill=lambda state: prefill(config, state, ctx.recorded_transitions()))
+        watched=_watched, prefill=lambda state: prefill(config, state, ctx.recorded_transitions()))
+
+
+registry.register_seed_batch("sac", registry.SeedBatch(
+    make_parts=make_parts, steps_per_chunk=lambda config: config.env_steps_per_chunk,
+    checkpoint_every=lambda config: config.checkpoint_every, watched=_watched,
+    prefill=lambda ctx, state: prefill(ctx.algo_config, state, ctx.recorded_transitions())))
