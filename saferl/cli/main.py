@@ -66,6 +66,10 @@ def train_command(
     env: Optional[str] = typer.Option(None, "--env", help="env name (see `saferl envs`)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="total env steps (default 100000)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default 0)"),
+    seeds: list[str] = typer.Option([], "--seeds", help="train several seeds, e.g. --seeds 0 1 2 3 4 (or 0,1,2): "
+                                     "one run dir per seed (<algo>-<env>-seed<k>-<time>), each what --seed k writes; "
+                                     "ppo, sac and pets run all seeds in one compiled program (vmap), other "
+                                     "algorithms one after another in this process (compiling once)"),
     set_: list[str] = typer.Option([], "--set", help="algorithm config override key=value (repeatable)"),
     set_env: list[str] = typer.Option([], "--set-env", help="env config or training-world override key=value "
                                       "(repeatable); world keys: randomization.{mass,friction,damping,actuator_gain}"
@@ -74,8 +78,9 @@ def train_command(
                                              "budget: lagrangian, augmented_lagrangian, crpo, penalty or none "
                                              "(same as --set constraint.kind=KIND; ppo, sac)"),
     out: pathlib.Path = typer.Option(pathlib.Path("runs"), "--out", help="parent directory of new runs"),
-    resume: Optional[pathlib.Path] = typer.Option(None, "--resume", help="continue this run dir from its "
-                                                  "last checkpoint up to --steps"),
+    resume: list[pathlib.Path] = typer.Option([], "--resume", help="continue this run dir from its last "
+                                              "checkpoint up to --steps; repeat it to continue several seeds' runs "
+                                              "of one config together (as --seeds trains them)"),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="recording dir (`saferl-deploy run "
                                                 "--record`) whose transitions join the replay data (pets, sac)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
@@ -99,11 +104,56 @@ def train_command(
     overrides = parse_overrides(set_)
     if constraint is not None:
         overrides = _with_constraint(overrides, constraint)
-    result = train(algo, env, steps=steps, seed=seed, overrides=overrides,
-                   env_overrides=parse_overrides(set_env), out=out, resume=resume, data=data, progress=not quiet)
+    if seeds or len(resume) > 1:
+        from saferl.training.seeds import train_seeds
+
+        results = train_seeds(algo, env, _parse_seeds(seeds), steps=steps, seed=seed, overrides=overrides,
+                              env_overrides=parse_overrides(set_env), out=out, resume=resume, data=data,
+                              progress=not quiet)
+    else:
+        results = [train(algo, env, steps=steps, seed=seed, overrides=overrides,
+                         env_overrides=parse_overrides(set_env), out=out, resume=resume[0] if resume else None,
+                         data=data, progress=not quiet)]
     if not distributed.is_primary():
-        _echo(f"process {group.process_id} of {group.num_processes} done; process 0 wrote {result.run_dir}")
+        written = ", ".join(str(r.run_dir) for r in results)
+        _echo(f"process {group.process_id} of {group.num_processes} done; process 0 wrote {written}")
         return
+    for result in results:
+        _report_run(result)
+
+
+def _parse_seeds(values: list[str]) -> list[int]:
+    """`--seeds` values (each an integer or a comma-separated list of them) as ints; UserError otherwise."""
+    seeds = []
+    for value in values:
+        for part in value.split(","):
+            try:
+                seeds.append(int(part))
+            except ValueError:
+                raise UserError(f"--seeds {part!r} is not an integer; give integer seeds, e.g. --seeds 0 1 2") from None
+    return seeds
+
+
+def _expand_seeds(argv: list[str]) -> list[str]:
+    """`--seeds 0 1 2` (several values after one option, as users type it) as `--seeds 0 --seeds 1 --seeds 2`,
+    which is what the option parser takes; values are the integer-looking tokens that follow."""
+    expanded, index = [], 0
+    while index < len(argv):
+        expanded.append(argv[index])
+        if argv[index] == "--seeds":
+            index += 1
+            values = []
+            while index < len(argv) and argv[index].replace(",", "").lstrip("-").isdigit():
+                values.append(argv[index])
+                index += 1
+            expanded[-1:] = [token for value in values for token in ("--seeds", value)] or ["--seeds"]
+            continue
+        index += 1
+    return expanded
+
+
+def _report_run(result) -> None:
+    """Print where a finished run wrote its files and its last episode's return and cost."""
     import math
 
     from saferl.training.logger import read_metrics
@@ -222,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, print user errors as one line, exit non-zero."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
-        code = app(args=argv, prog_name="saferl", standalone_mode=False)
+        code = app(args=_expand_seeds(sys.argv[1:] if argv is None else list(argv)), prog_name="saferl",
+               standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except _ClickException as err:  # bad command line (unknown option, missing argument, bad int)
