@@ -139,10 +139,13 @@ def make_agent(config: PETSConfig, env: Any, training_env: Any = None) -> PETSAg
 
 
 def _world_env(env: Any, world: Any) -> Any:
-    """The unbatched env PETS collects in: delay → noise → per-episode randomisation (when the world has it)."""
+    """The unbatched env PETS collects in: delay → noise → per-episode randomisation (when the world has it);
+    for dict observations {"image", "state"} only the state part (the ensemble models the state vector)."""
+    from envs.wrappers.state_observation import StateObservationWrapper, has_dict_observations
+
     wrapped = envs.wrap_evaluation_env(env, world)
     if world.randomized:
         from envs.wrappers.episode_randomization import EpisodeRandomizationWrapper
 
         wrapped = EpisodeRandomizationWrapper(wrapped, world.randomization)
-    return wrapped
+    return StateObservationWrapper(wrapped) if has_dict_observations(wrapped) else wrapped

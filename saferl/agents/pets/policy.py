@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jp
 
 from envs.tasks import Task
+from saferl.data import observations
 from saferl.models import ensemble
 from saferl.models.ensemble import EnsembleState
 from saferl.planning import ModelFns, icem, make_objective, make_rollout_fn, reward_objective
@@ -86,8 +87,10 @@ def mpc_policy(config: Any, model: EnsembleState, env: Any, env_name: str = "",
                run_dir: pathlib.Path | None = None, task: Task | None = None, algo: str = "pets") -> Policy:
     """`Policy` whose `act(carry, obs [obs_dim], key) -> (action [act_dim], carry)` plans on `model` for `env`
     (its sizes and episode cost budget), maximising `config.objective` or, given, a `task`'s reward. Usable
-    inside `jit` (e.g. with a traced `model`)."""
-    obs_size, action_size, cost_budget = int(env.observation_size), int(env.action_size), float(env.cost_budget)
+    inside `jit` (e.g. with a traced `model`). Dict observations {"image", "state"}: it plans on (and
+    `observation_size` is) the state part."""
+    obs_size, action_size = observations.state_size(env.observation_size), int(env.action_size)
+    cost_budget = float(env.cost_budget)
     budget = cost_budget if cost_budget > 0 else math.inf
 
     try:
@@ -97,7 +100,7 @@ def mpc_policy(config: Any, model: EnsembleState, env: Any, env_name: str = "",
         decide = jax.jit(functools.partial(mpc_decide, config, budget, task))
 
     def act(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
-        return decide(model, carry, jp.asarray(obs, jp.float32), key)
+        return decide(model, carry, jp.asarray(observations.state_part(obs), jp.float32), key)
 
     return Policy(act=act, init_carry=functools.partial(mpc_init_carry, config, action_size, obs_size),
                   params=model, apply=None, observation_size=obs_size, action_size=action_size, env_name=env_name,

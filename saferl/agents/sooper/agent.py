@@ -143,7 +143,11 @@ class SooperAgent:
 
 def make_agent(config: SooperConfig, env: Any, world: Any, prior: Prior, prior_template: Policy) -> SooperAgent:
     """The agent collecting in `world`'s evaluation stack around `env` (obs noise, action delay; the shift
-    is in `env`: it is the real system)."""
+    is in `env`: it is the real system). Dict observations {"image", "state"}: the agent (ensemble, planner,
+    prior) sees only the state part."""
     import envs
+    from envs.wrappers.state_observation import StateObservationWrapper, has_dict_observations
 
-    return SooperAgent(envs.wrap_evaluation_env(env, world), config, prior, prior_template)
+    wrapped = envs.wrap_evaluation_env(env, world)
+    return SooperAgent(StateObservationWrapper(wrapped) if has_dict_observations(wrapped) else wrapped, config,
+                       prior, prior_template)

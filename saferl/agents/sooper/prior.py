@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from saferl.data import observations
 from saferl.errors import UserError
 from saferl.policies.policy import Policy, stateless, stateless_carry
 
@@ -96,11 +97,15 @@ def prior_policy(prior: Prior, template: Policy) -> Policy:
 
 
 def check_prior_fits(prior_policy_: Policy, env: Any, env_name: str) -> None:
-    """UserError unless the prior was trained on `env_name` with `env`'s observation and action sizes."""
+    """UserError unless the prior was trained on `env_name` with `env`'s observation and action sizes (for
+    dict observations: SOOPER sees only the state part, so the prior must act on that vector)."""
     if prior_policy_.env_name != env_name:
         raise UserError(f"the prior was trained on env '{prior_policy_.env_name}', not '{env_name}'")
-    if (prior_policy_.observation_size, prior_policy_.action_size) != (int(env.observation_size),
-                                                                       int(env.action_size)):
+    obs_size = observations.state_size(env.observation_size)
+    if observations.is_dict(prior_policy_.observation_size):
+        raise UserError(f"the prior acts on dict observations ({observations.describe(prior_policy_.observation_size)}"
+                        f"); SOOPER uses only the state part ({obs_size}): train the prior on state observations")
+    if (prior_policy_.observation_size, prior_policy_.action_size) != (obs_size, int(env.action_size)):
         raise UserError(f"the prior's observation/action sizes ({prior_policy_.observation_size}, "
                         f"{prior_policy_.action_size}) differ from env '{env_name}' "
-                        f"({int(env.observation_size)}, {int(env.action_size)})")
+                        f"({obs_size}, {int(env.action_size)})")
