@@ -38,6 +38,8 @@ def use_devices(count: int | None, name: str = "--devices") -> None:
     more than there are, or if it would leave out another process's devices in a multi-process run.
     """
     global _selected_count
+    if count is None and _selected_count is None:
+        return  # nothing to change; does not start JAX's backend (envs set XLA flags before it starts)
     available = jax.devices()
     if count is not None:
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
