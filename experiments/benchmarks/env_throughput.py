@@ -4,6 +4,8 @@ Writes env_throughput.json + env_throughput.png into `--out`.
 
     python experiments/benchmarks/env_throughput.py [--quick] [--envs safe_cartpole ...] [--out DIR]
 
+MJX batches are split over all devices (`saferl.training.sharding`, as the trainers do; `XLA_FLAGS=
+--xla_force_host_platform_device_count=N` for N CPU devices, `experiments/benchmarks/scaling.py` for the scaling).
 An env step is `ctrl_dt` of simulated time (n_substeps physics steps). MJX numbers include observation,
 reward and cost; native numbers are physics only (what `mujoco.rollout` computes). At each batch >= 1024 MJX
 and `rollout` (same batch, all threads and 1 thread, preallocated outputs) alternate `repeats` times and the
@@ -30,21 +32,23 @@ import numpy as np
 from mujoco import rollout as mj_rollout
 
 import envs
+from saferl.training import sharding
 
 MUJOCO_DEFAULTS = {"solver": "newton", "iterations": 100, "ls_iterations": 50, "warmstart": True}
 
 
 def mjx_runner(env, batch: int, steps: int) -> tuple[Callable[[int], float], float]:
-    """(run(seed) -> env steps/s, compile + first-run seconds) of `steps` random-action steps of `batch` envs."""
+    """(run(seed) -> env steps/s, compile + first-run seconds) of `steps` random-action steps of `batch` envs,
+    the batch split over the devices (left to the compiler where it does not divide)."""
 
     @jax.jit
     def run(key):
         reset_key, action_key = jax.random.split(key)
-        state = jax.vmap(env.reset)(jax.random.split(reset_key, batch))
+        state = sharding.constrain(jax.vmap(env.reset)(jax.random.split(reset_key, batch)), 0)
 
         def step(state, key):
-            action = jax.random.uniform(key, (batch, env.action_size), minval=-1, maxval=1)
-            state = jax.vmap(env.step)(state, action)
+            action = sharding.constrain(jax.random.uniform(key, (batch, env.action_size), minval=-1, maxval=1), 0)
+            state = sharding.constrain(jax.vmap(env.step)(state, action), 0)
             return state, state.reward.sum()
 
         return jax.lax.scan(step, state, jax.random.split(action_key, steps))[1].sum()
@@ -183,6 +187,7 @@ def run_benchmark(names: list[str], quick: bool, trainers: bool) -> dict[str, An
     results: dict[str, Any] = {
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "jax": jax.__version__, "mujoco": mujoco.__version__, "device": str(jax.devices()[0]),
+                    "devices": sharding.device_count(),
                     "load_average_before": [round(x, 2) for x in os.getloadavg()]},
         "quick": quick, "envs": {}, "trainers": {}}
     for name in names:
