@@ -42,11 +42,21 @@ class SeedBatch:
     # make_parts(config, env, training_env) -> (init(key) -> state, chunk(state) -> (state, scalar metrics),
     # state_shardings(state) -> shardings), all for one seed; memoised like `make_train`
     make_parts: Callable[[Any, Any, Any], tuple[Callable, Callable, Callable]]
-    steps_per_chunk: Callable[[Any], int]  # env steps of one chunk, from the algorithm config
-    checkpoint_every: Callable[[Any], int]  # env steps between checkpoints, from the algorithm config
+    steps_per_chunk: Callable[[Any, Any], int]  # (config, env) -> env steps of one chunk
+    checkpoint_every: Callable[[Any, Any], int]  # (config, env) -> env steps between checkpoints
     watched: Callable[[Any], dict[str, Any]]  # trees of one seed's state checked for NaN/Inf after every chunk
     # prefill(ctx, state) -> state with the `--data` recordings (one seed's state); None: refuses --data
     prefill: Callable[[Any, Any], Any] | None = None
+    # make_seed_chunk(config, env, training_env) -> chunk_seeds(state [S, ...]) -> (state, metrics, each [S]): the
+    # algorithm's own seed-batched chunk (e.g. vmapped programs with host-side timing between them); None:
+    # `jit(vmap(chunk))` of `make_parts`
+    make_seed_chunk: Callable[[Any, Any, Any], Callable] | None = None
+    # row(one seed's metrics as floats) -> its metrics.csv row; None: `saferl.training.loop.episode_row`
+    row: Callable[[dict[str, float]], dict[str, float]] | None = None
+    # steps_done(config, env, one seed's state) -> env steps so far; None: `state.env_steps`
+    steps_done: Callable[[Any, Any, Any], int] | None = None
+    # extra(config, env, steps) -> the checkpoint's JSON extra; None: {"env_steps": steps}
+    extra: Callable[[Any, Any, int], dict[str, Any]] | None = None
 
 
 _REGISTRY: dict[str, Algorithm] = {}

@@ -65,17 +65,21 @@ def seed_shardings(state_shardings: Callable[[Any], Any], state: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def vmapped(parts: tuple[Callable, Callable, Callable]) -> tuple[Callable, Callable, Callable]:
+def vmapped(parts: tuple[Callable, Callable | None, Callable]) -> tuple[Callable, Callable | None, Any]:
     """`(init_seeds(keys [S, 2]), chunk_seeds(state [S, ...]), jitted vmapped chunk)` of one seed's
     `parts = (init, chunk, state_shardings)` (memoised on `parts`, which trainers memoise on their config):
     states placed by `seed_shardings`, metrics [S] per key. The jitted chunk is returned for inspection
-    (its `_cache_size()` counts compilations)."""
+    (its `_cache_size()` counts compilations). A `chunk` of None gives None for both chunk entries."""
     init, chunk, state_shardings = parts
-    init_jit, chunk_jit = jax.jit(jax.vmap(init)), jax.jit(jax.vmap(chunk))
+    init_jit = jax.jit(jax.vmap(init))
 
     def init_seeds(keys: jax.Array) -> Any:
         state = init_jit(keys)
         return sharding.place(state, seed_shardings(state_shardings, state))
+
+    if chunk is None:
+        return init_seeds, None, None
+    chunk_jit = jax.jit(jax.vmap(chunk))
 
     def chunk_seeds(state: Any) -> tuple[Any, dict]:
         return chunk_jit(sharding.place(state, seed_shardings(state_shardings, state)))
@@ -110,7 +114,8 @@ def _check_chunk(ctxs: Sequence[TrainContext], metrics: Mapping[str, np.ndarray]
 
 def run_seed_chunks(ctxs: Sequence[TrainContext], state: Any, chunk_seeds: Callable[[Any], tuple[Any, Any]], *,
                     steps_per_chunk: int, start_steps: int, checkpoint_every: int,
-                    watched: Callable[[Any], Mapping[str, Any]], extra: Callable[[int], dict[str, Any]]
+                    watched: Callable[[Any], Mapping[str, Any]], extra: Callable[[int], dict[str, Any]],
+                    row: Callable[[Mapping[str, Any]], dict[str, float]] = episode_row
                     ) -> tuple[Any, int, list[dict[str, float]]]:
     """`saferl.training.loop.run_chunks` for a seed-batched state: run vmapped chunks to the seeds' common
     `total_steps`, log each seed's row to its own run, checkpoint each seed's state in its own run (same steps
@@ -132,7 +137,7 @@ def run_seed_chunks(ctxs: Sequence[TrainContext], state: Any, chunk_seeds: Calla
             _check_chunk(ctxs, metrics, jax.device_get(watched(new_state)), new_steps)
             state, env_steps = new_state, new_steps
             for index, ctx in enumerate(ctxs):
-                rows[index] = episode_row({k: v[index] for k, v in metrics.items()})
+                rows[index] = row({k: v[index] for k, v in metrics.items()})
                 ctx.logger.log(env_steps, rows[index])
             if env_steps - (last_saved or 0) >= checkpoint_every or env_steps >= total:
                 save(env_steps, state)
@@ -148,8 +153,11 @@ def train_seed_batch(ctxs: Sequence[TrainContext], seed_batch: registry.SeedBatc
     """The vmapped job of `ctxs` (one per seed, same config, env and world; all fresh or all resumed from
     the same step): init or restore, `--data` prefill, run the chunks. Each seed's final metrics."""
     first = ctxs[0]
-    parts = seed_batch.make_parts(first.algo_config, first.env, first.training_env)
+    config, env, world = first.algo_config, first.env, first.training_env
+    parts = seed_batch.make_parts(config, env, world)
     init_seeds, chunk_seeds, _ = vmapped(parts)
+    if seed_batch.make_seed_chunk is not None:
+        chunk_seeds = seed_batch.make_seed_chunk(config, env, world)
     if first.resuming:
         target = jax.eval_shape(parts[0], jax.random.PRNGKey(0))
         state = stack_seeds([ctx.resume(target)[0] for ctx in ctxs])
@@ -157,12 +165,15 @@ def train_seed_batch(ctxs: Sequence[TrainContext], seed_batch: registry.SeedBatc
         state = init_seeds(jnp.stack([jax.random.PRNGKey(ctx.seed) for ctx in ctxs]))
         if first.data_dir is not None and seed_batch.prefill is not None:
             state = jax.vmap(lambda one: seed_batch.prefill(first, one))(state)
-    config = first.algo_config
-    start = int(np.asarray(state.env_steps)[0]) if hasattr(state, "env_steps") else int(first.resume_step or 0)
+    one_seed = seed_slice(state, 0)
+    start = (int(one_seed.env_steps) if seed_batch.steps_done is None
+             else seed_batch.steps_done(config, env, one_seed))
+    extra = ((lambda steps: {"env_steps": steps}) if seed_batch.extra is None
+             else functools.partial(seed_batch.extra, config, env))
     state, env_steps, rows = run_seed_chunks(
-        ctxs, state, chunk_seeds, steps_per_chunk=seed_batch.steps_per_chunk(config), start_steps=start,
-        checkpoint_every=seed_batch.checkpoint_every(config), watched=seed_batch.watched,
-        extra=lambda steps: {"env_steps": steps, "algo": first.algo})
+        ctxs, state, chunk_seeds, steps_per_chunk=seed_batch.steps_per_chunk(config, env), start_steps=start,
+        checkpoint_every=seed_batch.checkpoint_every(config, env), watched=seed_batch.watched,
+        extra=lambda steps: {**extra(steps), "algo": first.algo}, row=seed_batch.row or episode_row)
     return [{"env_steps": env_steps, **row} for row in rows]
 
 

@@ -6,6 +6,7 @@ Resume restores the full `PETSState` and continues bit for bit.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -13,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from saferl.agents import registry
+from saferl.agents.modelfree.common import cache_by_computation
 from saferl.agents.pets.agent import PETSAgent, PETSState, make_agent
 from saferl.agents.pets.config import PETSConfig
 from saferl.data.buffer import Transition
@@ -94,3 +97,88 @@ def train_episodes(ctx: Any, agent: PETSAgent, algo: str) -> dict[str, float]:
         watched=lambda s: {"model": s.model.params},
         extra=lambda steps: {"episode": steps // per_episode, "algo": algo})
     return {"env_steps": float(env_steps), **row}
+
+
+# ---------------------------------------------------------------------------------------------- --seeds (vmap)
+
+
+class SeedEpisodes:
+    """`chunk_seeds(state [S, ...]) -> (state, metrics [S])`: one PETS episode of S seeds at once, as the same
+    three programs a single run uses (collect, buffer add, refit), each vmapped over the seed axis and
+    compiled once. All seeds are at the same episode, so random-vs-MPC collection is one shared flag. Timing
+    columns (`fit_s`, `plan_ms_per_step`, `compile_s`) measure the whole batch of seeds."""
+
+    def __init__(self, agent: PETSAgent):
+        self.agent = agent
+        self.collect = jax.jit(jax.vmap(agent._collect, in_axes=(0, 0, None)))  # explore: one flag for all seeds
+        self.add = jax.jit(jax.vmap(agent.add))
+        self.fit = jax.jit(jax.vmap(agent.fit))
+        self._compiled_collect: Any = None
+        self.collect_compile_s = float("nan")
+
+    def _collect(self, model: Any, keys: jax.Array, explore: jax.Array) -> tuple[Any, Any]:
+        if self._compiled_collect is None:  # compiled ahead of time so that its compile time can be reported
+            start = time.perf_counter()
+            self._compiled_collect = self.collect.lower(model, keys, explore).compile()
+            self.collect_compile_s = time.perf_counter() - start
+        return self._compiled_collect(model, keys, explore)
+
+    def __call__(self, state: PETSState) -> tuple[PETSState, dict[str, np.ndarray]]:
+        agent = self.agent
+        keys = jax.vmap(lambda k: jax.random.split(k, 3))(state.key)  # [S, 3, ...]
+        random = agent.random_episode(int(np.asarray(state.episode)[0]))
+        start = time.perf_counter()
+        transitions, stats = jax.block_until_ready(self._collect(state.model, keys[:, 1], jnp.array(random)))
+        collect_s = time.perf_counter() - start
+        buffer = self.add(state.buffer, transitions)
+        start = time.perf_counter()
+        model, fit = self.fit(keys[:, 2], state.model, buffer)
+        jax.block_until_ready(model.params)
+        fit_s = time.perf_counter() - start
+        new_state = PETSState(model=model, buffer=buffer, key=keys[:, 0], episode=state.episode + 1)
+        seeds = np.ones(np.shape(state.episode))
+        metrics = {"episode_return": stats.episode_return, "episode_cost": stats.episode_cost, "episodes": seeds,
+                   "episode": new_state.episode, "random_actions": seeds * random, "model_nll": fit.holdout_nll,
+                   "model_mse": fit.holdout_mse, "model_coverage_1sigma": fit.coverage_1sigma, "model_ece": fit.ece,
+                   "model_calibrated_coverage_1sigma": fit.calibrated_coverage_1sigma,
+                   "model_calibrated_ece": fit.calibrated_ece, "fit_epochs": fit.epochs, "fit_s": seeds * fit_s,
+                   "buffer_size": buffer.size, "feasible_fraction": stats.feasible_fraction,
+                   "compile_s": seeds * self.collect_compile_s,
+                   "model_fit": jnp.where(fit.finite, 0.0, jnp.nan)}  # NaN: the fit went non-finite (checked)
+        if not random:
+            metrics.update(plan_ms_per_step=seeds * 1e3 * collect_s / agent.decisions_per_episode,
+                           plan_value=stats.plan_value)
+        return new_state, jax.device_get(metrics)
+
+
+def _seed_row(metrics: dict[str, Any]) -> dict[str, float]:
+    """One seed's metrics.csv row: the single run's columns (the finiteness flag was checked and is dropped)."""
+    return {k: float(v) for k, v in metrics.items() if k != "model_fit"}
+
+
+def _steps_per_episode(config: PETSConfig, env: Any) -> int:
+    return math.ceil(env.episode_length / config.action_repeat) * config.action_repeat
+
+
+@cache_by_computation
+def make_seed_parts(config: PETSConfig, env: Any, training_env: Any = None) -> tuple[Any, Any, Any]:
+    """`registry.SeedBatch.make_parts` of PETS: the agent's init and fully replicated states."""
+    from saferl.training import sharding
+
+    agent = make_agent(config, env, training_env)
+    return agent._init, None, lambda state: sharding.replicated_shardings(state)
+
+
+@cache_by_computation
+def make_seed_episodes(config: PETSConfig, env: Any, training_env: Any = None) -> SeedEpisodes:
+    return SeedEpisodes(make_agent(config, env, training_env))
+
+
+registry.register_seed_batch("pets", registry.SeedBatch(
+    make_parts=make_seed_parts, make_seed_chunk=make_seed_episodes, steps_per_chunk=_steps_per_episode,
+    checkpoint_every=lambda config, env: config.checkpoint_every_episodes * _steps_per_episode(config, env),
+    watched=lambda state: {"model": state.model.params},
+    prefill=lambda ctx, state: add_recorded_data(make_agent(ctx.algo_config, ctx.env, ctx.training_env), state,
+                                                 ctx.recorded_transitions(ctx.algo_config.action_repeat)),
+    row=_seed_row, steps_done=lambda config, env, state: int(state.episode) * _steps_per_episode(config, env),
+    extra=lambda config, env, steps: {"episode": steps // _steps_per_episode(config, env)}))

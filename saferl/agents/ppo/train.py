@@ -166,5 +166,5 @@ def train(ctx: Any) -> dict[str, float]:
 
 
 registry.register_seed_batch("ppo", registry.SeedBatch(
-    make_parts=make_parts, steps_per_chunk=lambda config: config.env_steps_per_chunk,
-    checkpoint_every=lambda config: config.checkpoint_every, watched=_watched))
+    make_parts=make_parts, steps_per_chunk=lambda config, env: config.env_steps_per_chunk,
+    checkpoint_every=lambda config, env: config.checkpoint_every, watched=_watched))

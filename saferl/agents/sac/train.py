@@ -244,6 +244,6 @@ def train(ctx: Any) -> dict[str, float]:
 
 
 registry.register_seed_batch("sac", registry.SeedBatch(
-    make_parts=make_parts, steps_per_chunk=lambda config: config.env_steps_per_chunk,
-    checkpoint_every=lambda config: config.checkpoint_every, watched=_watched,
+    make_parts=make_parts, steps_per_chunk=lambda config, env: config.env_steps_per_chunk,
+    checkpoint_every=lambda config, env: config.checkpoint_every, watched=_watched,
     prefill=lambda ctx, state: prefill(ctx.algo_config, state, ctx.recorded_transitions())))
