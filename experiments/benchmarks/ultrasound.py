@@ -143,11 +143,14 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
     ax = axes[0, 0]
     rows = [r for r in results["render"] if (r["height"], r["width"], r["geometry"]) == (64, 64, "linear")]
     ax.loglog([r["batch"] for r in rows], [r["images_per_s"] for r in rows], "o-", label="64 × 64 linear")
+    ax.loglog([r["batch"] for r in rows], [r["images_per_cpu_s"] for r in rows], "o:", color="C0", alpha=0.6,
+              label="64 × 64 per CPU-second")
     for r, marker, label in ((results["render"][-2], "s", "200 × 150"), (results["render"][-1], "^", "64 × 64 fan")):
         ax.loglog([r["batch"]], [r["images_per_s"]], marker, label=label)
     ax.axhline(1000, color="gray", ls="--", lw=1, label="target 1000 /s")
     ax.set(xlabel="batch (probe poses per call)", ylabel="images / s",
-           title=f"B-mode render, {results['machine']['cpu_count']} CPU threads")
+           title=f"B-mode render, {results['machine']['cpu_count']} CPU threads "
+                 f"(load {results['machine']['load_average_before'][0]:g})")
     ax.legend(fontsize=8)
     if results["env"]:
         ax = axes[0, 1]
