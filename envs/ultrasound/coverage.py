@@ -18,6 +18,7 @@ import jax.numpy as jp
 import numpy as np
 from mujoco import mjx
 
+from envs.ultrasound import bmode
 from envs.ultrasound import phantom as phantom_lib
 from envs.ultrasound.probe import ProbeConfig, ProbeEnv
 
@@ -28,12 +29,18 @@ class CoverageConfig(ProbeConfig):
     coverage_grid: int = 16  # cells per axis of the occupancy grid over the organ's bounding box, in [2, 64]
     coverage_reward: float = 0.01  # reward per newly covered organ cell (SonoGym's scale)
     path_penalty: float = 1.0  # reward −= this × distance the probe face moved (m) in the step
+    # image-plane samples per axis that mark cells (the plane of the B-mode image, sampled coarser than its
+    # pixels: 32 over the default 4 × 8 cm is 1.25 × 2.5 mm, finer than a cell of 16³ over an organ, ≥ 3 mm)
+    coverage_resolution: int = 32
 
     def __post_init__(self) -> None:
         super().__post_init__()
         grid = self.coverage_grid
         if isinstance(grid, bool) or not isinstance(grid, int) or not 2 <= grid <= 64:
             raise ValueError(f"coverage_grid must be an integer in [2, 64], got {grid!r}")
+        res = self.coverage_resolution
+        if isinstance(res, bool) or not isinstance(res, int) or not 8 <= res <= 512:
+            raise ValueError(f"coverage_resolution must be an integer in [8, 512], got {res!r}")
         if not self.coverage_reward > 0:
             raise ValueError(f"coverage_reward must be > 0, got {self.coverage_reward!r}")
         if not self.path_penalty >= 0:
@@ -68,6 +75,8 @@ class UsCoverage(ProbeEnv):
         self._cell_size = jp.asarray(size, jp.float32)
         self.organ_cells = jp.asarray(mask)
         self.num_organ_cells = int(mask.sum())
+        self._sampling = dataclasses.replace(self.bmode, height=config.coverage_resolution,
+                                             width=config.coverage_resolution)
 
     @classmethod
     def default_config(cls) -> CoverageConfig:
@@ -76,7 +85,8 @@ class UsCoverage(ProbeEnv):
     def imaged_cells(self, data: mjx.Data) -> jax.Array:
         """[G, G, G] bool: organ cells holding a pixel of the current image (none without contact)."""
         grid = self._config.coverage_grid
-        points = self.image_plane_points(data).reshape(-1, 3)
+        position, rotation = self.probe_pose(data)
+        points = bmode.image_plane_points(position, rotation, self._sampling).reshape(-1, 3)
         index = jp.floor((points - self._grid_low) / self._cell_size).astype(jp.int32)  # [P, 3]
         inside = jp.all((index >= 0) & (index < grid), axis=-1) & self.in_contact(data)
         index = jp.clip(index, 0, grid - 1)
@@ -89,8 +99,13 @@ class UsCoverage(ProbeEnv):
         return {"covered": jp.zeros((self._config.coverage_grid,) * 3, bool), "new_cells": jp.zeros(()),
                 "face_position": position}
 
-    def _new_cells(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
-        return self.imaged_cells(data) & ~info["covered"]
+    def evaluate(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
+        """The probe's `evaluate`, with this step's newly imaged organ cells computed once (a transient
+        info entry read by the reward and the info update)."""
+        info = dict(info, step_new_cells=self.imaged_cells(data) & ~info["covered"])
+        obs, reward, cost, info = super().evaluate(data, action, info)
+        info.pop("step_new_cells")
+        return obs, reward, cost, info
 
     def _task_observation(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
         position, _ = self.probe_pose(data)
@@ -99,14 +114,14 @@ class UsCoverage(ProbeEnv):
 
     def _task_reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
         cfg = self._config
-        new = jp.sum(self._new_cells(data, info))
+        new = jp.sum(info["step_new_cells"])
         position, _ = self.probe_pose(data)
         path = jp.linalg.norm(position - info["face_position"])  # m the face moved in the step
         return cfg.coverage_reward * new - cfg.path_penalty * path, jp.zeros(())
 
     def _update_info(self, data: mjx.Data, info: dict[str, Any]) -> dict[str, Any]:
-        info["new_cells"] = jp.sum(self._new_cells(data, info)).astype(jp.float32)
-        info["covered"] = info["covered"] | self.imaged_cells(data)
+        info["new_cells"] = jp.sum(info["step_new_cells"]).astype(jp.float32)
+        info["covered"] = info["covered"] | info["step_new_cells"]
         info["face_position"] = self.probe_pose(data)[0]
         return info
 
