@@ -1,7 +1,8 @@
 """Start or resume a training run: resolve configs, make the run directory, build the `TrainContext`,
 call the algorithm's `train(ctx)` and always finish with plots (also on errors and Ctrl-C). In a multi-process run
 (`saferl.training.distributed`) every process trains; only process 0 creates the run directory and writes
-logs, plots and checkpoints.
+logs, plots and checkpoints. The pieces (`prepare_new_run`, `create_run`, `open_run`, `close_run`) also serve
+`saferl.training.seeds`, which trains many seeds' runs together.
 """
 
 from __future__ import annotations

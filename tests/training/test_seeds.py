@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import shutil
+import textwrap
 
 import jax
 import numpy as np
@@ -141,3 +142,79 @@ def test_bad_seed_lists_are_user_errors(tmp_path):
 def test_host_side_algorithms_run_seeds_one_after_another():
     assert seeds.vmaps_seeds("ppo") and seeds.vmaps_seeds("sac")
     assert not seeds.vmaps_seeds("sooper") and not seeds.vmaps_seeds("softae")
+
+
+def test_pets_seeds_are_vmapped_episodes_with_the_single_seed_runs_metrics(tmp_path):
+    from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY
+    from tiny_runs import pets_run
+
+    from saferl.agents.pets.train import make_seed_episodes
+
+    results = seeds.train_seeds("pets", "pendulum", [0, 2], steps=2 * PETS_EPISODE, overrides=PETS_TINY,
+                                env_overrides=PETS_ENV, out=tmp_path, progress=False, tensorboard=False)
+    single = _rows(pets_run(3).run_dir)[:2]  # its first 2 episodes (1 random, 1 MPC) are those of a 2-episode run
+    timing = {"fit_s", "compile_s", "plan_ms_per_step"}  # wall-clock columns: the whole batch's in a --seeds run
+    rows = _rows(results[0].run_dir)
+    assert [list(r) for r in rows] == [list(r) for r in single]
+    for row, reference in zip(rows, single):
+        for key in set(row) - timing:  # the same three programs, batched: equal up to float rounding
+            x, y = (float(row[key]) if row[key] else np.nan), (float(reference[key]) if reference[key] else np.nan)
+            np.testing.assert_allclose(x, y, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=key)
+    assert _rows(results[1].run_dir)[0]["episode_return"] != rows[0]["episode_return"]  # seed 2 is another run
+    assert [rundir.checkpoint_steps(r.run_dir)[-1] for r in results] == [2 * PETS_EPISODE] * 2
+    record = rundir.read_run(results[0].run_dir)
+    world = training_env_from_record(record)
+    episodes = make_seed_episodes(algo_config_from_record(record),
+                                  envs.make_training_env("pendulum", env_config_from_record(record), world), world)
+    assert episodes.fit._cache_size() == 1 and episodes.add._cache_size() == 1  # random and MPC episodes alike
+
+
+# Two seeds of one PPO_TINY chunk vmapped on 4 forced CPU devices next to seed 7 alone (`make_train`, same
+# devices): where the seed-batched env states live, and both runs' metrics.
+_FOUR_DEVICES = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_compilation_cache_dir", sys.argv[2])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    sys.path.insert(0, sys.argv[3])
+    from tiny_configs import ENV_TINY, PPO_TINY
+    import envs
+    from saferl.agents import ppo
+    from saferl.agents.ppo.train import make_parts
+    from saferl.config import apply_overrides
+    from saferl.training import seeds
+    env = envs.make("pendulum", **ENV_TINY)
+    config = apply_overrides(ppo.PPOConfig(), PPO_TINY)
+    init_seeds, chunk_seeds, _ = seeds.vmapped(make_parts(config, env))
+    state, metrics = chunk_seeds(init_seeds(jnp.stack([jax.random.PRNGKey(7), jax.random.PRNGKey(8)])))
+    init, train_chunk = ppo.make_train(config, env)
+    _, single = train_chunk(init(jax.random.PRNGKey(7)))
+    env_leaves = [x for x in jax.tree.leaves(state.env_state) if x.size]
+    json.dump({"devices": jax.device_count(),
+               "env_shards": sorted({s.data.shape[:2] for x in env_leaves for s in x.addressable_shards}),
+               "params_replicated": all(x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params)),
+               "seeds": {k: np.asarray(v).tolist() for k, v in metrics.items()},
+               "single": {k: float(v) for k, v in single.items()}}, open(sys.argv[1], "w"))
+""")
+
+
+def test_seed_axis_is_replicated_and_env_batch_split_on_four_devices(tmp_path):
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    tests = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    done = subprocess.run([sys.executable, "-c", _FOUR_DEVICES, str(tmp_path / "report.json"),
+                           str(tests.parent / ".jax_cache"), str(tests / "training")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["devices"] == 4 and report["params_replicated"]
+    assert report["env_shards"] == [[2, 1]]  # every device: both seeds, 1 of the 4 envs of each
+    for name, value in report["single"].items():
+        # seed 7 of the batch vs seed 7 alone, both data-parallel on 4 devices (test_sharding's 1e-4 scale)
+        scale = max(1.0, abs(value))
+        np.testing.assert_allclose(report["seeds"][name][0], value, rtol=0, atol=1e-4 * scale, err_msg=name)
+    assert report["seeds"]["policy_loss"][0] != report["seeds"]["policy_loss"][1]

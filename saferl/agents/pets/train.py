@@ -1,7 +1,8 @@
 """The PETS job against a `TrainContext`, on the shared outer loop (`saferl.training.loop.run_chunks`): one
 episode is one chunk — collect (random, then MPC) → buffer → refit — so NaN checks, logging, checkpoints and
 save-on-interrupt are the loop's. Recorded transitions (`--data`) join the buffer before the first fit.
-Resume restores the full `PETSState` and continues bit for bit.
+Resume restores the full `PETSState` and continues bit for bit. `saferl train pets --seeds ...` runs the same
+episode for many seeds at once (`SeedEpisodes`: collect, buffer add and refit each vmapped over a seed axis).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from saferl.agents.pets.agent import PETSAgent, PETSState, make_agent
 from saferl.agents.pets.config import PETSConfig
 from saferl.data.buffer import Transition
 from saferl.errors import NonFiniteError
+from saferl.training import sharding
 
 
 class EpisodeRunner:
@@ -125,6 +127,8 @@ class SeedEpisodes:
 
     def __call__(self, state: PETSState) -> tuple[PETSState, dict[str, np.ndarray]]:
         agent = self.agent
+        # one layout for every call (a restored or freshly initialised state may sit elsewhere): one compile each
+        state = sharding.place(state, sharding.replicated_shardings(state))
         keys = jax.vmap(lambda k: jax.random.split(k, 3))(state.key)  # [S, 3, ...]
         random = agent.random_episode(int(np.asarray(state.episode)[0]))
         start = time.perf_counter()
@@ -163,8 +167,6 @@ def _steps_per_episode(config: PETSConfig, env: Any) -> int:
 @cache_by_computation
 def make_seed_parts(config: PETSConfig, env: Any, training_env: Any = None) -> tuple[Any, Any, Any]:
     """`registry.SeedBatch.make_parts` of PETS: the agent's init and fully replicated states."""
-    from saferl.training import sharding
-
     agent = make_agent(config, env, training_env)
     return agent._init, None, lambda state: sharding.replicated_shardings(state)
 
