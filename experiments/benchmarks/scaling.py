@@ -133,9 +133,10 @@ def planning(size: dict) -> dict[str, float]:
 def measure(count: int, env_name: str, quick: bool) -> dict[str, Any]:
     """All three measurements on the first `count` devices of this process."""
     sharding.use_devices(count)
-    size = SIZES[quick]
-    return {"devices": sharding.device_count(), "env": env_stepping(env_name, size),
-            "ensemble": ensemble_training(size), "planning": planning(size)}
+    size, load_before = SIZES[quick], os.getloadavg()[0]
+    row = {"devices": sharding.device_count(), "env": env_stepping(env_name, size),
+           "ensemble": ensemble_training(size), "planning": planning(size)}
+    return {**row, "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}  # before, after
 
 
 def _forced(count: int, env_name: str, quick: bool) -> dict[str, Any]:
