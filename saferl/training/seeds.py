@@ -6,7 +6,7 @@ so S seeds cost one trace and one compile. Each seed writes its own run director
 `<out>/<algo>-<env>-seed<k>-<time>/` with exactly what `--seed k` alone writes (config.json with `seed: k`,
 metrics.csv, plots, checkpoints of that seed's state alone, so `saferl train --resume DIR` continues any one
 of them on its own); its metrics equal the single-seed run's up to float rounding (batched matmuls may
-reduce in another order). With several devices the seed axis is replicated and each seed's env batch is
+reduce in another order; as with any reordering, PPO/SAC training amplifies it over many chunks). With several devices the seed axis is replicated and each seed's env batch is
 split over the "data" mesh as in a single run (`saferl.training.sharding`). Algorithms without one (SOOPER,
 SoftAE: host-side episode logic) run their seeds one after another in the same process, reusing the compiled
 functions (every trainer memoises them on the config).

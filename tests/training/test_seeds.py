@@ -198,6 +198,7 @@ _FOUR_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a 4-device subprocess compiling two PPO chunks (~30 s CPU)
 def test_seed_axis_is_replicated_and_env_batch_split_on_four_devices(tmp_path):
     import os
     import pathlib
