@@ -64,8 +64,6 @@ class UsNavigate(ProbeEnv):
     """Observation [25] = the probe's [16] + target position − face position [3] m + relative orientation
     R_targetᵀ·R as 6-D [6] (identity: 1 0 0 0 1 0)."""
 
-    cost_description = ("1 where the contact force > force_limit (20 N) or the tilt > tilt_limit (0.5 rad)")
-
     def __init__(self, config: NavigateConfig):
         super().__init__(config)
         center = np.asarray(self.phantom.organ_center, np.float64)

@@ -136,8 +136,10 @@ class ProbeConfig(EnvConfig):
         if self.tissue_timeconst < 2 * self.sim_dt - 1e-12:
             raise ValueError(f"tissue_timeconst must be >= 2 · sim_dt = {2 * self.sim_dt} s (MuJoCo's stable "
                              f"minimum), got {self.tissue_timeconst}")
-        low, high = (tuple(self.start_height) + (None, None))[:2]
-        if len(self.start_height) != 2 or not 0 <= low <= high <= self.lift_height:
+        heights = tuple(self.start_height) if isinstance(self.start_height, (tuple, list)) else ()
+        numeric = len(heights) == 2 and all(isinstance(h, (int, float)) and not isinstance(h, bool) for h in heights)
+        low, high = heights if numeric else (math.nan, math.nan)
+        if not 0 <= low <= high <= self.lift_height:
             raise ValueError(f"start_height must be (low, high) m with 0 <= low <= high <= lift_height "
                              f"({self.lift_height}), got {self.start_height!r}")
         if self.start_tilt > self.max_tilt_command:

@@ -232,6 +232,7 @@ def test_surgery_critical_zone_costs_off_the_corridor(surgery):
     ("us_navigate", dict(image_height=4), "height must be an integer in"),
     ("us_navigate", dict(tissue_timeconst=0.01), "tissue_timeconst must be >= 2 · sim_dt"),
     ("us_navigate", dict(start_height=(0.02, 0.01)), "start_height must be"),
+    ("us_navigate", dict(start_height=(0.02,)), "start_height must be"),
     ("us_coverage", dict(coverage_grid=1), "coverage_grid must be an integer in"),
     ("us_surgery", dict(corridor_radius=0.05), "corridor_radius"),
 ])
