@@ -78,11 +78,14 @@ for name, env in ENVS.items():
 for name, reason in reasons.items():
     print(f"no render of {name}: {reason}")
 if frames:
-    fig, axes = plt.subplots(1, len(frames), figsize=(3 * len(frames), 2.6), squeeze=False)
-    for axis, (name, frame) in zip(axes[0], frames.items()):
+    columns = min(len(frames), 5)
+    rows = -(-len(frames) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 2.6 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (name, frame) in zip(axes.flat, frames.items()):
         axis.imshow(frame)
         axis.set_title(name)
-        axis.axis("off")
     fig.tight_layout()
     nb.show(fig)
 print(f"rendered {len(frames)} of {len(ENVS)} envs")
