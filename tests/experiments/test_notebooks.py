@@ -26,6 +26,8 @@ EXPECTED = {
     "04_sooper": (["sooper_table: 36 runs", "| safe_cartpole | sooper |", "live SOOPER run: skipped",
                    "| point_goal | sooper |"], 3),
     "05_softae": (["| info_gain | 1 |", "| random | 1 |", "zero-shot swing_up return", "softae_study"], 1),
+    "06_ultrasound": (["| abdomen |", "10 N, tilt 0.3 rad: mean intensity", "images/s", "| us_navigate |",
+                       "ultrasound: x86_64"], 3),
     "07_hardware": (["robot serving on tcp://127.0.0.1:", "policy side p50", "robot process exit code: 0",
                      "bridge_latency: PointMassRobot"], 2),
 }
