@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 from tiny_configs import ENV_TINY, PPO_CHUNK, PPO_TINY
+from tiny_runs import cli_in_process
 
-from saferl.cli.main import main
 from saferl.errors import UserError
 from saferl.training import distributed
 from saferl.training.logger import read_metrics
@@ -38,38 +38,22 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _cli_main(args: list[str]) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `saferl args...` in this process."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as done:
-            code = done.code or 0
-    return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Two processes (one device each) and, meanwhile, this process (one device): their outputs and run dirs."""
-    root = tmp_path_factory.mktemp("distributed")
+def _two_processes_and_one(train_args, root, timeout_s: int) -> tuple[list[str], tuple[int, str, str]]:
+    """`saferl train_args(root/"two")` in two processes (one device each, one mesh of 2) and, meanwhile,
+    `train_args(root/"one")` in this process (one device): (the two processes' logs, this one's CLI result)."""
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
     port = _free_port()
-    processes = [subprocess.Popen([sys.executable, "-m", "saferl.cli.main", *_train_args(root / "two"),
+    processes = [subprocess.Popen([sys.executable, "-m", "saferl.cli.main", *train_args(root / "two"),
                                    "--coordinator", f"localhost:{port}", "--num-processes", "2",
                                    "--process-id", str(i)],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for i in (0, 1)]
-    single = _cli_main(_train_args(root / "one"))
+    single = cli_in_process(train_args(root / "one"))
     logs = []
     for process in processes:
         try:
-            log, _ = process.communicate(timeout=300)
+            log, _ = process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             for other in processes:
                 other.kill()
@@ -77,6 +61,14 @@ def runs(tmp_path_factory):
         assert process.returncode == 0, log[-3000:]
         logs.append(log)
     assert single[0] == 0, single[2][-3000:]
+    return logs, single
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two processes (one device each) and, meanwhile, this process (one device): their outputs and run dirs."""
+    root = tmp_path_factory.mktemp("distributed")
+    logs, _ = _two_processes_and_one(_train_args, root, timeout_s=300)
     return {"logs": logs, "two": root / "two", "one": root / "one"}
 
 
@@ -151,7 +143,7 @@ def test_bad_process_groups_are_user_errors_naming_the_field(args, message):
 def test_cli_rejects_bad_devices_and_distributed_flags_in_one_line(tmp_path, monkeypatch, flags, message):
     for name in ("SAFERL_COORDINATOR", "SAFERL_NUM_PROCESSES", "SAFERL_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
-    code, _, err = _cli_main(["train", "ppo", "--env", "pendulum", "--out", str(tmp_path), *flags])
+    code, _, err = cli_in_process(["train", "ppo", "--env", "pendulum", "--out", str(tmp_path), *flags])
     assert code == 2 and re.search(message, err) and len(err.strip().splitlines()) == 1, err
     assert not any(tmp_path.iterdir())  # rejected before a run directory exists
 
@@ -167,19 +159,7 @@ def test_two_processes_train_pets_to_the_metrics_of_one_process(tmp_path):
         return ["train", "pets", "--env", "pendulum", "--steps", str(3 * PETS_EPISODE), "--quiet", "--out", str(out),
                 *sets, *env_sets]
 
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
-    port = _free_port()
-    processes = [subprocess.Popen([sys.executable, "-m", "saferl.cli.main", *args(tmp_path / "two"),
-                                   "--coordinator", f"localhost:{port}", "--num-processes", "2",
-                                   "--process-id", str(i)],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for i in (0, 1)]
-    code, _, err = _cli_main(args(tmp_path / "one"))
-    for process in processes:
-        log, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, log[-3000:]
-    assert code == 0, err[-3000:]
+    _two_processes_and_one(args, tmp_path, timeout_s=600)
     (one,), (two,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
     rows_one, rows_two = read_metrics(one / "metrics.csv")[0], read_metrics(two / "metrics.csv")[0]
     assert len(rows_one) == len(rows_two) == 3

@@ -1,9 +1,6 @@
 """`saferl train ALGO --seeds ...` (`saferl.training.seeds`): seeds vmapped in one compiled program, one run
 directory per seed equal to the single-seed run, per-seed checkpoints that resume alone or together."""
 
-import contextlib
-import csv
-import io
 import json
 import shutil
 import textwrap
@@ -12,11 +9,10 @@ import jax
 import numpy as np
 import pytest
 from tiny_configs import ENV_TINY, PPO_CHUNK, PPO_TINY
-from tiny_runs import copy_run, ppo_run
+from tiny_runs import cli_in_process, copy_run, metric_rows, ppo_run
 
 import envs
 from saferl.agents import registry
-from saferl.cli.main import main
 from saferl.errors import UserError
 from saferl.policies import load_policy
 from saferl.training import rundir, seeds
@@ -30,25 +26,8 @@ CHUNKS = 4  # PPO_TINY checkpoints every 2 chunks: at 2 and 4 chunks
 RTOL, ATOL = 1e-4, 1e-6
 
 
-def _cli(args: list[str]) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `saferl args...` in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as done:
-            code = done.code or 0
-    return code, out.getvalue(), err.getvalue()
-
-
-def _rows(run_dir) -> list[dict[str, str]]:
-    with open(run_dir / "metrics.csv") as f:
-        return list(csv.DictReader(f))
-
-
 def _assert_same_metrics(a, b) -> None:
-    rows_a, rows_b = _rows(a), _rows(b)
+    rows_a, rows_b = metric_rows(a), metric_rows(b)
     assert list(rows_a[0]) == list(rows_b[0]) and len(rows_a) == len(rows_b)
     for row_a, row_b in zip(rows_a, rows_b):
         for key in row_a:
@@ -68,7 +47,7 @@ def seed_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("seeds")
     sets = [x for k, v in PPO_TINY.items() for x in ("--set", f"{k}={json.dumps(v)}")]
     env_sets = [x for k, v in ENV_TINY.items() for x in ("--set-env", f"{k}={json.dumps(v)}")]
-    code, stdout, stderr = _cli(["train", "ppo", "--env", "pendulum", "--steps", str(CHUNKS * PPO_CHUNK),
+    code, stdout, stderr = cli_in_process(["train", "ppo", "--env", "pendulum", "--steps", str(CHUNKS * PPO_CHUNK),
                                  "--seeds", "3", "5", "--quiet", "--out", str(out), *sets, *env_sets])
     assert code == 0, stderr
     dirs = {json.loads((d / "config.json").read_text())["seed"]: d for d in out.iterdir()}
@@ -90,8 +69,8 @@ def test_seeds_write_one_run_dir_per_seed_with_the_single_seed_runs_metrics(seed
     _assert_same_metrics(seed_runs[3], single)
     _assert_same_params(seed_runs[3], single)
     # the other seed is another run: its losses differ far beyond the tolerance
-    other = [float(r["policy_loss"]) for r in _rows(seed_runs[5])]
-    assert not np.allclose(other, [float(r["policy_loss"]) for r in _rows(single)], rtol=1e-2)
+    other = [float(r["policy_loss"]) for r in metric_rows(seed_runs[5])]
+    assert not np.allclose(other, [float(r["policy_loss"]) for r in metric_rows(single)], rtol=1e-2)
 
 
 def test_all_seeds_share_one_compiled_chunk(seed_runs):
@@ -134,7 +113,7 @@ def test_bad_seed_lists_are_user_errors(tmp_path):
                                                                             "exclusive"),
                            (["--seeds", "0,x"], "not an integer"), (["--seeds", "0", "--resume", str(tmp_path)],
                                                                     "cannot be given with --resume")):
-        code, _, err = _cli(base + flags)
+        code, _, err = cli_in_process(base + flags)
         assert code == 2 and message in err, (flags, err)
     assert not list(tmp_path.iterdir())  # rejected before any run directory was created
 
@@ -152,15 +131,15 @@ def test_pets_seeds_are_vmapped_episodes_with_the_single_seed_runs_metrics(tmp_p
 
     results = seeds.train_seeds("pets", "pendulum", [0, 2], steps=2 * PETS_EPISODE, overrides=PETS_TINY,
                                 env_overrides=PETS_ENV, out=tmp_path, progress=False, tensorboard=False)
-    single = _rows(pets_run(3).run_dir)[:2]  # its first 2 episodes (1 random, 1 MPC) are those of a 2-episode run
+    single = metric_rows(pets_run(3).run_dir)[:2]  # its first 2 episodes (1 random, 1 MPC) are those of a 2-episode run
     timing = {"fit_s", "compile_s", "plan_ms_per_step"}  # wall-clock columns: the whole batch's in a --seeds run
-    rows = _rows(results[0].run_dir)
+    rows = metric_rows(results[0].run_dir)
     assert [list(r) for r in rows] == [list(r) for r in single]
     for row, reference in zip(rows, single):
         for key in set(row) - timing:  # the same three programs, batched: equal up to float rounding
             x, y = (float(row[key]) if row[key] else np.nan), (float(reference[key]) if reference[key] else np.nan)
             np.testing.assert_allclose(x, y, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=key)
-    assert _rows(results[1].run_dir)[0]["episode_return"] != rows[0]["episode_return"]  # seed 2 is another run
+    assert metric_rows(results[1].run_dir)[0]["episode_return"] != rows[0]["episode_return"]  # seed 2 is another run
     assert [rundir.checkpoint_steps(r.run_dir)[-1] for r in results] == [2 * PETS_EPISODE] * 2
     record = rundir.read_run(results[0].run_dir)
     world = training_env_from_record(record)

@@ -29,6 +29,23 @@ def metric_rows(run_dir: pathlib.Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def cli_in_process(args: list[str]) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `saferl args...` run in this process (the CLI's own `main`)."""
+    import contextlib
+    import io
+
+    from saferl.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(args)
+        except SystemExit as done:
+            code = done.code or 0
+    return code, out.getvalue(), err.getvalue()
+
+
 def final_agent_state(run_dir: pathlib.Path, make_agent):
     """The last checkpointed state of a model-based run (PETS/SoftAE), restored with `make_agent(config, env)`."""
     from saferl.training.restore import restore_run_state
