@@ -83,7 +83,9 @@ class TrainContext:
 
         if self.data_dir is None:
             raise UserError(f"{self.algo}: no recorded data given (--data DIR)")
-        return load_training_data(self.data_dir, int(self.env.observation_size), int(self.env.action_size),
+        from saferl.data.observations import state_size
+
+        return load_training_data(self.data_dir, state_size(self.env.observation_size), int(self.env.action_size),
                                   f"env '{self.env_name}'", action_repeat)
 
     def check_finite(self, name: str, tree: Any, step: int) -> None:

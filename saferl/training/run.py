@@ -76,7 +76,11 @@ def _check_data_dir(data: pathlib.Path | str | None, env: Any, env_name: str) ->
         raise UserError(f"--data {path}: no such directory")
     from saferl.data.recordings import load_training_data
 
-    load_training_data(path, int(env.observation_size), int(env.action_size), f"env '{env_name}'")
+    from saferl.data.observations import state_size
+
+    # recordings hold flat observation vectors: the env's own, or the `state` part of dict observations (what
+    # the model-based agents model; SAC refuses recordings for dict observations)
+    load_training_data(path, state_size(env.observation_size), int(env.action_size), f"env '{env_name}'")
     return path.resolve()
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "data"))
 from dict_obs_env import GRID, PixelPoint  # noqa: E402
 
 import envs  # noqa: E402
@@ -236,6 +237,26 @@ def test_sac_on_dict_observations_fills_its_buffer_with_images_and_learns_finite
     assert float(jnp.abs(state.buffer.data.next_obs["image"][:96]).sum()) > 0.0  # real images stored
     assert state.normalizer.mean.shape == (2,)
     assert all(np.isfinite(float(v)) for v in metrics.values()) and float(metrics["critic_loss"]) > 0.0
+    # recordings (--data) hold flat vectors: SAC cannot put them into an image buffer and says so
+    from saferl.agents.sac.train import prefill
+
+    recorded = {k: np.zeros((4, 2), np.float32) for k in ("obs", "next_obs", "action")}
+    recorded.update(reward=np.zeros(4, np.float32), cost=np.zeros(4, np.float32))
+    with pytest.raises(UserError, match="sac --data: .*dicts"):
+        prefill(config, state, recorded)
+
+
+def test_recorded_data_of_a_dict_observation_env_is_checked_against_its_state_part(env, tmp_path):
+    from recording_files import write_episode
+
+    from saferl.training.run import _check_data_dir
+
+    steps = 5
+    write_episode(tmp_path / "ok", 0, np.zeros((steps + 1, 2)), np.zeros((steps, 2)))  # state part: 2 values
+    assert _check_data_dir(tmp_path / "ok", env, ENV) == (tmp_path / "ok").resolve()
+    write_episode(tmp_path / "bad", 0, np.zeros((steps + 1, 3)), np.zeros((steps, 2)))
+    with pytest.raises(UserError):
+        _check_data_dir(tmp_path / "bad", env, ENV)
 
 
 @pytest.mark.slow

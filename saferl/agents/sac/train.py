@@ -35,6 +35,7 @@ import saferl.agents.sac.losses as losses
 from saferl.agents.sac.config import SACConfig
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import Transition
+from saferl.errors import UserError
 from saferl.training import sharding
 
 LOSS_KEYS = ("critic_loss", "cost_critic_loss", "actor_loss", "alpha_loss", "alpha", "cost_estimate",
@@ -68,6 +69,10 @@ def prefill(config: SACConfig, state: SACState, batch: dict[str, Any]) -> SACSta
     A recorded `done` cannot be told apart from a time limit; recorded `next_obs` is the true next
     observation, so those transitions are stored as time limits (done 0: the critics bootstrap from them).
     """
+    if isinstance(state.buffer.data.obs, dict):
+        raise UserError("sac --data: recordings hold flat observation vectors, but this env's observations are "
+                        "dicts (image + state); record and train SAC on observation=state, or use pets/softae/"
+                        "sooper, which model the state part of the recordings")
     kept = {k: jnp.asarray(v[-config.max_replay_size:], jnp.float32) for k, v in batch.items()}
     cost = kept.get("cost", jnp.zeros_like(kept["reward"]))
     transitions = Transition(obs=kept["obs"], action=kept["action"], next_obs=kept["next_obs"],
