@@ -62,9 +62,9 @@ center = np.asarray(body.organ_center)
 position = jp.asarray([center[0], center[1], 0.0])
 
 
-def rotation(tilt: float) -> jp.ndarray:
-    """Probe axis tilted by `tilt` rad about world y (local z up, beams along local −z)."""
-    c, s = np.cos(tilt), np.sin(tilt)
+def rotation(tilt) -> jp.ndarray:
+    """Probe axis tilted by `tilt` rad about world y (local z up, beams along local −z); traceable (vmap)."""
+    c, s = jp.cos(tilt), jp.sin(tilt)
     return jp.asarray([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], jp.float32)
 
 
@@ -90,8 +90,7 @@ batch = 64
 key_xy, key_tilt = jax.random.split(jax.random.PRNGKey(0))
 positions = jp.concatenate([position[None, :2] + jax.random.uniform(key_xy, (batch, 2), minval=-0.03, maxval=0.03),
                             jp.zeros((batch, 1))], axis=1)
-rotations = jax.vmap(lambda t: jp.asarray([[jp.cos(t), 0.0, jp.sin(t)], [0.0, 1.0, 0.0], [-jp.sin(t), 0.0, jp.cos(t)]])
-                     )(jax.random.uniform(key_tilt, (batch,), minval=-0.3, maxval=0.3))
+rotations = jax.vmap(rotation)(jax.random.uniform(key_tilt, (batch,), minval=-0.3, maxval=0.3))
 forces = jp.full((batch,), 8.0)
 batched = jax.vmap(lambda pos, rot, force: bmode.render(body, pos, rot, force, config))
 compile_s, run_s, out, _ = nb.compile_and_run(batched, positions, rotations, forces)
