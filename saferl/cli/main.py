@@ -223,6 +223,9 @@ def eval_command(
     _echo(f"{policy.algo} on {policy.env_name}{where}, {episodes} episodes: return {result['mean_return']:.3f} "
           f"± {result['std_return']:.3f}, cost {result['mean_cost']:.3f} ± {result['std_cost']:.3f} "
           f"(budget {result['cost_budget']:g})")
+    if "success_rate" in result:
+        _echo(f"success: {result['success_rate']:.0%} of episodes end in success, "
+              f"{result['success_any_rate']:.0%} succeed at some step")
     _echo(f"written: {run_dir / name}")
 
 

@@ -35,38 +35,63 @@ def _step_reward(task: Task | None) -> Callable[[episode.Step], jax.Array]:
     return lambda step: task.reward(step.state.obs, step.action, step.next_state.obs)
 
 
-def rollout_returns(policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True,
-                    task: Task | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Undiscounted (return [episodes], cost [episodes]) over `env.episode_length` steps from fresh resets.
+def _success_of(state: Any) -> jax.Array | None:
+    """The env's `metrics["success"]` of a state (1.0 where the task is achieved), or None if it has none."""
+    metrics = getattr(state, "metrics", None)
+    return metrics.get("success") if isinstance(metrics, dict) else None
 
-    The return sums the env's reward per env step, or with `task` the task's reward r(obs, action, next_obs)
-    of every env step. An episode whose env reports `done` (e.g. a blown-up simulation) stops accumulating
-    after that step.
-    """
+
+def rollout_outcomes(policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True,
+                     task: Task | None = None) -> dict[str, np.ndarray]:
+    """Per-episode outcomes over `env.episode_length` steps from fresh resets, each [episodes]: `return`
+    (undiscounted, the env's reward per env step or `task`'s r(obs, action, next_obs)) and `cost`; for envs
+    that report `metrics["success"]` (e.g. us_navigate) also `success_final` (1 where the last counted step is
+    a success) and `success_any` (1 where any counted step is). An episode whose env reports `done` (e.g. a
+    blown-up simulation) stops counting after that step."""
     reward_of = _step_reward(task)
+    has_success = _success_of(jax.eval_shape(env.reset, jax.random.PRNGKey(0))) is not None
 
-    def one_episode(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        emit = lambda step: (reward_of(step), step.next_state.info["cost"], step.next_state.done)  # noqa: E731
-        _, (reward, cost, done) = _rollout(policy, env, key, env.episode_length, emit, deterministic)
+    def one_episode(key: jax.Array) -> dict[str, jax.Array]:
+        def emit(step: episode.Step) -> tuple[jax.Array, ...]:
+            success = _success_of(step.next_state) if has_success else jnp.zeros(())
+            return reward_of(step), step.next_state.info["cost"], step.next_state.done, success
+
+        _, (reward, cost, done, success) = _rollout(policy, env, key, env.episode_length, emit, deterministic)
         alive = jnp.cumprod(jnp.concatenate([jnp.ones((1,)), 1.0 - done[:-1]]))  # 1 up to the first done
-        return (alive * reward).sum(), (alive * cost).sum()
+        out = {"return": (alive * reward).sum(), "cost": (alive * cost).sum()}
+        if has_success:
+            last = jnp.maximum(alive.sum().astype(jnp.int32) - 1, 0)  # the last counted step
+            out |= {"success_final": success[last], "success_any": (alive * success).max()}
+        return out
 
     keys = jax.random.split(jax.random.PRNGKey(seed), episodes)
-    returns, costs = jax.jit(jax.vmap(one_episode))(keys)
-    return np.asarray(returns), np.asarray(costs)
+    return {name: np.asarray(value) for name, value in jax.jit(jax.vmap(one_episode))(keys).items()}
+
+
+def rollout_returns(policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True,
+                    task: Task | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Undiscounted (return [episodes], cost [episodes]) of `rollout_outcomes`."""
+    outcomes = rollout_outcomes(policy, env, episodes, seed, deterministic, task)
+    return outcomes["return"], outcomes["cost"]
 
 
 def evaluate(policy: Policy, env: Any, episodes: int = 10, seed: int = 0, deterministic: bool = True,
              task: Task | None = None) -> dict[str, Any]:
     """Mean/std episode return (the env's reward, or `task`'s) and cost, the budget, and the fraction of
-    episodes within the budget."""
-    returns, costs = rollout_returns(policy, env, episodes, seed, deterministic, task)
+    episodes within the budget; for envs with `metrics["success"]` also `success_rate` (fraction of episodes
+    that end in success) and `success_any_rate` (fraction that succeed at some step)."""
+    outcomes = rollout_outcomes(policy, env, episodes, seed, deterministic, task)
+    returns, costs = outcomes["return"], outcomes["cost"]
     budget = float(env.cost_budget)
-    return {"episodes": int(episodes), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
-            "mean_cost": float(costs.mean()), "std_cost": float(costs.std()), "cost_budget": budget,
-            "fraction_within_budget": float((costs <= budget).mean()) if budget > 0 else 1.0,
-            "returns": returns.tolist(), "costs": costs.tolist(), "deterministic": bool(deterministic),
-            "action_repeat": int(policy.action_repeat), "task": None if task is None else task.name}
+    result = {"episodes": int(episodes), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
+              "mean_cost": float(costs.mean()), "std_cost": float(costs.std()), "cost_budget": budget,
+              "fraction_within_budget": float((costs <= budget).mean()) if budget > 0 else 1.0,
+              "returns": returns.tolist(), "costs": costs.tolist(), "deterministic": bool(deterministic),
+              "action_repeat": int(policy.action_repeat), "task": None if task is None else task.name}
+    if "success_final" in outcomes:
+        result |= {"success_rate": float(outcomes["success_final"].mean()),
+                   "success_any_rate": float(outcomes["success_any"].mean())}
+    return result
 
 
 def rollout_states(policy: Policy, env: Any, seed: int = 0, steps: int | None = None) -> Any:

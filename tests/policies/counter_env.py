@@ -55,3 +55,27 @@ def step_index_policy(repeat: int = 1, sample=None) -> Policy:
 def cost_spent_policy(repeat: int = 1) -> Policy:
     """Acts with the cost spent so far in the episode (what its carry says), so feedback is visible."""
     return make_policy(lambda carry, obs, key: (carry.cost_spent[None], carry), repeat)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class SuccessState(CounterState):
+    metrics: dict  # success: 1.0 while the last action applied exceeds the env's threshold
+
+
+class SuccessCounterEnv(CounterEnv):
+    """The counter env with `metrics["success"]` = 1 where the action just applied is ≥ `threshold`."""
+
+    def __init__(self, episode_length: int, threshold: float, **kwargs):
+        super().__init__(episode_length, **kwargs)
+        self.threshold = threshold
+
+    def _with_success(self, state: CounterState) -> SuccessState:
+        success = (state.obs[1] >= self.threshold) * 1.0
+        return SuccessState(**dataclasses.asdict(state), metrics={"success": success})
+
+    def reset(self, key):
+        return self._with_success(super().reset(key))
+
+    def step(self, state, action):
+        return self._with_success(super().step(state, action))

@@ -5,7 +5,7 @@ stop accumulating after `done`. A pure-jnp counter env keeps this fast."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from counter_env import CounterEnv, cost_spent_policy, step_index_policy
+from counter_env import CounterEnv, SuccessCounterEnv, cost_spent_policy, make_policy, step_index_policy
 
 from saferl.policies import stateless
 from saferl.policies.evaluate import evaluate, rollout_states
@@ -17,6 +17,21 @@ def test_evaluate_sums_rewards_and_costs_up_to_done_and_reports_the_repeat():
     np.testing.assert_allclose(result["returns"], [0.06, 0.06], rtol=1e-5)
     np.testing.assert_allclose(result["costs"], [2.5, 2.5])
     assert result["action_repeat"] == 3 and result["fraction_within_budget"] == 1.0
+    assert "success_rate" not in result  # the env reports no success metric
+
+
+@pytest.mark.parametrize("done_at, final, any_", [(6, 1.0, 1.0), (5, 0.0, 0.0)])
+def test_success_rates_count_the_last_step_and_any_step_up_to_done(done_at, final, any_):
+    # actions t/100: the step reaching t = 6 applies 0.05 >= 0.045, the first success; done cuts the episode
+    env = SuccessCounterEnv(episode_length=9, threshold=0.045, done_at=done_at)
+    result = evaluate(step_index_policy(1), env, episodes=2)
+    assert (result["success_rate"], result["success_any_rate"]) == (final, any_)
+
+
+def test_a_success_that_is_lost_again_counts_for_any_step_but_not_the_end():
+    spike = make_policy(stateless(lambda obs, key: jnp.where(obs[:1] == 3.0, 1.0, 0.0)))  # 1 only at t = 3
+    result = evaluate(spike, SuccessCounterEnv(episode_length=8, threshold=0.5), episodes=1)
+    assert (result["success_rate"], result["success_any_rate"]) == (0.0, 1.0)
 
 
 def test_stochastic_evaluation_uses_the_policy_sample_function():
