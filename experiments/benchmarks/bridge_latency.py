@@ -16,7 +16,6 @@ import json
 import os
 import pathlib
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,22 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hardware import protocol
+from hardware import endpoints, protocol
 from hardware.client import RobotClient
 from hardware.protocol import now_ns
 from saferl.export.onnx import export_apply_onnx
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 RATES = (100, 500, 1000)
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65000:
-            return port
 
 
 def _mlp(obs_dim: int = 2, act_dim: int = 1, hidden: int = 64):
@@ -57,7 +47,7 @@ def _mlp(obs_dim: int = 2, act_dim: int = 1, hidden: int = 64):
 
 
 def _serve(rate: int, onboard: pathlib.Path, rt_priority: int | None) -> tuple[subprocess.Popen, str]:
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = endpoints.free_loopback_address()
     extra = ["--rt-priority", str(rt_priority)] if rt_priority else []
     proc = subprocess.Popen([sys.executable, "-m", "hardware.robot.serve", "hardware.robot.examples:PointMassRobot",
                              "--bind", address, "--rate", str(rate), "--watchdog", "50", "--onboard", str(onboard),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from hardware import endpoints
 from saferl.policies import Policy, stateless, stateless_carry
 
 PYTHON = sys.executable
@@ -17,25 +17,7 @@ PYTHON = sys.executable
 
 def free_base_port() -> int:
     """A port P with P, P+1, P+2 free on 127.0.0.1 (control, state, action)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base > 65000:
-            continue
-        try:
-            sockets = []
-            for port in (base, base + 1, base + 2):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no three consecutive free ports")
+    return endpoints.parse(endpoints.free_loopback_address())[1]
 
 
 def start_server(args: list[str], timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:

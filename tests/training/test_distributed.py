@@ -9,7 +9,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ import pytest
 from tiny_configs import ENV_TINY, PPO_CHUNK, PPO_TINY
 from tiny_runs import cli_in_process
 
+from hardware import endpoints
 from saferl.errors import UserError
 from saferl.training import distributed
 from saferl.training.logger import read_metrics
@@ -32,18 +32,12 @@ def _train_args(out) -> list[str]:
             *sets, *env_sets]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        return probe.getsockname()[1]
-
-
 def _two_processes_and_one(train_args, root, timeout_s: int) -> tuple[list[str], tuple[int, str, str]]:
     """`saferl train_args(root/"two")` in two processes (one device each, one mesh of 2) and, meanwhile,
     `train_args(root/"one")` in this process (one device): (the two processes' logs, this one's CLI result)."""
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
-    port = _free_port()
+    port = endpoints.parse(endpoints.free_loopback_address())[1]  # a free port for the coordinator
     processes = [subprocess.Popen([sys.executable, "-m", "saferl.cli.main", *train_args(root / "two"),
                                    "--coordinator", f"localhost:{port}", "--num-processes", "2",
                                    "--process-id", str(i)],
