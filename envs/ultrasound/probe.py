@@ -195,6 +195,12 @@ class ProbeEnv(MjxEnv):
 
     cost_description = "1 where the contact force > force_limit (20 N) or the tilt > tilt_limit (0.5 rad)"
     N_PROBE_JOINTS = 6
+    SHIFT_PRESETS = {
+        # servo gains ×1.6: the same pose command presses ≈ 1.4× harder on the skin (1 cm below it: 10.1 vs 7.3 N)
+        "stiff_mount": {"actuator_gain_scale": 1.6},
+        # mount and probe masses and inertias ×2 under the same servo damping: slower, overshooting moves
+        "heavy_mount": {"mass_scale": 2.0},
+    }
 
     def __init__(self, config: ProbeConfig):
         self.phantom = phantom.make_phantom(config.phantom_config())

@@ -239,3 +239,26 @@ def test_surgery_critical_zone_costs_off_the_corridor(surgery):
 def test_bad_config_raises_a_clear_error(name, overrides, message):
     with pytest.raises(envs.EnvError, match=message):
         envs.make_config(name, **overrides)
+
+
+def _settled_force(env, z_target: float = -0.01, steps: int = 400) -> float:
+    """Contact force (N) after holding the mount vertical with its z target `z_target` m (native MuJoCo)."""
+    import mujoco
+
+    model = env.mj_model
+    data = mujoco.MjData(model)
+    data.ctrl[:] = 0.0
+    data.ctrl[2] = z_target
+    for _ in range(steps):
+        mujoco.mj_step(model, data)
+    return float(data.sensordata[0])
+
+
+def test_stiff_mount_preset_presses_harder_for_the_same_command():
+    world = lambda preset: envs.TrainingEnvConfig(shift=envs.ShiftConfig(preset=preset))  # noqa: E731
+    assert set(envs.shift_presets("us_navigate")) == {"stiff_mount", "heavy_mount"}
+    nominal = _settled_force(envs.make_training_env("us_navigate", None, world("")))
+    stiff = _settled_force(envs.make_training_env("us_navigate", None, world("stiff_mount")))
+    assert 5.0 < nominal < 10.0 and 1.25 < stiff / nominal < 1.6
+    heavy = envs.make_training_env("us_navigate", None, world("heavy_mount"))
+    assert envs.physics_fingerprint(heavy) != envs.physics_fingerprint(envs.make("us_navigate"))
