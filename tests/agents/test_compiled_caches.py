@@ -6,6 +6,7 @@ import envs
 from saferl.agents import pets, ppo, sac
 from saferl.agents.modelfree.common import computation_key
 from saferl.config import apply_overrides
+from saferl.training import sharding
 
 TINY_ENV = {"episode_length": 20}
 
@@ -21,6 +22,16 @@ def test_computation_key_sees_physics_and_world_but_not_object_identity():
     assert computation_key(config, nominal, world) != computation_key(config, nominal, noisy)
     assert computation_key(config, nominal, world) != computation_key(
         apply_overrides(config, {"constraint.kind": "crpo"}), nominal, world)
+
+
+def test_computation_key_names_the_mesh_devices(monkeypatch):
+    # `use_devices(n)` changes the mesh a trainer is built on; a cached make_train holds the old mesh
+    config, env, world = ppo.PPOConfig(), envs.make("pendulum", **TINY_ENV), envs.TrainingEnvConfig()
+    before = computation_key(config, env, world)
+    assert computation_key(config, env, world) == before
+    real = sharding.devices()
+    monkeypatch.setattr(sharding, "devices", lambda: real + real)  # as if the mesh had grown
+    assert computation_key(config, env, world) != before
 
 
 def test_every_trainer_cache_separates_shifted_physics():

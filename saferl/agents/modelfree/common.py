@@ -95,10 +95,11 @@ def strong_types(tree: Any) -> Any:
 
 def computation_key(config: Any, env: Any, training_env: Any) -> tuple:
     """Everything a trainer's compiled functions depend on: the algorithm config, the env class and config,
-    the env's physics (a `dynamics_shift` variant has the same class and config but other physics) and the
-    training world (randomisation, noise, delay, shift)."""
+    the env's physics (a `dynamics_shift` variant has the same class and config but other physics), the
+    training world (randomisation, noise, delay, shift) and the devices of the mesh the trainer is built on
+    (`sharding.use_devices` changes them; closures built for the old mesh must not be reused)."""
     return (config, type(env), getattr(env, "config", None), envs.physics_fingerprint(env),
-            training_world(training_env))
+            training_world(training_env), tuple((d.platform, d.id) for d in sharding.devices()))
 
 
 def cache_by_computation(make_train: Callable) -> Callable:
