@@ -8,8 +8,8 @@ success rate (episodes that end within 5 mm / 5° of the standard plane), succes
 (budget 10 unsafe steps per 200) and the fraction of episodes within the budget. Rows are merged into
 `--results` (a variant/seed rerun replaces its rows), so variants can run one at a time:
 
-    .venv/bin/python experiments/ultrasound_learning.py --variants random state --chunks 8
-    .venv/bin/python experiments/ultrasound_learning.py --variants pixels --chunks 4 --image-size 32
+    .venv/bin/python experiments/ultrasound_learning.py --variants random state --seeds 0 1 2
+    .venv/bin/python experiments/ultrasound_learning.py --variants pixels --seeds 0 1 --image-size 32
 
 Writes experiments/results/ultrasound_learning.{json,csv,png}.
 """
@@ -61,8 +61,9 @@ def evaluate_run(run_dir: pathlib.Path, episodes: int) -> dict:
     return evaluate(policy, evaluation_env(policy, evaluation_world(policy)), episodes, seed=EVAL_SEED)
 
 
-def evaluate_random(episodes: int) -> dict:
-    """Uniform random target poses in [-1, 1]^6 every step, on the env the state variant trains on."""
+def evaluate_random(episodes: int, seed: int) -> dict:
+    """Uniform random target poses in [-1, 1]^6 every step, on the env the state variant trains on (episode
+    starts and actions drawn from `EVAL_SEED + seed`)."""
     import jax
 
     import envs
@@ -75,7 +76,7 @@ def evaluate_random(episodes: int) -> dict:
     policy = Policy(act=stateless(lambda obs, key: jax.random.uniform(key, (size,), minval=-1.0, maxval=1.0)),
                     init_carry=stateless_carry, params=None, apply=None, observation_size=env.observation_size,
                     action_size=size, env_name=ENV, env_config=None, cost_budget=env.cost_budget, algo="random")
-    return evaluate(policy, env, episodes, seed=EVAL_SEED, deterministic=True)
+    return evaluate(policy, env, episodes, seed=EVAL_SEED + seed, deterministic=True)
 
 
 def row(variant: str, seed: int, env_steps: int, result: dict, wall_s: float) -> dict:
@@ -88,7 +89,7 @@ def row(variant: str, seed: int, env_steps: int, result: dict, wall_s: float) ->
 
 def run_variant(variant: str, seed: int, args: argparse.Namespace, runs: pathlib.Path, report) -> list[dict]:
     if variant == "random":
-        result = evaluate_random(args.eval_episodes)
+        result = evaluate_random(args.eval_episodes, seed)
         return [row("random", seed, steps, result, 0.0)
                 for steps in range(0, args.chunks * args.chunk_steps + 1, args.chunk_steps)]
     options = train_args(variant, args.image_size, args.num_envs)
@@ -107,14 +108,26 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, runs: pathlib
     return rows
 
 
-def merge(path: pathlib.Path, new_rows: list[dict], meta: dict) -> list[dict]:
-    """Rows of `path` (JSON) with those of the same (variant, seed) replaced by `new_rows`."""
+def merge(path: pathlib.Path, new_rows: list[dict], new_runs: list[dict]) -> list[dict]:
+    """Rows of `path` (JSON) with those of the same (variant, seed) replaced by `new_rows`, and its run records
+    (how each (variant, seed) was produced) by `new_runs`; written back, rows sorted."""
     old = json.loads(path.read_text()) if path.exists() else {"rows": [], "runs": []}
-    replaced = {(r["variant"], r["seed"]) for r in new_rows}
-    rows = [r for r in old["rows"] if (r["variant"], r["seed"]) not in replaced] + new_rows
+    key = lambda r: (r["variant"], r["seed"])  # noqa: E731
+    replaced = {key(r) for r in new_rows + new_runs}
+    rows = [r for r in old["rows"] if key(r) not in replaced] + new_rows
     rows.sort(key=lambda r: (VARIANTS.index(r["variant"]), r["seed"], r["env_steps"]))
-    path.write_text(json.dumps({"rows": rows, "runs": old["runs"] + [meta]}, indent=1))
+    runs = list({key(r): r for r in old["runs"] + new_runs}.values())  # the latest record per (variant, seed)
+    runs.sort(key=lambda r: (VARIANTS.index(r["variant"]), r["seed"]))
+    path.write_text(json.dumps({"rows": rows, "runs": runs}, indent=1))
     return rows
+
+
+def write_tables(rows: list[dict], results: pathlib.Path) -> None:
+    with results.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, results.with_suffix(".png"))
 
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
@@ -154,14 +167,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--chunks", type=int, default=8, help="evaluations (training chunks) per learning run")
-    parser.add_argument("--chunk-steps", type=int, default=40960, help="env steps per chunk (a multiple of the "
-                        "PPO chunk: num_envs-independent 10240 with the defaults)")
+    parser.add_argument("--chunks", type=int, default=10, help="evaluations (training chunks) per learning run")
+    parser.add_argument("--chunk-steps", type=int, default=10240, help="env steps per chunk (a multiple of "
+                        "PPO's chunk, 10240 env steps with its defaults)")
     parser.add_argument("--num-envs", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=32, help="B-mode image height = width (pixels variant)")
     parser.add_argument("--eval-episodes", type=int, default=16)
     parser.add_argument("--runs", type=pathlib.Path, default=ROOT / "runs" / "ultrasound_learning")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--plot-only", action="store_true", help="only rewrite the CSV and PNG from the JSON")
     args = parser.parse_args(argv)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     json_path = args.results.with_suffix(".json")
@@ -171,15 +185,12 @@ def main(argv: list[str] | None = None) -> None:
     def report(r: dict) -> None:
         print(json.dumps(r), flush=True)
 
-    for variant in args.variants:
+    if args.plot_only:
+        write_tables(merge(json_path, [], []), args.results)
+    for variant in [] if args.plot_only else args.variants:
         for seed in args.seeds:
             new = run_variant(variant, seed, args, args.runs, report)
-            rows = merge(json_path, new, meta | {"variant": variant, "seed": seed})
-            with args.results.with_suffix(".csv").open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            plot(rows, args.results.with_suffix(".png"))
+            write_tables(merge(json_path, new, [meta | {"variant": variant, "seed": seed}]), args.results)
     print(f"written: {json_path} (+ .csv, .png)")
 
 
