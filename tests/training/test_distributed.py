@@ -107,6 +107,29 @@ def test_checkpoint_gathered_by_process_zero_restores_to_the_single_process_para
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * max(float(np.max(np.abs(a))), 1e-3))
 
 
+def test_two_processes_resume_to_the_metrics_of_one_process(runs, tmp_path):
+    """`saferl train --resume RUN` in two processes: both restore process 0's checkpoint and continue together."""
+    import shutil
+
+    for name in ("one", "two"):
+        shutil.copytree(runs[name], tmp_path / name)  # the fixture's run dirs stay as they are for other tests
+
+    def resume_args(out):
+        (run_dir,) = out.iterdir()
+        return ["train", "--resume", str(run_dir), "--steps", str(STEPS + PPO_CHUNK), "--quiet"]
+
+    logs, _ = _two_processes_and_one(resume_args, tmp_path, timeout_s=300)
+    (one,), (two,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
+    assert len(list((tmp_path / "two").iterdir())) == 1 and f"process 0 wrote {two}" in logs[1]
+    assert (two / "checkpoints" / str(STEPS + PPO_CHUNK)).is_dir()
+    rows_one, columns = read_metrics(one / "metrics.csv")
+    rows_two, _ = read_metrics(two / "metrics.csv")
+    assert len(rows_one) == len(rows_two) == 3 and rows_two[-1]["env_steps"] == STEPS + PPO_CHUNK
+    for column in columns:  # the third chunk, continued from the restored state; bound as above
+        a, b = rows_one[-1][column], rows_two[-1][column]
+        assert (math.isnan(a) and math.isnan(b)) or b == pytest.approx(a, rel=1e-4, abs=1e-5), column
+
+
 def test_process_group_comes_from_flags_or_environment_variables():
     assert distributed.process_group(environ={}) is None  # no flag, no variable: a single-process run
     group = distributed.process_group(environ={"SAFERL_COORDINATOR": "10.0.0.1:1234", "SAFERL_NUM_PROCESSES": "4",
