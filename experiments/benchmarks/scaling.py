@@ -8,8 +8,8 @@ each with compile time and run time reported separately; same code for every dev
 `XLA_FLAGS=--xla_force_host_platform_device_count=N` (a JAX process's device count is fixed at start-up); the
 forced devices share the machine's cores, so they show that the sharded programs run and agree, not a speed-up.
 `--mode local`: one process, `saferl.training.sharding.use_devices(N)` over its real devices (GPUs).
-Writes scaling.json + scaling.png into `--out`. Seeds under vmap (`saferl train --seeds`) get their own entry,
-"vs_seeds", in the same JSON when that exists (issue #11, third bullet); it is null here.
+Writes scaling.json + scaling.png into `--out`. Seeds under vmap (`saferl train --seeds`) are measured by
+experiments/benchmarks/seeds.py (seeds.json, seeds.png): "vs_seeds" names it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ SIZES = {  # quick / full workloads (all batch axes multiples of 4)
     False: dict(env_batch=1024, env_steps=100, rows=8192, hidden=(200, 200), members=5, batch=256, epochs=5,
                 population=400, particles=20, horizon=20, repeats=5),
 }
+
+VS_SEEDS = "seeds.json (python experiments/benchmarks/seeds.py): seeds under vmap vs one after another"
 
 
 def _timed(run: Callable[[int], Any], repeats: int) -> tuple[float, float]:
@@ -200,7 +202,7 @@ def main() -> None:
                            "processor": platform.processor() or platform.machine(), "jax": jax.__version__,
                            "load_average_after": [round(x, 2) for x in os.getloadavg()]},
                "by_devices": rows,
-               "vs_seeds": None}  # seeds under vmap (`saferl train --seeds`): filled in by that benchmark
+               "vs_seeds": VS_SEEDS}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out / "scaling.png")
