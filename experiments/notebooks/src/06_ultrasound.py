@@ -11,8 +11,8 @@
 #
 # Budget: `small` (the tests) renders and times the renderer only; `full` (`make notebooks`) also compiles and
 # steps `us_navigate` with pixel observations. Throughput over batch sizes comes from
-# `experiments/benchmarks/ultrasound.py` (committed results). Learning curves (PPO-Lagrangian, pixels vs state)
-# are not measured yet (issue #10).
+# `experiments/benchmarks/ultrasound.py` and the learning curves (PPO-Lagrangian on the state vs on the B-mode
+# image + state, vs random actions) from `experiments/ultrasound_learning.py` (committed results).
 
 # %%
 import pathlib, sys
@@ -152,3 +152,24 @@ if results is not None:
              [[r["env"], r["observation"], r["batch"], r["compile_s"], r["env_steps_per_s"]] for r in results["env"]])
     nb.image(nb.BENCHMARK_RESULTS / "ultrasound.png")
 nb.image(ROOT / "docs" / "media" / "ultrasound_gallery.png")
+
+# %% [markdown]
+# ## Learning on `us_navigate`: PPO-Lagrangian, state vs pixels vs random
+# `experiments/ultrasound_learning.py` trains `saferl train ppo --constraint lagrangian` in chunks (`--resume`)
+# and evaluates each checkpoint as `saferl eval` does: success rate (episodes that end within 5 mm / 5° of the
+# standard plane) and episode cost against the budget of 10 unsafe steps per 200.
+
+# %%
+learning = nb.load_json(nb.EXPERIMENT_RESULTS / "ultrasound_learning.json", "python experiments/ultrasound_learning.py")
+if learning is not None:
+    for run in learning["runs"]:
+        print(f"{run['variant']} seed {run['seed']}: ultrasound_learning.py {' '.join(run['argv'])} "
+              f"(started {run['started']}, load {run['load_average'][0]:.1f})")
+    last = {}
+    for r in learning["rows"]:
+        last[(r["variant"], r["seed"])] = r  # rows are sorted by env steps: keep each run's final evaluation
+    nb.table(["variant", "seed", "env steps", "success rate", "success at any step", "return", "cost", "budget"],
+             [[r["variant"], r["seed"], r["env_steps"], r["success_rate"], r["success_any_rate"], r["mean_return"],
+               r["mean_cost"], r["cost_budget"]] for r in last.values()])
+    nb.image(nb.EXPERIMENT_RESULTS / "ultrasound_learning.png")
+

@@ -58,33 +58,12 @@ print(f"policy: {policy.algo} for {policy.env_name} (obs {policy.observation_siz
 
 # %%
 import re
-import socket
 import subprocess
 import time
 
+from hardware.endpoints import free_loopback_address
 
-def free_base_port():
-    """A port P with P, P+1 and P+2 free on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base > 65000:
-            continue
-        sockets = [socket.socket() for _ in range(3)]
-        try:
-            for offset, s in enumerate(sockets):
-                s.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no three consecutive free ports on 127.0.0.1")
-
-
-ADDRESS = f"tcp://127.0.0.1:{free_base_port()}"
+ADDRESS = free_loopback_address()  # tcp://127.0.0.1:PORT with PORT..PORT+2 free
 start = time.perf_counter()
 robot = subprocess.Popen([sys.executable, "-m", "hardware.cli", "sim", "pendulum", "--bind", ADDRESS, "--rate", "100",
                           "--watchdog", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
