@@ -38,10 +38,12 @@ def test_default_config_swings_up_safe_cartpole_through_the_cli_path(tmp_path):
     """`saferl train pets --env safe_cartpole` with the default config (≈ 1–2 min on 2 busy cores)."""
     from saferl.training.run import train
 
-    result = train("pets", "safe_cartpole", steps=7 * 1000, seed=0, out=tmp_path, progress=False, tensorboard=False)
+    result = train("pets", "safe_cartpole", steps=8 * 1000, seed=0, out=tmp_path, progress=False, tensorboard=False)
     with open(result.run_dir / "metrics.csv") as f:
         returns = [float(row["episode_return"]) for row in csv.DictReader(f)]
     # random actions and the first MPC episodes keep the pole down (return ≈ 90–200); the benchmark
     # (experiments/benchmarks/results/pets_time_to_solve.json) swings up to ≥ 900 at episodes 6–8 over seeds, so
-    # ≥ 600 by episode 7 is a swing-up with room for run-to-run noise, well above a pole that stays down
-    assert len(returns) == 7 and returns[0] < 200.0 and max(returns) >= 600.0, returns
+    # ≥ 600 within 8 episodes is a swing-up with room for run-to-run noise, well above a pole that stays down.
+    # Seed 0 depends on the CPU's float rounding: one 2-core machine reached 600 at episode 7, another
+    # 94, 144, 156, 219, 140, 444, 590, 847 (2026-12-02)
+    assert len(returns) == 8 and returns[0] < 200.0 and max(returns) >= 600.0, returns
