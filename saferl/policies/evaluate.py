@@ -49,17 +49,15 @@ def rollout_outcomes(policy: Policy, env: Any, episodes: int, seed: int = 0, det
     a success) and `success_any` (1 where any counted step is). An episode whose env reports `done` (e.g. a
     blown-up simulation) stops counting after that step."""
     reward_of = _step_reward(task)
-    has_success = _success_of(jax.eval_shape(env.reset, jax.random.PRNGKey(0))) is not None
 
     def one_episode(key: jax.Array) -> dict[str, jax.Array]:
-        def emit(step: episode.Step) -> tuple[jax.Array, ...]:
-            success = _success_of(step.next_state) if has_success else jnp.zeros(())
-            return reward_of(step), step.next_state.info["cost"], step.next_state.done, success
+        def emit(step: episode.Step) -> tuple[Any, ...]:  # success None (an empty pytree) for envs without it
+            return reward_of(step), step.next_state.info["cost"], step.next_state.done, _success_of(step.next_state)
 
         _, (reward, cost, done, success) = _rollout(policy, env, key, env.episode_length, emit, deterministic)
         alive = jnp.cumprod(jnp.concatenate([jnp.ones((1,)), 1.0 - done[:-1]]))  # 1 up to the first done
         out = {"return": (alive * reward).sum(), "cost": (alive * cost).sum()}
-        if has_success:
+        if success is not None:
             last = jnp.maximum(alive.sum().astype(jnp.int32) - 1, 0)  # the last counted step
             out |= {"success_final": success[last], "success_any": (alive * success).max()}
         return out
