@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import pathlib
 import sys
 import time
@@ -64,18 +65,13 @@ def evaluate_run(run_dir: pathlib.Path, episodes: int) -> dict:
 def evaluate_random(episodes: int, seed: int) -> dict:
     """Uniform random target poses in [-1, 1]^6 every step, on the env the state variant trains on (episode
     starts and actions drawn from `EVAL_SEED + seed`)."""
-    import jax
-
     import envs
-    from saferl.policies import Policy, stateless, stateless_carry
+    from saferl.policies import uniform_random_policy
     from saferl.policies.evaluate import evaluate
 
     env = envs.wrap_evaluation_env(envs.make_training_env(ENV, None, envs.TrainingEnvConfig()),
                                    envs.TrainingEnvConfig())
-    size = env.action_size
-    policy = Policy(act=stateless(lambda obs, key: jax.random.uniform(key, (size,), minval=-1.0, maxval=1.0)),
-                    init_carry=stateless_carry, params=None, apply=None, observation_size=env.observation_size,
-                    action_size=size, env_name=ENV, env_config=None, cost_budget=env.cost_budget, algo="random")
+    policy = uniform_random_policy(env.action_size, env.observation_size, env.cost_budget, env_name=ENV)
     return evaluate(policy, env, episodes, seed=EVAL_SEED + seed, deterministic=True)
 
 
@@ -180,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     json_path = args.results.with_suffix(".json")
     meta = {"argv": sys.argv[1:] if argv is None else argv, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "load_average": list(__import__("os").getloadavg())}
+            "load_average": list(os.getloadavg())}
 
     def report(r: dict) -> None:
         print(json.dumps(r), flush=True)

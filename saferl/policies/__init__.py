@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pathlib
 
-from saferl.policies.policy import Policy, PolicyCarry, observe_cost, stateless, stateless_carry
+from saferl.policies.policy import (Policy, PolicyCarry, observe_cost, stateless, stateless_carry,
+                                   uniform_random_policy)
 from saferl.policies.run_record import read_algo
 
 
@@ -38,4 +39,5 @@ def load_policy(run_dir: pathlib.Path | str, task: str | None = None) -> Policy:
         raise UserError(str(err)) from None
 
 
-__all__ = ["Policy", "PolicyCarry", "load_policy", "observe_cost", "read_algo", "stateless", "stateless_carry"]
+__all__ = ["Policy", "PolicyCarry", "load_policy", "observe_cost", "read_algo", "stateless", "stateless_carry",
+           "uniform_random_policy"]

@@ -74,3 +74,14 @@ def stateless(action_fn: Callable[[jax.Array, jax.Array], jax.Array]) -> ActFn:
         return action_fn(obs, key), carry
 
     return act
+
+
+def uniform_random_policy(action_size: int, observation_size: Any, cost_budget: float, action_repeat: int = 1,
+                          env_name: str = "", env_config: Any = None) -> Policy:
+    """Uniform random actions in [-1, 1]^action_size, held for `action_repeat` env steps (exploration episodes,
+    the random baseline of studies)."""
+    act = stateless(lambda obs, key: jax.random.uniform(key, (action_size,), minval=-1.0, maxval=1.0))
+    return Policy(act=act, init_carry=stateless_carry, params=None, apply=None, observation_size=observation_size,
+                  action_size=action_size, env_name=env_name, env_config=env_config, cost_budget=cost_budget,
+                  algo="random", action_repeat=action_repeat)
+

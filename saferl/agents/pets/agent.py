@@ -27,7 +27,7 @@ from saferl.data.buffer import ReplayBuffer, Transition
 from saferl.models import ensemble
 from saferl.models.ensemble import EnsembleState
 from saferl.policies import episode
-from saferl.policies.policy import Policy, stateless, stateless_carry
+from saferl.policies.policy import Policy, uniform_random_policy
 
 __all__ = ["EpisodeStats", "PETSAgent", "PETSState", "make_agent", "model_fns", "planned_action"]
 
@@ -89,12 +89,8 @@ class PETSAgent:
 
     def random_policy(self) -> Policy:
         """Uniform random actions in [-1, 1], held like the planner's (the first episodes' exploration)."""
-        size = self.action_size
-        act = stateless(lambda obs, key: jax.random.uniform(key, (size,), minval=-1.0, maxval=1.0))
-        return Policy(act=act, init_carry=stateless_carry, params=None, apply=None,
-                      observation_size=self.obs_size, action_size=size, env_name="",
-                      env_config=getattr(self.env, "config", None), cost_budget=self.cost_budget, algo="random",
-                      action_repeat=self.config.action_repeat)
+        return uniform_random_policy(self.action_size, self.obs_size, self.cost_budget, self.config.action_repeat,
+                                     env_config=getattr(self.env, "config", None))
 
     def _episode(self, policy: Policy, key: jax.Array) -> episode.Decision:
         """One episode of `policy` on the env from a fresh reset: `Decision`s [decisions_per_episode]."""
