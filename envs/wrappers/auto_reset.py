@@ -37,33 +37,14 @@ class AutoResetWrapper(Wrapper):
             _, reset_key = jax.random.split(keys)
         else:
             reset_key = jax.vmap(jax.random.split)(keys)[:, 1]
-        pipeline_state, fresh_obs, fresh_info = self._fresh(state, reset_key)
+        fresh = self.env.reset(reset_key)
         info = {k: v for k, v in state.info.items() if k in PRESERVED_INFO}
-        for key, value in fresh_info.items():
-            old = state.info.get(key, value)
-            info[key] = jax.tree.map(lambda f, o: _select(state.done, f, o), value, old)
-        pipeline_state = jax.tree.map(lambda f, o: _select(state.done, f, o), pipeline_state, state.pipeline_state)
+        for key, value in fresh.info.items():
+            if key not in PRESERVED_INFO:
+                old = state.info.get(key, value)
+                info[key] = jax.tree.map(lambda f, o: _select(state.done, f, o), value, old)
+        pipeline_state = jax.tree.map(lambda f, o: _select(state.done, f, o), fresh.pipeline_state,
+                                      state.pipeline_state)
         info["final_obs"] = state.obs  # [..., obs]: the observation the step reached, before the reset
-        obs = jax.tree.map(lambda f, o: _select(state.done, f, o), fresh_obs, state.obs)  # array or dict
+        obs = jax.tree.map(lambda f, o: _select(state.done, f, o), fresh.obs, state.obs)  # array or dict
         return state.replace(pipeline_state=pipeline_state, obs=obs, info=info)
-
-    def _fresh(self, state: State, reset_key: jax.Array) -> tuple:
-        """(pipeline state, obs, info without PRESERVED_INFO) of a fresh reset, only where it is used.
-
-        The reset (for the ultrasound envs with pixels: an image render; for every env an MJX forward) runs
-        under `lax.cond` on "any env done", so a step where no episode ends skips it; the other branch passes
-        the stepped state's values through (they are then selected anyway). Under an outer `vmap` (seeds) the
-        cond becomes a select and both run, as before. Falls back to always resetting when the stepped state
-        lacks a reset info entry or holds it with another shape/dtype."""
-        def reset() -> tuple:
-            fresh = self.env.reset(reset_key)
-            return (fresh.pipeline_state, fresh.obs,
-                    {k: v for k, v in fresh.info.items() if k not in PRESERVED_INFO})
-
-        shapes = jax.eval_shape(reset)
-        keep = (state.pipeline_state, state.obs, {k: state.info.get(k) for k in shapes[2]})
-        same = lambda a, b: (jax.tree.structure(a) == jax.tree.structure(b) and all(  # noqa: E731
-            x.shape == y.shape and x.dtype == y.dtype for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
-        if not same(shapes, jax.eval_shape(lambda: keep)):
-            return reset()
-        return jax.lax.cond(jp.any(state.done > 0), reset, lambda: keep)
