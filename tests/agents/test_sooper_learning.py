@@ -19,6 +19,7 @@ EPISODES = 4
 
 
 @pytest.mark.slow
+@pytest.mark.long  # ≈ 4–10 min on 2 busy cores: `make test-long`, not `make test`
 def test_sooper_never_exceeds_the_budget_and_improves_on_the_prior(tmp_path):
     # the prior is trained under domain randomisation, as SOOPER assumes and `make demo` does: the nominal-only
     # CRPO prior (cartpole_sac("crpo")) cost 658 on the heavy pole once XLA's fusion emitters were switched off
