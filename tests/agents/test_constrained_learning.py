@@ -22,7 +22,7 @@ def _final(kind):
 
 
 @pytest.mark.slow
-@pytest.mark.long  # ≈ 4–10 min on 2 busy cores: `make test-long`, not `make test`
+@pytest.mark.long  # ≈ 6–10 min on 2 cores: `make test-long`, not `make test`
 def test_crpo_sac_ends_within_budget_and_below_unconstrained_cost():
     free = _final("none")
     safe = _final("crpo")

@@ -34,7 +34,7 @@ def test_pets_beats_random_on_pendulum_within_five_episodes():
 
 
 @pytest.mark.slow
-@pytest.mark.long  # ≈ 4–10 min on 2 busy cores: `make test-long`, not `make test`
+@pytest.mark.long  # ≈ 2.5–4 min on 2 cores: `make test-long`, not `make test`
 def test_default_config_swings_up_safe_cartpole_through_the_cli_path(tmp_path):
     """`saferl train pets --env safe_cartpole` with the default config (≈ 1–2 min on 2 busy cores)."""
     from saferl.training.run import train
