@@ -152,9 +152,10 @@ class MjxEnv(Env, abc.ABC):
         `rng` is the same key `_initial_qpos_qvel` got, so an env can draw one joint layout from it."""
         return {}
 
-    def render_markers(self, info: dict[str, Any]) -> list[RenderMarker]:
-        """Markers to draw for the episode in `info` (numpy or jax leaves, no batch axis); default none."""
-        return []
+    def render_markers(self, info: dict[str, Any], task: Task | None = None) -> list[RenderMarker]:
+        """Markers to draw for the episode in `info` (numpy or jax leaves, no batch axis); with `task` (a video
+        of a zero-shot task) the task's markers replace the env's own episode goal. Default: the task's markers."""
+        return list(task.markers) if task is not None else []
 
     def tasks(self) -> dict[str, "Task"]:
         """Named tasks of this env ({name: `envs.tasks.Task`}, rewards of (obs, action, next_obs)) for zero-shot

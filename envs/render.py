@@ -19,6 +19,7 @@ import mujoco
 import numpy as np
 
 from envs.base import MjxEnv, RenderMarker
+from envs.tasks import Task
 
 
 class RenderError(RuntimeError):
@@ -58,18 +59,19 @@ def _add_markers(scene: mujoco.MjvScene, markers: list[RenderMarker]) -> None:
 
 
 def render_frames(env: MjxEnv, states_or_qpos: Any, height: int = 240, width: int = 320,
-                  camera: str | int = -1, info: dict[str, Any] | None = None) -> np.ndarray:
+                  camera: str | int = -1, info: dict[str, Any] | None = None, task: Task | None = None) -> np.ndarray:
     """RGB frames [T, height, width, 3] uint8 of a trajectory (qpos over time, see `trajectory_qpos`).
 
     Env markers (e.g. point_goal's goal and hazards, which are not in the physics model) are drawn from
-    `info` (default: the states' info at the first step) through the env's `render_markers(info)`.
+    `info` (default: the states' info at the first step) through the env's `render_markers(info, task)`;
+    with `task` (a zero-shot task's video) the task's markers (its target, its path) replace the env's goal.
     """
     qpos = trajectory_qpos(states_or_qpos)
     model = env.mj_model
     data = mujoco.MjData(model)
     if info is None and hasattr(states_or_qpos, "info"):
         info = jax.tree.map(lambda x: np.asarray(x)[0], states_or_qpos.info)
-    markers = env.render_markers(info) if info is not None and hasattr(env, "render_markers") else []
+    markers = env.render_markers(info, task) if info is not None and hasattr(env, "render_markers") else []
     if isinstance(camera, str):
         camera = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera) if camera else -1
     elif camera == -1 and model.ncam:
@@ -103,7 +105,9 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float) -> path
 
 
 def render_rollout(env: MjxEnv, states_or_qpos: Any, path: str | os.PathLike, fps: float | None = None,
-                   height: int = 240, width: int = 320, camera: str | int = -1) -> pathlib.Path:
-    """Render a single-env trajectory to `path` (MP4, or GIF without ffmpeg); returns the file written."""
-    frames = render_frames(env, states_or_qpos, height=height, width=width, camera=camera)
+                   height: int = 240, width: int = 320, camera: str | int = -1,
+                   task: Task | None = None) -> pathlib.Path:
+    """Render a single-env trajectory to `path` (MP4, or GIF without ffmpeg); returns the file written.
+    `task`: draw this task's markers in place of the env's episode goal (see `render_frames`)."""
+    frames = render_frames(env, states_or_qpos, height=height, width=width, camera=camera, task=task)
     return write_video(frames, path, fps or 1.0 / env.dt)

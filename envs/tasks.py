@@ -11,7 +11,7 @@ the observation layout the env documents, never hidden simulator state.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 
@@ -25,6 +25,9 @@ class Task:
     name: str  # e.g. "reach"
     description: str  # one line: what is rewarded, units and range
     reward: RewardFn  # (obs, action, next_obs) -> reward per transition, leading axes broadcast
+    # what a video of the task draws (`envs.base.RenderMarker`s: its target, its path), in place of the env's
+    # own episode goal (`env.render_markers(info, task)`); empty for tasks without a place in the scene
+    markers: tuple[Any, ...] = ()
 
     def __call__(self, obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
         return self.reward(obs, action, next_obs)

@@ -21,6 +21,7 @@ import numpy as np
 from mujoco import mjx
 
 from envs.base import EnvConfig, MjxEnv, RenderMarker
+from envs.tasks import Task
 
 _XML = """
 <mujoco model="point_goal">
@@ -206,11 +207,13 @@ class PointGoal(MjxEnv):
         info.update(rng=rng, goal=goal, goal_dist=jp.linalg.norm(xy - goal))
         return info
 
-    def render_markers(self, info: dict[str, Any]) -> list[RenderMarker]:
-        """The goal (green) and hazard (red) discs of the episode in `info`, drawn flat on the floor."""
+    def render_markers(self, info: dict[str, Any], task: Task | None = None) -> list[RenderMarker]:
+        """The goal (green; or `task`'s markers in its place) and hazard (red) discs of the episode in `info`,
+        drawn flat on the floor."""
         cfg = self._config
         goal = np.asarray(info["goal"], np.float64)
-        markers = [RenderMarker("cylinder", (cfg.goal_radius, 0.005, 0.0), (goal[0], goal[1], 0.01), GOAL_RGBA)]
+        markers = (list(task.markers) if task is not None else
+                   [RenderMarker("cylinder", (cfg.goal_radius, 0.005, 0.0), (goal[0], goal[1], 0.01), GOAL_RGBA)])
         markers += [RenderMarker("cylinder", (cfg.hazard_radius, 0.004, 0.0), (x, y, 0.005), HAZARD_RGBA)
                     for x, y in np.asarray(info["hazards"], np.float64).reshape(-1, 2)]
         return markers

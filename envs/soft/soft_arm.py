@@ -29,10 +29,10 @@ import numpy as np
 from mujoco import mjx
 
 from envs.base import EnvConfig, MjxEnv, RenderMarker
-from envs.soft.soft_arm_tasks import make_tasks
+from envs.soft.soft_arm_tasks import TARGET_RGBA, make_tasks
+from envs.tasks import Task
 
 MATERIALS = ("linear", "stiffening", "hysteretic")
-TARGET_RGBA = (0.1, 0.8, 0.2, 0.8)
 FORBIDDEN_RGBA = (0.9, 0.2, 0.2, 0.35)
 
 
@@ -283,11 +283,13 @@ class SoftArm(MjxEnv):
         tension = self._config.target_tension * jp.sqrt(jax.random.uniform(size_rng, ()))
         return {"target": self.target_of(direction, tension)}
 
-    def render_markers(self, info: dict[str, Any]) -> list[RenderMarker]:
-        """The episode's target (green) and the forbidden sphere (red)."""
+    def render_markers(self, info: dict[str, Any], task: Task | None = None) -> list[RenderMarker]:
+        """The forbidden sphere (red) and the episode's target (green), or `task`'s markers in its place."""
         cfg = self._config
         markers = [RenderMarker("sphere", (cfg.forbidden_radius, 0.0, 0.0), cfg.forbidden_center, FORBIDDEN_RGBA)]
-        if info is not None and "target" in info:
+        if task is not None:
+            markers += list(task.markers)
+        elif info is not None and "target" in info:
             target = tuple(float(x) for x in np.asarray(info["target"]).reshape(3))
             markers.append(RenderMarker("sphere", (0.012, 0.0, 0.0), target, TARGET_RGBA))
         return markers

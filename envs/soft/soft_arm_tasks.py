@@ -12,6 +12,7 @@ import math
 import jax.numpy as jp
 import numpy as np
 
+from envs.base import RenderMarker
 from envs.tasks import Task
 
 TIP_POS, TIP_VEL = slice(0, 3), slice(3, 6)
@@ -25,6 +26,13 @@ CIRCLE_SPEED = 0.1  # m/s: circle speed factor clip(v_tangential / 0.1, 0, 1) (o
 REACH_BEND = (math.pi / 4, 0.5)  # out toward +x +y
 HOLD_BEND = (math.pi, 0.5)  # out toward −x
 CIRCLE_BEND = (0.0, 0.4)  # the circle's radius and height
+TARGET_RGBA = (0.1, 0.8, 0.2, 0.8)  # drawn targets (as the env's episode target)
+PATH_RGBA = (0.1, 0.6, 0.9, 0.7)  # drawn circle
+CIRCLE_MARKERS = 24  # spheres drawn along the circle
+
+
+def _target_marker(target: np.ndarray, radius: float) -> RenderMarker:
+    return RenderMarker("sphere", (radius, 0.0, 0.0), tuple(float(v) for v in target), TARGET_RGBA)
 
 
 def _tip(obs):
@@ -39,7 +47,7 @@ def reach_task(target: np.ndarray) -> Task:
 
     x, y, z = (float(v) for v in target)
     return Task("reach", f"tip to the fixed point ({x:.3f}, {y:.3f}, {z:.3f}) m: 1 − tanh(distance / "
-                f"{REACH_SCALE} m) per step, in [0, 1]", reward)
+                f"{REACH_SCALE} m) per step, in [0, 1]", reward, (_target_marker(np.asarray(target), 0.012),))
 
 
 def hold_pose_task(target: np.ndarray) -> Task:
@@ -53,7 +61,8 @@ def hold_pose_task(target: np.ndarray) -> Task:
     x, y, z = (float(v) for v in target)
     return Task("hold_pose", f"hold the tip still at ({x:.3f}, {y:.3f}, {z:.3f}) m, e.g. under the "
                 f"'tip_payload' shift (a 45 g load): (1 − tanh(distance / {HOLD_SCALE} m)) · "
-                f"exp(−tip speed / {HOLD_SPEED} m/s) per step, in [0, 1]", reward)
+                f"exp(−tip speed / {HOLD_SPEED} m/s) per step, in [0, 1]", reward,
+                (_target_marker(np.asarray(target), HOLD_SCALE / 3),))
 
 
 def circle_task(radius: float, height: float) -> Task:
@@ -69,7 +78,9 @@ def circle_task(radius: float, height: float) -> Task:
     return Task("circle", f"tip around the horizontal circle of radius {radius:.3f} m at z = {height:.3f} m "
                 f"about the arm's axis, counter-clockwise seen from above: clip(tangential speed / "
                 f"{CIRCLE_SPEED} m/s, 0, 1) · exp(−(Δradius² + Δheight²) / (2 · {CIRCLE_WIDTH} m)²) per step, "
-                "in [0, 1]", reward)
+                "in [0, 1]", reward, tuple(
+                    RenderMarker("sphere", (0.004, 0.0, 0.0), (radius * math.cos(a), radius * math.sin(a), height),
+                                 PATH_RGBA) for a in np.linspace(0, 2 * math.pi, CIRCLE_MARKERS, endpoint=False)))
 
 
 def make_tasks(env) -> dict[str, Task]:

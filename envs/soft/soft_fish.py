@@ -193,7 +193,8 @@ class SoftFish(MjxEnv):
         outside = jp.abs(data.qpos[1]) > cfg.channel_half_width
         return reward, jp.where(outside, 1.0, 0.0)
 
-    def render_markers(self, info: dict[str, Any]) -> list[RenderMarker]:
-        """The channel walls (red strips at y = ±half-width)."""
+    def render_markers(self, info: dict[str, Any], task: Task | None = None) -> list[RenderMarker]:
+        """The channel walls (red strips at y = ±half-width), and `task`'s markers."""
         w = self._config.channel_half_width
-        return [RenderMarker("box", (8.0, 0.01, 0.002), (0.0, side * w, -0.09), CHANNEL_RGBA) for side in (-1, 1)]
+        walls = [RenderMarker("box", (8.0, 0.01, 0.002), (0.0, side * w, -0.09), CHANNEL_RGBA) for side in (-1, 1)]
+        return walls + super().render_markers(info, task)

@@ -241,6 +241,7 @@ def render_command(
     """Render one episode of a run's policy to a video file."""
     import envs
     from envs.render import render_rollout
+    from envs.tasks import get_task
     from saferl.policies import load_policy
     from saferl.policies.evaluate import rollout_states
 
@@ -248,7 +249,8 @@ def render_command(
 
     policy = load_policy(run_dir, task)
     env = evaluation_env(policy, evaluation_world(policy, []))
-    written = render_rollout(env.unwrapped, rollout_states(policy, env, seed, steps), out)
+    drawn = get_task(env.unwrapped, task) if task is not None else None  # its target replaces the env's goal
+    written = render_rollout(env.unwrapped, rollout_states(policy, env, seed, steps), out, task=drawn)
     _echo(f"written: {written}")
 
 

@@ -163,6 +163,25 @@ def test_task_targets_are_reached_and_held_by_a_constant_action(env):
         assert reward > 0.9, (name, reward)  # measured ≥ 0.98: within 1 mm, at rest
 
 
+
+def test_a_task_video_draws_the_tasks_target_in_place_of_the_episode_target(env):
+    """`saferl render RUN --task reach` draws where the task rewards the tip, not the env's own episode target."""
+    from envs.soft.soft_arm_tasks import REACH_BEND, TARGET_RGBA
+
+    info = {"target": np.array([0.3, -0.2, -0.3], np.float32)}
+    episode = env.render_markers(info)
+    np.testing.assert_allclose([m.pos for m in episode if m.rgba == TARGET_RGBA], [[0.3, -0.2, -0.3]], atol=1e-6)
+    tasks = env.tasks()
+    reach = env.render_markers(info, tasks["reach"])
+    targets = [m.pos for m in reach if m.rgba == TARGET_RGBA]
+    assert len(targets) == 1
+    np.testing.assert_allclose(targets[0], env.equilibrium_tip(env.bending_action(*REACH_BEND)), atol=1e-5)
+    assert len(reach) == len(episode)  # the forbidden sphere stays
+    circle = env.render_markers(info, tasks["circle"])
+    radii = [np.linalg.norm(np.asarray(m.pos)[:2]) for m in circle[1:]]
+    assert len(radii) >= 12 and np.ptp(radii) < 1e-6  # points on one horizontal circle about the axis
+    assert not any(m.rgba == TARGET_RGBA for m in circle)
+
 def test_hold_pose_target_is_reachable_under_the_tip_payload():
     from envs.soft.soft_arm_tasks import HOLD_BEND
 
