@@ -36,6 +36,7 @@ _XML = """
   <worldbody>
     <light pos="0 0 4" dir="0 0 -1"/>
     <camera name="top" pos="0 0 3" xyaxes="1 0 0 0 1 0"/>
+    <camera name="swim" pos="0.5 0 1.3" xyaxes="1 0 0 0 1 0"/>
     <geom name="floor" type="plane" pos="0 0 -0.1" size="8 {floor_half_width} 0.1" rgba=".6 .75 .9 1"/>
     <body name="head" pos="0 0 0">
       <joint name="x" type="slide" axis="1 0 0" stiffness="0" damping="0"/>
