@@ -12,8 +12,11 @@ stiffening material.
     python experiments/softae_study.py                   # the README's figures (hours on 2 CPU cores)
     python experiments/softae_study.py --quick           # a small smoke version (minutes)
     python experiments/softae_study.py --envs soft_arm --seeds 0 1 2 --budgets 2 4 8 --variants nominal
+    python experiments/softae_study.py --strategies info_gain --set cost_constraint=penalty --out /tmp/part_a
+    python experiments/softae_study.py --merge /tmp/part_a.csv /tmp/part_b.csv   # parts run separately -> one
 
-Writes experiments/results/softae_study.csv (one row per env/variant/strategy/seed/budget/task), .json
+Writes experiments/results/softae_study.csv (one row per env/variant/strategy/settings/seed/budget/task; `settings`
+holds the run's `--set` overrides, so e.g. information gain with and without a cost penalty stay apart), .json
 (settings, machine, means over seeds) and .png (per env: error vs budget, zero-shot return vs budget).
 """
 
@@ -37,7 +40,7 @@ import envs  # noqa: E402
 from saferl.agents.pets.train import EpisodeRunner  # noqa: E402
 from saferl.agents.softae import SoftAEConfig, make_agent  # noqa: E402
 from saferl.agents.softae import evaluation  # noqa: E402
-from saferl.config import apply_overrides  # noqa: E402
+from saferl.config import apply_overrides, parse_overrides  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 STRATEGIES = ("info_gain", "disagreement", "random", "colored_noise", "task")
@@ -73,7 +76,9 @@ def run_one(env_name: str, variant: str, strategy: str, task: str, seed: int, bu
         errors = evaluation.prediction_errors(state.model, *test_set)
         returns = evaluation.zero_shot_returns(agent, state.model, tasks, eval_episodes, seed=1000 + seed)
         for name in tasks:
-            rows.append({"env": env_name, "variant": variant, "strategy": strategy, "seed": seed, "episodes": episode,
+            rows.append({"env": env_name, "variant": variant, "strategy": strategy,
+                         "settings": " ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
+                         "seed": seed, "episodes": episode,
                          "env_steps": episode * agent.env_steps_per_episode, "exploration_cost": explore_cost,
                          **{f"error_{k}": errors.get(k, float("nan")) for k in evaluation.HORIZONS},
                          "task": name, "zero_shot_return": returns[name]["mean_return"],
@@ -86,17 +91,20 @@ def run_one(env_name: str, variant: str, strategy: str, task: str, seed: int, bu
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Means and stds over seeds of every (env, variant, strategy, episodes, task) group."""
+    """Means and stds over seeds of every (env, variant, strategy, settings, episodes, task) group."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["env"], row["variant"], row["strategy"], row["episodes"], row["task"]), []).append(row)
+        key = (row["env"], row["variant"], row["strategy"], row.get("settings", ""), row["episodes"], row["task"])
+        groups.setdefault(key, []).append(row)
     summary = []
-    for (env, variant, strategy, episodes, task), members in sorted(groups.items()):
-        entry = {"env": env, "variant": variant, "strategy": strategy, "episodes": episodes, "task": task,
-                 "seeds": len(members)}
+    for (env, variant, strategy, settings, episodes, task), members in sorted(groups.items()):
+        entry = {"env": env, "variant": variant, "strategy": strategy, "settings": settings, "episodes": episodes,
+                 "task": task, "seeds": sorted(m["seed"] for m in members)}
         for key in ("error_1", "error_10", "error_50", "zero_shot_return", "zero_shot_cost", "exploration_cost"):
             values = np.array([m[key] for m in members], float)
-            entry[key], entry[key + "_std"] = float(np.nanmean(values)), float(np.nanstd(values))
+            finite = values[~np.isnan(values)]  # NaN: a horizon longer than the test trajectories, or diverged
+            entry[key], entry[key + "_std"] = ((float(finite.mean()), float(finite.std())) if finite.size
+                                               else (float("nan"), float("nan")))
         summary.append(entry)
     return summary
 
@@ -115,22 +123,24 @@ def plot(summary: list[dict], path: pathlib.Path) -> None:
     columns = 1 + max(len(t) for t in task_names.values())
     fig, axes = plt.subplots(len(env_names), columns, figsize=(4 * columns, 3.2 * len(env_names)), squeeze=False)
     for i, env in enumerate(env_names):
-        for strategy in STRATEGIES:
+        kinds = sorted({(s["strategy"], s.get("settings", "")) for s in nominal if s["env"] == env},
+                       key=lambda kind: (STRATEGIES.index(kind[0]), kind[1]))
+        for strategy, settings in kinds:
+            label = f"{strategy} ({settings})" if settings else strategy
             first_task = task_names[env][0]
-            curve = [s for s in nominal if s["env"] == env and s["strategy"] == strategy and
-                     (s["task"] == first_task or strategy == "task")]
-            curve = {s["episodes"]: s for s in curve}
+            mine = [s for s in nominal if s["env"] == env and s["strategy"] == strategy
+                    and s.get("settings", "") == settings]
+            curve = {s["episodes"]: s for s in mine if s["task"] == first_task or strategy == "task"}
             if curve and strategy != "task":
                 x = sorted(curve)
                 axes[i, 0].errorbar(x, [curve[k]["error_10"] for k in x], [curve[k]["error_10_std"] for k in x],
-                                    label=strategy, capsize=3, marker="o")
+                                    label=label, capsize=3, marker="o")
             for j, task in enumerate(task_names[env]):
-                points = {s["episodes"]: s for s in nominal if s["env"] == env and s["strategy"] == strategy
-                          and s["task"] == task}
+                points = {s["episodes"]: s for s in mine if s["task"] == task}
                 if points:
                     x = sorted(points)
                     axes[i, j + 1].errorbar(x, [points[k]["zero_shot_return"] for k in x],
-                                            [points[k]["zero_shot_return_std"] for k in x], label=strategy,
+                                            [points[k]["zero_shot_return_std"] for k in x], label=label,
                                             capsize=3, marker="o")
                     axes[i, j + 1].set_title(f"{env}: zero-shot '{task}'")
                     axes[i, j + 1].set_xlabel("exploration episodes")
@@ -154,11 +164,21 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="SoftAE config override key=value")
     parser.add_argument("--quick", action="store_true", help="one env, one seed, budgets 1 2, nominal only")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "softae_study")
+    parser.add_argument("--merge", nargs="+", type=pathlib.Path, default=None, metavar="CSV",
+                        help="run nothing: merge these CSVs of earlier runs (parts) into --out")
     args = parser.parse_args()
+    if args.merge:
+        rows = [row for path in args.merge for row in _read(path)]
+        runs: dict[tuple, float] = {}  # one exploration run's rows carry its seconds since it started
+        for row in rows:
+            run = tuple(row[k] for k in ("env", "variant", "strategy", "settings", "seed"))
+            runs[run] = max(runs.get(run, 0.0), row["seconds"])
+        _write(args, rows, time.time() - sum(runs.values()), parts=[str(path) for path in args.merge])
+        return
     if args.quick:
         args.envs, args.seeds, args.budgets, args.variants = args.envs[:1], args.seeds[:1], [1, 2], ["nominal"]
         args.eval_episodes, args.test_episodes = 1, 5
-    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = parse_overrides(args.set)  # as `saferl train --set` (values JSON-decoded)
     rows, started = [], time.time()
     for env_name in args.envs:
         for variant in args.variants:
@@ -177,16 +197,43 @@ def main() -> None:
     _write(args, rows, started)
 
 
-def _write(args: argparse.Namespace, rows: list[dict], started: float) -> None:
+def _plain(value):
+    """Paths (also in lists) as strings, for the JSON."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, pathlib.Path) else value
+
+
+_TEXT_COLUMNS = ("env", "variant", "strategy", "settings", "task")
+
+
+def _read(path: pathlib.Path) -> list[dict]:
+    """Rows of a study CSV (numbers parsed; CSVs from before the `settings` column get settings "")."""
+    if not path.exists():
+        raise SystemExit(f"--merge: {path} not found")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    parsed = []
+    for row in rows:
+        entry = {key: value if key in _TEXT_COLUMNS else (int(value) if key in ("seed", "episodes", "env_steps")
+                                                          else float(value)) for key, value in row.items()}
+        parsed.append({"env": entry["env"], "variant": entry["variant"], "strategy": entry["strategy"],
+                       "settings": entry.get("settings", ""), **entry})
+    return parsed
+
+
+def _write(args: argparse.Namespace, rows: list[dict], started: float, parts: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     with open(args.out.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     summary = summarise(rows)
     meta = {"command": " ".join(sys.argv), "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
             "load_average": os.getloadavg(), "jax": jax.__version__, "wall_s": time.time() - started,
-            "settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()}}
+            "settings": {k: _plain(v) for k, v in vars(args).items()},
+            **({"merged_parts": parts} if parts else {})}
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary}, indent=1))
     plot(summary, args.out.with_suffix(".png"))
 

@@ -106,6 +106,7 @@ if study:
           f"| {study['meta']['wall_s'] / 3600:.1f} h")
     nb.table(["env", "variant", "strategy", "episodes", "task", "seeds", "error 10 decisions", "zero-shot return",
               "exploration cost"],
-             [[s["env"], s["variant"], s["strategy"], s["episodes"], s["task"], s["seeds"], s["error_10"],
+             [[s["env"], s["variant"], s["strategy"] + (f" ({s['settings']})" if s.get("settings") else ""),
+               s["episodes"], s["task"], s["seeds"], s["error_10"],
                s["zero_shot_return"], s["exploration_cost"]] for s in study["summary"]])
     nb.image(nb.EXPERIMENT_RESULTS / "softae_study.png")

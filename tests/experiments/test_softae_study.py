@@ -1,0 +1,63 @@
+"""experiments/softae_study.py --merge: parts run separately (one strategy / seed / setting each) become one table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+import sys
+
+import pytest
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
+
+import softae_study  # noqa: E402  (experiments/softae_study.py)
+
+OLD_COLUMNS = ["env", "variant", "strategy", "seed", "episodes", "env_steps", "exploration_cost", "error_1",
+               "error_10", "error_50", "task", "zero_shot_return", "zero_shot_cost", "seconds"]
+
+
+def _row(strategy, seed, task, ret, seconds, settings=None):
+    row = {"env": "soft_arm", "variant": "nominal", "strategy": strategy, "seed": seed, "episodes": 8,
+           "env_steps": 1600, "exploration_cost": 500.0, "error_1": 0.2, "error_10": 1.0 + seed, "error_50": "nan",
+           "task": task, "zero_shot_return": ret, "zero_shot_cost": 40.0, "seconds": seconds}
+    if settings is not None:
+        row["settings"] = settings
+    return row
+
+
+def _write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_merge_keeps_settings_apart_and_averages_over_seeds(tmp_path, monkeypatch):
+    old = _write_csv(tmp_path / "old.csv", [_row("info_gain", s, t, 100.0 + 10 * s, 300.0 + s)
+                                            for s in (0, 1) for t in ("reach", "circle")])
+    new = _write_csv(tmp_path / "new.csv", [_row("info_gain", 0, t, 150.0, 400.0, "cost_constraint=penalty")
+                                            for t in ("reach", "circle")])
+    out = tmp_path / "merged"
+    monkeypatch.setattr(sys, "argv", ["softae_study.py", "--merge", str(old), str(new), "--out", str(out)])
+    softae_study.main()
+    with open(out.with_suffix(".csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and list(rows[0])[:4] == ["env", "variant", "strategy", "settings"]
+    result = json.loads(out.with_suffix(".json").read_text())
+    reach = {s["settings"]: s for s in result["summary"] if s["task"] == "reach"}
+    assert set(reach) == {"", "cost_constraint=penalty"}
+    assert reach[""]["seeds"] == [0, 1] and reach[""]["zero_shot_return"] == pytest.approx(105.0)
+    assert reach[""]["error_10"] == pytest.approx(1.5) and reach[""]["error_10_std"] == pytest.approx(0.5)
+    assert reach["cost_constraint=penalty"]["seeds"] == [0]
+    assert result["meta"]["wall_s"] == pytest.approx(300.0 + 301.0 + 400.0, abs=5.0)  # each run's own time
+    assert result["meta"]["merged_parts"] == [str(old), str(new)]
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_merge_of_a_missing_part_names_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["softae_study.py", "--merge", str(tmp_path / "nope.csv")])
+    with pytest.raises(SystemExit, match="nope.csv not found"):
+        softae_study.main()
