@@ -77,7 +77,7 @@ def main() -> None:
                         "for soft_fish and muscle_leg; default 150)")
     parser.add_argument("--every", type=int, default=2, help="render every n-th step")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
-                        help="frame size in pixels (default: 200 260 arm, 120 400 fish, 200 200 leg)")
+                        help="frame size in pixels (default: 200 260 arm, 150 300 fish, 200 200 leg)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.material is not None and args.env != "soft_arm":

@@ -212,7 +212,7 @@ class PointGoal(MjxEnv):
         drawn flat on the floor."""
         cfg = self._config
         goal = np.asarray(info["goal"], np.float64)
-        markers = (list(task.markers) if task is not None else
+        markers = (super().render_markers(info, task) if task is not None else
                    [RenderMarker("cylinder", (cfg.goal_radius, 0.005, 0.0), (goal[0], goal[1], 0.01), GOAL_RGBA)])
         markers += [RenderMarker("cylinder", (cfg.hazard_radius, 0.004, 0.0), (x, y, 0.005), HAZARD_RGBA)
                     for x, y in np.asarray(info["hazards"], np.float64).reshape(-1, 2)]

@@ -29,7 +29,7 @@ import numpy as np
 from mujoco import mjx
 
 from envs.base import EnvConfig, MjxEnv, RenderMarker
-from envs.soft.soft_arm_tasks import TARGET_RGBA, make_tasks
+from envs.soft.soft_arm_tasks import make_tasks, target_marker
 from envs.tasks import Task
 
 MATERIALS = ("linear", "stiffening", "hysteretic")
@@ -288,10 +288,9 @@ class SoftArm(MjxEnv):
         cfg = self._config
         markers = [RenderMarker("sphere", (cfg.forbidden_radius, 0.0, 0.0), cfg.forbidden_center, FORBIDDEN_RGBA)]
         if task is not None:
-            markers += list(task.markers)
-        elif info is not None and "target" in info:
-            target = tuple(float(x) for x in np.asarray(info["target"]).reshape(3))
-            markers.append(RenderMarker("sphere", (0.012, 0.0, 0.0), target, TARGET_RGBA))
+            return markers + super().render_markers(info, task)
+        if info is not None and "target" in info:
+            markers.append(target_marker(np.asarray(info["target"]).reshape(3)))
         return markers
 
     def tip_position(self, data: mjx.Data) -> jax.Array:

@@ -31,7 +31,8 @@ PATH_RGBA = (0.1, 0.6, 0.9, 0.7)  # drawn circle
 CIRCLE_MARKERS = 24  # spheres drawn along the circle
 
 
-def _target_marker(target: np.ndarray, radius: float) -> RenderMarker:
+def target_marker(target: np.ndarray, radius: float = 0.012) -> RenderMarker:
+    """A green sphere of `radius` (m) at `target` [3] (m): a task's target, or the env's episode target."""
     return RenderMarker("sphere", (radius, 0.0, 0.0), tuple(float(v) for v in target), TARGET_RGBA)
 
 
@@ -47,7 +48,7 @@ def reach_task(target: np.ndarray) -> Task:
 
     x, y, z = (float(v) for v in target)
     return Task("reach", f"tip to the fixed point ({x:.3f}, {y:.3f}, {z:.3f}) m: 1 − tanh(distance / "
-                f"{REACH_SCALE} m) per step, in [0, 1]", reward, (_target_marker(np.asarray(target), 0.012),))
+                f"{REACH_SCALE} m) per step, in [0, 1]", reward, (target_marker(np.asarray(target)),))
 
 
 def hold_pose_task(target: np.ndarray) -> Task:
@@ -62,7 +63,7 @@ def hold_pose_task(target: np.ndarray) -> Task:
     return Task("hold_pose", f"hold the tip still at ({x:.3f}, {y:.3f}, {z:.3f}) m, e.g. under the "
                 f"'tip_payload' shift (a 45 g load): (1 − tanh(distance / {HOLD_SCALE} m)) · "
                 f"exp(−tip speed / {HOLD_SPEED} m/s) per step, in [0, 1]", reward,
-                (_target_marker(np.asarray(target), HOLD_SCALE / 3),))
+                (target_marker(np.asarray(target), HOLD_SCALE / 3),))
 
 
 def circle_task(radius: float, height: float) -> Task:
