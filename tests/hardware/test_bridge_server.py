@@ -121,7 +121,7 @@ def test_fuzzed_messages_over_sockets_are_rejected_and_the_server_keeps_running(
     push.connect(client.info and server.rsplit(":", 1)[0] + f":{client.info['action_port']}")
     payloads = [rng.bytes(int(rng.integers(0, 300))) for _ in range(300)]
     payloads += [protocol.encode("hello", 1).replace(b"\xa5hello", b"\xa5helxo"), b"", b"\x81\xa1v\x02"]
-    errors = 0
+    errors, disconnects = 0, client.status()["client_disconnects"]
     for raw in payloads:
         control.send(raw)
         errors += protocol.decode(control.recv()).type == "error"
@@ -129,7 +129,13 @@ def test_fuzzed_messages_over_sockets_are_rejected_and_the_server_keeps_running(
     control.close(0)
     push.close(0)
     assert errors >= len(payloads) - 1  # every payload is garbage (one might decode: astronomically unlikely)
-    status = client.status()
+    # the fuzzer's action connection must be gone before an episode starts: its disconnect (or a garbage action
+    # still queued) arriving while running would rightly latch safe (on a slow machine it did, 1 run in many)
+    deadline = time.monotonic() + 5.0
+    while client.status()["client_disconnects"] == disconnects and time.monotonic() < deadline:
+        time.sleep(0.01)
+    status = client.status()  # handled after any action frame that reached the server before it
+    assert status["client_disconnects"] > disconnects
     assert sum(status["bad_messages"].values()) >= errors
     state = _begin(client, seed=3)  # and it still runs episodes
     client.send_action(np.array([0.2]), state)
