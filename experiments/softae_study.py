@@ -1,7 +1,8 @@
 """SoftAE study: is the explored model good everywhere, and does it solve unseen tasks zero-shot?
 
-For each env, world variant, exploration strategy and seed: explore episode by episode (the `saferl train softae`
-agent and loop) and, at each exploration budget (episodes), measure
+For each env, world variant and exploration strategy: explore episode by episode with all seeds at once (the
+`saferl train softae --seeds` programs: each episode's collect, buffer add and refit vmapped over the seeds) and, at
+each exploration budget (episodes), measure for every seed
   * held-out prediction error of the model's mean 1 / 10 / 50 decisions ahead on test trajectories from a broad
     behaviour mix (`saferl.agents.softae.evaluation`), and
   * zero-shot return of each env task (planned on the model; never used while exploring), plus the cost.
@@ -16,8 +17,9 @@ stiffening material.
     python experiments/softae_study.py --merge /tmp/part_a.csv /tmp/part_b.csv   # parts run separately -> one
 
 Writes experiments/results/softae_study.csv (one row per env/variant/strategy/settings/seed/budget/task; `settings`
-holds the run's `--set` overrides, so e.g. information gain with and without a cost penalty stay apart), .json
-(settings, machine, means over seeds) and .png (per env: error vs budget, zero-shot return vs budget).
+holds the run's `--set` overrides, so e.g. information gain with and without a cost penalty stay apart;
+`seed_batch` the seeds explored together and `seconds` their wall clock so far), .json (settings, machine, means
+over seeds) and .png (per env: error vs budget, zero-shot return vs budget).
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
-from saferl.agents.pets.train import EpisodeRunner  # noqa: E402
 from saferl.agents.softae import SoftAEConfig, make_agent  # noqa: E402
 from saferl.agents.softae import evaluation  # noqa: E402
+from saferl.agents.softae.train import SEEDS as SOFTAE_SEEDS  # noqa: E402
 from saferl.config import apply_overrides, parse_overrides  # noqa: E402
+from saferl.training import seeds as seeds_lib  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 STRATEGIES = ("info_gain", "disagreement", "random", "colored_noise", "task")
@@ -59,34 +62,44 @@ def _world(env_name: str, variant: str) -> tuple[object, envs.TrainingEnvConfig]
     return envs.make_training_env(env_name, config, world), world
 
 
-def run_one(env_name: str, variant: str, strategy: str, task: str, seed: int, budgets: list[int],
-            overrides: dict, test_set: tuple, eval_episodes: int) -> list[dict]:
-    """Explore with one strategy and seed; evaluate at every budget. Returns CSV rows."""
+def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list[int], budgets: list[int],
+              overrides: dict, test_set: tuple, eval_episodes: int) -> list[dict]:
+    """Explore with one strategy, all `seeds` at once (`saferl train softae --seeds`: the episode's collect,
+    buffer add and refit vmapped over the seeds, one compile); evaluate every seed at every budget. CSV rows."""
     env, world = _world(env_name, variant)
     settings = {**overrides, "exploration": strategy, **({"task": task} if strategy == "task" else {})}
-    agent = make_agent(apply_overrides(SoftAEConfig(), settings), env, world)
-    runner, state = EpisodeRunner(agent), agent.init(jax.random.PRNGKey(seed))
+    config = apply_overrides(SoftAEConfig(), settings)
+    agent = make_agent(config, env, world)
+    episodes_of_seeds = SOFTAE_SEEDS.make_seed_episodes(config, env, world)
+    init_seeds, _, _ = seeds_lib.vmapped(SOFTAE_SEEDS.make_seed_parts(config, env, world))
+    state = init_seeds(jax.numpy.stack([jax.random.PRNGKey(seed) for seed in seeds]))
     tasks = [task] if strategy == "task" else sorted(env.tasks())
-    rows, explore_cost, start = [], 0.0, time.perf_counter()
+    rows, explore_cost, start = [], np.zeros(len(seeds)), time.perf_counter()
+    batch = " ".join(map(str, seeds))  # the seeds explored together (one run's wall clock in `seconds`)
     for episode in range(1, max(budgets) + 1):
-        state, row = runner(state)
-        explore_cost += row["episode_cost"]
+        state, metrics = episodes_of_seeds(state)
+        if not np.all(np.isfinite(metrics["model_fit"])):
+            raise SystemExit(f"{env_name}/{variant} {strategy}: the model fit went NaN/Inf at episode {episode}")
+        explore_cost += np.asarray(metrics["episode_cost"], float)
         if episode not in budgets:
             continue
-        errors = evaluation.prediction_errors(state.model, *test_set)
-        returns = evaluation.zero_shot_returns(agent, state.model, tasks, eval_episodes, seed=1000 + seed)
-        for name in tasks:
-            rows.append({"env": env_name, "variant": variant, "strategy": strategy,
-                         "settings": " ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
-                         "seed": seed, "episodes": episode,
-                         "env_steps": episode * agent.env_steps_per_episode, "exploration_cost": explore_cost,
-                         **{f"error_{k}": errors.get(k, float("nan")) for k in evaluation.HORIZONS},
-                         "task": name, "zero_shot_return": returns[name]["mean_return"],
-                         "zero_shot_cost": returns[name]["mean_cost"],
-                         "seconds": time.perf_counter() - start})
-        print(f"{env_name}/{variant} {strategy}{'(' + task + ')' if task else ''} seed {seed} ep {episode}: "
-              f"err1 {errors.get(1, float('nan')):.3f} err10 {errors.get(10, float('nan')):.3f} "
-              + " ".join(f"{n} {returns[n]['mean_return']:.1f}" for n in tasks), flush=True)
+        for i, seed in enumerate(seeds):
+            model = seeds_lib.seed_slice(state.model, i)
+            errors = evaluation.prediction_errors(model, *test_set)
+            returns = evaluation.zero_shot_returns(agent, model, tasks, eval_episodes, seed=1000 + seed)
+            for name in tasks:
+                rows.append({"env": env_name, "variant": variant, "strategy": strategy,
+                             "settings": " ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
+                             "seed": seed, "seed_batch": batch, "episodes": episode,
+                             "env_steps": episode * agent.env_steps_per_episode,
+                             "exploration_cost": float(explore_cost[i]),
+                             **{f"error_{k}": errors.get(k, float("nan")) for k in evaluation.HORIZONS},
+                             "task": name, "zero_shot_return": returns[name]["mean_return"],
+                             "zero_shot_cost": returns[name]["mean_cost"],
+                             "seconds": time.perf_counter() - start})
+            print(f"{env_name}/{variant} {strategy}{'(' + task + ')' if task else ''} seed {seed} ep {episode}: "
+                  f"err1 {errors.get(1, float('nan')):.3f} err10 {errors.get(10, float('nan')):.3f} "
+                  + " ".join(f"{n} {returns[n]['mean_return']:.1f}" for n in tasks), flush=True)
     return rows
 
 
@@ -169,9 +182,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.merge:
         rows = [row for path in args.merge for row in _read(path)]
-        runs: dict[tuple, float] = {}  # one exploration run's rows carry its seconds since it started
+        runs: dict[tuple, float] = {}  # one exploration run's rows (its seeds together) carry its seconds so far
         for row in rows:
-            run = tuple(row[k] for k in ("env", "variant", "strategy", "settings", "seed"))
+            run = tuple(row[k] for k in ("env", "variant", "strategy", "settings", "seed_batch"))
             runs[run] = max(runs.get(run, 0.0), row["seconds"])
         _write(args, rows, time.time() - sum(runs.values()), parts=[str(path) for path in args.merge])
         return
@@ -190,10 +203,9 @@ def main() -> None:
             for strategy in args.strategies:
                 tasks = sorted(env.tasks()) if strategy == "task" else [""]
                 for task in tasks:
-                    for seed in args.seeds:
-                        rows += run_one(env_name, variant, strategy, task, seed, sorted(args.budgets), overrides,
-                                        test_set, args.eval_episodes)
-                        _write(args, rows, started)
+                    rows += run_seeds(env_name, variant, strategy, task, args.seeds, sorted(args.budgets),
+                                      overrides, test_set, args.eval_episodes)
+                    _write(args, rows, started)
     _write(args, rows, started)
 
 
@@ -204,7 +216,7 @@ def _plain(value):
     return str(value) if isinstance(value, pathlib.Path) else value
 
 
-_TEXT_COLUMNS = ("env", "variant", "strategy", "settings", "task")
+_TEXT_COLUMNS = ("env", "variant", "strategy", "settings", "task", "seed_batch")
 
 
 def _read(path: pathlib.Path) -> list[dict]:
@@ -218,7 +230,7 @@ def _read(path: pathlib.Path) -> list[dict]:
         entry = {key: value if key in _TEXT_COLUMNS else (int(value) if key in ("seed", "episodes", "env_steps")
                                                           else float(value)) for key, value in row.items()}
         parsed.append({"env": entry["env"], "variant": entry["variant"], "strategy": entry["strategy"],
-                       "settings": entry.get("settings", ""), **entry})
+                       "settings": entry.get("settings", ""), "seed_batch": str(entry["seed"]), **entry})
     return parsed
 
 

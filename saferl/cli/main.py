@@ -68,8 +68,8 @@ def train_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default 0)"),
     seeds: list[str] = typer.Option([], "--seeds", help="train several seeds, e.g. --seeds 0 1 2 3 4 (or 0,1,2): "
                                      "one run dir per seed (<algo>-<env>-seed<k>-<time>), each what --seed k writes; "
-                                     "ppo, sac and pets run all seeds in one compiled program (vmap), other "
-                                     "algorithms one after another in this process (compiling once)"),
+                                     "ppo, sac, pets and softae run all seeds in one compiled program (vmap), "
+                                     "sooper one after another in this process (compiling once)"),
     set_: list[str] = typer.Option([], "--set", help="algorithm config override key=value (repeatable)"),
     set_env: list[str] = typer.Option([], "--set-env", help="env config or training-world override key=value "
                                       "(repeatable); world keys: randomization.{mass,friction,damping,actuator_gain}"

@@ -41,13 +41,10 @@ def _success_of(state: Any) -> jax.Array | None:
     return metrics.get("success") if isinstance(metrics, dict) else None
 
 
-def rollout_outcomes(policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True,
-                     task: Task | None = None) -> dict[str, np.ndarray]:
-    """Per-episode outcomes over `env.episode_length` steps from fresh resets, each [episodes]: `return`
-    (undiscounted, the env's reward per env step or `task`'s r(obs, action, next_obs)) and `cost`; for envs
-    that report `metrics["success"]` (e.g. us_navigate) also `success_final` (1 where the last counted step is
-    a success) and `success_any` (1 where any counted step is). An episode whose env reports `done` (e.g. a
-    blown-up simulation) stops counting after that step."""
+def episode_outcomes(policy: Policy, env: Any, keys: jax.Array, deterministic: bool = True,
+                     task: Task | None = None) -> dict[str, jax.Array]:
+    """Traceable core of `rollout_outcomes`: one episode per key (keys [episodes, 2]), vmapped; each value
+    [episodes]. Usable inside `jit` with a policy built there (e.g. a planner on a traced model)."""
     reward_of = _step_reward(task)
 
     def one_episode(key: jax.Array) -> dict[str, jax.Array]:
@@ -62,8 +59,24 @@ def rollout_outcomes(policy: Policy, env: Any, episodes: int, seed: int = 0, det
             out |= {"success_final": success[last], "success_any": (alive * success).max()}
         return out
 
-    keys = jax.random.split(jax.random.PRNGKey(seed), episodes)
-    return {name: np.asarray(value) for name, value in jax.jit(jax.vmap(one_episode))(keys).items()}
+    return jax.vmap(one_episode)(keys)
+
+
+def episode_keys(episodes: int, seed: int = 0) -> jax.Array:
+    """The per-episode keys [episodes, 2] of `rollout_outcomes(..., episodes, seed)`."""
+    return jax.random.split(jax.random.PRNGKey(seed), episodes)
+
+
+def rollout_outcomes(policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True,
+                     task: Task | None = None) -> dict[str, np.ndarray]:
+    """Per-episode outcomes over `env.episode_length` steps from fresh resets, each [episodes]: `return`
+    (undiscounted, the env's reward per env step or `task`'s r(obs, action, next_obs)) and `cost`; for envs
+    that report `metrics["success"]` (e.g. us_navigate) also `success_final` (1 where the last counted step is
+    a success) and `success_any` (1 where any counted step is). An episode whose env reports `done` (e.g. a
+    blown-up simulation) stops counting after that step."""
+    outcomes = jax.jit(lambda keys: episode_outcomes(policy, env, keys, deterministic, task))(
+        episode_keys(episodes, seed))
+    return {name: np.asarray(value) for name, value in outcomes.items()}
 
 
 def rollout_returns(policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True,

@@ -1,14 +1,14 @@
 """Many seeds of one config in one compiled program (`saferl train ALGO --seeds 0 1 2 3 4`, purejaxrl style).
 
-For an algorithm with a `registry.SeedBatch` (PPO, SAC, PETS) the training state gets a leading seed axis
+For an algorithm with a `registry.SeedBatch` (PPO, SAC, PETS, SoftAE) the training state gets a leading seed axis
 [S, ...]: `init` is vmapped over the seeds' keys `PRNGKey(k)` and the jitted chunk is vmapped over the state,
 so S seeds cost one trace and one compile. Each seed writes its own run directory
 `<out>/<algo>-<env>-seed<k>-<time>/` with exactly what `--seed k` alone writes (config.json with `seed: k`,
 metrics.csv, plots, checkpoints of that seed's state alone, so `saferl train --resume DIR` continues any one
 of them on its own); its metrics equal the single-seed run's up to float rounding (batched matmuls may
 reduce in another order; as with any reordering, PPO/SAC training amplifies it over many chunks). With several devices the seed axis is replicated and each seed's env batch is
-split over the "data" mesh as in a single run (`saferl.training.sharding`). Algorithms without one (SOOPER,
-SoftAE: host-side episode logic) run their seeds one after another in the same process, reusing the compiled
+split over the "data" mesh as in a single run (`saferl.training.sharding`). Algorithms without one (SOOPER:
+host-side episode logic) run their seeds one after another in the same process, reusing the compiled
 functions (every trainer memoises them on the config).
 """
 

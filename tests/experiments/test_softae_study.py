@@ -11,6 +11,7 @@ import pytest
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
+sys.path.insert(0, str(EXPERIMENTS.parent / "tests" / "training"))
 
 import softae_study  # noqa: E402  (experiments/softae_study.py)
 
@@ -61,3 +62,40 @@ def test_merge_of_a_missing_part_names_it(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["softae_study.py", "--merge", str(tmp_path / "nope.csv")])
     with pytest.raises(SystemExit, match="nope.csv not found"):
         softae_study.main()
+
+
+def test_merge_counts_the_wall_clock_of_seeds_explored_together_once(tmp_path, monkeypatch):
+    rows = [{**_row("random", s, "reach", 100.0, 600.0 + s), "seed_batch": "0 1 2"} for s in (0, 1, 2)]
+    part = _write_csv(tmp_path / "batched.csv", rows)
+    out = tmp_path / "merged"
+    monkeypatch.setattr(sys, "argv", ["softae_study.py", "--merge", str(part), "--out", str(out)])
+    softae_study.main()
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["meta"]["wall_s"] == pytest.approx(602.0, abs=5.0)  # one run of three seeds, not three runs
+    assert result["summary"][0]["seeds"] == [0, 1, 2]
+
+
+def test_seeds_explored_together_are_the_single_seed_runs(monkeypatch):
+    """`run_seeds` (vmapped seeds) on a tiny pendulum config: each seed's rows equal those of that seed alone."""
+    import jax
+    from tiny_configs import SOFTAE_TINY
+
+    from saferl.agents.softae import SoftAEConfig, evaluation, make_agent
+    from saferl.config import apply_overrides
+
+    monkeypatch.setitem(softae_study.VARIANTS, "short", ({"episode_length": 20}, {}))
+    env, world = softae_study._world("pendulum", "short")
+    probe = make_agent(apply_overrides(SoftAEConfig(), {**SOFTAE_TINY, "exploration": "random"}), env, world)
+    test_set = evaluation.held_out_trajectories(probe, jax.random.PRNGKey(3), 2)
+    args = ("pendulum", "short", "info_gain", "")
+    together = softae_study.run_seeds(*args, [0, 1], [1, 2], SOFTAE_TINY, test_set, 1)
+    alone = softae_study.run_seeds(*args, [1], [1, 2], SOFTAE_TINY, test_set, 1)
+    tasks = sorted(env.tasks())
+    assert len(together) == 2 * 2 * len(tasks) and {r["seed_batch"] for r in together} == {"0 1"}
+    mine = [r for r in together if r["seed"] == 1]
+    assert [(r["episodes"], r["task"]) for r in mine] == [(r["episodes"], r["task"]) for r in alone]
+    for a, b in zip(mine, alone):
+        for key in ("exploration_cost", "error_1", "error_10", "zero_shot_return", "zero_shot_cost"):
+            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4, nan_ok=True), key
+    seed0 = [r for r in together if r["seed"] == 0]
+    assert [r["error_1"] for r in seed0] != [r["error_1"] for r in mine]  # another seed, another model

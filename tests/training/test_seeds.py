@@ -119,19 +119,27 @@ def test_bad_seed_lists_are_user_errors(tmp_path):
 
 
 def test_host_side_algorithms_run_seeds_one_after_another():
-    assert seeds.vmaps_seeds("ppo") and seeds.vmaps_seeds("sac")
-    assert not seeds.vmaps_seeds("sooper") and not seeds.vmaps_seeds("softae")
+    assert all(seeds.vmaps_seeds(algo) for algo in ("ppo", "sac", "pets", "softae"))
+    assert not seeds.vmaps_seeds("sooper")
 
 
-def test_pets_seeds_are_vmapped_episodes_with_the_single_seed_runs_metrics(tmp_path):
-    from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY
-    from tiny_runs import pets_run
+@pytest.mark.parametrize("algo", ["pets", "softae"])
+def test_episodic_seeds_are_vmapped_episodes_with_the_single_seed_runs_metrics(algo, tmp_path):
+    from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY, SOFTAE_TINY
+    from tiny_runs import pets_run, softae_run
 
-    from saferl.agents.pets.train import make_seed_episodes
-
-    results = seeds.train_seeds("pets", "pendulum", [0, 2], steps=2 * PETS_EPISODE, overrides=PETS_TINY,
+    overrides = PETS_TINY if algo == "pets" else {**SOFTAE_TINY, "exploration": "info_gain"}
+    config = registry.get(algo).config_cls()
+    from saferl.config import apply_overrides
+    world = envs.TrainingEnvConfig()
+    episodes = registry.seed_batch(algo).make_seed_chunk(
+        apply_overrides(config, overrides), envs.make_training_env("pendulum", envs.make_config("pendulum", **PETS_ENV),
+                                                                   world), world)
+    compiled_before = (episodes.fit._cache_size(), episodes.add._cache_size())  # other tests may share them
+    results = seeds.train_seeds(algo, "pendulum", [0, 2], steps=2 * PETS_EPISODE, overrides=overrides,
                                 env_overrides=PETS_ENV, out=tmp_path, progress=False, tensorboard=False)
-    single = metric_rows(pets_run(3).run_dir)[:2]  # its first 2 episodes (1 random, 1 MPC) are those of a 2-episode run
+    reference = pets_run(3) if algo == "pets" else softae_run("info_gain", 3)
+    single = metric_rows(reference.run_dir)[:2]  # its first 2 episodes (1 random, 1 planned) = a 2-episode run's
     timing = {"fit_s", "compile_s", "plan_ms_per_step"}  # wall-clock columns: the whole batch's in a --seeds run
     rows = metric_rows(results[0].run_dir)
     assert [list(r) for r in rows] == [list(r) for r in single]
@@ -142,10 +150,13 @@ def test_pets_seeds_are_vmapped_episodes_with_the_single_seed_runs_metrics(tmp_p
     assert metric_rows(results[1].run_dir)[0]["episode_return"] != rows[0]["episode_return"]  # seed 2 is another run
     assert [rundir.checkpoint_steps(r.run_dir)[-1] for r in results] == [2 * PETS_EPISODE] * 2
     record = rundir.read_run(results[0].run_dir)
+    assert record.algo == algo
     world = training_env_from_record(record)
-    episodes = make_seed_episodes(algo_config_from_record(record),
-                                  envs.make_training_env("pendulum", env_config_from_record(record), world), world)
-    assert episodes.fit._cache_size() == 1 and episodes.add._cache_size() == 1  # random and MPC episodes alike
+    assert registry.seed_batch(algo).make_seed_chunk(
+        algo_config_from_record(record), envs.make_training_env("pendulum", env_config_from_record(record), world),
+        world) is episodes  # the run used the memoised programs
+    grown = (episodes.fit._cache_size() - compiled_before[0], episodes.add._cache_size() - compiled_before[1])
+    assert grown[0] <= 1 and grown[1] <= 1  # random and planned episodes of 2 seeds alike: one compile each
 
 
 # Two seeds of one PPO_TINY chunk vmapped on 4 forced CPU devices next to seed 7 alone (`make_train`, same

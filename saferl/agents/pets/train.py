@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -115,15 +115,16 @@ class SeedEpisodes:
         self.collect = jax.jit(jax.vmap(agent._collect, in_axes=(0, 0, None)))  # explore: one flag for all seeds
         self.add = jax.jit(jax.vmap(agent.add))
         self.fit = jax.jit(jax.vmap(agent.fit))
-        self._compiled_collect: Any = None
+        self._compiled_collect: dict[int, Any] = {}  # number of seeds -> compiled collect
         self.collect_compile_s = float("nan")
 
     def _collect(self, model: Any, keys: jax.Array, explore: jax.Array) -> tuple[Any, Any]:
-        if self._compiled_collect is None:  # compiled ahead of time so that its compile time can be reported
+        seeds = int(keys.shape[0])
+        if seeds not in self._compiled_collect:  # compiled ahead of time so that its compile time can be reported
             start = time.perf_counter()
-            self._compiled_collect = self.collect.lower(model, keys, explore).compile()
+            self._compiled_collect[seeds] = self.collect.lower(model, keys, explore).compile()
             self.collect_compile_s = time.perf_counter() - start
-        return self._compiled_collect(model, keys, explore)
+        return self._compiled_collect[seeds](model, keys, explore)
 
     def __call__(self, state: PETSState) -> tuple[PETSState, dict[str, np.ndarray]]:
         agent = self.agent
@@ -164,23 +165,41 @@ def _steps_per_episode(config: PETSConfig, env: Any) -> int:
     return math.ceil(env.episode_length / config.action_repeat) * config.action_repeat
 
 
-@cache_by_computation
-def make_seed_parts(config: PETSConfig, env: Any, training_env: Any = None) -> tuple[Any, Any, Any]:
-    """`registry.SeedBatch.make_parts` of PETS: the agent's init and fully replicated states."""
-    agent = make_agent(config, env, training_env)
-    return agent._init, None, lambda state: sharding.replicated_shardings(state)
+class EpisodicSeedBatch(NamedTuple):
+    """`--seeds` under vmap for an episodic model-based agent (PETS, SoftAE): its `registry.SeedBatch` and the
+    memoised builders behind it (`make_seed_episodes(config, env, world)` -> the `SeedEpisodes` a run uses)."""
+
+    seed_batch: registry.SeedBatch
+    make_seed_parts: Callable[..., tuple[Any, Any, Any]]
+    make_seed_episodes: Callable[..., SeedEpisodes]
 
 
-@cache_by_computation
-def make_seed_episodes(config: PETSConfig, env: Any, training_env: Any = None) -> SeedEpisodes:
-    return SeedEpisodes(make_agent(config, env, training_env))
+def episodic_seed_batch(make_agent_of: Callable[..., PETSAgent]) -> EpisodicSeedBatch:
+    """The seed batch of the agents `make_agent_of(config, env, training_env)` builds: one episode of S seeds
+    per chunk (`SeedEpisodes`), states fully replicated, `--data` recordings in every seed's buffer."""
+
+    @cache_by_computation
+    def make_seed_parts(config: Any, env: Any, training_env: Any = None) -> tuple[Any, Any, Any]:
+        agent = make_agent_of(config, env, training_env)
+        return agent._init, None, lambda state: sharding.replicated_shardings(state)
+
+    @cache_by_computation
+    def make_seed_episodes(config: Any, env: Any, training_env: Any = None) -> SeedEpisodes:
+        return SeedEpisodes(make_agent_of(config, env, training_env))
+
+    def prefill(ctx: Any, state: PETSState) -> PETSState:
+        agent = make_agent_of(ctx.algo_config, ctx.env, ctx.training_env)
+        return add_recorded_data(agent, state, ctx.recorded_transitions(ctx.algo_config.action_repeat))
+
+    batch = registry.SeedBatch(
+        make_parts=make_seed_parts, make_seed_chunk=make_seed_episodes, steps_per_chunk=_steps_per_episode,
+        checkpoint_every=lambda config, env: config.checkpoint_every_episodes * _steps_per_episode(config, env),
+        watched=lambda state: {"model": state.model.params}, prefill=prefill, row=_seed_row,
+        steps_done=lambda config, env, state: int(state.episode) * _steps_per_episode(config, env),
+        extra=lambda config, env, steps: {"episode": steps // _steps_per_episode(config, env)})
+    return EpisodicSeedBatch(batch, make_seed_parts, make_seed_episodes)
 
 
-registry.register_seed_batch("pets", registry.SeedBatch(
-    make_parts=make_seed_parts, make_seed_chunk=make_seed_episodes, steps_per_chunk=_steps_per_episode,
-    checkpoint_every=lambda config, env: config.checkpoint_every_episodes * _steps_per_episode(config, env),
-    watched=lambda state: {"model": state.model.params},
-    prefill=lambda ctx, state: add_recorded_data(make_agent(ctx.algo_config, ctx.env, ctx.training_env), state,
-                                                 ctx.recorded_transitions(ctx.algo_config.action_repeat)),
-    row=_seed_row, steps_done=lambda config, env, state: int(state.episode) * _steps_per_episode(config, env),
-    extra=lambda config, env, steps: {"episode": steps // _steps_per_episode(config, env)}))
+_PETS_SEEDS = episodic_seed_batch(make_agent)
+make_seed_parts, make_seed_episodes = _PETS_SEEDS.make_seed_parts, _PETS_SEEDS.make_seed_episodes
+registry.register_seed_batch("pets", _PETS_SEEDS.seed_batch)
