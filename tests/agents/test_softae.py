@@ -37,6 +37,22 @@ def test_softae_is_registered_and_its_config_rejects_inconsistent_settings():
         apply_overrides(SoftAEConfig(), {"rollout.track_uncertainty": False})
     with pytest.raises(UserError, match="multiple of"):
         apply_overrides(SoftAEConfig(), {"task_rollout.num_particles": 3})
+    with pytest.raises(UserError, match="'task_cost_constraint': value 'strict' is not one of"):
+        apply_overrides(SoftAEConfig(), {"task_cost_constraint": "strict"})
+    with pytest.raises(ValueError, match="task_cost_constraint must be one of"):
+        SoftAEConfig(task_cost_constraint="strict")
+
+
+def test_tasks_are_planned_with_the_explorations_constraint_unless_told_otherwise():
+    safe = SoftAEConfig(cost_constraint="feasibility")
+    assert safe.exploration_planning().objective.constraint == "feasibility"
+    assert safe.task_planning().objective.constraint == "feasibility"  # task_cost_constraint="same"
+    free_tasks = SoftAEConfig(cost_constraint="feasibility", task_cost_constraint="none")
+    assert free_tasks.exploration_planning().objective.constraint == "feasibility"
+    assert free_tasks.task_planning().objective.constraint == "none"
+    assert free_tasks.task_planning().objective.kind == "return"
+    penalised = SoftAEConfig(task_cost_constraint="penalty", penalty=3.0).task_planning().objective
+    assert (penalised.constraint, penalised.penalty) == ("penalty", 3.0)
 
 
 def test_information_gain_exploration_logs_one_row_per_episode_with_the_planned_gain():

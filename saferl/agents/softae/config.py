@@ -11,7 +11,8 @@ Strategies (`exploration`):
                       with the same number of env steps.
 Every strategy starts with `random_episodes` uniform-random episodes, then refits the ensemble after each episode.
 With `cost_constraint` ≠ "none" the planned strategies keep the model's predicted episode cost within the env's
-budget (safe exploration; the cost spent is logged either way). Zero-shot task planning after exploration uses
+budget (safe exploration; the cost spent is logged either way); zero-shot task planning uses the same constraint
+unless `task_cost_constraint` names its own. Zero-shot task planning after exploration uses
 `task_rollout` (TS∞ particles) and the same planner.
 """
 
@@ -66,6 +67,9 @@ class SoftAEConfig:
     discount: float = 1.0  # γ of the planned objective over the horizon, in (0, 1]
     cost_constraint: Literal["none", "penalty", "feasibility"] = "none"  # E[Σ cost] ≤ remaining budget (safe exploration)
     penalty: float = 10.0  # for cost_constraint="penalty"
+    # the zero-shot task planner's constraint: "same" as cost_constraint, or its own (e.g. explore safely with
+    # "feasibility", then plan tasks with "none" exactly as a model explored without constraint would be)
+    task_cost_constraint: Literal["same", "none", "penalty", "feasibility"] = "same"
     colored_noise_beta: float = 1.0  # exploration='colored_noise': spectrum exponent β (0 white, 2 brown), ≥ 0
     colored_noise_scale: float = 0.6  # exploration='colored_noise': action = clip(scale · noise), > 0
     action_repeat: int = 2  # env steps per decision (the model's step), ≥ 1
@@ -89,6 +93,9 @@ class SoftAEConfig:
         if self.task_rollout.hallucination_scale > 0:
             raise ValueError("task_rollout.hallucination_scale must be 0 (tasks are planned on the model's mean)")
         ObjectiveConfig(discount=self.discount, constraint=self.cost_constraint, penalty=self.penalty)  # validates
+        if self.task_cost_constraint not in ("same", "none", "penalty", "feasibility"):
+            raise ValueError(f"task_cost_constraint must be one of same, none, penalty, feasibility, got "
+                             f"{self.task_cost_constraint!r}")
 
     @property
     def planned(self) -> bool:
@@ -99,12 +106,14 @@ class SoftAEConfig:
         """The planner that explores (info gain / disagreement on `rollout`; the task's return on `task_rollout`)."""
         rollout = self.task_rollout if self.exploration == "task" else self.rollout
         kind = _OBJECTIVE_KIND.get(self.exploration, "return")  # "return" for the noise strategies' unused planner
-        return PlanningConfig(self.planner, rollout, self._objective(kind), self.action_repeat)
+        return PlanningConfig(self.planner, rollout, self._objective(kind, self.cost_constraint), self.action_repeat)
 
     def task_planning(self) -> PlanningConfig:
-        """The planner of zero-shot tasks (and of the model's own reward head when no task is given)."""
-        return PlanningConfig(self.planner, self.task_rollout, self._objective("return"), self.action_repeat)
+        """The planner of zero-shot tasks (and of the model's own reward head when no task is given), constrained
+        as `task_cost_constraint` says."""
+        constraint = self.cost_constraint if self.task_cost_constraint == "same" else self.task_cost_constraint
+        return PlanningConfig(self.planner, self.task_rollout, self._objective("return", constraint),
+                              self.action_repeat)
 
-    def _objective(self, kind: str) -> ObjectiveConfig:
-        return ObjectiveConfig(kind=kind, discount=self.discount, constraint=self.cost_constraint,
-                               penalty=self.penalty)
+    def _objective(self, kind: str, constraint: str) -> ObjectiveConfig:
+        return ObjectiveConfig(kind=kind, discount=self.discount, constraint=constraint, penalty=self.penalty)

@@ -2,7 +2,8 @@
 
 `load_policy(run_dir, task=NAME)` plans for the reward of `env.tasks()[NAME]`, a task never used while exploring
 (`saferl eval RUN --task NAME`); without a task it plans for the env's own reward as the model's reward head
-predicts it. Both are MPC with iCEM on `task_rollout` (TS∞), the cost budget handled as `cost_constraint` says.
+predicts it. Both are MPC with iCEM on `task_rollout` (TS∞), the cost budget handled as
+`task_cost_constraint` says (by default the exploration's `cost_constraint`).
 """
 
 from __future__ import annotations
