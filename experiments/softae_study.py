@@ -18,8 +18,8 @@ stiffening material.
 
 Writes experiments/results/softae_study.csv (one row per env/variant/strategy/settings/seed/budget/task; `settings`
 holds the run's `--set` overrides, so e.g. information gain with and without a cost penalty stay apart;
-`seed_batch` the seeds explored together and `seconds` their wall clock so far), .json (settings, machine, means
-over seeds) and .png (per env: error vs budget, zero-shot return vs budget).
+`seed_batch` the seeds explored together, `seconds` their wall clock so far, `zero_shot_episodes` the episodes
+each zero-shot return averages), .json (settings, machine, means over seeds) and .png (per env: error vs budget, zero-shot return vs budget).
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list
                              "env_steps": episode * agent.env_steps_per_episode,
                              "exploration_cost": float(explore_cost[i]),
                              **{f"error_{k}": errors.get(k, float("nan")) for k in evaluation.HORIZONS},
-                             "task": name, "zero_shot_return": returns[name]["mean_return"],
+                             "task": name, "zero_shot_episodes": eval_episodes,
+                             "zero_shot_return": returns[name]["mean_return"],
                              "zero_shot_cost": returns[name]["mean_cost"],
                              "seconds": time.perf_counter() - start})
             print(f"{env_name}/{variant} {strategy}{'(' + task + ')' if task else ''} seed {seed} ep {episode}: "
@@ -104,15 +105,17 @@ def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Means and stds over seeds of every (env, variant, strategy, settings, episodes, task) group."""
+    """Means and stds over seeds of every (env, variant, strategy, settings, episodes, task, zero-shot episodes)
+    group."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        key = (row["env"], row["variant"], row["strategy"], row.get("settings", ""), row["episodes"], row["task"])
+        key = (row["env"], row["variant"], row["strategy"], row.get("settings", ""), row["episodes"], row["task"],
+               row.get("zero_shot_episodes", 0))
         groups.setdefault(key, []).append(row)
     summary = []
-    for (env, variant, strategy, settings, episodes, task), members in sorted(groups.items()):
+    for (env, variant, strategy, settings, episodes, task, zero_shot_episodes), members in sorted(groups.items()):
         entry = {"env": env, "variant": variant, "strategy": strategy, "settings": settings, "episodes": episodes,
-                 "task": task, "seeds": sorted(m["seed"] for m in members)}
+                 "task": task, "zero_shot_episodes": zero_shot_episodes, "seeds": sorted(m["seed"] for m in members)}
         for key in ("error_1", "error_10", "error_50", "zero_shot_return", "zero_shot_cost", "exploration_cost"):
             values = np.array([m[key] for m in members], float)
             finite = values[~np.isnan(values)]  # NaN: a horizon longer than the test trajectories, or diverged
@@ -136,13 +139,13 @@ def plot(summary: list[dict], path: pathlib.Path) -> None:
     columns = 1 + max(len(t) for t in task_names.values())
     fig, axes = plt.subplots(len(env_names), columns, figsize=(4 * columns, 3.2 * len(env_names)), squeeze=False)
     for i, env in enumerate(env_names):
-        kinds = sorted({(s["strategy"], s.get("settings", "")) for s in nominal if s["env"] == env},
-                       key=lambda kind: (STRATEGIES.index(kind[0]), kind[1]))
-        for strategy, settings in kinds:
-            label = f"{strategy} ({settings})" if settings else strategy
+        kinds = sorted({(s["strategy"], s.get("settings", ""), s["zero_shot_episodes"]) for s in nominal
+                        if s["env"] == env}, key=lambda kind: (STRATEGIES.index(kind[0]), kind[1], kind[2]))
+        for strategy, settings, zero_shot_episodes in kinds:
+            label = "; ".join([strategy + (f" ({settings})" if settings else ""), f"{zero_shot_episodes} eval eps"])
             first_task = task_names[env][0]
             mine = [s for s in nominal if s["env"] == env and s["strategy"] == strategy
-                    and s.get("settings", "") == settings]
+                    and s.get("settings", "") == settings and s["zero_shot_episodes"] == zero_shot_episodes]
             curve = {s["episodes"]: s for s in mine if s["task"] == first_task or strategy == "task"}
             if curve and strategy != "task":
                 x = sorted(curve)
@@ -217,20 +220,23 @@ def _plain(value):
 
 
 _TEXT_COLUMNS = ("env", "variant", "strategy", "settings", "task", "seed_batch")
+_INT_COLUMNS = ("seed", "episodes", "env_steps", "zero_shot_episodes")
 
 
 def _read(path: pathlib.Path) -> list[dict]:
-    """Rows of a study CSV (numbers parsed; CSVs from before the `settings` column get settings "")."""
+    """Rows of a study CSV (numbers parsed; CSVs from before the `settings` / `seed_batch` / `zero_shot_episodes`
+    columns get settings "", their own seed and 0 zero-shot episodes: unknown)."""
     if not path.exists():
         raise SystemExit(f"--merge: {path} not found")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     parsed = []
     for row in rows:
-        entry = {key: value if key in _TEXT_COLUMNS else (int(value) if key in ("seed", "episodes", "env_steps")
-                                                          else float(value)) for key, value in row.items()}
+        entry = {key: value if key in _TEXT_COLUMNS else (int(value) if key in _INT_COLUMNS else float(value))
+                 for key, value in row.items()}
         parsed.append({"env": entry["env"], "variant": entry["variant"], "strategy": entry["strategy"],
-                       "settings": entry.get("settings", ""), "seed_batch": str(entry["seed"]), **entry})
+                       "settings": entry.get("settings", ""), "seed_batch": str(entry["seed"]),
+                       "zero_shot_episodes": 0, **entry})
     return parsed
 
 

@@ -99,3 +99,14 @@ def test_seeds_explored_together_are_the_single_seed_runs(monkeypatch):
             assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4, nan_ok=True), key
     seed0 = [r for r in together if r["seed"] == 0]
     assert [r["error_1"] for r in seed0] != [r["error_1"] for r in mine]  # another seed, another model
+
+
+def test_merge_keeps_zero_shot_returns_of_other_evaluation_lengths_apart(tmp_path, monkeypatch):
+    two = [{**_row("random", 0, "reach", 150.0, 60.0), "zero_shot_episodes": 2}]
+    five = [{**_row("random", 0, "reach", 160.0, 70.0), "zero_shot_episodes": 5}]
+    parts = [_write_csv(tmp_path / "two.csv", two), _write_csv(tmp_path / "five.csv", five)]
+    out = tmp_path / "merged"
+    monkeypatch.setattr(sys, "argv", ["softae_study.py", "--merge", *map(str, parts), "--out", str(out)])
+    softae_study.main()
+    summary = json.loads(out.with_suffix(".json").read_text())["summary"]
+    assert {s["zero_shot_episodes"]: s["zero_shot_return"] for s in summary} == {2: 150.0, 5: 160.0}

@@ -104,9 +104,10 @@ study = nb.load_json(nb.EXPERIMENT_RESULTS / "softae_study.json", "python experi
 if study:
     print("softae_study:", study["meta"]["command"], "|", study["meta"]["machine"],
           f"| {study['meta']['wall_s'] / 3600:.1f} h")
-    nb.table(["env", "variant", "strategy", "episodes", "task", "seeds", "error 10 decisions", "zero-shot return",
-              "exploration cost"],
+    nb.table(["env", "variant", "strategy", "episodes", "task", "seeds", "error 1 decision", "error 10 decisions",
+              "zero-shot return (eval episodes)", "exploration cost"],
              [[s["env"], s["variant"], s["strategy"] + (f" ({s['settings']})" if s.get("settings") else ""),
-               s["episodes"], s["task"], s["seeds"], s["error_10"],
-               s["zero_shot_return"], s["exploration_cost"]] for s in study["summary"]])
+               s["episodes"], s["task"], s["seeds"], s["error_1"], s["error_10"],
+               f"{s['zero_shot_return']:.1f} ({s.get('zero_shot_episodes') or '?'})", s["exploration_cost"]]
+              for s in study["summary"]])
     nb.image(nb.EXPERIMENT_RESULTS / "softae_study.png")
