@@ -137,34 +137,40 @@ def plot(summary: list[dict], path: pathlib.Path) -> None:
         return
     task_names = {e: sorted({s["task"] for s in nominal if s["env"] == e}) for e in env_names}
     columns = 1 + max(len(t) for t in task_names.values())
-    fig, axes = plt.subplots(len(env_names), columns, figsize=(4 * columns, 3.2 * len(env_names)), squeeze=False)
+    kinds = sorted({(s["strategy"], s.get("settings", ""), s["zero_shot_episodes"]) for s in nominal},
+                   key=lambda kind: (STRATEGIES.index(kind[0]), kind[1], kind[2]))
+    colours = {kind: plt.get_cmap("tab10" if len(kinds) <= 10 else "tab20")(n) for n, kind in enumerate(kinds)}
+    legend_rows = -(-len(kinds) // 2)
+    fig, axes = plt.subplots(len(env_names), columns, squeeze=False,
+                             figsize=(4.2 * columns, 3.4 * len(env_names) + 0.22 * legend_rows))
     for i, env in enumerate(env_names):
-        kinds = sorted({(s["strategy"], s.get("settings", ""), s["zero_shot_episodes"]) for s in nominal
-                        if s["env"] == env}, key=lambda kind: (STRATEGIES.index(kind[0]), kind[1], kind[2]))
-        for strategy, settings, zero_shot_episodes in kinds:
+        for kind in kinds:
+            strategy, settings, zero_shot_episodes = kind
             label = "; ".join([strategy + (f" ({settings})" if settings else ""), f"{zero_shot_episodes} eval eps"])
+            style = {"label": label, "color": colours[kind], "capsize": 3, "marker": "o", "markersize": 4}
             first_task = task_names[env][0]
-            mine = [s for s in nominal if s["env"] == env and s["strategy"] == strategy
-                    and s.get("settings", "") == settings and s["zero_shot_episodes"] == zero_shot_episodes]
+            mine = [s for s in nominal if s["env"] == env and (s["strategy"], s.get("settings", ""),
+                                                                s["zero_shot_episodes"]) == kind]
             curve = {s["episodes"]: s for s in mine if s["task"] == first_task or strategy == "task"}
             if curve and strategy != "task":
                 x = sorted(curve)
                 axes[i, 0].errorbar(x, [curve[k]["error_10"] for k in x], [curve[k]["error_10_std"] for k in x],
-                                    label=label, capsize=3, marker="o")
+                                    **style)
             for j, task in enumerate(task_names[env]):
                 points = {s["episodes"]: s for s in mine if s["task"] == task}
                 if points:
                     x = sorted(points)
                     axes[i, j + 1].errorbar(x, [points[k]["zero_shot_return"] for k in x],
-                                            [points[k]["zero_shot_return_std"] for k in x], label=label,
-                                            capsize=3, marker="o")
-                    axes[i, j + 1].set_title(f"{env}: zero-shot '{task}'")
-                    axes[i, j + 1].set_xlabel("exploration episodes")
-        axes[i, 0].set_title(f"{env}: 10-step prediction error (held out)")
-        axes[i, 0].set_xlabel("exploration episodes")
-        axes[i, 0].legend(fontsize=7)
-        axes[i, 1].legend(fontsize=7)
-    fig.tight_layout()
+                                            [points[k]["zero_shot_return_std"] for k in x], **style)
+        for j, task in enumerate(task_names[env]):
+            axes[i, j + 1].set(title=f"{env}: zero-shot '{task}'", xlabel="exploration episodes",
+                               ylabel="return (mean ± std over seeds)")
+        # log scale: one diverged seed's error (e.g. 10^2-10^3) would flatten every other curve
+        axes[i, 0].set(title=f"{env}: 10-step prediction error (held out)", xlabel="exploration episodes",
+                       ylabel="normalised RMS error", yscale="log")
+    handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.22 * legend_rows / fig.get_figheight() + 0.01, 1, 1))
     fig.savefig(path, dpi=100)
 
 
