@@ -19,7 +19,8 @@ stiffening material.
 Writes experiments/results/softae_study.csv (one row per env/variant/strategy/settings/seed/budget/task; `settings`
 holds the run's `--set` overrides, so e.g. information gain with and without a cost penalty stay apart;
 `seed_batch` the seeds explored together, `seconds` their wall clock so far, `zero_shot_episodes` the episodes
-each zero-shot return averages), .json (settings, machine, means over seeds) and .png (per env: error vs budget, zero-shot return vs budget).
+each zero-shot return averages), .json (settings, machine, means over seeds) and .png (per env: error vs budget,
+zero-shot return vs budget).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from saferl.agents.softae import SoftAEConfig, make_agent  # noqa: E402
 from saferl.agents.softae import evaluation  # noqa: E402
 from saferl.agents.softae.train import SEEDS as SOFTAE_SEEDS  # noqa: E402
 from saferl.config import apply_overrides, parse_overrides  # noqa: E402
+from saferl.errors import NonFiniteError  # noqa: E402
 from saferl.training import seeds as seeds_lib  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -69,8 +71,8 @@ def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list
     env, world = _world(env_name, variant)
     settings = {**overrides, "exploration": strategy, **({"task": task} if strategy == "task" else {})}
     config = apply_overrides(SoftAEConfig(), settings)
-    agent = make_agent(config, env, world)
     episodes_of_seeds = SOFTAE_SEEDS.make_seed_episodes(config, env, world)
+    agent = episodes_of_seeds.agent
     init_seeds, _, _ = seeds_lib.vmapped(SOFTAE_SEEDS.make_seed_parts(config, env, world))
     state = init_seeds(jax.numpy.stack([jax.random.PRNGKey(seed) for seed in seeds]))
     tasks = [task] if strategy == "task" else sorted(env.tasks())
@@ -78,8 +80,10 @@ def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list
     batch = " ".join(map(str, seeds))  # the seeds explored together (one run's wall clock in `seconds`)
     for episode in range(1, max(budgets) + 1):
         state, metrics = episodes_of_seeds(state)
-        if not np.all(np.isfinite(metrics["model_fit"])):
-            raise SystemExit(f"{env_name}/{variant} {strategy}: the model fit went NaN/Inf at episode {episode}")
+        if not np.all(np.isfinite(metrics["model_fit"])):  # as `saferl train softae` (EpisodeRunner) reports it
+            raise NonFiniteError("model/fit_loss", episode * agent.env_steps_per_episode,
+                                 f"{env_name}/{variant} {strategy}, seeds {batch}: the ensemble's training loss "
+                                 "went NaN/Inf")
         explore_cost += np.asarray(metrics["episode_cost"], float)
         if episode not in budgets:
             continue

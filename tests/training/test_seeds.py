@@ -13,6 +13,7 @@ from tiny_runs import cli_in_process, copy_run, metric_rows, ppo_run
 
 import envs
 from saferl.agents import registry
+from saferl.config import apply_overrides
 from saferl.errors import UserError
 from saferl.policies import load_policy
 from saferl.training import rundir, seeds
@@ -129,12 +130,10 @@ def test_episodic_seeds_are_vmapped_episodes_with_the_single_seed_runs_metrics(a
     from tiny_runs import pets_run, softae_run
 
     overrides = PETS_TINY if algo == "pets" else {**SOFTAE_TINY, "exploration": "info_gain"}
-    config = registry.get(algo).config_cls()
-    from saferl.config import apply_overrides
     world = envs.TrainingEnvConfig()
-    episodes = registry.seed_batch(algo).make_seed_chunk(
-        apply_overrides(config, overrides), envs.make_training_env("pendulum", envs.make_config("pendulum", **PETS_ENV),
-                                                                   world), world)
+    env = envs.make_training_env("pendulum", envs.make_config("pendulum", **PETS_ENV), world)
+    episodes = registry.seed_batch(algo).make_seed_chunk(apply_overrides(registry.get(algo).config_cls(), overrides),
+                                                         env, world)
     compiled_before = (episodes.fit._cache_size(), episodes.add._cache_size())  # other tests may share them
     results = seeds.train_seeds(algo, "pendulum", [0, 2], steps=2 * PETS_EPISODE, overrides=overrides,
                                 env_overrides=PETS_ENV, out=tmp_path, progress=False, tensorboard=False)

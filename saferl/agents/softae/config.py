@@ -11,9 +11,9 @@ Strategies (`exploration`):
                       with the same number of env steps.
 Every strategy starts with `random_episodes` uniform-random episodes, then refits the ensemble after each episode.
 With `cost_constraint` ≠ "none" the planned strategies keep the model's predicted episode cost within the env's
-budget (safe exploration; the cost spent is logged either way); zero-shot task planning uses the same constraint
-unless `task_cost_constraint` names its own. Zero-shot task planning after exploration uses
-`task_rollout` (TS∞ particles) and the same planner.
+budget (safe exploration; the cost spent is logged either way). Zero-shot task planning after exploration uses
+`task_rollout` (TS∞ particles), the same planner and the same constraint unless `task_cost_constraint` names its
+own.
 """
 
 from __future__ import annotations
