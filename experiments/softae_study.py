@@ -14,11 +14,12 @@ stiffening material.
     python experiments/softae_study.py --quick           # a small smoke version (minutes)
     python experiments/softae_study.py --envs soft_arm --seeds 0 1 2 --budgets 2 4 8 --variants nominal
     python experiments/softae_study.py --strategies info_gain --set cost_constraint=penalty --out /tmp/part_a
+    python experiments/softae_study.py --envs soft_fish --set-env episode_length=250    # 5 s episodes, not 20 s
     python experiments/softae_study.py --merge /tmp/part_a.csv /tmp/part_b.csv   # parts run separately -> one
 
 Writes experiments/results/softae_study.csv (one row per env/variant/strategy/settings/seed/budget/task; `settings`
-holds the run's `--set` overrides, so e.g. information gain with and without a cost penalty stay apart;
-`seed_batch` the seeds explored together, `seconds` their wall clock so far, `zero_shot_episodes` the episodes
+holds the run's `--set` overrides and its `--set-env` ones as env:key=value, so e.g. information gain with and
+without a cost penalty stay apart; `seed_batch` the seeds explored together, `seconds` their wall clock so far, `zero_shot_episodes` the episodes
 each zero-shot return averages), .json (settings, machine, means over seeds) and .png (per env: error vs budget,
 zero-shot return vs budget).
 """
@@ -45,6 +46,7 @@ from saferl.agents.softae import evaluation  # noqa: E402
 from saferl.agents.softae.train import SEEDS as SOFTAE_SEEDS  # noqa: E402
 from saferl.config import apply_overrides, parse_overrides  # noqa: E402
 from saferl.errors import NonFiniteError  # noqa: E402
+from saferl.training.run import build_training_env, resolve_world  # noqa: E402
 from saferl.training import seeds as seeds_lib  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -57,18 +59,24 @@ VARIANTS = {  # name -> (env config overrides, training-world overrides)
 }
 
 
-def _world(env_name: str, variant: str) -> tuple[object, envs.TrainingEnvConfig]:
-    env_overrides, world_overrides = VARIANTS[variant]
-    config = envs.make_config(env_name, **env_overrides)
-    world = envs.TrainingEnvConfig(**world_overrides)
-    return envs.make_training_env(env_name, config, world), world
+def _world(env_name: str, variant: str, env_overrides: dict | None = None) -> tuple[object, envs.TrainingEnvConfig]:
+    """The training env of `variant`, with `env_overrides` (`--set-env` pairs, as `saferl train --set-env`) on top."""
+    variant_env, variant_world = VARIANTS[variant]
+    config, world = resolve_world(env_name, {**variant_env, **variant_world, **(env_overrides or {})})
+    return build_training_env(env_name, config, world), world
+
+
+def _settings(overrides: dict, env_overrides: dict | None) -> str:
+    """The `settings` column: SoftAE overrides `key=value`, then env overrides as `env:key=value`."""
+    return " ".join([f"{k}={v}" for k, v in sorted(overrides.items())]
+                    + [f"env:{k}={v}" for k, v in sorted((env_overrides or {}).items())])
 
 
 def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list[int], budgets: list[int],
-              overrides: dict, test_set: tuple, eval_episodes: int) -> list[dict]:
+              overrides: dict, test_set: tuple, eval_episodes: int, env_overrides: dict | None = None) -> list[dict]:
     """Explore with one strategy, all `seeds` at once (`saferl train softae --seeds`: the episode's collect,
     buffer add and refit vmapped over the seeds, one compile); evaluate every seed at every budget. CSV rows."""
-    env, world = _world(env_name, variant)
+    env, world = _world(env_name, variant, env_overrides)
     settings = {**overrides, "exploration": strategy, **({"task": task} if strategy == "task" else {})}
     config = apply_overrides(SoftAEConfig(), settings)
     episodes_of_seeds = SOFTAE_SEEDS.make_seed_episodes(config, env, world)
@@ -93,7 +101,7 @@ def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list
             returns = evaluation.zero_shot_returns(agent, model, tasks, eval_episodes, seed=1000 + seed)
             for name in tasks:
                 rows.append({"env": env_name, "variant": variant, "strategy": strategy,
-                             "settings": " ".join(f"{k}={v}" for k, v in sorted(overrides.items())),
+                             "settings": _settings(overrides, env_overrides),
                              "seed": seed, "seed_batch": batch, "episodes": episode,
                              "env_steps": episode * agent.env_steps_per_episode,
                              "exploration_cost": float(explore_cost[i]),
@@ -188,6 +196,9 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=3, help="zero-shot episodes per task")
     parser.add_argument("--test-episodes", type=int, default=20, help="held-out test trajectories per env/variant")
     parser.add_argument("--set", action="append", default=[], help="SoftAE config override key=value")
+    parser.add_argument("--set-env", action="append", default=[],
+                        help="env config / training-world override key=value for every env (as `saferl train "
+                             "--set-env`), e.g. episode_length=250; recorded in `settings` as env:key=value")
     parser.add_argument("--quick", action="store_true", help="one env, one seed, budgets 1 2, nominal only")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "softae_study")
     parser.add_argument("--merge", nargs="+", type=pathlib.Path, default=None, metavar="CSV",
@@ -205,19 +216,20 @@ def main() -> None:
         args.envs, args.seeds, args.budgets, args.variants = args.envs[:1], args.seeds[:1], [1, 2], ["nominal"]
         args.eval_episodes, args.test_episodes = 1, 5
     overrides = parse_overrides(args.set)  # as `saferl train --set` (values JSON-decoded)
+    env_overrides = parse_overrides(args.set_env)
     rows, started = [], time.time()
     for env_name in args.envs:
         for variant in args.variants:
             if variant == "stiffening" and "material" not in envs.make_config(env_name).__dataclass_fields__:
                 continue
-            env, world = _world(env_name, variant)
+            env, world = _world(env_name, variant, env_overrides)
             probe = make_agent(apply_overrides(SoftAEConfig(), {**overrides, "exploration": "random"}), env, world)
             test_set = evaluation.held_out_trajectories(probe, jax.random.PRNGKey(12345), args.test_episodes)
             for strategy in args.strategies:
                 tasks = sorted(env.tasks()) if strategy == "task" else [""]
                 for task in tasks:
                     rows += run_seeds(env_name, variant, strategy, task, args.seeds, sorted(args.budgets),
-                                      overrides, test_set, args.eval_episodes)
+                                      overrides, test_set, args.eval_episodes, env_overrides)
                     _write(args, rows, started)
     _write(args, rows, started)
 

@@ -110,3 +110,18 @@ def test_merge_keeps_zero_shot_returns_of_other_evaluation_lengths_apart(tmp_pat
     softae_study.main()
     summary = json.loads(out.with_suffix(".json").read_text())["summary"]
     assert {s["zero_shot_episodes"]: s["zero_shot_return"] for s in summary} == {2: 150.0, 5: 160.0}
+
+
+def test_set_env_reaches_the_world_and_keeps_rows_apart():
+    """`--set-env` pairs go to the env config or the training world as in `saferl train --set-env`, on top of the
+    variant's own, and are recorded in `settings` (env:key=value) so rows of other episode lengths stay apart."""
+    from saferl.errors import UserError
+
+    env, world = softae_study._world("pendulum", "obs_noise", {"episode_length": 20, "action_delay": 1})
+    assert env.config.episode_length == 20
+    assert world.obs_noise_std == pytest.approx(0.01) and world.action_delay == 1
+    assert softae_study._settings({"cost_constraint": "feasibility"}, {"episode_length": 20}) == (
+        "cost_constraint=feasibility env:episode_length=20")
+    assert softae_study._settings({}, None) == ""
+    with pytest.raises(UserError, match="episode_lenght"):
+        softae_study._world("pendulum", "nominal", {"episode_lenght": 20})
