@@ -19,9 +19,9 @@ stiffening material.
 
 Writes experiments/results/softae_study.csv (one row per env/variant/strategy/settings/seed/budget/task; `settings`
 holds the run's `--set` overrides and its `--set-env` ones as env:key=value, so e.g. information gain with and
-without a cost penalty stay apart; `seed_batch` the seeds explored together, `seconds` their wall clock so far, `zero_shot_episodes` the episodes
-each zero-shot return averages), .json (settings, machine, means over seeds) and .png (per env: error vs budget,
-zero-shot return vs budget).
+without a cost penalty stay apart; `seed_batch` the seeds explored together, `seconds` their wall clock so far,
+`zero_shot_episodes` the episodes each zero-shot return averages), .json (settings, machine, means over seeds) and
+.png (per env: error vs budget, zero-shot return vs budget).
 """
 
 from __future__ import annotations
