@@ -19,13 +19,16 @@ own.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, get_args
 
 from saferl.agents.pets.config import check_episode_loop_fields, check_particles
 from saferl.models import EnsembleConfig
 from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig
 
-STRATEGIES = ("info_gain", "disagreement", "random", "colored_noise", "task")
+Strategy = Literal["info_gain", "disagreement", "random", "colored_noise", "task"]
+STRATEGIES = get_args(Strategy)
+TaskCostConstraint = Literal["same", "none", "penalty", "feasibility"]
+TASK_COST_CONSTRAINTS = get_args(TaskCostConstraint)
 _OBJECTIVE_KIND = {"info_gain": "information_gain", "disagreement": "disagreement", "task": "return"}
 PLANNED = tuple(_OBJECTIVE_KIND)  # the strategies that plan on the model
 
@@ -56,7 +59,7 @@ class PlanningConfig:
 class SoftAEConfig:
     """`saferl train softae --env soft_arm --set exploration=disagreement --set planner.horizon=15 ...`"""
 
-    exploration: Literal["info_gain", "disagreement", "random", "colored_noise", "task"] = "info_gain"
+    exploration: Strategy = "info_gain"
     task: str = ""  # env task planned for by exploration='task' (the task-specific PETS baseline)
     model: EnsembleConfig = dataclasses.field(default_factory=_cpu_model)  # probabilistic ensemble
     # exploration rollouts: mean propagation (every member at every step gives σ_epi), uncertainty tracked
@@ -69,7 +72,7 @@ class SoftAEConfig:
     penalty: float = 10.0  # for cost_constraint="penalty"
     # the zero-shot task planner's constraint: "same" as cost_constraint, or its own (e.g. explore safely with
     # "feasibility", then plan tasks with "none" exactly as a model explored without constraint would be)
-    task_cost_constraint: Literal["same", "none", "penalty", "feasibility"] = "same"
+    task_cost_constraint: TaskCostConstraint = "same"
     colored_noise_beta: float = 1.0  # exploration='colored_noise': spectrum exponent β (0 white, 2 brown), ≥ 0
     colored_noise_scale: float = 0.6  # exploration='colored_noise': action = clip(scale · noise), > 0
     action_repeat: int = 2  # env steps per decision (the model's step), ≥ 1
@@ -93,8 +96,8 @@ class SoftAEConfig:
         if self.task_rollout.hallucination_scale > 0:
             raise ValueError("task_rollout.hallucination_scale must be 0 (tasks are planned on the model's mean)")
         ObjectiveConfig(discount=self.discount, constraint=self.cost_constraint, penalty=self.penalty)  # validates
-        if self.task_cost_constraint not in ("same", "none", "penalty", "feasibility"):
-            raise ValueError(f"task_cost_constraint must be one of same, none, penalty, feasibility, got "
+        if self.task_cost_constraint not in TASK_COST_CONSTRAINTS:
+            raise ValueError(f"task_cost_constraint must be one of {', '.join(TASK_COST_CONSTRAINTS)}, got "
                              f"{self.task_cost_constraint!r}")
 
     @property
