@@ -31,6 +31,7 @@ class ModelFns(NamedTuple):
     predict: PredictFn
     predict_members: PredictMembersFn
     num_members: int
+    output_std: jax.Array | None = None  # [out] std of each output in the training data (raw units), if known
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,9 @@ class RolloutConfig:
     cost_penalty: float = 0.0  # λ_pess ≥ 0: cost + λ_pess·σ_epi of the cost head (pessimism)
     hallucination_scale: float = 0.0  # β ≥ 0: hallucinated control, actions carry obs_dim extra η dims
     track_uncertainty: bool = False  # also return σ_epi and information gain along the trajectory
+    # information gain: σ_ale,j ≥ noise_floor · (output j's std in the training data), so outputs the model
+    # fits without noise (σ_ale → 0) count by their epistemic σ relative to their own scale, not by log(1/σ_ale)
+    noise_floor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.propagation not in ("mean", "ts1", "tsinf"):
@@ -52,7 +56,7 @@ class RolloutConfig:
             raise ValueError(f"num_particles must be >= 1, got {self.num_particles}")
         if self.propagation == "mean" and self.num_particles != 1:
             raise ValueError(f"num_particles must be 1 with propagation='mean', got {self.num_particles}")
-        for name in ("reward_bonus", "cost_penalty", "hallucination_scale"):
+        for name in ("reward_bonus", "cost_penalty", "hallucination_scale", "noise_floor"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -138,6 +142,10 @@ def _step(model: ModelFns, config: RolloutConfig, obs_size: int, action_size: in
             positive = epi_var > 0.0
             epi_std = jp.where(positive, jp.sqrt(jp.where(positive, epi_var, 1.0)), 0.0)  # finite gradient at 0
             ale_var = jp.maximum(both[1].mean(0), _VAR_FLOOR)
+            if config.noise_floor > 0:
+                if model.output_std is None:
+                    raise ValueError("rollout noise_floor > 0 needs the model's output_std (ModelFns.output_std)")
+                ale_var = jp.maximum(ale_var, jp.square(config.noise_floor * model.output_std))
             reward = reward + config.reward_bonus * epi_std[..., obs_size]
             cost = cost + config.cost_penalty * epi_std[..., obs_size + 1]
             if config.hallucination_scale > 0:

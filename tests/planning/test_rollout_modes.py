@@ -66,6 +66,24 @@ def test_optimistic_reward_and_pessimistic_cost_add_lambda_times_epistemic_std()
     assert float(base.info_gain.min()) > 0.0
 
 
+def test_information_gain_noise_floor_is_a_fraction_of_each_outputs_data_std():
+    # noiseless members (σ_ale² = 0 -> the 1e-8 floor) that disagree on Δv only: σ_epi,v² = 0.2² · 2 = 0.08
+    model = double_integrator(member_spread=0.2, noise_var=0.0)
+    raw = _run(model, propagation="mean", num_particles=1, track_uncertainty=True)
+    np.testing.assert_allclose(raw.info_gain, 0.5 * np.log1p(0.08 / 1e-8), rtol=1e-4)  # ≈ 7.5 nats, log(1/σ_ale)
+    scaled = model._replace(output_std=jp.array([1.0, 2.0, 1.0, 1.0]))  # Δv varies by 2 in the data
+    floored = _run(scaled, propagation="mean", num_particles=1, track_uncertainty=True, noise_floor=0.1)
+    np.testing.assert_allclose(floored.info_gain, 0.5 * np.log1p(0.08 / (0.1 * 2.0) ** 2), rtol=1e-4)
+    np.testing.assert_allclose(floored.obs, raw.obs, atol=1e-6)  # only the objective changes
+    noisy = double_integrator(member_spread=0.2, noise_var=1.0)._replace(output_std=jp.ones(4))
+    above = _run(noisy, propagation="mean", num_particles=1, track_uncertainty=True, noise_floor=0.1)
+    np.testing.assert_allclose(above.info_gain, 0.5 * np.log1p(0.08 / 1.0), rtol=1e-4)  # σ_ale above the floor
+    with pytest.raises(ValueError, match="output_std"):
+        _run(model, propagation="mean", num_particles=1, track_uncertainty=True, noise_floor=0.1)
+    with pytest.raises(ValueError, match="noise_floor"):
+        RolloutConfig(noise_floor=-0.1)
+
+
 def test_hallucinated_control_moves_the_state_by_beta_sigma_eta():
     model = double_integrator(member_spread=0.2)
     eta = jp.concatenate([jp.zeros((1, 3, 1)), jp.zeros((1, 3, 1)), jp.ones((1, 3, 1))], axis=-1)  # a=0, η_v=1

@@ -38,7 +38,7 @@ class MPCMemory(NamedTuple):
 def model_fns(model: EnsembleState) -> ModelFns:
     """The ensemble as the planner's model functions (all members; raw units)."""
     return ModelFns(functools.partial(ensemble.predict, model), functools.partial(ensemble.predict_per_member, model),
-                    model.config.num_members)
+                    model.config.num_members, model.normalizer.output_std)
 
 
 def planned_action(config: Any, model: EnsembleState, key: jax.Array, obs: jax.Array,
