@@ -3,7 +3,8 @@
 Strategies (`exploration`):
   * "info_gain"     — SoftAE: iCEM on the model maximises Σ_t Σ_j ½·log(1 + σ²_epi,j / σ²_ale,j) over the Δobs
                       outputs (OPAX / MaxInfoRL's intrinsic reward), optionally with hallucinated control
-                      (`hallucination_scale` > 0: the planner also picks η ∈ [−1, 1]^obs, s' = μ + β·σ_epi⊙η).
+                      (`hallucination_scale` > 0: the planner also picks η ∈ [−1, 1]^obs, s' = μ + β·σ_epi⊙η)
+                      and a σ_ale floor (`rollout.noise_floor` κ: σ_ale,j ≥ κ · output j's std in the data).
   * "disagreement"  — baseline: Σ_t ‖σ_epi‖² (member disagreement without the aleatoric normalisation).
   * "random"        — baseline: uniform random actions in [−1, 1].
   * "colored_noise" — baseline: temporally correlated Gaussian noise (power ∝ f^−β over the episode), clipped.
