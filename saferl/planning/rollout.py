@@ -31,7 +31,9 @@ class ModelFns(NamedTuple):
     predict: PredictFn
     predict_members: PredictMembersFn
     num_members: int
-    output_std: jax.Array | None = None  # [out] std of each output in the training data (raw units), if known
+    # [out] std of each output in the training data (raw units; 1 for outputs constant there, as the ensemble's
+    # output normaliser keeps them), if known
+    output_std: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
