@@ -51,6 +51,7 @@ class EpisodeSummary:
     cost: float = 0.0
     cost_budget: float = 0.0
     gaps: int = 0  # robot steps the policy side did not see
+    transitions: int = 0  # (obs, action, next_obs) recorded; steps - gaps - one per run of missed states
     fault: str = ""  # the robot's fault, if one latched
     compute_ms_p50: float = 0.0  # state received -> action sent, policy side, ms
     compute_ms_max: float = 0.0
@@ -181,7 +182,7 @@ def run_episode(client: RobotClient, actor: Actor, episode_seed: int, config: Ru
             progress({"episode": episode, "step": body["step"], "return": summary.episode_return,
                       "cost": summary.cost, "budget": budget, "mode": body["mode"], "compute_ms": compute_ms[-1]})
         state = _next_state(client, episode, config.state_timeout_s, config.busy_wait)
-    summary.fault, summary.gaps = state.body["fault"], recorder.gaps
+    summary.fault, summary.gaps, summary.transitions = state.body["fault"], recorder.gaps, len(recorder)
     if state.body["mode"] in ("running", "safe"):
         client.stop()
     if compute_ms:

@@ -54,8 +54,12 @@ def test_run_completes_episodes_and_records_them(recording):
     meta = read_metadata(record_dir)
     assert meta["robot"]["name"] == "pendulum-sim" and len(meta["episodes"]) == 2
     batch = load_recordings(record_dir)
-    # a state the policy side missed (CONFLATE keeps only the newest) is a gap, never a stitched transition
-    transitions = sum(s.steps - s.gaps for s in summaries)
+    # a state the policy side missed (CONFLATE keeps only the newest) is a gap, never a stitched transition:
+    # a run of k missed states loses the k + 1 transitions that touch them
+    for s in summaries:
+        lost = s.steps - s.transitions
+        assert (lost == 0) if s.gaps == 0 else (s.gaps + 1 <= lost <= 2 * s.gaps)
+    transitions = sum(s.transitions for s in summaries)
     assert batch["obs"].shape == (transitions, 3) and batch["action"].shape == (transitions, 1)
     assert transitions >= EPISODE_STEPS  # most states seen even when other jobs load the machine
     episode = load_episode(episode_files(record_dir)[0])

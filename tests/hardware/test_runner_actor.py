@@ -67,3 +67,22 @@ def test_warm_up_leaves_a_fresh_episode():
     actor = Actor(cost_policy(), seed=0)
     assert warm_up(actor, obs_dim=1) > 0
     assert actor.decisions == 0 and float(actor.carry.cost_spent) == 0.0 and int(actor.carry.memory) == 0
+
+
+def test_recorder_skips_every_transition_that_touches_a_missed_state():
+    from hardware.protocol import Message
+    from hardware.recording import EpisodeRecorder
+
+    def state(step: int, episode: int = 1) -> Message:
+        return Message("state", seq=step, t_ns=0, body={
+            "episode": episode, "step": step, "obs": np.full(2, step, np.float32), "action": np.zeros(1, np.float32),
+            "reward": 1.0, "cost": 0.0, "done": False, "action_source": "policy"})
+
+    recorder = EpisodeRecorder()
+    # steps 3 and 6, 7 missed (two runs); step 1 repeated (robot idle)
+    observed = [recorder.observe(state(s)) for s in (0, 1, 1, 2, 4, 5, 8, 9)]
+    assert observed == [False, True, False, True, False, True, False, True]
+    assert recorder.gaps == 3 and len(recorder) == 9 - recorder.gaps - 2
+    arrays = recorder.arrays()
+    np.testing.assert_array_equal(arrays["obs"][:, 0], [0, 1, 4, 8])
+    np.testing.assert_array_equal(arrays["next_obs"][:, 0], [1, 2, 5, 9])
