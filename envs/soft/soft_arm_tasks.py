@@ -24,6 +24,8 @@ CIRCLE_SPEED = 0.1  # m/s: circle speed factor clip(v_tangential / 0.1, 0, 1) (o
 # (bending direction (rad from +x), moment as a fraction of one cable's max tension) of the constant actions
 # whose equilibria define the targets (`SoftArm.bending_action`)
 REACH_BEND = (math.pi / 4, 0.5)  # out toward +x +y
+# far out toward −x +y: 0.22 m off the axis, where uniformly random tensions (which mostly cancel) rarely take the tip
+REACH_FAR_BEND = (3 * math.pi / 4, 0.8)
 HOLD_BEND = (math.pi, 0.5)  # out toward −x
 CIRCLE_BEND = (0.0, 0.4)  # the circle's radius and height
 TARGET_RGBA = (0.1, 0.8, 0.2, 0.8)  # drawn targets (as the env's episode target)
@@ -40,14 +42,14 @@ def _tip(obs):
     return obs[..., TIP_POS]
 
 
-def reach_task(target: np.ndarray) -> Task:
+def reach_task(target: np.ndarray, name: str = "reach") -> Task:
     target = jp.asarray(target, jp.float32)
 
     def reward(obs, action, next_obs):
         return 1.0 - jp.tanh(jp.linalg.norm(_tip(next_obs) - target, axis=-1) / REACH_SCALE)
 
     x, y, z = (float(v) for v in target)
-    return Task("reach", f"tip to the fixed point ({x:.3f}, {y:.3f}, {z:.3f}) m: 1 − tanh(distance / "
+    return Task(name, f"tip to the fixed point ({x:.3f}, {y:.3f}, {z:.3f}) m: 1 − tanh(distance / "
                 f"{REACH_SCALE} m) per step, in [0, 1]", reward, (target_marker(np.asarray(target)),))
 
 
@@ -85,12 +87,12 @@ def circle_task(radius: float, height: float) -> Task:
 
 
 def make_tasks(env) -> dict[str, Task]:
-    """{"reach", "circle", "hold_pose"} of a `SoftArm` (targets from its nominal model's equilibria)."""
+    """{"reach", "reach_far", "circle", "hold_pose"} of a `SoftArm` (targets from its nominal model's equilibria)."""
     def settled(bend):
         return env.equilibrium_tip(env.bending_action(*bend))
 
     circle_point = settled(CIRCLE_BEND)
-    tasks = [reach_task(settled(REACH_BEND)),
+    tasks = [reach_task(settled(REACH_BEND)), reach_task(settled(REACH_FAR_BEND), "reach_far"),
              circle_task(float(np.linalg.norm(circle_point[:2])), float(circle_point[2])),
              hold_pose_task(settled(HOLD_BEND))]
     return {task.name: task for task in tasks}

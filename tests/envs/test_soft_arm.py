@@ -149,13 +149,14 @@ def test_episode_targets_are_reachable_without_overload(env):
 
 
 def test_task_targets_are_reached_and_held_by_a_constant_action(env):
-    from envs.soft.soft_arm_tasks import HOLD_BEND, REACH_BEND
+    from envs.soft.soft_arm_tasks import HOLD_BEND, REACH_BEND, REACH_FAR_BEND
 
     tasks = env.tasks()
-    assert set(tasks) == {"reach", "circle", "hold_pose"}
+    assert set(tasks) == {"reach", "reach_far", "circle", "hold_pose"}
     assert all(task.description for task in tasks.values())
     start = 0.05 * np.random.default_rng(2).standard_normal(env.mj_model.nq)
-    for name, bend in (("reach", REACH_BEND), ("hold_pose", HOLD_BEND)):
+    assert ((env.bending_action(*REACH_FAR_BEND) + 1) / 2 <= env.config.overload_fraction).all()  # costs nothing
+    for name, bend in (("reach", REACH_BEND), ("reach_far", REACH_FAR_BEND), ("hold_pose", HOLD_BEND)):
         data = _data(env, env.bending_action(*bend), seconds=4.0, qpos=start)
         obs = np.zeros(env.observation_size, np.float32)
         obs[0:3], obs[3:6] = _tip(data), data.sensor("tip_velocity").data
@@ -208,6 +209,10 @@ def test_each_task_rewards_a_transition_that_does_it_over_one_that_does_not(env)
     reach = np.asarray(env.equilibrium_tip(env.bending_action(math.pi / 4, 0.5)))
     r = tasks["reach"]
     assert r(_obs(env, rest), act, _obs(env, reach)) > 0.99 > 0.3 > r(_obs(env, rest), act, _obs(env, rest))
+    far = np.asarray(env.equilibrium_tip(env.bending_action(3 * math.pi / 4, 0.8)))
+    assert np.linalg.norm(far[:2]) > 0.2  # farther out than reach's 0.15 m
+    assert tasks["reach_far"](act, act, _obs(env, far)) > 0.99 > 0.2 > tasks["reach_far"](act, act, _obs(env, rest))
+    assert tasks["reach_far"](act, act, _obs(env, reach)) < 0.1
     h = tasks["hold_pose"]
     hold = np.asarray(env.equilibrium_tip(env.bending_action(math.pi, 0.5)))
     still, moving = h(act, act, _obs(env, hold)), h(act, act, _obs(env, hold, (0.1, 0.0, 0.0)))
