@@ -125,3 +125,14 @@ def test_set_env_reaches_the_world_and_keeps_rows_apart():
     assert softae_study._settings({}, None) == ""
     with pytest.raises(UserError, match="episode_lenght"):
         softae_study._world("pendulum", "nominal", {"episode_lenght": 20})
+
+
+def test_tasks_option_limits_the_task_specific_baseline_and_names_an_unknown_task():
+    from saferl.errors import UserError
+
+    env, _ = softae_study._world("pendulum", "nominal")
+    every = sorted(env.tasks())
+    assert softae_study._task_baseline_tasks(env, "pendulum", None) == every
+    assert softae_study._task_baseline_tasks(env, "pendulum", [every[-1], "reach_far"]) == [every[-1]]
+    with pytest.raises(UserError, match=r"reach_far: none is a task of pendulum \(its tasks: "):
+        softae_study._task_baseline_tasks(env, "pendulum", ["reach_far"])
