@@ -165,6 +165,24 @@ def test_task_targets_are_reached_and_held_by_a_constant_action(env):
 
 
 
+def test_reach_far_lies_where_uniformly_random_tensions_rarely_take_the_tip(env):
+    """What makes `reach_far` a test of exploration: its target is farther off the axis than uniformly random
+    cable commands take the tip (they mostly cancel; 8 episodes of 200 steps from straight: median 0.077 m, 0.4 %
+    of steps past 0.2 m, max 0.214 m)."""
+    from envs.soft.soft_arm_tasks import REACH_FAR_BEND
+
+    far = env.equilibrium_tip(env.bending_action(*REACH_FAR_BEND))
+    actions = np.random.default_rng(0).uniform(-1, 1, (2, 200, env.action_size)).astype(np.float32)
+    ctrls, substeps, radial = np.asarray(env.action_to_ctrl(jp.asarray(actions))), env.n_substeps, []
+    for episode in ctrls:  # native MuJoCo from straight, one command per control step
+        data = mujoco.MjData(env.mj_model)
+        for ctrl in episode:
+            data.ctrl[:] = ctrl
+            mujoco.mj_step(env.mj_model, data, nstep=substeps)
+            radial.append(np.linalg.norm(_tip(data)[:2]))
+    assert np.linalg.norm(far[:2]) > 0.2 and np.median(radial) < 0.1 and np.mean(np.asarray(radial) > 0.2) < 0.02
+
+
 def test_a_task_video_draws_the_tasks_target_in_place_of_the_episode_target(env):
     """`saferl render RUN --task reach` draws where the task rewards the tip, not the env's own episode target."""
     from envs.soft.soft_arm_tasks import REACH_BEND, TARGET_RGBA
