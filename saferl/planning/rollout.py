@@ -143,17 +143,17 @@ def _step(model: ModelFns, config: RolloutConfig, obs_size: int, action_size: in
             epi_var = jp.var(both[0], axis=0)  # [N, P, out]
             positive = epi_var > 0.0
             epi_std = jp.where(positive, jp.sqrt(jp.where(positive, epi_var, 1.0)), 0.0)  # finite gradient at 0
-            ale_var = jp.maximum(both[1].mean(0), _VAR_FLOOR)
-            if config.noise_floor > 0:
-                if model.output_std is None:
-                    raise ValueError("rollout noise_floor > 0 needs the model's output_std (ModelFns.output_std)")
-                ale_var = jp.maximum(ale_var, jp.square(config.noise_floor * model.output_std))
             reward = reward + config.reward_bonus * epi_std[..., obs_size]
             cost = cost + config.cost_penalty * epi_std[..., obs_size + 1]
             if config.hallucination_scale > 0:
                 eta = jp.clip(action_t[:, None, action_size:], -1.0, 1.0)
                 delta = delta + config.hallucination_scale * epi_std[..., :obs_size] * eta
             if config.track_uncertainty:
+                ale_var = jp.maximum(both[1].mean(0), _VAR_FLOOR)
+                if config.noise_floor > 0:  # only the information gain reads σ_ale
+                    if model.output_std is None:
+                        raise ValueError("rollout noise_floor > 0 needs the model's output_std (ModelFns.output_std)")
+                    ale_var = jp.maximum(ale_var, jp.square(config.noise_floor * model.output_std))
                 out["epistemic_std"] = gather(jp.linalg.norm(epi_std[..., :obs_size], axis=-1)[..., None], inv)[..., 0]
                 gain = 0.5 * jp.log1p(epi_var[..., :obs_size] / ale_var[..., :obs_size]).sum(-1)
                 out["info_gain"] = gather(gain[..., None], inv)[..., 0]

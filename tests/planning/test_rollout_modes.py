@@ -80,6 +80,9 @@ def test_information_gain_noise_floor_is_a_fraction_of_each_outputs_data_std():
     np.testing.assert_allclose(above.info_gain, 0.5 * np.log1p(0.08 / 1.0), rtol=1e-4)  # σ_ale above the floor
     with pytest.raises(ValueError, match="output_std"):
         _run(model, propagation="mean", num_particles=1, track_uncertainty=True, noise_floor=0.1)
+    # the floor only enters the information gain: without it, a model lacking output_std rolls out as before
+    bonus = _run(model, propagation="mean", num_particles=1, reward_bonus=1.0, noise_floor=0.1)
+    np.testing.assert_allclose(bonus.rewards, _run(model, propagation="mean", num_particles=1, reward_bonus=1.0).rewards)
     with pytest.raises(ValueError, match="noise_floor"):
         RolloutConfig(noise_floor=-0.1)
 
