@@ -202,7 +202,7 @@ def main() -> None:
                              "--set-env`), e.g. episode_length=250; recorded in `settings` as env:key=value")
     parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                         help="run the task-specific baseline (--strategies task) only for these tasks (default: all "
-                             "of each env's; names another env lacks are skipped for it)")
+                             "of each env's; a name one env lacks is skipped for it, one no env has is an error)")
     parser.add_argument("--quick", action="store_true", help="one env, one seed, budgets 1 2, nominal only")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "softae_study")
     parser.add_argument("--merge", nargs="+", type=pathlib.Path, default=None, metavar="CSV",
@@ -222,8 +222,11 @@ def main() -> None:
     overrides = parse_overrides(args.set)  # as `saferl train --set` (values JSON-decoded)
     env_overrides = parse_overrides(args.set_env)
     if "task" in args.strategies and args.tasks is not None:  # a typo fails now, not after hours of other runs
+        known = set()
         for env_name in args.envs:
-            _task_baseline_tasks(envs.make(env_name), env_name, args.tasks)
+            known |= set(_task_baseline_tasks(envs.make(env_name), env_name, args.tasks))
+        if unknown := [name for name in args.tasks if name not in known]:
+            raise UserError(f"--tasks {' '.join(unknown)}: not a task of any of {', '.join(args.envs)}")
     rows, started = [], time.time()
     for env_name in args.envs:
         for variant in args.variants:

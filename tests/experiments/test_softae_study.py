@@ -136,3 +136,14 @@ def test_tasks_option_limits_the_task_specific_baseline_and_names_an_unknown_tas
     assert softae_study._task_baseline_tasks(env, "pendulum", [every[-1], "reach_far"]) == [every[-1]]
     with pytest.raises(UserError, match=r"reach_far: none is a task of pendulum \(its tasks: "):
         softae_study._task_baseline_tasks(env, "pendulum", ["reach_far"])
+
+
+def test_tasks_option_names_a_task_no_env_has_before_running_anything(monkeypatch, tmp_path):
+    env = softae_study.envs.make("pendulum")
+    monkeypatch.setattr(sys, "argv", ["softae_study.py", "--envs", "pendulum", "--strategies", "task", "--tasks",
+                                      sorted(env.tasks())[0], "swing_upp", "--out", str(tmp_path / "x")])
+    from saferl.errors import UserError
+
+    with pytest.raises(UserError, match="--tasks swing_upp: not a task of any of pendulum"):
+        softae_study.main()
+    assert not list(tmp_path.iterdir())  # nothing ran, nothing written
