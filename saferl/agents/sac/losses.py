@@ -90,9 +90,17 @@ def critic_loss(q_params: Any, q_network: Any, normalizer: Any, target_q_params:
     ≥ 0, so is their discounted sum)."""
     q = q_network.apply(normalizer, q_params, batch.obs, batch.action)
     next_q = q_network.apply(normalizer, target_q_params, batch.next_obs, next_action)
-    next_value = (jnp.maximum(jnp.mean(next_q, axis=-1), 0.0) if is_cost else jnp.min(next_q, axis=-1)) + next_bonus
-    target = jax.lax.stop_gradient(signal + (1.0 - batch.done) * discount * next_value)
+    target = jax.lax.stop_gradient(critic_target(signal, next_q, batch.done, next_bonus, discount, is_cost))
     return 0.5 * jnp.mean(jnp.square(q - target[..., None]))
+
+
+def critic_target(signal: jax.Array, next_q: jax.Array, done: jax.Array, next_bonus: jax.Array, discount: float,
+                  is_cost: bool) -> jax.Array:
+    """The TD target [B] of `critic_loss`: signal + γ(1 − done)·(V̄(s') + next_bonus), where V̄(s') is the min
+    of the twin target values `next_q` [B, 2] for the reward and max(0, their mean) for the cost; `done` [B]
+    is 1 only where the episode terminated (a time limit bootstraps)."""
+    next_value = (jnp.maximum(jnp.mean(next_q, axis=-1), 0.0) if is_cost else jnp.min(next_q, axis=-1)) + next_bonus
+    return signal + (1.0 - done) * discount * next_value
 
 
 def cost_value(networks: SACNetworks, normalizer: Any, cost_q_params: Any, obs: jax.Array, action: jax.Array
