@@ -53,4 +53,4 @@ notebooks: $(STAMP)
 	$(BIN)/python experiments/notebooks/build.py --execute --budget full
 
 clean:
-	rm -rf $(VENV) .jax_cache runs
+	rm -rf $(VENV) runs  # the compilation cache lives in $${SAFERL_JAX_CACHE:-$$XDG_CACHE_HOME/saferl/jax}

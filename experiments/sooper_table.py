@@ -227,7 +227,9 @@ def main() -> None:
 
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(ROOT / ".jax_cache"))
+    from saferl.compilation_cache import enable_compilation_cache
+
+    enable_compilation_cache()
     args.results.parent.mkdir(parents=True, exist_ok=True)
     stored = json.loads(args.results.read_text()) if args.results.is_file() else {"runs": []}
     runs: list[dict[str, Any]] = stored["runs"]

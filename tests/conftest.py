@@ -1,14 +1,12 @@
-"""Shared test set-up: CPU, float32, a persistent compilation cache so repeated compiles are cheap."""
+"""Shared test set-up: CPU, float32, and the project's persistent compilation cache (outside the clone, in
+`$XDG_CACHE_HOME/saferl/jax` unless `SAFERL_JAX_CACHE` says otherwise: `saferl.compilation_cache`), shared by
+the xdist workers, the subprocesses and notebook kernels the tests start, and the next session."""
 
 import os
-import pathlib
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import jax  # noqa: E402
+from saferl.compilation_cache import enable_compilation_cache  # noqa: E402
 
-_CACHE = pathlib.Path(__file__).resolve().parents[1] / ".jax_cache"
-jax.config.update("jax_compilation_cache_dir", str(_CACHE))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+enable_compilation_cache()

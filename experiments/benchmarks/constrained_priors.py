@@ -230,9 +230,9 @@ def main() -> None:
         json_path.write_text(json.dumps(results, indent=1))
         plot(results, png_path)
         return
-    import jax
+    from saferl.compilation_cache import enable_compilation_cache
 
-    jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(".jax_cache").resolve()))
+    enable_compilation_cache()
     results: dict[str, Any] = (json.loads(json_path.read_text()) if args.append and json_path.exists() else
                                {"runs": [], "do_nothing": {}, "invocations": [], "randomization": RANDOMIZATION,
                                 "settings": SETTINGS})

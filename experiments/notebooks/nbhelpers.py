@@ -41,11 +41,11 @@ def setup() -> str:
     import envs  # noqa: F401  (before the first JAX computation)
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(ROOT / ".jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from saferl.compilation_cache import enable_compilation_cache
+
+    cache = enable_compilation_cache()  # $XDG_CACHE_HOME/saferl/jax unless SAFERL_JAX_CACHE says otherwise
     print(f"budget: {chosen} (SAFERL_NOTEBOOK_BUDGET={'|'.join(BUDGETS)}); jax {jax.__version__} on "
-          f"{jax.devices()[0].platform}, {os.cpu_count()} CPUs; compilation cache {ROOT / '.jax_cache'}")
+          f"{jax.devices()[0].platform}, {os.cpu_count()} CPUs; compilation cache {cache or 'off'}")
     return chosen
 
 

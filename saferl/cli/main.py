@@ -276,6 +276,9 @@ def export_command(
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, print user errors as one line, exit non-zero."""
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from saferl.compilation_cache import enable_compilation_cache
+
+    enable_compilation_cache()  # a second `saferl train` loads its programs from $XDG_CACHE_HOME/saferl/jax
     try:
         code = app(args=_expand_seeds(sys.argv[1:] if argv is None else list(argv)), prog_name="saferl",
                standalone_mode=False)

@@ -163,9 +163,9 @@ def test_episodic_seeds_are_vmapped_episodes_with_the_single_seed_runs_metrics(a
 _FOUR_DEVICES = textwrap.dedent("""
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
-    jax.config.update("jax_compilation_cache_dir", sys.argv[2])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    sys.path.insert(0, sys.argv[3])
+    from saferl.compilation_cache import enable_compilation_cache
+    enable_compilation_cache()  # the test session's (SAFERL_JAX_CACHE / XDG_CACHE_HOME, inherited)
+    sys.path.insert(0, sys.argv[2])
     from tiny_configs import ENV_TINY, PPO_TINY
     import envs
     from saferl.agents import ppo
@@ -197,7 +197,7 @@ def test_seed_axis_is_replicated_and_env_batch_split_on_four_devices(tmp_path):
     tests = pathlib.Path(__file__).resolve().parents[1]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     done = subprocess.run([sys.executable, "-c", _FOUR_DEVICES, str(tmp_path / "report.json"),
-                           str(tests.parent / ".jax_cache"), str(tests / "training")], env=env, capture_output=True,
+                           str(tests / "training")], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())

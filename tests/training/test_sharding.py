@@ -31,9 +31,9 @@ _TESTS = pathlib.Path(__file__).resolve().parents[1]
 _SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    jax.config.update("jax_compilation_cache_dir", sys.argv[3])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    sys.path.insert(0, sys.argv[4])
+    from saferl.compilation_cache import enable_compilation_cache
+    enable_compilation_cache()  # the test session's (SAFERL_JAX_CACHE / XDG_CACHE_HOME, inherited)
+    sys.path.insert(0, sys.argv[3])
     from tiny_configs import ENV_TINY, PPO_TINY
     import envs
     from saferl.agents import ppo
@@ -77,8 +77,8 @@ _SCRIPT = textwrap.dedent("""
 _MODEL_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
-    jax.config.update("jax_compilation_cache_dir", sys.argv[3])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    from saferl.compilation_cache import enable_compilation_cache
+    enable_compilation_cache()  # the test session's (SAFERL_JAX_CACHE / XDG_CACHE_HOME, inherited)
     from saferl.agents.pets.policy import model_fns
     from saferl.data.buffer import Transition
     from saferl.models import ensemble, fitting
@@ -106,7 +106,7 @@ _MODEL_SCRIPT = textwrap.dedent("""
         return sorted(op for op in ("all-reduce", "all-gather", "all-to-all", "collective-permute") if op in hlo)
 
     arrays, reports = {}, {}
-    for count in [int(c) for c in sys.argv[4].split(",")]:
+    for count in [int(c) for c in sys.argv[3].split(",")]:
         sharding.use_devices(count)
         model = ensemble.init(jax.random.PRNGKey(1), config, 3, 1, 5)
         model, metrics = ensemble.fit(jax.random.PRNGKey(2), model, data)
@@ -129,7 +129,7 @@ def _start(devices: int, out: pathlib.Path, script: str = _SCRIPT, name: str = "
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     args = [sys.executable, "-c", script, str(out / f"{name}state{devices}.npz"),
-            str(out / f"{name}report{devices}.json"), str(_TESTS.parent / ".jax_cache"), *extra]
+            str(out / f"{name}report{devices}.json"), *extra]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
