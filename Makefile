@@ -36,7 +36,7 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
 
 test: $(STAMP)
-	$(PYTEST) --durations=40 -m "not long" tests
+	$(PYTEST) -m "not long" tests  # ends with the 25 slowest tests and their share (tests/conftest.py)
 
 test-long: $(STAMP)
 	@# the learning tests too long for make test's CI budget (constrained SAC, SOOPER, PETS through the CLI)
