@@ -14,6 +14,7 @@ import pytest
 
 import envs
 from envs.native import NativeView
+from envs.wrappers import randomized_fields
 
 MATERIALS = ("linear", "stiffening", "hysteretic")
 
@@ -277,16 +278,37 @@ def test_every_shift_preset_bends_the_arm_less_far_out(env):
         assert shifted.equilibrium_tip(bend)[0] < nominal[0] - 0.01, preset  # measured 31-62 mm less
 
 
-def test_training_world_wrappers_trace_on_the_arm(env):
-    """Per-episode randomisation (mass, damping, cable gain), observation noise and action delay (traced only:
-    the physics under them is every env's, tests/envs/test_training_env.py)."""
-    world = envs.TrainingEnvConfig(randomization=envs.DomainRandomizationConfig(), obs_noise_std=0.01,
-                                   action_delay=2)
+def test_training_world_wrappers_trace_on_the_arm_and_draw_in_range_arm_physics_per_episode(env):
+    """Per-episode randomisation (mass, damping, cable gain), observation noise and action delay trace on the
+    arm (the stack is not run here: its physics is every env's, tests/envs/test_training_env.py, and the arm's
+    step compile is the contract test's); the physics an episode's reset draws for the arm (the wrapper's
+    `randomized_fields`, run here) scales each cable's tension, each segment's mass and each joint's damping by
+    its own factor within the world's ranges, and differs between episodes."""
+    ranges = envs.DomainRandomizationConfig()
+    world = envs.TrainingEnvConfig(randomization=ranges, obs_noise_std=0.01, action_delay=2)
     train_env = envs.wrap_training_env(env, world, num_envs=4)
     state = jax.eval_shape(train_env.reset, jax.random.PRNGKey(0))
     state = jax.eval_shape(train_env.step, state, jp.zeros((4, env.action_size)))
     assert state.obs.shape == (4, env.observation_size) and state.info["cost"].shape == (4,)
     assert state.info["randomization"]["actuator_gainprm"].shape == (4, env.action_size, 10)
+    assert state.info["action_queue"].shape == (4, 2, env.action_size)
+
+    sys = env.unwrapped.sys
+    draws = jax.jit(jax.vmap(lambda key: randomized_fields(sys, key, ranges)))(
+        jax.random.split(jax.random.PRNGKey(1), 8))
+    model = env.mj_model
+    gain = np.asarray(draws["actuator_gainprm"])[:, :, 0] / model.actuator_gainprm[:, 0]  # [8 episodes, cables]
+    assert model.actuator_gainprm[0, 0] < 0 and (np.asarray(draws["actuator_gainprm"])[:, :, 0] < 0).all()
+    np.testing.assert_array_equal(np.asarray(draws["actuator_gainprm"])[:, :, 1:], np.broadcast_to(
+        model.actuator_gainprm[:, 1:], (8, *model.actuator_gainprm[:, 1:].shape)))  # only the tension gain
+    segments = model.body_mass > 0
+    mass = np.asarray(draws["body_mass"])[:, segments] / model.body_mass[segments]
+    damping = np.asarray(draws["dof_damping"]) / model.dof_damping
+    for factors, (low, high) in ((gain, ranges.actuator_gain_scale), (mass, ranges.mass_scale),
+                                 (damping, ranges.damping_scale)):
+        assert ((factors >= low - 1e-6) & (factors <= high + 1e-6)).all()
+        assert np.ptp(factors, axis=0).min() > 0.01  # every cable/segment/joint: other factors in other episodes
+        assert len(np.unique(factors.round(6))) == factors.size  # one factor per element, not one per arm
 
 
 @pytest.mark.parametrize("key, value", [("segments", 1), ("actuators", 5), ("material", "rubber"),
