@@ -89,6 +89,10 @@ def apply_solver_options(mj_model: mujoco.MjModel, config: EnvConfig) -> mujoco.
     return mj_model
 
 
+# (env class, config) -> observation size, filled by `MjxEnv.observation_size` (see there)
+_OBSERVATION_SIZES: dict[tuple[type, Any], Any] = {}
+
+
 class MjxEnv(Env, abc.ABC):
     """An MJX env with the brax API. `State.pipeline_state` is the `mjx.Data`.
 
@@ -253,10 +257,30 @@ class MjxEnv(Env, abc.ABC):
 
     @property
     def observation_size(self) -> int:
-        """Length of the observation vector; traced once (an abstract `reset`) and then remembered."""
+        """Length of the observation vector; traced once per env class and config (an abstract `reset`, seconds
+        for the soft robots) and then remembered for every instance of the process."""
+        return self._traced_observation_size()
+
+    def _traced_observation_size(self) -> Any:
+        """The observation size read off an abstract `reset`: int for a vector, {key: shape} for a dict.
+
+        Memoised per (env class, config) in the process: the size depends on nothing else (a changed
+        `set_mj_model` changes physical values, not the model's structure)."""
         if getattr(self, "_observation_size", None) is None:
-            shape = jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs.shape
-            self._observation_size = int(shape[-1])
+            key = (type(self), self._config)
+            try:
+                size = _OBSERVATION_SIZES.get(key)
+            except TypeError:  # an unhashable config: trace for this instance only
+                key, size = None, None
+            if size is None:
+                obs = jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs
+                if isinstance(obs, dict):
+                    size = {name: tuple(int(n) for n in leaf.shape) for name, leaf in obs.items()}
+                else:
+                    size = int(obs.shape[-1])
+                if key is not None:
+                    _OBSERVATION_SIZES[key] = size
+            self._observation_size = size
         return self._observation_size
 
     @property

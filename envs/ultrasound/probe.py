@@ -330,10 +330,4 @@ class ProbeEnv(MjxEnv):
     @property
     def observation_size(self):
         """int (state) or {"image": (H, W, 1), "state": (d,)} (pixels)."""
-        if getattr(self, "_observation_size", None) is None:
-            obs = jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs
-            if isinstance(obs, dict):
-                self._observation_size = {key: tuple(int(n) for n in leaf.shape) for key, leaf in obs.items()}
-            else:
-                self._observation_size = int(obs.shape[-1])
-        return self._observation_size
+        return self._traced_observation_size()
