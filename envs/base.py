@@ -105,6 +105,7 @@ class MjxEnv(Env, abc.ABC):
     #: named dynamics shifts (stand-ins for the real robot): {name: `shift_model` keyword arguments}, e.g.
     #: {"heavy_pole": {"body_mass_scale": {"pole": 2.0}}}; read through `envs.shift_presets(name)`
     SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    _shapes_only: bool = False  # True only while `_traced_observation_size` traces an abstract reset
 
     def __init__(self, config: EnvConfig):
         self._config = config
@@ -213,6 +214,8 @@ class MjxEnv(Env, abc.ABC):
     def pipeline_init(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:
         data = mjx.make_data(self.sys)
         data = data.replace(qpos=qpos, qvel=qvel, ctrl=jp.zeros(self._mj_model.nu))
+        if self._shapes_only:  # an abstract reset for the observation size (see `_traced_observation_size`)
+            return data
         return mjx.forward(self.sys, data)
 
     def pipeline_step(self, data: mjx.Data, action: jax.Array) -> mjx.Data:
@@ -273,7 +276,11 @@ class MjxEnv(Env, abc.ABC):
             except TypeError:  # an unhashable config: trace for this instance only
                 key, size = None, None
             if size is None:
-                obs = jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs
+                self._shapes_only = True  # pipeline_init skips mjx.forward: it changes values, never shapes
+                try:
+                    obs = jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs
+                finally:
+                    self._shapes_only = False
                 if isinstance(obs, dict):
                     size = {name: tuple(int(n) for n in leaf.shape) for name, leaf in obs.items()}
                 else:
