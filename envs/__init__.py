@@ -3,7 +3,6 @@
     import envs
     env = envs.make("safe_cartpole", cost_bound=0.5)
     envs.names()
-    train_env = envs.wrap_for_training(env, episode_length=1000, action_repeat=2)
     world = envs.TrainingEnvConfig(obs_noise_std=0.01, shift=envs.ShiftConfig(preset="heavy_pole"))
     env = envs.make_training_env("safe_cartpole", None, world)      # the shifted physics
     train_env = envs.wrap_training_env(env, world, num_envs=64)     # fresh physics per episode
@@ -63,11 +62,11 @@ register("us_navigate", UsNavigate)
 register("us_coverage", UsCoverage)
 register("us_surgery", UsSurgery)
 
-from envs.wrappers import DomainRandomizationConfig, dynamics_shift, wrap_for_training  # noqa: E402  (use the registry)
+from envs.wrappers import DomainRandomizationConfig, dynamics_shift  # noqa: E402  (use the registry)
 from envs.training_env import (ShiftConfig, TrainingEnvConfig, make_training_env, physics_fingerprint,  # noqa: E402
                                shift_presets, wrap_evaluation_env, wrap_training_env)
 
 __all__ = ["DomainRandomizationConfig", "EnvConfig", "EnvError", "MjxEnv", "ShiftConfig", "TrainingEnvConfig",
            "default_config", "dynamics_shift", "env_class", "make", "make_config", "make_training_env", "names",
-           "physics_fingerprint", "register", "shift_presets", "Task", "TaskError", "get_task", "wrap_evaluation_env", "wrap_for_training",
+           "physics_fingerprint", "register", "shift_presets", "Task", "TaskError", "get_task", "wrap_evaluation_env",
            "wrap_training_env"]

@@ -1,4 +1,5 @@
-"""Composable, jittable brax `Wrapper`s (one concept per file) and `wrap_for_training` that composes them."""
+"""Composable, jittable brax `Wrapper`s, one concept per file; `envs.wrap_training_env` composes them into the
+stack every trainer steps."""
 
 from envs.wrappers.action_delay import ActionDelayWrapper
 from envs.wrappers.action_repeat import ActionRepeatWrapper
@@ -10,10 +11,9 @@ from envs.wrappers.episode import EpisodeWrapper
 from envs.wrappers.episode_randomization import EpisodeRandomizationWrapper
 from envs.wrappers.observation_noise import ObservationNoiseWrapper
 from envs.wrappers.state_observation import StateObservationWrapper, has_dict_observations
-from envs.wrappers.training import wrap_for_training
 from envs.wrappers.vmap import VmapWrapper
 
 __all__ = ["ActionDelayWrapper", "ActionRepeatWrapper", "AutoResetWrapper", "DomainRandomizationConfig",
            "DomainRandomizationWrapper", "EpisodeRandomizationWrapper", "EpisodeWrapper", "ObservationNoiseWrapper",
            "StateObservationWrapper", "VmapWrapper", "dynamics_shift", "has_dict_observations",
-           "make_randomization_fn", "randomize", "randomized_fields", "shift_model", "wrap_for_training"]
+           "make_randomization_fn", "randomize", "randomized_fields", "shift_model"]

@@ -138,8 +138,10 @@ def _centroid_x(image):
     return (weights * centres).sum(-1) / weights.sum(-1)
 
 
-def test_brax_style_wrap_for_training_and_action_repeat_run_on_dict_observations(env):
-    wrapped = wrappers.wrap_for_training(env, episode_length=6, action_repeat=2, batch_size=2, obs_noise_std=0.1)
+def test_noise_action_repeat_and_the_episode_wrappers_run_on_dict_observations(env):
+    repeated = wrappers.ActionRepeatWrapper(wrappers.ObservationNoiseWrapper(env, 0.1), 2)
+    wrapped = wrappers.AutoResetWrapper(wrappers.EpisodeWrapper(wrappers.VmapWrapper(repeated, 2), 6,
+                                                                steps_per_call=2))
     state = jax.jit(wrapped.reset)(jax.random.PRNGKey(0))
     state = jax.jit(wrapped.step)(state, jnp.zeros((2, 2)))
     assert state.obs["image"].shape == (2, GRID, GRID, 1) and int(state.info["steps"][0]) == 2

@@ -1,5 +1,6 @@
 """Contract test over every registered env: jit + vmap(16) reset/step for 200 random steps under lax.scan,
-with the standard training wrappers (auto-reset after `EPISODE` steps, so 4 episodes per env). Sized for CI's 2
+through the stack every trainer steps (`envs.wrap_training_env` of the nominal training world, as PPO and SAC
+build it; episodes of `EPISODE` steps, so 4 per env, each ended by the auto-reset). Sized for CI's 2
 cores: the ultrasound envs (10 physics substeps per step) took ~17 min at 64 x 1000 for the three rollouts;
 soft_arm's setup (≈ 150 s) is nearly all XLA compile, ≈ 1.5 s per 16 x 200 rollout."""
 
@@ -14,7 +15,7 @@ BATCH, STEPS, EPISODE = 16, 200, 50
 
 
 def _rollout_fn(env):
-    wrapped = envs.wrap_for_training(env, episode_length=EPISODE)
+    wrapped = envs.wrap_training_env(env, envs.TrainingEnvConfig(), BATCH)
 
     @jax.jit
     def rollout(key):
@@ -26,7 +27,7 @@ def _rollout_fn(env):
             state = wrapped.step(state, action)
             out = dict(obs=state.obs, reward=state.reward, cost=state.info["cost"], done=state.done,
                        steps=state.info["steps"], length=state.info["episode_metrics"]["length"],
-                       truncation=state.info["truncation"])
+                       truncation=state.info["truncation"], final_obs=state.info["final_obs"])
             return state, out
 
         return jax.lax.scan(step, state, jax.random.split(action_key, STEPS))
@@ -36,7 +37,7 @@ def _rollout_fn(env):
 
 @pytest.fixture(scope="module", params=envs.names())
 def rollout(request):
-    env = envs.make(request.param)
+    env = envs.make(request.param, episode_length=EPISODE)
     wrapped, rollout_fn = _rollout_fn(env)
     initial = jax.eval_shape(wrapped.reset, jax.random.split(jax.random.PRNGKey(3), BATCH))
     final, traj = rollout_fn(jax.random.PRNGKey(0))
@@ -77,3 +78,7 @@ def test_auto_reset_ends_episodes_at_the_time_limit_and_starts_fresh_ones(rollou
     # the obs after the reset differs from the obs one step before it (a new episode began)
     assert not np.allclose(traj["obs"][ends], traj["obs"][ends - 1])
     assert (traj["steps"][ends[0] + 1] == 1).all()
+    # what learners store as the next observation: the obs the step reached, before the reset
+    within = ~traj["done"].astype(bool)
+    np.testing.assert_array_equal(traj["final_obs"][within], traj["obs"][within])
+    assert not np.allclose(traj["final_obs"][ends], traj["obs"][ends])

@@ -114,7 +114,7 @@ def test_physics_fingerprint_separates_shift_variants_and_matches_equal_physics(
     assert fingerprint(nominal) == fingerprint(again) and fingerprint(heavy) == fingerprint(heavy_again)
     assert len({fingerprint(nominal), fingerprint(heavy), fingerprint(heavier)}) == 3
     assert fingerprint(envs.make("safe_cartpole", cost_bound=0.3)) != fingerprint(nominal)  # config counts too
-    assert fingerprint(envs.wrap_for_training(heavy, batch_size=2)) == fingerprint(heavy)  # of the base env
+    assert fingerprint(envs.wrap_training_env(heavy, envs.TrainingEnvConfig(), 2)) == fingerprint(heavy)  # of the base env
     nominal.set_mj_model(heavy.mj_model)  # the cache follows the model
     assert fingerprint(nominal) == fingerprint(heavy)
 

@@ -141,11 +141,13 @@ def test_episode_wrapper_accumulates_return_cost_and_length_then_restarts():
     np.testing.assert_allclose(sums["sum_reward"][12], np.asarray(reward)[10:13].sum(0), rtol=1e-5)
 
 
-def test_wrap_for_training_composes_every_wrapper_and_counts_env_steps():
+def test_every_wrapper_composes_and_the_episode_counts_env_steps_under_action_repeat():
     env = envs.make("point_goal")
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
-    wrapped = envs.wrap_for_training(env, episode_length=10, action_repeat=2, obs_noise_std=0.01,
-                                     action_delay=1, randomization_fn=randomize, domain_randomization_rng=keys)
+    # delay -> noise -> repeat -> domain randomisation -> episode (in env steps) -> auto-reset
+    inner = ActionRepeatWrapper(ObservationNoiseWrapper(ActionDelayWrapper(env, 1), 0.01), 2)
+    randomized = DomainRandomizationWrapper(inner, functools.partial(randomize, rng=keys))
+    wrapped = AutoResetWrapper(EpisodeWrapper(randomized, episode_length=10, steps_per_call=2))
     _, (qpos, reward, cost, obs, done) = _scan(wrapped, jax.jit(wrapped.reset)(keys), jp.ones((10, 4, 2)))
     assert obs.shape == (10, 4, env.observation_size) and np.isfinite(np.asarray(obs)).all()
     assert np.asarray(done)[:, 0].tolist() == [0, 0, 0, 0, 1] * 2  # 10 env steps = 5 calls of 2
