@@ -179,7 +179,7 @@ def test_primal_dual_steps_its_multiplier_on_the_measured_episode_cost():
 def test_baselines_are_the_same_learner_with_the_tables_settings():
     assert {"sooper", "sailr", "crpo", "primal_dual", "mbrl"} <= set(registry.names())
     configs = {name: registry.get(name).config_cls() for name in sooper_config.METHOD_CONFIGS}
-    assert configs["sooper"].optimism > 0 and configs["sooper"].shield == "budget"
+    assert configs["sooper"].optimism > 0 and configs["sooper"].shield == "recovery"
     assert configs["sailr"].optimism == 0 and configs["sailr"].shield == "advantage"
     assert configs["sailr"].shield_terminal_reward == "zero"
     assert configs["crpo"].shield == "none" and configs["crpo"].planner_constraint == "feasibility"

@@ -17,6 +17,7 @@ from counter_env import CounterEnv  # noqa: E402
 
 from saferl.agents.sooper import (ShieldConfig, ShieldMemory, shield_fires, shield_scale,  # noqa: E402
                                   shielded_action, shielded_policy, terminal_value)
+from saferl.agents.sooper.shield import recovery_bound, recovery_fires  # noqa: E402
 from saferl.policies import Policy, PolicyCarry, episode, observe_cost  # noqa: E402
 
 KEY = jax.random.PRNGKey(0)
@@ -251,3 +252,67 @@ def test_shielded_policy_rejects_what_it_cannot_shield():
                         cost_discounting=1.5)
     with pytest.raises(ValueError, match="ShieldConfig.budget must be finite and >= 0, got -1.0"):
         shielded_policy(ones_learner(), zeros_prior(), scale=1.0, budget=-1.0)
+
+
+# --- the recovery rule (issue #26) ------------------------------------------------------------------------------
+
+def off_data_prior() -> Policy:
+    """Acts 0. Its cost critic saw only actions near its own: Q_c(s, a) = 4·s₀ + 3·a·(1 − a), which extrapolates
+    to 0 at the learner's a = 1 although a = 1 pushes s₀ up by 1 (`one_step_model`), where Q_c(s', 0) = 4·(s₀ + 1)."""
+    return zeros_prior(cost_value=lambda obs, action: 4.0 * obs[..., 0] + 3.0 * action[..., 0] * (1.0 - action[..., 0]))
+
+
+def one_step_model(spread: float = 0.0):
+    """lookahead(obs, a) of a two-member 'ensemble': s'₀ = s₀ + a ± spread, step cost 0, prior's Q_c after it."""
+    prior = off_data_prior()
+
+    def lookahead(obs, action):
+        next_obs = jnp.stack([obs.at[0].add(action[0] + d) for d in (-spread, spread)])  # [E = 2, obs]
+        q_next = prior.cost_value(next_obs, jnp.zeros((2, 1)))
+        return recovery_bound(jnp.zeros(2), q_next, 1.0)
+
+    return lookahead
+
+
+def test_recovery_shield_fires_on_an_action_the_critic_never_saw_where_the_budget_rule_lets_it_pass():
+    # issue #26's failure mode: C_spent 1, budget 4, scale 1, state s₀ = 0.25. The paper's rule asks the critic at
+    # the learner's action: 1 + Q_c(s, 1) = 1 + 1 + 0 = 2 < 4 -> passes. One step ahead the prior faces
+    # Q_c(s', 0) = 4·1.25 = 5: the episode would end at 1 + 5 = 6 > 4 even if the prior took over at once.
+    prior = off_data_prior()
+    obs = jnp.array([0.25, 0.0])
+    carry = lambda: shielded_policy(ones_learner(), prior, scale=1.0).init_carry().replace(  # noqa: E731
+        cost_spent=jnp.float32(1.0))
+    budget_rule = shielded_policy(ones_learner(), prior, scale=1.0)
+    action, after = budget_rule.act(carry(), obs, KEY)
+    assert float(action[0]) == 1.0 and int(after.memory.interventions) == 0  # the old rule lets it through
+    recovery = shielded_policy(ones_learner(), prior, scale=1.0, lookahead=one_step_model())
+    action, after = recovery.act(carry(), obs, KEY)
+    assert float(action[0]) == 0.0 and int(after.memory.interventions) == 1  # the prior acts instead
+    # where the prior can still recover after the learner's step, the learner acts: s₀ = -0.5 -> Q_c(s', 0) = 2
+    action, after = recovery.act(carry(), jnp.array([-0.5, 0.0]), KEY)
+    assert float(action[0]) == 1.0 and int(after.memory.interventions) == 0
+
+
+def test_recovery_shield_counts_the_worst_member_and_keeps_the_margin():
+    prior = off_data_prior()
+    spent = jnp.float32(1.0)
+    obs = jnp.array([-0.5, 0.0])  # members' s'₀ = 0.5 ± spread -> Q_c(s', 0) = 2 ∓ 4·spread
+    for spread, margin, fires in [(0.0, 0.0, False), (0.125, 0.0, False), (0.25, 0.0, True),
+                                  (0.0, 0.5, False), (0.0, 1.0, True)]:
+        # bound = 1 + 2 + 4·spread + margin vs budget 4: fires at 4 exactly
+        policy = shielded_policy(ones_learner(), prior, scale=1.0, lookahead=one_step_model(spread), margin=margin)
+        action, after = policy.act(policy.init_carry().replace(cost_spent=spent), obs, KEY)
+        assert int(after.memory.interventions) == int(fires), (spread, margin)
+        assert float(action[0]) == (0.0 if fires else 1.0)
+
+
+def test_recovery_bound_and_fires_on_known_numbers():
+    step_cost = jnp.array([[0.0, 1.0], [0.5, 0.0]])  # [E = 2, batch 2]
+    q_next = jnp.array([[2.0, 1.0], [1.0, 3.0]])
+    bound = recovery_bound(step_cost, q_next, 2.0)  # max over members of c + 2·q
+    np.testing.assert_array_equal(bound, [4.0, 6.0])
+    np.testing.assert_array_equal(recovery_fires(jnp.array([1.0, 0.0]), bound, 6.0, 1.0), [True, True])
+    np.testing.assert_array_equal(recovery_fires(jnp.array([0.5, 0.0]), bound, 7.0, 1.0 - 2.0**-4), [False, False])
+    np.testing.assert_array_equal(recovery_fires(jnp.array([2.0, 0.0]), bound, 7.0, 1.0), [True, True])  # at d exactly
+    with pytest.raises(ValueError, match="either lookahead"):
+        shielded_policy(ones_learner(), zeros_prior(), scale=1.0, lookahead=one_step_model(), advantage_threshold=0.2)

@@ -26,7 +26,7 @@ def load_policy(run_dir: pathlib.Path | str) -> Any:
 
     agent, run = restore_agent(run_dir)
     state = run.state
-    policy = agent.policy(state.model, state.cost_q_params, state.dual)
+    policy = agent.policy(state.model, state.cost_q_params, state.dual, state.shield_margin)
     return dataclasses.replace(policy, act=jax.jit(policy.act), env_name=run.record.env, env_config=run.env_config,
                                cost_budget=agent.budget, run_dir=run.record.path, training_env=run.training_env)
 

@@ -47,6 +47,9 @@ class SooperState(struct.PyTreeNode):
     ledger: Ledger
     key: jax.Array
     episode: jax.Array  # int32, real episodes so far
+    prior_obs: jax.Array  # [prior_episodes, T, obs_dim] the prior-only episodes' observations (the margin's data)
+    prior_cost_to_go: jax.Array  # [prior_episodes, T] their measured cost from each decision to the episode's end
+    shield_margin: jax.Array  # float32, the recovery shield's margin m (episode cost units)
 
 
 class EpisodeStats(NamedTuple):
@@ -73,6 +76,8 @@ class SooperAgent:
             scale = shield_scale(self.episode_length, prior.cost_discounting, 1)
         self.rule = ShieldRule(config.shield, budget, float(scale), config.advantage_threshold)
         self.budget = budget
+        self.fixed_margin = config.shield_margin
+        self.calibrate = jax.jit(self._calibrate)
         self.collect_prior = jax.jit(self._collect_prior)
         self.collect_learner = jax.jit(self._collect_learner)
         self.update_critic = jax.jit(self._update_critic)
@@ -88,15 +93,39 @@ class SooperAgent:
                            cost_q_params=self.prior.cost_q_params,
                            critic_optimizer_state=optimizer.init(self.prior.cost_q_params),
                            dual=constraints.init(self.config.dual), ledger=Ledger(zero, zero, zero), key=key,
-                           episode=jnp.zeros((), jnp.int32))
+                           episode=jnp.zeros((), jnp.int32),
+                           prior_obs=jnp.zeros((self.config.prior_episodes, self.episode_length, self.obs_size),
+                                               jnp.float32),
+                           prior_cost_to_go=jnp.zeros((self.config.prior_episodes, self.episode_length), jnp.float32),
+                           shield_margin=zero + (self.fixed_margin or 0.0))
 
     def current_prior(self, cost_q_params: Any) -> Prior:
         return self.prior.replace(cost_q_params=cost_q_params)
 
-    def policy(self, model: EnsembleState, cost_q_params: Any, dual: constraints.ConstraintState) -> Policy:
-        """The executed policy of this state: the MPC learner behind the shield (usable inside jit)."""
+    def policy(self, model: EnsembleState, cost_q_params: Any, dual: constraints.ConstraintState,
+               margin: jax.Array | float = 0.0) -> Policy:
+        """The executed policy of this state: the MPC learner behind the shield (usable inside jit); `margin`
+        the state's `shield_margin` (the recovery shield's m)."""
         return executed_policy(self.config, self.rule, model, self.current_prior(cost_q_params),
-                               Dual(dual.multiplier, dual.penalty), self.prior_template)
+                               Dual(dual.multiplier, dual.penalty), self.prior_template, margin)
+
+    def _calibrate(self, state: SooperState) -> jax.Array:
+        """The recovery margin of `state`: fixed (`config.shield_margin`) or calibrated on the prior's real
+        episodes with the state's cost critic (`critic.calibrated_margin`)."""
+        if self.fixed_margin is not None:
+            return jnp.asarray(self.fixed_margin, jnp.float32)
+        valid = jnp.arange(self.config.prior_episodes) < state.episode
+        return critic_lib.calibrated_margin(self.prior, state.cost_q_params, state.prior_obs,
+                                            state.prior_cost_to_go, valid, self.rule.scale)
+
+    def record_prior_episode(self, state: SooperState, transitions: Transition) -> SooperState:
+        """`state` with prior-only episode number `state.episode` stored for the margin (before the count
+        advances)."""
+        index = int(state.episode)
+        cost = jnp.asarray(transitions.cost, jnp.float32)
+        cost_to_go = jnp.flip(jnp.cumsum(jnp.flip(cost)))  # from each decision to the end
+        return state.replace(prior_obs=state.prior_obs.at[index].set(transitions.obs),
+                             prior_cost_to_go=state.prior_cost_to_go.at[index].set(cost_to_go))
 
     def _episode(self, policy: Policy, key: jax.Array) -> episode.Decision:
         reset_key, act_key = jax.random.split(key)
@@ -111,9 +140,9 @@ class SooperAgent:
         return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(), zero, zero, zero + 1)
 
     def _collect_learner(self, model: EnsembleState, cost_q_params: Any, dual: constraints.ConstraintState,
-                         key: jax.Array) -> tuple[Transition, EpisodeStats]:
+                         margin: jax.Array, key: jax.Array) -> tuple[Transition, EpisodeStats]:
         """One episode of the executed policy (one compiled scan)."""
-        decisions = self._episode(self.policy(model, cost_q_params, dual), key)
+        decisions = self._episode(self.policy(model, cost_q_params, dual, margin), key)
         transitions, memory = decisions.transition, decisions.carry.memory
         plans = plan_memory(memory)
         interventions = (memory.interventions[-1] if isinstance(memory, ShieldMemory)

@@ -6,11 +6,16 @@ cost, terminal value Q_r^π̂), executed behind a shield or not. The baselines d
 
 | method      | optimism | pessimism | shield    | terminal reward where it fires | planner constraint   | critic update |
 |-------------|----------|-----------|-----------|--------------------------------|----------------------|---------------|
-| sooper      | λ_opt    | λ_pess    | budget    | Q_r^π̂(s, π̂(s))                 | feasibility          | yes           |
+| sooper      | λ_opt    | λ_pess    | recovery  | Q_r^π̂(s, π̂(s))                 | feasibility          | yes           |
 | sailr       | 0        | λ_pess    | advantage | 0                              | feasibility          | no            |
 | crpo        | 0        | 0         | none      | —                              | feasibility          | no            |
 | primal_dual | 0        | 0         | none      | —                              | augmented_lagrangian | no            |
 | mbrl        | 0        | 0         | none      | —                              | none                 | no            |
+
+SOOPER's shield is the recovery rule (`shield.py`, issue #26): the learner's action is checked one step ahead
+through the pessimistic ensemble, the prior's cost critic is queried only at the prior's own actions, and a
+recovery margin calibrated on the prior's real episodes is kept; `shield=budget` is the paper's rule
+C_spent + scale·Q_c(s, a) ≥ d (what SOOPER ran before; `docs/sooper_safety.md` compares them).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from saferl.constraints import ConstraintConfig
 from saferl.models import EnsembleConfig
 from saferl.planning import ICEMConfig
 
-SHIELDS = ("budget", "advantage", "none")
+SHIELDS = ("recovery", "budget", "advantage", "none")
 TERMINAL_REWARDS = ("prior_value", "zero")
 PLANNER_CONSTRAINTS = ("feasibility", "augmented_lagrangian", "none")
 
@@ -56,7 +61,15 @@ class SooperConfig:
     method: str = "sooper"  # label of the method (the table's row); the fields below define it
     optimism: float = 1.0  # λ_opt ≥ 0: imagined reward + λ_opt·σ (σ: member spread of s', mean over dims)
     pessimism: float = 20.0  # λ_pess ≥ 0: imagined cost + λ_pess·σ
-    shield: str = "budget"  # budget: C_spent + scale·Q_c(s, a) ≥ d | advantage: Q_c(s,a) − Q_c(s,π̂(s)) > thr | none
+    # recovery: C_spent + max_e[c̃_e(s, a) + scale·Q_c(s'_e, π̂(s'_e))] + m ≥ d | budget: C_spent + scale·Q_c(s, a) ≥ d
+    # | advantage: Q_c(s,a) − Q_c(s,π̂(s)) > thr | none
+    shield: str = "recovery"
+    # m of the recovery shield (episode cost units); None = calibrated: the largest shortfall of scale·Q_c(s, π̂(s))
+    # below the prior's measured cost-to-go over the states of its real episodes, recomputed after each critic update
+    shield_margin: float | None = None
+    # recovery shield: decisions the prior is rolled out in each ensemble member after the learner's action, its
+    # predicted pessimistic cost checked against scale·Q_c (0 = the critic at s' alone)
+    shield_horizon: int = 100
     shield_terminal_reward: str = "prior_value"  # where the shield fires in imagination: Q_r^π̂(s, π̂(s)) | zero
     advantage_threshold: float = 0.2  # shield='advantage': threshold on Q_c(s,a) − Q_c(s,π̂(s)) (discounted units)
     budget: float | None = None  # d, episode cost budget; None = the env's
@@ -90,6 +103,10 @@ class SooperConfig:
         if self.planner_constraint not in PLANNER_CONSTRAINTS:
             raise ValueError(f"planner_constraint must be one of {'/'.join(PLANNER_CONSTRAINTS)}, "
                              f"got {self.planner_constraint!r}")
+        if self.shield_margin is not None and (not is_real(self.shield_margin)
+                                               or not (math.isfinite(self.shield_margin) and self.shield_margin >= 0)):
+            raise ValueError(f"shield_margin must be a finite number >= 0 (or null: calibrated), "
+                             f"got {self.shield_margin!r}")
         for name in ("budget", "shield_scale"):
             value = getattr(self, name)
             if value is not None and (not is_real(value) or not (math.isfinite(value) and value > 0.0)):
@@ -99,6 +116,8 @@ class SooperConfig:
             value = getattr(self, name)
             if not is_integer(value) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not is_integer(self.shield_horizon) or self.shield_horizon < 0:
+            raise ValueError(f"shield_horizon must be an integer >= 0, got {self.shield_horizon!r}")
         if not is_integer(self.critic_updates) or self.critic_updates < 0:
             raise ValueError(f"critic_updates must be an integer >= 0, got {self.critic_updates!r}")
         if self.replan_every > self.planner.horizon:

@@ -70,3 +70,18 @@ def update_cost_critic(prior: Prior, model: EnsembleState, buffer: ReplayBuffer,
     (params, optimizer_state), infos = jax.lax.scan(one_step, (cost_q_params, optimizer_state),
                                                     jax.random.split(key, steps))
     return params, optimizer_state, jax.tree.map(lambda x: x[-1], infos)
+
+
+def calibrated_margin(prior: Prior, cost_q_params: Any, obs: jax.Array, cost_to_go: jax.Array, valid: jax.Array,
+                      scale: float) -> jax.Array:
+    """The recovery margin m: the largest shortfall of the shield's estimate scale·Q_c(s, π̂(s)) below the prior's
+    measured cost-to-go on the real system, over the states of its real episodes, max(0, max_t [C_rest(t) −
+    scale·Q_c(s_t, π̂(s_t))]).
+
+    `obs` [P, T, obs_dim] the prior-only episodes' observations, `cost_to_go` [P, T] the cost they incurred from
+    each decision to the episode's end, `valid` [P] which of them were collected; `cost_q_params` the critic the
+    shield uses (the margin grows where the pessimistic update lowered it below what was measured). Scalar.
+    """
+    estimate = scale * prior.cost_value(obs, prior.action(obs), cost_q_params)  # [P, T]
+    shortfall = jnp.where(valid[:, None], cost_to_go - estimate, 0.0)
+    return jnp.maximum(jnp.max(shortfall), 0.0)

@@ -5,7 +5,9 @@ the prior, so δ = 0 *is* the prior and the search starts from it). Each of P pa
 member drawn per step (`saferl.models.model_env.imagine_step`: optimistic r̃ = r̄ + λ_opt·σ, pessimistic
 c̃ = c̄ + λ_pess·σ). Where the shield would fire on a_t the imagined trajectory ends with the terminal reward
 Q_r^π̂(s_t, π̂(s_t)) (or 0) and the rest of the episode's cost is the prior's, scale·Q_c^π̂(s_t, π̂(s_t));
-trajectories that reach the horizon end the same way (the prior takes over). With discount γ of the prior's
+trajectories that reach the horizon end the same way (the prior takes over). With the recovery shield the
+imagined step is checked ahead, as the real shield checks it: it fires where C_spent + Σc̃ + c̃_t +
+scale·Q_c^π̂(s_{t+1}, π̂(s_{t+1})) + m ≥ d on the particle's own next state, and the predicted cost includes m. With discount γ of the prior's
 critics, per particle
 
     value = Σ_{t<τ} γ^t r̃_t + γ^τ·V_τ,        predicted cost = C_spent + Σ_{t<τ} c̃_t + scale·Q_c^π̂(s_τ, π̂(s_τ)),
@@ -26,8 +28,9 @@ import jax.numpy as jnp
 
 from saferl.agents.sooper.config import SooperConfig
 from saferl.agents.sooper.prior import Prior, prior_policy
-from saferl.agents.sooper.shield import shield_fires, shielded_policy
+from saferl.agents.sooper.shield import recovery_bound, recovery_fires, shield_fires, shielded_policy
 from saferl.constraints import augmented_lagrangian_term
+from saferl.models import ensemble, uncertainty
 from saferl.models.ensemble import EnsembleState
 from saferl.models.model_env import ModelEnvConfig, imagine_step
 from saferl.planning import icem
@@ -39,18 +42,73 @@ from saferl.policies.policy import Policy, PolicyCarry
 class ShieldRule:
     """When the shield replaces an action (static: closed over by compiled functions)."""
 
-    kind: str  # "budget" | "advantage" | "none"
+    kind: str  # "recovery" | "budget" | "advantage" | "none"
     budget: float  # d (episode cost units)
     scale: float  # episode cost units per unit of Q_c
     advantage_threshold: float = 0.2  # kind="advantage"
 
     def fires(self, cost_spent: jax.Array, q_action: jax.Array, q_prior: jax.Array) -> jax.Array:
-        """bool [...]: the shield fires for an action with Q_c(s, a) = q_action when Q_c(s, π̂(s)) = q_prior."""
+        """bool [...]: the shield fires for an action with Q_c(s, a) = q_action when Q_c(s, π̂(s)) = q_prior
+        (the rules that judge an action by the critic at it: "budget", "advantage", "none")."""
+        if self.kind == "recovery":
+            raise ValueError("the recovery rule judges an action by its next state: use recovery_fires")
         if self.kind == "budget":
             return shield_fires(cost_spent, q_action, self.budget, self.scale)
         if self.kind == "advantage":
             return q_action - q_prior > self.advantage_threshold
         return jnp.zeros(jnp.broadcast_shapes(jnp.shape(cost_spent), jnp.shape(q_action)), bool)
+
+
+    def recovery_fires(self, cost_spent: jax.Array, bound: jax.Array, margin: jax.Array | float) -> jax.Array:
+        """bool [...]: the recovery rule on `bound` (the step's cost and the prior's cost-to-go after it)."""
+        return recovery_fires(cost_spent, bound, self.budget, margin)
+
+
+def _pessimistic_step(model: EnsembleState, obs: jax.Array, action: jax.Array, pessimism: float
+                      ) -> tuple[jax.Array, jax.Array]:
+    """Every member's mean next state and pessimistic cost from its own input: obs [E, obs_dim] (row e is
+    member e's state), action [E, act_dim] -> (next obs [E, obs_dim], c̃ [E]); σ at row e is the members'
+    spread of s' at member e's state (mean over dims), as imagination uses it."""
+    mean, _ = ensemble.predict(model, obs, action)  # [E members, E rows, obs + 2]
+    obs_size = obs.shape[-1]
+    sigma = uncertainty.epistemic_std(mean[..., :obs_size]).mean(axis=-1)  # [E rows]
+    own = jnp.diagonal(mean, axis1=0, axis2=1).T  # [E rows, obs + 2]: member e at row e
+    return obs + own[:, :obs_size], jnp.maximum(own[:, obs_size + 1] + pessimism * sigma, 0.0)
+
+
+def prior_cost_to_go(model: EnsembleState, prior: Prior, pessimism: float, scale: float, horizon: int,
+                     obs: jax.Array) -> jax.Array:
+    """The prior's cost-to-go from member e's state obs [E, obs_dim], in member e's own dynamics (episode cost
+    units, [E]): max( scale·Q_c^π̂(s_0, π̂(s_0)),  Σ_{k<H} c̃_k + scale·Q_c^π̂(s_H, π̂(s_H)) ) along the prior's
+    H-step rollout — the critic's discounted ~1/(1−γ_c)-step view is checked against the cost the model predicts
+    for the prior over the next H decisions on the real system (H = `horizon`; 0 = the critic alone)."""
+    critic = scale * prior.cost_value(obs, prior.action(obs))
+    if horizon == 0:
+        return critic
+
+    def step(carry, _):
+        state, total = carry
+        next_state, cost = _pessimistic_step(model, state, prior.action(state), pessimism)
+        return (next_state, total + cost), None
+
+    (end, total), _ = jax.lax.scan(step, (obs, jnp.zeros(obs.shape[:1], obs.dtype)), None, length=horizon)
+    return jnp.maximum(critic, total + scale * prior.cost_value(end, prior.action(end)))
+
+
+def recovery_lookahead(model: EnsembleState, prior: Prior, pessimism: float, scale: float, horizon: int) -> Any:
+    """`lookahead(obs, action) -> bound` of the real recovery shield for one decision (obs [obs_dim], action
+    [act_dim]): every ensemble member's mean next state s'_e and pessimistic cost c̃_e = max(0, c̄_e + λ_pess·σ),
+    then `recovery_bound(c̃, Û_e/scale, scale)` with Û_e the prior's cost-to-go from s'_e (`prior_cost_to_go`,
+    in member e's dynamics): the worst member counts."""
+
+    def lookahead(obs: jax.Array, action: jax.Array) -> jax.Array:
+        members = model.config.num_members
+        rows = lambda x: jnp.broadcast_to(x, (members,) + x.shape)  # noqa: E731
+        next_obs, cost = _pessimistic_step(model, rows(obs), rows(action), pessimism)
+        rest = prior_cost_to_go(model, prior, pessimism, scale, horizon, next_obs)
+        return recovery_bound(cost, rest / scale, scale)
+
+    return lookahead
 
 
 class Dual(NamedTuple):
@@ -69,8 +127,10 @@ class Imagination(NamedTuple):
 
 
 def imagine(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior: Prior, key: jax.Array,
-            obs0: jax.Array, cost_spent: jax.Array, deltas: jax.Array) -> Imagination:
-    """Score residual sequences deltas [N, H, A] from obs0 [obs_dim] with C_spent = cost_spent (scalar)."""
+            obs0: jax.Array, cost_spent: jax.Array, deltas: jax.Array, margin: jax.Array | float = 0.0
+            ) -> Imagination:
+    """Score residual sequences deltas [N, H, A] from obs0 [obs_dim] with C_spent = cost_spent (scalar);
+    `margin`: the recovery shield's margin m (unused by the other rules)."""
     n = deltas.shape[0]
     obs = jnp.broadcast_to(obs0, (n, config.particles, obs0.shape[-1]))
     model_config = ModelEnvConfig(optimism=config.optimism, pessimism=config.pessimism,
@@ -85,13 +145,17 @@ def imagine(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior:
         prior_action = prior.action(obs)
         action = jnp.clip(prior_action + delta[:, None, :], -1.0, 1.0)
         q_prior = prior.cost_value(obs, prior_action)
-        fires = rule.fires(cost_spent + cost, prior.cost_value(obs, action), q_prior)
+        imagined = imagine_step(model, model_config, step_key, obs, action)
+        if rule.kind == "recovery":
+            next_q = prior.cost_value(imagined.next_obs, prior.action(imagined.next_obs))
+            fires = rule.recovery_fires(cost_spent + cost, imagined.cost + rule.scale * next_q, margin)
+        else:
+            fires = rule.fires(cost_spent + cost, prior.cost_value(obs, action), q_prior)
         ends = alive * fires
         if terminal_reward:
             value = value + ends * discount * prior.reward_value(obs, prior_action)
         cost = cost + ends * rule.scale * q_prior
         alive = alive * (1.0 - fires)
-        imagined = imagine_step(model, model_config, step_key, obs, action)
         value = value + alive * discount * imagined.reward
         cost = cost + alive * imagined.cost
         return (imagined.next_obs, alive, value, cost, discount * gamma), None
@@ -102,6 +166,8 @@ def imagine(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior:
     prior_action = prior.action(obs)  # the horizon: the prior takes over
     value = value + alive * discount * prior.reward_value(obs, prior_action)
     cost = cost + alive * rule.scale * prior.cost_value(obs, prior_action)
+    if rule.kind == "recovery":
+        cost = cost + margin  # the plan must leave the margin the real shield keeps
     return Imagination(value=value.mean(-1), cost=cost_spent + cost.mean(-1), shield_fraction=(1.0 - alive).mean(-1))
 
 
@@ -144,10 +210,12 @@ def _shift(x: jax.Array, steps: int) -> jax.Array:
 
 def plan_residuals(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior: Prior, dual: Dual,
                    key: jax.Array, obs: jax.Array, cost_spent: jax.Array,
-                   warm_start: icem.PlannerState) -> tuple[jax.Array, icem.PlanInfo]:
+                   warm_start: icem.PlannerState, margin: jax.Array | float = 0.0
+                   ) -> tuple[jax.Array, icem.PlanInfo]:
     """One iCEM solve from obs [obs_dim]: residuals [H, A] and the planner's info (warm start shifted by
     `replan_every` decisions, ready for the next re-plan)."""
-    rollout_fn = functools.partial(imagine, config, rule, model, prior, obs0=obs, cost_spent=cost_spent)
+    rollout_fn = functools.partial(imagine, config, rule, model, prior, obs0=obs, cost_spent=cost_spent,
+                                   margin=margin)
     objective_fn = functools.partial(scores, config, rule.budget, dual=dual)
     deltas, info = icem.plan(config.planner, key, lambda k, d: rollout_fn(k, deltas=d), objective_fn, warm_start)
     extra = config.replan_every - 1  # icem already shifted by one decision
@@ -156,7 +224,7 @@ def plan_residuals(config: SooperConfig, rule: ShieldRule, model: EnsembleState,
 
 
 def mpc_learner(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior: Prior, dual: Dual,
-                template: Policy) -> Policy:
+                template: Policy, margin: jax.Array | float = 0.0) -> Policy:
     """The learner as a stateful `Policy` (no shield: wrap it with `shielded_policy` for execution): every
     `replan_every` decisions it re-plans residuals δ, in between it plays the plan's next δ around the prior,
     a = clip(π̂(s) + δ, −1, 1). `template` supplies the env fields. Usable inside `jit` (traced arguments)."""
@@ -168,7 +236,7 @@ def mpc_learner(config: SooperConfig, rule: ShieldRule, model: EnsembleState, pr
 
         def replan(_):
             deltas, info = plan_residuals(config, rule, model, prior, dual, key, obs, carry.cost_spent,
-                                          memory.warm_start)
+                                          memory.warm_start, margin)
             return (deltas, info.next_init, info.best_value.astype(jnp.float32),
                     info.feasible_fraction.astype(jnp.float32), jnp.zeros((), jnp.int32))
 
@@ -188,15 +256,18 @@ def mpc_learner(config: SooperConfig, rule: ShieldRule, model: EnsembleState, pr
 
 
 def executed_policy(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior: Prior, dual: Dual,
-                    template: Policy) -> Policy:
-    """What runs on the real system: the MPC learner, behind the shield when `rule.kind` is not "none"."""
-    learner = mpc_learner(config, rule, model, prior, dual, template)
+                    template: Policy, margin: jax.Array | float = 0.0) -> Policy:
+    """What runs on the real system: the MPC learner, behind the shield when `rule.kind` is not "none"
+    (`margin`: the recovery shield's m, episode cost units)."""
+    learner = mpc_learner(config, rule, model, prior, dual, template, margin)
     if rule.kind == "none":
         return learner
     fallback = prior_policy(prior, template)
     threshold = rule.advantage_threshold if rule.kind == "advantage" else None
+    lookahead = (recovery_lookahead(model, prior, config.pessimism, rule.scale, config.shield_horizon)
+                 if rule.kind == "recovery" else None)
     policy = shielded_policy(learner, fallback, scale=rule.scale, budget=rule.budget,
-                             advantage_threshold=threshold)
+                             advantage_threshold=threshold, lookahead=lookahead, margin=margin)
     return dataclasses.replace(policy, algo=config.method)
 
 

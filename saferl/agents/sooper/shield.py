@@ -11,6 +11,20 @@ evenly over the T env steps, r steps per decision, has Q_c ≈ (r·d/T) / (1 −
 `saferl.constraints.discounted_budget` for r = 1). In SOOPER's imagined MDP, an imagined trajectory ends
 where the shield would fire, with terminal reward Q_r^π̂(s, π̂(s)): `terminal_value`.
 
+The rule above queries the prior's cost critic at the learner's action a, which the critic (trained on the
+prior's own, near-deterministic actions) never saw; `docs/sooper_safety.md` measures what that costs. The
+*recovery* rule checks the learner's action one step ahead instead and queries the critic only at the prior's
+own actions:
+
+    fires  ⇔  C_spent + max_e [ c̃_e(s, a) + scale · Q_c^π̂(s'_e, π̂(s'_e)) ] + m ≥ d,
+
+with s'_e, c̃_e the next state and pessimistic cost that ensemble member e predicts (the worst member counts)
+and m ≥ 0 a recovery margin (how far scale·Q_c was measured below the prior's true cost-to-go on the real
+system). If the rule lets a pass, the prior can still finish the episode within d from s' by the bound; if it
+fires, the prior acts and, where scale·Q_c(·, π̂) + m is a Bellman upper bound of its real cost-to-go, the same
+holds one step later: by induction no episode exceeds d. `recovery_bound` and `recovery_fires` are that rule;
+`shielded_policy(..., lookahead=...)` executes it.
+
 Array functions are pure and jittable (jnp only) and broadcast over leading batch axes [...]; costs are in
 the env's cost units, Q-values on the prior critics' discounted scales. `shielded_policy` wraps a learner and
 a prior `Policy` into the `Policy` that executes the shielded action and counts interventions in its carry.
@@ -80,6 +94,24 @@ def shield_fires(cost_spent: jax.Array, prior_cost_q: jax.Array, budget: jax.Arr
     return jnp.asarray(cost_spent) + scale * jnp.asarray(prior_cost_q) >= budget
 
 
+def recovery_bound(step_cost: jax.Array, next_prior_cost_q: jax.Array, scale: jax.Array | float) -> jax.Array:
+    """The worst member's cost of an action and the prior's cost after it: max_e (c̃_e + scale · Q_c^π̂(s'_e, π̂(s'_e))).
+
+    `step_cost` [E, ...] the pessimistic cost c̃_e of the step each of E ensemble members predicts (env cost
+    units), `next_prior_cost_q` [E, ...] the prior's Q_c at member e's next state and the prior's own action
+    there (discounted units). Returns [...] (episode cost units).
+    """
+    return jnp.max(jnp.asarray(step_cost) + scale * jnp.asarray(next_prior_cost_q), axis=0)
+
+
+def recovery_fires(cost_spent: jax.Array, bound: jax.Array, budget: jax.Array | float,
+                   margin: jax.Array | float = 0.0) -> jax.Array:
+    """The recovery rule: cost_spent + bound + margin ≥ budget, with `bound` from `recovery_bound` (the step's
+    cost and the prior's cost-to-go after it, episode cost units) and `margin` ≥ 0 the recovery margin.
+    Returns bool [...] (broadcast shape)."""
+    return jnp.asarray(cost_spent) + jnp.asarray(bound) + margin >= budget
+
+
 def shielded_action(learner_action: jax.Array, prior_action: jax.Array, fires: jax.Array) -> jax.Array:
     """The executed action: `prior_action` where `fires`, else `learner_action`.
 
@@ -122,7 +154,8 @@ class ShieldMemory:
 
 def shielded_policy(learner: Policy, prior: Policy, *, cost_discounting: float | None = None,
                     scale: float | None = None, budget: float | None = None,
-                    advantage_threshold: float | None = None) -> Policy:
+                    advantage_threshold: float | None = None, lookahead: Any = None,
+                    margin: jax.Array | float = 0.0) -> Policy:
     """The `Policy` that executes `learner` behind SOOPER's shield with fallback `prior`.
 
     Its `act(carry, obs, key)` takes the learner's action a (`learner.act`, or `learner.sample` for the
@@ -136,11 +169,16 @@ def shielded_policy(learner: Policy, prior: Policy, *, cost_discounting: float |
     `budget` defaults to `prior.cost_budget`. Give either `scale` or `cost_discounting` (γ_c of the prior's
     cost critic), from which scale = `shield_scale(prior.env_config.episode_length, γ_c,
     prior.action_repeat)`. With `advantage_threshold` the rule is the SAILR-like advantage filter instead:
-    fires ⇔ Q_c(s, a) − Q_c(s, π̂(s)) > advantage_threshold (the budget and scale are then unused). Raises
+    fires ⇔ Q_c(s, a) − Q_c(s, π̂(s)) > advantage_threshold (the budget and scale are then unused). With
+    `lookahead(obs, action) -> bound` (episode cost units, e.g. `recovery_bound` through a learned model) the
+    rule is the recovery rule `recovery_fires(carry.cost_spent, lookahead(obs, a), budget, margin)`: the prior's
+    critic is then queried only where the lookahead puts it (at its own actions). Raises
     ValueError if the prior has no `cost_value`, the two policies' observation
     sizes, action sizes or action repeats differ, or the scale cannot be derived.
     """
     config = _shield_config(learner, prior, cost_discounting, scale, budget)
+    if lookahead is not None and advantage_threshold is not None:
+        raise ValueError("give either lookahead (the recovery rule) or advantage_threshold, not both")
     prior_act, prior_cost_value = prior.act, prior.cost_value
 
     def shielded(learner_act: ActFn) -> ActFn:
@@ -149,11 +187,14 @@ def shielded_policy(learner: Policy, prior: Policy, *, cost_discounting: float |
             learner_action, learner_carry = learner_act(PolicyCarry(carry.cost_spent, memory.learner), obs, key)
             prior_action, prior_carry = prior_act(PolicyCarry(carry.cost_spent, memory.prior), obs,
                                                   jax.random.fold_in(key, 1))
-            learner_q = prior_cost_value(obs, learner_action)
-            if advantage_threshold is None:
-                fires = shield_fires(carry.cost_spent, learner_q, config.budget, config.scale)
+            if lookahead is not None:
+                fires = recovery_fires(carry.cost_spent, lookahead(obs, learner_action), config.budget, margin)
+            elif advantage_threshold is None:
+                fires = shield_fires(carry.cost_spent, prior_cost_value(obs, learner_action), config.budget,
+                                     config.scale)
             else:
-                fires = learner_q - prior_cost_value(obs, prior_action) > advantage_threshold
+                fires = (prior_cost_value(obs, learner_action) - prior_cost_value(obs, prior_action)
+                         > advantage_threshold)
             action = shielded_action(learner_action, prior_action, fires)
             memory = ShieldMemory(learner=learner_carry.memory, prior=prior_carry.memory,
                                   interventions=memory.interventions + fires.astype(jnp.int32))

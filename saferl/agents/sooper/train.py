@@ -43,10 +43,13 @@ class EpisodeRunner:
         if prior_episode:
             transitions, stats = agent.collect_prior(state.cost_q_params, collect_key)
         else:
-            transitions, stats = agent.collect_learner(state.model, state.cost_q_params, state.dual, collect_key)
+            transitions, stats = agent.collect_learner(state.model, state.cost_q_params, state.dual,
+                                                       state.shield_margin, collect_key)
         stats = jax.device_get(stats)
         collect_s = time.perf_counter() - start
         buffer = agent.add(state.buffer, transitions)
+        if prior_episode:
+            state = agent.record_prior_episode(state, transitions)
         start = time.perf_counter()
         model, fit = agent.fit(fit_key, state.model, buffer)
         jax.block_until_ready(model.params)
@@ -66,6 +69,9 @@ class EpisodeRunner:
             params, optimizer_state, info = agent.update_critic(new_state, critic_key)
             new_state = new_state.replace(cost_q_params=params, critic_optimizer_state=optimizer_state)
             row.update(critic_loss=float(info.loss), critic_target_drop=float(info.target_drop))
+        if config.shield == "recovery":  # m with this episode's data and the critic the next episode's shield uses
+            new_state = new_state.replace(shield_margin=agent.calibrate(new_state))
+            row["shield_margin"] = float(new_state.shield_margin)
         prior_return = float(ledger.prior_return_sum) / min(int(new_state.episode), config.prior_episodes)
         row.update({
             "episode_return": episode_return, "episode_cost": episode_cost, "episodes": 1.0,
