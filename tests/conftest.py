@@ -14,17 +14,57 @@ enable_compilation_cache()
 
 # --- the suite's time budget: the slowest tests and their share of the session's wall time -------------------
 # `make test` ends with this table (tests/README.md gives the per-test budget). Under xdist the controller
-# receives every worker's reports, so the table covers the whole session; setup (shared fixtures, where most
-# compilation happens) is counted with the test that ran it first.
+# receives every worker's reports (with their `user_properties`), so the table covers the whole session; setup
+# (shared fixtures, where most compilation happens) is counted with the test that ran it first. JAX reports
+# how long it spent tracing, lowering and compiling (`jax.monitoring`), so each row also says how much of
+# its time was JAX compilation (XLA compile + lowering; tracing is reported apart: nested traces overlap).
 import time  # noqa: E402
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 SLOWEST = 25
 _started = time.monotonic()
 _durations: dict[str, float] = {}
+_jax_seconds: dict[str, dict[str, float]] = {}
+_EVENTS = {"/jax/core/compile/backend_compile_duration": "xla", "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+           "/jax/core/compile/jaxpr_trace_duration": "trace"}
+_spent = {"xla": 0.0, "lower": 0.0, "trace": 0.0}
+
+
+def _on_jax_event(event: str, duration: float, **_) -> None:
+    kind = _EVENTS.get(event)
+    if kind is not None:
+        _spent[kind] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_jax_event)
+
+
+_SPENT_KEY = pytest.StashKey[dict]()  # JAX's counters at the end of the item's previous phase
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    item.stash[_SPENT_KEY] = dict(_spent)
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    start = item.stash.get(_SPENT_KEY, dict(_spent))
+    item.stash[_SPENT_KEY] = dict(_spent)
+    outcome.get_result().user_properties.append(("jax_seconds", {k: _spent[k] - start[k] for k in _spent}))
 
 
 def pytest_runtest_logreport(report):
     _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+    for name, value in report.user_properties:
+        if name == "jax_seconds":
+            mine = _jax_seconds.setdefault(report.nodeid, {k: 0.0 for k in value})
+            for kind, seconds in value.items():
+                mine[kind] += seconds
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -34,11 +74,15 @@ def pytest_terminal_summary(terminalreporter):
     total = sum(_durations.values())
     workers = getattr(terminalreporter.config.option, "numprocesses", None) or 1
     slowest = sorted(_durations.items(), key=lambda item: -item[1])[:SLOWEST]
+    compiled = sum(v["xla"] + v["lower"] for v in _jax_seconds.values())
     terminalreporter.write_sep("=", f"{len(slowest)} slowest tests of {len(_durations)}: {wall:.0f} s wall, "
-                                    f"{total:.0f} s in tests over {workers} worker(s)")
-    terminalreporter.write_line(f"{'s':>7} {'% wall':>7} {'% tests':>8}  test (setup + call + teardown)")
+                                    f"{total:.0f} s in tests over {workers} worker(s), {compiled:.0f} s of it "
+                                    "JAX lowering + XLA compile")
+    terminalreporter.write_line(f"{'s':>7} {'% wall':>7} {'% tests':>8} {'compile':>8} {'trace':>6}  "
+                                "test (setup + call + teardown)")
     for nodeid, seconds in slowest:
-        terminalreporter.write_line(f"{seconds:7.1f} {100 * seconds / wall:6.1f}% {100 * seconds / total:7.1f}%  "
-                                    f"{nodeid}")
+        jax_s = _jax_seconds.get(nodeid, {"xla": 0.0, "lower": 0.0, "trace": 0.0})
+        terminalreporter.write_line(f"{seconds:7.1f} {100 * seconds / wall:6.1f}% {100 * seconds / total:7.1f}% "
+                                    f"{jax_s['xla'] + jax_s['lower']:8.1f} {jax_s['trace']:6.1f}  {nodeid}")
     share = sum(s for _, s in slowest)
     terminalreporter.write_line(f"these {len(slowest)}: {share:.0f} s, {100 * share / total:.0f} % of the time in tests")
