@@ -23,11 +23,14 @@ from tiny_runs import copy_run, sooper_prior_run, sooper_run  # noqa: E402
 from saferl.agents import registry  # noqa: E402
 from saferl.agents.sooper import config as sooper_config  # noqa: E402
 from saferl.agents.sooper.critic import pessimistic_target, update_cost_critic  # noqa: E402
-from saferl.agents.sooper.planner import Dual, ShieldRule, imagine, scores  # noqa: E402
+from saferl.agents.sooper.critic import calibrated_margin  # noqa: E402
+from saferl.agents.sooper.planner import (Dual, ShieldRule, imagine, prior_cost_to_go,  # noqa: E402
+                                          recovery_lookahead, scores)
 from saferl.agents.sooper.prior import load_prior  # noqa: E402
 from saferl.agents.sooper.train import restore_agent  # noqa: E402
 from saferl.config import apply_overrides  # noqa: E402
 from saferl.errors import UserError  # noqa: E402
+from saferl.models import ensemble  # noqa: E402
 from saferl.policies import load_policy  # noqa: E402
 from saferl.policies.evaluate import evaluate  # noqa: E402
 from saferl.policies.worlds import evaluation_env, evaluation_world  # noqa: E402
@@ -94,6 +97,47 @@ def test_imagined_trajectory_ends_where_the_shield_fires_with_the_prior_value(ti
     ranked = scores(config, 5.0, free, Dual(jnp.zeros(()), jnp.ones(())))
     np.testing.assert_allclose(ranked.violation, free.cost - 5.0, rtol=1e-6)
     np.testing.assert_allclose(ranked.value, free.value)
+
+
+def test_recovery_lookahead_is_the_worst_members_step_and_the_priors_cost_to_go_after_it(tiny_agent):
+    agent, state = tiny_agent
+    prior, scale, pessimism = agent.prior, agent.rule.scale, agent.config.pessimism
+    obs = jnp.array([0.1, -1.0, 0.05, 0.2, 0.0])
+    action = jnp.array([0.9])  # far from the prior's action: the critic is never asked about it
+    members = state.model.config.num_members
+    # by hand: member e's mean next state and pessimistic cost, then the prior's critic at its own action there
+    mean, _ = ensemble.predict(state.model, obs, action)
+    next_obs = obs + mean[:, :5]
+    sigma = jnp.std(mean[:, :5], axis=0).mean()
+    cost = jnp.maximum(mean[:, 6] + pessimism * sigma, 0.0)
+    critic_only = jnp.max(cost + scale * prior.cost_value(next_obs, prior.action(next_obs)))
+    np.testing.assert_allclose(recovery_lookahead(state.model, prior, pessimism, scale, 0)(obs, action), critic_only,
+                               rtol=1e-4)
+    # the H-step rollout of the prior can only add to the critic's view, and grows with H where cost is predicted
+    with_rollout = recovery_lookahead(state.model, prior, pessimism, scale, 4)(obs, action)
+    assert float(with_rollout) >= float(critic_only) - 1e-4
+    rest = prior_cost_to_go(state.model, prior, pessimism, scale, 4, jnp.broadcast_to(obs, (members, 5)))
+    assert rest.shape == (members,) and bool(jnp.all(rest >= scale * prior.cost_value(obs, prior.action(obs)) - 1e-4))
+    # in imagination the recovery rule with the budget spent ends every particle at once with the prior's value
+    config = agent.config
+    deltas = jnp.zeros((2, config.planner.horizon, 1))
+    out = imagine(config, ShieldRule("recovery", budget=5.0, scale=scale), state.model, prior,
+                  jax.random.PRNGKey(0), obs, jnp.asarray(5.0), deltas, margin=1.0)
+    np.testing.assert_allclose(out.shield_fraction, 1.0)
+    np.testing.assert_allclose(out.value, prior.reward_value(obs, prior.action(obs)) * jnp.ones(2), rtol=1e-5)
+    np.testing.assert_allclose(out.cost, 5.0 + 1.0 + scale * prior.cost_value(obs, prior.action(obs)), rtol=1e-5)
+
+
+def test_calibrated_margin_is_the_largest_shortfall_of_the_critic_on_the_priors_real_states(tiny_agent):
+    agent, state = tiny_agent
+    prior, scale = agent.prior, agent.rule.scale
+    obs = jnp.stack([jnp.array([0.1, -1.0, 0.05, 0.2, 0.0]), jnp.array([0.0, 1.0, 0.0, 0.0, 0.0])])[None]  # [1, 2, 5]
+    estimate = scale * prior.cost_value(obs, prior.action(obs), state.cost_q_params)[0]
+    measured = jnp.stack([estimate[0] + 3.0, estimate[1] - 1.0])[None]  # 3 above the estimate at the first state
+    margin = calibrated_margin(prior, state.cost_q_params, obs, measured, jnp.array([True]), scale)
+    np.testing.assert_allclose(margin, 3.0, rtol=1e-4)
+    assert float(calibrated_margin(prior, state.cost_q_params, obs, measured, jnp.array([False]), scale)) == 0.0
+    assert float(calibrated_margin(prior, state.cost_q_params, obs, measured - 10.0, jnp.array([True]), scale)) == 0.0
 
 
 def test_pessimistic_critic_update_lowers_no_target_above_the_old_critic(tiny_agent):
