@@ -6,9 +6,10 @@ member drawn per step (`saferl.models.model_env.imagine_step`: optimistic r̃ = 
 c̃ = c̄ + λ_pess·σ). Where the shield would fire on a_t the imagined trajectory ends with the terminal reward
 Q_r^π̂(s_t, π̂(s_t)) (or 0) and the rest of the episode's cost is the prior's, scale·Q_c^π̂(s_t, π̂(s_t));
 trajectories that reach the horizon end the same way (the prior takes over). With the recovery shield the
-imagined step is checked ahead, as the real shield checks it: it fires where C_spent + Σc̃ + c̃_t +
-scale·Q_c^π̂(s_{t+1}, π̂(s_{t+1})) + m ≥ d on the particle's own next state, and the predicted cost includes m. With discount γ of the prior's
-critics, per particle
+imagined step is checked ahead like on the real system, but with the critic alone after the step (the real shield
+adds the prior's H-step model rollout): it fires where C_spent + Σc̃ + c̃_t + scale·Q_c^π̂(s_{t+1}, π̂(s_{t+1})) + m
+≥ d on the particle's own next state, and the predicted cost includes m.
+With discount γ of the prior's critics, per particle
 
     value = Σ_{t<τ} γ^t r̃_t + γ^τ·V_τ,        predicted cost = C_spent + Σ_{t<τ} c̃_t + scale·Q_c^π̂(s_τ, π̂(s_τ)),
 

@@ -95,7 +95,7 @@ def shield_fires(cost_spent: jax.Array, prior_cost_q: jax.Array, budget: jax.Arr
 
 
 def recovery_bound(step_cost: jax.Array, next_prior_cost_q: jax.Array, scale: jax.Array | float) -> jax.Array:
-    """The worst member's cost of an action and the prior's cost after it: max_e (c̃_e + scale · Q_c^π̂(s'_e, π̂(s'_e))).
+    """The worst member's cost of an action and the prior's cost after it: max_e (c̃_e + scale·Q_c^π̂(s'_e, π̂(s'_e))).
 
     `step_cost` [E, ...] the pessimistic cost c̃_e of the step each of E ensemble members predicts (env cost
     units), `next_prior_cost_q` [E, ...] the prior's Q_c at member e's next state and the prior's own action
