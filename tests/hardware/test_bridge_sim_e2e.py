@@ -49,7 +49,10 @@ def recording(sim_server, tmp_path_factory):
 
 def test_run_completes_episodes_and_records_them(recording):
     record_dir, summaries = recording
-    assert [s.steps for s in summaries] == [EPISODE_STEPS, EPISODE_STEPS]
+    # the policy side stops at the first state with step >= max_steps; where it missed state 60 (CONFLATE keeps
+    # only the newest, a gap) that is a later one: a load-dependent count, bounded by the gaps
+    assert len(summaries) == 2
+    assert all(EPISODE_STEPS <= s.steps <= EPISODE_STEPS + s.gaps for s in summaries), summaries
     assert all(s.fault == "" for s in summaries)
     meta = read_metadata(record_dir)
     assert meta["robot"]["name"] == "pendulum-sim" and len(meta["episodes"]) == 2
@@ -74,7 +77,12 @@ def test_recorded_trajectories_match_the_simulator(recording):
     for path, summary in zip(episode_files(record_dir), summaries):
         episode = load_episode(path)
         twin = NativeTwin(env, summary.seed)
-        np.testing.assert_allclose(twin.reset(), episode["obs"][0], atol=1e-6)
+        reset_obs = twin.reset()
+        if summary.gaps == 0:  # every state seen: the recording starts at the episode's reset
+            np.testing.assert_allclose(reset_obs, episode["obs"][0], atol=1e-6)
+        else:  # a missed state may precede the first recorded transition: start the twin where it starts
+            cos, sin, speed = episode["obs"][0].astype(np.float64)  # pendulum: [cos θ, sin θ, θ̇]
+            twin.set_state(np.array([np.arctan2(sin, cos)]), np.array([speed]))
         # the robot reports every applied action (policy, hold or safe); gaps break the chain, so replay
         # the recorded segment up to the first gap
         chained = np.concatenate([[True], np.diff(episode["seq"]) == 1])
