@@ -38,18 +38,17 @@ def enable_compilation_cache() -> pathlib.Path | None:
     """Point JAX's persistent compilation cache at `cache_dir()` (created if missing); returns the directory in
     use, or None when the cache is switched off. Call it before the first jitted call of the process (JAX
     reads the setting when it compiles its first program). Idempotent."""
-    # XLA:CPU logs an error line per program it loads from the cache when its CPU-feature check lists tuning
-    # flags (+prefer-no-gather, ...) the host does not report, even on the machine that compiled it: noise for
-    # every cached program. XLA reads its C++ log level when jaxlib loads, so this precedes `import jax`
-    # (where JAX was imported already, set TF_CPP_MIN_LOG_LEVEL=3 yourself).
-    if cache_dir() is not None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import jax
-
     configured = os.environ.get("JAX_COMPILATION_CACHE_DIR")
     path = pathlib.Path(configured) if configured else cache_dir()
     if path is None:
         return None
+    # XLA:CPU logs an error line per program it loads from the cache when its CPU-feature check lists tuning
+    # flags (+prefer-no-gather, ...) the host does not report, even on the machine that compiled it: noise for
+    # every cached program. XLA reads its C++ log level when jaxlib loads, so this precedes `import jax`
+    # (where JAX was imported already, set TF_CPP_MIN_LOG_LEVEL=3 yourself).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import jax
+
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a read-only home: run without the cache rather than fail

@@ -59,7 +59,6 @@ class ShieldRule:
             return q_action - q_prior > self.advantage_threshold
         return jnp.zeros(jnp.broadcast_shapes(jnp.shape(cost_spent), jnp.shape(q_action)), bool)
 
-
     def recovery_fires(self, cost_spent: jax.Array, bound: jax.Array, margin: jax.Array | float) -> jax.Array:
         """bool [...]: the recovery rule on `bound` (the step's cost and the prior's cost-to-go after it)."""
         return recovery_fires(cost_spent, bound, self.budget, margin)
