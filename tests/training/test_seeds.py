@@ -3,7 +3,6 @@ directory per seed equal to the single-seed run, per-seed checkpoints that resum
 
 import json
 import shutil
-import textwrap
 
 import jax
 import numpy as np
@@ -156,55 +155,3 @@ def test_episodic_seeds_are_vmapped_episodes_with_the_single_seed_runs_metrics(a
         world) is episodes  # the run used the memoised programs
     grown = (episodes.fit._cache_size() - compiled_before[0], episodes.add._cache_size() - compiled_before[1])
     assert grown[0] <= 1 and grown[1] <= 1  # random and planned episodes of 2 seeds alike: one compile each
-
-
-# Two seeds of one PPO_TINY chunk vmapped on 4 forced CPU devices next to seed 7 alone (`make_train`, same
-# devices): where the seed-batched env states live, and both runs' metrics.
-_FOUR_DEVICES = textwrap.dedent("""
-    import json, sys
-    import jax, jax.numpy as jnp, numpy as np
-    from saferl.compilation_cache import enable_compilation_cache
-    enable_compilation_cache()  # the test session's (SAFERL_JAX_CACHE / XDG_CACHE_HOME, inherited)
-    sys.path.insert(0, sys.argv[2])
-    from tiny_configs import ENV_TINY, PPO_TINY
-    import envs
-    from saferl.agents import ppo
-    from saferl.agents.ppo.train import make_parts
-    from saferl.config import apply_overrides
-    from saferl.training import seeds
-    env = envs.make("pendulum", **ENV_TINY)
-    config = apply_overrides(ppo.PPOConfig(), PPO_TINY)
-    init_seeds, chunk_seeds, _ = seeds.vmapped(make_parts(config, env))
-    state, metrics = chunk_seeds(init_seeds(jnp.stack([jax.random.PRNGKey(7), jax.random.PRNGKey(8)])))
-    init, train_chunk = ppo.make_train(config, env)
-    _, single = train_chunk(init(jax.random.PRNGKey(7)))
-    env_leaves = [x for x in jax.tree.leaves(state.env_state) if x.size]
-    json.dump({"devices": jax.device_count(),
-               "env_shards": sorted({s.data.shape[:2] for x in env_leaves for s in x.addressable_shards}),
-               "params_replicated": all(x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params)),
-               "seeds": {k: np.asarray(v).tolist() for k, v in metrics.items()},
-               "single": {k: float(v) for k, v in single.items()}}, open(sys.argv[1], "w"))
-""")
-
-
-@pytest.mark.slow  # a 4-device subprocess compiling two PPO chunks (~30 s CPU)
-def test_seed_axis_is_replicated_and_env_batch_split_on_four_devices(tmp_path):
-    import os
-    import pathlib
-    import subprocess
-    import sys
-
-    tests = pathlib.Path(__file__).resolve().parents[1]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    done = subprocess.run([sys.executable, "-c", _FOUR_DEVICES, str(tmp_path / "report.json"),
-                           str(tests / "training")], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["devices"] == 4 and report["params_replicated"]
-    assert report["env_shards"] == [[2, 1]]  # every device: both seeds, 1 of the 4 envs of each
-    for name, value in report["single"].items():
-        # seed 7 of the batch vs seed 7 alone, both data-parallel on 4 devices (test_sharding's 1e-4 scale)
-        scale = max(1.0, abs(value))
-        np.testing.assert_allclose(report["seeds"][name][0], value, rtol=0, atol=1e-4 * scale, err_msg=name)
-    assert report["seeds"]["policy_loss"][0] != report["seeds"]["policy_loss"][1]

@@ -1,10 +1,10 @@
-"""saferl.training.sharding, data-parallel PPO, ensemble fitting and iCEM planning: one code path for 1 and 4
-(forced host CPU) devices, and `use_devices` (`saferl train --devices N`).
+"""saferl.training.sharding, data-parallel PPO, ensemble fitting, iCEM planning and seed batches: one code path
+for 1 and 4 (forced host CPU) devices, and `use_devices` (`saferl train --devices N`).
 
-The device count of a JAX process is fixed at start-up, so the same tiny PPO chunk runs in two subprocesses,
-one with 1 CPU device and one with `--xla_force_host_platform_device_count=4`, started side by side. The
-ensemble fit and the iCEM plan run in one 4-device subprocess, first on all 4, then restricted to 1 by
-`sharding.use_devices(1)` (the mesh the 1-device process has).
+The device count of a JAX process is fixed at start-up, so one subprocess with
+`--xla_force_host_platform_device_count=4` writes every 4-device report of `device_reports.py` (a tiny PPO
+chunk; an ensemble fit and an iCEM plan on all 4 devices, then restricted to 1 by `sharding.use_devices(1)`;
+two seeds of the PPO chunk vmapped), while this process, with its one device, runs the same PPO chunk.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import os
 import pathlib
 import subprocess
 import sys
-import textwrap
 
+import device_reports
 import jax
 import numpy as np
 import pytest
@@ -23,127 +23,41 @@ import pytest
 from saferl.errors import UserError
 from saferl.training import sharding
 
-_TESTS = pathlib.Path(__file__).resolve().parents[1]
-
-# One PPO_TINY chunk (num_envs 4) on pendulum; writes the final state's leaves and the metrics to an .npz and
-# a JSON report: where the env states and params live, the UserError for num_envs=2, and whether a state that
-# sits on one device (as a restored one may) trains to the same result.
-_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import jax, numpy as np
-    from saferl.compilation_cache import enable_compilation_cache
-    enable_compilation_cache()  # the test session's (SAFERL_JAX_CACHE / XDG_CACHE_HOME, inherited)
-    sys.path.insert(0, sys.argv[3])
-    from tiny_configs import ENV_TINY, PPO_TINY
-    import envs
-    from saferl.agents import ppo
-    from saferl.config import apply_overrides
-    from saferl.errors import UserError
-
-    env = envs.make("pendulum", **ENV_TINY)
-    config = apply_overrides(ppo.PPOConfig(), PPO_TINY)
-    init, train_chunk = ppo.make_train(config, env)
-    start = init(jax.random.PRNGKey(7))
-    state, metrics = train_chunk(start)
-    env_leaves = [x for x in jax.tree.leaves(state.env_state) if x.size]  # MJX has zero-size leaves: no data
-    report = {
-        "devices": jax.device_count(),
-        "env_devices": sorted({len(x.sharding.device_set) for x in env_leaves}),
-        "env_shard_rows": sorted({s.data.shape[0] for x in env_leaves for s in x.addressable_shards}),
-        "env_rows": sorted({x.shape[0] for x in env_leaves}),
-        "params_replicated": all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == jax.device_count()
-                                 for x in jax.tree.leaves(state.params)),
-    }
-    on_one_device = jax.device_put(start, jax.devices()[0])
-    again, _ = train_chunk(on_one_device)
-    report["one_device_input_same"] = all(np.array_equal(a, b) for a, b in
-                                          zip(jax.tree.leaves(state), jax.tree.leaves(again)))
-    try:
-        ppo.make_train(apply_overrides(config, {"num_envs": 2}), env)
-        report["user_error"] = None
-    except UserError as err:
-        report["user_error"] = str(err)
-    leaves = {f"leaf_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
-    np.savez(sys.argv[1], **leaves, **{f"metric_{k}": np.asarray(v) for k, v in metrics.items()})
-    with open(sys.argv[2], "w") as report_file:
-        json.dump(report, report_file)
-""")
+_HERE = pathlib.Path(__file__).resolve().parent
 
 
-# A tiny ensemble (2 members, 32x32) fitted for 4 epochs on 256 transitions of a damped 3-d system (minibatch 32,
-# 25 held-out rows: 32 splits over 4 devices, 25 does not) and an iCEM plan on it (32 then 25 candidates: the
-# second iteration pads 3), once per device count in argv[4]. Writes the params, plan, held-out scores and
-# whether the compiled programs hold collectives (an all-reduce of the gradients; gathers of the candidates).
-_MODEL_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import jax, jax.numpy as jnp, numpy as np
-    from saferl.compilation_cache import enable_compilation_cache
-    enable_compilation_cache()  # the test session's (SAFERL_JAX_CACHE / XDG_CACHE_HOME, inherited)
-    from saferl.agents.pets.policy import model_fns
-    from saferl.data.buffer import Transition
-    from saferl.models import ensemble, fitting
-    from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig, icem, make_objective, make_rollout_fn
-    from saferl.training import sharding
-
-    k_obs, k_act = jax.random.split(jax.random.PRNGKey(0))
-    obs = jax.random.uniform(k_obs, (256, 3), minval=-1, maxval=1)
-    action = jax.random.uniform(k_act, (256, 1), minval=-1, maxval=1)
-    delta = 0.1 * jnp.tanh(obs[:, ::-1] + action) - 0.05 * obs
-    data = Transition(obs=obs, action=action, next_obs=obs + delta, reward=-jnp.sum(obs**2, -1),
-                      cost=jnp.zeros(256), done=jnp.zeros(256))
-    config = ensemble.EnsembleConfig(num_members=2, num_elites=2, hidden_sizes=(32, 32), batch_size=32, epochs=4,
-                                     patience=100, improvement_threshold=0.0, calibrate=False)
-    planner = ICEMConfig(horizon=5, population=30, num_elites=4, iterations=2)
-    rollout = RolloutConfig(propagation="ts1", num_particles=2)
-
-    @jax.jit
-    def plan(model, obs0, key):
-        rollout_fn = make_rollout_fn(model_fns(model), rollout, obs0)
-        actions, info = icem.plan(planner, key, rollout_fn, make_objective(ObjectiveConfig()), icem.init_state(planner, 1))
-        return actions, info.best_value
-
-    def collectives(hlo):
-        return sorted(op for op in ("all-reduce", "all-gather", "all-to-all", "collective-permute") if op in hlo)
-
-    arrays, reports = {}, {}
-    for count in [int(c) for c in sys.argv[3].split(",")]:
-        sharding.use_devices(count)
-        model = ensemble.init(jax.random.PRNGKey(1), config, 3, 1, 5)
-        model, metrics = ensemble.fit(jax.random.PRNGKey(2), model, data)
-        actions, value = plan(model, obs[0], jax.random.PRNGKey(3))
-        fit_hlo = fitting._fit.lower(jax.random.PRNGKey(2), model, data, None, config=config).compile().as_text()
-        plan_hlo = plan.lower(model, obs[0], jax.random.PRNGKey(3)).compile().as_text()
-        arrays.update({f"d{count}_param_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(model.params))})
-        arrays.update({f"d{count}_actions": np.asarray(actions), f"d{count}_value": np.asarray(value),
-                       f"d{count}_holdout": np.asarray(metrics.member_holdout_loss),
-                       f"d{count}_epochs": np.asarray(metrics.epochs)})
-        reports[count] = {"mesh": sharding.device_count(), "fit": collectives(fit_hlo), "plan": collectives(plan_hlo),
-                          "params_devices": sorted({len(x.sharding.device_set) for x in jax.tree.leaves(model.params)})}
-    np.savez(sys.argv[1], **arrays)
-    with open(sys.argv[2], "w") as report_file:
-        json.dump({"available": jax.device_count(), "runs": reports}, report_file)
-""")
-
-
-def _start(devices: int, out: pathlib.Path, script: str = _SCRIPT, name: str = "", *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    args = [sys.executable, "-c", script, str(out / f"{name}state{devices}.npz"),
-            str(out / f"{name}report{devices}.json"), *extra]
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _load(out: pathlib.Path, name: str) -> tuple[dict, np.lib.npyio.NpzFile]:
+    return json.loads((out / f"{name}.json").read_text()), np.load(out / f"{name}.npz")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """{devices: (report dict, npz)} of the chunk on 1 and on 4 devices."""
+def reports(tmp_path_factory):
+    """{report name: (JSON report, npz)}: `ppo4`, `model4`, `seeds4` from one 4-device subprocess and `ppo1`
+    from this process (one device: the suite's default, or the first of several under forced devices)."""
     out = tmp_path_factory.mktemp("sharding")
-    processes = {n: _start(n, out, _SCRIPT, "", str(_TESTS / "training")) for n in (1, 4)}
-    results = {}
-    for n, process in processes.items():
-        log, _ = process.communicate(timeout=300)
-        assert process.returncode == 0, log[-3000:]
-        results[n] = (json.loads((out / f"report{n}.json").read_text()), np.load(out / f"state{n}.npz"))
-    return results
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    process = subprocess.Popen([sys.executable, str(_HERE / "device_reports.py"), str(out)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        sharding.use_devices(1)  # a no-op in the default 1-device process
+        device_reports.ppo_report(out)
+    finally:
+        sharding.use_devices(None)
+        log, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, log[-3000:]
+    return {name: _load(out, name) for name in ("ppo1", "ppo4", "model4", "seeds4")}
+
+
+@pytest.fixture(scope="module")
+def runs(reports):
+    """{devices: (report dict, npz)} of the PPO chunk on 1 and on 4 devices."""
+    return {1: reports["ppo1"], 4: reports["ppo4"]}
+
+
+@pytest.fixture(scope="module")
+def model_runs(reports):
+    """(report, npz) of the ensemble fit and iCEM plan on 4 devices and restricted to 1 (one 4-device process)."""
+    return reports["model4"]
 
 
 def test_env_states_are_split_over_four_devices_and_params_replicated(runs):
@@ -202,16 +116,6 @@ def test_helpers_shard_leading_axis_and_replicate_scalars():
     sharding.check_divisible(3 * count, "num_envs", mesh)  # a multiple is fine
 
 
-@pytest.fixture(scope="module")
-def model_runs(tmp_path_factory):
-    """(report, npz) of the ensemble fit and iCEM plan on 4 devices and restricted to 1 (one 4-device process)."""
-    out = tmp_path_factory.mktemp("model_sharding")
-    process = _start(4, out, _MODEL_SCRIPT, "model", "4,1")
-    log, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, log[-3000:]
-    return json.loads((out / "modelreport4.json").read_text()), np.load(out / "modelstate4.npz")
-
-
 def test_use_devices_restricts_the_mesh_and_the_programs(model_runs):
     report, _ = model_runs
     assert report["available"] == 4
@@ -249,3 +153,15 @@ def test_use_devices_rejects_counts_outside_the_available_devices():
     assert sharding.device_count() == available  # a rejected count leaves the mesh as it was
     sharding.use_devices(available)  # all of them: the default, nothing to recompile
     assert sharding.devices() == jax.devices()
+
+
+def test_seed_axis_is_replicated_and_env_batch_split_on_four_devices(reports):
+    """`saferl train --seeds` on 4 devices (`saferl.training.seeds`): seeds 7 and 8 vmapped over one PPO chunk."""
+    report, _ = reports["seeds4"]
+    assert report["devices"] == 4 and report["params_replicated"]
+    assert report["env_shards"] == [[2, 1]]  # every device: both seeds, 1 of the 4 envs of each
+    for name, value in report["single"].items():
+        # seed 7 of the batch vs seed 7 alone, both data-parallel on 4 devices (the 1e-4 scale of the PPO test)
+        scale = max(1.0, abs(value))
+        np.testing.assert_allclose(report["seeds"][name][0], value, rtol=0, atol=1e-4 * scale, err_msg=name)
+    assert report["seeds"]["policy_loss"][0] != report["seeds"]["policy_loss"][1]
