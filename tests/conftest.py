@@ -86,3 +86,10 @@ def pytest_terminal_summary(terminalreporter):
                                     f"{jax_s['xla'] + jax_s['lower']:8.1f} {jax_s['trace']:6.1f}  {nodeid}")
     share = sum(s for _, s in slowest)
     terminalreporter.write_line(f"these {len(slowest)}: {share:.0f} s, {100 * share / total:.0f} % of the time in tests")
+    report = os.environ.get("SAFERL_TEST_TIMES")  # every test's seconds as JSON, to compare two sessions
+    if report:
+        import json
+
+        with open(report, "w") as out:
+            json.dump({"wall_s": wall, "tests": {n: {"s": s, **_jax_seconds.get(n, {})} for n, s in _durations.items()}},
+                      out, indent=1, sort_keys=True)
