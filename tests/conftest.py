@@ -12,6 +12,25 @@ from saferl.compilation_cache import enable_compilation_cache  # noqa: E402
 enable_compilation_cache()
 
 
+# --- `make test-fast`: the logic, not the physics at size --------------------------------------------------
+# `slow` marks what `make test-fast` skips (`make test` runs it). Besides the tests marked in their modules
+# (learning tests, subprocesses, fuzzing), every test about a soft robot or an ultrasound env is slow: their MJX
+# programs take 10–70 s each to trace and compile on 2 cores, while the logic they share (wrappers, trainers,
+# loops) is tested on pendulum, safe_cartpole and point_goal. A test is about such an env when its module is
+# one of HEAVY_ENV_MODULES or one of its parameters names a HEAVY_ENV.
+HEAVY_ENVS = frozenset({"soft_arm", "soft_fish", "muscle_leg", "us_navigate", "us_coverage", "us_surgery"})
+HEAVY_ENV_MODULES = frozenset({"test_soft_arm.py", "test_soft_arm_solver.py", "test_soft_fish.py",
+                               "test_muscle_leg.py", "test_ultrasound_env.py"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.path.name in HEAVY_ENV_MODULES or any(isinstance(v, str) and v in HEAVY_ENVS
+                                                      for v in params.values()):
+            item.add_marker(pytest.mark.slow)
+
+
 # --- the suite's time budget: the slowest tests and their share of the session's wall time -------------------
 # `make test` ends with this table (tests/README.md gives the per-test budget). Under xdist the controller
 # receives every worker's reports (with their `user_properties`), so the table covers the whole session; setup

@@ -109,6 +109,7 @@ def test_pixel_networks_use_image_and_state_and_normalise_only_the_state(env):
 
 # ---- wrappers ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_training_world_wrappers_keep_dict_observations_and_noise_only_the_state(env):
     world = envs.TrainingEnvConfig(obs_noise_std=0.5, action_delay=1, randomization={"mass_scale": (0.8, 1.2)})
     noisy = envs.wrap_training_env(env, world, num_envs=3)
@@ -147,6 +148,7 @@ def test_noise_action_repeat_and_the_episode_wrappers_run_on_dict_observations(e
     assert state.obs["image"].shape == (2, GRID, GRID, 1) and int(state.info["steps"][0]) == 2
 
 
+@pytest.mark.slow
 def test_state_observation_wrapper_gives_model_based_agents_the_state_vector(env):
     state_env = wrappers.StateObservationWrapper(env)
     assert state_env.observation_size == 2
@@ -199,6 +201,7 @@ def ppo_runs(tmp_path_factory):
     return full, resumed
 
 
+@pytest.mark.slow
 def test_ppo_on_dict_observations_resumes_bit_for_bit(ppo_runs):
     from saferl.policies import load_policy
 
@@ -211,6 +214,7 @@ def test_ppo_on_dict_observations_resumes_bit_for_bit(ppo_runs):
     assert conv.shape == (3, 3, 1, 4)  # the checkpoint holds the CNN encoder of the config
 
 
+@pytest.mark.slow
 def test_loaded_dict_policy_acts_on_dict_observations_and_cannot_be_exported_to_onnx(ppo_runs, tmp_path):
     from saferl.export.onnx import export_policy_onnx
     from saferl.policies import load_policy
@@ -227,6 +231,7 @@ def test_loaded_dict_policy_acts_on_dict_observations_and_cannot_be_exported_to_
         export_policy_onnx(policy, tmp_path / "policy.onnx")
 
 
+@pytest.mark.slow
 def test_sac_on_dict_observations_fills_its_buffer_with_images_and_learns_finite(env):
     from saferl.agents.sac import SACConfig, make_train
 
@@ -279,6 +284,7 @@ def test_ppo_pixel_policy_learns_to_reach_the_point_only_the_image_shows(env):
     assert returns[-1] > -9.0 and returns[-1] > returns[0] + 6.0, returns
 
 
+@pytest.mark.slow
 def test_pets_models_the_state_part_of_dict_observations(env):
     from saferl.agents.pets import PETSConfig
     from saferl.agents.pets.agent import make_agent

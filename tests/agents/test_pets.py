@@ -136,6 +136,7 @@ def test_exploring_episodes_run_the_random_policy_in_the_same_program(planner_se
 
 
 @pytest.mark.parametrize("env_name, constraint", [("safe_cartpole", "none"), ("point_goal", "feasibility")])
+@pytest.mark.slow
 def test_short_job_runs_on_a_safety_env(env_name, constraint, tmp_path):
     overrides = {**PETS_TINY, "objective.constraint": constraint}
     result = train("pets", env_name, steps=2 * EPISODE, overrides=overrides, env_overrides=PETS_ENV,

@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "data"))
@@ -36,6 +37,7 @@ def _equal(a, b) -> bool:
     return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
 
 
+@pytest.mark.slow
 def test_sac_resumed_run_equals_uninterrupted_run_bit_for_bit_with_cost_critic_and_multiplier(tmp_path):
     kwargs = dict(overrides=CONSTRAINED, env_overrides={**ENV_TINY, "cost_budget": 1.0, "randomization.mass_scale": [0.8, 1.2]},
                   out=tmp_path / "full", progress=False)
@@ -59,6 +61,7 @@ def test_sac_resumed_run_equals_uninterrupted_run_bit_for_bit_with_cost_critic_a
     assert not np.isclose(float(m["cost_estimate"]), float(m["measured_cost"]), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_critic_constraint_signal_steps_the_multiplier_on_the_cost_critics_estimate(tmp_path):
     overrides = {**SAC_TINY, "constraint.kind": "lagrangian", "constraint_signal": "critic"}
     run = train("sac", "pendulum", steps=2 * SAC_CHUNK, overrides=overrides,
@@ -68,6 +71,7 @@ def test_critic_constraint_signal_steps_the_multiplier_on_the_cost_critics_estim
     assert np.isclose(float(m["constraint_violation"]), float(m["cost_estimate"]) - target, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_loaded_sac_policy_has_reward_and_cost_critics_and_an_episode_carry(tmp_path):
     run = train("sac", "pendulum", steps=2 * SAC_CHUNK, overrides=SAC_TINY, env_overrides=ENV_TINY,
                 out=tmp_path, progress=False)
@@ -81,6 +85,7 @@ def test_loaded_sac_policy_has_reward_and_cost_critics_and_an_episode_carry(tmp_
     assert float(carry_after.cost_spent) == 0.0  # the executor, not the policy, adds observed costs
 
 
+@pytest.mark.slow
 def test_recorded_transitions_prefill_the_replay_buffer_and_normaliser(tmp_path):
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(101, 3)).astype(np.float32)
@@ -104,6 +109,7 @@ def _one_chunk(env, config, seed=0):
     return start, chunk(start)[0]
 
 
+@pytest.mark.slow
 def test_training_draws_a_new_point_goal_layout_every_episode_inside_the_run():
     # brax's training.wrap restored each env's first layout forever; our stack resets afresh per episode
     env = envs.make("point_goal", episode_length=8)
@@ -127,6 +133,7 @@ def test_training_draws_a_new_point_goal_layout_every_episode_inside_the_run():
     assert np.abs(progress).max() < 0.1
 
 
+@pytest.mark.slow
 def test_training_on_a_shifted_env_uses_the_shifted_physics():
     config = apply_overrides(sac.SACConfig(), {**SAC_TINY, "min_replay_size": 1024})  # random actions only
     nominal = envs.make("pendulum", **ENV_TINY)

@@ -55,6 +55,7 @@ def test_tasks_are_planned_with_the_explorations_constraint_unless_told_otherwis
     assert (penalised.constraint, penalised.penalty) == ("penalty", 3.0)
 
 
+@pytest.mark.slow
 def test_information_gain_exploration_logs_one_row_per_episode_with_the_planned_gain():
     rows = metric_rows(softae_run("info_gain").run_dir)
     assert [int(float(r["env_steps"])) for r in rows] == [20, 40, 60]
@@ -85,6 +86,7 @@ def test_every_baseline_strategy_runs_on_the_same_loop(exploration):
     assert all(math.isfinite(float(r["episode_return"])) for r in rows)
 
 
+@pytest.mark.slow
 def test_coloured_noise_is_correlated_in_time_bounded_and_new_each_episode():
     config = apply_overrides(SoftAEConfig(), {**SOFTAE_TINY, "exploration": "colored_noise",
                                               "colored_noise_beta": 2.0, "action_repeat": 1})
@@ -103,6 +105,7 @@ def test_coloured_noise_is_correlated_in_time_bounded_and_new_each_episode():
     assert abs(lag1(uniform)) < 0.2
 
 
+@pytest.mark.slow
 def test_task_policy_plans_zero_shot_for_a_named_task_on_the_learned_model():
     run_dir = softae_run("info_gain").run_dir
     policy = load_policy(run_dir, task="swing_up")

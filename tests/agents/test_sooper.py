@@ -70,6 +70,7 @@ def tiny_agent():
     return agent, restored.state
 
 
+@pytest.mark.slow
 def test_imagined_trajectory_ends_where_the_shield_fires_with_the_prior_value(tiny_agent):
     agent, state = tiny_agent
     prior, config = agent.prior, agent.config
@@ -99,6 +100,7 @@ def test_imagined_trajectory_ends_where_the_shield_fires_with_the_prior_value(ti
     np.testing.assert_allclose(ranked.value, free.value)
 
 
+@pytest.mark.slow
 def test_recovery_lookahead_is_the_worst_members_step_and_the_priors_cost_to_go_after_it(tiny_agent):
     agent, state = tiny_agent
     prior, scale, pessimism = agent.prior, agent.rule.scale, agent.config.pessimism
@@ -128,6 +130,7 @@ def test_recovery_lookahead_is_the_worst_members_step_and_the_priors_cost_to_go_
     np.testing.assert_allclose(out.cost, 5.0 + 1.0 + scale * prior.cost_value(obs, prior.action(obs)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_calibrated_margin_is_the_largest_shortfall_of_the_critic_on_the_priors_real_states(tiny_agent):
     agent, state = tiny_agent
     prior, scale = agent.prior, agent.rule.scale
@@ -140,6 +143,7 @@ def test_calibrated_margin_is_the_largest_shortfall_of_the_critic_on_the_priors_
     assert float(calibrated_margin(prior, state.cost_q_params, obs, measured - 10.0, jnp.array([True]), scale)) == 0.0
 
 
+@pytest.mark.slow
 def test_pessimistic_critic_update_lowers_no_target_above_the_old_critic(tiny_agent):
     agent, state = tiny_agent
     prior = agent.prior.replace(cost_q_params=state.cost_q_params)
@@ -153,6 +157,7 @@ def test_pessimistic_critic_update_lowers_no_target_above_the_old_critic(tiny_ag
 
 # ---- the loop on the CLI's path ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sooper_run_logs_the_papers_metrics_and_writes_the_summary():
     run = sooper_run()
     summary = json.loads((run.run_dir / "summary.json").read_text())
@@ -178,6 +183,7 @@ def test_sooper_run_logs_the_papers_metrics_and_writes_the_summary():
     assert pathlib.Path(config["algo_config"]["prior"]).is_absolute()
 
 
+@pytest.mark.slow
 def test_sooper_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path):
     full = sooper_run()
     part = copy_run(full.run_dir, tmp_path)
@@ -190,6 +196,7 @@ def test_sooper_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path):
     assert json.loads((resumed.run_dir / "summary.json").read_text())["episodes"] == 3
 
 
+@pytest.mark.slow
 def test_loaded_policy_is_the_shielded_learner_and_evaluates_on_the_real_system():
     run = sooper_run()
     policy = load_policy(run.run_dir)
@@ -209,6 +216,7 @@ def test_loaded_policy_is_the_shielded_learner_and_evaluates_on_the_real_system(
     assert result["episodes"] == 2 and math.isfinite(result["mean_return"])
 
 
+@pytest.mark.slow
 def test_primal_dual_steps_its_multiplier_on_the_measured_episode_cost():
     run = sooper_run("primal_dual", 2)
     rows = [line.split(",") for line in (run.run_dir / "metrics.csv").read_text().splitlines()]

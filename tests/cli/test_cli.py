@@ -77,6 +77,7 @@ def test_eval_of_an_mpc_policy_writes_mean_return_and_cost(pets_dir, capsys):
     assert all(-25.0 < r <= 20.0 for r in result["returns"])
 
 
+@pytest.mark.slow
 def test_render_of_an_mpc_policy_writes_a_video(pets_dir, tmp_path, capsys):
     # the planner of an env task (as for SoftAE's zero-shot videos): its markers are drawn (none for swing_up)
     code, out, err = run_cli(capsys, "render", pets_dir, "--out", tmp_path / "ep.mp4", "--steps", 6,
@@ -86,6 +87,7 @@ def test_render_of_an_mpc_policy_writes_a_video(pets_dir, tmp_path, capsys):
     assert written.exists() and written.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_export_writes_onnx(run_dir, tmp_path, capsys):
     code, out, err = run_cli(capsys, "export", run_dir, "--format", "onnx", "--out", tmp_path / "p.onnx")
     assert code == 0, err
@@ -208,6 +210,7 @@ def world_run(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_train_saves_the_training_world_and_the_constraint_in_the_run_config(world_run):
     config = json.loads((world_run / "config.json").read_text())
     world = config["training_env"]
@@ -218,6 +221,7 @@ def test_train_saves_the_training_world_and_the_constraint_in_the_run_config(wor
     assert config["algo_config"]["constraint"]["kind"] == "augmented_lagrangian"
 
 
+@pytest.mark.slow
 def test_eval_runs_in_the_training_world_and_on_a_shift(world_run, capsys):
     code, out, err = run_cli(capsys, "eval", world_run, "--episodes", 2)
     assert code == 0, err
@@ -249,6 +253,7 @@ def test_help_names_the_constraint_handlers_and_world_keys(capsys):
         assert word in out
 
 
+@pytest.mark.slow
 def test_train_of_sooper_prints_the_safety_margin_and_normalised_return(tmp_path, capsys):
     from tiny_configs import SOOPER_EPISODE
     from tiny_runs import sooper_run

@@ -56,6 +56,7 @@ def test_native_twin_is_fast_enough_for_1khz_control():
     assert per_step_us < 1000, per_step_us
 
 
+@pytest.mark.slow
 def test_native_twin_signals_done_at_the_episode_end_and_keeps_info():
     twin = NativeTwin(envs.make("point_goal", episode_length=5), seed=1)
     twin.reset()

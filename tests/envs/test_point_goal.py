@@ -60,6 +60,7 @@ def test_reaching_the_goal_pays_the_bonus_and_draws_a_new_clear_goal(env):
     assert float(after.info["goal_dist"]) == pytest.approx(np.linalg.norm(new_goal - goal - [0.05, 0]), abs=0.02)
 
 
+@pytest.mark.slow
 def test_cost_is_one_inside_a_hazard_and_zero_outside(env):
     state = jax.jit(env.reset)(jax.random.PRNGKey(5))
     hazard = np.asarray(state.info["hazards"][0])

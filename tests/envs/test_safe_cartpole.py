@@ -55,6 +55,7 @@ def swing_up_episode():
     return env, episode
 
 
+@pytest.mark.slow
 def test_default_bound_separates_unconstrained_and_safe_swing_up(swing_up_episode):
     env, episode = swing_up_episode
     keys = jax.random.split(jax.random.PRNGKey(0), 8)

@@ -89,6 +89,7 @@ def test_solver_settings_are_overridable_and_validated():
             envs.make_config("safe_cartpole", **bad)
 
 
+@pytest.mark.slow
 def test_cart_stays_on_the_rail_under_maximal_force():
     """8 random starts, full force right for 0.9 s then left: the cart hits the right rail end at ≈ 5.7 m/s and
     the left one at ≈ 8 m/s; the overshoot past the rail with the fast settings is that of MuJoCo's defaults."""
@@ -138,6 +139,7 @@ def test_envs_without_constraints_never_run_the_solver():
 
 
 @pytest.mark.parametrize("name", CONSTRAINED)
+@pytest.mark.slow
 def test_fast_settings_follow_mujoco_defaults_in_mjx_and_native(name):
     fast = envs.make(name)
     default = envs.make(name, **MUJOCO_DEFAULTS)

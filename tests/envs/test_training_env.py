@@ -154,6 +154,7 @@ def _at(states, t):
     return jax.tree.map(lambda leaf: leaf[t], states)
 
 
+@pytest.mark.slow
 def test_training_stack_is_batched_and_time_limited(rollout):
     env, _, _, states = rollout
     assert states.obs.shape == (T + 1, NUM_ENVS, env.observation_size)
@@ -188,6 +189,7 @@ def test_hazard_layouts_change_between_episodes(rollout):
     assert (np.abs(hazards[8] - hazards[4]).max(axis=(-1, -2)) > 1e-3).all()
 
 
+@pytest.mark.slow
 def test_final_obs_is_the_pre_reset_observation_and_steps_use_the_episode_physics(rollout):
     _, wrapped, actions, states = rollout
     final_obs, obs = np.asarray(states.info["final_obs"]), np.asarray(states.obs)
@@ -210,6 +212,7 @@ def test_final_obs_is_the_pre_reset_observation_and_steps_use_the_episode_physic
     assert np.abs(np.asarray(qvel - qvel_nominal)).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_observation_noise_is_applied_with_the_requested_std(rollout):
     env, _, _, states = rollout
     clean = jax.jit(jax.vmap(jax.vmap(env._observe)))(states.pipeline_state, states.info)

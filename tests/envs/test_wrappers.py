@@ -32,6 +32,7 @@ def _scan(env, state, actions):
     return _COMPILED[id(env)][1](state, actions)
 
 
+@pytest.mark.slow
 def test_action_delay_applies_each_action_exactly_k_steps_later():
     env, k = CARTPOLE, 3
     actions = jax.random.uniform(jax.random.PRNGKey(0), (T, 1), minval=-1, maxval=1)
@@ -79,6 +80,7 @@ def test_observation_noise_has_the_requested_std_zero_mean_and_is_fresh_each_ste
     assert abs(correlation) < 0.1  # ≈ N(0, 1/sqrt(1280)) ≈ ±0.03 if independent
 
 
+@pytest.mark.slow
 def test_domain_randomization_gives_in_range_distinct_parameters_and_different_dynamics():
     env, batch = envs.make("safe_cartpole"), 8
     config = DomainRandomizationConfig(mass_scale=(0.5, 1.5), damping_scale=(0.5, 2.0),
@@ -123,6 +125,7 @@ def test_dynamics_shift_changes_the_model_and_the_behaviour():
         envs.dynamics_shift("safe_cartpole", friction_scale=0.0)
 
 
+@pytest.mark.slow
 def test_episode_wrapper_accumulates_return_cost_and_length_then_restarts():
     env = envs.make("safe_cartpole", cost_bound=0.02)
     wrapped = AutoResetWrapper(EpisodeWrapper(VmapWrapper(env, 4), episode_length=10))
@@ -141,6 +144,7 @@ def test_episode_wrapper_accumulates_return_cost_and_length_then_restarts():
     np.testing.assert_allclose(sums["sum_reward"][12], np.asarray(reward)[10:13].sum(0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_every_wrapper_composes_and_the_episode_counts_env_steps_under_action_repeat():
     env = envs.make("point_goal")
     keys = jax.random.split(jax.random.PRNGKey(0), 4)

@@ -75,6 +75,7 @@ def test_merge_counts_the_wall_clock_of_seeds_explored_together_once(tmp_path, m
     assert result["summary"][0]["seeds"] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_seeds_explored_together_are_the_single_seed_runs(monkeypatch):
     """`run_seeds` (vmapped seeds) on a tiny pendulum config: each seed's rows equal those of that seed alone."""
     import jax

@@ -79,6 +79,7 @@ def _chained_prefix(recorded: dict[str, np.ndarray]) -> int:
     return int(np.argmin(chained)) if not chained.all() else chained.size
 
 
+@pytest.mark.slow
 def test_a_deployed_carry_dependent_policy_acts_as_the_episode_loop_on_the_same_observations(recording):
     record_dir, summaries = recording
     assert [s.steps for s in summaries] == [STEPS, STEPS] and all(s.fault == "" for s in summaries)

@@ -54,6 +54,7 @@ def ppo_policy():
                   cost_budget=1.0, algo="ppo")
 
 
+@pytest.mark.slow
 def test_exported_ppo_policy_matches_jax_on_random_observations(ppo_policy, tmp_path):
     from saferl.export.onnx import export_policy_onnx
 

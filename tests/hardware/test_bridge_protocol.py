@@ -108,6 +108,7 @@ _FUZZ = settings(max_examples=5000, deadline=None, suppress_health_check=list(He
 
 @_FUZZ
 @given(st.binary(max_size=256))
+@pytest.mark.slow
 def test_random_bytes_are_rejected_never_crash(raw):
     _decode_never_crashes(raw)
 
@@ -122,6 +123,7 @@ _plain = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 
                        _plain | st.sampled_from([1, "action", "state", "hello"]), max_size=6),
        st.dictionaries(st.sampled_from(["action", "state_seq", "valid_until_ns", "obs", "seed", "params"]),
                        _plain, max_size=4))
+@pytest.mark.slow
 def test_structured_random_messages_are_rejected_or_valid(envelope, body):
     if "body" in envelope:
         envelope["body"] = body

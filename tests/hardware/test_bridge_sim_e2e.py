@@ -47,6 +47,7 @@ def recording(sim_server, tmp_path_factory):
     return record_dir, summaries
 
 
+@pytest.mark.slow
 def test_run_completes_episodes_and_records_them(recording):
     record_dir, summaries = recording
     # the policy side stops at the first state with step >= max_steps; where it missed state 60 (CONFLATE keeps
@@ -142,6 +143,7 @@ def pets_deployment(sim_server, tmp_path_factory):
     return code, run_dir, record_dir
 
 
+@pytest.mark.slow
 def test_deploy_runs_a_pets_policy_on_the_robot_holding_each_planned_action(pets_deployment):
     code, _, record_dir = pets_deployment
     assert code == 0

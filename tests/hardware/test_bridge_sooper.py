@@ -63,6 +63,7 @@ class _LoggedActor:
         return self.calls[-1]
 
 
+@pytest.mark.slow
 def test_deploy_runs_the_shielded_sooper_policy_on_the_robot(deployment):
     code, _, record_dir, _ = deployment
     assert code == 0
@@ -74,6 +75,7 @@ def test_deploy_runs_the_shielded_sooper_policy_on_the_robot(deployment):
     assert np.isfinite(episode["obs"]).all() and (episode["cost"] >= 0).all()
 
 
+@pytest.mark.slow
 def test_the_robot_applies_the_sooper_actors_decisions_and_its_costs_reach_the_actors_carry(deployment):
     """What crossed the bridge, checked against what the policy side's actor saw and answered (logged around
     `hardware.runner.make_actor`, so no state is guessed): every action the robot applied from the policy

@@ -77,6 +77,7 @@ def _imported(modules, names):
     return sorted(m for m in modules if any(m == name or m.startswith(name + ".") for name in names))
 
 
+@pytest.mark.slow
 def test_loading_ppo_sac_pets_and_sooper_policies_imports_no_training_driver(loaded_in_a_fresh_interpreter):
     algos, modules = loaded_in_a_fresh_interpreter
     assert algos == ["ppo", "sac", "pets", "sooper"]
@@ -86,6 +87,7 @@ def test_loading_ppo_sac_pets_and_sooper_policies_imports_no_training_driver(loa
 
 @pytest.mark.xfail(strict=True, reason="policies are restored into their trainer's state structure, so loading "
                    "imports the trainers (module docstring); make this pass by loading from network config + params")
+@pytest.mark.slow
 def test_loading_a_policy_imports_no_trainer(loaded_in_a_fresh_interpreter):
     _, modules = loaded_in_a_fresh_interpreter
     assert _imported(modules, TRAINER) == []

@@ -350,6 +350,7 @@ def test_action_plane_drops_without_a_fault(client, code):
     client.ok("stop", {})
 
 
+@pytest.mark.slow
 def test_oversized_frames_beyond_4_mib_close_the_connection(client):
     client.running()
     before = client.ok("status", {})["client_disconnects"]

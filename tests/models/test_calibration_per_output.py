@@ -57,6 +57,7 @@ def coverage(state, data, num_std):
     return np.asarray(calibration.coverage(mean, var, ensemble.targets_of(data), num_std))
 
 
+@pytest.mark.slow
 def test_per_output_coverage_on_fresh_in_distribution_data_is_nominal(fitted):
     state, uncalibrated, _ = fitted
     test = system(jax.random.key(7), 5000)

@@ -48,6 +48,7 @@ def predict_grid(state, xs):
     return ensemble.predict(state, xs[:, None], jnp.zeros((xs.shape[0], 1)))
 
 
+@pytest.mark.slow
 def test_aleatoric_std_matches_the_true_noise_within_20_percent_in_the_data_region(sine_model):
     state, _, _ = sine_model
     xs = jnp.linspace(-1.8, 1.8, 19)
@@ -194,6 +195,7 @@ def test_fit_on_a_masked_buffer_uses_only_valid_rows_and_compiles_inside_jit():
     np.testing.assert_allclose(new_state.normalizer.output_std, ref.output_std, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_deterministic_mode_learns_the_mean_with_fixed_aleatoric_std():
     data = sine_data(jax.random.key(3), 1000)
     config = small_config(deterministic=True, hidden_sizes=(32, 32), epochs=30, patience=30, learning_rate=3e-3)

@@ -34,6 +34,7 @@ def lq_optimum():
     return a_star, float(ret(a_star)), ret
 
 
+@pytest.mark.slow
 def test_icem_finds_optimum_of_linear_quadratic_system(lq_optimum):
     a_star, best, ret = lq_optimum
     config = ICEMConfig(horizon=HORIZON, population=200, num_elites=20, iterations=5)

@@ -66,6 +66,7 @@ def runs(tmp_path_factory):
     return {"logs": logs, "two": root / "two", "one": root / "one"}
 
 
+@pytest.mark.slow
 def test_only_process_zero_writes_and_every_process_knows_the_run_directory(runs):
     written = list(runs["two"].iterdir())
     assert len(written) == 1  # not one timestamped directory per process
@@ -76,6 +77,7 @@ def test_only_process_zero_writes_and_every_process_knows_the_run_directory(runs
     assert f"process 1 of 2 done; process 0 wrote {run_dir}" in runs["logs"][1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_to_the_metrics_of_one_process(runs):
     (one,), (two,) = runs["one"].iterdir(), runs["two"].iterdir()
     rows_one, columns_one = read_metrics(one / "metrics.csv")
@@ -94,6 +96,7 @@ def test_two_processes_train_to_the_metrics_of_one_process(runs):
             assert b[column] == pytest.approx(a[column], rel=1e-4, abs=1e-5), column
 
 
+@pytest.mark.slow
 def test_checkpoint_gathered_by_process_zero_restores_to_the_single_process_params(runs):
     from saferl.policies import load_policy
 
@@ -107,6 +110,7 @@ def test_checkpoint_gathered_by_process_zero_restores_to_the_single_process_para
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * max(float(np.max(np.abs(a))), 1e-3))
 
 
+@pytest.mark.slow
 def test_two_processes_resume_to_the_metrics_of_one_process(runs, tmp_path):
     """`saferl train --resume RUN` in two processes: both restore process 0's checkpoint and continue together."""
     import shutil

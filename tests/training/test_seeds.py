@@ -55,6 +55,7 @@ def seed_runs(tmp_path_factory):
     return dirs
 
 
+@pytest.mark.slow
 def test_seeds_write_one_run_dir_per_seed_with_the_single_seed_runs_metrics(seed_runs):
     assert sorted(seed_runs) == [3, 5]
     single = ppo_run(CHUNKS, seed=3).run_dir
@@ -73,6 +74,7 @@ def test_seeds_write_one_run_dir_per_seed_with_the_single_seed_runs_metrics(seed
     assert not np.allclose(other, [float(r["policy_loss"]) for r in metric_rows(single)], rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_all_seeds_share_one_compiled_chunk(seed_runs):
     record = rundir.read_run(seed_runs[3])
     world = training_env_from_record(record)
@@ -82,6 +84,7 @@ def test_all_seeds_share_one_compiled_chunk(seed_runs):
     assert chunk_jit._cache_size() == 1  # 4 chunks of 2 seeds: traced and compiled once
 
 
+@pytest.mark.slow
 def test_each_seeds_checkpoint_resumes_alone_and_together(seed_runs, tmp_path):
     halves = {}
     for seed, run_dir in seed_runs.items():  # cut back to the checkpoint after 2 chunks
@@ -124,6 +127,7 @@ def test_host_side_algorithms_run_seeds_one_after_another():
 
 
 @pytest.mark.parametrize("algo", ["pets", "softae"])
+@pytest.mark.slow
 def test_episodic_seeds_are_vmapped_episodes_with_the_single_seed_runs_metrics(algo, tmp_path):
     from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY, SOFTAE_TINY
     from tiny_runs import pets_run, softae_run

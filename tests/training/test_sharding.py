@@ -60,6 +60,7 @@ def model_runs(reports):
     return reports["model4"]
 
 
+@pytest.mark.slow
 def test_env_states_are_split_over_four_devices_and_params_replicated(runs):
     report, _ = runs[4]
     assert report["devices"] == 4
@@ -69,17 +70,20 @@ def test_env_states_are_split_over_four_devices_and_params_replicated(runs):
     assert report["params_replicated"]
 
 
+@pytest.mark.slow
 def test_one_device_run_keeps_everything_on_that_device(runs):
     report, _ = runs[1]
     assert report["devices"] == 1 and report["env_devices"] == [1] and report["env_shard_rows"] == [4]
     assert report["params_replicated"]
 
 
+@pytest.mark.slow
 def test_state_placed_elsewhere_trains_to_the_same_result(runs):
     # a restored state may sit on one device; the chunk moves it onto the mesh first, same program, same bits
     assert runs[4][0]["one_device_input_same"] and runs[1][0]["one_device_input_same"]
 
 
+@pytest.mark.slow
 def test_four_device_chunk_matches_one_device_chunk(runs):
     one, four = runs[1][1], runs[4][1]
     assert set(one.files) == set(four.files)
@@ -96,6 +100,7 @@ def test_four_device_chunk_matches_one_device_chunk(runs):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * scale, err_msg=name)
 
 
+@pytest.mark.slow
 def test_num_envs_not_divisible_by_device_count_is_a_user_error(runs):
     message = runs[4][0]["user_error"]
     assert message is not None and "num_envs=2" in message and "4 devices" in message
@@ -116,6 +121,7 @@ def test_helpers_shard_leading_axis_and_replicate_scalars():
     sharding.check_divisible(3 * count, "num_envs", mesh)  # a multiple is fine
 
 
+@pytest.mark.slow
 def test_use_devices_restricts_the_mesh_and_the_programs(model_runs):
     report, _ = model_runs
     assert report["available"] == 4
@@ -128,6 +134,7 @@ def test_use_devices_restricts_the_mesh_and_the_programs(model_runs):
     assert four["params_devices"] == [4] and one["params_devices"] == [1]  # replicated over the mesh
 
 
+@pytest.mark.slow
 def test_ensemble_fit_and_icem_plan_on_four_devices_match_one_device(model_runs):
     _, arrays = model_runs
     np.testing.assert_array_equal(arrays["d4_epochs"], arrays["d1_epochs"])
@@ -155,6 +162,7 @@ def test_use_devices_rejects_counts_outside_the_available_devices():
     assert sharding.devices() == jax.devices()
 
 
+@pytest.mark.slow
 def test_seed_axis_is_replicated_and_env_batch_split_on_four_devices(reports):
     """`saferl train --seeds` on 4 devices (`saferl.training.seeds`): seeds 7 and 8 vmapped over one PPO chunk."""
     report, _ = reports["seeds4"]
