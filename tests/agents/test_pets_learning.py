@@ -28,9 +28,12 @@ def test_pets_beats_random_on_pendulum_within_five_episodes():
         state, row = runner(state)
         returns.append(row["episode_return"])
     random_return, best_mpc = returns[0], max(returns[1:])
-    # random torques keep the pole near the bottom (return ≈ 7 of a possible ≈ 190); measured PETS
-    # episodes 2–5 reach 33–50 with this seed, so 3× random (and ≥ 20) leaves room for run-to-run noise
-    assert best_mpc >= max(3.0 * random_return, 20.0), returns
+    # Measured (2-core VM, 2026-12-07, seeds 0-5 of this config): the random episode returns 7.1, 21.2, 2.6,
+    # -0.2, 3.9, 25.9 (random torques mostly keep the pole near the bottom; a possible ≈ 190), the best of the
+    # 4 MPC episodes 39.8, 48.0, 35.2, 38.0, 56.6, 40.9 (mean 43.1, min 35.2). "3x the random episode" failed on
+    # seeds 1 and 5 (a lucky random episode), so the bound is absolute: 30 is below every seed's best and above
+    # every random episode measured.
+    assert best_mpc >= 30.0 and best_mpc > random_return, returns
 
 
 @pytest.mark.slow
