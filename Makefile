@@ -43,6 +43,7 @@ test-long: $(STAMP)
 	$(PYTEST) --durations=20 -m long tests
 
 test-fast: $(STAMP)
+	@# the logic on pendulum, safe_cartpole and point_goal: skips `slow` (>= 5 s warm, soft robots, ultrasound)
 	$(PYTEST) -m "not slow and not long" tests
 
 bench: $(STAMP)
