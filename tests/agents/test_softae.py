@@ -66,6 +66,7 @@ def test_information_gain_exploration_logs_one_row_per_episode_with_the_planned_
     assert all(math.isfinite(float(r["model_nll"])) for r in rows)
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_for_bit(tmp_path):
     straight = softae_run("info_gain").run_dir
     interrupted = copy_run(straight, tmp_path)

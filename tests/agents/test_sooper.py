@@ -253,6 +253,7 @@ def test_bad_priors_are_refused_before_a_run_directory_exists(tmp_path, prior, m
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_prior_of_another_env_or_algorithm_is_refused(tmp_path):
     prior = sooper_prior_run().run_dir
     with pytest.raises(UserError, match="trained on env 'safe_cartpole', not 'pendulum'"):

@@ -83,6 +83,7 @@ def test_reset_and_step_trace_under_brax_training_wrap(name):
     assert state.info["truncation"].shape == (4,)
 
 
+@pytest.mark.slow
 def test_brax_domain_randomization_wrapper_accepts_our_randomization_fn():
     keys = jax.random.split(jax.random.PRNGKey(1), 4)
     fn = functools.partial(make_randomization_fn(), rng=keys)

@@ -163,6 +163,7 @@ def test_training_stack_is_batched_and_time_limited(rollout):
     assert (done == done[:, :1]).all() and (np.asarray(states.info["truncation"])[[4, 8]] == 1).all()
 
 
+@pytest.mark.slow
 def test_each_episode_gets_new_in_range_physics(rollout):
     env, _, _, states = rollout
     nominal = env.mj_model

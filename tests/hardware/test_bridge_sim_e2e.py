@@ -72,6 +72,7 @@ def test_run_completes_episodes_and_records_them(recording):
     json.dumps(meta)  # metadata stays plain JSON
 
 
+@pytest.mark.slow
 def test_recorded_trajectories_match_the_simulator(recording):
     record_dir, summaries = recording
     env = envs.make("pendulum")
@@ -158,6 +159,7 @@ def test_deploy_runs_a_pets_policy_on_the_robot_holding_each_planned_action(pets
     assert changes <= PETS_STEPS // 2 + summary["gaps"] + 1, changes
 
 
+@pytest.mark.slow
 def test_a_bridge_recording_feeds_pets_training_before_its_first_fit(pets_deployment, tmp_path):
     sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
     from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY

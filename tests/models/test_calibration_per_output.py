@@ -69,6 +69,7 @@ def test_per_output_coverage_on_fresh_in_distribution_data_is_nominal(fitted):
     np.testing.assert_allclose(coverage(state, test, 2.0), 0.954, atol=0.08)
 
 
+@pytest.mark.slow
 def test_noise_free_outputs_get_a_small_aleatoric_scale_and_no_output_a_narrower_member_spread(fitted):
     state, uncalibrated, metrics = fitted
     scale = np.asarray(state.aleatoric_scale)

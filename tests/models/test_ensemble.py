@@ -58,6 +58,7 @@ def test_aleatoric_std_matches_the_true_noise_within_20_percent_in_the_data_regi
     np.testing.assert_allclose(ratio, 1.0, atol=0.2)
 
 
+@pytest.mark.slow
 def test_epistemic_std_grows_away_from_the_data(sine_model):
     state, _, _ = sine_model
     inside = uncertainty.epistemic_std(predict_grid(state, jnp.linspace(-1.8, 1.8, 19))[0])[:, 0]

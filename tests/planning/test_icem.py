@@ -47,6 +47,7 @@ def test_icem_finds_optimum_of_linear_quadratic_system(lq_optimum):
     np.testing.assert_allclose(float(info.best_value), achieved, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_cem_beats_random_shooting_with_the_same_evaluations(lq_optimum):
     _, best, ret = lq_optimum
     cem = ICEMConfig.cem(horizon=HORIZON, population=200, num_elites=20, iterations=5)
