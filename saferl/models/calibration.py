@@ -95,18 +95,30 @@ def fit_uncertainty_scales(in_dist: tuple[jax.Array, ...], region: tuple[jax.Arr
     held-out rows from the training distribution, and rows of a region the members never trained on.
     Alternating `rounds` times, c ∈ EPISTEMIC_CANDIDATES minimises the region's ECE given a, then
     a ∈ ALEATORIC_CANDIDATES the in-distribution ECE given c (off the data the member spread dominates,
-    on it the noise does; where the members' spread alone over-covers, a goes to its floor).
+    on it the noise does; where the members' spread alone over-covers, a goes to its floor). An output whose
+    fitted (a, c) give a larger summed ECE on both sets than the raw (1, 0) keeps (1, 0).
     """
     err_in, ale_in, epi_in = in_dist
     err_region, ale_region, epi_region = region
-    aleatoric = jnp.ones(err_in.shape[-1])
-    growth = jnp.zeros(err_in.shape[-1])
+    raw_aleatoric, raw_growth = jnp.ones(err_in.shape[-1]), jnp.zeros(err_in.shape[-1])
+    aleatoric, growth = raw_aleatoric, raw_growth
     for _ in range(rounds):
         growth = fit_variance_scale(err_region, jnp.square(aleatoric) * ale_region + epi_region,
                                     jnp.square(epi_region), EPISTEMIC_CANDIDATES, region_weights, neutral=0.0)
         aleatoric = fit_variance_scale(err_in, calibrated_epistemic_variance(epi_in, growth), ale_in,
                                        ALEATORIC_CANDIDATES, in_weights)
-    return aleatoric, growth
+
+    def held_out_ece(a: jax.Array, c: jax.Array) -> jax.Array:
+        """[out] ECE on the random held-out rows plus ECE on the region, under scales (a, c)."""
+        def ece(abs_error, ale, epi, weights):
+            var = jnp.maximum(jnp.square(a) * ale + calibrated_epistemic_variance(epi, c), _MIN_VAR)
+            return _level_errors(abs_error / jnp.sqrt(var), weights).mean(axis=0)
+        return ece(err_in, ale_in, epi_in, in_weights) + ece(err_region, ale_region, epi_region, region_weights)
+
+    # the alternating search fits each part given the other; an output whose scales end up describing the
+    # held-out rows they were fitted on worse than the raw ensemble does keeps the raw σ's (a = 1, c = 0)
+    better = held_out_ece(aleatoric, growth) <= held_out_ece(raw_aleatoric, raw_growth)
+    return jnp.where(better, aleatoric, raw_aleatoric), jnp.where(better, growth, raw_growth)
 
 
 def calibrated_epistemic_variance(epi_var: jax.Array, growth: jax.Array) -> jax.Array:

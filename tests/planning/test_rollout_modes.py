@@ -120,3 +120,35 @@ def test_config_validation_and_particle_multiple():
         RolloutConfig(reward_bonus=-1.0)
     with pytest.raises(ValueError, match="multiple of the ensemble size"):
         rollout(KEY, double_integrator(num_members=5), RolloutConfig("ts1", 4), OBS0, ACTIONS)
+
+
+def test_state_bound_keeps_a_diverging_model_finite_and_inside_the_datas_box():
+    """A model that extrapolates without bound (Δs = 3·s + 1, members disagreeing in proportion to |s|) overflows
+    within 100 imagined steps; with state_bound the imagined states stay in mean ± bound·std of its data and the
+    information gain stays finite (the soft_arm failure of issue #31, reduced to its mechanism)."""
+    from saferl.planning import ModelFns
+
+    def predict(obs, action):
+        spread = jp.array([0.5, 1.5]).reshape((2,) + (1,) * obs.ndim)  # two members: ±50 % around the mean
+        delta = spread * (3.0 * obs + 1.0)
+        zero = jp.zeros(obs.shape[:-1] + (2,))[None].repeat(2, axis=0)
+        mean = jp.concatenate([delta, zero], -1)
+        return mean, jp.full_like(mean, 0.01)
+
+    mean, std = jp.array([0.5, -1.0]), jp.array([0.2, 2.0])
+    model = ModelFns(predict, predict, 2, jp.ones(4), mean, std)
+    actions = jp.zeros((3, 100, 1))
+    start = jp.array([0.4, 0.0])
+    free = rollout(KEY, model, RolloutConfig("mean", 1, track_uncertainty=True), start, actions)
+    assert not np.isfinite(np.asarray(free.info_gain)).all()  # without a bound the states overflow
+    bounded = rollout(KEY, model, RolloutConfig("mean", 1, track_uncertainty=True, state_bound=5.0), start,
+                      actions)
+    obs = np.asarray(bounded.obs)
+    assert np.isfinite(np.asarray(bounded.info_gain)).all() and np.isfinite(obs).all()
+    low, high = np.asarray(mean - 5.0 * std), np.asarray(mean + 5.0 * std)
+    assert (obs[:, :, 1:] >= low - 1e-5).all() and (obs[:, :, 1:] <= high + 1e-5).all()
+    np.testing.assert_allclose(obs[:, :, -1], np.broadcast_to(high, obs[:, :, -1].shape), rtol=1e-6)  # at the edge
+    with pytest.raises(ValueError, match="state_bound"):
+        RolloutConfig(state_bound=-1.0)
+    with pytest.raises(ValueError, match="obs_mean"):
+        rollout(KEY, ModelFns(predict, predict, 2), RolloutConfig("mean", 1, state_bound=5.0), start, actions)

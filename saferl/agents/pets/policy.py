@@ -37,8 +37,10 @@ class MPCMemory(NamedTuple):
 
 def model_fns(model: EnsembleState) -> ModelFns:
     """The ensemble as the planner's model functions (all members; raw units)."""
+    norm = model.normalizer
     return ModelFns(functools.partial(ensemble.predict, model), functools.partial(ensemble.predict_per_member, model),
-                    model.config.num_members, model.normalizer.output_std)
+                    model.config.num_members, norm.output_std, norm.input_mean[:model.obs_size],
+                    norm.input_std[:model.obs_size])
 
 
 def planned_action(config: Any, model: EnsembleState, key: jax.Array, obs: jax.Array,

@@ -11,8 +11,8 @@ Strategies (`exploration`):
   * "task"          — baseline: task-specific PETS: plan for the reward of `task` (a name from `env.tasks()`)
                       with the same number of env steps.
 Every strategy starts with `random_episodes` uniform-random episodes, then refits the ensemble after each episode.
-With `cost_constraint` ≠ "none" the planned strategies keep the model's predicted episode cost within the env's
-budget (safe exploration; the cost spent is logged either way). Zero-shot task planning after exploration uses
+With `cost_constraint` ≠ "none" (default "feasibility") the planned strategies keep the model's predicted episode
+cost within the env's budget (safe exploration; the cost spent is logged either way). Zero-shot task planning after exploration uses
 `task_rollout` (TS∞ particles), the same planner and the same constraint unless `task_cost_constraint` names its
 own.
 """
@@ -63,13 +63,18 @@ class SoftAEConfig:
     exploration: Strategy = "info_gain"
     task: str = ""  # env task planned for by exploration='task' (the task-specific PETS baseline)
     model: EnsembleConfig = dataclasses.field(default_factory=_cpu_model)  # probabilistic ensemble
-    # exploration rollouts: mean propagation (every member at every step gives σ_epi), uncertainty tracked
+    # exploration rollouts: mean propagation (every member at every step gives σ_epi), uncertainty tracked,
+    # imagined states within 5 std of the data (an uncertainty objective otherwise prefers the model's runaway
+    # extrapolations: soft_arm seed 1 overflowed to a non-finite plan value in its 3rd episode without it)
     rollout: RolloutConfig = dataclasses.field(
-        default_factory=lambda: RolloutConfig("mean", 1, sample_aleatoric=False, track_uncertainty=True))
+        default_factory=lambda: RolloutConfig("mean", 1, sample_aleatoric=False, track_uncertainty=True,
+                                              state_bound=5.0))
     task_rollout: RolloutConfig = dataclasses.field(default_factory=lambda: RolloutConfig("tsinf", 5))  # tasks
     planner: ICEMConfig = dataclasses.field(default_factory=_cpu_planner)  # iCEM (MPC, replans every decision)
     discount: float = 1.0  # γ of the planned objective over the horizon, in (0, 1]
-    cost_constraint: Literal["none", "penalty", "feasibility"] = "none"  # E[Σ cost] ≤ remaining budget (safe exploration)
+    # E[Σ cost] ≤ remaining budget: "feasibility" (the default) explores safely, planning only candidates the model
+    # predicts within the env's budget (infeasible ones ranked by how little they exceed it)
+    cost_constraint: Literal["none", "penalty", "feasibility"] = "feasibility"
     penalty: float = 10.0  # for cost_constraint="penalty"
     # the zero-shot task planner's constraint: "same" as cost_constraint, or its own (e.g. explore safely with
     # "feasibility", then plan tasks with "none" exactly as a model explored without constraint would be)
