@@ -74,16 +74,35 @@ class Checkpoints:
         try:
             restored = self._manager.restore(int(step), args=args)
         except Exception as err:  # orbax raises many types for truncated/mismatched files
-            message = f"{type(err).__name__}: {err}".splitlines()[0][:300]
             raise UserError(f"checkpoint {where} cannot be restored (corrupt or from a different config): "
-                            f"{message}") from None
+                            f"{_one_line(err)}") from None
         extra = dict(restored["extra"] or {})
         if extra.pop("leaf_paths", paths) != paths:
             raise UserError(f"checkpoint {where} holds a different state structure than this config expects")
         return _unflatten(target, restored["state"]), extra
 
+    def verify(self, step: int) -> str | None:
+        """None if checkpoint `step` reads back whole (every leaf and its record, as saved, no target needed),
+        else a one-line reason. Reads the checkpoint once; writes nothing."""
+        if step not in self._manager.all_steps():
+            return f"no checkpoint at step {step}"
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(), extra=ocp.args.JsonRestore())
+        try:
+            restored = self._manager.restore(int(step), args=args)
+        except Exception as err:  # orbax/TensorStore raise many types, with multi-line messages
+            return _one_line(err)
+        if "leaf_paths" not in (restored["extra"] or {}):
+            return "its record (extra) has no leaf_paths"
+        return None
+
     def close(self) -> None:
         self._manager.close()
+
+
+def _one_line(err: Exception, limit: int = 160) -> str:
+    """`Type: first line of the message`, cut to `limit` characters (TensorStore errors run to many lines)."""
+    text = f"{type(err).__name__}: {err}".strip().splitlines()[0]
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _leaf_name(index: int) -> str:

@@ -143,6 +143,26 @@ def _new_record(algo: str, env_name: str, steps: int | None, seed: int, override
     return create_run(new, seed, out), new.env_config, new.algo_config, new.env
 
 
+def _intact_newest_checkpoint(resume: pathlib.Path, run_dir: pathlib.Path) -> int:
+    """The newest checkpoint step of `run_dir`, read back whole before anything is written; a corrupt one is a
+    one-line `UserError` naming the newest intact older checkpoint, if any (nothing is resumed from it on its
+    own: the user removes the corrupt one, so no training is silently redone)."""
+    steps = rundir.checkpoint_steps(run_dir)
+    checkpoints = Checkpoints(run_dir / "checkpoints")
+    try:
+        reason = checkpoints.verify(steps[-1])
+        if reason is None:
+            return steps[-1]
+        intact = next((step for step in reversed(steps[:-1]) if checkpoints.verify(step) is None), None)
+    finally:
+        checkpoints.close()
+    corrupt = run_dir / "checkpoints" / str(steps[-1])
+    older = (f"checkpoint {intact} is intact: delete {corrupt} to resume from step {intact}" if intact is not None
+             else "no older checkpoint is intact")
+    raise UserError(f"--resume {resume}: checkpoint {steps[-1]} cannot be restored ({reason}); {older}; "
+                    "nothing was changed")
+
+
 def _resumed_record(resume: pathlib.Path, algo: str | None, env_name: str | None, steps: int | None,
                     changed: bool) -> tuple[rundir.RunRecord, Any, Any, int]:
     record = rundir.read_run(resume)
@@ -153,10 +173,10 @@ def _resumed_record(resume: pathlib.Path, algo: str | None, env_name: str | None
     if changed:
         raise UserError("--set/--set-env/--seed/--data cannot change a run being resumed; start a new run instead")
     env_config, algo_config = env_config_from_record(record), algo_config_from_record(record)
-    resume_step = rundir.checkpoint_steps(record.path)[-1]
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
-    if steps is not None and steps != record.steps:
+    resume_step = _intact_newest_checkpoint(resume, record.path)
+    if steps is not None and steps != record.steps:  # the first write, once everything is validated
         record = dataclasses.replace(record, steps=int(steps))
         rundir.write_config(record)
     return record, env_config, algo_config, resume_step

@@ -111,6 +111,42 @@ def test_corrupt_checkpoint_is_a_user_error(runs, tmp_path):
         load_policy(copy)
 
 
+def _corrupt(checkpoint_dir):
+    for path in (checkpoint_dir / "state").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:
+            path.write_bytes(b"garbage")
+
+
+def _snapshot(run_dir):
+    """{relative path: bytes} of every file in a run dir."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_resume_from_a_corrupt_checkpoint_fails_in_one_line_touching_nothing_and_names_the_intact_one(runs, tmp_path):
+    """Issue #29: validate and restore first, write after. The newest checkpoint is corrupt: `saferl train
+    --resume RUN --steps N` exits 2 with one line naming the older intact checkpoint, and the run dir (config.json
+    with its old steps, metrics.csv, TensorBoard files, checkpoints) is byte for byte what it was. Removing the
+    corrupt checkpoint, as the message says, resumes from the older one."""
+    from tiny_runs import cli_in_process
+
+    run_dir = copy_run(runs[0].run_dir, tmp_path)
+    steps = rundir.checkpoint_steps(run_dir)
+    assert len(steps) >= 2
+    _corrupt(run_dir / "checkpoints" / str(steps[-1]))
+    before = _snapshot(run_dir)
+    code, _, err = cli_in_process(["train", "--resume", str(run_dir), "--steps", str(steps[-1] + PPO_CHUNK),
+                                   "--quiet"])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"checkpoint {steps[-1]} cannot be restored" in err and f"checkpoint {steps[-2]} is intact" in err, err
+    assert _snapshot(run_dir) == before  # nothing written, truncated or created
+    shutil.rmtree(run_dir / "checkpoints" / str(steps[-1]))
+    code, _, err = cli_in_process(["train", "--resume", str(run_dir), "--steps", str(steps[-1]), "--quiet"])
+    assert code == 0, err
+    assert rundir.checkpoint_steps(run_dir)[-1] == steps[-1]
+    with open(run_dir / "metrics.csv") as f:
+        assert [int(float(row["env_steps"])) for row in csv.DictReader(f)][-1] == steps[-1]
+
+
 def test_nan_in_training_stops_with_the_quantity_and_never_checkpoints_it(runs, tmp_path):
     # a blown-up simulation: the envs' velocities in the resumed state are NaN, so the next chunk's data,
     # normaliser and losses go non-finite (the fresh-run case, where the initial state gets saved, is
