@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 DEMO_EPISODES ?= 4
 DEMO_SEED ?= 0
 
-.PHONY: venv demo test test-long test-fast clean bench notebooks
+.PHONY: venv demo test test-long test-fast clean bench notebooks docs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,onnx]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,onnx,docs]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -53,5 +53,10 @@ notebooks: $(STAMP)
 	@# build experiments/notebooks/*.ipynb from src/*.py and execute them with the full budget (outputs kept)
 	$(BIN)/python experiments/notebooks/build.py --execute --budget full
 
+docs: $(STAMP)
+	@# the documentation site into site/ (MkDocs + Material, strict: broken links and references fail); plots,
+	@# notebooks and the CLI reference come from the repository at build time (docs/_hooks/saferl_docs.py)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs  # the compilation cache lives in $${SAFERL_JAX_CACHE:-$$XDG_CACHE_HOME/saferl/jax}
+	rm -rf $(VENV) runs site  # the compilation cache lives in $${SAFERL_JAX_CACHE:-$$XDG_CACHE_HOME/saferl/jax}
