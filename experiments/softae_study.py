@@ -10,7 +10,7 @@ The task-specific PETS baseline ("task") explores with one task's reward: it is 
 its own task only. World variants: nominal, observation noise, a 2-step actuation delay and (soft_arm) the
 stiffening material.
 
-    python experiments/softae_study.py                   # the README's figures (hours on 2 CPU cores)
+    python experiments/softae_study.py                   # the figures of docs/results/softae.md (hours on 2 CPU cores)
     python experiments/softae_study.py --quick           # a small smoke version (minutes)
     python experiments/softae_study.py --envs soft_arm --seeds 0 1 2 --budgets 2 4 8 --variants nominal
     python experiments/softae_study.py --strategies info_gain --set cost_constraint=penalty --out /tmp/part_a

@@ -34,7 +34,7 @@ RANDOMIZATION = {"randomization.mass_scale": [0.8, 1.2], "randomization.friction
                  "randomization.damping_scale": [0.8, 1.2], "randomization.actuator_gain_scale": [0.9, 1.1]}
 SETTINGS = {  # per env: training steps, SAC overrides, the shift preset used as the "real" system
     "safe_cartpole": {"steps": 100_000, "overrides": {"num_envs": 4}, "shift": "heavy_pole"},
-    "point_goal": {"steps": 200_000, "overrides": {"num_envs": 4}, "shift": "heavy_robot"},  # 100k: too few (README)
+    "point_goal": {"steps": 200_000, "overrides": {"num_envs": 4}, "shift": "heavy_robot"},  # 100k: too few (docs/results/safe-training.md)
 }
 
 
