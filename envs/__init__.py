@@ -6,6 +6,7 @@
     world = envs.TrainingEnvConfig(obs_noise_std=0.01, shift=envs.ShiftConfig(preset="heavy_pole"))
     env = envs.make_training_env("safe_cartpole", None, world)      # the shifted physics
     train_env = envs.wrap_training_env(env, world, num_envs=64)     # fresh physics per episode
+    gym_env = envs.to_gymnasium("safe_cartpole", episode_length=200)  # a gymnasium.Env, cost in info["cost"]
 """
 
 import os as _os
@@ -65,8 +66,9 @@ register("us_surgery", UsSurgery)
 from envs.wrappers import DomainRandomizationConfig, dynamics_shift  # noqa: E402  (use the registry)
 from envs.training_env import (ShiftConfig, TrainingEnvConfig, make_training_env, physics_fingerprint,  # noqa: E402
                                shift_presets, wrap_evaluation_env, wrap_training_env)
+from envs.gymnasium_env import GymnasiumEnv, GymnasiumVectorEnv, to_gymnasium  # noqa: E402
 
-__all__ = ["DomainRandomizationConfig", "EnvConfig", "EnvError", "MjxEnv", "ShiftConfig", "TrainingEnvConfig",
-           "default_config", "dynamics_shift", "env_class", "make", "make_config", "make_training_env", "names",
-           "physics_fingerprint", "register", "shift_presets", "Task", "TaskError", "get_task", "wrap_evaluation_env",
-           "wrap_training_env"]
+__all__ = ["DomainRandomizationConfig", "EnvConfig", "EnvError", "GymnasiumEnv", "GymnasiumVectorEnv", "MjxEnv",
+           "ShiftConfig", "TrainingEnvConfig", "default_config", "dynamics_shift", "env_class", "make", "make_config",
+           "make_training_env", "names", "physics_fingerprint", "register", "shift_presets", "Task", "TaskError",
+           "get_task", "to_gymnasium", "wrap_evaluation_env", "wrap_training_env"]
