@@ -189,7 +189,9 @@ class MjxEnv(Env, abc.ABC):
         obs, reward, cost, info = self.evaluate(data, action, dict(state.info))
         metrics = dict(state.metrics)
         metrics["cost"] = cost
-        done = jp.where(jp.isfinite(obs).all(), 0.0, 1.0)  # a blown-up simulation ends the episode
+        # a blown-up simulation ends the episode; strongly typed like reset's done (a weakly typed one made a
+        # jitted step fed its own output compile a second program)
+        done = jp.where(jp.isfinite(obs).all(), 0.0, 1.0).astype(jp.float32)
         return state.replace(pipeline_state=data, obs=obs, reward=reward, done=done, metrics=metrics, info=info)
 
     def evaluate(

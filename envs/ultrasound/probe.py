@@ -324,7 +324,7 @@ class ProbeEnv(MjxEnv):
         obs, reward, cost, info = self.evaluate(data, action, dict(state.info))
         metrics = {**state.metrics, "cost": cost, **self._task_metrics(data, info)}
         finite = jp.stack([jp.isfinite(leaf).all() for leaf in jax.tree.leaves(obs)]).all()
-        done = jp.where(finite, 0.0, 1.0)  # a blown-up simulation ends the episode
+        done = jp.where(finite, 0.0, 1.0).astype(jp.float32)  # a blown-up simulation ends it; strongly typed as reset's
         return state.replace(pipeline_state=data, obs=obs, reward=reward, done=done, metrics=metrics, info=info)
 
     @property
