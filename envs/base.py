@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+import functools
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jp
@@ -166,6 +167,22 @@ class MjxEnv(Env, abc.ABC):
         """Named tasks of this env ({name: `envs.tasks.Task`}, rewards of (obs, action, next_obs)) for zero-shot
         planning and evaluation; build them once per instance. Default: none."""
         return {}
+
+    @functools.cached_property
+    def transition_cost(self) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None:
+        """The safety cost as a pure function of a transition, `cost(obs [..., obs], action [..., act],
+        next_obs [..., obs]) -> [...]`, reading only the documented observation layout (like a task's reward): for
+        every env step it equals the `info["cost"]` of the step that went from obs to next_obs with action (the
+        env contract tests it). None where the cost depends on state the observation does not show. Built once per
+        instance (`_make_transition_cost`), so a planner compiled with it is reused.
+
+        Planners can score imagined transitions with the cost the user defined instead of a learned cost head, which
+        has nothing to learn from until a cost has been paid (`ObjectiveConfig.cost_source="env"`)."""
+        return self._make_transition_cost()
+
+    def _make_transition_cost(self) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None:
+        """Override to provide `transition_cost`; default: None."""
+        return None
 
     def _update_info(self, data: mjx.Data, info: dict[str, Any]) -> dict[str, Any]:
         """Per-step info update after reward/cost (e.g. resample a reached goal, using and advancing

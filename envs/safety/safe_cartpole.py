@@ -126,6 +126,14 @@ class SafeCartpole(MjxEnv):
         x, angle = data.qpos[0], data.qpos[1]
         return jp.stack([x, jp.cos(angle), jp.sin(angle), data.qvel[0], data.qvel[1]])
 
+    def _make_transition_cost(self):
+        bound = self._config.cost_bound
+
+        def cost(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
+            return jp.where(jp.abs(next_obs[..., 0]) > bound, 1.0, 0.0)  # obs[0] is the cart position x
+
+        return cost
+
     def _reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
         x, angle, angular_velocity = data.qpos[0], data.qpos[1], data.qvel[1]
         upright = (jp.cos(angle) + 1.0) / 2.0

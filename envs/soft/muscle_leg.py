@@ -237,6 +237,19 @@ class MuscleLeg(MjxEnv):
         return jp.concatenate([data.qpos, data.qvel, toe[jp.array([0, 2])], data.act,
                                (self._ground_reaction(data) / self._weight)[None]])
 
+    def _make_transition_cost(self):
+        cfg = self._config
+        low, high = self._joint_low + cfg.limit_margin, self._joint_high - cfg.limit_margin
+        weight = self._weight
+
+        def cost(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
+            angles = next_obs[..., 1:4]  # hip, knee, ankle (obs[0] is the pelvis height)
+            near_limit = jp.any((angles < low) | (angles > high), axis=-1)
+            overload = next_obs[..., -1] * weight > cfg.overload_force  # the last obs is GRF / weight
+            return jp.where(near_limit | overload, 1.0, 0.0)
+
+        return cost
+
     def _reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
         cfg = self._config
         standing = stance_height(*cfg.stance, cfg.thigh_length, cfg.shank_length)

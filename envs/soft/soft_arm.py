@@ -300,6 +300,17 @@ class SoftArm(MjxEnv):
     def _observe(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
         return jp.concatenate([self.tip_position(data), data.sensordata[:3], data.qpos, data.qvel, info["target"]])
 
+    def _make_transition_cost(self):
+        cfg = self._config
+        center = jp.asarray(cfg.forbidden_center, jp.float32)
+
+        def cost(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
+            inside = jp.linalg.norm(next_obs[..., :3] - center, axis=-1) < cfg.forbidden_radius  # obs[:3]: tip
+            overloaded = jp.any((action + 1.0) / 2.0 > cfg.overload_fraction, axis=-1)
+            return jp.where(inside | overloaded, 1.0, 0.0)
+
+        return cost
+
     def _reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
         cfg = self._config
         tip = self.tip_position(data)

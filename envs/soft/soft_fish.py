@@ -188,6 +188,14 @@ class SoftFish(MjxEnv):
         return jp.concatenate([data.qpos[:2], jp.stack([jp.cos(yaw), jp.sin(yaw)]), data.qvel[:3],
                                data.qpos[3:], data.qvel[3:]])
 
+    def _make_transition_cost(self):
+        half_width = self._config.channel_half_width
+
+        def cost(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
+            return jp.where(jp.abs(next_obs[..., 1]) > half_width, 1.0, 0.0)  # obs[1] is the head's y
+
+        return cost
+
     def _reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
         cfg = self._config
         reward = data.qvel[0] - cfg.ctrl_cost_weight * jp.mean(action**2)

@@ -67,6 +67,18 @@ def task_rewards(trajectory: Trajectory, reward_fn: RewardFn) -> jax.Array:
     return jp.broadcast_to(rewards, trajectory.costs.shape).astype(trajectory.costs.dtype)
 
 
+def with_transition_costs(objective_fn: "ObjectiveFn", cost_fn: RewardFn, action_repeat: int = 1) -> "ObjectiveFn":
+    """`objective_fn` scoring imagined trajectories with a known per-env-step cost `cost_fn(obs, action, next_obs)`
+    (an env's `transition_cost`) instead of the model's cost head: each decision costs `action_repeat` × the cost
+    of the transition it imagines (the states between a decision's env steps are not imagined)."""
+
+    def objective(trajectory: Trajectory) -> Scores:
+        costs = action_repeat * task_rewards(trajectory, cost_fn)
+        return objective_fn(trajectory._replace(costs=costs))
+
+    return objective
+
+
 def reward_objective(reward_fn: RewardFn, discount: float = 1.0, constraint: str = "none", penalty: float = 10.0,
                      remaining_budget: jax.Array | float = jp.inf) -> ObjectiveFn:
     """`objective_fn(trajectory) -> Scores` maximising Σ_t γ^t r(obs_t, a_t, obs_t+1) of any task reward
@@ -103,6 +115,10 @@ class ObjectiveConfig:
     discount: float = 1.0  # γ over the planning horizon, in (0, 1]
     constraint: Literal["none", "penalty", "feasibility"] = "none"  # how E[Σ cost] ≤ budget is handled
     penalty: float = 10.0  # value − penalty·max(0, E[Σ cost] − budget), for constraint='penalty' (≥ 0)
+    # where imagined costs come from: "model" (the ensemble's cost head) or "env" (the env's `transition_cost` of
+    # the imagined transition, where the env has one; else the model's): a cost head cannot predict a cost it
+    # has never seen paid, the cost the user defined on observations can
+    cost_source: Literal["model", "env"] = "model"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -113,6 +129,8 @@ class ObjectiveConfig:
             raise ValueError(f"constraint must be one of none/penalty/feasibility, got {self.constraint!r}")
         if self.penalty < 0:
             raise ValueError(f"penalty must be >= 0, got {self.penalty}")
+        if self.cost_source not in ("model", "env"):
+            raise ValueError(f"cost_source must be one of model/env, got {self.cost_source!r}")
 
 
 def make_objective(config: ObjectiveConfig, remaining_budget: jax.Array | float = jp.inf) -> ObjectiveFn:

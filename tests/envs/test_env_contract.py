@@ -25,7 +25,7 @@ def _rollout_fn(env):
         def step(state, key):
             action = jax.random.uniform(key, (BATCH, env.action_size), minval=-1.0, maxval=1.0)
             state = wrapped.step(state, action)
-            out = dict(obs=state.obs, reward=state.reward, cost=state.info["cost"], done=state.done,
+            out = dict(obs=state.obs, action=action, reward=state.reward, cost=state.info["cost"], done=state.done,
                        steps=state.info["steps"], length=state.info["episode_metrics"]["length"],
                        truncation=state.info["truncation"], final_obs=state.info["final_obs"])
             return state, out
@@ -56,6 +56,23 @@ def test_rollout_has_contract_shapes_finite_values_and_nonnegative_cost(rollout)
     assert (traj["cost"] >= 0).all()
     assert env.action_size >= 1 and env.cost_budget >= 0
     assert isinstance(env.cost_description, str) and env.cost_description
+
+
+# envs whose cost is a function of the observed transition (`env.transition_cost`); the others' costs need state
+# the observation does not show (point_goal's hazard layout, the ultrasound contact force)
+OBSERVED_COST = {"safe_cartpole", "soft_fish", "soft_arm", "muscle_leg"}
+
+
+def test_transition_cost_equals_the_steps_cost_on_every_real_transition(rollout, request):
+    env, _, initial, _, traj = rollout
+    if request.node.callspec.params["rollout"] not in OBSERVED_COST:
+        assert env.transition_cost is None
+        return
+    previous = np.concatenate([initial[None], traj["obs"][:-1]])  # after an auto-reset: the new episode's first obs
+    arrived = np.where(traj["done"][..., None] > 0, traj["final_obs"], traj["obs"])  # the obs the step reached
+    cost = np.asarray(env.transition_cost(previous, traj["action"], arrived))
+    np.testing.assert_array_equal(cost, traj["cost"])
+    assert env.transition_cost is env.transition_cost  # built once per instance (compiled planners are reused)
 
 
 def test_rollout_is_deterministic_for_a_fixed_key(rollout):

@@ -113,3 +113,24 @@ def test_disagreement_objective_is_the_summed_squared_member_spread():
         make_objective(ObjectiveConfig(kind="disagreement"))(untracked)
     with pytest.raises(ValueError, match="kind must be one of"):
         ObjectiveConfig(kind="curiosity")
+
+
+def test_known_transition_costs_replace_the_model_cost_head_in_the_constraint():
+    """`with_transition_costs`: imagined transitions charged the env's cost (× action repeat) instead of the
+    model's cost head, which here predicts 0 everywhere, as a head that has never seen a cost paid does."""
+    from saferl.planning.objectives import with_transition_costs
+
+    model = double_integrator(dt=1.0)  # x' = x + v, v' = v + a from rest: x = 0 after step 1, a_0 after step 2
+    actions = jp.array([[[1.0], [0.0]], [[-1.0], [0.0]], [[0.2], [0.0]]])  # [N=3, H=2, 1]
+    traj = rollout(jax.random.PRNGKey(0), model, RolloutConfig("mean", 1), jp.zeros(2), actions)
+    assert float(jp.abs(traj.costs).max()) == 0.0  # the model's cost head: nothing to avoid
+    beyond = lambda obs, action, next_obs: jp.where(jp.abs(next_obs[..., 0]) > 0.5, 1.0, 0.0)  # noqa: E731
+    config = ObjectiveConfig("return", constraint="feasibility")
+    blind = make_objective(config, remaining_budget=1.5)(traj)
+    assert (blind.violation <= 0).all()
+    known = with_transition_costs(make_objective(config, remaining_budget=1.5), beyond, action_repeat=2)(traj)
+    # plans 0 and 1 end their second step at |x| = 1 > 0.5: 2 env steps × 1 = 2 > 1.5; plan 2 stays inside
+    np.testing.assert_allclose(known.violation, [2.0 - 1.5, 2.0 - 1.5, -1.5])
+    assert [int(i) for i in rank(known)][0] == 2
+    with pytest.raises(ValueError, match="cost_source"):
+        ObjectiveConfig(cost_source="oracle")

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 import pathlib
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jp
@@ -23,6 +23,7 @@ from saferl.data import observations
 from saferl.models import ensemble
 from saferl.models.ensemble import EnsembleState
 from saferl.planning import ModelFns, icem, make_objective, make_rollout_fn, reward_objective
+from saferl.planning.objectives import with_transition_costs
 from saferl.planning.rollout import hallucinated_action_size
 from saferl.policies.policy import Policy, PolicyCarry
 
@@ -45,13 +46,16 @@ def model_fns(model: EnsembleState) -> ModelFns:
 
 def planned_action(config: Any, model: EnsembleState, key: jax.Array, obs: jax.Array,
                    warm_start: icem.PlannerState, remaining_budget: jax.Array,
-                   task: Task | None = None) -> tuple[jax.Array, icem.PlanInfo]:
+                   task: Task | None = None, transition_cost: Callable | None = None
+                   ) -> tuple[jax.Array, icem.PlanInfo]:
     """MPC: plan from obs [obs_dim] and return the first action [act_dim] in [-1, 1] and the planner info.
 
     `config` is any config with `planner`, `rollout`, `objective` and `action_repeat` (PETSConfig, SoftAE's
     planning configs). With a `task`, the planner maximises the task's reward r(obs, action, next_obs) on the
     model's trajectories instead of `config.objective.kind` (zero-shot planning; the cost budget is handled as
-    `config.objective.constraint` says). Hallucinated-control dims, if any, are dropped from the action.
+    `config.objective.constraint` says). With a `transition_cost` (the env's, for `objective.cost_source="env"`)
+    imagined transitions are charged that cost instead of the model's cost head's. Hallucinated-control dims, if
+    any, are dropped from the action.
     """
     rollout_fn = make_rollout_fn(model_fns(model), config.rollout, obs)
     if task is None:
@@ -60,6 +64,8 @@ def planned_action(config: Any, model: EnsembleState, key: jax.Array, obs: jax.A
         objective = config.objective
         objective_fn = reward_objective(task.reward, objective.discount, objective.constraint, objective.penalty,
                                         remaining_budget)
+    if transition_cost is not None:
+        objective_fn = with_transition_costs(objective_fn, transition_cost, config.action_repeat)
     actions, info = icem.plan(config.planner, key, rollout_fn, objective_fn, warm_start)
     return actions[0, :model.action_size], info
 
@@ -71,18 +77,28 @@ def mpc_init_carry(config: Any, action_size: int, obs_size: int = 0) -> PolicyCa
     return PolicyCarry(cost_spent=zero, memory=MPCMemory(icem.init_state(config.planner, width), zero, zero + 1.0))
 
 
-def mpc_decide(config: Any, budget: float, task: Task | None, model: EnsembleState, carry: PolicyCarry,
-               obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
+def mpc_decide(config: Any, budget: float, task: Task | None, transition_cost: Callable | None,
+               model: EnsembleState, carry: PolicyCarry, obs: jax.Array, key: jax.Array
+               ) -> tuple[jax.Array, PolicyCarry]:
     """One MPC decision from obs [obs_dim]: plan with the carried warm start against `budget − cost spent`."""
     remaining_budget = budget - carry.cost_spent
-    action, info = planned_action(config, model, key, obs, carry.memory.warm_start, remaining_budget, task)
+    action, info = planned_action(config, model, key, obs, carry.memory.warm_start, remaining_budget, task,
+                                  transition_cost)
     memory = MPCMemory(info.next_init, info.best_value.astype(jp.float32),
                        info.feasible_fraction.astype(jp.float32))
     return action, carry.replace(memory=memory)
 
 
-# one compiled planner per (config, budget, task) for every policy built from a model of that config
-_jitted_decide = jax.jit(mpc_decide, static_argnums=(0, 1, 2))
+# one compiled planner per (config, budget, task, cost function) for every policy built from a model of that config
+_jitted_decide = jax.jit(mpc_decide, static_argnums=(0, 1, 2, 3))
+
+
+def planning_cost(config: Any, env: Any) -> Callable | None:
+    """The env's `transition_cost` when `config.objective.cost_source` is "env" and the env has one, else None
+    (the model's cost head)."""
+    if getattr(config.objective, "cost_source", "model") != "env":
+        return None
+    return getattr(env, "transition_cost", None)
 
 
 def mpc_policy(config: Any, model: EnsembleState, env: Any, env_name: str = "",
@@ -95,11 +111,12 @@ def mpc_policy(config: Any, model: EnsembleState, env: Any, env_name: str = "",
     cost_budget = float(env.cost_budget)
     budget = cost_budget if cost_budget > 0 else math.inf
 
+    cost_fn = planning_cost(config, env)
     try:
-        decide = functools.partial(_jitted_decide, config, budget, task)
-        hash((config, task))
+        decide = functools.partial(_jitted_decide, config, budget, task, cost_fn)
+        hash((config, task, cost_fn))
     except TypeError:  # an unhashable config (e.g. lists from a hand-made dict): plan without the shared cache
-        decide = jax.jit(functools.partial(mpc_decide, config, budget, task))
+        decide = jax.jit(functools.partial(mpc_decide, config, budget, task, cost_fn))
 
     def act(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
         return decide(model, carry, jp.asarray(observations.state_part(obs), jp.float32), key)
