@@ -1,7 +1,7 @@
 """Load the policy of a `saferl train` run for deployment (policy side; may use JAX).
 
 One registry: `saferl.policies.load_policy` dispatches on the run's algorithm through
-`saferl.agents.registry` (register new algorithms there). A policy is a `saferl.policies.Policy`: stateful
+`saferl.registry` (register new algorithms there). A policy is a `saferl.policies.Policy`: stateful
 across an episode (`init_carry`, `act(carry, obs, key) -> (action, carry)`), each action held for
 `action_repeat` robot steps; `hardware.runner.Actor` executes it. Only saferl's checkpoints/policies are
 imported here, never training code.

@@ -4,7 +4,7 @@ Writes env_throughput.json + env_throughput.png into `--out`.
 
     python experiments/benchmarks/env_throughput.py [--quick] [--envs safe_cartpole ...] [--out DIR]
 
-MJX batches are split over all devices (`saferl.training.sharding`, as the trainers do; `XLA_FLAGS=
+MJX batches are split over all devices (`saferl.sharding`, as the trainers do; `XLA_FLAGS=
 --xla_force_host_platform_device_count=N` for N CPU devices, `experiments/benchmarks/scaling.py` for the scaling).
 An env step is `ctrl_dt` of simulated time (n_substeps physics steps). MJX numbers include observation,
 reward and cost; native numbers are physics only (what `mujoco.rollout` computes). At each batch >= 1024 MJX
@@ -32,7 +32,7 @@ import numpy as np
 from mujoco import rollout as mj_rollout
 
 import envs
-from saferl.training import sharding
+from saferl import sharding
 
 MUJOCO_DEFAULTS = {"solver": "newton", "iterations": 100, "ls_iterations": 50, "warmstart": True}
 

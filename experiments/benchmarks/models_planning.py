@@ -148,7 +148,7 @@ def main() -> None:
             row = planning_latency(population, horizon, env.observation_size, env.action_size, args.repeats)
             print(json.dumps(row), flush=True)
             results["latency"].append(row)
-    from saferl.agents import registry
+    from saferl import registry
 
     for algo in ["pets"] + [a for a in args.baselines if a in registry.names()]:
         steps = args.pets_steps if algo == "pets" else args.baseline_steps

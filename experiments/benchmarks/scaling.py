@@ -7,7 +7,7 @@ each with compile time and run time reported separately; same code for every dev
 `--mode forced` (default on CPU): one subprocess per device count with
 `XLA_FLAGS=--xla_force_host_platform_device_count=N` (a JAX process's device count is fixed at start-up); the
 forced devices share the machine's cores, so they show that the sharded programs run and agree, not a speed-up.
-`--mode local`: one process, `saferl.training.sharding.use_devices(N)` over its real devices (GPUs).
+`--mode local`: one process, `saferl.sharding.use_devices(N)` over its real devices (GPUs).
 Writes scaling.json + scaling.png into `--out`. Seeds under vmap (`saferl train --seeds`) are measured by
 experiments/benchmarks/seeds.py (seeds.json, seeds.png): "vs_seeds" names it.
 """
@@ -36,7 +36,7 @@ from saferl.agents.pets.policy import model_fns
 from saferl.data.buffer import Transition
 from saferl.models import ensemble
 from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig, icem, make_objective, make_rollout_fn
-from saferl.training import sharding
+from saferl import sharding
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SIZES = {  # quick / full workloads (all batch axes multiples of 4)

@@ -1,1 +1,1 @@
-"""Agents (algorithms). Each registers an `Algorithm` in `saferl.agents.registry`."""
+"""Agents (algorithms). Each registers an `Algorithm` in `saferl.registry`."""

@@ -95,7 +95,8 @@ def train_command(
 ) -> None:
     """Train ALGO on --env for --steps env steps; writes a run directory (config, metrics, checkpoints, plots)."""
     from saferl.config import parse_overrides
-    from saferl.training import distributed, sharding
+    from saferl import sharding
+    from saferl.training import distributed
     from saferl.training.run import train
 
     group = distributed.initialize_from(coordinator, num_processes, process_id)  # before JAX's devices exist

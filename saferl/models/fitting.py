@@ -7,7 +7,7 @@ own bootstrap resample (or its own shuffling) of the rest. Epochs run in a `lax.
 after `patience` epochs without a relative held-out improvement (or on a non-finite loss), or once
 `max_steps` gradient steps are done (small data sets then train for many epochs, refits on large ones stay
 cheap); minibatches in a `lax.fori_loop` (a scan when no mask is given). The best
-held-out parameters of each member are kept (mbrl-lib style). Data parallel (`saferl.training.sharding`): each
+held-out parameters of each member are kept (mbrl-lib style). Data parallel (`saferl.sharding`): each
 minibatch [E, B, ...] and the held-out rows are split over the devices along their row axis, parameters and
 optimiser state replicated; XLA adds the gradient all-reduces (one program for 1 and N devices).
 """
@@ -28,7 +28,7 @@ from saferl.models import normalizer as norm_lib
 from saferl.models.ensemble import (EnsembleConfig, EnsembleState, inputs_of, make_module, make_optimizer,
                                     targets_of)
 from saferl.models.network import gaussian_nll, member_fit_score, member_objective
-from saferl.training import sharding
+from saferl import sharding
 
 _ARCH_FIELDS = ("num_members", "hidden_sizes", "activation", "deterministic", "num_elites", "min_logvar",
                 "max_logvar")

@@ -4,7 +4,7 @@ Per iteration i: sample N_i = max(N·decay^−i, 2K) coloured-noise sequences (p
 mean, add the kept elites of the last iteration and the mean itself, score them, refit mean/std to the K
 elites with momentum. Between time steps the solution and kept elites are shifted by one step (warm start).
 CEM = (β=0, keep 0, decay 1); random shooting = (1 iteration, β=0, keep 0).
-The candidates of an iteration are scored split over the devices ("data" axis of `saferl.training.sharding`),
+The candidates of an iteration are scored split over the devices ("data" axis of `saferl.sharding`),
 padded with copies of the mean up to a multiple of the device count (pads are scored, then dropped).
 """
 
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jp
 
 from saferl.planning.objectives import Scores, rank
-from saferl.training import sharding
+from saferl import sharding
 
 RolloutFn = Callable[[jax.Array, jax.Array], Any]  # (key, actions [N, H, A]) -> trajectory pytree
 ObjectiveFn = Callable[[Any], Scores]  # trajectory -> Scores(value [N], violation [N])

@@ -3,7 +3,7 @@
 Propagation (PETS, Chua et al. 2018): `mean` (average of member means), `ts1` (member re-drawn every step),
 `tsinf` (member fixed per particle). Optimism/pessimism on top: r̃ = r̄ + λ_opt·σ_epi,r, c̃ = c̄ + λ_pess·σ_epi,c,
 and hallucinated control (H-UCRL/OPAX): s' = μ(s, a) + β·σ_epi(s, a)⊙η with η ∈ [−1, 1]^obs as extra action dims.
-The candidates × particles states [N, P, ...] are kept split over the devices along N (`saferl.training.sharding`;
+The candidates × particles states [N, P, ...] are kept split over the devices along N (`saferl.sharding`;
 left to the compiler where N does not split evenly, e.g. unpadded direct calls).
 """
 
@@ -15,7 +15,7 @@ from typing import Callable, Literal, NamedTuple
 import jax
 import jax.numpy as jp
 
-from saferl.training import sharding
+from saferl import sharding
 
 # predict(obs [..., obs], action [..., act]) -> (mean [E, ..., out], var [E, ..., out]); out = [Δobs, reward, cost]
 PredictFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]

@@ -1,5 +1,5 @@
 """Trained policies: `load_policy(run_dir)` gives the `Policy` of any run (dispatch on its algorithm through
-`saferl.agents.registry`); `episode` is the one loop that executes a policy (collection, eval, render, robot).
+`saferl.registry`); `episode` is the one loop that executes a policy (collection, eval, render, robot).
 
     from saferl.policies import load_policy
     policy = load_policy("runs/ppo-safe_cartpole-20261125-120000")
@@ -23,7 +23,7 @@ def load_policy(run_dir: pathlib.Path | str, task: str | None = None) -> Policy:
     With `task` (a name from the env's `tasks()`), a policy that plans zero-shot for that task on the run's
     learned model (model-based runs only: `UserError` for others and for an unknown task name)."""
     from envs.tasks import TaskError
-    from saferl.agents import registry
+    from saferl import registry
     from saferl.errors import UserError
 
     algorithm = registry.get(read_algo(run_dir))

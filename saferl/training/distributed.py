@@ -1,5 +1,5 @@
 """Multi-host runs with JAX's own runtime (`jax.distributed`): one process per host (or per device group), all
-running the same program on one global mesh (`saferl.training.sharding`), process 0 the only one that writes.
+running the same program on one global mesh (`saferl.sharding`), process 0 the only one that writes.
 
     saferl train ppo --env pendulum --coordinator HOST0:1234 --num-processes 2 --process-id 0   # on host 0
     saferl train ppo --env pendulum --coordinator HOST0:1234 --num-processes 2 --process-id 1   # on host 1

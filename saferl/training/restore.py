@@ -37,7 +37,7 @@ def env_config_from_record(record: rundir.RunRecord) -> Any:
 
 def algo_config_from_record(record: rundir.RunRecord) -> Any:
     """The run's algorithm config (`UserError` for an unknown algorithm)."""
-    from saferl.agents import registry
+    from saferl import registry
 
     return from_dict(registry.get(record.algo).config_cls, record.algo_config)
 

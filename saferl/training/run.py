@@ -12,7 +12,7 @@ import pathlib
 from typing import Any, Mapping
 
 import envs
-from saferl.agents import registry
+from saferl import registry
 from saferl.config import apply_overrides, field_names, to_dict
 from saferl.errors import UserError
 from saferl.training import distributed, rundir

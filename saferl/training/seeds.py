@@ -7,7 +7,7 @@ so S seeds cost one trace and one compile. Each seed writes its own run director
 metrics.csv, plots, checkpoints of that seed's state alone, so `saferl train --resume DIR` continues any one
 of them on its own); its metrics equal the single-seed run's up to float rounding (batched matmuls may
 reduce in another order; as with any reordering, PPO/SAC training amplifies it over many chunks). With several devices the seed axis is replicated and each seed's env batch is
-split over the "data" mesh as in a single run (`saferl.training.sharding`). Algorithms without one (SOOPER:
+split over the "data" mesh as in a single run (`saferl.sharding`). Algorithms without one (SOOPER:
 host-side episode logic) run their seeds one after another in the same process, reusing the compiled
 functions (every trainer memoises them on the config).
 """
@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from saferl.agents import registry
+from saferl import registry
 from saferl.errors import NonFiniteError, UserError
 from saferl.training import run as run_lib
-from saferl.training import sharding
+from saferl import sharding
 from saferl.training.context import TrainContext, check_finite
 from saferl.training.loop import EPISODE_KEYS, episode_row
 from saferl.training.progress import ProgressDisplay

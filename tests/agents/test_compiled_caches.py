@@ -6,7 +6,7 @@ import envs
 from saferl.agents import pets, ppo, sac
 from saferl.agents.modelfree.common import computation_key
 from saferl.config import apply_overrides
-from saferl.training import sharding
+from saferl import sharding
 
 TINY_ENV = {"episode_length": 20}
 

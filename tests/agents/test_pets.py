@@ -15,7 +15,7 @@ from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY  # noqa: E402
 from tiny_runs import copy_run, final_agent_state, metric_rows, pets_run  # noqa: E402
 
 import envs  # noqa: E402
-from saferl.agents import registry  # noqa: E402
+from saferl import registry  # noqa: E402
 from saferl.agents.pets import PETSConfig, make_agent, planned_action, preset  # noqa: E402
 from saferl.agents.pets.policy import MPCMemory  # noqa: E402
 from saferl.config import apply_overrides  # noqa: E402

@@ -16,7 +16,7 @@ from tiny_configs import PETS_EPISODE, SOFTAE_TINY  # noqa: E402
 from tiny_runs import copy_run, final_agent_state, metric_rows, ppo_run, softae_run  # noqa: E402
 
 import envs  # noqa: E402
-from saferl.agents import registry  # noqa: E402
+from saferl import registry  # noqa: E402
 from saferl.agents.pets.policy import MPCMemory  # noqa: E402
 from saferl.agents.softae import SoftAEConfig, make_agent  # noqa: E402
 from saferl.cli.main import main  # noqa: E402

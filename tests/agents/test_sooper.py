@@ -20,7 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
 from tiny_configs import SOOPER_ENV, SOOPER_EPISODE, SOOPER_TINY  # noqa: E402
 from tiny_runs import copy_run, sooper_prior_run, sooper_run  # noqa: E402
 
-from saferl.agents import registry  # noqa: E402
+from saferl import registry  # noqa: E402
 from saferl.agents.sooper import config as sooper_config  # noqa: E402
 from saferl.agents.sooper.critic import pessimistic_target, update_cost_critic  # noqa: E402
 from saferl.agents.sooper.critic import calibrated_margin  # noqa: E402

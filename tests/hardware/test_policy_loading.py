@@ -3,7 +3,7 @@ side imports, at import time and when it loads a PPO, SAC, PETS and SOOPER polic
 
 Loading a policy does NOT yet keep out all training code: the registry imports every built-in algorithm's
 package, and each package imports its trainer (`saferl.agents.{ppo,sac,pets,softae,sooper}.train`, optax, the
-replay buffer, `saferl.training.sharding`/`distributed`/`logger`), because a checkpoint is restored into the
+replay buffer, `saferl.sharding`/`distributed`/`logger`), because a checkpoint is restored into the
 structure of the trainer's initial state (`make_train(...)[0]`, `make_agent(...).init`). What loading keeps out
 is the training *driver*: the loop, `saferl train`'s run/seeds/context, progress, plots, TensorBoard, the CLI.
 `test_loading_a_policy_imports_no_trainer` (strict xfail) marks the gap: it passes, and so fails here, once

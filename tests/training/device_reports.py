@@ -80,7 +80,7 @@ def model_report(out: pathlib.Path, counts: tuple[int, ...] = (4, 1)) -> None:
     from saferl.data.buffer import Transition
     from saferl.models import ensemble, fitting
     from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig, icem, make_objective, make_rollout_fn
-    from saferl.training import sharding
+    from saferl import sharding
 
     k_obs, k_act = jax.random.split(jax.random.PRNGKey(0))
     obs = jax.random.uniform(k_obs, (256, 3), minval=-1, maxval=1)

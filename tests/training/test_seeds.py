@@ -11,7 +11,7 @@ from tiny_configs import ENV_TINY, PPO_CHUNK, PPO_TINY
 from tiny_runs import cli_in_process, copy_run, metric_rows, ppo_run
 
 import envs
-from saferl.agents import registry
+from saferl import registry
 from saferl.config import apply_overrides
 from saferl.errors import UserError
 from saferl.policies import load_policy

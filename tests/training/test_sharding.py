@@ -1,4 +1,4 @@
-"""saferl.training.sharding, data-parallel PPO, ensemble fitting, iCEM planning and seed batches: one code path
+"""saferl.sharding, data-parallel PPO, ensemble fitting, iCEM planning and seed batches: one code path
 for 1 and 4 (forced host CPU) devices, and `use_devices` (`saferl train --devices N`).
 
 The device count of a JAX process is fixed at start-up, so one subprocess with
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from saferl.errors import UserError
-from saferl.training import sharding
+from saferl import sharding
 
 _HERE = pathlib.Path(__file__).resolve().parent
 

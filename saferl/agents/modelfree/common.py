@@ -21,7 +21,7 @@ import envs
 from saferl import constraints
 from saferl.data.buffer import Transition
 from saferl.errors import UserError
-from saferl.training import sharding
+from saferl import sharding
 
 
 def training_world(training_env: Any) -> Any:
@@ -145,7 +145,7 @@ def make_chunk(iteration: Callable[[Any, Any], tuple[Any, dict]], iterations: in
 def data_parallel(init: Callable[[jax.Array], Any], chunk: Callable[[Any], tuple[Any, Any]],
                   state_shardings: Callable[[Any], Any]) -> tuple[Callable, Callable]:
     """`(init, train_chunk)` around jitted ones so that states live where `state_shardings(state)` says
-    (see `saferl.training.sharding`): `init`'s state is moved there, and `train_chunk` first moves its input
+    (see `saferl.sharding`): `init`'s state is moved there, and `train_chunk` first moves its input
     there (a no-op for the previous chunk's output; restored or `prefill`ed states may sit elsewhere), so
     the jitted chunk always sees the same input shardings and compiles once."""
     def placed_init(key: jax.Array) -> Any:

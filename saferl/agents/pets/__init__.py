@@ -1,6 +1,6 @@
 """PETS (Chua et al. 2018): probabilistic ensemble + trajectory sampling + iCEM MPC. Registers "pets"."""
 
-from saferl.agents import registry
+from saferl import registry
 from saferl.agents.pets.agent import PETSAgent, PETSState, make_agent, planned_action
 from saferl.agents.pets.config import PETSConfig, preset
 from saferl.agents.pets.policy import load_policy, mpc_policy

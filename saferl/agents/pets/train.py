@@ -15,13 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from saferl.agents import registry
+from saferl import registry
 from saferl.agents.modelfree.common import cache_by_computation
 from saferl.agents.pets.agent import PETSAgent, PETSState, make_agent
 from saferl.agents.pets.config import PETSConfig
 from saferl.data.buffer import Transition
 from saferl.errors import NonFiniteError
-from saferl.training import sharding
+from saferl import sharding
 
 
 class EpisodeRunner:

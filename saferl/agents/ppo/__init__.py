@@ -6,7 +6,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from saferl.agents import registry
+from saferl import registry
 from saferl.agents.ppo.config import PPOConfig
 from saferl.agents.ppo.losses import PPONetworks, PPOParams, make_networks
 from saferl.agents.ppo.train import LOSS_KEYS, PPOState, make_train, train

@@ -6,7 +6,7 @@ project's env stack (`envs.wrap_training_env`: fresh reset and randomisation per
 `env_steps_per_iteration` env steps, all under one `jit`. Each iteration collects on-policy segments, runs
 `num_updates_per_batch` epochs of minibatch SGD on `saferl.agents.ppo.losses.loss`, then one step of the
 constraint handler's multipliers on the batch's discounted cost level (mean V_c target) against
-d_Q = d / (T·(1 − γ_c)). The env batch is split over all devices (`saferl.training.sharding`, GSPMD);
+d_Q = d / (T·(1 − γ_c)). The env batch is split over all devices (`saferl.sharding`, GSPMD);
 params and optimiser state are replicated. `PPOState` holds everything a resume needs. Dict observations
 {"image", "state"} get CNN-encoder networks and a normaliser of the state part only (`pixel_networks`).
 """
@@ -23,11 +23,11 @@ import optax
 from brax.training.acme import running_statistics
 
 from saferl import constraints
-from saferl.agents import registry
+from saferl import registry
 from saferl.agents.modelfree import common, pixel_networks
 import saferl.agents.ppo.losses as losses
 from saferl.agents.ppo.config import PPOConfig
-from saferl.training import sharding
+from saferl import sharding
 
 LOSS_KEYS = ("total_loss", "policy_loss", "v_loss", "cost_v_loss", "entropy_loss", "cost_estimate",
              "lagrange_multiplier", "penalty", "constraint_violation")

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from saferl.agents import registry
+from saferl import registry
 from saferl.agents.sac.config import SACConfig
 from saferl.agents.sac import losses
 from saferl.agents.sac.losses import SACNetworks, make_networks

@@ -8,7 +8,7 @@ the project's ring replay buffer (part of the state, so a resume continues with 
 `grad_updates_per_step` updates of temperature, reward and cost critics, actor (with the constraint
 handler's objective) and the handler's multipliers, then Polyak updates of the target critics. Before
 that, actions are uniform in [-1, 1]. The env batch and each gradient step's batch are split over all
-devices (`saferl.training.sharding`); params, optimiser states and the replay buffer are replicated.
+devices (`saferl.sharding`); params, optimiser states and the replay buffer are replicated.
 
 The constraint is the env's episode budget d translated to the cost critic's discounted scale,
 d_Q = d / (T·(1 − γ_c)) (`saferl.constraints.discounted_budget`). The actor's objective compares it with
@@ -29,14 +29,14 @@ import optax
 from brax.training.acme import running_statistics
 
 from saferl import constraints
-from saferl.agents import registry
+from saferl import registry
 from saferl.agents.modelfree import common, pixel_networks
 import saferl.agents.sac.losses as losses
 from saferl.agents.sac.config import SACConfig
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import Transition
 from saferl.errors import UserError
-from saferl.training import sharding
+from saferl import sharding
 
 LOSS_KEYS = ("critic_loss", "cost_critic_loss", "actor_loss", "alpha_loss", "alpha", "cost_estimate",
              "measured_cost", "lagrange_multiplier", "penalty", "constraint_violation")

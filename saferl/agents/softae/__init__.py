@@ -1,7 +1,7 @@
 """SoftAE: uncertainty-driven active exploration of (soft) robots, then zero-shot tasks planned on the learned
 model. Registers "softae" (`saferl train softae --env soft_arm`, `saferl eval RUN --task reach`)."""
 
-from saferl.agents import registry
+from saferl import registry
 from saferl.agents.softae.agent import SoftAEAgent, make_agent
 from saferl.agents.softae.config import STRATEGIES, PlanningConfig, SoftAEConfig
 from saferl.agents.softae.policy import load_policy

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from saferl.agents import registry
+from saferl import registry
 from saferl.agents.pets.train import episodic_seed_batch, train_episodes
 from saferl.agents.softae.agent import make_agent
 

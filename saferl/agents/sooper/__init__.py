@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 
-from saferl.agents import registry
+from saferl import registry
 from saferl.agents.sooper.config import (METHOD_CONFIGS, CRPOConfig, MBRLConfig, PrimalDualConfig, SailrConfig,
                                          SooperConfig)
 from saferl.agents.sooper.shield import (ShieldConfig, ShieldMemory, ShieldTermination, shield_fires,
