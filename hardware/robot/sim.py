@@ -4,6 +4,8 @@ Uses `envs.native.NativeTwin` (native `mujoco.mj_step`; the same obs/reward/cost
 Runs as fast as the server's rate asks (real time at 1/ctrl_dt). Episode with seed s starts where
 `NativeTwin(env, s).reset()` does.
 Injection: actuation latency (whole periods), Gaussian observation noise, ±uniform timing jitter.
+An episode ends at the env's episode length, on a non-finite state, or where the env ends it early by setting
+`info["terminated"]` (race_car: the car left the arena), as the MJX env's `done` does.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class SimRobot(RobotInterface):
                                cost_budget=float(self.env.cost_budget),
                                params=(("obs_noise_std", config.obs_noise_std),))
         self._twin = NativeTwin(self.env, seed)
+        self._terminates = False  # whether the env's info says when it ends an episode early (set by reset)
         self._reading = RobotState(obs=np.zeros(obs_dim, np.float32))
         self._queue: collections.deque = collections.deque()
         self._steps = 0
@@ -61,6 +64,7 @@ class SimRobot(RobotInterface):
     def reset(self, seed: int | None = None) -> RobotState:
         seed = self._seed if seed is None else int(seed)
         obs = np.asarray(self._twin.reset(seed), np.float32)
+        self._terminates = "terminated" in self._twin.info
         self._queue = collections.deque([self.safe_action()] * self.config.latency_periods)
         self._steps = 0
         self._reading = RobotState(obs=obs)
@@ -73,6 +77,8 @@ class SimRobot(RobotInterface):
         obs, reward, cost, done = self._twin.step(self._queue.popleft())
         self._steps += 1
         done = bool(done) or self._steps >= self.env.episode_length
+        if self._terminates:
+            done = done or bool(self._twin.info["terminated"])
         self._reading = RobotState(obs=np.asarray(obs, np.float32), reward=float(reward), cost=float(cost), done=done)
 
     def read_state(self) -> RobotState:
