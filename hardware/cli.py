@@ -50,7 +50,7 @@ def sim(env: str = typer.Argument(..., help="env name (see `saferl envs`)"),
                                                  "(Linux; root or CAP_SYS_NICE)")) -> None:
     """Serve a simulated robot: ENV stepped by MuJoCo in real time (or at --rate)."""
     from hardware.robot.server import RobotServer, ServerConfig
-    from hardware.robot.sim import SimConfig, SimRobot
+    from hardware.sim_robot import SimConfig, SimRobot
 
     import envs
 

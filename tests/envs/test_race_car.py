@@ -183,7 +183,7 @@ def test_config_rejects_unphysical_values_naming_the_field(key, value):
 
 
 def test_simulated_robot_runs_at_30_hz_and_ends_the_episode_outside_the_arena():
-    from hardware.robot.sim import SimConfig, SimRobot
+    from hardware.sim_robot import SimConfig, SimRobot
 
     robot = SimRobot(SimConfig(env="race_car"), seed=0)
     assert robot.spec().rate_hz == pytest.approx(30.0) and robot.spec().cost_budget == 5.0

@@ -1,4 +1,5 @@
-"""Simulated robot: one of our envs stepped by MuJoCo behind `RobotInterface`, with optional faults.
+"""Simulated robot: one of our envs stepped by MuJoCo behind `RobotInterface`, with optional faults (`saferl-deploy sim`).
+It lives outside `hardware/robot/`, which must run on a robot without JAX or the envs.
 
 Uses `envs.native.NativeTwin` (native `mujoco.mj_step`; the same obs/reward/cost formulas as the MJX env).
 Runs as fast as the server's rate asks (real time at 1/ctrl_dt). Episode with seed s starts where
