@@ -168,6 +168,13 @@ class MjxEnv(Env, abc.ABC):
         planning and evaluation; build them once per instance. Default: none."""
         return {}
 
+    @property
+    def observation_groups(self) -> dict[str, slice]:
+        """Named groups of observation features that measure one thing each (e.g. tip position, joint angles),
+        contiguous slices in order; an uncertainty objective can weigh every group alike instead of every feature
+        (`RolloutConfig.gain_weighting="groups"`). Default: {} (no grouping declared: every feature its own)."""
+        return {}
+
     @functools.cached_property
     def transition_cost(self) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None:
         """The safety cost as a pure function of a transition, `cost(obs [..., obs], action [..., act],

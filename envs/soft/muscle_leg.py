@@ -222,6 +222,12 @@ class MuscleLeg(MjxEnv):
     def tasks(self) -> dict[str, Task]:
         return self._tasks
 
+    @property
+    def observation_groups(self) -> dict[str, slice]:
+        """Pelvis height, joint angles, velocities (pelvis + joints), toe position, muscle activations, GRF."""
+        return {"pelvis_height": slice(0, 1), "joint_angle": slice(1, 4), "velocity": slice(4, 8),
+                "toe_position": slice(8, 10), "activation": slice(10, 15), "ground_force": slice(15, 16)}
+
     def _initial_qpos_qvel(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
         cfg = self._config
         hip, knee = jp.asarray(cfg.stance) + jax.random.uniform(rng, (2,), minval=-1.0, maxval=1.0) * cfg.init_noise

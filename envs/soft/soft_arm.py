@@ -218,6 +218,11 @@ class SoftArm(MjxEnv):
         """Slices of the observation vector (see `obs_layout`)."""
         return dict(self._layout)
 
+    @property
+    def observation_groups(self) -> dict[str, slice]:
+        """The observation layout's parts (tip position, tip velocity, joint angles, joint velocities, target)."""
+        return dict(self._layout)
+
     def tasks(self):
         return dict(self._tasks)
 

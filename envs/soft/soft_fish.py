@@ -175,6 +175,12 @@ class SoftFish(MjxEnv):
     def tasks(self) -> dict[str, Task]:
         return self._tasks
 
+    @property
+    def observation_groups(self) -> dict[str, slice]:
+        """Head position, heading (cos, sin), head velocity (vx, vy, yaw rate), bend angles, bend velocities."""
+        return {"head_position": slice(0, 2), "heading": slice(2, 4), "head_velocity": slice(4, 7),
+                "bend_angle": slice(7, 10), "bend_velocity": slice(10, 13)}
+
     def _initial_qpos_qvel(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
         cfg = self._config
         xy_rng, yaw_rng, bend_rng = jax.random.split(rng, 3)

@@ -37,6 +37,8 @@ class ModelFns(NamedTuple):
     # [obs] mean and std of each observation feature in the training data (raw units), if known
     obs_mean: jax.Array | None = None
     obs_std: jax.Array | None = None
+    # [obs] int group id of each observation feature (the env's `observation_groups`), if known
+    obs_groups: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +61,17 @@ class RolloutConfig:
     # uncertainty objective then prefers exactly those runaway states; bounded inputs keep every imagined
     # quantity finite and within the region the model extrapolates from.
     state_bound: float = 0.0
+    # how the information gain adds up over the Δobs outputs: "sum" (Σ_j), "mean" (Σ_j / obs_dim, the same plans,
+    # a scale independent of the obs size) or "groups" (every group of the env's `observation_groups` counts
+    # alike: feature j weighs 1 / (groups · size of its group), so 16 joint angles do not outweigh 3 tip coordinates;
+    # the mean where the env declares no groups)
+    gain_weighting: Literal["sum", "mean", "groups"] = "sum"
 
     def __post_init__(self) -> None:
         if self.propagation not in ("mean", "ts1", "tsinf"):
             raise ValueError(f"propagation must be one of mean/ts1/tsinf, got {self.propagation!r}")
+        if self.gain_weighting not in ("sum", "mean", "groups"):
+            raise ValueError(f"gain_weighting must be one of sum/mean/groups, got {self.gain_weighting!r}")
         if self.num_particles < 1:
             raise ValueError(f"num_particles must be >= 1, got {self.num_particles}")
         if self.propagation == "mean" and self.num_particles != 1:
@@ -136,6 +145,17 @@ def _state_box(model: ModelFns, bound: float) -> tuple[jax.Array, jax.Array]:
     return model.obs_mean - bound * model.obs_std, model.obs_mean + bound * model.obs_std
 
 
+def _gain_weights(model: ModelFns, config: RolloutConfig, obs_size: int) -> jax.Array:
+    """[obs] weight of each Δobs output in the information gain (`RolloutConfig.gain_weighting`)."""
+    if config.gain_weighting == "sum":
+        return jp.ones(obs_size)
+    if config.gain_weighting == "mean" or model.obs_groups is None:  # no groups declared: each feature its own
+        return jp.full(obs_size, 1.0 / obs_size)
+    groups = jp.asarray(model.obs_groups)
+    size = (groups[:, None] == groups[None, :]).sum(-1).astype(jp.float32)  # [obs] size of each feature's group
+    return 1.0 / (size * (1.0 / size).sum())  # Σ_j 1/size_j is the number of groups
+
+
 def _step(model: ModelFns, config: RolloutConfig, obs_size: int, action_size: int):
     """One imagined step for all candidates and particles: (obs [N, P, obs], key), action [N, A'] -> ..."""
 
@@ -172,7 +192,8 @@ def _step(model: ModelFns, config: RolloutConfig, obs_size: int, action_size: in
                         raise ValueError("rollout noise_floor > 0 needs the model's output_std (ModelFns.output_std)")
                     ale_var = jp.maximum(ale_var, jp.square(config.noise_floor * model.output_std))
                 out["epistemic_std"] = gather(jp.linalg.norm(epi_std[..., :obs_size], axis=-1)[..., None], inv)[..., 0]
-                gain = 0.5 * jp.log1p(epi_var[..., :obs_size] / ale_var[..., :obs_size]).sum(-1)
+                gain_j = 0.5 * jp.log1p(epi_var[..., :obs_size] / ale_var[..., :obs_size])
+                gain = (gain_j * _gain_weights(model, config, obs_size)).sum(-1)
                 out["info_gain"] = gather(gain[..., None], inv)[..., 0]
         next_obs = slot_obs + delta
         if config.state_bound > 0:

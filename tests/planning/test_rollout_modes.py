@@ -152,3 +152,41 @@ def test_state_bound_keeps_a_diverging_model_finite_and_inside_the_datas_box():
         RolloutConfig(state_bound=-1.0)
     with pytest.raises(ValueError, match="obs_mean"):
         rollout(KEY, ModelFns(predict, predict, 2), RolloutConfig("mean", 1, state_bound=5.0), start, actions)
+
+
+def test_information_gain_weighting_sums_averages_or_weighs_every_group_alike():
+    """Three Δobs outputs, members disagreeing by σ_epi = 1, 2, 3 with σ_ale = 1: per output ½·log(1 + σ²_epi);
+    groups {0, 1} and {2}: 'groups' gives each group half the weight, split over its outputs."""
+    from saferl.planning import ModelFns
+
+    spread = jp.array([1.0, 2.0, 3.0, 0.0, 0.0])  # [Δobs 3, reward, cost]
+
+    def predict(obs, action):
+        sign = jp.array([-1.0, 1.0]).reshape((2,) + (1,) * obs.ndim)
+        mean = sign * jp.broadcast_to(spread, obs.shape[:-1] + (5,))
+        return mean, jp.ones_like(mean)
+
+    per_output = 0.5 * np.log1p(np.array([1.0, 4.0, 9.0]))
+    expected = {"sum": per_output.sum(), "mean": per_output.mean(),
+                "groups": 0.5 * per_output[:2].mean() + 0.5 * per_output[2]}
+    model = ModelFns(predict, predict, 2, obs_groups=jp.array([0, 0, 1]))
+    for weighting, value in expected.items():
+        config = RolloutConfig("mean", 1, track_uncertainty=True, gain_weighting=weighting)
+        traj = rollout(KEY, model, config, jp.zeros(3), jp.zeros((1, 2, 1)))
+        np.testing.assert_allclose(traj.info_gain, value, rtol=1e-5, err_msg=weighting)
+    ungrouped = rollout(KEY, ModelFns(predict, predict, 2), RolloutConfig("mean", 1, track_uncertainty=True,
+                                                                           gain_weighting="groups"),
+                        jp.zeros(3), jp.zeros((1, 2, 1)))
+    np.testing.assert_allclose(ungrouped.info_gain, per_output.mean(), rtol=1e-5)  # no groups: the mean
+    with pytest.raises(ValueError, match="gain_weighting"):
+        RolloutConfig(gain_weighting="max")
+
+
+def test_observation_group_ids_follow_the_envs_groups():
+    import envs
+    from saferl.agents.pets.policy import observation_group_ids
+
+    assert observation_group_ids(envs.make("pendulum"), 3) is None
+    fish = envs.make("soft_fish")
+    ids = observation_group_ids(fish, 13)
+    assert ids == (0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4)

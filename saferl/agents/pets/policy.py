@@ -36,18 +36,32 @@ class MPCMemory(NamedTuple):
     feasible_fraction: jax.Array  # scalar in [0, 1], share of feasible candidates in the last plan
 
 
-def model_fns(model: EnsembleState) -> ModelFns:
-    """The ensemble as the planner's model functions (all members; raw units)."""
+def model_fns(model: EnsembleState, obs_groups: tuple[int, ...] | None = None) -> ModelFns:
+    """The ensemble as the planner's model functions (all members; raw units); `obs_groups` the group id of each
+    observation feature (`observation_group_ids`)."""
     norm = model.normalizer
     return ModelFns(functools.partial(ensemble.predict, model), functools.partial(ensemble.predict_per_member, model),
                     model.config.num_members, norm.output_std, norm.input_mean[:model.obs_size],
-                    norm.input_std[:model.obs_size])
+                    norm.input_std[:model.obs_size], None if obs_groups is None else jp.asarray(obs_groups))
+
+
+def observation_group_ids(env: Any, obs_size: int) -> tuple[int, ...] | None:
+    """The group id of each observation feature from `env.observation_groups` (features in no group get groups of
+    their own), or None where the env declares none."""
+    groups = getattr(env, "observation_groups", {}) or {}
+    if not groups:
+        return None
+    ids = list(range(len(groups), len(groups) + obs_size))  # ungrouped features: one group each
+    for index, part in enumerate(groups.values()):
+        for j in range(*part.indices(obs_size)):
+            ids[j] = index
+    return tuple(ids)
 
 
 def planned_action(config: Any, model: EnsembleState, key: jax.Array, obs: jax.Array,
                    warm_start: icem.PlannerState, remaining_budget: jax.Array,
-                   task: Task | None = None, transition_cost: Callable | None = None
-                   ) -> tuple[jax.Array, icem.PlanInfo]:
+                   task: Task | None = None, transition_cost: Callable | None = None,
+                   obs_groups: tuple[int, ...] | None = None) -> tuple[jax.Array, icem.PlanInfo]:
     """MPC: plan from obs [obs_dim] and return the first action [act_dim] in [-1, 1] and the planner info.
 
     `config` is any config with `planner`, `rollout`, `objective` and `action_repeat` (PETSConfig, SoftAE's
@@ -57,7 +71,7 @@ def planned_action(config: Any, model: EnsembleState, key: jax.Array, obs: jax.A
     imagined transitions are charged that cost instead of the model's cost head's. Hallucinated-control dims, if
     any, are dropped from the action.
     """
-    rollout_fn = make_rollout_fn(model_fns(model), config.rollout, obs)
+    rollout_fn = make_rollout_fn(model_fns(model, obs_groups), config.rollout, obs)
     if task is None:
         objective_fn = make_objective(config.objective, remaining_budget)
     else:
@@ -78,19 +92,20 @@ def mpc_init_carry(config: Any, action_size: int, obs_size: int = 0) -> PolicyCa
 
 
 def mpc_decide(config: Any, budget: float, task: Task | None, transition_cost: Callable | None,
-               model: EnsembleState, carry: PolicyCarry, obs: jax.Array, key: jax.Array
-               ) -> tuple[jax.Array, PolicyCarry]:
+               obs_groups: tuple[int, ...] | None, model: EnsembleState, carry: PolicyCarry, obs: jax.Array,
+               key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
     """One MPC decision from obs [obs_dim]: plan with the carried warm start against `budget − cost spent`."""
     remaining_budget = budget - carry.cost_spent
     action, info = planned_action(config, model, key, obs, carry.memory.warm_start, remaining_budget, task,
-                                  transition_cost)
+                                  transition_cost, obs_groups)
     memory = MPCMemory(info.next_init, info.best_value.astype(jp.float32),
                        info.feasible_fraction.astype(jp.float32))
     return action, carry.replace(memory=memory)
 
 
-# one compiled planner per (config, budget, task, cost function) for every policy built from a model of that config
-_jitted_decide = jax.jit(mpc_decide, static_argnums=(0, 1, 2, 3))
+# one compiled planner per (config, budget, task, cost function, observation groups) for every policy built from a
+# model of that config
+_jitted_decide = jax.jit(mpc_decide, static_argnums=(0, 1, 2, 3, 4))
 
 
 def planning_cost(config: Any, env: Any) -> Callable | None:
@@ -112,11 +127,12 @@ def mpc_policy(config: Any, model: EnsembleState, env: Any, env_name: str = "",
     budget = cost_budget if cost_budget > 0 else math.inf
 
     cost_fn = planning_cost(config, env)
+    groups = observation_group_ids(env, obs_size) if config.rollout.gain_weighting == "groups" else None
     try:
-        decide = functools.partial(_jitted_decide, config, budget, task, cost_fn)
+        decide = functools.partial(_jitted_decide, config, budget, task, cost_fn, groups)
         hash((config, task, cost_fn))
     except TypeError:  # an unhashable config (e.g. lists from a hand-made dict): plan without the shared cache
-        decide = jax.jit(functools.partial(mpc_decide, config, budget, task, cost_fn))
+        decide = jax.jit(functools.partial(mpc_decide, config, budget, task, cost_fn, groups))
 
     def act(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
         return decide(model, carry, jp.asarray(observations.state_part(obs), jp.float32), key)
