@@ -103,8 +103,9 @@ class MjxEnv(Env, abc.ABC):
 
     #: one line saying what the safety cost measures (shown by `saferl envs`)
     cost_description: str = "none (cost is always 0)"
-    #: named dynamics shifts (stand-ins for the real robot): {name: `shift_model` keyword arguments}, e.g.
-    #: {"heavy_pole": {"body_mass_scale": {"pole": 2.0}}}; read through `envs.shift_presets(name)`
+    #: named dynamics shifts (stand-ins for the real robot): {name: `shift_model` keyword arguments and/or fields of
+    #: the env's config}, e.g. {"heavy_pole": {"body_mass_scale": {"pole": 2.0}}}; read through
+    #: `envs.shift_presets(name)`
     SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
     _shapes_only: bool = False  # True only while `_traced_observation_size` traces an abstract reset
 

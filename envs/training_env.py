@@ -22,7 +22,7 @@ from envs.registry import EnvError, env_class, make
 from envs.wrappers.action_delay import ActionDelayWrapper
 from envs.wrappers.auto_reset import AutoResetWrapper
 from envs.wrappers.domain_randomization import DomainRandomizationConfig
-from envs.wrappers.dynamics_shift import shift_model
+from envs.wrappers.dynamics_shift import _PHYSICAL_KEYS, shift_model
 from envs.wrappers.episode import EpisodeWrapper
 from envs.wrappers.episode_randomization import EpisodeRandomizationWrapper
 from envs.wrappers.observation_noise import ObservationNoiseWrapper
@@ -155,12 +155,15 @@ def make_training_env(name: str, env_config: EnvConfig | Mapping[str, Any] | Non
                       config: TrainingEnvConfig) -> MjxEnv:
     """Env `name` (from `env_config`: a config, overrides or None for the default) with the world's
     dynamics shift applied; no wrappers. EnvError for an unknown preset or body name."""
+    arguments = {} if config.shift.is_identity else _shift_arguments(name, config.shift)
+    # a preset may also set fields of the env's config (e.g. race_car's steering trim), applied over env_config
+    fields = {key: arguments.pop(key) for key in list(arguments) if key not in _PHYSICAL_KEYS}
     if env_config is None or isinstance(env_config, Mapping):
-        env = make(name, **dict(env_config or {}))
+        env = make(name, **{**dict(env_config or {}), **fields})
     else:
-        env = make(name, config=env_config)
-    if not config.shift.is_identity:
-        env.set_mj_model(shift_model(env.mj_model, **_shift_arguments(name, config.shift)))
+        env = make(name, config=env_config, **fields)
+    if arguments:
+        env.set_mj_model(shift_model(env.mj_model, **arguments))
     return env
 
 

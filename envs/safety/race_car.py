@@ -185,6 +185,9 @@ class RaceCar(MjxEnv):
         "heavy_car": {"body_mass_scale": {"car": 1.5}},
         # a tired battery: drive torque and steering servo × 0.6; top speed 2.84 → 1.71 m/s, slower steering
         "weak_motor": {"actuator_gain_scale": 0.6},
+        # a knocked steering servo: the front wheel sits 0.05 rad off centre at action 0 (≈ 0.75 rad of yaw in 3 s
+        # of straight-ahead driving); a config field, not a model scale (`make_training_env` applies both kinds)
+        "steering_offset": {"steering_offset": 0.05},
     }
     # A steering offset (servo trim) is no scaling of the model, which is all a preset can express (presets are
     # `shift_model` arguments); it is the config field `steering_offset`: `dynamics_shift("race_car",

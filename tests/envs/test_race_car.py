@@ -149,7 +149,7 @@ def test_nominal_car_has_rc_car_speed_and_kinematic_steering_below_the_grip_limi
 
 def test_shift_presets_change_grip_mass_and_motor_and_the_steering_offset_pulls_the_car():
     nominal = envs.make("race_car")
-    assert set(envs.shift_presets("race_car")) == {"low_grip", "heavy_car", "weak_motor"}
+    assert set(envs.shift_presets("race_car")) == {"low_grip", "heavy_car", "weak_motor", "steering_offset"}
     # grip μ 0.4: full lock at 1.6 m/s asks 4.7 m/s² sideways, beyond the limit (3.9): radius 0.66 m vs 0.56
     assert _turning_radius(_drive(_preset("low_grip"), [1.0, 0.6], 6.0)) > 1.1 * _turning_radius(
         _drive(nominal, [1.0, 0.6], 6.0))
@@ -162,6 +162,12 @@ def test_shift_presets_change_grip_mass_and_motor_and_the_steering_offset_pulls_
     # steering action 0 with a 0.05 rad trim: yaw rate v·tan(0.05)/0.2 m (measured 0.75 rad of yaw after 3 s)
     offset = envs.dynamics_shift("race_car", steering_offset=0.05)
     assert _drive(offset, [0.0, 0.5], 3.0)[-1, 2] > 0.5 and abs(_drive(nominal, [0.0, 0.5], 3.0)[-1, 2]) < 1e-3
+    # the preset sets the same config field through the training world (`shift.preset=steering_offset`), over the
+    # run's own env config, and scales nothing
+    world = envs.TrainingEnvConfig(shift=envs.ShiftConfig(preset="steering_offset"))
+    preset = envs.make_training_env("race_car", {"episode_length": 100}, world)
+    assert preset.config.steering_offset == 0.05 and preset.config.episode_length == 100
+    np.testing.assert_array_equal(preset.mj_model.body_mass, nominal.mj_model.body_mass)
 
 
 def test_random_starts_lie_in_the_start_box_clear_of_the_obstacle():
