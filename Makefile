@@ -11,7 +11,7 @@ DEMO_SEED ?= 0
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,onnx,docs]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,onnx,docs,wandb]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -84,6 +84,10 @@ def train_command(
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="recording dir (`saferl-deploy run "
                                                 "--record`) whose transitions join the replay data (pets, sac)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    logger: list[str] = typer.Option([], "--logger", help="where the scalars of metrics.csv also go: tensorboard "
+                                     "(default), wandb (Weights & Biases, the package's wandb extra: a run named "
+                                     "after the run dir with config.json as its config; WANDB_MODE=offline, "
+                                     "WANDB_PROJECT) or none; repeat it for several"),
     devices: Optional[int] = typer.Option(None, "--devices", help="use the first N devices (default: all; batches "
                                           "are split over them)"),
     coordinator: Optional[str] = typer.Option(None, "--coordinator", help="multi-process run: HOST:PORT of process "
@@ -97,8 +101,10 @@ def train_command(
     from saferl.config import parse_overrides
     from saferl import sharding
     from saferl.training import distributed
+    from saferl.training.logger import resolve_loggers
     from saferl.training.run import train
 
+    loggers = resolve_loggers(logger or "tensorboard")  # a bad name or a missing wandb: before anything is written
     group = distributed.initialize_from(coordinator, num_processes, process_id)  # before JAX's devices exist
     sharding.use_devices(devices)
 
@@ -110,17 +116,17 @@ def train_command(
 
         results = train_seeds(algo, env, _parse_seeds(seeds), steps=steps, seed=seed, overrides=overrides,
                               env_overrides=parse_overrides(set_env), out=out, resume=resume, data=data,
-                              progress=not quiet)
+                              progress=not quiet, tensorboard=loggers)
     else:
         results = [train(algo, env, steps=steps, seed=seed, overrides=overrides,
                          env_overrides=parse_overrides(set_env), out=out, resume=resume[0] if resume else None,
-                         data=data, progress=not quiet)]
+                         data=data, progress=not quiet, tensorboard=loggers)]
     if not distributed.is_primary():
         written = ", ".join(str(r.run_dir) for r in results)
         _echo(f"process {group.process_id} of {group.num_processes} done; process 0 wrote {written}")
         return
     for result in results:
-        _report_run(result)
+        _report_run(result, loggers)
 
 
 def _parse_seeds(values: list[str]) -> list[int]:
@@ -153,7 +159,7 @@ def _expand_seeds(argv: list[str]) -> list[str]:
     return expanded
 
 
-def _report_run(result) -> None:
+def _report_run(result, loggers: tuple[str, ...] = ("tensorboard",)) -> None:
     """Print where a finished run wrote its files and its last episode's return and cost."""
     import math
 
@@ -164,7 +170,9 @@ def _report_run(result) -> None:
              "episode_return": rows[-1]["episode_return"] if rows else None,
              "episode_cost": rows[-1]["episode_cost"] if rows else None}
     _echo(f"run directory: {result.run_dir}")
-    _echo(f"metrics:       {result.run_dir / 'metrics.csv'}  (TensorBoard: {result.run_dir / 'tensorboard'})")
+    other_logs = ([f"TensorBoard: {result.run_dir / 'tensorboard'}"] if "tensorboard" in loggers else []) + (
+        [f"W&B run {result.run_dir.name}"] if "wandb" in loggers else [])
+    _echo(f"metrics:       {result.run_dir / 'metrics.csv'}" + (f"  ({'; '.join(other_logs)})" if other_logs else ""))
     _echo(f"plots:         {', '.join(str(p) for p in result.plots)}")
     _echo(f"final:         {json.dumps(final)}")
     summary_path = result.run_dir / "summary.json"  # SOOPER and its baselines: the paper's metrics

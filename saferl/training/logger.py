@@ -1,21 +1,50 @@
-"""Metrics logging for a run: one CSV row and TensorBoard scalars per `log(env_steps, metrics)` call.
+"""Metrics logging for a run: one CSV row per `log(env_steps, metrics)` call, and the same scalars to the chosen
+loggers (`LOGGERS`: TensorBoard by default, Weights & Biases with the `wandb` extra, or none).
 
 `metrics.csv` always starts with the columns `env_steps, episode_return, episode_cost`; algorithm
 columns follow in first-seen order. A new column appearing later rewrites the header (rows keep their
-values, missing cells stay empty), so the file stays one valid CSV. With `write=False` (the processes other than 0 of a multi-process run) rows
-are only kept in memory and passed to listeners: no file, no TensorBoard events.
+values, missing cells stay empty), so the file stays one valid CSV. With `write=False` (the processes other than
+0 of a multi-process run) rows are only kept in memory and passed to listeners: no file, no TensorBoard events,
+no W&B run.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
+import json
 import math
+import os
 import pathlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from saferl.errors import UserError
+
 REQUIRED_COLUMNS = ("env_steps", "episode_return", "episode_cost")
+LOGGERS = ("tensorboard", "wandb", "none")  # `saferl train --logger NAME` (repeatable); none: metrics.csv only
+# where a run's scalars go besides metrics.csv: True (TensorBoard), False (nowhere), or names from LOGGERS
+LoggerChoice = bool | str | Sequence[str]
+WANDB_MISSING = "--logger wandb needs the wandb package, which is not installed: pip install 'saferl[wandb]'"
+
+
+def resolve_loggers(choice: LoggerChoice) -> tuple[str, ...]:
+    """The loggers named by `choice`, without `none` (`()`: metrics.csv only); UserError on an unknown name,
+    `none` next to another logger, or `wandb` without the wandb package."""
+    if isinstance(choice, bool):
+        return ("tensorboard",) if choice else ()
+    names = [choice] if isinstance(choice, str) else list(choice)
+    for name in names:
+        if name not in LOGGERS:
+            raise UserError(f"--logger {name!r} is not a logger; choose {', '.join(LOGGERS)} (repeat --logger "
+                            "for several)")
+    if "none" in names and len(set(names)) > 1:
+        raise UserError(f"--logger none contradicts --logger {' --logger '.join(n for n in names if n != 'none')}")
+    if "wandb" in names and importlib.util.find_spec("wandb") is None:
+        raise UserError(WANDB_MISSING)
+    return tuple(dict.fromkeys(n for n in names if n != "none"))  # in the order given, once each
 
 
 def _to_float(value: Any) -> float:
@@ -24,13 +53,15 @@ def _to_float(value: Any) -> float:
 
 
 class MetricsLogger:
-    """Appends metrics rows to `metrics.csv`, writes TensorBoard events and notifies listeners.
+    """Appends metrics rows to `metrics.csv`, sends them to the chosen loggers and notifies listeners.
 
     `log(env_steps, metrics)`: `env_steps` total environment steps so far; `metrics` maps names to
     scalars (`episode_return`, `episode_cost` per episode, plus algorithm quantities like losses).
+    `loggers`: a `LoggerChoice` (`resolve_loggers`), TensorBoard by default.
     """
 
-    def __init__(self, run_dir: pathlib.Path, tensorboard: bool = True, write: bool = True):
+    def __init__(self, run_dir: pathlib.Path, loggers: LoggerChoice = True, write: bool = True):
+        names = resolve_loggers(loggers)
         self._csv_path = run_dir / "metrics.csv"
         self._write = write
         self._columns: list[str] = list(REQUIRED_COLUMNS)
@@ -40,8 +71,9 @@ class MetricsLogger:
             self._rows, self._columns = read_metrics(self._csv_path)
         else:
             self._rewrite()
+        self._wandb_run = _start_wandb_run(run_dir) if "wandb" in names and write else None
         self._writer = None
-        if tensorboard and write:
+        if "tensorboard" in names and write:
             from tensorboardX import SummaryWriter
 
             self._writer = SummaryWriter(logdir=str(run_dir / "tensorboard"), flush_secs=10)
@@ -71,6 +103,9 @@ class MetricsLogger:
             for name, value in row.items():
                 if name != "env_steps" and math.isfinite(value):
                     self._writer.add_scalar(name, value, global_step=int(env_steps))
+        if self._wandb_run is not None:  # one W&B history row per CSV row; empty cells (NaN) left out
+            self._wandb_run.log({name: (int(value) if name == "env_steps" else value)
+                                 for name, value in row.items() if not math.isnan(value)})
         for listener in self._listeners:
             listener(int(env_steps), row)
 
@@ -96,6 +131,31 @@ class MetricsLogger:
             self._writer.flush()
             self._writer.close()
             self._writer = None
+        if self._wandb_run is not None:
+            self._wandb_run.finish()
+            self._wandb_run = None
+
+
+def _start_wandb_run(run_dir: pathlib.Path) -> Any:
+    """A W&B run named after the run directory, with its config.json as config and `env_steps` as every
+    metric's x-axis (so several rows at one env step, and resumed runs, keep metrics.csv's rows). Project
+    `saferl` unless WANDB_PROJECT is set; its files go under the run directory unless WANDB_DIR is set;
+    WANDB_MODE=offline keeps it off the network (`wandb sync` uploads it later)."""
+    try:
+        import wandb
+    except ImportError:
+        raise UserError(WANDB_MISSING) from None
+    config_path = run_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    try:
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "saferl"), name=run_dir.name, config=config,
+                         dir=os.environ.get("WANDB_DIR") or str(run_dir), reinit="create_new",
+                         settings=wandb.Settings(console="off"))  # leave stdout/stderr to the progress display
+    except wandb.errors.Error as err:  # not logged in, no network, bad entity/project
+        raise UserError(f"--logger wandb: {err} (log in with `wandb login`, or set WANDB_MODE=offline)") from None
+    run.define_metric("env_steps")
+    run.define_metric("*", step_metric="env_steps")
+    return run
 
 
 def _format(row: Mapping[str, float]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from saferl.errors import UserError
 from saferl.training import distributed, rundir
 from saferl.training.checkpoints import Checkpoints
 from saferl.training.context import TrainContext
-from saferl.training.logger import MetricsLogger
+from saferl.training.logger import LoggerChoice, MetricsLogger
 from saferl.training.plots import write_plots
 from saferl.training.progress import ProgressDisplay
 from saferl.training.restore import algo_config_from_record, env_config_from_record, training_env_from_record
@@ -185,8 +185,11 @@ def _resumed_record(resume: pathlib.Path, algo: str | None, env_name: str | None
 def train(algo: str | None, env_name: str | None, *, steps: int | None = None, seed: int | None = None,
           overrides: Mapping[str, Any] | None = None, env_overrides: Mapping[str, Any] | None = None,
           out: pathlib.Path | str = "runs", resume: pathlib.Path | str | None = None,
-          data: pathlib.Path | str | None = None, progress: bool = True, tensorboard: bool = True) -> RunResult:
-    """Train `algo` on `env_name` for `steps` env steps in a new run dir under `out`, or resume `resume`."""
+          data: pathlib.Path | str | None = None, progress: bool = True,
+          tensorboard: LoggerChoice = True) -> RunResult:
+    """Train `algo` on `env_name` for `steps` env steps in a new run dir under `out`, or resume `resume`.
+    `tensorboard`: where the scalars of metrics.csv also go: True (TensorBoard), False (nowhere) or logger names
+    (`saferl.training.logger.LOGGERS`, e.g. "wandb"; `saferl train --logger`)."""
     overrides, env_overrides = dict(overrides or {}), dict(env_overrides or {})
     resume_step, env = None, None
     if resume is not None:
@@ -202,13 +205,13 @@ def train(algo: str | None, env_name: str | None, *, steps: int | None = None, s
 
 
 def open_run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
-             progress: bool | ProgressDisplay, tensorboard: bool, env: Any = None) -> TrainContext:
+             progress: bool | ProgressDisplay, tensorboard: LoggerChoice, env: Any = None) -> TrainContext:
     """The `TrainContext` of a created or resumed run: logger (cut back to `resume_step`), checkpoints and
     progress display (a shared `ProgressDisplay` is used as given and left open). Close with `close_run`."""
     world = training_env_from_record(record)
     env = envs.make_training_env(record.env, env_config, world) if env is None else env
     primary = distributed.is_primary()
-    logger = MetricsLogger(record.path, tensorboard=tensorboard, write=primary)
+    logger = MetricsLogger(record.path, loggers=tensorboard, write=primary)  # only process 0 writes and logs
     if resume_step is not None:
         logger.truncate_after(resume_step)  # rows past the checkpoint get recomputed
     checkpoints = Checkpoints(record.path / "checkpoints")
@@ -236,7 +239,7 @@ def close_run(ctx: TrainContext, close_display: bool = True) -> list[pathlib.Pat
 
 
 def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
-         progress: bool, tensorboard: bool, env: Any = None) -> RunResult:
+         progress: bool, tensorboard: LoggerChoice, env: Any = None) -> RunResult:
     algorithm = registry.get(record.algo)
     ctx = open_run(record, env_config, algo_config, resume_step, progress, tensorboard, env)
     plots: list[pathlib.Path] = []
