@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_EPISODES ?= 4
 DEMO_SEED ?= 0
 
-.PHONY: venv demo test test-long test-fast clean bench notebooks docs
+.PHONY: venv demo test test-long test-fast lint clean bench notebooks docs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,6 +45,14 @@ test-long: $(STAMP)
 test-fast: $(STAMP)
 	@# the logic on pendulum, safe_cartpole and point_goal: skips `slow` (>= 5 s warm, soft robots, ultrasound)
 	$(PYTEST) -m "not slow and not long" tests
+
+# ruff (lint + format check) and mypy, configured in pyproject.toml; all three run, and it fails if any finds something
+lint: $(STAMP)
+	@status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/mypy || status=1; \
+	exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python experiments/benchmarks/env_throughput.py
