@@ -10,16 +10,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import serialization, struct
 
 from saferl.errors import UserError
 from saferl.models import normalizer as norm_lib
 from saferl.models.network import ACTIVATIONS, GaussianMLP
+
+if TYPE_CHECKING:
+    import optax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,14 +105,18 @@ def make_module(config: EnsembleConfig, out_size: int) -> GaussianMLP:
 
 def make_optimizer(config: EnsembleConfig) -> optax.GradientTransformation:
     """AdamW; weight decay only on dense kernels (not biases or log-variance bounds)."""
+    import optax  # here, not at the top: a model that only predicts (a loaded policy's) needs no optax
+
     def decay_mask(params: Any) -> Any:
         return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", "") == "kernel", params)
 
     return optax.adamw(config.learning_rate, weight_decay=config.weight_decay, mask=decay_mask)
 
 
-def init(key: jax.Array, config: EnsembleConfig, obs_size: int, action_size: int, out_size: int) -> EnsembleState:
-    """Fresh ensemble; out_size = obs_size + 2 for targets [Δobs, reward, cost]."""
+def init(key: jax.Array, config: EnsembleConfig, obs_size: int, action_size: int, out_size: int,
+         trainable: bool = True) -> EnsembleState:
+    """Fresh ensemble; out_size = obs_size + 2 for targets [Δobs, reward, cost]. `trainable=False`: without
+    optimiser state (`opt_state` = ()), a model that only predicts (what a loaded policy plans on)."""
     if out_size != obs_size + 2:
         raise ValueError(f"out_size must be obs_size + 2 = {obs_size + 2} ([Δobs, reward, cost]), got {out_size}")
     module = make_module(config, out_size)
@@ -118,11 +124,17 @@ def init(key: jax.Array, config: EnsembleConfig, obs_size: int, action_size: int
     params = jax.vmap(module.init, in_axes=(0, None))(jax.random.split(key, config.num_members), dummy)
     return EnsembleState(
         params=params, normalizer=norm_lib.identity(obs_size + action_size, out_size),
-        opt_state=make_optimizer(config).init(params),
+        opt_state=make_optimizer(config).init(params) if trainable else (),
         elite_idx=jnp.arange(config.num_elites, dtype=jnp.int32), aleatoric_scale=jnp.ones(out_size),
         epistemic_growth=jnp.zeros(out_size),
         step=jnp.zeros((), jnp.int32), config=config, obs_size=obs_size, action_size=action_size, out_size=out_size,
     )
+
+
+def shapes(config: EnsembleConfig, obs_size: int, action_size: int, trainable: bool = True) -> EnsembleState:
+    """The state `init` gives, as `jax.ShapeDtypeStruct` leaves (nothing computed): a restore target."""
+    return jax.eval_shape(lambda key: init(key, config, obs_size, action_size, obs_size + 2, trainable),
+                          jax.random.PRNGKey(0))
 
 
 def _raw_outputs(state: EnsembleState, mean_n: jax.Array, logvar: jax.Array | None) -> tuple[jax.Array, jax.Array]:

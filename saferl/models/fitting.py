@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from saferl.models import calibration, uncertainty
@@ -29,6 +28,9 @@ from saferl.models.ensemble import (EnsembleConfig, EnsembleState, inputs_of, ma
                                     targets_of)
 from saferl.models.network import gaussian_nll, member_fit_score, member_objective
 from saferl import sharding
+
+if TYPE_CHECKING:
+    import optax
 
 _ARCH_FIELDS = ("num_members", "hidden_sizes", "activation", "deterministic", "num_elites", "min_logvar",
                 "max_logvar")
@@ -160,6 +162,8 @@ def _score(module: Any, params: Any, x_eval: jax.Array, y_eval: jax.Array, weigh
 def _run_epoch(carry: _Carry, x_n: jax.Array, y_n: jax.Array, rows: jax.Array, n_train: Any,
                module: Any, tx: optax.GradientTransformation, config: EnsembleConfig) -> _Carry:
     """One pass over each member's (reshuffled) training set, minibatch by minibatch."""
+    import optax  # here, not at the top: a model that only predicts (a loaded policy's) needs no optax
+
     key, k_perm = jax.random.split(carry.key)
     n_rows = rows.shape[1]
     noise = jax.random.uniform(k_perm, rows.shape)
