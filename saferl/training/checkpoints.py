@@ -3,7 +3,9 @@
 Restoring needs a target pytree of the same structure (e.g. a freshly initialised state, or its
 `jax.eval_shape`): the saved leaves are put back into the target's tree structure, so optax states and
 flax structs come back with their types. Leaves are stored flat (`leaf_00000`, ...) because orbax cannot
-store zero-size arrays (MJX data has some); those are rebuilt as zeros from the target. In a multi-process run
+store zero-size arrays (MJX data has some); those are rebuilt as zeros from the target. The record keeps every
+leaf's key path, so a part of the state can be read alone into a target of its own (`restore_subtrees`: a
+policy's parameters, shaped by its network config, without the trainer's state). In a multi-process run
 every process calls `save` (leaves split over processes are gathered first), process 0 alone writes, and
 each process restores from the shared directory on its own.
 """
@@ -81,6 +83,33 @@ class Checkpoints:
             raise UserError(f"checkpoint {where} holds a different state structure than this config expects")
         return _unflatten(target, restored["state"]), extra
 
+    def restore_subtrees(self, step: int, targets: dict[str, Any]) -> dict[str, Any]:
+        """{prefix: tree shaped like `targets[prefix]`} of checkpoint `step`, reading those leaves alone: the
+        saved leaves whose key paths (the record's `leaf_paths`) are `prefix` + a key path of the target, e.g.
+        ".params.policy" + "['params']['hidden_0']['kernel']". What a policy loader reads: its parameters,
+        shaped by its network config, without the rest of the training state or a target for it. `UserError`
+        for a corrupt checkpoint, a leaf it does not hold, or one of another shape or dtype."""
+        where = self._directory / str(step)
+        if step not in self._manager.all_steps():
+            raise UserError(f"no checkpoint at step {step} in {self._directory}; available: {self.all_steps()}")
+        wanted = {prefix + jax.tree_util.keystr(path): leaf for prefix, target in targets.items()
+                  for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]}
+        try:
+            extra = self._manager.restore(int(step), args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"]
+            names = {path: _leaf_name(i) for i, path in enumerate((extra or {}).get("leaf_paths", []))}
+            stored = [names[path] for path, leaf in wanted.items() if path in names and np.size(leaf) > 0]
+            item = ocp.args.PyTreeRestore(item=dict.fromkeys(stored, 0), partial_restore=True,
+                                          restore_args=dict.fromkeys(stored, ocp.RestoreArgs(restore_type=np.ndarray)))
+            flat = self._manager.restore(int(step), args=ocp.args.Composite(state=item))["state"] if stored else {}
+        except Exception as err:  # noqa: BLE001 - orbax/TensorStore raise many types, with multi-line messages
+            raise UserError(f"checkpoint {where} cannot be restored (corrupt?): {_one_line(err)}") from None
+        leaves = {path: _checked_leaf(where, path, flat, names, leaf) for path, leaf in wanted.items()}
+        trees = {}
+        for prefix, target in targets.items():
+            paths, treedef = jax.tree_util.tree_flatten_with_path(target)
+            trees[prefix] = treedef.unflatten([leaves[prefix + jax.tree_util.keystr(path)] for path, _ in paths])
+        return trees
+
     def verify(self, step: int) -> str | None:
         """None if checkpoint `step` reads back whole (every leaf and its record, as saved, no target needed),
         else a one-line reason. Reads the checkpoint once; writes nothing."""
@@ -114,6 +143,19 @@ def _flatten(tree: Any) -> tuple[dict[str, Any], list[str]]:
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     flat = {_leaf_name(i): leaf for i, (_, leaf) in enumerate(leaves) if int(np.prod(np.shape(leaf))) > 0}
     return flat, [jax.tree_util.keystr(path) for path, _ in leaves]
+
+
+def _checked_leaf(where: pathlib.Path, path: str, flat: dict[str, Any], names: dict[str, str], target: Any
+                  ) -> jax.Array:
+    """The restored leaf at key path `path` (zeros for a zero-size one); `UserError` if the checkpoint has none
+    there or one of another shape or dtype than `target`."""
+    if path not in names:
+        raise UserError(f"checkpoint {where} holds no {path} (a run of another config or version)")
+    value = flat.get(names[path], np.zeros(np.shape(target), target.dtype))
+    if (np.shape(value), np.dtype(value.dtype)) != (np.shape(target), np.dtype(target.dtype)):
+        raise UserError(f"checkpoint {where}: {path} is {value.dtype}{list(np.shape(value))}, the run's config "
+                        f"gives {np.dtype(target.dtype)}{list(np.shape(target))}")
+    return jax.numpy.asarray(value)
 
 
 def _unflatten(target: Any, flat: dict[str, Any]) -> Any:

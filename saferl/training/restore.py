@@ -1,8 +1,10 @@
-"""Restore a run's last training state: what policy loaders (`Algorithm.load_policy`) build policies from."""
+"""Read a run back: its record, configs and env (`load_run`), and of its last checkpoint either the leaves a
+policy needs (`restore_subtrees`: policy loaders, `Algorithm.load_policy`, rebuild a policy from those and the
+networks its config gives, as brax loads a policy from network config + params; no trainer is built) or the
+whole training state (`restore_run_state`, into the structure of a trainer's initial state)."""
 
 from __future__ import annotations
 
-import inspect
 import pathlib
 from typing import Any, Callable, NamedTuple
 
@@ -20,7 +22,7 @@ class RestoredRun(NamedTuple):
     env_config: Any  # the env's frozen config
     algo_config: Any  # the algorithm's frozen config
     env: Any  # the env the run trained on (its training world's shift applied), unwrapped
-    state: Any  # the last checkpoint's training state
+    state: Any = None  # what was restored of the last checkpoint (None: nothing yet)
 
     @property
     def training_env(self) -> Any:
@@ -47,24 +49,35 @@ def training_env_from_record(record: rundir.RunRecord) -> Any:
     return from_dict(envs.TrainingEnvConfig, record.training_env)
 
 
-def restore_run_state(run_dir: pathlib.Path | str, make_init: Callable[..., Callable[[jax.Array], Any]]
-                      ) -> RestoredRun:
-    """The run in `run_dir` and its last training state.
-
-    `make_init(algo_config, env[, training_env]) -> init(key)` gives the state structure to restore into
-    (called with the run's training world when it takes three arguments: a randomised world keeps the
-    per-episode physics in the env states). `UserError` if the run dir is unusable.
-    """
+def load_run(run_dir: pathlib.Path | str) -> RestoredRun:
+    """The run in `run_dir` with its configs and env, nothing restored yet; `UserError` if it is unusable
+    (no config, a corrupt one, no checkpoint, an env or algorithm not registered here)."""
     record = rundir.read_run(run_dir)
     env_config, algo_config = env_config_from_record(record), algo_config_from_record(record)
-    world = training_env_from_record(record)
-    env = envs.make_training_env(record.env, env_config, world)
-    takes_world = len(inspect.signature(make_init).parameters) >= 3
-    init = make_init(algo_config, env, world) if takes_world else make_init(algo_config, env)
-    target = jax.eval_shape(init, jax.random.PRNGKey(0))
-    checkpoints = Checkpoints(record.path / "checkpoints")
+    env = envs.make_training_env(record.env, env_config, training_env_from_record(record))
+    return RestoredRun(record, env_config, algo_config, env)
+
+
+def _last_checkpoint(run: RestoredRun, restore: Callable[[Checkpoints, int], Any]) -> Any:
+    checkpoints = Checkpoints(run.record.path / "checkpoints")
     try:
-        state, _ = checkpoints.restore(rundir.checkpoint_steps(record.path)[-1], target)
+        return restore(checkpoints, rundir.checkpoint_steps(run.record.path)[-1])
     finally:
         checkpoints.close()
-    return RestoredRun(record, env_config, algo_config, env, state)
+
+
+def restore_subtrees(run: RestoredRun, targets: dict[str, Any]) -> RestoredRun:
+    """`run` with `state` = {prefix: subtree} of its last checkpoint, only those leaves read
+    (`Checkpoints.restore_subtrees`): `targets` maps key paths of the training state (e.g. ".normalizer",
+    ".params.policy") to trees of their shapes (e.g. `jax.eval_shape` of a network's `init`)."""
+    return run._replace(state=_last_checkpoint(run, lambda ckpt, step: ckpt.restore_subtrees(step, targets)))
+
+
+def restore_run_state(run_dir: pathlib.Path | str, make_init: Callable[[Any, Any, Any], Callable[[jax.Array], Any]]
+                      ) -> RestoredRun:
+    """The run in `run_dir` and its last training state, whole: `make_init(algo_config, env, training_env) ->
+    init(key)` gives the state structure to restore into (a trainer's; a randomised world keeps the per-episode
+    physics in the env states). `UserError` if the run dir is unusable."""
+    run = load_run(run_dir)
+    target = jax.eval_shape(make_init(run.algo_config, run.env, run.training_env), jax.random.PRNGKey(0))
+    return run._replace(state=_last_checkpoint(run, lambda ckpt, step: ckpt.restore(step, target)[0]))

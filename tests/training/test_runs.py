@@ -157,7 +157,7 @@ def test_nan_in_training_stops_with_the_quantity_and_never_checkpoints_it(runs, 
 
     run_dir = copy_run(runs[0].run_dir, tmp_path)
     shutil.rmtree(run_dir / "checkpoints" / str(4 * PPO_CHUNK))
-    state = restore_run_state(run_dir, lambda c, e: ppo.make_train(c, e)[0])[-1]
+    state = restore_run_state(run_dir, lambda c, e, world: ppo.make_train(c, e, world)[0])[-1]
     qvel = state.env_state.pipeline_state.qvel
     state = state.replace(env_state=state.env_state.replace(
         pipeline_state=state.env_state.pipeline_state.replace(qvel=jax.numpy.full_like(qvel, jax.numpy.nan))))

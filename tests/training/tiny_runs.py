@@ -47,10 +47,11 @@ def cli_in_process(args: list[str]) -> tuple[int, str, str]:
 
 
 def final_agent_state(run_dir: pathlib.Path, make_agent):
-    """The last checkpointed state of a model-based run (PETS/SoftAE), restored with `make_agent(config, env)`."""
+    """The last checkpointed state of a model-based run (PETS/SoftAE), restored with `make_agent(config, env,
+    training_env)`."""
     from saferl.training.restore import restore_run_state
 
-    return restore_run_state(run_dir, lambda config, env: make_agent(config, env).init)[-1]
+    return restore_run_state(run_dir, lambda config, env, world: make_agent(config, env, world).init)[-1]
 
 
 @functools.cache
