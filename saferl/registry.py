@@ -3,6 +3,8 @@
 An algorithm is a frozen config class, a `train(ctx)` function that runs the whole job against a
 `TrainContext` (env, config, run dir, logging, checkpoints; see `saferl.training.context`) and a
 `load_policy(run_dir)` that returns a `saferl.policies.Policy` for evaluation, rendering and `hardware/`.
+Algorithms name their trainer and policy loader as `Lazy` functions of their modules, so that looking an
+algorithm up imports neither: loading a policy imports its policy module alone, no trainer (nor optax).
 """
 
 from __future__ import annotations
@@ -12,6 +14,30 @@ import importlib
 from typing import Any, Callable
 
 from saferl.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Lazy:
+    """The function `name` of `module`, imported when first called (an algorithm's `train`, `load_policy`, ...)."""
+
+    module: str  # e.g. "saferl.agents.ppo.train"
+    name: str  # e.g. "train"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(self.module), self.name)(*args, **kwargs)
+
+
+def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]) -> Callable[[str], Any]:
+    """`package`'s `__getattr__` (PEP 562) giving the names `exports` lists under the module that defines them,
+    imported on first use: an algorithm's package re-exports its trainer's names without importing the trainer."""
+    modules = {name: module for module, names in exports.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        if name not in modules:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(modules[name]), name)
+
+    return __getattr__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +103,9 @@ def register_seed_batch(name: str, seed_batch: SeedBatch) -> None:
 
 def seed_batch(name: str) -> SeedBatch | None:
     """How `name` runs seeds in one program, or None: `--seeds` then runs them one after another."""
-    get(name)
+    train = get(name).train
+    if name not in _SEED_BATCHES and isinstance(train, Lazy):
+        importlib.import_module(train.module)  # a trainer registers its seed batch when it is imported
     return _SEED_BATCHES.get(name)
 
 

@@ -1,13 +1,13 @@
 """`hardware.policies.load_policy`: saferl's one registry behind hardware's one-line errors; what the deploy
 side imports, at import time and when it loads a PPO, SAC, PETS and SOOPER policy (in a fresh interpreter).
 
-Loading a policy does NOT yet keep out all training code: the registry imports every built-in algorithm's
-package, and each package imports its trainer (`saferl.agents.{ppo,sac,pets,softae,sooper}.train`, optax, the
-replay buffer, `saferl.sharding`/`distributed`/`logger`), because a checkpoint is restored into the
-structure of the trainer's initial state (`make_train(...)[0]`, `make_agent(...).init`). What loading keeps out
-is the training *driver*: the loop, `saferl train`'s run/seeds/context, progress, plots, TensorBoard, the CLI.
-`test_loading_a_policy_imports_no_trainer` (strict xfail) marks the gap: it passes, and so fails here, once
-policies load from network config + params alone (as brax's checkpoints do)."""
+Loading a PPO, SAC, PETS and SOOPER policy in a fresh interpreter imports none of TRAINER: a policy is rebuilt
+from its run's network config and, of the last checkpoint, only the parameters it needs (as brax loads a policy
+from network config + params), never restored into a trainer's state. The registry names each algorithm's
+trainer and policy loader lazily (`saferl.registry.Lazy`), so looking an algorithm up imports neither; the
+policy modules (`saferl.agents.*.policy`) import networks, configs, the ensemble and the planners, no trainer,
+optimiser (optax) or replay buffer. Nor does loading import the training *driver*: the loop, `saferl train`'s
+run/seeds/context, progress, plots, TensorBoard, the CLI."""
 
 import json
 import pathlib
@@ -46,9 +46,11 @@ def test_importing_the_deploy_side_imports_no_training_code():
 # modules of `saferl train` that a deployment never needs
 DRIVER = ("saferl.training.loop", "saferl.training.run", "saferl.training.seeds", "saferl.training.context",
           "saferl.training.progress", "saferl.training.plots", "saferl.cli", "tensorboardX", "matplotlib")
-# what restoring a trainer's state brings in today (see the module docstring)
+# what restoring a trainer's state would bring in (see the module docstring)
 TRAINER = ("saferl.agents.ppo.train", "saferl.agents.sac.train", "saferl.agents.pets.train",
-           "saferl.agents.sooper.train", "saferl.agents.softae.train", "optax", "saferl.training.logger")
+           "saferl.agents.sooper.train", "saferl.agents.softae.train", "optax", "saferl.training.logger",
+           "saferl.agents.modelfree.common", "saferl.agents.pets.agent", "saferl.agents.sooper.agent",
+           "saferl.agents.sooper.critic", "saferl.agents.softae.agent", "saferl.data.buffer")
 
 _LOAD = """
 import json, sys
@@ -85,8 +87,6 @@ def test_loading_ppo_sac_pets_and_sooper_policies_imports_no_training_driver(loa
     assert _imported(modules, DRIVER) == []
 
 
-@pytest.mark.xfail(strict=True, reason="policies are restored into their trainer's state structure, so loading "
-                   "imports the trainers (module docstring); make this pass by loading from network config + params")
 @pytest.mark.slow
 def test_loading_a_policy_imports_no_trainer(loaded_in_a_fresh_interpreter):
     _, modules = loaded_in_a_fresh_interpreter

@@ -111,6 +111,26 @@ def test_corrupt_checkpoint_is_a_user_error(runs, tmp_path):
         load_policy(copy)
 
 
+def test_loaded_policy_is_the_checkpoints_normaliser_and_policy_network_read_alone(runs):
+    # rebuilt from the run's network config and the leaves under `.normalizer` and `.params.policy`: the same
+    # arrays as the whole training state restored into the trainer's structure
+    from saferl.agents import ppo
+    from saferl.training.restore import restore_run_state
+
+    policy = load_policy(runs[0].run_dir)
+    state = restore_run_state(runs[0].run_dir, lambda c, e, world: ppo.make_train(c, e, world)[0]).state
+    same = jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), policy.params, (state.normalizer, state.params.policy))
+    assert all(jax.tree.leaves(same))
+
+
+def test_a_checkpoint_without_the_policys_leaves_is_a_user_error_naming_the_leaf(runs, tmp_path):
+    copy = copy_run(runs[0].run_dir, tmp_path)
+    record = copy / "checkpoints" / str(rundir.checkpoint_steps(copy)[-1]) / "extra" / "metadata"
+    record.write_text(record.read_text().replace(".params.policy", ".params.actor"))
+    with pytest.raises(UserError, match=r"holds no \.params\.policy\['params'\]"):
+        load_policy(copy)
+
+
 def _corrupt(checkpoint_dir):
     for path in (checkpoint_dir / "state").rglob("*"):
         if path.is_file() and path.stat().st_size > 0 and "metadata" not in path.name:

@@ -4,7 +4,8 @@ The carry's memory is the planner's warm start (the previous plan shifted by one
 plan's diagnostics; each decision plans against the remaining budget `budget − carry.cost_spent` (∞ when the
 env has no budget) and returns the first planned action, which the executor holds for `policy.action_repeat`
 env steps (the repeat the model was trained on). Training collection runs this same policy on the episode
-loop. A planner has no fixed MLP map, so `apply` is None: PETS policies cannot be exported to ONNX.
+loop. A planner has no fixed MLP map, so `apply` is None: PETS policies cannot be exported to ONNX. A run's
+policy is rebuilt from its config and the ensemble of its last checkpoint alone (no trainer is built).
 """
 
 from __future__ import annotations
@@ -143,16 +144,26 @@ def mpc_policy(config: Any, model: EnsembleState, env: Any, env_name: str = "",
                   run_dir=run_dir, action_repeat=config.action_repeat)
 
 
+MODEL = ".model"  # key path of the ensemble in the checkpointed training state (PETS's, SoftAE's, SOOPER's)
+
+
+def model_shapes(config: ensemble.EnsembleConfig, env: Any) -> EnsembleState:
+    """What a policy restores of a run's ensemble (at key path MODEL): the ensemble of `config` on the state part
+    of `env`'s observations, as shapes, without optimiser state (a model that only predicts)."""
+    obs_size = observations.state_size(env.observation_size)
+    return ensemble.shapes(config, obs_size, int(env.action_size), trainable=False)
+
+
 def load_policy(run_dir: pathlib.Path | str, task: str | None = None) -> Policy:
-    """`Algorithm.load_policy`: rebuild env and agent from the run's config and restore the latest model.
+    """`Algorithm.load_policy`: the run's ensemble (its last checkpoint) and the MPC policy planning on it.
 
     With `task` (a name from `env.tasks()`), the policy plans for that task's reward instead of the run's
     objective: zero-shot, on the model the run learned (`Algorithm.load_task_policy`)."""
     from envs.tasks import get_task
-    from saferl.agents.pets.agent import make_agent
-    from saferl.training.restore import restore_run_state
+    from saferl.training import restore
 
-    run = restore_run_state(run_dir, lambda config, env, world: make_agent(config, env, world).init)
+    run = restore.load_run(run_dir)
+    run = restore.restore_subtrees(run, {MODEL: model_shapes(run.algo_config.model, run.env)})
     chosen = None if task is None else get_task(run.env, task)
-    policy = mpc_policy(run.algo_config, run.state.model, run.env, run.record.env, run.record.path, task=chosen)
+    policy = mpc_policy(run.algo_config, run.state[MODEL], run.env, run.record.env, run.record.path, task=chosen)
     return dataclasses.replace(policy, env_config=run.env_config, training_env=run.training_env)

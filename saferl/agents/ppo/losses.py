@@ -1,9 +1,6 @@
-"""PPO's networks, GAE on reward and cost, and the clipped loss with a cost value head (PPO-Lagrangian style).
-
-Networks are brax's (tanh-normal policy, value MLPs); a second value head V_c estimates the discounted cost.
-For dict observations {"image", "state"} each network is a CNN encoder + MLP (`modelfree.pixel_networks`).
-GAE on a rollout [T, B] uses the true next observation of every step (also where a time limit ended the
-episode), so no step is masked out:
+"""PPO's GAE on reward and cost, and the clipped loss with a cost value head V_c (PPO-Lagrangian style; the
+networks are `saferl.agents.ppo.networks`). GAE on a rollout [T, B] uses the true next observation of every step
+(also where a time limit ended the episode), so no step is masked out:
   δ_t = x_t + γ(1 − term_t)·V(s'_t) − V(s_t),   A_t = δ_t + γλ(1 − done_t)·A_{t+1}
 for x = reward (γ) and x = cost (γ_c). The actor minimises the constraint handler's objective of
   reward_loss   = −mean(min(ρA_r, clip(ρ)A_r))                               (A_r normalised)
@@ -14,28 +11,16 @@ bonus −entropy_cost·H[π] is added outside the handler (CRPO's cost-only step
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-from brax.training import distribution as brax_distribution
-from brax.training import networks as brax_networks
-from brax.training.acme import running_statistics
-from brax.training.agents.ppo import networks as ppo_networks
 
 from saferl import constraints
-from saferl.agents.modelfree import pixel_networks
 from saferl.agents.ppo.config import PPOConfig
-from saferl.data import observations
+from saferl.agents.ppo.networks import PPONetworks
 from saferl.data.buffer import Transition
-
-
-class PPONetworks(NamedTuple):
-    policy_network: Any  # (normalizer, params, obs) -> tanh-normal logits
-    value_network: Any  # (normalizer, params, obs) -> V_r [...]
-    cost_value_network: Any  # (normalizer, params, obs) -> V_c [...]
-    parametric_action_distribution: Any
 
 
 @flax.struct.dataclass
@@ -54,35 +39,6 @@ class Rollout:
     raw_action: jax.Array  # [..., act_dim] pre-tanh sample
     log_prob: jax.Array  # [...] behaviour log-probability of raw_action
     episode_end: jax.Array  # [...] 1 where the episode ended (termination or time limit: the trace stops)
-
-
-def make_networks(config: PPOConfig, observation_size: Any, action_size: int) -> PPONetworks:
-    """brax's MLPs for a flat `observation_size` (int); CNN encoder + MLPs for a dict of shapes."""
-    normalize = running_statistics.normalize if config.normalize_observations else (lambda x, _: x)
-    if observations.is_dict(observation_size):
-        return _make_pixel_networks(config, observation_size, action_size, normalize)
-    base = ppo_networks.make_ppo_networks(
-        observation_size, action_size, preprocess_observations_fn=normalize,
-        policy_hidden_layer_sizes=config.policy_hidden_sizes, value_hidden_layer_sizes=config.value_hidden_sizes)
-    cost_value = brax_networks.make_value_network(observation_size, preprocess_observations_fn=normalize,
-                                                  hidden_layer_sizes=config.value_hidden_sizes,
-                                                  activation=jax.nn.swish)
-    return PPONetworks(base.policy_network, base.value_network, cost_value, base.parametric_action_distribution)
-
-
-def _make_pixel_networks(config: PPOConfig, observation_size: Any, action_size: int, normalize: Any
-                         ) -> PPONetworks:
-    """Policy, V_r and V_c, each its own CNN encoder + swish MLP, on dict observations (state normalised)."""
-    observations.shapes(observation_size)  # UserError for malformed dict shapes
-    distribution = brax_distribution.NormalTanhDistribution(event_size=action_size)
-    policy = pixel_networks.make_policy_network(config.encoder, observation_size, distribution.param_size,
-                                                config.policy_hidden_sizes, jax.nn.swish, normalize)
-
-    def value() -> Any:
-        return pixel_networks.make_value_network(config.encoder, observation_size, config.value_hidden_sizes,
-                                                 jax.nn.swish, normalize)
-
-    return PPONetworks(policy, value(), value(), distribution)
 
 
 def init_params(networks: PPONetworks, key: jax.Array) -> PPOParams:

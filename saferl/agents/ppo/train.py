@@ -27,6 +27,7 @@ from saferl import registry
 from saferl.agents.modelfree import common, pixel_networks
 import saferl.agents.ppo.losses as losses
 from saferl.agents.ppo.config import PPOConfig
+from saferl.agents.ppo.networks import make_networks
 from saferl import sharding
 
 LOSS_KEYS = ("total_loss", "policy_loss", "v_loss", "cost_v_loss", "entropy_loss", "cost_estimate",
@@ -73,7 +74,7 @@ def make_parts(config: PPOConfig, env: Any, training_env: Any = None) -> tuple[C
     sharding.check_divisible(config.num_envs, "num_envs", mesh)
     state_shardings = functools.partial(sharding.state_shardings, batch_fields=("env_state",), mesh=mesh)
     train_env = common.wrap_for_training(env, training_env, config.num_envs)
-    networks = losses.make_networks(config, env.observation_size, env.action_size)
+    networks = make_networks(config, env.observation_size, env.action_size)
     optimizer = _optimizer(config)
     budget = common.cost_budget_q(config, env)
     grad_fn = jax.value_and_grad(functools.partial(losses.loss, networks=networks, config=config,

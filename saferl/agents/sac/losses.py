@@ -1,7 +1,6 @@
-"""SAC's networks and losses with a cost critic (Haarnoja et al. 2018; constrained as in SAC-Lagrangian).
-
-Networks are brax's: a tanh-normal actor and twin Q MLPs, one pair for the reward Q_r and one for the cost
-Q_c (for dict observations {"image", "state"}: each with its own CNN encoder, `modelfree.pixel_networks`). Losses, on a `Transition` batch [B] (`done` = termination only, so time limits bootstrap):
+"""SAC's losses with a cost critic (Haarnoja et al. 2018; constrained as in SAC-Lagrangian), for the actor and the
+twin reward and cost critics of `saferl.agents.sac.networks`. Losses, on a `Transition` batch [B] (`done` =
+termination only, so time limits bootstrap):
   temperature:  α·(−log π(a|s) − H̄)                       H̄ = −|A|/2
   reward critic: ½(Q_r(s,a) − [r·scale + γ(1−done)(min_i Q̄_r,i(s',a') − α log π(a'|s'))])²
   cost critic:   ½(Q_c(s,a) − [c + γ_c(1−done)·max(0, mean_i Q̄_c,i(s',a'))])²
@@ -14,54 +13,15 @@ handler, so CRPO's cost-only steps keep SAC's entropy regularisation.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from brax.training import distribution as brax_distribution
-from brax.training import networks as brax_networks
-from brax.training.acme import running_statistics
-from brax.training.agents.sac import networks as sac_networks
 
 from saferl import constraints
-from saferl.agents.modelfree import pixel_networks
 from saferl.agents.sac.config import SACConfig
-from saferl.data import observations
+from saferl.agents.sac.networks import SACNetworks, cost_value
 from saferl.data.buffer import Transition
-
-
-class SACNetworks(NamedTuple):
-    policy_network: Any  # (normalizer, params, obs [..., obs_dim]) -> tanh-normal logits [..., 2·act_dim]
-    q_network: Any  # (normalizer, params, obs, action) -> [..., 2] twin Q_r
-    cost_q_network: Any  # (normalizer, params, obs, action) -> [..., 2] twin Q_c
-    parametric_action_distribution: Any  # brax NormalTanhDistribution
-
-
-def make_networks(config: SACConfig, observation_size: Any, action_size: int) -> SACNetworks:
-    """brax's MLPs for a flat `observation_size` (int); CNN encoder + MLPs for a dict of shapes."""
-    normalize = running_statistics.normalize if config.normalize_observations else (lambda x, _: x)
-    if observations.is_dict(observation_size):
-        return _make_pixel_networks(config, observation_size, action_size, normalize)
-    base = sac_networks.make_sac_networks(observation_size, action_size, preprocess_observations_fn=normalize,
-                                          hidden_layer_sizes=config.hidden_sizes)
-    cost_q = brax_networks.make_q_network(observation_size, action_size, preprocess_observations_fn=normalize,
-                                          hidden_layer_sizes=config.hidden_sizes, n_critics=2)
-    return SACNetworks(base.policy_network, base.q_network, cost_q, base.parametric_action_distribution)
-
-
-def _make_pixel_networks(config: SACConfig, observation_size: Any, action_size: int, normalize: Any
-                         ) -> SACNetworks:
-    """Actor, twin Q_r and twin Q_c, each critic its own CNN encoder + relu MLP, on dict observations."""
-    observations.shapes(observation_size)  # UserError for malformed dict shapes
-    distribution = brax_distribution.NormalTanhDistribution(event_size=action_size)
-    policy = pixel_networks.make_policy_network(config.encoder, observation_size, distribution.param_size,
-                                                config.hidden_sizes, jax.nn.relu, normalize)
-
-    def twin_q() -> Any:
-        return pixel_networks.make_q_network(config.encoder, observation_size, action_size, config.hidden_sizes,
-                                             jax.nn.relu, normalize)
-
-    return SACNetworks(policy, twin_q(), twin_q(), distribution)
 
 
 def sample_action(networks: SACNetworks, normalizer: Any, policy_params: Any, obs: jax.Array,
@@ -101,13 +61,6 @@ def critic_target(signal: jax.Array, next_q: jax.Array, done: jax.Array, next_bo
     is 1 only where the episode terminated (a time limit bootstraps)."""
     next_value = (jnp.maximum(jnp.mean(next_q, axis=-1), 0.0) if is_cost else jnp.min(next_q, axis=-1)) + next_bonus
     return signal + (1.0 - done) * discount * next_value
-
-
-def cost_value(networks: SACNetworks, normalizer: Any, cost_q_params: Any, obs: jax.Array, action: jax.Array
-               ) -> jax.Array:
-    """Pessimistic Q_c [...]: the max of the twin cost critics. The actor minimises it, so taking the max
-    keeps it from exploiting one critic's underestimate (the cost mirror of the min over reward critics)."""
-    return jnp.max(networks.cost_q_network.apply(normalizer, cost_q_params, obs, action), axis=-1)
 
 
 def actor_loss(policy_params: Any, networks: SACNetworks, normalizer: Any, q_params: Any, cost_q_params: Any,

@@ -33,6 +33,7 @@ from saferl import registry
 from saferl.agents.modelfree import common, pixel_networks
 import saferl.agents.sac.losses as losses
 from saferl.agents.sac.config import SACConfig
+from saferl.agents.sac.networks import SACNetworks, make_networks
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import Transition
 from saferl.errors import UserError
@@ -95,7 +96,7 @@ def gradient_step(loss_fn: Callable, optimizer: optax.GradientTransformation, ha
     return step
 
 
-def _make_update(config: SACConfig, networks: losses.SACNetworks, optimizer: optax.GradientTransformation,
+def _make_update(config: SACConfig, networks: SACNetworks, optimizer: optax.GradientTransformation,
                  budget: float) -> Callable:
     """One gradient step on a batch: temperature, reward and cost critics, actor, multipliers, targets."""
     alpha_update = gradient_step(functools.partial(losses.alpha_loss, networks=networks), optimizer)
@@ -152,6 +153,12 @@ def make_train(config: SACConfig, env: Any, training_env: Any = None
     return common.data_parallel(jax.jit(init), chunk, state_shardings)
 
 
+def make_train_init(config: SACConfig, env: Any, training_env: Any) -> Callable[[jax.Array], SACState]:
+    """`make_train`'s `init`: the structure a whole training state is restored into
+    (`saferl.training.restore.restore_run_state`)."""
+    return make_train(config, env, training_env)[0]
+
+
 @common.cache_by_computation
 def make_parts(config: SACConfig, env: Any, training_env: Any = None) -> tuple[Callable, Callable, Callable]:
     """One seed's `(init(key), chunk(state) -> (state, metrics), state_shardings(state))`: `init` pure and
@@ -169,7 +176,7 @@ def make_parts(config: SACConfig, env: Any, training_env: Any = None) -> tuple[C
     state_shardings = functools.partial(sharding.state_shardings, batch_fields=("env_state",), mesh=mesh)
     train_env = common.wrap_for_training(env, training_env, config.num_envs)
     obs_size, action_size = env.observation_size, env.action_size
-    networks = losses.make_networks(config, obs_size, action_size)
+    networks = make_networks(config, obs_size, action_size)
     optimizer = optax.adam(config.learning_rate)
     update = _make_update(config, networks, optimizer, common.cost_budget_q(config, env))
     distribution = networks.parametric_action_distribution

@@ -18,9 +18,9 @@ from flax import struct
 from saferl import constraints
 from saferl.agents.sooper import critic as critic_lib
 from saferl.agents.sooper.config import SooperConfig, episode_budget
-from saferl.agents.sooper.planner import Dual, ShieldRule, executed_policy, plan_memory
+from saferl.agents.sooper.planner import Dual, executed_policy, plan_memory, shield_rule
 from saferl.agents.sooper.prior import Prior, prior_policy
-from saferl.agents.sooper.shield import ShieldMemory, shield_scale
+from saferl.agents.sooper.shield import ShieldMemory
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import ReplayBuffer, Transition
 from saferl.errors import UserError
@@ -71,10 +71,7 @@ class SooperAgent:
         if not budget > 0:
             raise UserError(f"{config.method} needs a cost budget > 0: the env has {env.cost_budget:g}; "
                             "give one with --set budget=... or --set-env cost_budget=...")
-        scale = config.shield_scale
-        if scale is None:
-            scale = shield_scale(self.episode_length, prior.cost_discounting, 1)
-        self.rule = ShieldRule(config.shield, budget, float(scale), config.advantage_threshold)
+        self.rule = shield_rule(config, budget, self.episode_length, prior.cost_discounting)
         self.budget = budget
         self.fixed_margin = config.shield_margin
         self.calibrate = jax.jit(self._calibrate)

@@ -29,7 +29,13 @@ import jax.numpy as jnp
 
 from saferl.agents.sooper.config import SooperConfig
 from saferl.agents.sooper.prior import Prior, prior_policy
-from saferl.agents.sooper.shield import recovery_bound, recovery_fires, shield_fires, shielded_policy
+from saferl.agents.sooper.shield import (
+    recovery_bound,
+    recovery_fires,
+    shield_fires,
+    shield_scale,
+    shielded_policy,
+)
 from saferl.constraints import augmented_lagrangian_term
 from saferl.models import ensemble, uncertainty
 from saferl.models.ensemble import EnsembleState
@@ -62,6 +68,16 @@ class ShieldRule:
     def recovery_fires(self, cost_spent: jax.Array, bound: jax.Array, margin: jax.Array | float) -> jax.Array:
         """bool [...]: the recovery rule on `bound` (the step's cost and the prior's cost-to-go after it)."""
         return recovery_fires(cost_spent, bound, self.budget, margin)
+
+
+def shield_rule(config: SooperConfig, budget: float, episode_length: int, prior_cost_discounting: float
+                ) -> ShieldRule:
+    """The rule of `config.shield` against the episode budget d = `budget`, its scale `config.shield_scale` or,
+    unset, `shield_scale(T, γ_c)` for episodes of T = `episode_length` decisions and the prior's cost critic's γ_c."""
+    scale = config.shield_scale
+    if scale is None:
+        scale = shield_scale(episode_length, prior_cost_discounting, 1)
+    return ShieldRule(config.shield, budget, float(scale), config.advantage_threshold)
 
 
 def _pessimistic_step(model: EnsembleState, obs: jax.Array, action: jax.Array, pessimism: float

@@ -68,22 +68,20 @@ def read_prior_run(run_dir: pathlib.Path | str) -> Any:
 
 
 def load_prior(run_dir: pathlib.Path | str) -> tuple[Prior, Policy]:
-    """The prior of a `saferl train sac` run directory (its latest checkpoint) and its `Policy`.
+    """The prior of a `saferl train sac` run directory (its latest checkpoint) and its `Policy`, rebuilt from the
+    run's network config and parameters (`saferl.agents.sac.policy`; no SAC trainer is built).
 
     Raises UserError if `run_dir` is not a run directory, not a SAC run, or has no checkpoint.
     """
-    from saferl.agents.sac import load_policy as load_sac_policy, make_networks
-    from saferl.agents.sac import make_train_init
-    from saferl.training.restore import restore_run_state
+    from saferl.agents.sac import policy as sac_policy
 
-    path = read_prior_run(run_dir).path
-    run = restore_run_state(path, make_train_init)
-    config, state = run.algo_config, run.state
-    networks = make_networks(config, run.env.observation_size, run.env.action_size)
-    prior = Prior(normalizer=state.normalizer, policy_params=state.policy_params, q_params=state.q_params,
-                  cost_q_params=state.cost_q_params, networks=networks, discounting=float(config.discounting),
+    run, networks = sac_policy.restore_actor_critics(read_prior_run(run_dir).path)
+    config, params = run.algo_config, run.state
+    prior = Prior(normalizer=params[sac_policy.NORMALIZER], policy_params=params[sac_policy.POLICY_PARAMS],
+                  q_params=params[sac_policy.Q_PARAMS], cost_q_params=params[sac_policy.COST_Q_PARAMS],
+                  networks=networks, discounting=float(config.discounting),
                   cost_discounting=float(config.cost_discounting))
-    return prior, load_sac_policy(path)
+    return prior, sac_policy.actor_critic_policy(run, networks)
 
 
 def prior_policy(prior: Prior, template: Policy) -> Policy:
