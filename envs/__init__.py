@@ -1,12 +1,12 @@
 """MJX environments with the brax API and a safety cost in `state.info["cost"]`.
 
-    import envs
-    env = envs.make("safe_cartpole", cost_bound=0.5)
-    envs.names()
-    world = envs.TrainingEnvConfig(obs_noise_std=0.01, shift=envs.ShiftConfig(preset="heavy_pole"))
-    env = envs.make_training_env("safe_cartpole", None, world)      # the shifted physics
-    train_env = envs.wrap_training_env(env, world, num_envs=64)     # fresh physics per episode
-    gym_env = envs.to_gymnasium("safe_cartpole", episode_length=200)  # a gymnasium.Env, cost in info["cost"]
+import envs
+env = envs.make("safe_cartpole", cost_bound=0.5)
+envs.names()
+world = envs.TrainingEnvConfig(obs_noise_std=0.01, shift=envs.ShiftConfig(preset="heavy_pole"))
+env = envs.make_training_env("safe_cartpole", None, world)      # the shifted physics
+train_env = envs.wrap_training_env(env, world, num_envs=64)     # fresh physics per episode
+gym_env = envs.to_gymnasium("safe_cartpole", episode_length=200)  # a gymnasium.Env, cost in info["cost"]
 """
 
 import os as _os
@@ -23,10 +23,12 @@ if _os.environ.get("SAFERL_XLA_FUSION_EMITTERS") != "1" and _FLAG not in _os.env
     if "jax" in _sys.modules and getattr(_sys.modules["jax"]._src.xla_bridge, "_backends", None):
         import warnings as _warnings
 
-        _warnings.warn("envs was imported after JAX created its backend, so XLA_FLAGS cannot take "
-                       f"{_FLAG}=false any more: MJX chains deeper than ~6 bodies (soft_arm) run very slowly. "
-                       "Import envs before the first JAX computation, or set XLA_FLAGS yourself.",
-                       stacklevel=2)
+        _warnings.warn(
+            "envs was imported after JAX created its backend, so XLA_FLAGS cannot take "
+            f"{_FLAG}=false any more: MJX chains deeper than ~6 bodies (soft_arm) run very slowly. "
+            "Import envs before the first JAX computation, or set XLA_FLAGS yourself.",
+            stacklevel=2,
+        )
 
 if not _os.environ.get("DISPLAY") and not _os.environ.get("MUJOCO_GL"):
     import ctypes.util as _ctypes_util
@@ -44,13 +46,13 @@ with _contextlib.redirect_stdout(_io.StringIO()):
 
 from envs.base import EnvConfig, MjxEnv
 from envs.classic.pendulum import Pendulum
-from envs.tasks import Task, TaskError, get_task
 from envs.registry import EnvError, default_config, env_class, make, make_config, names, register
 from envs.safety.point_goal import PointGoal
 from envs.safety.safe_cartpole import SafeCartpole
-from envs.soft.soft_arm import SoftArm
 from envs.soft.muscle_leg import MuscleLeg
+from envs.soft.soft_arm import SoftArm
 from envs.soft.soft_fish import SoftFish
+from envs.tasks import Task, TaskError, get_task
 from envs.ultrasound import UsCoverage, UsNavigate, UsSurgery
 
 register("pendulum", Pendulum)
@@ -63,12 +65,41 @@ register("us_navigate", UsNavigate)
 register("us_coverage", UsCoverage)
 register("us_surgery", UsSurgery)
 
-from envs.wrappers import DomainRandomizationConfig, dynamics_shift  # noqa: E402  (use the registry)
-from envs.training_env import (ShiftConfig, TrainingEnvConfig, make_training_env, physics_fingerprint,  # noqa: E402
-                               shift_presets, wrap_evaluation_env, wrap_training_env)
-from envs.gymnasium_env import GymnasiumEnv, GymnasiumVectorEnv, to_gymnasium  # noqa: E402
+from envs.gymnasium_env import GymnasiumEnv, GymnasiumVectorEnv, to_gymnasium
+from envs.training_env import (
+    ShiftConfig,
+    TrainingEnvConfig,
+    make_training_env,
+    physics_fingerprint,
+    shift_presets,
+    wrap_evaluation_env,
+    wrap_training_env,
+)
+from envs.wrappers import DomainRandomizationConfig, dynamics_shift
 
-__all__ = ["DomainRandomizationConfig", "EnvConfig", "EnvError", "GymnasiumEnv", "GymnasiumVectorEnv", "MjxEnv",
-           "ShiftConfig", "TrainingEnvConfig", "default_config", "dynamics_shift", "env_class", "make", "make_config",
-           "make_training_env", "names", "physics_fingerprint", "register", "shift_presets", "Task", "TaskError",
-           "get_task", "to_gymnasium", "wrap_evaluation_env", "wrap_training_env"]
+__all__ = [
+    "DomainRandomizationConfig",
+    "EnvConfig",
+    "EnvError",
+    "GymnasiumEnv",
+    "GymnasiumVectorEnv",
+    "MjxEnv",
+    "ShiftConfig",
+    "Task",
+    "TaskError",
+    "TrainingEnvConfig",
+    "default_config",
+    "dynamics_shift",
+    "env_class",
+    "get_task",
+    "make",
+    "make_config",
+    "make_training_env",
+    "names",
+    "physics_fingerprint",
+    "register",
+    "shift_presets",
+    "to_gymnasium",
+    "wrap_evaluation_env",
+    "wrap_training_env",
+]

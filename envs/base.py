@@ -12,7 +12,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-from typing import Any, Callable, ClassVar, NamedTuple
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jp
@@ -24,8 +25,11 @@ from envs.tasks import Task
 
 SOLVERS = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
 # the integrators MJX implements
-INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "rk4": mujoco.mjtIntegrator.mjINT_RK4,
-               "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST}
+INTEGRATORS = {
+    "euler": mujoco.mjtIntegrator.mjINT_EULER,
+    "rk4": mujoco.mjtIntegrator.mjINT_RK4,
+    "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,9 +149,7 @@ class MjxEnv(Env, abc.ABC):
         """Observation vector [observation_size] of a state (use only qpos/qvel/x*/site_*/sensordata/time)."""
 
     @abc.abstractmethod
-    def _reward_and_cost(
-        self, data: mjx.Data, action: jax.Array, info: dict[str, Any]
-    ) -> tuple[jax.Array, jax.Array]:
+    def _reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
         """Per-step reward (scalar) and safety cost (scalar, ≥ 0) after applying `action` [action_size].
 
         `info` is the info *before* this step's `_update_info` (e.g. the goal that was being pursued).
@@ -164,7 +166,7 @@ class MjxEnv(Env, abc.ABC):
         of a zero-shot task) the task's markers replace the env's own episode goal. Default: the task's markers."""
         return list(task.markers) if task is not None else []
 
-    def tasks(self) -> dict[str, "Task"]:
+    def tasks(self) -> dict[str, Task]:
         """Named tasks of this env ({name: `envs.tasks.Task`}, rewards of (obs, action, next_obs)) for zero-shot
         planning and evaluation; build them once per instance. Default: none."""
         return {}

@@ -12,7 +12,8 @@ draws its seed from Gymnasium's `np_random`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium
 import jax
@@ -91,8 +92,9 @@ def _programs(env: Env, num_envs: int | None) -> _Programs:
 def observation_space(observation_size: int | Mapping[str, tuple[int, ...]]) -> spaces.Space:
     """float32 Box [obs_dim] (unbounded) for vector observations, `spaces.Dict` of Boxes for dict ones."""
     if isinstance(observation_size, Mapping):
-        return spaces.Dict({name: spaces.Box(-np.inf, np.inf, tuple(shape), np.float32)
-                            for name, shape in observation_size.items()})
+        return spaces.Dict(
+            {name: spaces.Box(-np.inf, np.inf, tuple(shape), np.float32) for name, shape in observation_size.items()}
+        )
     return spaces.Box(-np.inf, np.inf, (int(observation_size),), np.float32)
 
 
@@ -104,8 +106,9 @@ def _to_numpy(obs: Any) -> Any:
 
 
 def _check_seed(seed: Any) -> None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                             or not 0 <= seed < _SEED_LIMIT):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < _SEED_LIMIT
+    ):
         raise EnvError(f"seed must be an integer in [0, 2**32) or None, got {seed!r}")
 
 
@@ -134,10 +137,15 @@ class GymnasiumEnv(gymnasium.Env):
     `envs.render.render_frames` (a fresh `mujoco.Renderer` per call: ≈ 0.1–0.2 s a frame on a 2-core CPU).
     """
 
-    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES)}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES)}
 
-    def __init__(self, env: Env, safety_gym_signature: bool = False, render_mode: str | None = None,
-                 render_size: tuple[int, int] = (240, 320)):
+    def __init__(
+        self,
+        env: Env,
+        safety_gym_signature: bool = False,
+        render_mode: str | None = None,
+        render_size: tuple[int, int] = (240, 320),
+    ):
         """env: an MJX env (`envs.make(...)`, or one wrapped in brax wrappers); render_size: (height, width)
         of rendered frames, pixels."""
         _check_render_mode(render_mode)
@@ -217,10 +225,16 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
     Gymnasium's `AutoresetMode.SAME_STEP`.
     """
 
-    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, env: Env, num_envs: int, safety_gym_signature: bool = False,
-                 render_mode: str | None = None, render_size: tuple[int, int] = (240, 320)):
+    def __init__(
+        self,
+        env: Env,
+        num_envs: int,
+        safety_gym_signature: bool = False,
+        render_mode: str | None = None,
+        render_size: tuple[int, int] = (240, 320),
+    ):
         _check_num_envs(num_envs)
         _check_render_mode(render_mode)
         self._env = env
@@ -276,7 +290,7 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
         if done.any():
             info["final_obs"] = np.full(self.num_envs, None, dtype=object)
             for i in np.flatnonzero(done):
-                info["final_obs"][i] = _to_numpy(jax.tree.map(lambda x: x[i], final_obs))
+                info["final_obs"][i] = _to_numpy(jax.tree.map(lambda x, i=i: x[i], final_obs))
             info["_final_obs"] = done
         if self._safety_gym_signature:
             return obs, rewards, costs.copy(), terminated, truncated, info
@@ -292,8 +306,13 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
         return tuple(_render(self._env, self._state, i, self.render_size) for i in range(self.num_envs))
 
 
-def to_gymnasium(name: str, num_envs: int | None = None, safety_gym_signature: bool = False,
-                 render_mode: str | None = None, **config: Any) -> GymnasiumEnv | GymnasiumVectorEnv:
+def to_gymnasium(
+    name: str,
+    num_envs: int | None = None,
+    safety_gym_signature: bool = False,
+    render_mode: str | None = None,
+    **config: Any,
+) -> GymnasiumEnv | GymnasiumVectorEnv:
     """Env `name` with `config` overrides (as `envs.make`) as a `gymnasium.Env`, or with `num_envs` a
     `gymnasium.vector.VectorEnv` of that many copies. `safety_gym_signature`: `step` returns
     (obs, reward, cost, terminated, truncated, info); `render_mode`: None or "rgb_array".

@@ -38,12 +38,19 @@ class NativeView:
     sensordata: jax.Array  # [nsensordata]
 
     @classmethod
-    def from_mj_data(cls, data: mujoco.MjData) -> "NativeView":
+    def from_mj_data(cls, data: mujoco.MjData) -> NativeView:
         f32 = np.float32
-        return cls(qpos=data.qpos.astype(f32), qvel=data.qvel.astype(f32), ctrl=data.ctrl.astype(f32),
-                   act=data.act.astype(f32), time=np.asarray(data.time, f32), xpos=data.xpos.astype(f32),
-                   xquat=data.xquat.astype(f32), site_xpos=data.site_xpos.astype(f32),
-                   sensordata=data.sensordata.astype(f32))
+        return cls(
+            qpos=data.qpos.astype(f32),
+            qvel=data.qvel.astype(f32),
+            ctrl=data.ctrl.astype(f32),
+            act=data.act.astype(f32),
+            time=np.asarray(data.time, f32),
+            xpos=data.xpos.astype(f32),
+            xquat=data.xquat.astype(f32),
+            site_xpos=data.site_xpos.astype(f32),
+            sensordata=data.sensordata.astype(f32),
+        )
 
 
 class NativeTwin:

@@ -39,13 +39,14 @@ def trajectory_qpos(states_or_qpos: Any) -> np.ndarray:
 def _make_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
     try:
         return mujoco.Renderer(model, height=height, width=width)
-    except Exception as err:  # mujoco raises several types depending on the backend
+    except Exception as err:  # noqa: BLE001 — mujoco raises several types depending on the backend
         backend = os.environ.get("MUJOCO_GL", "<unset>")
         raise RenderError(
             f"cannot create an OpenGL context for rendering (MUJOCO_GL={backend}, "
             f"DISPLAY={os.environ.get('DISPLAY', '<unset>')}): {err}. On a headless machine set MUJOCO_GL=egl "
             "before mujoco is imported (import envs first) and make sure Mesa/NVIDIA EGL is installed; "
-            "osmesa needs libosmesa6.") from None
+            "osmesa needs libosmesa6."
+        ) from None
 
 
 def _add_markers(scene: mujoco.MjvScene, markers: list[RenderMarker]) -> None:
@@ -53,13 +54,26 @@ def _add_markers(scene: mujoco.MjvScene, markers: list[RenderMarker]) -> None:
     identity = np.eye(3).ravel()
     for marker in markers[: scene.maxgeom - scene.ngeom]:
         geom_type = getattr(mujoco.mjtGeom, f"mjGEOM_{marker.geom_type.upper()}")
-        mujoco.mjv_initGeom(scene.geoms[scene.ngeom], geom_type, np.asarray(marker.size, np.float64),
-                            np.asarray(marker.pos, np.float64), identity, np.asarray(marker.rgba, np.float32))
+        mujoco.mjv_initGeom(
+            scene.geoms[scene.ngeom],
+            geom_type,
+            np.asarray(marker.size, np.float64),
+            np.asarray(marker.pos, np.float64),
+            identity,
+            np.asarray(marker.rgba, np.float32),
+        )
         scene.ngeom += 1
 
 
-def render_frames(env: MjxEnv, states_or_qpos: Any, height: int = 240, width: int = 320,
-                  camera: str | int = -1, info: dict[str, Any] | None = None, task: Task | None = None) -> np.ndarray:
+def render_frames(
+    env: MjxEnv,
+    states_or_qpos: Any,
+    height: int = 240,
+    width: int = 320,
+    camera: str | int = -1,
+    info: dict[str, Any] | None = None,
+    task: Task | None = None,
+) -> np.ndarray:
     """RGB frames [T, height, width, 3] uint8 of a trajectory (qpos over time, see `trajectory_qpos`).
 
     Env markers (e.g. point_goal's goal and hazards, which are not in the physics model) are drawn from
@@ -104,9 +118,16 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float) -> path
     return path
 
 
-def render_rollout(env: MjxEnv, states_or_qpos: Any, path: str | os.PathLike, fps: float | None = None,
-                   height: int = 240, width: int = 320, camera: str | int = -1,
-                   task: Task | None = None) -> pathlib.Path:
+def render_rollout(
+    env: MjxEnv,
+    states_or_qpos: Any,
+    path: str | os.PathLike,
+    fps: float | None = None,
+    height: int = 240,
+    width: int = 320,
+    camera: str | int = -1,
+    task: Task | None = None,
+) -> pathlib.Path:
     """Render a single-env trajectory to `path` (MP4, or GIF without ffmpeg); returns the file written.
     `task`: draw this task's markers in place of the env's episode goal (see `render_frames`)."""
     frames = render_frames(env, states_or_qpos, height=height, width=width, camera=camera, task=task)

@@ -11,7 +11,8 @@ the observation layout the env documents, never hidden simulator state.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 

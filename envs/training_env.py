@@ -11,7 +11,8 @@ import copy
 import dataclasses
 import hashlib
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -44,8 +45,9 @@ def _body_scales(value: Any) -> tuple[tuple[str, float], ...]:
         pairs = list(value.items()) if isinstance(value, Mapping) else [tuple(pair) for pair in value]
         pairs = [(name, scale) for name, scale in pairs]
     except (TypeError, ValueError):
-        raise EnvError(f"shift.body_mass_scale must be a {{body: scale}} mapping or (body, scale) pairs, "
-                       f"got {value!r}") from None
+        raise EnvError(
+            f"shift.body_mass_scale must be a {{body: scale}} mapping or (body, scale) pairs, got {value!r}"
+        ) from None
     for name, _ in pairs:
         if not isinstance(name, str) or not name:
             raise EnvError(f"shift.body_mass_scale: body names must be non-empty strings, got {name!r}")
@@ -79,8 +81,11 @@ class ShiftConfig:
     @property
     def is_identity(self) -> bool:
         """True when the shift changes nothing (no preset, every factor 1)."""
-        return (not self.preset and all(getattr(self, name) == 1.0 for name in _SCALES)
-                and all(scale == 1.0 for _, scale in self.body_mass_scale))
+        return (
+            not self.preset
+            and all(getattr(self, name) == 1.0 for name in _SCALES)
+            and all(scale == 1.0 for _, scale in self.body_mass_scale)
+        )
 
 
 def _build(config_cls: type, fields: Mapping[str, Any], where: str) -> Any:
@@ -113,8 +118,7 @@ class TrainingEnvConfig:
         if not isinstance(self.shift, ShiftConfig):
             raise EnvError(f"shift must be a ShiftConfig, got {self.shift!r}")
         noise = self.obs_noise_std
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (math.isfinite(noise)
-                                                                                 and noise >= 0):
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (math.isfinite(noise) and noise >= 0):
             raise EnvError(f"obs_noise_std must be a finite number >= 0 (obs units), got {noise!r}")
         object.__setattr__(self, "obs_noise_std", float(noise))
         delay = self.action_delay
@@ -151,8 +155,7 @@ def _shift_arguments(env_name: str, shift: ShiftConfig) -> dict[str, Any]:
     return arguments
 
 
-def make_training_env(name: str, env_config: EnvConfig | Mapping[str, Any] | None,
-                      config: TrainingEnvConfig) -> MjxEnv:
+def make_training_env(name: str, env_config: EnvConfig | Mapping[str, Any] | None, config: TrainingEnvConfig) -> MjxEnv:
     """Env `name` (from `env_config`: a config, overrides or None for the default) with the world's
     dynamics shift applied; no wrappers. EnvError for an unknown preset or body name."""
     arguments = {} if config.shift.is_identity else _shift_arguments(name, config.shift)

@@ -71,13 +71,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="soft_arm", choices=sorted(SCRIPTS))
     parser.add_argument("--out", default=None, help="GIF/MP4 to write (default docs/media/<env>.gif)")
-    parser.add_argument("--material", default=None, choices=["linear", "stiffening", "hysteretic"],
-                        help="soft_arm's material (default linear)")
-    parser.add_argument("--steps", type=int, default=None, help="env steps (0.04 s each for soft_arm, 0.02 s "
-                        "for soft_fish and muscle_leg; default 150)")
+    parser.add_argument(
+        "--material",
+        default=None,
+        choices=["linear", "stiffening", "hysteretic"],
+        help="soft_arm's material (default linear)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="env steps (0.04 s each for soft_arm, 0.02 s for soft_fish and muscle_leg; default 150)",
+    )
     parser.add_argument("--every", type=int, default=2, help="render every n-th step")
-    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
-                        help="frame size in pixels (default: 200 260 arm, 150 300 fish, 200 200 leg)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("HEIGHT", "WIDTH"),
+        help="frame size in pixels (default: 200 260 arm, 150 300 fish, 200 200 leg)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.material is not None and args.env != "soft_arm":

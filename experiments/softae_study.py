@@ -41,14 +41,17 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import envs  # noqa: E402
-from saferl.agents.softae import SoftAEConfig, make_agent  # noqa: E402
-from saferl.agents.softae import evaluation  # noqa: E402
-from saferl.agents.softae.train import SEEDS as SOFTAE_SEEDS  # noqa: E402
-from saferl.config import apply_overrides, parse_overrides  # noqa: E402
-from saferl.errors import NonFiniteError, UserError  # noqa: E402
-from saferl.training.run import build_training_env, resolve_world  # noqa: E402
-from saferl.training import seeds as seeds_lib  # noqa: E402
+import envs
+from saferl.agents.softae import (
+    SoftAEConfig,
+    evaluation,
+    make_agent,
+)
+from saferl.agents.softae.train import SEEDS as SOFTAE_SEEDS
+from saferl.config import apply_overrides, parse_overrides
+from saferl.errors import NonFiniteError, UserError
+from saferl.training import seeds as seeds_lib
+from saferl.training.run import build_training_env, resolve_world
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 STRATEGIES = ("info_gain", "disagreement", "random", "colored_noise", "task")
@@ -69,12 +72,24 @@ def _world(env_name: str, variant: str, env_overrides: dict | None = None) -> tu
 
 def _settings(overrides: dict, env_overrides: dict | None) -> str:
     """The `settings` column: SoftAE overrides `key=value`, then env overrides as `env:key=value`."""
-    return " ".join([f"{k}={v}" for k, v in sorted(overrides.items())]
-                    + [f"env:{k}={v}" for k, v in sorted((env_overrides or {}).items())])
+    return " ".join(
+        [f"{k}={v}" for k, v in sorted(overrides.items())]
+        + [f"env:{k}={v}" for k, v in sorted((env_overrides or {}).items())]
+    )
 
 
-def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list[int], budgets: list[int],
-              overrides: dict, test_set: tuple, eval_episodes: int, env_overrides: dict | None = None) -> list[dict]:
+def run_seeds(
+    env_name: str,
+    variant: str,
+    strategy: str,
+    task: str,
+    seeds: list[int],
+    budgets: list[int],
+    overrides: dict,
+    test_set: tuple,
+    eval_episodes: int,
+    env_overrides: dict | None = None,
+) -> list[dict]:
     """Explore with one strategy, all `seeds` at once (`saferl train softae --seeds`: the episode's collect,
     buffer add and refit vmapped over the seeds, one compile); evaluate every seed at every budget. CSV rows."""
     env, world = _world(env_name, variant, env_overrides)
@@ -90,9 +105,11 @@ def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list
     for episode in range(1, max(budgets) + 1):
         state, metrics = episodes_of_seeds(state)
         if not np.all(np.isfinite(metrics["model_fit"])):  # as `saferl train softae` (EpisodeRunner) reports it
-            raise NonFiniteError("model/fit_loss", episode * agent.env_steps_per_episode,
-                                 f"{env_name}/{variant} {strategy}, seeds {batch}: the ensemble's training loss "
-                                 "went NaN/Inf")
+            raise NonFiniteError(
+                "model/fit_loss",
+                episode * agent.env_steps_per_episode,
+                f"{env_name}/{variant} {strategy}, seeds {batch}: the ensemble's training loss went NaN/Inf",
+            )
         explore_cost += np.asarray(metrics["episode_cost"], float)
         if episode not in budgets:
             continue
@@ -101,19 +118,31 @@ def run_seeds(env_name: str, variant: str, strategy: str, task: str, seeds: list
             errors = evaluation.prediction_errors(model, *test_set)
             returns = evaluation.zero_shot_returns(agent, model, tasks, eval_episodes, seed=1000 + seed)
             for name in tasks:
-                rows.append({"env": env_name, "variant": variant, "strategy": strategy,
-                             "settings": _settings(overrides, env_overrides),
-                             "seed": seed, "seed_batch": batch, "episodes": episode,
-                             "env_steps": episode * agent.env_steps_per_episode,
-                             "exploration_cost": float(explore_cost[i]),
-                             **{f"error_{k}": errors.get(k, float("nan")) for k in evaluation.HORIZONS},
-                             "task": name, "zero_shot_episodes": eval_episodes,
-                             "zero_shot_return": returns[name]["mean_return"],
-                             "zero_shot_cost": returns[name]["mean_cost"],
-                             "seconds": time.perf_counter() - start})
-            print(f"{env_name}/{variant} {strategy}{'(' + task + ')' if task else ''} seed {seed} ep {episode}: "
-                  f"err1 {errors.get(1, float('nan')):.3f} err10 {errors.get(10, float('nan')):.3f} "
-                  + " ".join(f"{n} {returns[n]['mean_return']:.1f}" for n in tasks), flush=True)
+                rows.append(
+                    {
+                        "env": env_name,
+                        "variant": variant,
+                        "strategy": strategy,
+                        "settings": _settings(overrides, env_overrides),
+                        "seed": seed,
+                        "seed_batch": batch,
+                        "episodes": episode,
+                        "env_steps": episode * agent.env_steps_per_episode,
+                        "exploration_cost": float(explore_cost[i]),
+                        **{f"error_{k}": errors.get(k, float("nan")) for k in evaluation.HORIZONS},
+                        "task": name,
+                        "zero_shot_episodes": eval_episodes,
+                        "zero_shot_return": returns[name]["mean_return"],
+                        "zero_shot_cost": returns[name]["mean_cost"],
+                        "seconds": time.perf_counter() - start,
+                    }
+                )
+            print(
+                f"{env_name}/{variant} {strategy}{'(' + task + ')' if task else ''} seed {seed} ep {episode}: "
+                f"err1 {errors.get(1, float('nan')):.3f} err10 {errors.get(10, float('nan')):.3f} "
+                + " ".join(f"{n} {returns[n]['mean_return']:.1f}" for n in tasks),
+                flush=True,
+            )
     return rows
 
 
@@ -122,18 +151,34 @@ def summarise(rows: list[dict]) -> list[dict]:
     group."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        key = (row["env"], row["variant"], row["strategy"], row.get("settings", ""), row["episodes"], row["task"],
-               row.get("zero_shot_episodes", 0))
+        key = (
+            row["env"],
+            row["variant"],
+            row["strategy"],
+            row.get("settings", ""),
+            row["episodes"],
+            row["task"],
+            row.get("zero_shot_episodes", 0),
+        )
         groups.setdefault(key, []).append(row)
     summary = []
     for (env, variant, strategy, settings, episodes, task, zero_shot_episodes), members in sorted(groups.items()):
-        entry = {"env": env, "variant": variant, "strategy": strategy, "settings": settings, "episodes": episodes,
-                 "task": task, "zero_shot_episodes": zero_shot_episodes, "seeds": sorted(m["seed"] for m in members)}
+        entry = {
+            "env": env,
+            "variant": variant,
+            "strategy": strategy,
+            "settings": settings,
+            "episodes": episodes,
+            "task": task,
+            "zero_shot_episodes": zero_shot_episodes,
+            "seeds": sorted(m["seed"] for m in members),
+        }
         for key in ("error_1", "error_10", "error_50", "zero_shot_return", "zero_shot_cost", "exploration_cost"):
             values = np.array([m[key] for m in members], float)
             finite = values[~np.isnan(values)]  # NaN: a horizon longer than the test trajectories, or diverged
-            entry[key], entry[key + "_std"] = ((float(finite.mean()), float(finite.std())) if finite.size
-                                               else (float("nan"), float("nan")))
+            entry[key], entry[key + "_std"] = (
+                (float(finite.mean()), float(finite.std())) if finite.size else (float("nan"), float("nan"))
+            )
         summary.append(entry)
     return summary
 
@@ -150,38 +195,58 @@ def plot(summary: list[dict], path: pathlib.Path) -> None:
         return
     task_names = {e: sorted({s["task"] for s in nominal if s["env"] == e}) for e in env_names}
     columns = 1 + max(len(t) for t in task_names.values())
-    kinds = sorted({(s["strategy"], s.get("settings", ""), s["zero_shot_episodes"]) for s in nominal},
-                   key=lambda kind: (STRATEGIES.index(kind[0]), kind[1], kind[2]))
+    kinds = sorted(
+        {(s["strategy"], s.get("settings", ""), s["zero_shot_episodes"]) for s in nominal},
+        key=lambda kind: (STRATEGIES.index(kind[0]), kind[1], kind[2]),
+    )
     colours = {kind: plt.get_cmap("tab10" if len(kinds) <= 10 else "tab20")(n) for n, kind in enumerate(kinds)}
     legend_rows = -(-len(kinds) // 2)
-    fig, axes = plt.subplots(len(env_names), columns, squeeze=False,
-                             figsize=(4.2 * columns, 3.4 * len(env_names) + 0.22 * legend_rows))
+    fig, axes = plt.subplots(
+        len(env_names), columns, squeeze=False, figsize=(4.2 * columns, 3.4 * len(env_names) + 0.22 * legend_rows)
+    )
     for i, env in enumerate(env_names):
         for kind in kinds:
             strategy, settings, zero_shot_episodes = kind
             label = "; ".join([strategy + (f" ({settings})" if settings else ""), f"{zero_shot_episodes} eval eps"])
             style = {"label": label, "color": colours[kind], "capsize": 3, "marker": "o", "markersize": 4}
             first_task = task_names[env][0]
-            mine = [s for s in nominal if s["env"] == env and (s["strategy"], s.get("settings", ""),
-                                                                s["zero_shot_episodes"]) == kind]
+            mine = [
+                s
+                for s in nominal
+                if s["env"] == env and (s["strategy"], s.get("settings", ""), s["zero_shot_episodes"]) == kind
+            ]
             curve = {s["episodes"]: s for s in mine if s["task"] == first_task or strategy == "task"}
             if curve and strategy != "task":
                 x = sorted(curve)
-                axes[i, 0].errorbar(x, [curve[k]["error_10"] for k in x], [curve[k]["error_10_std"] for k in x],
-                                    **style)
+                axes[i, 0].errorbar(
+                    x, [curve[k]["error_10"] for k in x], [curve[k]["error_10_std"] for k in x], **style
+                )
             for j, task in enumerate(task_names[env]):
                 points = {s["episodes"]: s for s in mine if s["task"] == task}
                 if points:
                     x = sorted(points)
-                    axes[i, j + 1].errorbar(x, [points[k]["zero_shot_return"] for k in x],
-                                            [points[k]["zero_shot_return_std"] for k in x], **style)
+                    axes[i, j + 1].errorbar(
+                        x,
+                        [points[k]["zero_shot_return"] for k in x],
+                        [points[k]["zero_shot_return_std"] for k in x],
+                        **style,
+                    )
         for j, task in enumerate(task_names[env]):
-            axes[i, j + 1].set(title=f"{env}: zero-shot '{task}'", xlabel="exploration episodes",
-                               ylabel="return (mean ± std over seeds)")
+            axes[i, j + 1].set(
+                title=f"{env}: zero-shot '{task}'",
+                xlabel="exploration episodes",
+                ylabel="return (mean ± std over seeds)",
+            )
         # log scale: one diverged seed's error (e.g. 10^2-10^3) would flatten every other curve
-        axes[i, 0].set(title=f"{env}: 10-step prediction error (held out)", xlabel="exploration episodes",
-                       ylabel="normalised RMS error", yscale="log")
-    handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+        axes[i, 0].set(
+            title=f"{env}: 10-step prediction error (held out)",
+            xlabel="exploration episodes",
+            ylabel="normalised RMS error",
+            yscale="log",
+        )
+    handles = {
+        label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels(), strict=False)
+    }
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.22 * legend_rows / fig.get_figheight() + 0.01, 1, 1))
     fig.savefig(path, dpi=100)
@@ -197,16 +262,31 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=3, help="zero-shot episodes per task")
     parser.add_argument("--test-episodes", type=int, default=20, help="held-out test trajectories per env/variant")
     parser.add_argument("--set", action="append", default=[], help="SoftAE config override key=value")
-    parser.add_argument("--set-env", action="append", default=[],
-                        help="env config / training-world override key=value for every env (as `saferl train "
-                             "--set-env`), e.g. episode_length=250; recorded in `settings` as env:key=value")
-    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
-                        help="run the task-specific baseline (--strategies task) only for these tasks (default: all "
-                             "of each env's; a name one env lacks is skipped for it, one no env has is an error)")
+    parser.add_argument(
+        "--set-env",
+        action="append",
+        default=[],
+        help="env config / training-world override key=value for every env (as `saferl train "
+        "--set-env`), e.g. episode_length=250; recorded in `settings` as env:key=value",
+    )
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=None,
+        metavar="TASK",
+        help="run the task-specific baseline (--strategies task) only for these tasks (default: all "
+        "of each env's; a name one env lacks is skipped for it, one no env has is an error)",
+    )
     parser.add_argument("--quick", action="store_true", help="one env, one seed, budgets 1 2, nominal only")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "softae_study")
-    parser.add_argument("--merge", nargs="+", type=pathlib.Path, default=None, metavar="CSV",
-                        help="run nothing: merge these CSVs of earlier runs (parts) into --out")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=pathlib.Path,
+        default=None,
+        metavar="CSV",
+        help="run nothing: merge these CSVs of earlier runs (parts) into --out",
+    )
     args = parser.parse_args()
     if args.merge:
         rows = [row for path in args.merge for row in _read(path)]
@@ -238,8 +318,18 @@ def main() -> None:
             for strategy in args.strategies:
                 tasks = _task_baseline_tasks(env, env_name, args.tasks) if strategy == "task" else [""]
                 for task in tasks:
-                    rows += run_seeds(env_name, variant, strategy, task, args.seeds, sorted(args.budgets),
-                                      overrides, test_set, args.eval_episodes, env_overrides)
+                    rows += run_seeds(
+                        env_name,
+                        variant,
+                        strategy,
+                        task,
+                        args.seeds,
+                        sorted(args.budgets),
+                        overrides,
+                        test_set,
+                        args.eval_episodes,
+                        env_overrides,
+                    )
                     _write(args, rows, started)
     _write(args, rows, started)
 
@@ -276,11 +366,21 @@ def _read(path: pathlib.Path) -> list[dict]:
         rows = list(csv.DictReader(f))
     parsed = []
     for row in rows:
-        entry = {key: value if key in _TEXT_COLUMNS else (int(value) if key in _INT_COLUMNS else float(value))
-                 for key, value in row.items()}
-        parsed.append({"env": entry["env"], "variant": entry["variant"], "strategy": entry["strategy"],
-                       "settings": entry.get("settings", ""), "seed_batch": str(entry["seed"]),
-                       "zero_shot_episodes": 0, **entry})
+        entry = {
+            key: value if key in _TEXT_COLUMNS else (int(value) if key in _INT_COLUMNS else float(value))
+            for key, value in row.items()
+        }
+        parsed.append(
+            {
+                "env": entry["env"],
+                "variant": entry["variant"],
+                "strategy": entry["strategy"],
+                "settings": entry.get("settings", ""),
+                "seed_batch": str(entry["seed"]),
+                "zero_shot_episodes": 0,
+                **entry,
+            }
+        )
     return parsed
 
 
@@ -292,10 +392,15 @@ def _write(args: argparse.Namespace, rows: list[dict], started: float, parts: li
         writer.writeheader()
         writer.writerows(rows)
     summary = summarise(rows)
-    meta = {"command": " ".join(sys.argv), "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-            "load_average": os.getloadavg(), "jax": jax.__version__, "wall_s": time.time() - started,
-            "settings": {k: _plain(v) for k, v in vars(args).items()},
-            **({"merged_parts": parts} if parts else {})}
+    meta = {
+        "command": " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "load_average": os.getloadavg(),
+        "jax": jax.__version__,
+        "wall_s": time.time() - started,
+        "settings": {k: _plain(v) for k, v in vars(args).items()},
+        **({"merged_parts": parts} if parts else {}),
+    }
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary}, indent=1))
     plot(summary, args.out.with_suffix(".png"))
 

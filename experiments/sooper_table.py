@@ -39,23 +39,42 @@ METHODS = ("sooper", "sailr", "crpo", "primal_dual", "mbrl")
 DOMAIN_RANDOMIZATION = {"randomization.mass_scale": [0.6, 1.6], "randomization.actuator_gain_scale": [0.8, 1.2]}
 SETTINGS: dict[str, dict[str, Any]] = {
     # prior: SAC + CRPO under domain randomisation (the `make demo` prior); real system: pole twice as heavy
-    "safe_cartpole": {"shift": "heavy_pole", "episodes": 5, "method_overrides": {},
-                      "prior": {"steps": 100_000, "overrides": {"num_envs": 4, "constraint.kind": "crpo"},
-                                "env_overrides": DOMAIN_RANDOMIZATION}},
+    "safe_cartpole": {
+        "shift": "heavy_pole",
+        "episodes": 5,
+        "method_overrides": {},
+        "prior": {
+            "steps": 100_000,
+            "overrides": {"num_envs": 4, "constraint.kind": "crpo"},
+            "env_overrides": DOMAIN_RANDOMIZATION,
+        },
+    },
     # prior: SAC + CRPO aiming at a fifth of the budget, 300k steps: within d on the heavy robot in every one of 16
     # evaluation episodes (worst 23) but nearly inert (return ≈ 0.2). The augmented Lagrangian at d/5 and 200k
     # (results/sooper_table_point_goal_al_prior.json) returned ≈ 12 but exceeded d in 5 of 12 of its own episodes
     # (up to 146); at d/2 and d/10 it was worse. Real system: 1.5 kg robot
-    "point_goal": {"shift": "heavy_robot", "episodes": 4, "method_overrides": {"optimism": 0.1, "pessimism": 12.0},
-                   "prior": {"steps": 300_000, "overrides": {"num_envs": 4, "constraint.kind": "crpo",
-                                                             "constraint.budget_scale": 0.2},
-                             "env_overrides": {"randomization.mass_scale": [0.8, 1.6],
-                                               "randomization.damping_scale": [0.6, 1.2]}}},
+    "point_goal": {
+        "shift": "heavy_robot",
+        "episodes": 4,
+        "method_overrides": {"optimism": 0.1, "pessimism": 12.0},
+        "prior": {
+            "steps": 300_000,
+            "overrides": {"num_envs": 4, "constraint.kind": "crpo", "constraint.budget_scale": 0.2},
+            "env_overrides": {"randomization.mass_scale": [0.8, 1.6], "randomization.damping_scale": [0.6, 1.2]},
+        },
+    },
     # the ultrasound probe (issue #10), state observation: prior SAC + CRPO with servo gains randomised x0.8-1.6;
     # real system: servo gains x1.6 (the same pose command presses ~1.4x harder on the skin)
-    "us_navigate": {"shift": "stiff_mount", "episodes": 4, "method_overrides": {},
-                    "prior": {"steps": 60_000, "overrides": {"num_envs": 4, "constraint.kind": "crpo"},
-                              "env_overrides": {"randomization.actuator_gain_scale": [0.8, 1.6]}}},
+    "us_navigate": {
+        "shift": "stiff_mount",
+        "episodes": 4,
+        "method_overrides": {},
+        "prior": {
+            "steps": 60_000,
+            "overrides": {"num_envs": 4, "constraint.kind": "crpo"},
+            "env_overrides": {"randomization.actuator_gain_scale": [0.8, 1.6]},
+        },
+    },
 }
 PAPER = {  # SOOPER's reported figures (REFERENCES.md; read from the paper's figures, approximate)
     "safe_cartpole": {"normalized_return": 1.27, "safety_margin": 15.0},
@@ -80,8 +99,17 @@ def prior_for(env_name: str, priors_dir: pathlib.Path) -> pathlib.Path:
         return found
     setting = SETTINGS[env_name]["prior"]
     print(f"training the {env_name} prior ({setting['steps']} steps)", flush=True)
-    result = train("sac", env_name, steps=setting["steps"], seed=0, overrides=setting["overrides"],
-                   env_overrides=setting["env_overrides"], out=priors_dir, progress=False, tensorboard=False)
+    result = train(
+        "sac",
+        env_name,
+        steps=setting["steps"],
+        seed=0,
+        overrides=setting["overrides"],
+        env_overrides=setting["env_overrides"],
+        out=priors_dir,
+        progress=False,
+        tensorboard=False,
+    )
     return result.run_dir
 
 
@@ -97,16 +125,28 @@ def evaluate_prior(env_name: str, prior: pathlib.Path, seed: int, episodes: int)
     start = time.perf_counter()
     returns, costs = rollout_returns(policy, env, episodes, seed=seed)
     budget = float(env.cost_budget)
-    return {"env": env_name, "method": "prior", "seed": seed, "episodes": episodes, "budget": budget,
-            "safety_margin": budget - float(costs.max()), "learner_safety_margin": math.nan,
-            "normalized_return": 1.0, "final_return": float(returns[-1]), "prior_return": float(returns.mean()),
-            "cumulative_cost": float(costs.sum()), "violations": int((costs > budget).sum()),
-            "interventions_per_episode": 0.0, "episode_returns": returns.tolist(), "episode_costs": costs.tolist(),
-            "wall_s": time.perf_counter() - start, "run_dir": str(prior)}
+    return {
+        "env": env_name,
+        "method": "prior",
+        "seed": seed,
+        "episodes": episodes,
+        "budget": budget,
+        "safety_margin": budget - float(costs.max()),
+        "learner_safety_margin": math.nan,
+        "normalized_return": 1.0,
+        "final_return": float(returns[-1]),
+        "prior_return": float(returns.mean()),
+        "cumulative_cost": float(costs.sum()),
+        "violations": int((costs > budget).sum()),
+        "interventions_per_episode": 0.0,
+        "episode_returns": returns.tolist(),
+        "episode_costs": costs.tolist(),
+        "wall_s": time.perf_counter() - start,
+        "run_dir": str(prior),
+    }
 
 
-def run_method(env_name: str, method: str, seed: int, prior: pathlib.Path, args: argparse.Namespace
-               ) -> dict[str, Any]:
+def run_method(env_name: str, method: str, seed: int, prior: pathlib.Path, args: argparse.Namespace) -> dict[str, Any]:
     """One learning run of `method` from `prior` on the real system; its summary."""
     import envs
     from saferl.training.run import train
@@ -115,21 +155,38 @@ def run_method(env_name: str, method: str, seed: int, prior: pathlib.Path, args:
     episodes = args.episodes or setting["episodes"]
     steps = episodes * envs.default_config(env_name).episode_length
     start = time.perf_counter()
-    result = train(method, env_name, steps=steps, seed=seed,
-                   overrides={"prior": str(prior), **setting["method_overrides"]},
-                   env_overrides={"shift.preset": setting["shift"]}, out=args.runs_dir, progress=False,
-                   tensorboard=False)
+    result = train(
+        method,
+        env_name,
+        steps=steps,
+        seed=seed,
+        overrides={"prior": str(prior), **setting["method_overrides"]},
+        env_overrides={"shift.preset": setting["shift"]},
+        out=args.runs_dir,
+        progress=False,
+        tensorboard=False,
+    )
     summary = json.loads((result.run_dir / "summary.json").read_text())
     learner = summary["interventions"][1:]
-    return {"env": env_name, "method": method, "seed": seed, "episodes": summary["episodes"],
-            "budget": summary["budget"], "safety_margin": summary["safety_margin"],
-            "learner_safety_margin": summary["learner_safety_margin"],
-            "normalized_return": summary["normalized_return"], "final_return": summary["final_return"],
-            "prior_return": summary["prior_return"], "cumulative_cost": summary["cumulative_cost"],
-            "violations": summary["violations"],
-            "interventions_per_episode": sum(learner) / len(learner) if learner else 0.0,
-            "episode_returns": summary["episode_returns"], "episode_costs": summary["episode_costs"],
-            "wall_s": time.perf_counter() - start, "run_dir": str(result.run_dir)}
+    return {
+        "env": env_name,
+        "method": method,
+        "seed": seed,
+        "episodes": summary["episodes"],
+        "budget": summary["budget"],
+        "safety_margin": summary["safety_margin"],
+        "learner_safety_margin": summary["learner_safety_margin"],
+        "normalized_return": summary["normalized_return"],
+        "final_return": summary["final_return"],
+        "prior_return": summary["prior_return"],
+        "cumulative_cost": summary["cumulative_cost"],
+        "violations": summary["violations"],
+        "interventions_per_episode": sum(learner) / len(learner) if learner else 0.0,
+        "episode_returns": summary["episode_returns"],
+        "episode_costs": summary["episode_costs"],
+        "wall_s": time.perf_counter() - start,
+        "run_dir": str(result.run_dir),
+    }
 
 
 def _mean_std(values: list[float]) -> str:
@@ -148,23 +205,27 @@ def _learner_mean_return(run: dict[str, Any]) -> float:
 
 
 def markdown(runs: list[dict[str, Any]]) -> str:
-    lines = ["| env | method | seeds | safety margin (≥ 0 safe) | min margin | normalised return | "
-             "mean return of learner episodes | cumulative cost | episodes over budget | interventions / episode | "
-             "paper (SOOPER) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| env | method | seeds | safety margin (≥ 0 safe) | min margin | normalised return | "
+        "mean return of learner episodes | cumulative cost | episodes over budget | interventions / episode | "
+        "paper (SOOPER) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for env_name in SETTINGS:
-        for method in ("prior",) + METHODS:
+        for method in ("prior", *METHODS):
             group = [r for r in runs if r["env"] == env_name and r["method"] == method]
             if not group:
                 continue
             paper = PAPER.get(env_name) if method == "sooper" else None
-            paper_text = (f"{paper['normalized_return']:.2f} / +{paper['safety_margin']:g}" if paper else "")
+            paper_text = f"{paper['normalized_return']:.2f} / +{paper['safety_margin']:g}" if paper else ""
             lines.append(
                 f"| {env_name} | {method} | {len(group)} | {_mean_std([r['safety_margin'] for r in group])} | "
                 f"{min(r['safety_margin'] for r in group):.1f} | "
                 f"{_mean_std([r['normalized_return'] for r in group])} | "
                 f"{_mean_std([_learner_mean_return(r) for r in group])} | "
                 f"{_mean_std([r['cumulative_cost'] for r in group])} | {sum(r['violations'] for r in group)} | "
-                f"{_mean_std([r['interventions_per_episode'] for r in group])} | {paper_text} |")
+                f"{_mean_std([r['interventions_per_episode'] for r in group])} | {paper_text} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -187,7 +248,7 @@ def plot(runs: list[dict[str, Any]], path: pathlib.Path) -> None:
     env_names = [e for e in SETTINGS if any(r["env"] == e for r in runs)]
     fig, axes = plt.subplots(len(env_names), 2, figsize=(11, 3.6 * len(env_names)), dpi=100, squeeze=False)
     for row, env_name in enumerate(env_names):
-        for method in ("prior",) + METHODS:
+        for method in ("prior", *METHODS):
             group = [r for r in runs if r["env"] == env_name and r["method"] == method]
             if not group:
                 continue
@@ -200,10 +261,14 @@ def plot(runs: list[dict[str, Any]], path: pathlib.Path) -> None:
                     axes[row, col].fill_between(episodes, values.min(0), values.max(0), alpha=0.15)
         budget = next(r["budget"] for r in runs if r["env"] == env_name)
         axes[row, 1].axhline(budget, color="red", linestyle="--", label=f"budget {budget:g}")
-        axes[row, 0].set(title=f"{env_name} ({SETTINGS[env_name]['shift']}): return per episode",
-                         xlabel="real episode", ylabel="episode return")
-        axes[row, 1].set(title=f"{env_name}: cost per episode (band: seeds' min-max)", xlabel="real episode",
-                         ylabel="episode cost")
+        axes[row, 0].set(
+            title=f"{env_name} ({SETTINGS[env_name]['shift']}): return per episode",
+            xlabel="real episode",
+            ylabel="episode return",
+        )
+        axes[row, 1].set(
+            title=f"{env_name}: cost per episode (band: seeds' min-max)", xlabel="real episode", ylabel="episode cost"
+        )
         for axis in axes[row]:
             axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             axis.grid(alpha=0.3)
@@ -246,12 +311,22 @@ def main() -> None:
                 else:
                     row = run_method(env_name, method, seed, prior, args)
                 runs.append(row)
-                print(f"{env_name} {method} seed {seed}: margin {row['safety_margin']:.1f}, normalised return "
-                      f"{row['normalized_return']:.2f}, cumulative cost {row['cumulative_cost']:.0f} "
-                      f"({row['wall_s']:.0f} s)", flush=True)
-                stored = {"runs": runs, "settings": SETTINGS, "paper": PAPER,
-                          "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                      "jax_devices": [str(d) for d in jax.devices()]}}
+                print(
+                    f"{env_name} {method} seed {seed}: margin {row['safety_margin']:.1f}, normalised return "
+                    f"{row['normalized_return']:.2f}, cumulative cost {row['cumulative_cost']:.0f} "
+                    f"({row['wall_s']:.0f} s)",
+                    flush=True,
+                )
+                stored = {
+                    "runs": runs,
+                    "settings": SETTINGS,
+                    "paper": PAPER,
+                    "machine": {
+                        "platform": platform.platform(),
+                        "cpus": os.cpu_count(),
+                        "jax_devices": [str(d) for d in jax.devices()],
+                    },
+                }
                 args.results.write_text(json.dumps(stored, indent=1, allow_nan=True) + "\n")
     if runs:
         base = args.results.with_suffix("")

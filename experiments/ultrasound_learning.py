@@ -37,9 +37,21 @@ def train_args(variant: str, image_size: int, num_envs: int) -> list[str]:
     if variant == "state":
         return ["--env", ENV, *common]
     if variant == "pixels":
-        return ["--env", ENV, *common, "--set-env", "observation=pixels", "--set-env", f"image_height={image_size}",
-                "--set-env", f"image_width={image_size}", "--set", "encoder.channels=[8,16]",
-                "--set", "encoder.features=32"]
+        return [
+            "--env",
+            ENV,
+            *common,
+            "--set-env",
+            "observation=pixels",
+            "--set-env",
+            f"image_height={image_size}",
+            "--set-env",
+            f"image_width={image_size}",
+            "--set",
+            "encoder.channels=[8,16]",
+            "--set",
+            "encoder.features=32",
+        ]
     raise ValueError(f"unknown learning variant {variant!r}; learning variants: state, pixels")
 
 
@@ -69,25 +81,36 @@ def evaluate_random(episodes: int, seed: int) -> dict:
     from saferl.policies import uniform_random_policy
     from saferl.policies.evaluate import evaluate
 
-    env = envs.wrap_evaluation_env(envs.make_training_env(ENV, None, envs.TrainingEnvConfig()),
-                                   envs.TrainingEnvConfig())
+    env = envs.wrap_evaluation_env(
+        envs.make_training_env(ENV, None, envs.TrainingEnvConfig()), envs.TrainingEnvConfig()
+    )
     policy = uniform_random_policy(env.action_size, env.observation_size, env.cost_budget, env_name=ENV)
     return evaluate(policy, env, episodes, seed=EVAL_SEED + seed, deterministic=True)
 
 
 def row(variant: str, seed: int, env_steps: int, result: dict, wall_s: float) -> dict:
-    return {"variant": variant, "seed": seed, "env_steps": env_steps,
-            "success_rate": result["success_rate"], "success_any_rate": result["success_any_rate"],
-            "mean_return": result["mean_return"], "mean_cost": result["mean_cost"],
-            "cost_budget": result["cost_budget"], "fraction_within_budget": result["fraction_within_budget"],
-            "episodes": result["episodes"], "wall_s": round(wall_s, 1)}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "env_steps": env_steps,
+        "success_rate": result["success_rate"],
+        "success_any_rate": result["success_any_rate"],
+        "mean_return": result["mean_return"],
+        "mean_cost": result["mean_cost"],
+        "cost_budget": result["cost_budget"],
+        "fraction_within_budget": result["fraction_within_budget"],
+        "episodes": result["episodes"],
+        "wall_s": round(wall_s, 1),
+    }
 
 
 def run_variant(variant: str, seed: int, args: argparse.Namespace, runs: pathlib.Path, report) -> list[dict]:
     if variant == "random":
         result = evaluate_random(args.eval_episodes, seed)
-        return [row("random", seed, steps, result, 0.0)
-                for steps in range(0, args.chunks * args.chunk_steps + 1, args.chunk_steps)]
+        return [
+            row("random", seed, steps, result, 0.0)
+            for steps in range(0, args.chunks * args.chunk_steps + 1, args.chunk_steps)
+        ]
     options = train_args(variant, args.image_size, args.num_envs)
     out = runs / f"{variant}-seed{seed}"
     rows, run_dir, start = [], None, time.perf_counter()
@@ -98,8 +121,7 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, runs: pathlib
             run_dir = next(out.glob(f"ppo-{ENV}-*"))
         else:
             run_cli(["train", "--resume", str(run_dir), "--steps", str(steps), "--quiet"])
-        rows.append(row(variant, seed, steps, evaluate_run(run_dir, args.eval_episodes),
-                        time.perf_counter() - start))
+        rows.append(row(variant, seed, steps, evaluate_run(run_dir, args.eval_episodes), time.perf_counter() - start))
         report(rows[-1])
     return rows
 
@@ -139,14 +161,16 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
         if not mine:
             continue
         steps = sorted({r["env_steps"] for r in mine})
-        for ax, key in zip(axes, ("success_rate", "mean_cost", "mean_return")):
+        for ax, key in zip(axes, ("success_rate", "mean_cost", "mean_return"), strict=False):
             values = np.array([[r[key] for r in mine if r["env_steps"] == s] for s in steps], dtype=object)
             mean = np.array([np.mean(v) for v in values], float)
             style = "--" if variant == "random" else "-o"
             ax.plot(np.asarray(steps) / 1e3, mean, style, label=f"{variant} ({len(values[0])} seed(s))", ms=3)
     budget = rows[0]["cost_budget"]
     axes[1].axhline(budget, color="k", lw=0.8, ls=":", label=f"budget {budget:g}")
-    for ax, title in zip(axes, ("success rate (ends in the plane)", "episode cost (unsafe steps)", "return")):
+    for ax, title in zip(
+        axes, ("success rate (ends in the plane)", "episode cost (unsafe steps)", "return"), strict=False
+    ):
         ax.set_xlabel("env steps (k)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -164,8 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--chunks", type=int, default=10, help="evaluations (training chunks) per learning run")
-    parser.add_argument("--chunk-steps", type=int, default=10240, help="env steps per chunk (a multiple of "
-                        "PPO's chunk, 10240 env steps with its defaults)")
+    parser.add_argument(
+        "--chunk-steps",
+        type=int,
+        default=10240,
+        help="env steps per chunk (a multiple of PPO's chunk, 10240 env steps with its defaults)",
+    )
     parser.add_argument("--num-envs", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=32, help="B-mode image height = width (pixels variant)")
     parser.add_argument("--eval-episodes", type=int, default=16)
@@ -175,8 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     json_path = args.results.with_suffix(".json")
-    meta = {"argv": sys.argv[1:] if argv is None else argv, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "load_average": list(os.getloadavg())}
+    meta = {
+        "argv": sys.argv[1:] if argv is None else argv,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average": list(os.getloadavg()),
+    }
 
     def report(r: dict) -> None:
         print(json.dumps(r), flush=True)

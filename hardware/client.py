@@ -1,8 +1,8 @@
 """Policy-side connection to a robot server: control requests (REQ) and the state/action streams (no JAX).
 
-    client = RobotClient("tcp://robot:5555"); spec = client.spec
-    client.reset(seed=0); client.start()
-    state = client.recv_state(timeout_s=1.0); client.send_action(action, state)
+client = RobotClient("tcp://robot:5555"); spec = client.spec
+client.reset(seed=0); client.start()
+state = client.recv_state(timeout_s=1.0); client.send_action(action, state)
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ class RobotRequestError(RuntimeError):
 
 
 class RobotClient:
-    def __init__(self, address: str, key_dir: str | pathlib.Path | None = None, timeout_s: float = 2.0,
-                 streams: bool = True):
+    def __init__(
+        self, address: str, key_dir: str | pathlib.Path | None = None, timeout_s: float = 2.0, streams: bool = True
+    ):
         self.address, self.key_dir, self.timeout_ms = address, key_dir, int(timeout_s * 1000)
         self.host, _ = endpoints.parse(address)
         self.context = zmq.Context()
@@ -56,6 +57,7 @@ class RobotClient:
         sock.linger = 0
         if self.key_dir is not None:
             from hardware.security import apply_client_keys
+
             apply_client_keys(sock, self.key_dir)
         return sock
 
@@ -80,7 +82,7 @@ class RobotClient:
                 sock.close(linger=0)
         self.context.term()
 
-    def __enter__(self) -> "RobotClient":
+    def __enter__(self) -> RobotClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -96,8 +98,10 @@ class RobotClient:
         except zmq.Again:
             self._control.close(linger=0)  # a REQ socket that missed its reply is stuck: replace it
             self._control = self._control_socket()
-            raise RobotConnectionError(f"no reply from {self.address} within {self.timeout_ms} ms (server not "
-                                       "running, wrong address, or CURVE keys not accepted)") from None
+            raise RobotConnectionError(
+                f"no reply from {self.address} within {self.timeout_ms} ms (server not "
+                "running, wrong address, or CURVE keys not accepted)"
+            ) from None
         reply = protocol.decode(raw, expected=protocol.REPLY_TYPES)
         if reply.type == "error":
             raise RobotRequestError(reply.body["code"], reply.body["message"])

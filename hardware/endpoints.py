@@ -12,16 +12,21 @@ def parse(address: str) -> tuple[str, int]:
     """`tcp://HOST:PORT` -> (host, port). Raises ValueError naming the address and the allowed form."""
     match = _TCP.match(address or "")
     if not match or not 1 <= int(match["port"]) <= 65533:
-        raise ValueError(f"invalid address '{address}'; expected tcp://HOST:PORT with 1 <= PORT <= 65533 "
-                         "(PORT+1 and PORT+2 are used too)")
+        raise ValueError(
+            f"invalid address '{address}'; expected tcp://HOST:PORT with 1 <= PORT <= 65533 "
+            "(PORT+1 and PORT+2 are used too)"
+        )
     return match["host"], int(match["port"])
 
 
 def plane_addresses(address: str) -> dict[str, str]:
     """The control, state and action addresses derived from the control address."""
     host, port = parse(address)
-    return {"control": f"tcp://{host}:{port}", "state": f"tcp://{host}:{port + 1}",
-            "action": f"tcp://{host}:{port + 2}"}
+    return {
+        "control": f"tcp://{host}:{port}",
+        "state": f"tcp://{host}:{port + 1}",
+        "action": f"tcp://{host}:{port + 2}",
+    }
 
 
 def free_loopback_address(host: str = "127.0.0.1", attempts: int = 200) -> str:

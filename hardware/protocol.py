@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -25,8 +26,12 @@ MAX_NESTING = 6
 MAX_SEQ = (1 << 63) - 1
 # dtype name on the wire -> numpy dtype (always little-endian)
 DTYPES: dict[str, np.dtype] = {
-    "float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "int32": np.dtype("<i4"),
-    "int64": np.dtype("<i8"), "uint8": np.dtype("u1"), "bool": np.dtype("?"),
+    "float32": np.dtype("<f4"),
+    "float64": np.dtype("<f8"),
+    "int32": np.dtype("<i4"),
+    "int64": np.dtype("<i8"),
+    "uint8": np.dtype("u1"),
+    "bool": np.dtype("?"),
 }
 
 # Request types (control plane, REQ/REP), their reply types, and the streaming types.
@@ -47,8 +52,19 @@ class ProtocolError(ValueError):
 
 
 ERROR_CODES = (
-    "too_large", "malformed", "unsupported_version", "unknown_type", "unexpected_type", "bad_dtype",
-    "bad_shape", "non_finite", "out_of_range", "stale", "out_of_order", "bad_request", "robot_error",
+    "too_large",
+    "malformed",
+    "unsupported_version",
+    "unknown_type",
+    "unexpected_type",
+    "bad_dtype",
+    "bad_shape",
+    "non_finite",
+    "out_of_range",
+    "stale",
+    "out_of_order",
+    "bad_request",
+    "robot_error",
 )
 
 # Field schemas per message type: name -> (kind, required). Kinds: int, float, bool, str, array, params, any.
@@ -62,9 +78,17 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "reply": {"request": ("str", True), "data": ("any", True)},
     "error": {"code": ("str", True), "message": ("str", True)},
     "state": {
-        "obs": ("array", True), "reward": ("float", True), "cost": ("float", True), "done": ("bool", True),
-        "mode": ("str", True), "episode": ("int", True), "step": ("int", True), "action": ("array", True),
-        "action_source": ("str", True), "action_seq": ("int", True), "fault": ("str", True),
+        "obs": ("array", True),
+        "reward": ("float", True),
+        "cost": ("float", True),
+        "done": ("bool", True),
+        "mode": ("str", True),
+        "episode": ("int", True),
+        "step": ("int", True),
+        "action": ("array", True),
+        "action_source": ("str", True),
+        "action_seq": ("int", True),
+        "fault": ("str", True),
     },
     "action": {"action": ("array", True), "state_seq": ("int", True), "valid_until_ns": ("int", True)},
 }
@@ -88,7 +112,8 @@ def now_ns() -> int:
 
 # ---- encoding -------------------------------------------------------------------------------------
 _DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()} | {
-    dtype.newbyteorder(">"): name for name, dtype in DTYPES.items()}
+    dtype.newbyteorder(">"): name for name, dtype in DTYPES.items()
+}
 
 
 def pack_array(array: np.ndarray) -> dict[str, Any]:
@@ -118,13 +143,19 @@ def _to_wire(value: Any) -> Any:
     return value
 
 
-def encode(msg_type: str, seq: int, body: Mapping[str, Any] | None = None, t_ns: int | None = None,
-           check: bool = True) -> bytes:
+def encode(
+    msg_type: str, seq: int, body: Mapping[str, Any] | None = None, t_ns: int | None = None, check: bool = True
+) -> bytes:
     """Build and pack one message. With `check` (default) it is validated as `decode` would and a
     ProtocolError raised if it would not pass; hot paths that have checked their fields already (the
     server's state, the client's action) pass `check=False`."""
-    envelope = {"v": PROTOCOL_VERSION, "type": msg_type, "seq": int(seq),
-                "t_ns": now_ns() if t_ns is None else int(t_ns), "body": _to_wire(dict(body or {}))}
+    envelope = {
+        "v": PROTOCOL_VERSION,
+        "type": msg_type,
+        "seq": int(seq),
+        "t_ns": now_ns() if t_ns is None else int(t_ns),
+        "body": _to_wire(dict(body or {})),
+    }
     raw = msgpack.packb(envelope, use_bin_type=True)
     if check:
         decode(raw)  # the sender is held to the same rules as the receiver
@@ -136,9 +167,16 @@ def peek_seq(raw: bytes) -> int:
     if not isinstance(raw, (bytes, bytearray, memoryview)) or len(raw) > MAX_MESSAGE_BYTES:
         return 0
     try:
-        envelope = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=False, ext_hook=_ext_hook, timestamp=0,
-                                   max_str_len=MAX_STRING_CHARS * 4, max_array_len=MAX_ARRAY_ELEMENTS,
-                                   max_map_len=256)
+        envelope = msgpack.unpackb(
+            bytes(raw),
+            raw=False,
+            strict_map_key=False,
+            ext_hook=_ext_hook,
+            timestamp=0,
+            max_str_len=MAX_STRING_CHARS * 4,
+            max_array_len=MAX_ARRAY_ELEMENTS,
+            max_map_len=256,
+        )
     except Exception:  # noqa: BLE001 — anything unreadable has no seq to echo
         return 0
     seq = envelope.get("seq") if isinstance(envelope, dict) else None
@@ -157,27 +195,38 @@ def decode(raw: bytes, expected: tuple[str, ...] | None = None) -> Message:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError("too_large", f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        envelope = msgpack.unpackb(bytes(raw), raw=False, use_list=True, strict_map_key=True, ext_hook=_ext_hook,
-                                   max_str_len=MAX_STRING_CHARS * 4, max_bin_len=MAX_MESSAGE_BYTES,
-                                   max_array_len=MAX_ARRAY_ELEMENTS, max_map_len=256, timestamp=0)
+        envelope = msgpack.unpackb(
+            bytes(raw),
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            ext_hook=_ext_hook,
+            max_str_len=MAX_STRING_CHARS * 4,
+            max_bin_len=MAX_MESSAGE_BYTES,
+            max_array_len=MAX_ARRAY_ELEMENTS,
+            max_map_len=256,
+            timestamp=0,
+        )
     except ProtocolError:
         raise
-    except Exception as err:  # msgpack raises several types (ExtraData, FormatError, ValueError, ...)
+    except Exception as err:  # noqa: BLE001 — msgpack raises several types (ExtraData, FormatError, ValueError, ...)
         raise ProtocolError("malformed", f"not a msgpack message ({type(err).__name__})") from None
     if not isinstance(envelope, dict):
         raise ProtocolError("malformed", f"top level must be a map, got {type(envelope).__name__}")
     version = envelope.get("v")
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
-        raise ProtocolError("unsupported_version",
-                            f"protocol version {version!r} not supported; supported: {list(SUPPORTED_VERSIONS)}")
+        raise ProtocolError(
+            "unsupported_version", f"protocol version {version!r} not supported; supported: {list(SUPPORTED_VERSIONS)}"
+        )
     if set(envelope) != {"v", "type", "seq", "t_ns", "body"}:
         raise ProtocolError("malformed", f"envelope keys must be v, type, seq, t_ns, body; got {sorted(envelope)}")
     msg_type = envelope["type"]
     if not isinstance(msg_type, str) or msg_type not in _SCHEMAS:
         raise ProtocolError("unknown_type", f"unknown message type {msg_type!r}; known: {', '.join(MESSAGE_TYPES)}")
     if expected is not None and msg_type not in expected:
-        raise ProtocolError("unexpected_type", f"message type '{msg_type}' not accepted here; expected: "
-                            f"{', '.join(expected)}")
+        raise ProtocolError(
+            "unexpected_type", f"message type '{msg_type}' not accepted here; expected: {', '.join(expected)}"
+        )
     seq, t_ns = envelope["seq"], envelope["t_ns"]
     for name, value in (("seq", seq), ("t_ns", t_ns)):
         if type(value) is not int or not 0 <= value <= MAX_SEQ:
@@ -256,8 +305,15 @@ def _check_any(outer: str, name: str, value: Any) -> Any:
     return value
 
 
-_FIELD_CHECKS = {"int": _check_int, "float": _check_float, "bool": _check_bool, "str": _check_str,
-                 "array": _check_array_field, "params": _check_params, "any": _check_any}
+_FIELD_CHECKS = {
+    "int": _check_int,
+    "float": _check_float,
+    "bool": _check_bool,
+    "str": _check_str,
+    "array": _check_array_field,
+    "params": _check_params,
+    "any": _check_any,
+}
 
 
 def _check_plain(where: str, value: Any, depth: int) -> None:
@@ -289,8 +345,9 @@ def unpack_array(value: Any, where: str = "array") -> np.ndarray:
     dtype_name, shape, data = value["dtype"], value["shape"], value["data"]
     dtype = DTYPES.get(dtype_name) if type(dtype_name) is str else None
     if dtype is None:
-        raise ProtocolError("bad_dtype", f"{where} dtype {_short(dtype_name)} not allowed; allowed: "
-                            f"{', '.join(DTYPES)}")
+        raise ProtocolError(
+            "bad_dtype", f"{where} dtype {_short(dtype_name)} not allowed; allowed: {', '.join(DTYPES)}"
+        )
     bad_shape = f"{where} shape must be a list of <= {MAX_ARRAY_RANK} non-negative ints"
     if type(shape) is not list or len(shape) > MAX_ARRAY_RANK:
         raise ProtocolError("bad_shape", bad_shape)
@@ -302,13 +359,20 @@ def unpack_array(value: Any, where: str = "array") -> np.ndarray:
     if size > MAX_ARRAY_ELEMENTS:
         raise ProtocolError("too_large", f"{where} has {size} elements, limit {MAX_ARRAY_ELEMENTS}")
     if type(data) is not bytes or len(data) != size * dtype.itemsize:
-        raise ProtocolError("bad_shape", f"{where} data must be {size * dtype.itemsize} bytes "
-                            f"for shape {shape} {dtype_name}")
+        raise ProtocolError(
+            "bad_shape", f"{where} data must be {size * dtype.itemsize} bytes for shape {shape} {dtype_name}"
+        )
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def check_array(array: np.ndarray, shape: tuple[int, ...], dtype: str, where: str,
-                low: np.ndarray | None = None, high: np.ndarray | None = None) -> np.ndarray:
+def check_array(
+    array: np.ndarray,
+    shape: tuple[int, ...],
+    dtype: str,
+    where: str,
+    low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+) -> np.ndarray:
     """Check a decoded array against a declared spec: exact shape and dtype, finite, within [low, high]."""
     if array.dtype != DTYPES[dtype]:
         raise ProtocolError("bad_dtype", f"{where} must be {dtype}, got {array.dtype.name}")

@@ -16,11 +16,25 @@ import numpy as np
 
 from hardware.protocol import ACTION_SOURCES, Message
 from saferl.data import recordings
-from saferl.data.recordings import (EPISODE_KEYS, METADATA_FILE, TRANSITION_KEYS, episode_files, load_episode,
-                                    read_metadata)
+from saferl.data.recordings import (
+    EPISODE_KEYS,
+    METADATA_FILE,
+    TRANSITION_KEYS,
+    episode_files,
+    load_episode,
+    read_metadata,
+)
 
-__all__ = ["EPISODE_KEYS", "TRANSITION_KEYS", "EpisodeRecorder", "episode_files", "load_episode", "load_recordings",
-           "read_metadata", "write_metadata"]
+__all__ = [
+    "EPISODE_KEYS",
+    "TRANSITION_KEYS",
+    "EpisodeRecorder",
+    "episode_files",
+    "load_episode",
+    "load_recordings",
+    "read_metadata",
+    "write_metadata",
+]
 
 
 class EpisodeRecorder:
@@ -44,9 +58,16 @@ class EpisodeRecorder:
             self.gaps += max(delta - 1, 0)
             return False
         body = state.body
-        for key, value in (("obs", previous.body["obs"]), ("action", body["action"]), ("next_obs", body["obs"]),
-                           ("reward", body["reward"]), ("cost", body["cost"]), ("done", body["done"]),
-                           ("source", ACTION_SOURCES.index(body["action_source"])), ("seq", state.seq)):
+        for key, value in (
+            ("obs", previous.body["obs"]),
+            ("action", body["action"]),
+            ("next_obs", body["obs"]),
+            ("reward", body["reward"]),
+            ("cost", body["cost"]),
+            ("done", body["done"]),
+            ("source", ACTION_SOURCES.index(body["action_source"])),
+            ("seq", state.seq),
+        ):
             self._rows[key].append(value)
         return True
 
@@ -55,8 +76,10 @@ class EpisodeRecorder:
 
     def arrays(self) -> dict[str, np.ndarray]:
         dtypes = {"reward": np.float32, "cost": np.float32, "done": np.float32, "source": np.int8, "seq": np.int64}
-        return {k: (np.asarray(v, dtypes.get(k, np.float32)) if v else np.zeros((0,), dtypes.get(k, np.float32)))
-                for k, v in self._rows.items()}
+        return {
+            k: (np.asarray(v, dtypes.get(k, np.float32)) if v else np.zeros((0,), dtypes.get(k, np.float32)))
+            for k, v in self._rows.items()
+        }
 
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
         path = pathlib.Path(path)

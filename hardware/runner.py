@@ -13,7 +13,8 @@ import dataclasses
 import gc
 import pathlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -121,8 +122,14 @@ class Actor:
         if self._held is not None and 0 <= step - self._held_step < self.repeat:
             self.observe(step, cost)
             return self._held
-        action, self.carry = self._decide(self.carry, np.bool_(self._advance(step)), np.float32(cost), np.asarray(obs, np.float32),
-                                          self._key, self.decisions)
+        action, self.carry = self._decide(
+            self.carry,
+            np.bool_(self._advance(step)),
+            np.float32(cost),
+            np.asarray(obs, np.float32),
+            self._key,
+            self.decisions,
+        )
         self._held, self._held_step, self.decisions = np.asarray(action), step, self.decisions + 1
         return self._held
 
@@ -148,12 +155,20 @@ def warm_up(actor: Actor, obs_dim: int, calls: int = 3) -> float:
 def check_compatible(policy: Any, client: RobotClient) -> None:
     obs_dim, act_dim = client.spec.obs_shape[0], client.spec.action_shape[0]
     if (policy.observation_size, policy.action_size) != (obs_dim, act_dim):
-        raise UserError(f"policy ({policy.env_name}: obs {policy.observation_size}, action {policy.action_size}) "
-                        f"does not fit robot '{client.spec.name}' (obs {obs_dim}, action {act_dim})")
+        raise UserError(
+            f"policy ({policy.env_name}: obs {policy.observation_size}, action {policy.action_size}) "
+            f"does not fit robot '{client.spec.name}' (obs {obs_dim}, action {act_dim})"
+        )
 
 
-def run_episode(client: RobotClient, actor: Actor, episode_seed: int, config: RunConfig, budget: float,
-                progress: Callable[[dict], None] | None = None) -> tuple[EpisodeSummary, EpisodeRecorder]:
+def run_episode(
+    client: RobotClient,
+    actor: Actor,
+    episode_seed: int,
+    config: RunConfig,
+    budget: float,
+    progress: Callable[[dict], None] | None = None,
+) -> tuple[EpisodeSummary, EpisodeRecorder]:
     """Reset, start, answer every state with an action until done / max_steps / fault; stop."""
     client.reset(seed=episode_seed)
     actor.reset(episode_seed)
@@ -179,8 +194,17 @@ def run_episode(client: RobotClient, actor: Actor, episode_seed: int, config: Ru
         client.send_action(actor(body["obs"], body["step"], body["cost"]), state, config.validity_s)
         compute_ms.append((time.perf_counter() - received) * 1e3)
         if progress is not None:
-            progress({"episode": episode, "step": body["step"], "return": summary.episode_return,
-                      "cost": summary.cost, "budget": budget, "mode": body["mode"], "compute_ms": compute_ms[-1]})
+            progress(
+                {
+                    "episode": episode,
+                    "step": body["step"],
+                    "return": summary.episode_return,
+                    "cost": summary.cost,
+                    "budget": budget,
+                    "mode": body["mode"],
+                    "compute_ms": compute_ms[-1],
+                }
+            )
         state = _next_state(client, episode, config.state_timeout_s, config.busy_wait)
     summary.fault, summary.gaps, summary.transitions = state.body["fault"], recorder.gaps, len(recorder)
     if state.body["mode"] in ("running", "safe"):
@@ -199,8 +223,13 @@ def _next_state(client: RobotClient, episode: int, timeout_s: float, busy_wait: 
     raise RobotConnectionError(f"no state from the robot for {timeout_s} s (robot process lost?)")
 
 
-def run_episodes(client: RobotClient, policy: Any, config: RunConfig, metadata: dict[str, Any] | None = None,
-                 progress: Callable[[dict], None] | None = None) -> list[EpisodeSummary]:
+def run_episodes(
+    client: RobotClient,
+    policy: Any,
+    config: RunConfig,
+    metadata: dict[str, Any] | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> list[EpisodeSummary]:
     """Warm up, then run `config.episodes` episodes; records each when `config.record_dir` is set."""
     check_compatible(policy, client)
     actor = make_actor(policy, config.seed)
@@ -214,8 +243,16 @@ def run_episodes(client: RobotClient, policy: Any, config: RunConfig, metadata: 
             summary.path = str(recorder.save(record_dir / f"episode_{index:04d}.npz"))
         summaries.append(summary)
         if record_dir is not None:
-            write_metadata(record_dir, {
-                **(metadata or {}), "robot": client.spec.to_wire(), "robot_address": client.address,
-                "rate_hz": client.rate_hz, "warmup_s": compile_s, "run_config": dataclasses.asdict(config),
-                "episodes": [dataclasses.asdict(s) | {"over_budget": s.over_budget} for s in summaries]})
+            write_metadata(
+                record_dir,
+                {
+                    **(metadata or {}),
+                    "robot": client.spec.to_wire(),
+                    "robot_address": client.address,
+                    "rate_hz": client.rate_hz,
+                    "warmup_s": compile_s,
+                    "run_config": dataclasses.asdict(config),
+                    "episodes": [dataclasses.asdict(s) | {"over_budget": s.over_budget} for s in summaries],
+                },
+            )
     return summaries

@@ -33,9 +33,13 @@ def generate_keys(directory: str | pathlib.Path, overwrite: bool = False) -> dic
     shutil.copy(client_public, authorized / "client.key")
     for secret in (server_secret, client_secret):
         pathlib.Path(secret).chmod(0o600)
-    return {"server_public": pathlib.Path(server_public), "server_secret": pathlib.Path(server_secret),
-            "client_public": pathlib.Path(client_public), "client_secret": pathlib.Path(client_secret),
-            "authorized": authorized}
+    return {
+        "server_public": pathlib.Path(server_public),
+        "server_secret": pathlib.Path(server_secret),
+        "client_public": pathlib.Path(client_public),
+        "client_secret": pathlib.Path(client_secret),
+        "authorized": authorized,
+    }
 
 
 def _load(path: pathlib.Path, secret: bool) -> tuple[bytes, bytes | None]:

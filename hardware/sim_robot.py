@@ -1,4 +1,5 @@
-"""Simulated robot: one of our envs stepped by MuJoCo behind `RobotInterface`, with optional faults (`saferl-deploy sim`).
+"""Simulated robot: one of our envs stepped by MuJoCo behind `RobotInterface`, with optional faults
+(`saferl-deploy sim`).
 It lives outside `hardware/robot/`, which must run on a robot without JAX or the envs.
 
 Uses `envs.native.NativeTwin` (native `mujoco.mj_step`; the same obs/reward/cost formulas as the MJX env).
@@ -46,10 +47,15 @@ class SimRobot(RobotInterface):
         self._seed = seed
         self._rng = np.random.default_rng(seed)
         obs_dim, act_dim = self.env.observation_size, self.env.action_size
-        self._spec = RobotSpec(name=f"{config.env}-sim", obs_shape=(obs_dim,), action_low=(-1.0,) * act_dim,
-                               action_high=(1.0,) * act_dim, rate_hz=1.0 / self.env.dt,
-                               cost_budget=float(self.env.cost_budget),
-                               params=(("obs_noise_std", config.obs_noise_std),))
+        self._spec = RobotSpec(
+            name=f"{config.env}-sim",
+            obs_shape=(obs_dim,),
+            action_low=(-1.0,) * act_dim,
+            action_high=(1.0,) * act_dim,
+            rate_hz=1.0 / self.env.dt,
+            cost_budget=float(self.env.cost_budget),
+            params=(("obs_noise_std", config.obs_noise_std),),
+        )
         self._twin = NativeTwin(self.env, seed)
         self._terminates = False  # whether the env's info says when it ends an episode early (set by reset)
         self._reading = RobotState(obs=np.zeros(obs_dim, np.float32))

@@ -54,8 +54,11 @@ def enable_compilation_cache() -> pathlib.Path | None:
     except OSError as err:  # a read-only home: run without the cache rather than fail
         import warnings
 
-        warnings.warn(f"saferl: no persistent compilation cache ({path}: {err}); set {ENV_VAR} to a writable "
-                      "directory or to 'off'", stacklevel=2)
+        warnings.warn(
+            f"saferl: no persistent compilation cache ({path}: {err}); set {ENV_VAR} to a writable "
+            "directory or to 'off'",
+            stacklevel=2,
+        )
         return None
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_S)

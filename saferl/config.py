@@ -11,7 +11,8 @@ import json
 import numbers
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from saferl.errors import UserError
 
@@ -65,7 +66,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
             raise UserError(f"config key '{key}': expected {len(args)} items, got {len(value)}")
         item_types = [args[0]] * len(value) if (not args or args[-1] is Ellipsis or origin is list) else list(args)
-        items = [_coerce(v, t, key) if t is not None else v for v, t in zip(value, item_types or [Any] * len(value))]
+        items = [
+            _coerce(v, t, key) if t is not None else v
+            for v, t in zip(value, item_types or [Any] * len(value), strict=False)
+        ]
         return tuple(items) if origin is tuple else items
     if annotation is bool:
         if isinstance(value, bool):

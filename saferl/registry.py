@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from saferl.errors import UserError
 
@@ -88,8 +89,13 @@ class SeedBatch:
 _REGISTRY: dict[str, Algorithm] = {}
 _SEED_BATCHES: dict[str, SeedBatch] = {}
 # Modules that register algorithms when imported (kept lazy so `import saferl` stays light).
-_BUILTIN_MODULES = ("saferl.agents.ppo", "saferl.agents.sac", "saferl.agents.pets", "saferl.agents.sooper",
-                    "saferl.agents.softae")
+_BUILTIN_MODULES = (
+    "saferl.agents.ppo",
+    "saferl.agents.sac",
+    "saferl.agents.pets",
+    "saferl.agents.sooper",
+    "saferl.agents.softae",
+)
 
 
 def register(algorithm: Algorithm) -> None:

@@ -1,18 +1,19 @@
 """Data parallelism with `jax.sharding`: one code path for 1 and N devices (GSPMD, no pmap).
 
 A 1-D `Mesh` over the selected devices (all of `jax.devices()`, i.e. of every process of a `jax.distributed`
-run, unless `use_devices(n)` restricted it to the first n) with the axis "data". Batch-shaped parts of a training state (the
-`num_envs` env states, rollouts, minibatches) are split along their batch axis over "data"; everything else
-(params, optimiser state, normaliser, RNG keys, counters, replay buffers) is replicated. Jitted code only
-states where the data lives (`state_shardings`, `constrain`) and XLA inserts the gradient all-reduces.
-On one device every sharding is trivial and the compiled program is the unsharded one.
-Test N devices on a CPU with `XLA_FLAGS=--xla_force_host_platform_device_count=4`.
+run, unless `use_devices(n)` restricted it to the first n) with the axis "data". Batch-shaped parts of a training
+state (the `num_envs` env states, rollouts, minibatches) are split along their batch axis over "data"; everything else
+(params, optimiser state, normaliser, RNG keys, counters, replay buffers) is replicated. Jitted code only states where
+the data lives (`state_shardings`, `constrain`) and XLA inserts the gradient all-reduces. On one device every sharding
+is trivial and the compiled program is the unsharded one. Test N devices on a CPU with
+`XLA_FLAGS=--xla_force_host_platform_device_count=4`.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -45,12 +46,16 @@ def use_devices(count: int | None, name: str = "--devices") -> None:
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise UserError(f"{name}={count} is not a device count; use an integer >= 1 (at most {len(available)})")
         if count > len(available):
-            raise UserError(f"{name}={count} but only {len(available)} devices are available "
-                            f"({available[0].platform}); use 1..{len(available)}")
+            raise UserError(
+                f"{name}={count} but only {len(available)} devices are available "
+                f"({available[0].platform}); use 1..{len(available)}"
+            )
         if jax.process_count() > 1 and count < len(available):
-            raise UserError(f"{name}={count} cannot restrict a {jax.process_count()}-process run "
-                            f"({len(available)} devices in all); limit each process's devices instead "
-                            f"(e.g. CUDA_VISIBLE_DEVICES)")
+            raise UserError(
+                f"{name}={count} cannot restrict a {jax.process_count()}-process run "
+                f"({len(available)} devices in all); limit each process's devices instead "
+                f"(e.g. CUDA_VISIBLE_DEVICES)"
+            )
         count = int(count)
     if count == len(available):
         count = None
@@ -82,7 +87,8 @@ def check_divisible(size: int, name: str, mesh: Mesh | None = None) -> None:
         raise UserError(
             f"{name}={size} cannot be split evenly over {count} devices; use a multiple of {count} "
             f"(or make fewer devices visible, e.g. CUDA_VISIBLE_DEVICES / "
-            f"XLA_FLAGS=--xla_force_host_platform_device_count)")
+            f"XLA_FLAGS=--xla_force_host_platform_device_count)"
+        )
 
 
 def replicated(mesh: Mesh | None = None) -> NamedSharding:
@@ -122,8 +128,9 @@ def state_shardings(state: Any, batch_fields: Sequence[str], mesh: Mesh | None =
     [num_envs, ...]) split along their leading axis, every other field replicated."""
     mesh = mesh or data_mesh()
     shardings = replicated_shardings(state, mesh)
-    return shardings.replace(**{field: batch_shardings(getattr(state, field), 0, mesh, field)
-                                for field in batch_fields})
+    return shardings.replace(
+        **{field: batch_shardings(getattr(state, field), 0, mesh, field) for field in batch_fields}
+    )
 
 
 def place(tree: Any, shardings: Any) -> Any:

@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from saferl.compilation_cache import enable_compilation_cache  # noqa: E402
+from saferl.compilation_cache import enable_compilation_cache
 
 enable_compilation_cache()
 
@@ -18,17 +18,23 @@ enable_compilation_cache()
 # programs take 10–70 s each to trace and compile on 2 cores, while the logic they share (wrappers, trainers,
 # loops) is tested on pendulum, safe_cartpole and point_goal. A test is about such an env when its module is
 # one of HEAVY_ENV_MODULES or one of its parameters names a HEAVY_ENV.
-HEAVY_ENVS = frozenset({"soft_arm", "soft_fish", "muscle_leg", "race_car", "us_navigate", "us_coverage",
-                        "us_surgery"})
-HEAVY_ENV_MODULES = frozenset({"test_soft_arm.py", "test_soft_arm_solver.py", "test_soft_fish.py",
-                               "test_muscle_leg.py", "test_ultrasound_env.py", "test_race_car.py"})
+HEAVY_ENVS = frozenset({"soft_arm", "soft_fish", "muscle_leg", "race_car", "us_navigate", "us_coverage", "us_surgery"})
+HEAVY_ENV_MODULES = frozenset(
+    {
+        "test_soft_arm.py",
+        "test_soft_arm_solver.py",
+        "test_soft_fish.py",
+        "test_muscle_leg.py",
+        "test_ultrasound_env.py",
+        "test_race_car.py",
+    }
+)
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if item.path.name in HEAVY_ENV_MODULES or any(isinstance(v, str) and v in HEAVY_ENVS
-                                                      for v in params.values()):
+        if item.path.name in HEAVY_ENV_MODULES or any(isinstance(v, str) and v in HEAVY_ENVS for v in params.values()):
             item.add_marker(pytest.mark.slow)
 
 
@@ -47,8 +53,11 @@ SLOWEST = 25
 _started = time.monotonic()
 _durations: dict[str, float] = {}
 _jax_seconds: dict[str, dict[str, float]] = {}
-_EVENTS = {"/jax/core/compile/backend_compile_duration": "xla", "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
-           "/jax/core/compile/jaxpr_trace_duration": "trace"}
+_EVENTS = {
+    "/jax/core/compile/backend_compile_duration": "xla",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+    "/jax/core/compile/jaxpr_trace_duration": "trace",
+}
 _spent = {"xla": 0.0, "lower": 0.0, "trace": 0.0}
 
 
@@ -82,7 +91,7 @@ def pytest_runtest_logreport(report):
     _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
     for name, value in report.user_properties:
         if name == "jax_seconds":
-            mine = _jax_seconds.setdefault(report.nodeid, {k: 0.0 for k in value})
+            mine = _jax_seconds.setdefault(report.nodeid, dict.fromkeys(value, 0.0))
             for kind, seconds in value.items():
                 mine[kind] += seconds
 
@@ -95,21 +104,33 @@ def pytest_terminal_summary(terminalreporter):
     workers = getattr(terminalreporter.config.option, "numprocesses", None) or 1
     slowest = sorted(_durations.items(), key=lambda item: -item[1])[:SLOWEST]
     compiled = sum(v["xla"] + v["lower"] for v in _jax_seconds.values())
-    terminalreporter.write_sep("=", f"{len(slowest)} slowest tests of {len(_durations)}: {wall:.0f} s wall, "
-                                    f"{total:.0f} s in tests over {workers} worker(s), {compiled:.0f} s of it "
-                                    "JAX lowering + XLA compile")
-    terminalreporter.write_line(f"{'s':>7} {'% wall':>7} {'% tests':>8} {'compile':>8} {'trace':>6}  "
-                                "test (setup + call + teardown)")
+    terminalreporter.write_sep(
+        "=",
+        f"{len(slowest)} slowest tests of {len(_durations)}: {wall:.0f} s wall, "
+        f"{total:.0f} s in tests over {workers} worker(s), {compiled:.0f} s of it "
+        "JAX lowering + XLA compile",
+    )
+    terminalreporter.write_line(
+        f"{'s':>7} {'% wall':>7} {'% tests':>8} {'compile':>8} {'trace':>6}  test (setup + call + teardown)"
+    )
     for nodeid, seconds in slowest:
         jax_s = _jax_seconds.get(nodeid, {"xla": 0.0, "lower": 0.0, "trace": 0.0})
-        terminalreporter.write_line(f"{seconds:7.1f} {100 * seconds / wall:6.1f}% {100 * seconds / total:7.1f}% "
-                                    f"{jax_s['xla'] + jax_s['lower']:8.1f} {jax_s['trace']:6.1f}  {nodeid}")
+        terminalreporter.write_line(
+            f"{seconds:7.1f} {100 * seconds / wall:6.1f}% {100 * seconds / total:7.1f}% "
+            f"{jax_s['xla'] + jax_s['lower']:8.1f} {jax_s['trace']:6.1f}  {nodeid}"
+        )
     share = sum(s for _, s in slowest)
-    terminalreporter.write_line(f"these {len(slowest)}: {share:.0f} s, {100 * share / total:.0f} % of the time in tests")
+    terminalreporter.write_line(
+        f"these {len(slowest)}: {share:.0f} s, {100 * share / total:.0f} % of the time in tests"
+    )
     report = os.environ.get("SAFERL_TEST_TIMES")  # every test's seconds as JSON, to compare two sessions
     if report:
         import json
 
         with open(report, "w") as out:
-            json.dump({"wall_s": wall, "tests": {n: {"s": s, **_jax_seconds.get(n, {})} for n, s in _durations.items()}},
-                      out, indent=1, sort_keys=True)
+            json.dump(
+                {"wall_s": wall, "tests": {n: {"s": s, **_jax_seconds.get(n, {})} for n, s in _durations.items()}},
+                out,
+                indent=1,
+                sort_keys=True,
+            )

@@ -28,8 +28,10 @@ def relative_link_targets(markdown: str) -> list[str]:
 
 
 def test_relative_link_targets_skip_urls_anchors_and_code():
-    text = ("[a](docs/x.md#y) ![b](docs/media/c.gif) [c](https://example.org) [d](#here)\n"
-            "```bash\n[e](not/a/link.md)\n```\n")
+    text = (
+        "[a](docs/x.md#y) ![b](docs/media/c.gif) [c](https://example.org) [d](#here)\n"
+        "```bash\n[e](not/a/link.md)\n```\n"
+    )
     assert relative_link_targets(text) == ["docs/x.md", "docs/media/c.gif"]
 
 
@@ -50,9 +52,24 @@ def test_docs_site_builds_strict(tmp_path):
     site = tmp_path / "site"
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     # the hooks and the griffe extension are found relative to the repository root
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-                           str(REPO / "mkdocs.yml"), "--site-dir", str(site)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(REPO / "mkdocs.yml"),
+            "--site-dir",
+            str(site),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr[-6000:]}"
     # what the build hooks add from outside docs/: the CLI reference, the committed plots, the notebooks
     cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")

@@ -22,11 +22,21 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = {
-    "saferl": 0, "saferl.errors": 0, "saferl.config": 0, "saferl.registry": 0, "saferl.sharding": 0,
+    "saferl": 0,
+    "saferl.errors": 0,
+    "saferl.config": 0,
+    "saferl.registry": 0,
+    "saferl.sharding": 0,
     "saferl.compilation_cache": 0,
-    "saferl.data": 1, "saferl.constraints": 1,
-    "saferl.models": 2, "saferl.planning": 3, "saferl.policies": 4, "saferl.training": 5, "saferl.agents": 6,
-    "saferl.export": 7, "saferl.cli": 8,
+    "saferl.data": 1,
+    "saferl.constraints": 1,
+    "saferl.models": 2,
+    "saferl.planning": 3,
+    "saferl.policies": 4,
+    "saferl.training": 5,
+    "saferl.agents": 6,
+    "saferl.export": 7,
+    "saferl.cli": 8,
 }
 
 
@@ -64,8 +74,11 @@ def _layer(module: str) -> int | None:
 def test_every_saferl_module_has_a_layer():
     unplaced = [_module_name(p) for p in (ROOT / "saferl").rglob("*.py") if _layer(_module_name(p)) is None]
     assert unplaced == []
-    top = {p.name.removesuffix(".py") for p in (ROOT / "saferl").iterdir() if p.suffix == ".py" or
-           (p.is_dir() and (p / "__init__.py").exists())} - {"__init__"}
+    top = {
+        p.name.removesuffix(".py")
+        for p in (ROOT / "saferl").iterdir()
+        if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists())
+    } - {"__init__"}
     assert {f"saferl.{name}" for name in top} <= set(LAYERS), "a new package needs its place in LAYERS"
 
 
@@ -81,8 +94,12 @@ def test_no_module_imports_a_higher_layer():
 
 
 def _offending(folder: str, forbidden: tuple[str, ...]) -> list[str]:
-    return [f"{p.relative_to(ROOT)}:{line} imports {target}" for p in sorted((ROOT / folder).rglob("*.py"))
-            for line, target in _imports(p) if target.split(".")[0] in forbidden]
+    return [
+        f"{p.relative_to(ROOT)}:{line} imports {target}"
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        for line, target in _imports(p)
+        if target.split(".")[0] in forbidden
+    ]
 
 
 def test_envs_import_no_saferl():

@@ -42,8 +42,14 @@ def field_comment(lines: list[str], lineno: int, endlineno: int) -> str | None:
 
 
 class FieldComments(griffe.Extension):
-    def on_attribute_instance(self, *, node: ast.AST | griffe.ObjectNode, attr: griffe.Attribute,
-                              agent: griffe.Visitor | griffe.Inspector, **kwargs) -> None:
+    def on_attribute_instance(
+        self,
+        *,
+        node: ast.AST | griffe.ObjectNode,
+        attr: griffe.Attribute,
+        agent: griffe.Visitor | griffe.Inspector,
+        **kwargs,
+    ) -> None:
         if attr.docstring is not None or not attr.parent or not attr.parent.is_class or attr.lineno is None:
             return
         try:

@@ -30,7 +30,7 @@ def _drop_missing_optional(nav: list, docs_dir: pathlib.Path) -> list:
     kept = []
     for entry in nav:
         if isinstance(entry, dict):
-            (title, value), = entry.items()
+            ((title, value),) = entry.items()
             if isinstance(value, list):
                 kept.append({title: _drop_missing_optional(value, docs_dir)})
             elif not (value in OPTIONAL_PAGES and not (docs_dir / value).exists()):
@@ -60,9 +60,13 @@ def _cli_markdown() -> str:
     from hardware.cli import app as deploy_app
     from saferl.cli.main import app as saferl_app
 
-    lines = ["# CLI reference", "",
-             "Generated at build time from the CLIs' own definitions (`saferl/cli/main.py`, `hardware/cli.py`): "
-             "what `saferl --help` and `saferl COMMAND --help` print, without the terminal formatting.", ""]
+    lines = [
+        "# CLI reference",
+        "",
+        "Generated at build time from the CLIs' own definitions (`saferl/cli/main.py`, `hardware/cli.py`): "
+        "what `saferl --help` and `saferl COMMAND --help` print, without the terminal formatting.",
+        "",
+    ]
     for prog, app in (("saferl", saferl_app), ("saferl-deploy", deploy_app)):
         group = typer.main.get_command(app)
         lines += [f"## `{prog}`", "", "```text", _command_help(group, prog), "```", ""]
@@ -81,7 +85,13 @@ def on_files(files: Files, config) -> Files:
     # a File rooted at experiments/ rather than a generated one: mkdocs-jupyter's wrapper of a page file reads
     # its source path from src_dir, which generated files do not have
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        files.append(File(f"notebooks/{path.name}", src_dir=str(NOTEBOOKS.parent), dest_dir=config.site_dir,
-                          use_directory_urls=config.use_directory_urls))
+        files.append(
+            File(
+                f"notebooks/{path.name}",
+                src_dir=str(NOTEBOOKS.parent),
+                dest_dir=config.site_dir,
+                use_directory_urls=config.use_directory_urls,
+            )
+        )
     files.append(File.generated(config, CLI_PAGE, content=_cli_markdown()))
     return files

@@ -8,7 +8,7 @@ cost, in [-0.1, 1] per step. Cost is always 0 (the env exists for fast tests).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jp
@@ -34,8 +34,9 @@ def _hold_horizontal(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> 
 _TASKS = {
     "swing_up": Task("swing_up", "(cos θ' + 1) / 2: the pole upright after the step, in [0, 1]", _swing_up),
     "spin": Task("spin", "tanh(θ̇' / 5 rad/s): spin in the positive direction, in (-1, 1)", _spin),
-    "hold_horizontal": Task("hold_horizontal", "1 − |cos θ'| − 0.1·|θ̇'|: the pole held horizontal, ≤ 1",
-                            _hold_horizontal),
+    "hold_horizontal": Task(
+        "hold_horizontal", "1 − |cos θ'| − 0.1·|θ̇'|: the pole held horizontal, ≤ 1", _hold_horizontal
+    ),
 }
 
 _XML = """
@@ -85,12 +86,14 @@ class PendulumConfig(EnvConfig):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.joint_damping < 0 or self.action_cost < 0:
-            raise ValueError(f"joint_damping and action_cost must be >= 0, got {self.joint_damping}, {self.action_cost}")
+            raise ValueError(
+                f"joint_damping and action_cost must be >= 0, got {self.joint_damping}, {self.action_cost}"
+            )
 
 
 class Pendulum(MjxEnv):
     cost_description = "none (cost is always 0)"
-    SHIFT_PRESETS = {
+    SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 1.5 kg pole: peak gravity torque 4.4 N·m vs the 2 N·m motor (nominal 2.9): more swings to get up,
         # and the motor holds it only within ±27° of upright (nominal ±43°)
         "heavy_pole": {"body_mass_scale": {"pole": 1.5}},
@@ -105,8 +108,9 @@ class Pendulum(MjxEnv):
         return dict(_TASKS)
 
     def _build_mj_model(self, config: PendulumConfig) -> mujoco.MjModel:
-        xml = _XML.format(damping=config.joint_damping, length=config.pole_length, mass=config.pole_mass,
-                          max_torque=config.max_torque)
+        xml = _XML.format(
+            damping=config.joint_damping, length=config.pole_length, mass=config.pole_mass, max_torque=config.max_torque
+        )
         return mujoco.MjModel.from_xml_string(xml)
 
     def _initial_qpos_qvel(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:

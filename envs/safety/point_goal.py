@@ -12,7 +12,7 @@ the goal (m) + `goal_bonus` on reaching it, after which a new goal is drawn. Cos
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jp
@@ -91,13 +91,21 @@ class PointGoalConfig(EnvConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_hazards < 0 or self.n_hazards + 2 > self.layout_grid**2:
-            raise ValueError(f"n_hazards must be in [0, layout_grid² - 2 = {self.layout_grid**2 - 2}], "
-                             f"got {self.n_hazards}")
+            raise ValueError(
+                f"n_hazards must be in [0, layout_grid² - 2 = {self.layout_grid**2 - 2}], got {self.n_hazards}"
+            )
         cell = 2 * self.arena_half_size / self.layout_grid
         if not 0 < self.hazard_radius < cell / 2:
             raise ValueError(f"hazard_radius must be in (0, cell/2 = {cell / 2:.3f}) m, got {self.hazard_radius}")
-        for name in ("goal_radius", "arena_half_size", "mass", "max_force", "max_torque", "goal_lidar_gain",
-                     "hazard_lidar_gain"):
+        for name in (
+            "goal_radius",
+            "arena_half_size",
+            "mass",
+            "max_force",
+            "max_torque",
+            "goal_lidar_gain",
+            "hazard_lidar_gain",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.n_lidar_bins < 4:
@@ -118,14 +126,16 @@ def lidar(robot_xy: jax.Array, heading: jax.Array, objects_xy: jax.Array, n_bins
     lower = lower.astype(jp.int32) % n_bins
     upper = (lower + 1) % n_bins
     value = jp.exp(-gain * dist)
-    contributions = (jax.nn.one_hot(lower, n_bins) * ((1 - frac) * value)[:, None]
-                     + jax.nn.one_hot(upper, n_bins) * (frac * value)[:, None])
+    contributions = (
+        jax.nn.one_hot(lower, n_bins) * ((1 - frac) * value)[:, None]
+        + jax.nn.one_hot(upper, n_bins) * (frac * value)[:, None]
+    )
     return contributions.max(axis=0)
 
 
 class PointGoal(MjxEnv):
     cost_description = "1 per step where the robot centre is inside a hazard (radius 0.2 m)"
-    SHIFT_PRESETS = {
+    SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 1.5 kg robot: 1.5× slower to speed up and to stop (time constant m / lin_damping 0.5 s → 0.75 s)
         "heavy_robot": {"body_mass_scale": {"robot": 1.5}},
         # the floor's resistance is the joints' damping (no contacts): halved, the robot coasts twice as far
@@ -138,9 +148,14 @@ class PointGoal(MjxEnv):
         return PointGoalConfig()
 
     def _build_mj_model(self, config: PointGoalConfig) -> mujoco.MjModel:
-        xml = _XML.format(floor=config.arena_half_size + 1.0, lin_damping=config.lin_damping,
-                          rot_damping=config.rot_damping, mass=config.mass, max_force=config.max_force,
-                          max_torque=config.max_torque)
+        xml = _XML.format(
+            floor=config.arena_half_size + 1.0,
+            lin_damping=config.lin_damping,
+            rot_damping=config.rot_damping,
+            mass=config.mass,
+            max_force=config.max_force,
+            max_torque=config.max_torque,
+        )
         return mujoco.MjModel.from_xml_string(xml)
 
     # ---- layout -------------------------------------------------------------------------------
@@ -163,7 +178,8 @@ class PointGoal(MjxEnv):
         candidates = jax.random.uniform(rng, (32, 2), minval=-half, maxval=half)
         clearance = jp.linalg.norm(candidates[:, None] - hazards[None], axis=-1).min(axis=1, initial=jp.inf)
         valid = (clearance > 2 * cfg.hazard_radius) & (
-            jp.linalg.norm(candidates - robot_xy, axis=-1) > 2 * cfg.goal_radius)
+            jp.linalg.norm(candidates - robot_xy, axis=-1) > 2 * cfg.goal_radius
+        )
         return candidates[jp.argmax(valid)]
 
     # ---- MjxEnv hooks -------------------------------------------------------------------------
@@ -212,8 +228,13 @@ class PointGoal(MjxEnv):
         drawn flat on the floor."""
         cfg = self._config
         goal = np.asarray(info["goal"], np.float64)
-        markers = (super().render_markers(info, task) if task is not None else
-                   [RenderMarker("cylinder", (cfg.goal_radius, 0.005, 0.0), (goal[0], goal[1], 0.01), GOAL_RGBA)])
-        markers += [RenderMarker("cylinder", (cfg.hazard_radius, 0.004, 0.0), (x, y, 0.005), HAZARD_RGBA)
-                    for x, y in np.asarray(info["hazards"], np.float64).reshape(-1, 2)]
+        markers = (
+            super().render_markers(info, task)
+            if task is not None
+            else [RenderMarker("cylinder", (cfg.goal_radius, 0.005, 0.0), (goal[0], goal[1], 0.01), GOAL_RGBA)]
+        )
+        markers += [
+            RenderMarker("cylinder", (cfg.hazard_radius, 0.004, 0.0), (x, y, 0.005), HAZARD_RGBA)
+            for x, y in np.asarray(info["hazards"], np.float64).reshape(-1, 2)
+        ]
         return markers

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jp
@@ -158,25 +158,44 @@ class RaceCarConfig(EnvConfig):
             low, high = getattr(self, name)
             if not low < high:
                 raise ValueError(f"{name} must be (low, high) with low < high, got {(low, high)}")
-        for name in ("goal_radius", "obstacle_radius", "arena_scale", "chassis_mass", "wheel_mass", "front_axle",
-                     "rear_axle", "wheel_radius", "half_track", "tyre_friction", "max_steering", "steering_kp",
-                     "steering_kv", "steering_armature", "motor_torque", "motor_damping", "motor_armature"):
+        for name in (
+            "goal_radius",
+            "obstacle_radius",
+            "arena_scale",
+            "chassis_mass",
+            "wheel_mass",
+            "front_axle",
+            "rear_axle",
+            "wheel_radius",
+            "half_track",
+            "tyre_friction",
+            "max_steering",
+            "steering_kp",
+            "steering_kv",
+            "steering_armature",
+            "motor_torque",
+            "motor_damping",
+            "motor_armature",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("goal_bonus", "start_position_noise", "start_heading_noise", "wheel_damping"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not abs(self.steering_offset) < self.max_steering:
-            raise ValueError(f"steering_offset must be within ±max_steering = ±{self.max_steering} rad, "
-                             f"got {self.steering_offset}")
+            raise ValueError(
+                f"steering_offset must be within ±max_steering = ±{self.max_steering} rad, got {self.steering_offset}"
+            )
         if not self.max_steering + abs(self.steering_offset) < 1.0:
-            raise ValueError(f"max_steering + |steering_offset| must be < 1 rad, got {self.max_steering} + "
-                             f"{abs(self.steering_offset)}")
+            raise ValueError(
+                f"max_steering + |steering_offset| must be < 1 rad, got {self.max_steering} + "
+                f"{abs(self.steering_offset)}"
+            )
 
 
 class RaceCar(MjxEnv):
     cost_description = "the car's kinetic energy ½·m·|v|² (J) per step inside the obstacle (r = 0.2 m)"
-    SHIFT_PRESETS = {
+    SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # a dusty or polished floor: μ 0.8 → 0.4; the grip limit (3.9 m/s² sideways) is reached at full lock from
         # 1.5 m/s: at 1.6 m/s the car turns on 0.66 m instead of 0.56 m, full throttle in a turn spins it
         "low_grip": {"friction_scale": 0.5},
@@ -200,12 +219,23 @@ class RaceCar(MjxEnv):
     def _build_mj_model(self, config: RaceCarConfig) -> mujoco.MjModel:
         c = config
         xml = _XML.format(
-            wheel_radius=c.wheel_radius, chassis_mass=c.chassis_mass, front_axle=c.front_axle,
-            rear_axle=c.rear_axle, steering_armature=c.steering_armature, wheel_damping=c.wheel_damping,
-            wheel_mass=c.wheel_mass, tyre_friction=c.tyre_friction, half_track=c.half_track,
-            motor_damping=c.motor_damping, motor_armature=c.motor_armature, steering_kp=c.steering_kp,
-            steering_kv=c.steering_kv, steer_low=c.steering_offset - c.max_steering,
-            steer_high=c.steering_offset + c.max_steering, motor_torque=c.motor_torque)
+            wheel_radius=c.wheel_radius,
+            chassis_mass=c.chassis_mass,
+            front_axle=c.front_axle,
+            rear_axle=c.rear_axle,
+            steering_armature=c.steering_armature,
+            wheel_damping=c.wheel_damping,
+            wheel_mass=c.wheel_mass,
+            tyre_friction=c.tyre_friction,
+            half_track=c.half_track,
+            motor_damping=c.motor_damping,
+            motor_armature=c.motor_armature,
+            steering_kp=c.steering_kp,
+            steering_kv=c.steering_kv,
+            steer_low=c.steering_offset - c.max_steering,
+            steer_high=c.steering_offset + c.max_steering,
+            motor_torque=c.motor_torque,
+        )
         return mujoco.MjModel.from_xml_string(xml)
 
     def set_mj_model(self, mj_model: mujoco.MjModel) -> None:
@@ -237,8 +267,9 @@ class RaceCar(MjxEnv):
     def _initial_qpos_qvel(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
         xy, heading = self._start_pose(rng)
         # qpos: x, y, z, yaw, pitch, steer, front spin, rear spin; at rest on its wheels
-        qpos = jp.concatenate([xy, jp.array([self._rest_height]), heading[None], jp.array([self._rest_pitch]),
-                               jp.zeros(3)])
+        qpos = jp.concatenate(
+            [xy, jp.array([self._rest_height]), heading[None], jp.array([self._rest_pitch]), jp.zeros(3)]
+        )
         return qpos, jp.zeros(self._mj_model.nv)
 
     def _init_info(self, rng: jax.Array, data: mjx.Data) -> dict[str, Any]:
@@ -246,8 +277,9 @@ class RaceCar(MjxEnv):
 
     def _observe(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
         yaw = data.qpos[3]
-        return jp.stack([data.qpos[0], data.qpos[1], jp.sin(yaw), jp.cos(yaw), data.qvel[0], data.qvel[1],
-                         data.qvel[3]])
+        return jp.stack(
+            [data.qpos[0], data.qpos[1], jp.sin(yaw), jp.cos(yaw), data.qvel[0], data.qvel[1], data.qvel[3]]
+        )
 
     def car_mass(self) -> jax.Array:
         """Total mass of the car (kg) in the model being stepped (randomised or shifted ones included)."""
@@ -271,8 +303,12 @@ class RaceCar(MjxEnv):
         cfg = self._config
         (x_low, x_high), (y_low, y_high) = cfg.arena_x, cfg.arena_y
         s = cfg.arena_scale
-        inside = ((xy[..., 0] >= s * x_low) & (xy[..., 0] <= s * x_high)
-                  & (xy[..., 1] >= s * y_low) & (xy[..., 1] <= s * y_high))
+        inside = (
+            (xy[..., 0] >= s * x_low)
+            & (xy[..., 0] <= s * x_high)
+            & (xy[..., 1] >= s * y_low)
+            & (xy[..., 1] <= s * y_high)
+        )
         return jp.where(inside, 0.0, 1.0)
 
     def step(self, state: State, action: jax.Array) -> State:
@@ -284,15 +320,24 @@ class RaceCar(MjxEnv):
     def render_markers(self, info: dict[str, Any], task: Task | None = None) -> list[RenderMarker]:
         """The goal disc (green), the obstacle (red) and the arena's edge (grey), flat on the floor."""
         cfg = self._config
-        markers = (super().render_markers(info, task) if task is not None else
-                   [RenderMarker("cylinder", (cfg.goal_radius, 0.002, 0.0), (0.0, 0.0, 0.002), GOAL_RGBA)])
+        markers = (
+            super().render_markers(info, task)
+            if task is not None
+            else [RenderMarker("cylinder", (cfg.goal_radius, 0.002, 0.0), (0.0, 0.0, 0.002), GOAL_RGBA)]
+        )
         ox, oy = cfg.obstacle_xy
         markers.append(RenderMarker("cylinder", (cfg.obstacle_radius, 0.003, 0.0), (ox, oy, 0.003), OBSTACLE_RGBA))
-        (x_low, x_high), (y_low, y_high) = (np.multiply(cfg.arena_scale, cfg.arena_x),
-                                            np.multiply(cfg.arena_scale, cfg.arena_y))
+        (x_low, x_high), (y_low, y_high) = (
+            np.multiply(cfg.arena_scale, cfg.arena_x),
+            np.multiply(cfg.arena_scale, cfg.arena_y),
+        )
         cx, cy, w = (x_low + x_high) / 2, (y_low + y_high) / 2, 0.01  # m; w: half-width of the edge lines
         hx, hy = (x_high - x_low) / 2, (y_high - y_low) / 2
-        for pos, size in (((cx, y_low), (hx, w)), ((cx, y_high), (hx, w)), ((x_low, cy), (w, hy)),
-                          ((x_high, cy), (w, hy))):
+        for pos, size in (
+            ((cx, y_low), (hx, w)),
+            ((cx, y_high), (hx, w)),
+            ((x_low, cy), (w, hy)),
+            ((x_high, cy), (w, hy)),
+        ):
             markers.append(RenderMarker("box", (size[0], size[1], 0.002), (pos[0], pos[1], 0.002), ARENA_RGBA))
         return markers

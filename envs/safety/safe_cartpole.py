@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jp
@@ -99,7 +99,7 @@ def _gaussian_tolerance(value: jax.Array, margin: float) -> jax.Array:
 
 class SafeCartpole(MjxEnv):
     cost_description = "1 per step where |cart x| > cost_bound (default 0.25 m)"
-    SHIFT_PRESETS = {
+    SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 0.2 kg pole: the swinging pole pushes the cart twice as hard (m·l/2·θ̇² ≈ 3.6 N at 6 rad/s, of the
         # 10 N motor), so keeping |x| < 0.25 m while swinging up is clearly harder; still well controllable
         "heavy_pole": {"body_mass_scale": {"pole": 2.0}},
@@ -112,9 +112,16 @@ class SafeCartpole(MjxEnv):
         return SafeCartpoleConfig()
 
     def _build_mj_model(self, config: SafeCartpoleConfig) -> mujoco.MjModel:
-        xml = _XML.format(rail=config.rail_limit, bound=config.cost_bound, slider_damping=config.slider_damping,
-                          hinge_damping=config.hinge_damping, cart_mass=config.cart_mass,
-                          pole_mass=config.pole_mass, length=config.pole_length, max_force=config.max_force)
+        xml = _XML.format(
+            rail=config.rail_limit,
+            bound=config.cost_bound,
+            slider_damping=config.slider_damping,
+            hinge_damping=config.hinge_damping,
+            cart_mass=config.cart_mass,
+            pole_mass=config.pole_mass,
+            length=config.pole_length,
+            max_force=config.max_force,
+        )
         return mujoco.MjModel.from_xml_string(xml)
 
     def _initial_qpos_qvel(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:

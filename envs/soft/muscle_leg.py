@@ -13,7 +13,7 @@ sensor under the sole) exceeds `overload_force`. Observation [16] (docs/envs.md)
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jp
@@ -76,8 +76,13 @@ MUSCLE_FORCES = {"hip_flexor": 600.0, "gluteus": 1000.0, "vasti": 1500.0, "hamst
 # muscle → its fixed tendon's moment arms {joint: m}; positive on a joint = the muscle pulls that angle down
 # (hip +: flexion, knee +: flexion, ankle +: dorsiflexion), so gluteus extends the hip, vasti extend the knee,
 # hamstrings extend the hip and flex the knee, soleus plantarflexes the ankle
-MOMENT_ARMS = {"hip_flexor": {"hip": -0.05}, "gluteus": {"hip": 0.05}, "vasti": {"knee": 0.04},
-               "hamstrings": {"hip": 0.05, "knee": -0.04}, "soleus": {"ankle": 0.05}}
+MOMENT_ARMS = {
+    "hip_flexor": {"hip": -0.05},
+    "gluteus": {"hip": 0.05},
+    "vasti": {"knee": 0.04},
+    "hamstrings": {"hip": 0.05, "knee": -0.04},
+    "soleus": {"ankle": 0.05},
+}
 N_MUSCLES = len(MUSCLE_FORCES)
 JOINT_RANGES = {"hip": (-0.5, 1.8), "knee": (0.0, 2.3), "ankle": (-0.8, 0.8)}  # rad
 SOLE_DROP = 0.075  # m; ankle height above the ground when the foot is flat (0.05 offset + 0.025 radius)
@@ -126,18 +131,28 @@ class MuscleLegConfig(EnvConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("limit_margin", "overload_force", "pelvis_mass", "thigh_length", "shank_length",
-                     "muscle_strength", "activation_time", "deactivation_time", "ankle_motor_torque"):
+        for name in (
+            "limit_margin",
+            "overload_force",
+            "pelvis_mass",
+            "thigh_length",
+            "shank_length",
+            "muscle_strength",
+            "activation_time",
+            "deactivation_time",
+            "ankle_motor_torque",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("joint_stiffness", "joint_damping", "init_noise", "ctrl_cost_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if len(self.rest_posture) != 3 or len(self.stance) != 2:
-            raise ValueError(f"rest_posture needs 3 angles and stance 2 (hip, knee), got {self.rest_posture}, "
-                             f"{self.stance}")
+            raise ValueError(
+                f"rest_posture needs 3 angles and stance 2 (hip, knee), got {self.rest_posture}, {self.stance}"
+            )
         hip, knee = self.stance
-        angles = dict(zip(JOINT_RANGES, (hip, knee, knee - hip)))
+        angles = dict(zip(JOINT_RANGES, (hip, knee, knee - hip), strict=False))
         if not all(JOINT_RANGES[j][0] < angle < JOINT_RANGES[j][1] for j, angle in angles.items()):
             raise ValueError(f"stance (hip, knee) must be inside the joint ranges, got {self.stance}")
 
@@ -159,26 +174,33 @@ def make_tasks(config: MuscleLegConfig) -> dict[str, Task]:
         return -jp.sum((next_obs[..., ANGLES] - posture) ** 2, axis=-1)
 
     def kick(obs, action, next_obs):
-        return -jp.linalg.norm(next_obs[..., TOE_X:TOE_Z + 1] - kick_target, axis=-1)
+        return -jp.linalg.norm(next_obs[..., TOE_X : TOE_Z + 1] - kick_target, axis=-1)
 
     def hop(obs, action, next_obs):
         return 10.0 * jp.maximum(next_obs[..., HEIGHT] - standing, 0.0)
 
     return {
-        "hold_posture": Task("hold_posture", "−Σ (joint angle − stance angle)² after the step (rad², ≤ 0; "
-                             "stance hip/knee/ankle from the config): stand still in the stance posture",
-                             hold_posture),
-        "kick": Task("kick", "−(distance of the toe from the point 0.3 m ahead, 0.1 m high) after the step (m, "
-                     "≤ 0, about [−0.5, 0]): swing the foot forward and up", kick),
-        "hop": Task("hop", "10 · (pelvis height above standing, m) after the step, ≥ 0 (about [0, 2]): jump",
-                    hop),
+        "hold_posture": Task(
+            "hold_posture",
+            "−Σ (joint angle − stance angle)² after the step (rad², ≤ 0; "
+            "stance hip/knee/ankle from the config): stand still in the stance posture",
+            hold_posture,
+        ),
+        "kick": Task(
+            "kick",
+            "−(distance of the toe from the point 0.3 m ahead, 0.1 m high) after the step (m, "
+            "≤ 0, about [−0.5, 0]): swing the foot forward and up",
+            kick,
+        ),
+        "hop": Task("hop", "10 · (pelvis height above standing, m) after the step, ≥ 0 (about [0, 2]): jump", hop),
     }
 
 
 class MuscleLeg(MjxEnv):
-    cost_description = ("1 per step where a joint is within 0.05 rad of its limit or the ground-reaction force "
-                        "exceeds 250 N")
-    SHIFT_PRESETS = {
+    cost_description = (
+        "1 per step where a joint is within 0.05 rad of its limit or the ground-reaction force exceeds 250 N"
+    )
+    SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # fatigued or atrophied muscles: 60 % of every muscle's peak force (and the ankle motor's torque)
         "weak_muscles": {"actuator_gain_scale": 0.6},
         # a heavier carried load: 1.5× the pelvis mass (weight 55 N → 70 N)
@@ -202,21 +224,35 @@ class MuscleLeg(MjxEnv):
         ranges, tendons, muscles = JOINT_RANGES, [], []
         for name, force in MUSCLE_FORCES.items():
             arms = MOMENT_ARMS[name]
-            tendons.append(f'    <fixed name="{name}">' + "".join(
-                f'<joint joint="{joint}" coef="{arm}"/>' for joint, arm in arms.items()) + "</fixed>")
+            tendons.append(
+                f'    <fixed name="{name}">'
+                + "".join(f'<joint joint="{joint}" coef="{arm}"/>' for joint, arm in arms.items())
+                + "</fixed>"
+            )
             # tendon length range over the joint ranges (given, so MuJoCo does not simulate to find it)
             low = sum(min(c * ranges[j][0], c * ranges[j][1]) for j, c in arms.items())
             high = sum(max(c * ranges[j][0], c * ranges[j][1]) for j, c in arms.items())
-            muscles.append(f'    <muscle name="{name}" tendon="{name}" force="{force * config.muscle_strength}" '
-                           f'lengthrange="{low:.6f} {high:.6f}"/>')
+            muscles.append(
+                f'    <muscle name="{name}" tendon="{name}" force="{force * config.muscle_strength}" '
+                f'lengthrange="{low:.6f} {high:.6f}"/>'
+            )
         hip_rest, knee_rest, ankle_rest = config.rest_posture
-        xml = _XML.format(joint_damping=config.joint_damping, joint_stiffness=config.joint_stiffness,
-                          activation_time=config.activation_time, deactivation_time=config.deactivation_time,
-                          pelvis_mass=config.pelvis_mass, thigh=config.thigh_length, shank=config.shank_length,
-                          hip_rest=hip_rest, knee_rest=knee_rest, ankle_rest=ankle_rest,
-                          ankle_motor_torque=config.ankle_motor_torque, muscles="\n".join(muscles),
-                          tendons="\n".join(tendons),
-                          **{f"{joint}_range": f"{low} {high}" for joint, (low, high) in ranges.items()})
+        xml = _XML.format(
+            joint_damping=config.joint_damping,
+            joint_stiffness=config.joint_stiffness,
+            activation_time=config.activation_time,
+            deactivation_time=config.deactivation_time,
+            pelvis_mass=config.pelvis_mass,
+            thigh=config.thigh_length,
+            shank=config.shank_length,
+            hip_rest=hip_rest,
+            knee_rest=knee_rest,
+            ankle_rest=ankle_rest,
+            ankle_motor_torque=config.ankle_motor_torque,
+            muscles="\n".join(muscles),
+            tendons="\n".join(tendons),
+            **{f"{joint}_range": f"{low} {high}" for joint, (low, high) in ranges.items()},
+        )
         return mujoco.MjModel.from_xml_string(xml)
 
     def tasks(self) -> dict[str, Task]:
@@ -225,8 +261,14 @@ class MuscleLeg(MjxEnv):
     @property
     def observation_groups(self) -> dict[str, slice]:
         """Pelvis height, joint angles, velocities (pelvis + joints), toe position, muscle activations, GRF."""
-        return {"pelvis_height": slice(0, 1), "joint_angle": slice(1, 4), "velocity": slice(4, 8),
-                "toe_position": slice(8, 10), "activation": slice(10, 15), "ground_force": slice(15, 16)}
+        return {
+            "pelvis_height": slice(0, 1),
+            "joint_angle": slice(1, 4),
+            "velocity": slice(4, 8),
+            "toe_position": slice(8, 10),
+            "activation": slice(10, 15),
+            "ground_force": slice(15, 16),
+        }
 
     def _initial_qpos_qvel(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
         cfg = self._config
@@ -240,8 +282,9 @@ class MuscleLeg(MjxEnv):
 
     def _observe(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
         toe = data.site_xpos[self._toe]
-        return jp.concatenate([data.qpos, data.qvel, toe[jp.array([0, 2])], data.act,
-                               (self._ground_reaction(data) / self._weight)[None]])
+        return jp.concatenate(
+            [data.qpos, data.qvel, toe[jp.array([0, 2])], data.act, (self._ground_reaction(data) / self._weight)[None]]
+        )
 
     def _make_transition_cost(self):
         cfg = self._config
@@ -261,8 +304,8 @@ class MuscleLeg(MjxEnv):
         standing = stance_height(*cfg.stance, cfg.thigh_length, cfg.shank_length)
         reward = 10.0 * jp.maximum(data.qpos[0] - standing, 0.0) - cfg.ctrl_cost_weight * jp.mean(action**2)
         angles = data.qpos[1:]
-        near_limit = jp.any((angles < self._joint_low + cfg.limit_margin)
-                             | (angles > self._joint_high - cfg.limit_margin))
+        near_limit = jp.any(
+            (angles < self._joint_low + cfg.limit_margin) | (angles > self._joint_high - cfg.limit_margin)
+        )
         overload = self._ground_reaction(data) > cfg.overload_force
         return reward, jp.where(near_limit | overload, 1.0, 0.0)
-

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jp
@@ -89,8 +89,17 @@ class SoftArmConfig(EnvConfig):
             raise ValueError(f"actuators must be 3 or 4, got {self.actuators!r}")
         if self.material not in MATERIALS:
             raise ValueError(f"material must be one of {MATERIALS}, got {self.material!r}")
-        for name in ("segment_length", "segment_radius", "segment_mass", "stiffness", "tendon_offset",
-                     "max_tension", "stiffening_angle", "stiffening_stiffness", "forbidden_radius"):
+        for name in (
+            "segment_length",
+            "segment_radius",
+            "segment_mass",
+            "stiffness",
+            "tendon_offset",
+            "max_tension",
+            "stiffening_angle",
+            "stiffening_stiffness",
+            "forbidden_radius",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("damping", "armature", "hysteresis_torque", "init_noise"):
@@ -99,10 +108,15 @@ class SoftArmConfig(EnvConfig):
         if not 0 < self.overload_fraction <= 1:
             raise ValueError(f"overload_fraction must be in (0, 1], got {self.overload_fraction}")
         if not 0 < self.target_tension <= self.overload_fraction:
-            raise ValueError(f"target_tension must be in (0, overload_fraction = {self.overload_fraction}], "
-                             f"got {self.target_tension}")
-        if isinstance(self.target_table_size, bool) or not isinstance(self.target_table_size, int) or \
-                self.target_table_size < 2:
+            raise ValueError(
+                f"target_tension must be in (0, overload_fraction = {self.overload_fraction}], "
+                f"got {self.target_tension}"
+            )
+        if (
+            isinstance(self.target_table_size, bool)
+            or not isinstance(self.target_table_size, int)
+            or self.target_table_size < 2
+        ):
             raise ValueError(f"target_table_size must be an integer >= 2, got {self.target_table_size!r}")
         if len(self.forbidden_center) != 3:
             raise ValueError(f"forbidden_center must be (x, y, z) in m, got {self.forbidden_center!r}")
@@ -112,8 +126,13 @@ class SoftArmConfig(EnvConfig):
 def obs_layout(segments: int) -> dict[str, slice]:
     """Slices of the observation vector: tip position/velocity, joint angles/velocities, episode target."""
     n = 2 * segments
-    return {"tip_pos": slice(0, 3), "tip_vel": slice(3, 6), "joint_angle": slice(6, 6 + n),
-            "joint_vel": slice(6 + n, 6 + 2 * n), "target": slice(6 + 2 * n, 9 + 2 * n)}
+    return {
+        "tip_pos": slice(0, 3),
+        "tip_vel": slice(3, 6),
+        "joint_angle": slice(6, 6 + n),
+        "joint_vel": slice(6 + n, 6 + 2 * n),
+        "target": slice(6 + 2 * n, 9 + 2 * n),
+    }
 
 
 def _cable_angles(count: int) -> list[float]:
@@ -123,10 +142,12 @@ def _cable_angles(count: int) -> list[float]:
 def _body(c: SoftArmConfig, i: int) -> str:
     name = "tip_segment" if i == c.segments - 1 else f"segment{i}"
     shade = 0.35 + 0.4 * i / max(c.segments - 1, 1)
-    return (f'<body name="{name}" pos="0 0 {-c.segment_length if i else 0:.6f}">'
-            f'<joint name="bend_x{i}" axis="1 0 0"/><joint name="bend_y{i}" axis="0 1 0"/>'
-            f'<geom type="capsule" fromto="0 0 0 0 0 {-c.segment_length:.6f}" size="{c.segment_radius}" '
-            f'mass="{c.segment_mass}" rgba="{shade:.2f} 0.55 0.75 1"/>')
+    return (
+        f'<body name="{name}" pos="0 0 {-c.segment_length if i else 0:.6f}">'
+        f'<joint name="bend_x{i}" axis="1 0 0"/><joint name="bend_y{i}" axis="0 1 0"/>'
+        f'<geom type="capsule" fromto="0 0 0 0 0 {-c.segment_length:.6f}" size="{c.segment_radius}" '
+        f'mass="{c.segment_mass}" rgba="{shade:.2f} 0.55 0.75 1"/>'
+    )
 
 
 def _look_at(eye: tuple[float, float, float], target: tuple[float, float, float]) -> str:
@@ -144,28 +165,42 @@ def soft_arm_xml(config: SoftArmConfig) -> str:
     c = config
     # friction rows nearly hard (impedance 0.99–0.999, MuJoCo's default 0.9–0.95): with the default the soft
     # friction constraint lets the arm creep under a slowly changing load and the loop nearly closes
-    friction = (f'frictionloss="{c.hysteresis_torque}" solimpfriction="0.99 0.999 0.001"'
-                if c.material == "hysteretic" else "")
-    joint_defaults = (f'<joint type="hinge" stiffness="{c.stiffness}" damping="{c.damping}" '
-                      f'armature="{c.armature}" limited="false" {friction}/>')
+    friction = (
+        f'frictionloss="{c.hysteresis_torque}" solimpfriction="0.99 0.999 0.001"' if c.material == "hysteretic" else ""
+    )
+    joint_defaults = (
+        f'<joint type="hinge" stiffness="{c.stiffness}" damping="{c.damping}" '
+        f'armature="{c.armature}" limited="false" {friction}/>'
+    )
     tip = f'<site name="tip" pos="0 0 {-c.segment_length:.6f}" size="0.008" rgba="1 0.3 0.2 1"/>'
     chain = "".join(_body(c, i) for i in range(c.segments)) + tip + "</body>" * c.segments
     # a hinge pair bent by small (θx, θy) turns the hanging arm toward (−θy, θx); the cable at angle φ (at
     # offset·(cos φ, sin φ)) is on the inside of that bend and shortens by offset·(cos φ·(−θy) + sin φ·θx):
     # length coefficients (−offset·sin φ, +offset·cos φ) on (θx, θy), a constant moment arm per hinge
-    cables = "".join(f'<fixed name="cable{k}">' + "".join(
-        f'<joint joint="bend_x{i}" coef="{-c.tendon_offset * math.sin(a):.6f}"/>'
-        f'<joint joint="bend_y{i}" coef="{c.tendon_offset * math.cos(a):.6f}"/>' for i in range(c.segments))
-        + "</fixed>" for k, a in enumerate(_cable_angles(c.actuators)))
+    cables = "".join(
+        f'<fixed name="cable{k}">'
+        + "".join(
+            f'<joint joint="bend_x{i}" coef="{-c.tendon_offset * math.sin(a):.6f}"/>'
+            f'<joint joint="bend_y{i}" coef="{c.tendon_offset * math.cos(a):.6f}"/>'
+            for i in range(c.segments)
+        )
+        + "</fixed>"
+        for k, a in enumerate(_cable_angles(c.actuators))
+    )
     stiffening = ""
     if c.material == "stiffening":  # dead-band springs: no force within ±stiffening_angle, stiff beyond it
         a = c.stiffening_angle
-        stiffening = "".join(f'<fixed name="stiffen_{axis}{i}" stiffness="{c.stiffening_stiffness}" '
-                             f'springlength="{-a} {a}"><joint joint="bend_{axis}{i}" coef="1"/></fixed>'
-                             for i in range(c.segments) for axis in "xy")
+        stiffening = "".join(
+            f'<fixed name="stiffen_{axis}{i}" stiffness="{c.stiffening_stiffness}" '
+            f'springlength="{-a} {a}"><joint joint="bend_{axis}{i}" coef="1"/></fixed>'
+            for i in range(c.segments)
+            for axis in "xy"
+        )
     # gainprm < 0: a positive command pulls (shortens) the cable
-    actuators = "".join(f'<general name="pull{k}" tendon="cable{k}" ctrllimited="true" ctrlrange="0 1" '
-                        f'gainprm="{-c.max_tension}"/>' for k in range(c.actuators))
+    actuators = "".join(
+        f'<general name="pull{k}" tendon="cable{k}" ctrllimited="true" ctrlrange="0 1" gainprm="{-c.max_tension}"/>'
+        for k in range(c.actuators)
+    )
     arm = c.segments * c.segment_length
     return f"""
 <mujoco model="soft_arm">
@@ -187,9 +222,11 @@ def soft_arm_xml(config: SoftArmConfig) -> str:
 
 
 class SoftArm(MjxEnv):
-    cost_description = ("1 per step where the tip is inside the forbidden sphere (default r = 5 cm) or a cable is "
-                        "commanded above 90 % of its maximal tension (overload)")
-    SHIFT_PRESETS = {
+    cost_description = (
+        "1 per step where the tip is inside the forbidden sphere (default r = 5 cm) or a cable is "
+        "commanded above 90 % of its maximal tension (overload)"
+    )
+    SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # a heavier arm (e.g. a wet or filled sleeve): 1.5 × mass; it sags more and bends slower
         "heavy_arm": {"mass_scale": 1.5},
         # a 45 g payload on the last segment (4 × its 15 g): the load of the "hold_pose" task

@@ -49,8 +49,13 @@ def reach_task(target: np.ndarray, name: str = "reach") -> Task:
         return 1.0 - jp.tanh(jp.linalg.norm(_tip(next_obs) - target, axis=-1) / REACH_SCALE)
 
     x, y, z = (float(v) for v in target)
-    return Task(name, f"tip to the fixed point ({x:.3f}, {y:.3f}, {z:.3f}) m: 1 − tanh(distance / "
-                f"{REACH_SCALE} m) per step, in [0, 1]", reward, (target_marker(np.asarray(target)),))
+    return Task(
+        name,
+        f"tip to the fixed point ({x:.3f}, {y:.3f}, {z:.3f}) m: 1 − tanh(distance / "
+        f"{REACH_SCALE} m) per step, in [0, 1]",
+        reward,
+        (target_marker(np.asarray(target)),),
+    )
 
 
 def hold_pose_task(target: np.ndarray) -> Task:
@@ -62,10 +67,14 @@ def hold_pose_task(target: np.ndarray) -> Task:
         return (1.0 - jp.tanh(distance / HOLD_SCALE)) * jp.exp(-speed / HOLD_SPEED)
 
     x, y, z = (float(v) for v in target)
-    return Task("hold_pose", f"hold the tip still at ({x:.3f}, {y:.3f}, {z:.3f}) m, e.g. under the "
-                f"'tip_payload' shift (a 45 g load): (1 − tanh(distance / {HOLD_SCALE} m)) · "
-                f"exp(−tip speed / {HOLD_SPEED} m/s) per step, in [0, 1]", reward,
-                (target_marker(np.asarray(target), HOLD_SCALE / 3),))
+    return Task(
+        "hold_pose",
+        f"hold the tip still at ({x:.3f}, {y:.3f}, {z:.3f}) m, e.g. under the "
+        f"'tip_payload' shift (a 45 g load): (1 − tanh(distance / {HOLD_SCALE} m)) · "
+        f"exp(−tip speed / {HOLD_SPEED} m/s) per step, in [0, 1]",
+        reward,
+        (target_marker(np.asarray(target), HOLD_SCALE / 3),),
+    )
 
 
 def circle_task(radius: float, height: float) -> Task:
@@ -78,21 +87,31 @@ def circle_task(radius: float, height: float) -> Task:
         off_track = (radial - radius) ** 2 + (tip[..., 2] - height) ** 2
         return jp.clip(tangential_speed / CIRCLE_SPEED, 0.0, 1.0) * jp.exp(-off_track / (2 * CIRCLE_WIDTH**2))
 
-    return Task("circle", f"tip around the horizontal circle of radius {radius:.3f} m at z = {height:.3f} m "
-                f"about the arm's axis, counter-clockwise seen from above: clip(tangential speed / "
-                f"{CIRCLE_SPEED} m/s, 0, 1) · exp(−(Δradius² + Δheight²) / (2 · {CIRCLE_WIDTH} m)²) per step, "
-                "in [0, 1]", reward, tuple(
-                    RenderMarker("sphere", (0.004, 0.0, 0.0), (radius * math.cos(a), radius * math.sin(a), height),
-                                 PATH_RGBA) for a in np.linspace(0, 2 * math.pi, CIRCLE_MARKERS, endpoint=False)))
+    return Task(
+        "circle",
+        f"tip around the horizontal circle of radius {radius:.3f} m at z = {height:.3f} m "
+        f"about the arm's axis, counter-clockwise seen from above: clip(tangential speed / "
+        f"{CIRCLE_SPEED} m/s, 0, 1) · exp(−(Δradius² + Δheight²) / (2 · {CIRCLE_WIDTH} m)²) per step, "
+        "in [0, 1]",
+        reward,
+        tuple(
+            RenderMarker("sphere", (0.004, 0.0, 0.0), (radius * math.cos(a), radius * math.sin(a), height), PATH_RGBA)
+            for a in np.linspace(0, 2 * math.pi, CIRCLE_MARKERS, endpoint=False)
+        ),
+    )
 
 
 def make_tasks(env) -> dict[str, Task]:
     """{"reach", "reach_far", "circle", "hold_pose"} of a `SoftArm` (targets from its nominal model's equilibria)."""
+
     def settled(bend):
         return env.equilibrium_tip(env.bending_action(*bend))
 
     circle_point = settled(CIRCLE_BEND)
-    tasks = [reach_task(settled(REACH_BEND)), reach_task(settled(REACH_FAR_BEND), "reach_far"),
-             circle_task(float(np.linalg.norm(circle_point[:2])), float(circle_point[2])),
-             hold_pose_task(settled(HOLD_BEND))]
+    tasks = [
+        reach_task(settled(REACH_BEND)),
+        reach_task(settled(REACH_FAR_BEND), "reach_far"),
+        circle_task(float(np.linalg.norm(circle_point[:2])), float(circle_point[2])),
+        hold_pose_task(settled(HOLD_BEND)),
+    ]
     return {task.name: task for task in tasks}

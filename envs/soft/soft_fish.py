@@ -14,7 +14,7 @@ Observation [13] (see docs/envs.md): head x, y (m), cos/sin yaw, head velocity v
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jp
@@ -103,13 +103,22 @@ class SoftFishConfig(EnvConfig):
         for name in ("channel_half_width", "body_stiffness", "max_torque"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("fluid_density", "fluid_viscosity", "body_damping", "ctrl_cost_weight",
-                     "init_position_noise", "init_heading_noise", "init_bend_noise"):
+        for name in (
+            "fluid_density",
+            "fluid_viscosity",
+            "body_damping",
+            "ctrl_cost_weight",
+            "init_position_noise",
+            "init_heading_noise",
+            "init_bend_noise",
+        ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.integrator == "implicitfast":
-            raise ValueError("integrator must be euler or rk4 for soft_fish (MJX has no implicitfast fluid "
-                             "forces), got 'implicitfast'")
+            raise ValueError(
+                "integrator must be euler or rk4 for soft_fish (MJX has no implicitfast fluid "
+                "forces), got 'implicitfast'"
+            )
 
 
 # observation layout (indices into the last axis; docs/envs.md)
@@ -140,18 +149,29 @@ def make_tasks(ctrl_dt: float) -> dict[str, Task]:
         return -distance - 0.5 * speed
 
     return {
-        "swim_forward": Task("swim_forward", "head displacement along +x per step / ctrl_dt (m/s; about "
-                             "[-0.5, 0.5]): swim forward down the channel", swim_forward),
-        "turn": Task("turn", "heading change per step / ctrl_dt (rad/s, counter-clockwise positive; about "
-                     "[-3, 3]): turn on the spot or in an arc to the left", turn),
-        "hold_station": Task("hold_station", "−(head distance from the start point, m) − 0.5 · head speed "
-                             "(m/s) after the step (≤ 0): stay at the origin and keep still", hold_station),
+        "swim_forward": Task(
+            "swim_forward",
+            "head displacement along +x per step / ctrl_dt (m/s; about [-0.5, 0.5]): swim forward down the channel",
+            swim_forward,
+        ),
+        "turn": Task(
+            "turn",
+            "heading change per step / ctrl_dt (rad/s, counter-clockwise positive; about "
+            "[-3, 3]): turn on the spot or in an arc to the left",
+            turn,
+        ),
+        "hold_station": Task(
+            "hold_station",
+            "−(head distance from the start point, m) − 0.5 · head speed "
+            "(m/s) after the step (≤ 0): stay at the origin and keep still",
+            hold_station,
+        ),
     }
 
 
 class SoftFish(MjxEnv):
     cost_description = "1 per step where the head is outside the channel (|y| > 0.5 m)"
-    SHIFT_PRESETS = {
+    SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # syrup-like water: 3× the drag (density and viscosity), the same tail beat swims ≈ 2× slower
         "viscous_water": {"fluid_density_scale": 3.0, "fluid_viscosity_scale": 3.0},
         # a tired fish: 60 % of the bending torque
@@ -167,9 +187,14 @@ class SoftFish(MjxEnv):
         return SoftFishConfig()
 
     def _build_mj_model(self, config: SoftFishConfig) -> mujoco.MjModel:
-        xml = _XML.format(density=config.fluid_density, viscosity=config.fluid_viscosity,
-                          stiffness=config.body_stiffness, damping=config.body_damping,
-                          max_torque=config.max_torque, floor_half_width=config.channel_half_width)
+        xml = _XML.format(
+            density=config.fluid_density,
+            viscosity=config.fluid_viscosity,
+            stiffness=config.body_stiffness,
+            damping=config.body_damping,
+            max_torque=config.max_torque,
+            floor_half_width=config.channel_half_width,
+        )
         return mujoco.MjModel.from_xml_string(xml)
 
     def tasks(self) -> dict[str, Task]:
@@ -178,8 +203,13 @@ class SoftFish(MjxEnv):
     @property
     def observation_groups(self) -> dict[str, slice]:
         """Head position, heading (cos, sin), head velocity (vx, vy, yaw rate), bend angles, bend velocities."""
-        return {"head_position": slice(0, 2), "heading": slice(2, 4), "head_velocity": slice(4, 7),
-                "bend_angle": slice(7, 10), "bend_velocity": slice(10, 13)}
+        return {
+            "head_position": slice(0, 2),
+            "heading": slice(2, 4),
+            "head_velocity": slice(4, 7),
+            "bend_angle": slice(7, 10),
+            "bend_velocity": slice(10, 13),
+        }
 
     def _initial_qpos_qvel(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
         cfg = self._config
@@ -191,8 +221,9 @@ class SoftFish(MjxEnv):
 
     def _observe(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
         yaw = data.qpos[2]
-        return jp.concatenate([data.qpos[:2], jp.stack([jp.cos(yaw), jp.sin(yaw)]), data.qvel[:3],
-                               data.qpos[3:], data.qvel[3:]])
+        return jp.concatenate(
+            [data.qpos[:2], jp.stack([jp.cos(yaw), jp.sin(yaw)]), data.qvel[:3], data.qpos[3:], data.qvel[3:]]
+        )
 
     def _make_transition_cost(self):
         half_width = self._config.channel_half_width

@@ -5,5 +5,13 @@ from envs.ultrasound.navigate import NavigateConfig, UsNavigate
 from envs.ultrasound.probe import ProbeConfig, ProbeEnv
 from envs.ultrasound.surgery import SurgeryConfig, UsSurgery
 
-__all__ = ["CoverageConfig", "NavigateConfig", "ProbeConfig", "ProbeEnv", "SurgeryConfig", "UsCoverage",
-           "UsNavigate", "UsSurgery"]
+__all__ = [
+    "CoverageConfig",
+    "NavigateConfig",
+    "ProbeConfig",
+    "ProbeEnv",
+    "SurgeryConfig",
+    "UsCoverage",
+    "UsNavigate",
+    "UsSurgery",
+]

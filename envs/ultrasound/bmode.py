@@ -63,9 +63,12 @@ class BModeConfig:
             raise ValueError(f"speckle_cells_per_voxel must be an integer in [1, 8], got {cells!r}")
         _check_range("min_contact_force", self.min_contact_force, 0.0, math.inf)
         if not isinstance(self.full_quality_force, (int, float)) or not (
-                self.min_contact_force < self.full_quality_force < math.inf):
-            raise ValueError(f"full_quality_force must be a number of N > min_contact_force "
-                             f"({self.min_contact_force}), got {self.full_quality_force!r}")
+            self.min_contact_force < self.full_quality_force < math.inf
+        ):
+            raise ValueError(
+                f"full_quality_force must be a number of N > min_contact_force "
+                f"({self.min_contact_force}), got {self.full_quality_force!r}"
+            )
 
     @property
     def sample_spacing(self) -> float:
@@ -81,7 +84,7 @@ class BModeConfig:
 
 
 def _check_range(name, value, low, high, low_open=False, high_open=False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) or value == math.inf
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)) or value == math.inf
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
@@ -103,8 +106,11 @@ def image_plane_points(probe_position: jp.ndarray, probe_rotation: jp.ndarray, c
         local_x = depth[:, None] * jp.sin(angle)[None, :]
         local_z = -depth[:, None] * jp.cos(angle)[None, :]
     rotation = jp.asarray(probe_rotation, jp.float32)
-    return (jp.asarray(probe_position, jp.float32)
-            + local_x[..., None] * rotation[:, 0] + local_z[..., None] * rotation[:, 2])
+    return (
+        jp.asarray(probe_position, jp.float32)
+        + local_x[..., None] * rotation[:, 0]
+        + local_z[..., None] * rotation[:, 2]
+    )
 
 
 def contact_quality(contact_force: jp.ndarray, config: BModeConfig) -> jp.ndarray:
@@ -125,8 +131,10 @@ def _mix32(h: jp.ndarray) -> jp.ndarray:
 def speckle_uniforms(cells: jp.ndarray, seed: jp.ndarray) -> tuple[jp.ndarray, jp.ndarray]:
     """Two independent uniforms in (0, 1) per integer cell index cells [..., 3] (a hash, no PRNG state)."""
     c = cells.astype(jp.uint32)
-    h = _mix32(c[..., 0] * jp.uint32(0x9E3779B1) ^ _mix32(c[..., 1] * jp.uint32(0x85EBCA77)
-                                                         ^ _mix32(c[..., 2] + jp.asarray(seed, jp.uint32))))
+    h = _mix32(
+        c[..., 0] * jp.uint32(0x9E3779B1)
+        ^ _mix32(c[..., 1] * jp.uint32(0x85EBCA77) ^ _mix32(c[..., 2] + jp.asarray(seed, jp.uint32)))
+    )
     first = _mix32(h ^ jp.uint32(0x68E31DA4))
     second = _mix32(h ^ jp.uint32(0xB5297A4D))
     scale = jp.float32(2.0**-24)
@@ -142,7 +150,7 @@ def _blur_matrix(sigma_px: float, size: int) -> np.ndarray:
         return np.eye(size, dtype=np.float32)
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_px) ** 2)
     matrix = np.zeros((size, size))
-    for offset, weight in zip(range(-radius, radius + 1), taps / taps.sum()):
+    for offset, weight in zip(range(-radius, radius + 1), taps / taps.sum(), strict=False):
         np.add.at(matrix, (np.arange(size), np.clip(np.arange(size) + offset, 0, size - 1)), weight)
     return matrix.astype(np.float32)
 
@@ -152,24 +160,32 @@ def echo_intensity(phantom: Phantom, points: jp.ndarray, config: BModeConfig) ->
     labels = labels_at(phantom, points)  # [H, W]
     impedance = phantom.impedance[labels]
     previous = jp.concatenate(
-        [jp.broadcast_to(phantom.impedance[BACKGROUND], impedance[:1].shape), impedance[:-1]], axis=0)
+        [jp.broadcast_to(phantom.impedance[BACKGROUND], impedance[:1].shape), impedance[:-1]], axis=0
+    )
     reflection = ((impedance - previous) / (impedance + previous)) ** 2
     cell = phantom.voxel_size / config.speckle_cells_per_voxel
     cells = jp.floor((points - phantom.origin) / cell).astype(jp.int32)
     occupied, magnitude = speckle_uniforms(cells, phantom.speckle_seed)
-    scatter = jp.where(occupied < phantom.scatter_density[labels],
-                       phantom.scatter_amplitude[labels] * -jp.log(magnitude), 0.0)  # exponential intensity
+    scatter = jp.where(
+        occupied < phantom.scatter_density[labels], phantom.scatter_amplitude[labels] * -jp.log(magnitude), 0.0
+    )  # exponential intensity
     step_cm = 100.0 * config.sample_spacing
-    loss = (2.0 * jp.log1p(-reflection)
-            - 2.0 * _LN10_OVER_10 * config.frequency * step_cm * phantom.attenuation[labels])  # [H, W], ln
+    loss = (
+        2.0 * jp.log1p(-reflection) - 2.0 * _LN10_OVER_10 * config.frequency * step_cm * phantom.attenuation[labels]
+    )  # [H, W], ln
     strictly_above = np.tril(np.ones((config.height, config.height), np.float32), -1)
     # What the pulse lost on its way to sample i and back (an exclusive running sum; full float32 on GPUs too).
     before = jp.matmul(strictly_above, loss, precision="highest")
     return jp.exp(before) * (reflection + scatter)
 
 
-def render(phantom: Phantom, probe_position: jp.ndarray, probe_rotation: jp.ndarray, contact_force: jp.ndarray,
-           config: BModeConfig = BModeConfig()) -> jp.ndarray:
+def render(
+    phantom: Phantom,
+    probe_position: jp.ndarray,
+    probe_rotation: jp.ndarray,
+    contact_force: jp.ndarray,
+    config: BModeConfig = BModeConfig(),
+) -> jp.ndarray:
     """B-mode image [height, width] float32 in [0, 1] (row 0 at the probe face) of the probe at probe_position [3]
     (m, world) with orientation probe_rotation [3, 3] (columns: the probe's local axes in world coordinates),
     pressing with contact_force (N, scalar). All zero without contact (force ≤ min_contact_force)."""

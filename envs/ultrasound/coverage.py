@@ -75,8 +75,9 @@ class UsCoverage(ProbeEnv):
         self._cell_size = jp.asarray(size, jp.float32)
         self.organ_cells = jp.asarray(mask)
         self.num_organ_cells = int(mask.sum())
-        self._sampling = dataclasses.replace(self.bmode, height=config.coverage_resolution,
-                                             width=config.coverage_resolution)
+        self._sampling = dataclasses.replace(
+            self.bmode, height=config.coverage_resolution, width=config.coverage_resolution
+        )
 
     @classmethod
     def default_config(cls) -> CoverageConfig:
@@ -96,8 +97,11 @@ class UsCoverage(ProbeEnv):
 
     def _init_info(self, rng: jax.Array, data: mjx.Data) -> dict[str, Any]:
         position, _ = self.probe_pose(data)
-        return {"covered": jp.zeros((self._config.coverage_grid,) * 3, bool), "new_cells": jp.zeros(()),
-                "face_position": position}
+        return {
+            "covered": jp.zeros((self._config.coverage_grid,) * 3, bool),
+            "new_cells": jp.zeros(()),
+            "face_position": position,
+        }
 
     def evaluate(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
         """The probe's `evaluate`, with this step's newly imaged organ cells computed once (a transient

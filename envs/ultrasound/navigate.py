@@ -38,8 +38,9 @@ class NavigateConfig(ProbeConfig):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 <= self.target_indentation < self.press_depth:
-            raise ValueError(f"target_indentation must be in [0, press_depth = {self.press_depth}) m, "
-                             f"got {self.target_indentation}")
+            raise ValueError(
+                f"target_indentation must be in [0, press_depth = {self.press_depth}) m, got {self.target_indentation}"
+            )
         if not self.success_bonus >= 0:
             raise ValueError(f"success_bonus must be >= 0, got {self.success_bonus!r}")
 
@@ -72,9 +73,11 @@ class UsNavigate(ProbeEnv):
         self.target_roll = roll
         reach = self._half_extent[:2] - config.scan_margin
         if (np.abs(self.target_position[:2]) > reach).any() or abs(roll) > config.max_roll_command:
-            raise ValueError(f"the standard plane (face at {self.target_position[:2].round(3).tolist()} m, roll "
-                             f"{roll:.2f} rad) is outside the probe's reach (±{reach.round(3).tolist()} m, roll "
-                             f"±{config.max_roll_command} rad): enlarge phantom_shape or max_roll_command")
+            raise ValueError(
+                f"the standard plane (face at {self.target_position[:2].round(3).tolist()} m, roll "
+                f"{roll:.2f} rad) is outside the probe's reach (±{reach.round(3).tolist()} m, roll "
+                f"±{config.max_roll_command} rad): enlarge phantom_shape or max_roll_command"
+            )
         c, s = math.cos(roll), math.sin(roll)
         self.target_rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
@@ -98,8 +101,9 @@ class UsNavigate(ProbeEnv):
     def _task_observation(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
         position, rotation = self.probe_pose(data)
         target = jp.asarray(self.target_rotation, jp.float32)
-        return jp.concatenate([jp.asarray(self.target_position, jp.float32) - position,
-                               rotation_6d(target.T @ rotation)])
+        return jp.concatenate(
+            [jp.asarray(self.target_position, jp.float32) - position, rotation_6d(target.T @ rotation)]
+        )
 
     def _task_reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
         cfg = self._config

@@ -44,9 +44,11 @@ class PhantomConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
         shape = tuple(self.shape) if isinstance(self.shape, (tuple, list)) else None
-        if (shape is None or len(shape) != 3
-                or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 8 <= n <= 512
-                           for n in shape)):
+        if (
+            shape is None
+            or len(shape) != 3
+            or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 8 <= n <= 512 for n in shape)
+        ):
             raise ValueError(f"shape must be 3 integers (x, y, z voxels) each in [8, 512], got {self.shape!r}")
         object.__setattr__(self, "shape", tuple(int(n) for n in shape))
         if not isinstance(self.voxel_size, (int, float)) or not 0.0005 <= self.voxel_size <= 0.02:
@@ -56,7 +58,8 @@ class PhantomConfig:
             raise ValueError(
                 f"shape × voxel_size must span at least {MIN_LATERAL_EXTENT} m in x and y and {MIN_DEPTH} m in z "
                 f"(the anatomy's size), got shape={self.shape} × voxel_size={self.voxel_size} = "
-                f"{tuple(round(e, 4) for e in extent)} m")
+                f"{tuple(round(e, 4) for e in extent)} m"
+            )
 
 
 @struct.dataclass
@@ -118,7 +121,7 @@ def organ_mask(phantom: Phantom) -> jp.ndarray:
 def voxel_centers(config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World coordinates (m) of the voxel centres along x [X], y [Y], z [Z]."""
     axes = []
-    for n, lo in zip(config.shape, _origin(config)):
+    for n, lo in zip(config.shape, _origin(config), strict=False):
         axes.append(lo + (np.arange(n) + 0.5) * config.voxel_size)
     return tuple(axes)
 
@@ -154,7 +157,7 @@ def _tube(x, y, z, start: np.ndarray, direction: np.ndarray, radius: float) -> n
     """[X, Y, Z] bool, points within `radius` m of the infinite line start + t·direction (direction unit)."""
     rel = [x - start[0], y - start[1], z - start[2]]
     along = rel[0] * direction[0] + rel[1] * direction[1] + rel[2] * direction[2]
-    dist2 = sum((r - along * d) ** 2 for r, d in zip(rel, direction))
+    dist2 = sum((r - along * d) ** 2 for r, d in zip(rel, direction, strict=False))
     return dist2 < radius**2
 
 
@@ -164,8 +167,13 @@ def _abdomen(rng, x, y, z, thin: bool):
     fat_range = (0.002, 0.006) if thin else (0.010, 0.025)
     muscle_range = (0.006, 0.010) if thin else (0.010, 0.016)
     labels, wall = _body_wall(rng, x, y, depth, fat_range, muscle_range)
-    center = np.array([rng.uniform(-0.02, 0.02), rng.uniform(-0.02, 0.02),
-                       -(rng.uniform(0.035, 0.045) if thin else rng.uniform(0.045, 0.055))])
+    center = np.array(
+        [
+            rng.uniform(-0.02, 0.02),
+            rng.uniform(-0.02, 0.02),
+            -(rng.uniform(0.035, 0.045) if thin else rng.uniform(0.045, 0.055)),
+        ]
+    )
     axes = np.array([rng.uniform(0.030, 0.045), rng.uniform(0.025, 0.038), rng.uniform(0.016, 0.022)])
     yaw = rng.uniform(-np.pi / 4, np.pi / 4)
     u = np.cos(yaw) * (x - center[0]) + np.sin(yaw) * (y - center[1])
@@ -221,8 +229,9 @@ def _spine(rng, x, y, z):
         canal |= (np.abs(x) < 0.009) & (depth > lamina_depth + 0.006) & (depth < body_depth - 0.014) & (ry < 0.012)
     side = rng.choice([-1.0, 1.0])
     kidney_center = np.array([side * rng.uniform(0.045, 0.055), rng.uniform(-0.02, 0.02), -body_depth + 0.005])
-    kidney = (((x - kidney_center[0]) / 0.022) ** 2 + ((y - kidney_center[1]) / 0.045) ** 2
-              + ((z - kidney_center[2]) / 0.016) ** 2 < 1)
+    kidney = ((x - kidney_center[0]) / 0.022) ** 2 + ((y - kidney_center[1]) / 0.045) ** 2 + (
+        (z - kidney_center[2]) / 0.016
+    ) ** 2 < 1
     labels[kidney & ~bone] = ORGAN
     vessel_start = np.array([-side * rng.uniform(0.025, 0.032), 0.0, -body_depth - rng.uniform(0.0, 0.008)])
     labels[_tube(x, y, z, vessel_start, np.array([0.0, 1.0, 0.0]), rng.uniform(0.004, 0.007))] = VESSEL
@@ -248,14 +257,24 @@ def make_phantom(config: PhantomConfig = PhantomConfig()) -> Phantom:
         labels, target, entry = _abdomen(rng, x, y, z, thin=config.preset == "thin")
     labels = np.ascontiguousarray(np.broadcast_to(labels, config.shape), dtype=np.int8)
     organ = np.argwhere(labels == ORGAN)
-    organ_center = (_origin(config) + (organ.mean(axis=0) + 0.5) * config.voxel_size if len(organ)
-                    else np.array([0.0, 0.0, -config.shape[2] * config.voxel_size / 2]))
+    organ_center = (
+        _origin(config) + (organ.mean(axis=0) + 0.5) * config.voxel_size
+        if len(organ)
+        else np.array([0.0, 0.0, -config.shape[2] * config.voxel_size / 2])
+    )
     axis = (target - entry) / np.linalg.norm(target - entry)
     f32 = lambda a: jp.asarray(np.asarray(a, np.float64), dtype=jp.float32)  # noqa: E731
     return Phantom(
-        labels=jp.asarray(labels), origin=f32(_origin(config)), impedance=f32(IMPEDANCE),
-        attenuation=f32(ATTENUATION), scatter_density=f32(SCATTER_DENSITY),
-        scatter_amplitude=f32(SCATTER_AMPLITUDE), organ_center=f32(organ_center), target=f32(target),
-        entry=f32(entry), corridor_axis=f32(axis),
+        labels=jp.asarray(labels),
+        origin=f32(_origin(config)),
+        impedance=f32(IMPEDANCE),
+        attenuation=f32(ATTENUATION),
+        scatter_density=f32(SCATTER_DENSITY),
+        scatter_amplitude=f32(SCATTER_AMPLITUDE),
+        organ_center=f32(organ_center),
+        target=f32(target),
+        entry=f32(entry),
+        corridor_axis=f32(axis),
         speckle_seed=jp.asarray(np.random.default_rng([config.seed, 7]).integers(0, 2**31), dtype=jp.uint32),
-        voxel_size=float(config.voxel_size))
+        voxel_size=float(config.voxel_size),
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jp
@@ -120,9 +120,19 @@ class ProbeConfig(EnvConfig):
             self.bmode_config()
         except ValueError as err:
             raise ValueError(f"image_height/image_width/image_geometry/image_depth: {err}") from None
-        for name in ("force_limit", "tilt_limit", "tissue_timeconst", "press_depth", "lift_height",
-                     "max_tilt_command", "max_roll_command", "translation_stiffness", "rotation_stiffness",
-                     "mount_mass", "mount_inertia"):
+        for name in (
+            "force_limit",
+            "tilt_limit",
+            "tissue_timeconst",
+            "press_depth",
+            "lift_height",
+            "max_tilt_command",
+            "max_roll_command",
+            "translation_stiffness",
+            "rotation_stiffness",
+            "mount_mass",
+            "mount_inertia",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ValueError(f"{name} must be a number > 0, got {value!r}")
@@ -134,36 +144,46 @@ class ProbeConfig(EnvConfig):
         if not 0 < self.tissue_impedance < 1:
             raise ValueError(f"tissue_impedance must be in (0, 1), got {self.tissue_impedance}")
         if self.tissue_timeconst < 2 * self.sim_dt - 1e-12:
-            raise ValueError(f"tissue_timeconst must be >= 2 · sim_dt = {2 * self.sim_dt} s (MuJoCo's stable "
-                             f"minimum), got {self.tissue_timeconst}")
+            raise ValueError(
+                f"tissue_timeconst must be >= 2 · sim_dt = {2 * self.sim_dt} s (MuJoCo's stable "
+                f"minimum), got {self.tissue_timeconst}"
+            )
         heights = tuple(self.start_height) if isinstance(self.start_height, (tuple, list)) else ()
         numeric = len(heights) == 2 and all(isinstance(h, (int, float)) and not isinstance(h, bool) for h in heights)
         low, high = heights if numeric else (math.nan, math.nan)
         if not 0 <= low <= high <= self.lift_height:
-            raise ValueError(f"start_height must be (low, high) m with 0 <= low <= high <= lift_height "
-                             f"({self.lift_height}), got {self.start_height!r}")
+            raise ValueError(
+                f"start_height must be (low, high) m with 0 <= low <= high <= lift_height "
+                f"({self.lift_height}), got {self.start_height!r}"
+            )
         if self.start_tilt > self.max_tilt_command:
-            raise ValueError(f"start_tilt must be <= max_tilt_command ({self.max_tilt_command}), "
-                             f"got {self.start_tilt}")
+            raise ValueError(f"start_tilt must be <= max_tilt_command ({self.max_tilt_command}), got {self.start_tilt}")
         object.__setattr__(self, "start_height", (float(low), float(high)))
 
     def phantom_config(self) -> phantom.PhantomConfig:
-        return phantom.PhantomConfig(seed=self.phantom_seed, preset=self.phantom_preset,
-                                     shape=tuple(self.phantom_shape), voxel_size=self.voxel_size)
+        return phantom.PhantomConfig(
+            seed=self.phantom_seed,
+            preset=self.phantom_preset,
+            shape=tuple(self.phantom_shape),
+            voxel_size=self.voxel_size,
+        )
 
     def bmode_config(self) -> bmode.BModeConfig:
-        return bmode.BModeConfig(height=self.image_height, width=self.image_width, geometry=self.image_geometry,
-                                 depth=self.image_depth)
+        return bmode.BModeConfig(
+            height=self.image_height, width=self.image_width, geometry=self.image_geometry, depth=self.image_depth
+        )
 
 
 def quat_to_rotation(quat: jax.Array) -> jax.Array:
     """Unit quaternion [4] (w, x, y, z) → rotation matrix [3, 3] (columns: local axes in world coordinates)."""
     w, x, y, z = quat[0], quat[1], quat[2], quat[3]
-    return jp.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    return jp.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def rotation_6d(rotation: jax.Array) -> jax.Array:
@@ -195,7 +215,7 @@ class ProbeEnv(MjxEnv):
 
     cost_description = "1 where the contact force > force_limit (20 N) or the tilt > tilt_limit (0.5 rad)"
     N_PROBE_JOINTS = 6
-    SHIFT_PRESETS = {
+    SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # servo gains ×1.6: the same pose command presses ≈ 1.4× harder on the skin (1 cm below it: 10.1 vs 7.3 N)
         "stiff_mount": {"actuator_gain_scale": 1.6},
         # mount and probe masses and inertias ×2 under the same servo damping: slower, overshooting moves
@@ -220,22 +240,34 @@ class ProbeEnv(MjxEnv):
         half = extent / 2.0
         reach = half[:2] - config.scan_margin
         if (reach <= 0).any():
-            raise ValueError(f"scan_margin ({config.scan_margin} m) must be smaller than half the body's width "
-                             f"({half[:2].min():.3f} m)")
+            raise ValueError(
+                f"scan_margin ({config.scan_margin} m) must be smaller than half the body's width "
+                f"({half[:2].min():.3f} m)"
+            )
         inertia_t = config.mount_mass + PROBE_MASS
         inertia_r = config.mount_inertia + 1e-4  # the probe's own inertia about its face is ≈ 1e-4 kg·m²
         tool, tool_actuator = self._tool_xml(config)
         xml = _XML.format(
-            body_z=-half[2], half_x=half[0], half_y=half[1], half_z=half[2],
-            timeconst=config.tissue_timeconst, impedance=config.tissue_impedance,
-            mount_mass=config.mount_mass, mount_inertia=config.mount_inertia,
-            kp_t=config.translation_stiffness, kv_t=_critical_damping(config.translation_stiffness, inertia_t),
-            kp_r=config.rotation_stiffness, kv_r=_critical_damping(config.rotation_stiffness, inertia_r),
-            xy_x=f"{-reach[0]} {reach[0]}", xy_y=f"{-reach[1]} {reach[1]}",
+            body_z=-half[2],
+            half_x=half[0],
+            half_y=half[1],
+            half_z=half[2],
+            timeconst=config.tissue_timeconst,
+            impedance=config.tissue_impedance,
+            mount_mass=config.mount_mass,
+            mount_inertia=config.mount_inertia,
+            kp_t=config.translation_stiffness,
+            kv_t=_critical_damping(config.translation_stiffness, inertia_t),
+            kp_r=config.rotation_stiffness,
+            kv_r=_critical_damping(config.rotation_stiffness, inertia_r),
+            xy_x=f"{-reach[0]} {reach[0]}",
+            xy_y=f"{-reach[1]} {reach[1]}",
             z_range=f"{-config.press_depth} {config.lift_height}",
             tilt_range=f"{-config.max_tilt_command} {config.max_tilt_command}",
             roll_range=f"{-config.max_roll_command} {config.max_roll_command}",
-            tool=tool, tool_actuator=tool_actuator)
+            tool=tool,
+            tool_actuator=tool_actuator,
+        )
         return mujoco.MjModel.from_xml_string(xml)
 
     # ---- state of the probe (from fields the native twin also has) ----------------------------
@@ -251,7 +283,8 @@ class ProbeEnv(MjxEnv):
         """1 where the contact force > force_limit or the tilt > tilt_limit, else 0."""
         _, rotation = self.probe_pose(data)
         unsafe = (self.contact_force(data) > self._config.force_limit) | (
-            tilt_angle(rotation) > self._config.tilt_limit)
+            tilt_angle(rotation) > self._config.tilt_limit
+        )
         return jp.where(unsafe, 1.0, 0.0)
 
     def in_contact(self, data: mjx.Data) -> jax.Array:
@@ -299,8 +332,15 @@ class ProbeEnv(MjxEnv):
         """The flat state observation [16 + k] (class docstring)."""
         position, rotation = self.probe_pose(data)
         force = self.contact_force(data) / self._config.force_limit
-        return jp.concatenate([position, rotation_6d(rotation), data.qvel[:self.N_PROBE_JOINTS], force[None],
-                               self._task_observation(data, info)])
+        return jp.concatenate(
+            [
+                position,
+                rotation_6d(rotation),
+                data.qvel[: self.N_PROBE_JOINTS],
+                force[None],
+                self._task_observation(data, info),
+            ]
+        )
 
     def _observe(self, data: mjx.Data, info: dict[str, Any]):
         state = self.state_vector(data, info)

@@ -29,8 +29,7 @@ _TOOL = """
               contype="0" conaffinity="0"/>
         <site name="tool_tip" pos="0 0 0" size="0.002" rgba="1 .2 .2 1"/>
       </body>"""
-_TOOL_ACTUATOR = ('<position name="insertion" joint="insertion" kp="{kp}" kv="{kv}" '
-                  'ctrlrange="0 {max_insertion}"/>')
+_TOOL_ACTUATOR = '<position name="insertion" joint="insertion" kp="{kp}" kv="{kv}" ctrlrange="0 {max_insertion}"/>'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,13 +46,21 @@ class SurgeryConfig(ProbeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("max_insertion", "tool_stiffness", "tool_mass", "critical_radius", "corridor_radius",
-                     "success_radius", "progress_scale"):
+        for name in (
+            "max_insertion",
+            "tool_stiffness",
+            "tool_mass",
+            "critical_radius",
+            "corridor_radius",
+            "success_radius",
+            "progress_scale",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not self.corridor_radius < self.critical_radius:
-            raise ValueError(f"corridor_radius ({self.corridor_radius} m) must be < critical_radius "
-                             f"({self.critical_radius} m)")
+            raise ValueError(
+                f"corridor_radius ({self.corridor_radius} m) must be < critical_radius ({self.critical_radius} m)"
+            )
         if not self.success_bonus >= 0:
             raise ValueError(f"success_bonus must be >= 0, got {self.success_bonus!r}")
 
@@ -63,8 +70,10 @@ class UsSurgery(ProbeEnv):
     [3] m + target − tip [3] m + corridor axis [3] + tip distance to the corridor line [1] m + insertion [1] m +
     insertion rate [1] m/s."""
 
-    cost_description = ("1 where the contact force > force_limit (20 N) or the tilt > tilt_limit (0.5 rad), "
-                        "+1 where the tool tip is in the critical zone (near the target, off the corridor)")
+    cost_description = (
+        "1 where the contact force > force_limit (20 N) or the tilt > tilt_limit (0.5 rad), "
+        "+1 where the tool tip is in the critical zone (near the target, off the corridor)"
+    )
 
     def __init__(self, config: SurgeryConfig):
         super().__init__(config)
@@ -76,8 +85,10 @@ class UsSurgery(ProbeEnv):
 
     def _tool_xml(self, config: SurgeryConfig) -> tuple[str, str]:
         kv = 2.0 * (config.tool_stiffness * (config.tool_mass + 0.01)) ** 0.5
-        return (_TOOL.format(tool_mass=config.tool_mass),
-                _TOOL_ACTUATOR.format(kp=config.tool_stiffness, kv=kv, max_insertion=config.max_insertion))
+        return (
+            _TOOL.format(tool_mass=config.tool_mass),
+            _TOOL_ACTUATOR.format(kp=config.tool_stiffness, kv=kv, max_insertion=config.max_insertion),
+        )
 
     def tool_tip(self, data: mjx.Data) -> jax.Array:
         """World position [3] m of the tool tip."""
@@ -98,8 +109,12 @@ class UsSurgery(ProbeEnv):
         cfg = self._config
         tip = self.tool_tip(data)
         inserted = data.qpos[self.N_PROBE_JOINTS] > 0.001
-        return (inserted & (tip[2] < 0.0) & (self.target_distance(data) < cfg.critical_radius)
-                & (self.corridor_distance(tip) > cfg.corridor_radius))
+        return (
+            inserted
+            & (tip[2] < 0.0)
+            & (self.target_distance(data) < cfg.critical_radius)
+            & (self.corridor_distance(tip) > cfg.corridor_radius)
+        )
 
     def _init_info(self, rng: jax.Array, data: mjx.Data) -> dict[str, Any]:
         return {"tip_distance": self.target_distance(data)}
@@ -108,8 +123,16 @@ class UsSurgery(ProbeEnv):
         position, _ = self.probe_pose(data)
         tip = self.tool_tip(data)
         n = self.N_PROBE_JOINTS
-        return jp.concatenate([self.phantom.entry - position, self.phantom.target - tip, self.phantom.corridor_axis,
-                               self.corridor_distance(tip)[None], data.qpos[n:n + 1], data.qvel[n:n + 1]])
+        return jp.concatenate(
+            [
+                self.phantom.entry - position,
+                self.phantom.target - tip,
+                self.phantom.corridor_axis,
+                self.corridor_distance(tip)[None],
+                data.qpos[n : n + 1],
+                data.qvel[n : n + 1],
+            ]
+        )
 
     def _task_reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]):
         cfg = self._config
@@ -123,5 +146,7 @@ class UsSurgery(ProbeEnv):
         return info
 
     def _task_metrics(self, data: mjx.Data, info: dict[str, Any]) -> dict[str, jax.Array]:
-        return {"success": jp.where(self.target_distance(data) < self._config.success_radius, 1.0, 0.0),
-                "critical": jp.where(self.in_critical_zone(data), 1.0, 0.0)}
+        return {
+            "success": jp.where(self.target_distance(data) < self._config.success_radius, 1.0, 0.0),
+            "critical": jp.where(self.in_critical_zone(data), 1.0, 0.0),
+        }

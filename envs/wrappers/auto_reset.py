@@ -43,8 +43,9 @@ class AutoResetWrapper(Wrapper):
             if key not in PRESERVED_INFO:
                 old = state.info.get(key, value)
                 info[key] = jax.tree.map(lambda f, o: _select(state.done, f, o), value, old)
-        pipeline_state = jax.tree.map(lambda f, o: _select(state.done, f, o), fresh.pipeline_state,
-                                      state.pipeline_state)
+        pipeline_state = jax.tree.map(
+            lambda f, o: _select(state.done, f, o), fresh.pipeline_state, state.pipeline_state
+        )
         info["final_obs"] = state.obs  # [..., obs]: the observation the step reached, before the reset
         obs = jax.tree.map(lambda f, o: _select(state.done, f, o), fresh.obs, state.obs)  # array or dict
         return state.replace(pipeline_state=pipeline_state, obs=obs, info=info)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jp
@@ -74,8 +75,7 @@ def actuator_gain_columns(gaintype: np.ndarray, ngain: int, nbias: int) -> tuple
     return gain, bias
 
 
-def randomized_fields(model: mjx.Model, rng: jax.Array, config: DomainRandomizationConfig
-                      ) -> dict[str, jax.Array]:
+def randomized_fields(model: mjx.Model, rng: jax.Array, config: DomainRandomizationConfig) -> dict[str, jax.Array]:
     """One draw of the randomised `mjx.Model` fields (unbatched): {field name: new value, shaped like `model`'s}.
 
     Factors are uniform in their ranges, independent per element (body, geom, dof, actuator)."""
@@ -84,8 +84,9 @@ def randomized_fields(model: mjx.Model, rng: jax.Array, config: DomainRandomizat
     friction = _scale(friction_rng, model.geom_friction.shape[:1], config.friction_scale)
     damping = _scale(damping_rng, model.dof_damping.shape, config.damping_scale)
     gain = _scale(gain_rng, model.actuator_gainprm.shape[:1], config.actuator_gain_scale)
-    gain_columns, bias_columns = actuator_gain_columns(model.actuator_gaintype, model.actuator_gainprm.shape[1],
-                                                       model.actuator_biasprm.shape[1])
+    gain_columns, bias_columns = actuator_gain_columns(
+        model.actuator_gaintype, model.actuator_gainprm.shape[1], model.actuator_biasprm.shape[1]
+    )
     return {
         "body_mass": model.body_mass * mass,
         "body_inertia": model.body_inertia * mass[:, None],
@@ -96,17 +97,19 @@ def randomized_fields(model: mjx.Model, rng: jax.Array, config: DomainRandomizat
     }
 
 
-def randomize(model: mjx.Model, rng: jax.Array, config: DomainRandomizationConfig | None = None
-              ) -> tuple[mjx.Model, mjx.Model]:
+def randomize(
+    model: mjx.Model, rng: jax.Array, config: DomainRandomizationConfig | None = None
+) -> tuple[mjx.Model, mjx.Model]:
     """Per-env models for keys `rng` [B, 2]: returns (model with batched fields [B, ...], in_axes)."""
     config = config or DomainRandomizationConfig()
     fields = jax.vmap(lambda key: randomized_fields(model, key, config))(rng)
-    in_axes = jax.tree.map(lambda _: None, model).tree_replace({name: 0 for name in fields})
+    in_axes = jax.tree.map(lambda _: None, model).tree_replace(dict.fromkeys(fields, 0))
     return model.tree_replace(fields), in_axes
 
 
-def make_randomization_fn(config: DomainRandomizationConfig | None = None
-                          ) -> Callable[[mjx.Model, jax.Array], tuple[mjx.Model, mjx.Model]]:
+def make_randomization_fn(
+    config: DomainRandomizationConfig | None = None,
+) -> Callable[[mjx.Model, jax.Array], tuple[mjx.Model, mjx.Model]]:
     """`fn(sys, rng [B, 2]) -> (batched sys, in_axes)`, as brax's trainers' `randomization_fn` expects."""
     return lambda sys, rng: randomize(sys, rng, config)
 

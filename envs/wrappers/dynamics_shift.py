@@ -9,7 +9,8 @@ robot (train on the nominal env, deploy on the shifted one). Changes are applied
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import mujoco
 
@@ -26,16 +27,29 @@ def _body_ids(model: mujoco.MjModel, names: Mapping[str, float]) -> list[tuple[i
     return [(model.body(n).id, float(s)) for n, s in names.items()]
 
 
-def shift_model(model: mujoco.MjModel, *, mass_scale: float = 1.0,
-                body_mass_scale: Mapping[str, float] | None = None, friction_scale: float = 1.0,
-                damping_scale: float = 1.0, actuator_gain_scale: float = 1.0,
-                gravity_scale: float = 1.0, fluid_density_scale: float = 1.0,
-                fluid_viscosity_scale: float = 1.0) -> mujoco.MjModel:
+def shift_model(
+    model: mujoco.MjModel,
+    *,
+    mass_scale: float = 1.0,
+    body_mass_scale: Mapping[str, float] | None = None,
+    friction_scale: float = 1.0,
+    damping_scale: float = 1.0,
+    actuator_gain_scale: float = 1.0,
+    gravity_scale: float = 1.0,
+    fluid_density_scale: float = 1.0,
+    fluid_viscosity_scale: float = 1.0,
+) -> mujoco.MjModel:
     """A copy of `model` with masses (and inertias), friction, joint damping, actuator gain (a muscle's peak
     force), gravity and the fluid's density and viscosity (`opt.density`, `opt.viscosity`) scaled."""
-    scales = dict(mass_scale=mass_scale, friction_scale=friction_scale, damping_scale=damping_scale,
-                  actuator_gain_scale=actuator_gain_scale, gravity_scale=gravity_scale,
-                  fluid_density_scale=fluid_density_scale, fluid_viscosity_scale=fluid_viscosity_scale)
+    scales = dict(
+        mass_scale=mass_scale,
+        friction_scale=friction_scale,
+        damping_scale=damping_scale,
+        actuator_gain_scale=actuator_gain_scale,
+        gravity_scale=gravity_scale,
+        fluid_density_scale=fluid_density_scale,
+        fluid_viscosity_scale=fluid_viscosity_scale,
+    )
     for name, value in scales.items():
         if not value > 0:
             raise EnvError(f"{name} must be > 0, got {value}")
@@ -49,8 +63,9 @@ def shift_model(model: mujoco.MjModel, *, mass_scale: float = 1.0,
         shifted.body_inertia[body] *= scale
     shifted.geom_friction[:, 0] *= friction_scale
     shifted.dof_damping[:] *= damping_scale
-    gain_columns, bias_columns = actuator_gain_columns(model.actuator_gaintype, model.actuator_gainprm.shape[1],
-                                                       model.actuator_biasprm.shape[1])
+    gain_columns, bias_columns = actuator_gain_columns(
+        model.actuator_gaintype, model.actuator_gainprm.shape[1], model.actuator_biasprm.shape[1]
+    )
     shifted.actuator_gainprm[gain_columns] *= actuator_gain_scale
     shifted.actuator_biasprm[bias_columns] *= actuator_gain_scale
     shifted.opt.gravity[:] *= gravity_scale
@@ -60,8 +75,16 @@ def shift_model(model: mujoco.MjModel, *, mass_scale: float = 1.0,
     return shifted
 
 
-_PHYSICAL_KEYS = ("mass_scale", "body_mass_scale", "friction_scale", "damping_scale", "actuator_gain_scale",
-                  "gravity_scale", "fluid_density_scale", "fluid_viscosity_scale")
+_PHYSICAL_KEYS = (
+    "mass_scale",
+    "body_mass_scale",
+    "friction_scale",
+    "damping_scale",
+    "actuator_gain_scale",
+    "gravity_scale",
+    "fluid_density_scale",
+    "fluid_viscosity_scale",
+)
 
 
 def dynamics_shift(name: str | MjxEnv, **changes: Any) -> MjxEnv:

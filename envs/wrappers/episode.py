@@ -22,8 +22,7 @@ class EpisodeWrapper(Wrapper):
     def __init__(self, env: Env, episode_length: int, steps_per_call: int = 1):
         super().__init__(env)
         if episode_length < 1 or steps_per_call < 1:
-            raise ValueError(f"episode_length and steps_per_call must be >= 1, got {episode_length}, "
-                             f"{steps_per_call}")
+            raise ValueError(f"episode_length and steps_per_call must be >= 1, got {episode_length}, {steps_per_call}")
         self.episode_length = episode_length
         self.steps_per_call = steps_per_call
 
@@ -33,8 +32,11 @@ class EpisodeWrapper(Wrapper):
         state.info["steps"] = zeros
         state.info["truncation"] = zeros
         state.info["episode_done"] = zeros
-        state.info["episode_metrics"] = {"sum_reward": zeros, "length": zeros,
-                                         **{name: zeros for name in state.metrics}}
+        state.info["episode_metrics"] = {
+            "sum_reward": zeros,
+            "length": zeros,
+            **dict.fromkeys(state.metrics, zeros),
+        }
         return state
 
     def step(self, state: State, action: jax.Array) -> State:
@@ -51,6 +53,7 @@ class EpisodeWrapper(Wrapper):
             if name in sums and name not in ("sum_reward", "length"):
                 sums[name] = sums[name] * keep + value
         info = dict(state.info)
-        info.update(steps=steps, truncation=jp.where(timed_out, 1.0 - state.done, 0.0), episode_done=done,
-                    episode_metrics=sums)
+        info.update(
+            steps=steps, truncation=jp.where(timed_out, 1.0 - state.done, 0.0), episode_done=done, episode_metrics=sums
+        )
         return state.replace(done=done, info=info)

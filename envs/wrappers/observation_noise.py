@@ -6,7 +6,7 @@ the state's units, and an image carries its own sensor noise (e.g. the ultrasoun
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 from brax.envs.base import Env, State, Wrapper

@@ -6,7 +6,8 @@ Flat-vector envs pass through unchanged; `observation_size` becomes d.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 from brax.envs.base import Env, State, Wrapper

@@ -30,11 +30,19 @@ from typing import Any
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 KINDS = ("none", "lagrangian", "augmented_lagrangian", "crpo", "penalty")
 # masses ±20 %, friction ±30 %, damping ±20 %, actuator gain ±10 % (per episode)
-RANDOMIZATION = {"randomization.mass_scale": [0.8, 1.2], "randomization.friction_scale": [0.7, 1.3],
-                 "randomization.damping_scale": [0.8, 1.2], "randomization.actuator_gain_scale": [0.9, 1.1]}
+RANDOMIZATION = {
+    "randomization.mass_scale": [0.8, 1.2],
+    "randomization.friction_scale": [0.7, 1.3],
+    "randomization.damping_scale": [0.8, 1.2],
+    "randomization.actuator_gain_scale": [0.9, 1.1],
+}
 SETTINGS = {  # per env: training steps, SAC overrides, the shift preset used as the "real" system
     "safe_cartpole": {"steps": 100_000, "overrides": {"num_envs": 4}, "shift": "heavy_pole"},
-    "point_goal": {"steps": 200_000, "overrides": {"num_envs": 4}, "shift": "heavy_robot"},  # 100k: too few (docs/results/safe-training.md)
+    "point_goal": {
+        "steps": 200_000,
+        "overrides": {"num_envs": 4},
+        "shift": "heavy_robot",
+    },  # 100k: too few (docs/results/safe-training.md)
 }
 
 
@@ -59,10 +67,26 @@ def evaluate_run(run_dir: pathlib.Path, shift: str, episodes: int, deterministic
     policy = load_policy(run_dir)
     out = {}
     for name, words in (("nominal", ["nominal"]), (shift, [shift])):
-        result = evaluate(policy, evaluation_env(policy, evaluation_world(policy, words)), episodes, seed=1000,
-                          deterministic=deterministic)
-        out[name] = {k: result[k] for k in ("mean_return", "std_return", "mean_cost", "std_cost", "cost_budget",
-                                            "fraction_within_budget", "returns", "costs")}
+        result = evaluate(
+            policy,
+            evaluation_env(policy, evaluation_world(policy, words)),
+            episodes,
+            seed=1000,
+            deterministic=deterministic,
+        )
+        out[name] = {
+            k: result[k]
+            for k in (
+                "mean_return",
+                "std_return",
+                "mean_cost",
+                "std_cost",
+                "cost_budget",
+                "fraction_within_budget",
+                "returns",
+                "costs",
+            )
+        }
     return out
 
 
@@ -76,10 +100,18 @@ def do_nothing(env_name: str, shift: str, episodes: int) -> dict[str, Any]:
     from saferl.policies.worlds import evaluation_env, evaluation_world
 
     env = envs.make(env_name)
-    zero = Policy(act=stateless(lambda obs, key: jnp.zeros(obs.shape[:-1] + (env.action_size,))),
-                  init_carry=stateless_carry, params=(), apply=None, observation_size=env.observation_size,
-                  action_size=env.action_size, env_name=env_name, env_config=env.config,
-                  cost_budget=float(env.cost_budget), algo="zero")
+    zero = Policy(
+        act=stateless(lambda obs, key: jnp.zeros((*obs.shape[:-1], env.action_size))),
+        init_carry=stateless_carry,
+        params=(),
+        apply=None,
+        observation_size=env.observation_size,
+        action_size=env.action_size,
+        env_name=env_name,
+        env_config=env.config,
+        cost_budget=float(env.cost_budget),
+        algo="zero",
+    )
     out = {}
     for name, words in (("nominal", ["nominal"]), (shift, [shift])):
         result = evaluate(zero, evaluation_env(zero, evaluation_world(zero, words)), episodes, seed=1000)
@@ -93,19 +125,40 @@ def run_one(env_name: str, kind: str, seed: int, args: argparse.Namespace) -> di
     setting = SETTINGS[env_name]
     overrides = {**setting["overrides"], "constraint.kind": kind}
     load_before, start = load_average(), time.perf_counter()
-    result = train("sac", env_name, steps=args.steps or setting["steps"], seed=seed, overrides=overrides,
-                   env_overrides=RANDOMIZATION, out=args.runs_dir, progress=False, tensorboard=False)
+    result = train(
+        "sac",
+        env_name,
+        steps=args.steps or setting["steps"],
+        seed=seed,
+        overrides=overrides,
+        env_overrides=RANDOMIZATION,
+        out=args.runs_dir,
+        progress=False,
+        tensorboard=False,
+    )
     wall_s = time.perf_counter() - start
     evaluation = evaluate_run(result.run_dir, setting["shift"], args.episodes)
     stochastic = evaluate_run(result.run_dir, setting["shift"], args.episodes, deterministic=False)
-    print(f"{env_name} {kind} seed {seed}: {wall_s:.0f} s; nominal return {evaluation['nominal']['mean_return']:.1f} "
-          f"cost {evaluation['nominal']['mean_cost']:.1f}; {setting['shift']} return "
-          f"{evaluation[setting['shift']]['mean_return']:.1f} cost {evaluation[setting['shift']]['mean_cost']:.1f}",
-          flush=True)
-    return {"env": env_name, "kind": kind, "seed": seed, "steps": args.steps or setting["steps"],
-            "overrides": overrides, "run_dir": str(result.run_dir), "wall_s": wall_s,
-            "load_before": load_before, "load_after": load_average(), "curve": training_curve(result.run_dir),
-            "evaluation": evaluation, "evaluation_stochastic": stochastic}
+    print(
+        f"{env_name} {kind} seed {seed}: {wall_s:.0f} s; nominal return {evaluation['nominal']['mean_return']:.1f} "
+        f"cost {evaluation['nominal']['mean_cost']:.1f}; {setting['shift']} return "
+        f"{evaluation[setting['shift']]['mean_return']:.1f} cost {evaluation[setting['shift']]['mean_cost']:.1f}",
+        flush=True,
+    )
+    return {
+        "env": env_name,
+        "kind": kind,
+        "seed": seed,
+        "steps": args.steps or setting["steps"],
+        "overrides": overrides,
+        "run_dir": str(result.run_dir),
+        "wall_s": wall_s,
+        "load_before": load_before,
+        "load_after": load_average(),
+        "curve": training_curve(result.run_dir),
+        "evaluation": evaluation,
+        "evaluation_stochastic": stochastic,
+    }
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
@@ -113,11 +166,19 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for run in results["runs"]:
         shift = SETTINGS[run["env"]]["shift"]
-        row = table.setdefault(run["env"], {}).setdefault(run["kind"], {"seeds": [], "nominal_return": [],
-                                                                        "nominal_cost": [], "shift_return": [],
-                                                                        "shift_cost": [], "stochastic_nominal_cost": [],
-                                                                        "stochastic_nominal_return": [],
-                                                                        "stochastic_shift_cost": []})
+        row = table.setdefault(run["env"], {}).setdefault(
+            run["kind"],
+            {
+                "seeds": [],
+                "nominal_return": [],
+                "nominal_cost": [],
+                "shift_return": [],
+                "shift_cost": [],
+                "stochastic_nominal_cost": [],
+                "stochastic_nominal_return": [],
+                "stochastic_shift_cost": [],
+            },
+        )
         row["seeds"].append(run["seed"])
         row["nominal_return"].append(run["evaluation"]["nominal"]["mean_return"])
         row["nominal_cost"].append(run["evaluation"]["nominal"]["mean_cost"])
@@ -130,8 +191,15 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     for env_name, kinds in table.items():
         budget = next(r for r in results["runs"] if r["env"] == env_name)["evaluation"]["nominal"]["cost_budget"]
         for row in kinds.values():
-            for key in ("nominal_return", "nominal_cost", "shift_return", "shift_cost", "stochastic_nominal_cost",
-                        "stochastic_nominal_return", "stochastic_shift_cost"):
+            for key in (
+                "nominal_return",
+                "nominal_cost",
+                "shift_return",
+                "shift_cost",
+                "stochastic_nominal_cost",
+                "stochastic_nominal_return",
+                "stochastic_shift_cost",
+            ):
                 if row[key]:
                     row[f"mean_{key}"] = sum(row[key]) / len(row[key])
             row["every_seed_within_budget_nominal"] = all(c <= budget for c in row["nominal_cost"])
@@ -147,8 +215,8 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
 
     env_names = sorted({r["env"] for r in results["runs"]})
     fig, axes = plt.subplots(len(env_names), 3, figsize=(16, 4.2 * len(env_names)), squeeze=False)
-    colours = dict(zip(KINDS, ("tab:gray", "tab:blue", "tab:green", "tab:orange", "tab:purple")))
-    for row_axes, env_name in zip(axes, env_names):
+    colours = dict(zip(KINDS, ("tab:gray", "tab:blue", "tab:green", "tab:orange", "tab:purple"), strict=False))
+    for row_axes, env_name in zip(axes, env_names, strict=False):
         runs = [r for r in results["runs"] if r["env"] == env_name]
         shift = SETTINGS[env_name]["shift"]
         budget = runs[0]["evaluation"]["nominal"]["cost_budget"]
@@ -162,19 +230,29 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
             axis.axvline(budget, color="r", lw=1, ls="--", label=f"budget {budget:g}")
             if world != "nominal":
                 axis.axvline(1.5 * budget, color="r", lw=0.8, ls=":", label="1.5 × budget")
-            axis.set(title=f"{env_name} ({title}): final eval, 10 episodes", xlabel="episode cost",
-                     ylabel="episode return")
+            axis.set(
+                title=f"{env_name} ({title}): final eval, 10 episodes", xlabel="episode cost", ylabel="episode return"
+            )
         for kind in KINDS:
             axis.scatter([], [], color=colours[kind], label=kind)
         row_axes[1].legend(fontsize=7, loc="best")
         axis = row_axes[2]
         for run in runs:
             curve = run["curve"]
-            axis.plot([p["env_steps"] for p in curve], [p["episode_cost"] for p in curve], color=colours[run["kind"]],
-                      lw=0.8, alpha=0.8)
+            axis.plot(
+                [p["env_steps"] for p in curve],
+                [p["episode_cost"] for p in curve],
+                color=colours[run["kind"]],
+                lw=0.8,
+                alpha=0.8,
+            )
         axis.axhline(budget, color="r", lw=1, ls="--")
-        axis.set(title=f"{env_name}: episode cost during training (DR)", xlabel="env steps", ylabel="episode cost",
-                 yscale="symlog")
+        axis.set(
+            title=f"{env_name}: episode cost during training (DR)",
+            xlabel="env steps",
+            ylabel="episode cost",
+            yscale="symlog",
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -191,18 +269,25 @@ def main() -> None:
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     parser.add_argument("--append", action="store_true", help="merge into the existing JSON")
     parser.add_argument("--plot-only", action="store_true")
-    parser.add_argument("--merge", nargs="+", type=pathlib.Path, default=[],
-                        help="merge these results JSONs (e.g. runs of other envs made in parallel) and re-plot")
-    parser.add_argument("--evaluate-only", action="store_true",
-                        help="re-evaluate the runs in the JSON (deterministic and stochastic), no training")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=pathlib.Path,
+        default=[],
+        help="merge these results JSONs (e.g. runs of other envs made in parallel) and re-plot",
+    )
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="re-evaluate the runs in the JSON (deterministic and stochastic), no training",
+    )
     args = parser.parse_args()
     json_path, png_path = args.out / "constrained_priors.json", args.out / "constrained_priors.png"
     if args.plot_only:
         plot(json.loads(json_path.read_text()), png_path)
         return
     if args.merge:
-        merged = {"runs": [], "do_nothing": {}, "invocations": [], "randomization": RANDOMIZATION,
-                  "settings": SETTINGS}
+        merged = {"runs": [], "do_nothing": {}, "invocations": [], "randomization": RANDOMIZATION, "settings": SETTINGS}
         for path in args.merge:  # a later file's run of the same (env, kind, seed) replaces an earlier one
             part = json.loads(path.read_text())
             replaced = {(r["env"], r["kind"], r["seed"]) for r in part["runs"]}
@@ -223,8 +308,13 @@ def main() -> None:
             shift = SETTINGS[run["env"]]["shift"]
             run["evaluation"] = evaluate_run(pathlib.Path(run["run_dir"]), shift, args.episodes)
             run["evaluation_stochastic"] = evaluate_run(pathlib.Path(run["run_dir"]), shift, args.episodes, False)
-            print(run["env"], run["kind"], run["seed"], {k: round(v["mean_cost"], 1)
-                                                          for k, v in run["evaluation_stochastic"].items()}, flush=True)
+            print(
+                run["env"],
+                run["kind"],
+                run["seed"],
+                {k: round(v["mean_cost"], 1) for k, v in run["evaluation_stochastic"].items()},
+                flush=True,
+            )
         results["invocations"].append("python experiments/benchmarks/constrained_priors.py " + " ".join(sys.argv[1:]))
         results["summary"] = summarise(results)
         json_path.write_text(json.dumps(results, indent=1))
@@ -233,9 +323,11 @@ def main() -> None:
     from saferl.compilation_cache import enable_compilation_cache
 
     enable_compilation_cache()
-    results: dict[str, Any] = (json.loads(json_path.read_text()) if args.append and json_path.exists() else
-                               {"runs": [], "do_nothing": {}, "invocations": [], "randomization": RANDOMIZATION,
-                                "settings": SETTINGS})
+    results: dict[str, Any] = (
+        json.loads(json_path.read_text())
+        if args.append and json_path.exists()
+        else {"runs": [], "do_nothing": {}, "invocations": [], "randomization": RANDOMIZATION, "settings": SETTINGS}
+    )
     results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
     results["invocations"].append("python experiments/benchmarks/constrained_priors.py " + " ".join(sys.argv[1:]))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -243,8 +335,9 @@ def main() -> None:
         results["do_nothing"][env_name] = do_nothing(env_name, SETTINGS[env_name]["shift"], args.episodes)
         for seed in args.seeds:
             for kind in args.kinds:
-                results["runs"] = [r for r in results["runs"]
-                                   if (r["env"], r["kind"], r["seed"]) != (env_name, kind, seed)]
+                results["runs"] = [
+                    r for r in results["runs"] if (r["env"], r["kind"], r["seed"]) != (env_name, kind, seed)
+                ]
                 results["runs"].append(run_one(env_name, kind, seed, args))
                 results["summary"] = summarise(results)
                 json_path.write_text(json.dumps(results, indent=1))

@@ -24,7 +24,8 @@ import os
 import pathlib
 import platform
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import mujoco
@@ -109,15 +110,21 @@ def compare_at_batch(env, batch: int, steps: int, repeats: int) -> dict[str, flo
     nthread = os.cpu_count() or 1
     mjx_rate, compile_s = mjx_runner(env, batch, steps)
     native_rates = {n: rollout_runner(env, batch, steps, n) for n in sorted({nthread, 1})}
-    best_mjx, best_native = 0.0, {n: 0.0 for n in native_rates}
+    best_mjx, best_native = 0.0, dict.fromkeys(native_rates, 0.0)
     for seed in range(1, repeats + 1):
         best_mjx = max(best_mjx, mjx_rate(seed))
         for n, rate in native_rates.items():
             best_native[n] = max(best_native[n], rate(seed))
     baseline = max(best_native.values())
-    return {"steps_per_s": best_mjx, "compile_s": compile_s, "steps": steps,
-            "rollout_steps_per_s": best_native[nthread], "rollout_threads": nthread,
-            "rollout_1_thread_steps_per_s": best_native[1], "ratio": best_mjx / baseline}
+    return {
+        "steps_per_s": best_mjx,
+        "compile_s": compile_s,
+        "steps": steps,
+        "rollout_steps_per_s": best_native[nthread],
+        "rollout_threads": nthread,
+        "rollout_1_thread_steps_per_s": best_native[1],
+        "ratio": best_mjx / baseline,
+    }
 
 
 def env_row(name: str, batches: list[int], quick: bool, repeats: int) -> dict[str, Any]:
@@ -125,23 +132,30 @@ def env_row(name: str, batches: list[int], quick: bool, repeats: int) -> dict[st
     1024, native single-env loop and 1-thread rollout for one env."""
     env = envs.make(name)
     config = env.config
-    row: dict[str, Any] = {"n_substeps": env.n_substeps, "nbody": env.mj_model.nbody,
-                           "solver": {k: getattr(config, k) for k in ("solver", "iterations", "ls_iterations",
-                                                                      "integrator", "warmstart", "sim_dt")},
-                           "mjx": {}}
+    row: dict[str, Any] = {
+        "n_substeps": env.n_substeps,
+        "nbody": env.mj_model.nbody,
+        "solver": {
+            k: getattr(config, k)
+            for k in ("solver", "iterations", "ls_iterations", "integrator", "warmstart", "sim_dt")
+        },
+        "mjx": {},
+    }
     for batch in batches:
         steps = max(20, min(1000, (20_000 if quick else 100_000) // batch))
         if batch >= 1024:
             steps = 100 if quick else 250  # long enough trajectories that rollout's per-trajectory setup is small
             entry = compare_at_batch(env, batch, steps, repeats)
-            print(f"{name:14s} batch {batch:5d}: mjx {entry['steps_per_s']:11,.0f}  "
-                  f"rollout({entry['rollout_threads']}t) {entry['rollout_steps_per_s']:11,.0f}  "
-                  f"rollout(1t) {entry['rollout_1_thread_steps_per_s']:11,.0f}  "
-                  f"ratio {entry['ratio']:.2f}  (compile {entry['compile_s']:.1f} s)", flush=True)
+            print(
+                f"{name:14s} batch {batch:5d}: mjx {entry['steps_per_s']:11,.0f}  "
+                f"rollout({entry['rollout_threads']}t) {entry['rollout_steps_per_s']:11,.0f}  "
+                f"rollout(1t) {entry['rollout_1_thread_steps_per_s']:11,.0f}  "
+                f"ratio {entry['ratio']:.2f}  (compile {entry['compile_s']:.1f} s)",
+                flush=True,
+            )
         else:
             rate, compile_s = mjx_runner(env, batch, steps)
-            entry = {"steps_per_s": max(rate(s) for s in range(1, repeats + 1)), "compile_s": compile_s,
-                     "steps": steps}
+            entry = {"steps_per_s": max(rate(s) for s in range(1, repeats + 1)), "compile_s": compile_s, "steps": steps}
             print(f"{name:14s} batch {batch:5d}: mjx {entry['steps_per_s']:11,.0f}", flush=True)
         row["mjx"][batch] = entry
     defaults_env = envs.make(name, **MUJOCO_DEFAULTS)
@@ -149,18 +163,23 @@ def env_row(name: str, batches: list[int], quick: bool, repeats: int) -> dict[st
     row["mjx_mujoco_defaults"] = {"batch": 1024, "steps_per_s": max(rate(s) for s in range(1, repeats + 1))}
     row["native_loop"] = native_loop_steps_per_second(env, 5_000 if quick else 50_000)
     row["rollout_1_thread"] = max(rollout_runner(env, 128, 100, 1)(s) for s in range(repeats))
-    print(f"{name:14s} mjx with MuJoCo's default solver (batch 1024): "
-          f"{row['mjx_mujoco_defaults']['steps_per_s']:,.0f}; "
-          f"native loop {row['native_loop']:,.0f}; rollout 1 thread {row['rollout_1_thread']:,.0f}", flush=True)
+    print(
+        f"{name:14s} mjx with MuJoCo's default solver (batch 1024): "
+        f"{row['mjx_mujoco_defaults']['steps_per_s']:,.0f}; "
+        f"native loop {row['native_loop']:,.0f}; rollout 1 thread {row['rollout_1_thread']:,.0f}",
+        flush=True,
+    )
     return row
 
 
 def trainer_row(algo: str, name: str, chunks: int) -> dict[str, float]:
     """Env steps/s of `algo`'s default config on env `name` over `chunks` chunks after the first (compile)."""
     if algo == "ppo":
-        from saferl.agents.ppo import PPOConfig as Config, make_train
+        from saferl.agents.ppo import PPOConfig as Config
+        from saferl.agents.ppo import make_train
     else:
-        from saferl.agents.sac import SACConfig as Config, make_train
+        from saferl.agents.sac import SACConfig as Config
+        from saferl.agents.sac import make_train
     config, env = Config(), envs.make(name)
     init, train_chunk = make_train(config, env, None)
     start = time.perf_counter()
@@ -174,10 +193,18 @@ def trainer_row(algo: str, name: str, chunks: int) -> dict[str, float]:
     jax.block_until_ready(metrics)
     steady_s = time.perf_counter() - start
     steps = config.env_steps_per_chunk * chunks
-    result = {"steps_per_s": steps / steady_s, "compile_s": max(0.0, first_s - steady_s / chunks),
-              "env_steps": steps, "num_envs": config.num_envs, "steps_per_chunk": config.env_steps_per_chunk}
-    print(f"{algo:3s} on {name:14s}: {result['steps_per_s']:10,.0f} env steps/s over {steps} steps "
-          f"(compile {result['compile_s']:.1f} s)", flush=True)
+    result = {
+        "steps_per_s": steps / steady_s,
+        "compile_s": max(0.0, first_s - steady_s / chunks),
+        "env_steps": steps,
+        "num_envs": config.num_envs,
+        "steps_per_chunk": config.env_steps_per_chunk,
+    }
+    print(
+        f"{algo:3s} on {name:14s}: {result['steps_per_s']:10,.0f} env steps/s over {steps} steps "
+        f"(compile {result['compile_s']:.1f} s)",
+        flush=True,
+    )
     return result
 
 
@@ -185,11 +212,19 @@ def run_benchmark(names: list[str], quick: bool, trainers: bool) -> dict[str, An
     batches = [1, 256, 1024, 4096] if quick else [1, 16, 256, 1024, 4096]
     repeats = 3 if quick else 5
     results: dict[str, Any] = {
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "jax": jax.__version__, "mujoco": mujoco.__version__, "device": str(jax.devices()[0]),
-                    "devices": sharding.device_count(),
-                    "load_average_before": [round(x, 2) for x in os.getloadavg()]},
-        "quick": quick, "envs": {}, "trainers": {}}
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "jax": jax.__version__,
+            "mujoco": mujoco.__version__,
+            "device": str(jax.devices()[0]),
+            "devices": sharding.device_count(),
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        },
+        "quick": quick,
+        "envs": {},
+        "trainers": {},
+    }
     for name in names:
         results["envs"][name] = env_row(name, batches, quick, repeats)
     if trainers:
@@ -206,9 +241,11 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     for name, row in results["envs"].items():
         ratios = {int(b): e["ratio"] for b, e in row["mjx"].items() if "ratio" in e}
         speedup = row["mjx"].get(1024, row["mjx"].get("1024", {})).get("steps_per_s", float("nan"))
-        summary[name] = {"ratio_vs_rollout": ratios, "target_met": bool(ratios) and min(ratios.values()) >= 1.0,
-                         "speedup_vs_mujoco_default_solver_at_1024": speedup
-                         / row["mjx_mujoco_defaults"]["steps_per_s"]}
+        summary[name] = {
+            "ratio_vs_rollout": ratios,
+            "target_met": bool(ratios) and min(ratios.values()) >= 1.0,
+            "speedup_vs_mujoco_default_solver_at_1024": speedup / row["mjx_mujoco_defaults"]["steps_per_s"],
+        }
     return summary
 
 
@@ -224,32 +261,71 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
         batches = [int(b) for b in row["mjx"]]
         ax_rate.plot(batches, [e["steps_per_s"] for e in row["mjx"].values()], "o-", color=color, label=f"{name} MJX")
         compared = [(int(b), e) for b, e in row["mjx"].items() if "ratio" in e]
-        ax_rate.plot([b for b, _ in compared], [e["steps_per_s"] / e["ratio"] for _, e in compared], "s--",
-                     color=color, label=f"{name} mujoco.rollout (faster of 1 / all threads)")
-        ax_rate.plot([1024], [row["mjx_mujoco_defaults"]["steps_per_s"]], "x", color=color, ms=9,
-                     label=f"{name} MJX, MuJoCo default solver")
+        ax_rate.plot(
+            [b for b, _ in compared],
+            [e["steps_per_s"] / e["ratio"] for _, e in compared],
+            "s--",
+            color=color,
+            label=f"{name} mujoco.rollout (faster of 1 / all threads)",
+        )
+        ax_rate.plot(
+            [1024],
+            [row["mjx_mujoco_defaults"]["steps_per_s"]],
+            "x",
+            color=color,
+            ms=9,
+            label=f"{name} MJX, MuJoCo default solver",
+        )
         for j, (batch, entry) in enumerate(compared):
-            ax_ratio.bar(i + 0.35 * (j - (len(compared) - 1) / 2), entry["ratio"], 0.33, color=color,
-                         alpha=1.0 - 0.35 * j)
-            ax_ratio.text(i + 0.35 * (j - (len(compared) - 1) / 2), entry["ratio"], f"{entry['ratio']:.2f}\n@{batch}",
-                          ha="center", va="bottom", fontsize=7)
+            ax_ratio.bar(
+                i + 0.35 * (j - (len(compared) - 1) / 2), entry["ratio"], 0.33, color=color, alpha=1.0 - 0.35 * j
+            )
+            ax_ratio.text(
+                i + 0.35 * (j - (len(compared) - 1) / 2),
+                entry["ratio"],
+                f"{entry['ratio']:.2f}\n@{batch}",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     names = list(results["envs"])
-    ax_rate.set(xscale="log", yscale="log", xlabel="parallel envs (batch)", ylabel="env steps / s",
-                title=f"MJX vs mujoco.rollout ({results['machine']['cpu_count']} threads)")
+    ax_rate.set(
+        xscale="log",
+        yscale="log",
+        xlabel="parallel envs (batch)",
+        ylabel="env steps / s",
+        title=f"MJX vs mujoco.rollout ({results['machine']['cpu_count']} threads)",
+    )
     ax_rate.legend(fontsize=6)
     ax_rate.grid(True, which="both", alpha=0.3)
     ax_ratio.axhline(1.0, color="k", lw=1)
-    ax_ratio.set(xticks=range(len(names)), xticklabels=names, ylabel="MJX / mujoco.rollout",
-                 title="ratio at batch 1024 / 4096 (same run)")
-    for i, (name, row) in enumerate(results["trainers"].items()):
+    ax_ratio.set(
+        xticks=range(len(names)),
+        xticklabels=names,
+        ylabel="MJX / mujoco.rollout",
+        title="ratio at batch 1024 / 4096 (same run)",
+    )
+    for i, row in enumerate(results["trainers"].values()):
         for j, algo in enumerate(("ppo", "sac")):
             entry = row[algo]
-            ax_train.bar(i + 0.35 * (j - 0.5), entry["steps_per_s"], 0.33, color=f"C{j}",
-                         label=algo.upper() if i == 0 else None)
-            ax_train.text(i + 0.35 * (j - 0.5), entry["steps_per_s"], f"{entry['steps_per_s']:,.0f}\n"
-                          f"({entry['compile_s']:.0f} s compile)", ha="center", va="bottom", fontsize=7)
-    ax_train.set(xticks=range(len(results["trainers"])), xticklabels=list(results["trainers"]), yscale="log",
-                 ylabel="env steps / s", title="trainer throughput (default configs)")
+            ax_train.bar(
+                i + 0.35 * (j - 0.5), entry["steps_per_s"], 0.33, color=f"C{j}", label=algo.upper() if i == 0 else None
+            )
+            ax_train.text(
+                i + 0.35 * (j - 0.5),
+                entry["steps_per_s"],
+                f"{entry['steps_per_s']:,.0f}\n({entry['compile_s']:.0f} s compile)",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+    ax_train.set(
+        xticks=range(len(results["trainers"])),
+        xticklabels=list(results["trainers"]),
+        yscale="log",
+        ylabel="env steps / s",
+        title="trainer throughput (default configs)",
+    )
     if results["trainers"]:
         ax_train.legend(fontsize=8)
     for ax in (ax_rate, ax_ratio, ax_train):
@@ -275,8 +351,10 @@ def main() -> None:
     results["summary"] = summarise(results)
     for name, entry in results["summary"].items():
         ratios = ", ".join(f"{r:.2f} at {b}" for b, r in entry["ratio_vs_rollout"].items())
-        print(f"{name:14s} MJX / mujoco.rollout: {ratios} ({'met' if entry['target_met'] else 'NOT met'}); "
-              f"{entry['speedup_vs_mujoco_default_solver_at_1024']:.1f}x MuJoCo's default solver settings")
+        print(
+            f"{name:14s} MJX / mujoco.rollout: {ratios} ({'met' if entry['target_met'] else 'NOT met'}); "
+            f"{entry['speedup_vs_mujoco_default_solver_at_1024']:.1f}x MuJoCo's default solver settings"
+        )
     (args.out / "env_throughput.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "env_throughput.png")
     print(f"wrote {args.out / 'env_throughput.json'} and {args.out / 'env_throughput.png'}")

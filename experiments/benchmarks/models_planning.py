@@ -52,9 +52,17 @@ def _median_seconds(fn, *args, repeats: int) -> tuple[float, float]:
 def planning_latency(population: int, horizon: int, obs_size: int, action_size: int, repeats: int) -> dict:
     """ms per planned action (iCEM, TS∞ 5 particles, 3 iterations, 5 × 3×200 SiLU) and the bare forward pass."""
     model_config = EnsembleConfig(num_members=5, hidden_sizes=(200, 200, 200), num_elites=5)
-    config = PETSConfig(model=model_config, rollout=RolloutConfig("tsinf", 5),
-                        planner=ICEMConfig(horizon=horizon, population=population, num_elites=max(population // 10, 1),
-                                           iterations=3, population_decay=1.0))
+    config = PETSConfig(
+        model=model_config,
+        rollout=RolloutConfig("tsinf", 5),
+        planner=ICEMConfig(
+            horizon=horizon,
+            population=population,
+            num_elites=max(population // 10, 1),
+            iterations=3,
+            population_decay=1.0,
+        ),
+    )
     model = ensemble.init(jax.random.PRNGKey(0), model_config, obs_size, action_size, obs_size + 2)
     warm = icem.init_state(config.planner, action_size)
     obs = jp.zeros(obs_size)
@@ -70,13 +78,22 @@ def planning_latency(population: int, horizon: int, obs_size: int, action_size: 
         def one(carry, _):
             mean, _ = predict_per_member(m, carry, u)
             return carry + mean[..., :obs_size], None
+
         return jax.lax.scan(one, x, None, length=horizon * config.planner.iterations)[0]
 
     _, bare_s = _median_seconds(jax.jit(bare), model, x, u, repeats=repeats)
     evaluations = candidates * config.rollout.num_particles * horizon * config.planner.iterations
-    return {"population": population, "horizon": horizon, "plan_ms": 1e3 * plan_s, "forward_ms": 1e3 * bare_s,
-            "overhead": plan_s / bare_s, "member_evaluations": evaluations,
-            "member_evaluations_per_s": evaluations / plan_s, "compile_s": compile_plan, "load": load_average()}
+    return {
+        "population": population,
+        "horizon": horizon,
+        "plan_ms": 1e3 * plan_s,
+        "forward_ms": 1e3 * bare_s,
+        "overhead": plan_s / bare_s,
+        "member_evaluations": evaluations,
+        "member_evaluations_per_s": evaluations / plan_s,
+        "compile_s": compile_plan,
+        "load": load_average(),
+    }
 
 
 def learning_curve(algo: str, env: str, steps: int, overrides: dict, out: pathlib.Path, seed: int) -> dict:
@@ -84,14 +101,19 @@ def learning_curve(algo: str, env: str, steps: int, overrides: dict, out: pathli
     from saferl.training.run import train
 
     load_before, start = load_average(), time.perf_counter()
-    result = train(algo, env, steps=steps, seed=seed, overrides=overrides, out=out, progress=False,
-                   tensorboard=False)
+    result = train(algo, env, steps=steps, seed=seed, overrides=overrides, out=out, progress=False, tensorboard=False)
     with open(result.run_dir / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["episode_return"] not in ("", "nan")]
-    return {"algo": algo, "steps": steps, "run_dir": str(result.run_dir), "wall_s": time.perf_counter() - start,
-            "load_before": load_before, "load_after": load_average(),
-            "env_steps": [int(float(r["env_steps"])) for r in rows],
-            "episode_return": [float(r["episode_return"]) for r in rows]}
+    return {
+        "algo": algo,
+        "steps": steps,
+        "run_dir": str(result.run_dir),
+        "wall_s": time.perf_counter() - start,
+        "load_before": load_before,
+        "load_after": load_average(),
+        "env_steps": [int(float(r["env_steps"])) for r in rows],
+        "episode_return": [float(r["episode_return"]) for r in rows],
+    }
 
 
 def plot(results: dict, path: pathlib.Path) -> None:
@@ -103,12 +125,28 @@ def plot(results: dict, path: pathlib.Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for index, horizon in enumerate(sorted({r["horizon"] for r in results["latency"]})):
         rows = [r for r in results["latency"] if r["horizon"] == horizon]
-        left.plot([r["population"] for r in rows], [r["plan_ms"] for r in rows], "o-", color=f"C{index}",
-                  label=f"iCEM H={horizon}")
-        left.plot([r["population"] for r in rows], [r["forward_ms"] for r in rows], "x--", color=f"C{index}",
-                  alpha=0.6, label=f"bare forward H={horizon}")
-    left.set(xscale="log", yscale="log", xlabel="population", ylabel="ms per action",
-             title="planning latency (5×3×200, TS∞ ×5, 3 iters)")
+        left.plot(
+            [r["population"] for r in rows],
+            [r["plan_ms"] for r in rows],
+            "o-",
+            color=f"C{index}",
+            label=f"iCEM H={horizon}",
+        )
+        left.plot(
+            [r["population"] for r in rows],
+            [r["forward_ms"] for r in rows],
+            "x--",
+            color=f"C{index}",
+            alpha=0.6,
+            label=f"bare forward H={horizon}",
+        )
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="population",
+        ylabel="ms per action",
+        title="planning latency (5×3×200, TS∞ ×5, 3 iters)",
+    )
     left.legend(fontsize=7)
     for curve in results["curves"]:
         right.plot(curve["env_steps"], curve["episode_return"], ".-", label=curve["algo"])
@@ -139,10 +177,17 @@ def main() -> None:
     import envs
 
     env = envs.make(args.env)
-    results = {"env": args.env, "device": str(jax.devices()[0]), "cpus": os.cpu_count(),
-               "machine": platform.platform(), "jax": jax.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "command": "python experiments/benchmarks/models_planning.py " + " ".join(sys.argv[1:]),
-               "latency": [], "curves": []}
+    results = {
+        "env": args.env,
+        "device": str(jax.devices()[0]),
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "jax": jax.__version__,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "python experiments/benchmarks/models_planning.py " + " ".join(sys.argv[1:]),
+        "latency": [],
+        "curves": [],
+    }
     for population in args.populations:
         for horizon in args.horizons:
             row = planning_latency(population, horizon, env.observation_size, env.action_size, args.repeats)
@@ -153,8 +198,9 @@ def main() -> None:
     for algo in ["pets"] + [a for a in args.baselines if a in registry.names()]:
         steps = args.pets_steps if algo == "pets" else args.baseline_steps
         curve = learning_curve(algo, args.env, steps, {}, args.runs_dir, args.seed)
-        print(json.dumps({k: curve[k] for k in ("algo", "wall_s")} | {"final": curve["episode_return"][-3:]}),
-              flush=True)
+        print(
+            json.dumps({k: curve[k] for k in ("algo", "wall_s")} | {"final": curve["episode_return"][-3:]}), flush=True
+        )
         results["curves"].append(curve)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     (args.out / "models_planning.json").write_text(json.dumps(results, indent=2))

@@ -35,8 +35,14 @@ def synthetic_batch(key: jax.Array, n: int) -> Transition:
     action = jax.random.uniform(k_act, (n, ACT), minval=-1.0, maxval=1.0)
     next_obs = obs + 0.05 * jnp.tanh(obs @ jnp.ones((OBS, OBS)) / OBS + action.sum(-1, keepdims=True))
     next_obs = next_obs + 0.01 * jax.random.normal(k_noise, (n, OBS))
-    return Transition(obs=obs, action=action, next_obs=next_obs, reward=-jnp.square(obs).sum(-1),
-                      cost=(obs[:, 0] > 1.0).astype(jnp.float32), done=jnp.zeros(n))
+    return Transition(
+        obs=obs,
+        action=action,
+        next_obs=next_obs,
+        reward=-jnp.square(obs).sum(-1),
+        cost=(obs[:, 0] > 1.0).astype(jnp.float32),
+        done=jnp.zeros(n),
+    )
 
 
 def time_call(fn, repeats: int) -> float:
@@ -61,17 +67,25 @@ def bench_training(config: ensemble.EnsembleConfig, rows: int, repeats: int) -> 
     n_train = rows - int(rows * config.holdout_fraction)
     steps = config.epochs * -(-n_train // config.batch_size)
     samples = steps * config.batch_size * config.num_members
-    return {"rows": rows, "epochs": config.epochs, "gradient_steps": steps, "seconds": seconds,
-            "compile_and_first_call_s": first_call, "member_samples_per_s": samples / seconds,
-            "steps_per_s": steps / seconds}
+    return {
+        "rows": rows,
+        "epochs": config.epochs,
+        "gradient_steps": steps,
+        "seconds": seconds,
+        "compile_and_first_call_s": first_call,
+        "member_samples_per_s": samples / seconds,
+        "steps_per_s": steps / seconds,
+    }
 
 
 def _bare_params(config: ensemble.EnsembleConfig, head: int) -> list[tuple[jax.Array, jax.Array]]:
     """Stacked [E, in, out] weights of a plain MLP with the same sizes (the REFERENCES anchor's model)."""
     sizes = (OBS + ACT, *config.hidden_sizes, head)
     keys = jax.random.split(jax.random.key(0), len(sizes) - 1)
-    return [(jax.random.normal(k, (config.num_members, a, b)) / a**0.5, jnp.zeros((config.num_members, 1, b)))
-            for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+    return [
+        (jax.random.normal(k, (config.num_members, a, b)) / a**0.5, jnp.zeros((config.num_members, 1, b)))
+        for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=False)
+    ]
 
 
 def _bare_forward(params: list, x: jax.Array) -> jax.Array:
@@ -124,9 +138,20 @@ def bench_forward(config: ensemble.EnsembleConfig, batch_sizes: list[int], repea
         seconds = time_call(run, repeats) / calls
         bare = jax.jit(_bare_forward)
         params, x = _bare_params(config, 2 * (OBS + 2)), jnp.ones((config.num_members, n, OBS + ACT))
-        bare_seconds = time_call(lambda: [bare(params, x) for _ in range(calls)][-1], repeats) / calls
-        rows.append({"batch": n, "seconds_per_call": seconds, "member_evals_per_s": config.num_members * n / seconds,
-                     "bare_einsum_member_evals_per_s": config.num_members * n / bare_seconds})
+        bare_seconds = (
+            time_call(
+                lambda bare=bare, params=params, x=x, calls=calls: [bare(params, x) for _ in range(calls)][-1], repeats
+            )
+            / calls
+        )
+        rows.append(
+            {
+                "batch": n,
+                "seconds_per_call": seconds,
+                "member_evals_per_s": config.num_members * n / seconds,
+                "bare_einsum_member_evals_per_s": config.num_members * n / bare_seconds,
+            }
+        )
     return rows
 
 
@@ -139,14 +164,20 @@ def plot(result: dict, path: pathlib.Path) -> None:
     fig, (ax_fwd, ax_train) = plt.subplots(1, 2, figsize=(10, 4))
     fwd = result["forward"]
     ax_fwd.loglog([r["batch"] for r in fwd], [r["member_evals_per_s"] for r in fwd], "o-", label="saferl predict")
-    ax_fwd.loglog([r["batch"] for r in fwd], [r["bare_einsum_member_evals_per_s"] for r in fwd], "s--",
-                  label="bare einsum MLP (same run)")
+    ax_fwd.loglog(
+        [r["batch"] for r in fwd],
+        [r["bare_einsum_member_evals_per_s"] for r in fwd],
+        "s--",
+        label="bare einsum MLP (same run)",
+    )
     ax_fwd.axhline(1.1e6, color="gray", ls="--", label="anchor 1.1 M/s (5×1000)")
     ax_fwd.set(xlabel="inputs per member", ylabel="member-evaluations / s", title="forward (jitted predict)")
     ax_fwd.legend()
     train = result["training"]
     labels = [f"fit {r['rows']}" for r in train] + ["bare step"]
-    ax_train.bar(labels, [r["member_samples_per_s"] for r in train] + [result["bare_training_step"]["member_samples_per_s"]])
+    ax_train.bar(
+        labels, [r["member_samples_per_s"] for r in train] + [result["bare_training_step"]["member_samples_per_s"]]
+    )
     ax_train.axhline(3.4e5, color="gray", ls="--", label="anchor 340k/s")
     ax_train.set(xlabel="transitions in fit", ylabel="member-samples / s", title="training (whole jitted fit)")
     ax_train.legend()
@@ -160,17 +191,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat (smoke run)")
     args = parser.parse_args()
     repeats = 1 if args.quick else 3
-    config = ensemble.EnsembleConfig(num_members=5, hidden_sizes=(200, 200, 200), batch_size=256,
-                                     epochs=2 if args.quick else 5, patience=100)
+    config = ensemble.EnsembleConfig(
+        num_members=5, hidden_sizes=(200, 200, 200), batch_size=256, epochs=2 if args.quick else 5, patience=100
+    )
     load_before = os.getloadavg()[0]
     result = {
-        "device": str(jax.devices()[0]), "platform": platform.platform(), "jax": jax.__version__,
-        "config": {"num_members": 5, "hidden_sizes": [200, 200, 200], "inputs": OBS + ACT, "outputs": OBS + 2,
-                   "batch_size": 256},
+        "device": str(jax.devices()[0]),
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "config": {
+            "num_members": 5,
+            "hidden_sizes": [200, 200, 200],
+            "inputs": OBS + ACT,
+            "outputs": OBS + 2,
+            "batch_size": 256,
+        },
         "training": [bench_training(config, rows, repeats) for rows in ([4000] if args.quick else [4000, 20000])],
         "bare_training_step": bench_bare_training_step(config, repeats),
-        "forward": bench_forward(config, [1, 10, 100, 1000] if args.quick else [1, 10, 40, 100, 1000, 4000],
-                                 repeats),
+        "forward": bench_forward(config, [1, 10, 100, 1000] if args.quick else [1, 10, 40, 100, 1000, 4000], repeats),
     }
     result["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -178,13 +216,19 @@ def main() -> None:
     plot(result, RESULTS / "models_throughput.png")
     print(f"machine load (1-min average) {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for row in result["training"]:
-        print(f"train rows={row['rows']:6d}: {row['member_samples_per_s'] / 1e3:7.1f}k member-samples/s "
-              f"({row['seconds']:.2f} s, first call {row['compile_and_first_call_s']:.2f} s)")
-    print(f"bare einsum train step (same run): {result['bare_training_step']['member_samples_per_s'] / 1e3:7.1f}k "
-          "member-samples/s")
+        print(
+            f"train rows={row['rows']:6d}: {row['member_samples_per_s'] / 1e3:7.1f}k member-samples/s "
+            f"({row['seconds']:.2f} s, first call {row['compile_and_first_call_s']:.2f} s)"
+        )
+    print(
+        f"bare einsum train step (same run): {result['bare_training_step']['member_samples_per_s'] / 1e3:7.1f}k "
+        "member-samples/s"
+    )
     for row in result["forward"]:
-        print(f"forward batch={row['batch']:5d}: {row['member_evals_per_s'] / 1e6:6.3f} M member-evals/s "
-              f"(bare einsum {row['bare_einsum_member_evals_per_s'] / 1e6:6.3f} M)")
+        print(
+            f"forward batch={row['batch']:5d}: {row['member_evals_per_s'] / 1e6:6.3f} M member-evals/s "
+            f"(bare einsum {row['bare_einsum_member_evals_per_s'] / 1e6:6.3f} M)"
+        )
 
 
 if __name__ == "__main__":

@@ -36,13 +36,28 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 ENV, EPISODE_LENGTH, SOLVED = "safe_cartpole", 1000, 900.0
 
 # The PETS defaults before issue #13 (saferl/agents/pets/config.py at c8ea32c), as `saferl train --set` overrides.
-BEFORE = {"action_repeat": "2", "model.hidden_sizes": "[200,200,200]", "model.epochs": "50", "model.max_steps": "0",
-          "model.batch_size": "64", "model.patience": "5", "planner.horizon": "15", "planner.population": "200",
-          "planner.num_elites": "20", "planner.iterations": "3", "planner.keep_elites_fraction": "0.3",
-          "planner.population_decay": "1.0", "rollout.num_particles": "5", "buffer_capacity": "20000"}
+BEFORE = {
+    "action_repeat": "2",
+    "model.hidden_sizes": "[200,200,200]",
+    "model.epochs": "50",
+    "model.max_steps": "0",
+    "model.batch_size": "64",
+    "model.patience": "5",
+    "planner.horizon": "15",
+    "planner.population": "200",
+    "planner.num_elites": "20",
+    "planner.iterations": "3",
+    "planner.keep_elites_fraction": "0.3",
+    "planner.population_decay": "1.0",
+    "rollout.num_particles": "5",
+    "buffer_capacity": "20000",
+}
 VARIANTS: dict[str, dict[str, str]] = {"before": BEFORE, "after": {}}
-COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                  "/jax/core/compile/backend_compile_duration")
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
 
 
 def load_average() -> list[float]:
@@ -52,8 +67,19 @@ def load_average() -> list[float]:
 
 def cli_args(seed: int, episodes: int, overrides: dict[str, str], runs_dir: pathlib.Path) -> list[str]:
     """`saferl train pets --env safe_cartpole ...` arguments (without the program name)."""
-    args = ["train", "pets", "--env", ENV, "--steps", str(episodes * EPISODE_LENGTH), "--seed", str(seed),
-            "--out", str(runs_dir), "--quiet"]
+    args = [
+        "train",
+        "pets",
+        "--env",
+        ENV,
+        "--steps",
+        str(episodes * EPISODE_LENGTH),
+        "--seed",
+        str(seed),
+        "--out",
+        str(runs_dir),
+        "--quiet",
+    ]
     for key, value in overrides.items():
         args += ["--set", f"{key}={value}"]
     return args
@@ -66,7 +92,7 @@ def child(spec_path: str) -> None:
     import jax.monitoring
 
     jax.config.update("jax_compilation_cache_dir", spec["cache_dir"])  # empty: a cold persistent cache
-    compile_s = {event: 0.0 for event in COMPILE_EVENTS}
+    compile_s = dict.fromkeys(COMPILE_EVENTS, 0.0)
 
     def on_duration(event: str, seconds: float, **_: Any) -> None:
         if event in compile_s:
@@ -110,8 +136,12 @@ def run_one(variant: str, seed: int, episodes: int, work: pathlib.Path) -> dict[
     runs_dir.mkdir(parents=True), cache_dir.mkdir(parents=True)
     argv = cli_args(seed, episodes, VARIANTS[variant], runs_dir)
     load_before, start = load_average(), time.perf_counter()
-    spec = {"argv": argv, "cache_dir": str(cache_dir), "result_path": str(work / f"{variant}-{seed}" / "child.json"),
-            "spawned_at": time.time()}
+    spec = {
+        "argv": argv,
+        "cache_dir": str(cache_dir),
+        "result_path": str(work / f"{variant}-{seed}" / "child.json"),
+        "spawned_at": time.time(),
+    }
     spec_path = work / f"{variant}-{seed}" / "spec.json"
     spec_path.write_text(json.dumps(spec))
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -126,20 +156,34 @@ def run_one(variant: str, seed: int, episodes: int, work: pathlib.Path) -> dict[
     solved, near_best = first_episode(returns, SOLVED), first_episode(returns, 0.9 * best)
     end_s = measured["episode_end_s"]
     result = {
-        "variant": variant, "seed": seed, "command": "saferl " + " ".join(argv),
-        "wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2), "compile_s": round(sum(measured["compile_s"].values()), 2),
+        "variant": variant,
+        "seed": seed,
+        "command": "saferl " + " ".join(argv),
+        "wall_s": round(wall_s, 2),
+        "cpu_s": round(cpu_s, 2),
+        "compile_s": round(sum(measured["compile_s"].values()), 2),
         "compile_s_by_stage": {k.rsplit("/", 1)[-1]: round(v, 2) for k, v in measured["compile_s"].items()},
-        "mpc_compile_s": rows[-1].get("compile_s"), "episode_returns": [round(r, 2) for r in returns],
-        "episode_costs": [r["episode_cost"] for r in rows], "episode_end_s": [round(t, 2) for t in end_s],
+        "mpc_compile_s": rows[-1].get("compile_s"),
+        "episode_returns": [round(r, 2) for r in returns],
+        "episode_costs": [r["episode_cost"] for r in rows],
+        "episode_end_s": [round(t, 2) for t in end_s],
         "plan_ms_per_step": [round(r["plan_ms_per_step"], 1) if "plan_ms_per_step" in r else None for r in rows],
-        "fit_s": [round(r["fit_s"], 2) for r in rows], "fit_epochs": [r["fit_epochs"] for r in rows],
-        "best_return": round(best, 2), "episode_solved": solved, "episode_near_best": near_best,
+        "fit_s": [round(r["fit_s"], 2) for r in rows],
+        "fit_epochs": [r["fit_epochs"] for r in rows],
+        "best_return": round(best, 2),
+        "episode_solved": solved,
+        "episode_near_best": near_best,
         "seconds_to_solved": None if solved is None else end_s[solved - 1],
         "seconds_to_near_best": None if near_best is None else end_s[near_best - 1],
-        "load_before": load_before, "load_after": load_average()}
-    print(f"{variant} seed {seed}: {wall_s:.0f} s (compile {result['compile_s']:.0f} s), solved at episode {solved}"
-          f" ({result['seconds_to_solved']} s), ≥0.9·best at {near_best}, returns {result['episode_returns']},"
-          f" load {load_before} -> {result['load_after']}", flush=True)
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
+    print(
+        f"{variant} seed {seed}: {wall_s:.0f} s (compile {result['compile_s']:.0f} s), solved at episode {solved}"
+        f" ({result['seconds_to_solved']} s), ≥0.9·best at {near_best}, returns {result['episode_returns']},"
+        f" load {load_before} -> {result['load_after']}",
+        flush=True,
+    )
     return result
 
 
@@ -158,7 +202,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         mine = [r for r in runs if r["variant"] == variant]
         summary[variant] = {
             "seeds": [r["seed"] for r in mine],
-            "wall_s_median": median([r["wall_s"] for r in mine]), "wall_s_max": max(r["wall_s"] for r in mine),
+            "wall_s_median": median([r["wall_s"] for r in mine]),
+            "wall_s_max": max(r["wall_s"] for r in mine),
             "cpu_s_median": median([r.get("cpu_s") for r in mine]),
             "compile_s_median": median([r["compile_s"] for r in mine]),
             "episode_solved": [r["episode_solved"] for r in mine],
@@ -167,16 +212,23 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "plan_ms_per_step_median": median([p for r in mine for p in r["plan_ms_per_step"] if p is not None]),
             "fit_s_median": median([f for r in mine for f in r["fit_s"][1:]]),
             "seeds_solved_within_120s_and_10_episodes": sum(
-                r["episode_solved"] is not None and r["wall_s"] <= 120.0 for r in mine)}
+                r["episode_solved"] is not None and r["wall_s"] <= 120.0 for r in mine
+            ),
+        }
     return summary
 
 
 def machine() -> dict[str, Any]:
     import jax
 
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
-            "device": str(jax.devices()[0])}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
+    }
 
 
 def plot(data: dict[str, Any], path: pathlib.Path) -> None:
@@ -202,8 +254,11 @@ def plot(data: dict[str, Any], path: pathlib.Path) -> None:
     by_episode.set_xlabel("episode (1000 env steps)")
     by_time.legend(fontsize=7, loc="lower right")
     load = sorted({tuple(r["load_before"][:1]) for r in data["runs"]})
-    fig.suptitle(f"PETS on {ENV}: time to swing up ({data['machine']['cpus']} CPUs, 1-min load before runs "
-                 f"{load[0][0]}–{load[-1][0]})", fontsize=10)
+    fig.suptitle(
+        f"PETS on {ENV}: time to swing up ({data['machine']['cpus']} CPUs, 1-min load before runs "
+        f"{load[0][0]}–{load[-1][0]})",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -225,15 +280,25 @@ def main() -> None:
         plot(json.loads(json_path.read_text()), png_path)
         return
     data = json.loads(json_path.read_text()) if args.append else {"runs": [], "invocations": []}
-    data["invocations"].append({"command": "python experiments/benchmarks/pets_time_to_solve.py "
-                                + " ".join(sys.argv[1:]), "load_before": load_average()})
+    data["invocations"].append(
+        {
+            "command": "python experiments/benchmarks/pets_time_to_solve.py " + " ".join(sys.argv[1:]),
+            "load_before": load_average(),
+        }
+    )
     with tempfile.TemporaryDirectory(prefix="pets_tts_") as work:
         for seed in args.seeds:
             for variant in args.variants:
                 data["runs"] = [r for r in data["runs"] if (r["variant"], r["seed"]) != (variant, seed)]
                 data["runs"].append(run_one(variant, seed, args.episodes, pathlib.Path(work)))
-                data.update(env=ENV, episode_length=EPISODE_LENGTH, solved_threshold=SOLVED, machine=machine(),
-                            variants=VARIANTS, summary=summarise(data["runs"]))
+                data.update(
+                    env=ENV,
+                    episode_length=EPISODE_LENGTH,
+                    solved_threshold=SOLVED,
+                    machine=machine(),
+                    variants=VARIANTS,
+                    summary=summarise(data["runs"]),
+                )
                 args.out.mkdir(parents=True, exist_ok=True)
                 json_path.write_text(json.dumps(data, indent=1))
     plot(data, png_path)

@@ -47,50 +47,92 @@ def read_rows(run_dir: pathlib.Path) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in rows]
 
 
-def run(label: str, algo: str, env: str, steps: int, seed: int, overrides: dict[str, str],
-        runs_dir: pathlib.Path) -> dict[str, Any]:
+def run(
+    label: str, algo: str, env: str, steps: int, seed: int, overrides: dict[str, str], runs_dir: pathlib.Path
+) -> dict[str, Any]:
     """One training run through the library; returns its curve, wall time and the load around it."""
     from saferl.training.run import train
 
     load_before, start = load_average(), time.perf_counter()
-    result = train(algo, env, steps=steps, seed=seed, overrides=overrides, out=runs_dir, progress=False,
-                   tensorboard=False)
+    result = train(
+        algo, env, steps=steps, seed=seed, overrides=overrides, out=runs_dir, progress=False, tensorboard=False
+    )
     wall_s = time.perf_counter() - start
     rows = read_rows(result.run_dir)
     keep = ("env_steps", "episode_return", "episode_cost", "episodes", "plan_ms_per_step", "fit_s")
     curve = {k: [r.get(k, math.nan) for r in rows] for k in keep}
-    return {"label": label, "algo": algo, "seed": seed, "steps": steps, "overrides": overrides,
-            "run_dir": str(result.run_dir), "wall_s": round(wall_s, 1), "load_before": load_before,
-            "load_after": load_average(), "env_steps_per_s": round(steps / wall_s, 1), "curve": curve}
+    return {
+        "label": label,
+        "algo": algo,
+        "seed": seed,
+        "steps": steps,
+        "overrides": overrides,
+        "run_dir": str(result.run_dir),
+        "wall_s": round(wall_s, 1),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "env_steps_per_s": round(steps / wall_s, 1),
+        "curve": curve,
+    }
 
 
 # brax's own PPO trainer (`brax.training.agents.ppo.train`), mujoco_playground's CartpoleSwingup settings
 # (γ 0.995, reward ×10, entropy 1e-2, unroll 30) with batches shrunk so that 1M steps give ~100 iterations
-BRAX_PPO_DEFAULTS = {"num_envs": 64, "batch_size": 64, "num_minibatches": 8, "unroll_length": 20,
-                     "num_updates_per_batch": 8, "discounting": 0.995, "learning_rate": 1e-3, "entropy_cost": 1e-2,
-                     "reward_scaling": 10.0, "normalize_observations": True, "num_evals": 21, "num_eval_envs": 16}
+BRAX_PPO_DEFAULTS = {
+    "num_envs": 64,
+    "batch_size": 64,
+    "num_minibatches": 8,
+    "unroll_length": 20,
+    "num_updates_per_batch": 8,
+    "discounting": 0.995,
+    "learning_rate": 1e-3,
+    "entropy_cost": 1e-2,
+    "reward_scaling": 10.0,
+    "normalize_observations": True,
+    "num_evals": 21,
+    "num_eval_envs": 16,
+}
 
 
 def run_brax_ppo(label: str, env_name: str, steps: int, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
     """brax's PPO trainer, unchanged, on our env; the curve is its evaluator's (stochastic policy, eval envs)."""
-    import envs
     from brax.training.agents.ppo import train as brax_ppo
+
+    import envs
 
     env = envs.make(env_name)
     kwargs = {**BRAX_PPO_DEFAULTS, **overrides}
     rows: list[tuple[int, dict]] = []
     load_before, start = load_average(), time.perf_counter()
-    brax_ppo.train(environment=env, num_timesteps=steps, episode_length=env.episode_length, seed=seed,
-                   progress_fn=lambda step, metrics: rows.append((int(step), dict(metrics))), **kwargs)
+    brax_ppo.train(
+        environment=env,
+        num_timesteps=steps,
+        episode_length=env.episode_length,
+        seed=seed,
+        progress_fn=lambda step, metrics: rows.append((int(step), dict(metrics))),
+        **kwargs,
+    )
     wall_s = time.perf_counter() - start
-    curve = {"env_steps": [step for step, _ in rows],
-             "episode_return": [float(m["eval/episode_reward"]) for _, m in rows],
-             "episode_cost": [float(m.get("eval/episode_cost", math.nan)) for _, m in rows],
-             "episodes": [float(kwargs["num_eval_envs"])] * len(rows)}
-    return {"label": label, "algo": "brax-ppo", "seed": seed, "steps": steps, "overrides": kwargs,
-            "run_dir": None, "curve_source": "brax evaluator: num_eval_envs episodes per row, stochastic policy",
-            "wall_s": round(wall_s, 1), "load_before": load_before, "load_after": load_average(),
-            "env_steps_per_s": round(steps / wall_s, 1), "curve": curve}
+    curve = {
+        "env_steps": [step for step, _ in rows],
+        "episode_return": [float(m["eval/episode_reward"]) for _, m in rows],
+        "episode_cost": [float(m.get("eval/episode_cost", math.nan)) for _, m in rows],
+        "episodes": [float(kwargs["num_eval_envs"])] * len(rows),
+    }
+    return {
+        "label": label,
+        "algo": "brax-ppo",
+        "seed": seed,
+        "steps": steps,
+        "overrides": kwargs,
+        "run_dir": None,
+        "curve_source": "brax evaluator: num_eval_envs episodes per row, stochastic policy",
+        "wall_s": round(wall_s, 1),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "env_steps_per_s": round(steps / wall_s, 1),
+        "curve": curve,
+    }
 
 
 def summarise_pets(entry: dict[str, Any], fraction: float) -> dict[str, Any]:
@@ -98,10 +140,16 @@ def summarise_pets(entry: dict[str, Any], fraction: float) -> dict[str, Any]:
     returns = entry["curve"]["episode_return"]
     best = max(returns)
     first_near = next(i for i, r in enumerate(returns) if r >= fraction * best) + 1
-    return {"episodes": len(returns), "env_steps": int(entry["curve"]["env_steps"][-1]), "best_return": best,
-            "best_episode": returns.index(best) + 1, f"first_episode_within_{fraction:g}_of_best": first_near,
-            "final_return": returns[-1], "final_cost": entry["curve"]["episode_cost"][-1],
-            "wall_s": entry["wall_s"]}
+    return {
+        "episodes": len(returns),
+        "env_steps": int(entry["curve"]["env_steps"][-1]),
+        "best_return": best,
+        "best_episode": returns.index(best) + 1,
+        f"first_episode_within_{fraction:g}_of_best": first_near,
+        "final_return": returns[-1],
+        "final_cost": entry["curve"]["episode_cost"][-1],
+        "wall_s": entry["wall_s"],
+    }
 
 
 def summarise_baseline(entry: dict[str, Any], last: int) -> dict[str, Any]:
@@ -109,10 +157,16 @@ def summarise_baseline(entry: dict[str, Any], last: int) -> dict[str, Any]:
     curve = entry["curve"]
     returns, steps = curve["episode_return"], curve["env_steps"]
     tail = returns[-last:]
-    return {"env_steps": int(steps[-1]), "final_return_mean_last_rows": sum(tail) / len(tail),
-            "rows_averaged": len(tail), "rows_averaged_from_step": int(steps[-len(tail)]),
-            "last_row_return": returns[-1], "best_row_return": max(returns),
-            "final_cost": curve["episode_cost"][-1], "wall_s": entry["wall_s"]}
+    return {
+        "env_steps": int(steps[-1]),
+        "final_return_mean_last_rows": sum(tail) / len(tail),
+        "rows_averaged": len(tail),
+        "rows_averaged_from_step": int(steps[-len(tail)]),
+        "last_row_return": returns[-1],
+        "best_row_return": max(returns),
+        "final_cost": curve["episode_cost"][-1],
+        "wall_s": entry["wall_s"],
+    }
 
 
 def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -125,12 +179,20 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
         pets_summary = summarise_pets(pets, 0.9)
         for entry in (e for e in results["runs"] if e["algo"] != "pets" and e["seed"] == seed):
             base = summarise_baseline(entry, results["final_rows"])
-            table.append({"seed": seed, "baseline": entry["label"], "steps_multiplier": round(
-                entry["steps"] / pets_summary["env_steps"], 1), "pets": pets_summary, "baseline_summary": base,
-                "ratio_pets_best_to_baseline_final": pets_summary["best_return"] / base["final_return_mean_last_rows"],
-                "ratio_pets_final_to_baseline_final":
-                    pets_summary["final_return"] / base["final_return_mean_last_rows"],
-                "ratio_pets_best_to_baseline_best": pets_summary["best_return"] / base["best_row_return"]})
+            table.append(
+                {
+                    "seed": seed,
+                    "baseline": entry["label"],
+                    "steps_multiplier": round(entry["steps"] / pets_summary["env_steps"], 1),
+                    "pets": pets_summary,
+                    "baseline_summary": base,
+                    "ratio_pets_best_to_baseline_final": pets_summary["best_return"]
+                    / base["final_return_mean_last_rows"],
+                    "ratio_pets_final_to_baseline_final": pets_summary["final_return"]
+                    / base["final_return_mean_last_rows"],
+                    "ratio_pets_best_to_baseline_best": pets_summary["best_return"] / base["best_row_return"],
+                }
+            )
     return table
 
 
@@ -140,12 +202,18 @@ def aggregate(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for label in dict.fromkeys(row["baseline"] for row in table):
         mine = [row for row in table if row["baseline"] == label]
         ratios = [row["ratio_pets_best_to_baseline_final"] for row in mine]
-        rows.append({"baseline": label, "seeds": [row["seed"] for row in mine],
-                     "steps_multiplier": mine[0]["steps_multiplier"],
-                     "pets_best_return_mean": sum(r["pets"]["best_return"] for r in mine) / len(mine),
-                     "baseline_final_return_mean": sum(
-                         r["baseline_summary"]["final_return_mean_last_rows"] for r in mine) / len(mine),
-                     "ratio_mean": sum(ratios) / len(ratios), "ratio_min": min(ratios)})
+        rows.append(
+            {
+                "baseline": label,
+                "seeds": [row["seed"] for row in mine],
+                "steps_multiplier": mine[0]["steps_multiplier"],
+                "pets_best_return_mean": sum(r["pets"]["best_return"] for r in mine) / len(mine),
+                "baseline_final_return_mean": sum(r["baseline_summary"]["final_return_mean_last_rows"] for r in mine)
+                / len(mine),
+                "ratio_mean": sum(ratios) / len(ratios),
+                "ratio_min": min(ratios),
+            }
+        )
     return rows
 
 
@@ -168,8 +236,13 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
         steps = [curve["env_steps"][i] for i in points]
         ret_ax.plot(steps, [curve["episode_return"][i] for i in points], ".-", color=colour, alpha=0.8, label=name)
         cost_ax.plot(steps, [curve["episode_cost"][i] for i in points], ".-", color=colour, alpha=0.8)
-    ret_ax.set(xscale="log", xlabel="env steps", ylabel="episode return", ylim=(0, 1000),
-               title=f"{results['env']}: PETS vs model-free (return)")
+    ret_ax.set(
+        xscale="log",
+        xlabel="env steps",
+        ylabel="episode return",
+        ylim=(0, 1000),
+        title=f"{results['env']}: PETS vs model-free (return)",
+    )
     cost_ax.axhline(results.get("cost_budget", math.nan), color="k", ls=":", label="cost budget")
     cost_ax.set(xscale="log", xlabel="env steps", ylabel="episode cost", title="episode cost (ignored by all)")
     cost_ax.legend(fontsize=7, loc="lower left")
@@ -184,14 +257,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--pets-episodes", type=int, default=10)
     parser.add_argument("--pets-set", nargs="*", default=["action_repeat=4"], help="PETS overrides key=value")
-    parser.add_argument("--baseline", nargs="+", action="append", metavar="LABEL ALGO MULTIPLIER [key=value]",
-                        help="a baseline trained for MULTIPLIER × the PETS env steps (repeatable); ALGO is a "
-                             "saferl algorithm or 'brax-ppo' (brax's own PPO trainer)")
+    parser.add_argument(
+        "--baseline",
+        nargs="+",
+        action="append",
+        metavar="LABEL ALGO MULTIPLIER [key=value]",
+        help="a baseline trained for MULTIPLIER × the PETS env steps (repeatable); ALGO is a "
+        "saferl algorithm or 'brax-ppo' (brax's own PPO trainer)",
+    )
     parser.add_argument("--final-rows", type=int, default=3, help="logged rows averaged for a final return")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     parser.add_argument("--runs-dir", type=pathlib.Path, default=pathlib.Path("runs/benchmarks/pets_vs_modelfree"))
-    parser.add_argument("--append", action="store_true",
-                        help="add to the existing JSON; a seed whose PETS run is there reuses it (not rerun)")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add to the existing JSON; a seed whose PETS run is there reuses it (not rerun)",
+    )
     parser.add_argument("--plot-only", action="store_true", help="re-plot and re-summarise the existing JSON")
     args = parser.parse_args()
     json_path, png_path = args.out / "pets_vs_modelfree.json", args.out / "pets_vs_modelfree.png"
@@ -214,26 +295,48 @@ def save(results: dict[str, Any], out: pathlib.Path) -> None:
 
 
 def new_results(args: argparse.Namespace) -> dict[str, Any]:
-    import envs
     import jax
 
+    import envs
+
     env = envs.make(args.env)
-    return {"env": args.env, "episode_length": int(env.episode_length), "cost_budget": float(env.cost_budget),
-            "seeds": [], "final_rows": args.final_rows, "device": str(jax.devices()[0]), "cpus": os.cpu_count(),
-            "machine": platform.platform(), "invocations": [], "runs": []}
+    return {
+        "env": args.env,
+        "episode_length": int(env.episode_length),
+        "cost_budget": float(env.cost_budget),
+        "seeds": [],
+        "final_rows": args.final_rows,
+        "device": str(jax.devices()[0]),
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "invocations": [],
+        "runs": [],
+    }
 
 
 def run_all(args: argparse.Namespace, prior: dict[str, Any] | None) -> dict[str, Any]:
     """Per seed: PETS (or its earlier run when appending), then every baseline at its multiple of PETS's steps."""
     results = prior or new_results(args)
     baselines = args.baseline or [["ppo", "ppo", "100"]]
-    results["invocations"].append({"command": "python experiments/benchmarks/pets_vs_modelfree.py " + " ".join(
-        sys.argv[1:]), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_before": load_average()})
+    results["invocations"].append(
+        {
+            "command": "python experiments/benchmarks/pets_vs_modelfree.py " + " ".join(sys.argv[1:]),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_before": load_average(),
+        }
+    )
     for seed in args.seeds:
         pets = next((e for e in results["runs"] if e["algo"] == "pets" and e["seed"] == seed), None)
         if pets is None:
-            pets = run("pets", "pets", args.env, args.pets_episodes * results["episode_length"], seed,
-                       parse_overrides(args.pets_set), args.runs_dir)
+            pets = run(
+                "pets",
+                "pets",
+                args.env,
+                args.pets_episodes * results["episode_length"],
+                seed,
+                parse_overrides(args.pets_set),
+                args.runs_dir,
+            )
             report(pets, results, args.out)
         results["seeds"] = sorted(set(results["seeds"]) | {seed})
         pets_steps = int(pets["curve"]["env_steps"][-1])
@@ -252,8 +355,13 @@ def report(entry: dict[str, Any], results: dict[str, Any], out: pathlib.Path) ->
     """Append a finished run, save the JSON and print a one-line summary."""
     results["runs"].append(entry)
     save(results, out)
-    print(json.dumps({k: entry[k] for k in ("label", "seed", "wall_s", "load_after")} | {
-        "last_returns": [round(r) for r in entry["curve"]["episode_return"][-10:]]}), flush=True)
+    print(
+        json.dumps(
+            {k: entry[k] for k in ("label", "seed", "wall_s", "load_after")}
+            | {"last_returns": [round(r) for r in entry["curve"]["episode_return"][-10:]]}
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

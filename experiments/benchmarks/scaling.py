@@ -25,25 +25,48 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import envs
+from saferl import sharding
 from saferl.agents.pets.policy import model_fns
 from saferl.data.buffer import Transition
 from saferl.models import ensemble
 from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig, icem, make_objective, make_rollout_fn
-from saferl import sharding
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SIZES = {  # quick / full workloads (all batch axes multiples of 4)
-    True: dict(env_batch=256, env_steps=50, rows=2048, hidden=(64, 64), members=4, batch=128, epochs=3,
-               population=128, particles=8, horizon=10, repeats=3),
-    False: dict(env_batch=1024, env_steps=100, rows=8192, hidden=(200, 200), members=5, batch=256, epochs=5,
-                population=400, particles=20, horizon=20, repeats=5),
+    True: dict(
+        env_batch=256,
+        env_steps=50,
+        rows=2048,
+        hidden=(64, 64),
+        members=4,
+        batch=128,
+        epochs=3,
+        population=128,
+        particles=8,
+        horizon=10,
+        repeats=3,
+    ),
+    False: dict(
+        env_batch=1024,
+        env_steps=100,
+        rows=8192,
+        hidden=(200, 200),
+        members=5,
+        batch=256,
+        epochs=5,
+        population=400,
+        particles=20,
+        horizon=20,
+        repeats=5,
+    ),
 }
 
 VS_SEEDS = "seeds.json (python experiments/benchmarks/seeds.py): seeds under vmap vs one after another"
@@ -88,14 +111,27 @@ def _data(rows: int) -> Transition:
     obs = jax.random.uniform(k_obs, (rows, 3), minval=-1, maxval=1)
     action = jax.random.uniform(k_act, (rows, 1), minval=-1, maxval=1)
     delta = 0.1 * jnp.tanh(obs[:, ::-1] + action) - 0.05 * obs
-    return Transition(obs=obs, action=action, next_obs=obs + delta, reward=-jnp.sum(obs**2, -1),
-                      cost=jnp.zeros(rows), done=jnp.zeros(rows))
+    return Transition(
+        obs=obs,
+        action=action,
+        next_obs=obs + delta,
+        reward=-jnp.sum(obs**2, -1),
+        cost=jnp.zeros(rows),
+        done=jnp.zeros(rows),
+    )
 
 
 def _model_config(size: dict) -> ensemble.EnsembleConfig:
-    return ensemble.EnsembleConfig(num_members=size["members"], num_elites=size["members"], hidden_sizes=size["hidden"],
-                                   batch_size=size["batch"], epochs=size["epochs"], patience=10**6,
-                                   improvement_threshold=0.0, calibrate=False)
+    return ensemble.EnsembleConfig(
+        num_members=size["members"],
+        num_elites=size["members"],
+        hidden_sizes=size["hidden"],
+        batch_size=size["batch"],
+        epochs=size["epochs"],
+        patience=10**6,
+        improvement_threshold=0.0,
+        calibrate=False,
+    )
 
 
 def ensemble_training(size: dict) -> dict[str, float]:
@@ -110,8 +146,13 @@ def ensemble_training(size: dict) -> dict[str, float]:
 
     compile_s, run_s = _timed(run, size["repeats"])
     steps = int(fitted["state"].step)
-    return {"compile_s": compile_s, "run_s": run_s, "gradient_steps": steps, "gradient_steps_per_s": steps / run_s,
-            "rows_per_s": steps * size["batch"] * size["members"] / run_s}
+    return {
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "gradient_steps": steps,
+        "gradient_steps_per_s": steps / run_s,
+        "rows_per_s": steps * size["batch"] * size["members"] / run_s,
+    }
 
 
 def planning(size: dict) -> dict[str, float]:
@@ -128,24 +169,38 @@ def planning(size: dict) -> dict[str, float]:
         return icem.plan(planner, key, rollout_fn, make_objective(ObjectiveConfig()), icem.init_state(planner, 1))[0]
 
     compile_s, run_s = _timed(lambda seed: plan(model, jax.random.PRNGKey(seed)), size["repeats"])
-    model_steps = sum(n + planner.num_kept + 1 for n in planner.population_sizes()) * size["particles"] * size["horizon"]
-    return {"compile_s": compile_s, "run_s": run_s, "plans_per_s": 1.0 / run_s, "model_steps_per_s": model_steps / run_s}
+    model_steps = (
+        sum(n + planner.num_kept + 1 for n in planner.population_sizes()) * size["particles"] * size["horizon"]
+    )
+    return {
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "plans_per_s": 1.0 / run_s,
+        "model_steps_per_s": model_steps / run_s,
+    }
 
 
 def measure(count: int, env_name: str, quick: bool) -> dict[str, Any]:
     """All three measurements on the first `count` devices of this process."""
     sharding.use_devices(count)
     size, load_before = SIZES[quick], os.getloadavg()[0]
-    row = {"devices": sharding.device_count(), "env": env_stepping(env_name, size),
-           "ensemble": ensemble_training(size), "planning": planning(size)}
+    row = {
+        "devices": sharding.device_count(),
+        "env": env_stepping(env_name, size),
+        "ensemble": ensemble_training(size),
+        "planning": planning(size),
+    }
     return {**row, "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}  # before, after
 
 
 def _forced(count: int, env_name: str, quick: bool) -> dict[str, Any]:
     """`measure` in a fresh process with `count` forced CPU devices."""
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
-    environ = {**os.environ, "JAX_PLATFORMS": "cpu",
-               "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}".strip()}
+    environ = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}".strip(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp) / "row.json"
         args = [sys.executable, __file__, "--worker", str(count), "--env", env_name, "--row", str(out)]
@@ -161,8 +216,11 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
 
     rows = results["by_devices"]
     counts = [row["devices"] for row in rows]
-    panels = [("env", "steps_per_s", "env steps / s"), ("ensemble", "gradient_steps_per_s", "ensemble grad steps / s"),
-              ("planning", "plans_per_s", "iCEM plans / s")]
+    panels = [
+        ("env", "steps_per_s", "env steps / s"),
+        ("ensemble", "gradient_steps_per_s", "ensemble grad steps / s"),
+        ("planning", "plans_per_s", "iCEM plans / s"),
+    ]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), dpi=100)
     for column, (part, key, label) in enumerate(panels):
         axes[0, column].plot(counts, [row[part][key] for row in rows], marker="o")
@@ -173,8 +231,11 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
             ax.set_xticks(counts)
             ax.set_xlabel(f"devices ({results['mode']}, {results['machine']['platform']})")
             ax.set_ylim(bottom=0)
-    fig.suptitle(f"saferl scaling ({results['machine']['cpu_count']} CPU cores; forced CPU devices share them)"
-                 if results["mode"] == "forced" else "saferl scaling")
+    fig.suptitle(
+        f"saferl scaling ({results['machine']['cpu_count']} CPU cores; forced CPU devices share them)"
+        if results["mode"] == "forced"
+        else "saferl scaling"
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -194,23 +255,35 @@ def main() -> None:
         args.row.write_text(json.dumps(measure(args.worker, args.env, args.quick)))
         return
     mode = args.mode or ("forced" if jax.default_backend() == "cpu" else "local")
-    rows = [(_forced if mode == "forced" else lambda n, e, q: measure(n, e, q))(n, args.env, args.quick)
-            for n in args.devices]
-    results = {"mode": mode, "env": args.env, "quick": args.quick, "sizes": {k: list(v) if isinstance(v, tuple) else v
-                                                                          for k, v in SIZES[args.quick].items()},
-               "machine": {"cpu_count": os.cpu_count(), "platform": jax.default_backend(),
-                           "processor": platform.processor() or platform.machine(), "jax": jax.__version__,
-                           "load_average_after": [round(x, 2) for x in os.getloadavg()]},
-               "by_devices": rows,
-               "vs_seeds": VS_SEEDS}
+    rows = [
+        (_forced if mode == "forced" else lambda n, e, q: measure(n, e, q))(n, args.env, args.quick)
+        for n in args.devices
+    ]
+    results = {
+        "mode": mode,
+        "env": args.env,
+        "quick": args.quick,
+        "sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in SIZES[args.quick].items()},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": jax.default_backend(),
+            "processor": platform.processor() or platform.machine(),
+            "jax": jax.__version__,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "by_devices": rows,
+        "vs_seeds": VS_SEEDS,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out / "scaling.png")
     for row in rows:
-        print(f"{row['devices']} devices: env {row['env']['steps_per_s']:.0f} steps/s (compile "
-              f"{row['env']['compile_s']:.1f} s), ensemble {row['ensemble']['gradient_steps_per_s']:.1f} grad steps/s "
-              f"(compile {row['ensemble']['compile_s']:.1f} s), planning {row['planning']['plans_per_s']:.2f} plans/s "
-              f"(compile {row['planning']['compile_s']:.1f} s)")
+        print(
+            f"{row['devices']} devices: env {row['env']['steps_per_s']:.0f} steps/s (compile "
+            f"{row['env']['compile_s']:.1f} s), ensemble {row['ensemble']['gradient_steps_per_s']:.1f} grad steps/s "
+            f"(compile {row['ensemble']['compile_s']:.1f} s), planning {row['planning']['plans_per_s']:.2f} plans/s "
+            f"(compile {row['planning']['compile_s']:.1f} s)"
+        )
     print(f"written: {args.out / 'scaling.json'}, {args.out / 'scaling.png'}")
 
 

@@ -31,12 +31,25 @@ import envs
 from saferl.agents.ppo import PPOConfig
 from saferl.agents.ppo.train import make_parts
 from saferl.config import apply_overrides
-from saferl.training import seeds as seeds_lib
 
-CONFIG = {"num_envs": 16, "batch_size": 16, "num_minibatches": 4, "unroll_length": 16, "num_updates_per_batch": 2,
-          "iterations_per_chunk": 4, "policy_hidden_sizes": [32, 32], "value_hidden_sizes": [32, 32]}
-QUICK = {**CONFIG, "num_envs": 8, "batch_size": 8, "iterations_per_chunk": 2, "policy_hidden_sizes": [16],
-         "value_hidden_sizes": [16]}
+CONFIG = {
+    "num_envs": 16,
+    "batch_size": 16,
+    "num_minibatches": 4,
+    "unroll_length": 16,
+    "num_updates_per_batch": 2,
+    "iterations_per_chunk": 4,
+    "policy_hidden_sizes": [32, 32],
+    "value_hidden_sizes": [32, 32],
+}
+QUICK = {
+    **CONFIG,
+    "num_envs": 8,
+    "batch_size": 8,
+    "iterations_per_chunk": 2,
+    "policy_hidden_sizes": [16],
+    "value_hidden_sizes": [16],
+}
 ENV = "pendulum"
 
 
@@ -85,8 +98,9 @@ def run_sequential(parts, compiled, seeds: list[int], chunks: int, repeats: int)
     init_jit = jax.jit(parts[0])
     run_s, losses = 0.0, []
     for seed in seeds:
-        seconds, metrics = _best_run(compiled, jax.block_until_ready(init_jit(jax.random.PRNGKey(seed))), chunks,
-                                     repeats)
+        seconds, metrics = _best_run(
+            compiled, jax.block_until_ready(init_jit(jax.random.PRNGKey(seed))), chunks, repeats
+        )
         run_s += seconds
         losses.append([float(m["total_loss"]) for m in metrics])
     return {"run_s": run_s, "total_loss": np.asarray(losses).T}
@@ -105,22 +119,35 @@ def measure(config_overrides: dict, seed_counts: list[int], chunks: int, repeats
         sequential = {**run_sequential(parts, compiled_single, seeds, chunks, repeats), "compile_s": single_compile_s}
         env_steps = count * chunks * steps_per_chunk
         # [chunks]: max over seeds of |vmapped − sequential| / max(|sequential|, 1e-3) of the total loss
-        diff = (np.abs(vmapped["total_loss"] - sequential["total_loss"])
-                / np.maximum(np.abs(sequential["total_loss"]), 1e-3)).max(axis=1)
-        row = {"seeds": count, "env_steps": env_steps,
-               "vmap_compile_s": round(vmapped["compile_s"], 3), "vmap_run_s": round(vmapped["run_s"], 3),
-               "sequential_compile_s": round(sequential["compile_s"], 3),
-               "sequential_run_s": round(sequential["run_s"], 3),
-               "vmap_steps_per_s": round(env_steps / vmapped["run_s"], 1),
-               "sequential_steps_per_s": round(env_steps / sequential["run_s"], 1),
-               "speedup_run": round(sequential["run_s"] / vmapped["run_s"], 3),
-               "speedup_total": round((sequential["compile_s"] + sequential["run_s"])
-                                      / (vmapped["compile_s"] + vmapped["run_s"]), 3),
-               "loss_rel_diff_per_chunk": [float(f"{d:.3g}") for d in diff]}
+        diff = (
+            np.abs(vmapped["total_loss"] - sequential["total_loss"])
+            / np.maximum(np.abs(sequential["total_loss"]), 1e-3)
+        ).max(axis=1)
+        row = {
+            "seeds": count,
+            "env_steps": env_steps,
+            "vmap_compile_s": round(vmapped["compile_s"], 3),
+            "vmap_run_s": round(vmapped["run_s"], 3),
+            "sequential_compile_s": round(sequential["compile_s"], 3),
+            "sequential_run_s": round(sequential["run_s"], 3),
+            "vmap_steps_per_s": round(env_steps / vmapped["run_s"], 1),
+            "sequential_steps_per_s": round(env_steps / sequential["run_s"], 1),
+            "speedup_run": round(sequential["run_s"] / vmapped["run_s"], 3),
+            "speedup_total": round(
+                (sequential["compile_s"] + sequential["run_s"]) / (vmapped["compile_s"] + vmapped["run_s"]), 3
+            ),
+            "loss_rel_diff_per_chunk": [float(f"{d:.3g}") for d in diff],
+        }
         print(json.dumps(row), flush=True)
         rows.append(row)
-    return {"config": config_overrides, "env": ENV, "chunks": chunks, "repeats": repeats,
-            "env_steps_per_chunk": steps_per_chunk, "rows": rows}
+    return {
+        "config": config_overrides,
+        "env": ENV,
+        "chunks": chunks,
+        "repeats": repeats,
+        "env_steps_per_chunk": steps_per_chunk,
+        "rows": rows,
+    }
 
 
 def plot(result: dict[str, Any], path: pathlib.Path) -> None:
@@ -135,8 +162,13 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
     fig, (ax_run, ax_compile) = plt.subplots(1, 2, figsize=(10, 4))
     ax_run.plot(counts, [r["vmap_run_s"] for r in rows], "o-", label="vmap (one program)")
     ax_run.plot(counts, [r["sequential_run_s"] for r in rows], "s--", label="one seed after another")
-    ax_run.set(xlabel="seeds", ylabel=f"run time, all seeds × {result['chunks']} chunks (s)", xscale="log",
-               yscale="log", title="run time")
+    ax_run.set(
+        xlabel="seeds",
+        ylabel=f"run time, all seeds × {result['chunks']} chunks (s)",
+        xscale="log",
+        yscale="log",
+        title="run time",
+    )
     ax_compile.plot(counts, [r["vmap_compile_s"] for r in rows], "o-", label="vmap: one compile per seed count")
     ax_compile.plot(counts, [r["sequential_compile_s"] for r in rows], "s--", label="sequential: one compile")
     ax_compile.set(xlabel="seeds", ylabel="compile time (s)", xscale="log", title="compile time")
@@ -164,9 +196,13 @@ def main() -> None:
     counts, chunks = ([1, 2], 2) if args.quick else (args.seeds, args.chunks)
     result = measure(QUICK if args.quick else CONFIG, counts, chunks, 1 if args.quick else args.repeats)
     device = jax.devices()[0]
-    result.update(device=f"{len(jax.devices())}× {device.platform} ({device.device_kind})",
-                  cpu_count=os.cpu_count(), python=platform.python_version(), jax=jax.__version__,
-                  load_average=list(os.getloadavg()))
+    result.update(
+        device=f"{len(jax.devices())}× {device.platform} ({device.device_kind})",
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
+        jax=jax.__version__,
+        load_average=list(os.getloadavg()),
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     name = "seeds-quick" if args.quick else "seeds"
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")

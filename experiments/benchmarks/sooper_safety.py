@@ -46,8 +46,12 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
 ENV = "safe_cartpole"
-PRIOR = {"steps": 100_000, "seed": 0, "overrides": {"num_envs": 4, "constraint.kind": "crpo"},
-         "env_overrides": {"randomization.mass_scale": [0.6, 1.6], "randomization.actuator_gain_scale": [0.8, 1.2]}}
+PRIOR = {
+    "steps": 100_000,
+    "seed": 0,
+    "overrides": {"num_envs": 4, "constraint.kind": "crpo"},
+    "env_overrides": {"randomization.mass_scale": [0.6, 1.6], "randomization.actuator_gain_scale": [0.8, 1.2]},
+}
 # name -> (env overrides of the shift, inside the prior's randomisation ranges, held to the acceptance)
 SHIFTS: dict[str, tuple[dict[str, Any], bool, bool]] = {
     "mass1.4": ({"shift.mass_scale": 1.4}, True, True),
@@ -80,8 +84,17 @@ def prior_run(priors_dir: pathlib.Path) -> pathlib.Path:
     if found is not None:
         return found
     print(f"training the prior ({PRIOR['steps']} steps)", flush=True)
-    return train("sac", ENV, steps=PRIOR["steps"], seed=PRIOR["seed"], overrides=PRIOR["overrides"],
-                 env_overrides=PRIOR["env_overrides"], out=priors_dir, progress=False, tensorboard=False).run_dir
+    return train(
+        "sac",
+        ENV,
+        steps=PRIOR["steps"],
+        seed=PRIOR["seed"],
+        overrides=PRIOR["overrides"],
+        env_overrides=PRIOR["env_overrides"],
+        out=priors_dir,
+        progress=False,
+        tensorboard=False,
+    ).run_dir
 
 
 def parse_overrides(words: list[str]) -> dict[str, Any]:
@@ -94,8 +107,9 @@ def run_key(shift: str, seed: int, episodes: int, overrides: dict[str, Any]) -> 
     return json.dumps([shift, seed, episodes, sorted(overrides.items())])
 
 
-def run_one(shift: str, seed: int, episodes: int, prior: pathlib.Path, overrides: dict[str, Any],
-            runs_dir: pathlib.Path) -> dict[str, Any]:
+def run_one(
+    shift: str, seed: int, episodes: int, prior: pathlib.Path, overrides: dict[str, Any], runs_dir: pathlib.Path
+) -> dict[str, Any]:
     """One SOOPER learning run on `shift`; its summary and the equivalent CLI command."""
     import envs
     from saferl.training.run import train
@@ -103,22 +117,42 @@ def run_one(shift: str, seed: int, episodes: int, prior: pathlib.Path, overrides
     env_overrides = SHIFTS[shift][0]
     steps = episodes * envs.default_config(ENV).episode_length
     start = time.perf_counter()
-    result = train("sooper", ENV, steps=steps, seed=seed, overrides={"prior": str(prior), **overrides},
-                   env_overrides=env_overrides, out=runs_dir, progress=False, tensorboard=False)
+    result = train(
+        "sooper",
+        ENV,
+        steps=steps,
+        seed=seed,
+        overrides={"prior": str(prior), **overrides},
+        env_overrides=env_overrides,
+        out=runs_dir,
+        progress=False,
+        tensorboard=False,
+    )
     summary = json.loads((result.run_dir / "summary.json").read_text())
     learner = summary["interventions"][1:]
     sets = " ".join(f"--set {k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items())
     set_env = " ".join(f"--set-env '{k}={json.dumps(v)}'" for k, v in env_overrides.items())
-    return {"shift": shift, "seed": seed, "episodes": episodes, "overrides": overrides,
-            "budget": summary["budget"], "safety_margin": summary["safety_margin"],
-            "worst_episode_cost": max(summary["episode_costs"]), "normalized_return": summary["normalized_return"],
-            "prior_return": summary["prior_return"], "episode_costs": summary["episode_costs"],
-            "episode_returns": summary["episode_returns"], "interventions": summary["interventions"],
-            "intervention_rate": (statistics.mean(learner) / envs.default_config(ENV).episode_length
-                                  if learner else math.nan),
-            "wall_s": time.perf_counter() - start, "run_dir": str(result.run_dir),
-            "command": f"saferl train sooper --env {ENV} --steps {steps} --seed {seed} --set prior={prior} "
-                       f"{sets} {set_env}".replace("  ", " ")}
+    return {
+        "shift": shift,
+        "seed": seed,
+        "episodes": episodes,
+        "overrides": overrides,
+        "budget": summary["budget"],
+        "safety_margin": summary["safety_margin"],
+        "worst_episode_cost": max(summary["episode_costs"]),
+        "normalized_return": summary["normalized_return"],
+        "prior_return": summary["prior_return"],
+        "episode_costs": summary["episode_costs"],
+        "episode_returns": summary["episode_returns"],
+        "interventions": summary["interventions"],
+        "intervention_rate": (
+            statistics.mean(learner) / envs.default_config(ENV).episode_length if learner else math.nan
+        ),
+        "wall_s": time.perf_counter() - start,
+        "run_dir": str(result.run_dir),
+        "command": f"saferl train sooper --env {ENV} --steps {steps} --seed {seed} --set prior={prior} "
+        f"{sets} {set_env}".replace("  ", " "),
+    }
 
 
 def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -132,12 +166,21 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         shift, episodes, overrides = json.loads(key)
         _, inside, acceptance = SHIFTS[shift]
         finite = [r["normalized_return"] for r in members if r["normalized_return"] == r["normalized_return"]]
-        rows.append({"shift": shift, "inside_ranges": inside, "acceptance": acceptance, "episodes": episodes,
-                     "overrides": dict(overrides), "runs": len(members), "seeds": sorted(r["seed"] for r in members),
-                     "safe_share": sum(r["safety_margin"] >= 0 for r in members) / len(members),
-                     "worst_episode_cost": max(r["worst_episode_cost"] for r in members),
-                     "normalized_return": statistics.mean(finite) if finite else math.nan,
-                     "intervention_rate": statistics.mean(r["intervention_rate"] for r in members)})
+        rows.append(
+            {
+                "shift": shift,
+                "inside_ranges": inside,
+                "acceptance": acceptance,
+                "episodes": episodes,
+                "overrides": dict(overrides),
+                "runs": len(members),
+                "seeds": sorted(r["seed"] for r in members),
+                "safe_share": sum(r["safety_margin"] >= 0 for r in members) / len(members),
+                "worst_episode_cost": max(r["worst_episode_cost"] for r in members),
+                "normalized_return": statistics.mean(finite) if finite else math.nan,
+                "intervention_rate": statistics.mean(r["intervention_rate"] for r in members),
+            }
+        )
     return sorted(rows, key=lambda r: (list(SHIFTS).index(r["shift"]), json.dumps(r["overrides"]), r["episodes"]))
 
 
@@ -147,12 +190,18 @@ def plot(rows: list[dict[str, Any]], path: pathlib.Path, budget: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['shift']}\n{','.join(f'{k}={v}' for k, v in r['overrides'].items()) or 'default'}"
-              f"\n{r['runs']} runs x {r['episodes']} ep" for r in rows]
+    labels = [
+        f"{r['shift']}\n{','.join(f'{k}={v}' for k, v in r['overrides'].items()) or 'default'}"
+        f"\n{r['runs']} runs x {r['episodes']} ep"
+        for r in rows
+    ]
     fig, (ax_cost, ax_return) = plt.subplots(2, 1, figsize=(max(6, 1.3 * len(rows)), 7), sharex=True)
     xs = range(len(rows))
-    ax_cost.bar(xs, [r["worst_episode_cost"] for r in rows],
-                color=["tab:red" if r["worst_episode_cost"] > budget else "tab:green" for r in rows])
+    ax_cost.bar(
+        xs,
+        [r["worst_episode_cost"] for r in rows],
+        color=["tab:red" if r["worst_episode_cost"] > budget else "tab:green" for r in rows],
+    )
     ax_cost.axhline(budget, color="k", ls="--", label=f"budget {budget:g}")
     ax_cost.set_ylabel("worst episode cost")
     ax_cost.legend()
@@ -166,8 +215,9 @@ def plot(rows: list[dict[str, Any]], path: pathlib.Path, budget: float) -> None:
     plt.close(fig)
 
 
-def trace(shift: str, seed: int, episodes: int, prior: pathlib.Path, overrides: dict[str, Any],
-          out: pathlib.Path) -> None:
+def trace(
+    shift: str, seed: int, episodes: int, prior: pathlib.Path, overrides: dict[str, Any], out: pathlib.Path
+) -> None:
     """Per-decision trace of the learner's episodes of one run (see the module docstring)."""
     import jax
     import jax.numpy as jnp
@@ -199,7 +249,8 @@ def trace(shift: str, seed: int, episodes: int, prior: pathlib.Path, overrides: 
             sim, total, disc = carry
             sim = env.step(sim, prior_net.action(sim.obs))
             cost = sim.info["cost"] * (k < steps_left)
-            return (sim, total + cost, disc + prior_net.cost_discounting ** k * cost), None
+            return (sim, total + cost, disc + prior_net.cost_discounting**k * cost), None
+
         (_, total, disc), _ = jax.lax.scan(body, (sim, 0.0, 0.0), jnp.arange(length))
         return total, disc
 
@@ -228,29 +279,43 @@ def trace(shift: str, seed: int, episodes: int, prior: pathlib.Path, overrides: 
         learner_action = jnp.clip(prior_action + residual, -1.0, 1.0)
         fires = np.diff(np.concatenate([[0], np.asarray(memory.interventions)]))
         left = jnp.asarray(length - np.arange(length))
-        q = lambda params, action: prior_net.networks.cost_q_network.apply(  # noqa: E731
-            prior_net.normalizer, params, obs, action)
+        q = lambda params, action, obs=obs: prior_net.networks.cost_q_network.apply(  # noqa: E731
+            prior_net.normalizer, params, obs, action
+        )
         mean, _ = ensemble.predict(state.model, obs, learner_action)
         current = agent.current_prior(state.cost_q_params)
-        lookahead = recovery_lookahead(state.model, current, config.pessimism, agent.rule.scale,
-                                       config.shield_horizon)
+        lookahead = recovery_lookahead(state.model, current, config.pessimism, agent.rule.scale, config.shield_horizon)
         record = {
-            "obs": obs, "cost": transition.cost, "reward": transition.reward, "fires": fires,
-            "spent_before": decisions.carry.cost_spent - transition.cost, "prior_action": prior_action,
-            "learner_action": learner_action, "q_learner": q(state.cost_q_params, learner_action),
-            "q_prior": q(state.cost_q_params, prior_action), "q_learner_original": q(prior_net.cost_q_params,
-                                                                                     learner_action),
+            "obs": obs,
+            "cost": transition.cost,
+            "reward": transition.reward,
+            "fires": fires,
+            "spent_before": decisions.carry.cost_spent - transition.cost,
+            "prior_action": prior_action,
+            "learner_action": learner_action,
+            "q_learner": q(state.cost_q_params, learner_action),
+            "q_prior": q(state.cost_q_params, prior_action),
+            "q_learner_original": q(prior_net.cost_q_params, learner_action),
             "q_prior_original": q(prior_net.cost_q_params, prior_action),
-            "sigma": uncertainty.epistemic_std(mean[..., :obs.shape[-1]]).mean(-1),
+            "sigma": uncertainty.epistemic_std(mean[..., : obs.shape[-1]]).mean(-1),
             "recovery_bound": jax.jit(jax.vmap(lookahead))(obs, learner_action),
-            "margin": state.shield_margin, "scale": agent.rule.scale, "budget": agent.budget}
+            "margin": state.shield_margin,
+            "scale": agent.rule.scale,
+            "budget": agent.budget,
+        }
         record["true_prior"], record["true_prior_discounted"] = true_prior(obs, left)
         record["true_learner"], record["true_learner_discounted"] = true_learner(obs, learner_action, left)
         records.update({f"ep{index}_{k}": np.asarray(v) for k, v in record.items()})
-        stats = EpisodeStats(transition.reward.sum(), transition.cost.sum(), jnp.float32(fires.sum()),
-                             plans.plan_value.mean(), plans.feasible_fraction.mean())
+        stats = EpisodeStats(
+            transition.reward.sum(),
+            transition.cost.sum(),
+            jnp.float32(fires.sum()),
+            plans.plan_value.mean(),
+            plans.feasible_fraction.mean(),
+        )
         collect = agent.collect_learner
-        agent.collect_learner = lambda *args: (transition, stats)  # the episode just traced, not a second one
+        # the episode just traced, not a second one
+        agent.collect_learner = lambda *args, traced=(transition, stats): traced
         state, row = runner(state)
         agent.collect_learner = collect
         print(f"episode {index}: cost {row['episode_cost']:.0f} interventions {row['interventions']:.0f}", flush=True)
@@ -275,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     prior = prior_run(args.priors_dir)
     if args.trace:
         tag = "_".join([args.shifts[0], str(args.seeds[0]), *(f"{k}-{v}" for k, v in overrides.items())])
-        trace(args.shifts[0], args.seeds[0], args.episodes, prior, overrides,
-              RESULTS / f"sooper_safety_trace_{tag}.npz")
+        trace(
+            args.shifts[0], args.seeds[0], args.episodes, prior, overrides, RESULTS / f"sooper_safety_trace_{tag}.npz"
+        )
         return 0
     data = json.loads(args.results.read_text()) if args.results.is_file() else {"runs": []}
     done = {run_key(r["shift"], r["seed"], r["episodes"], r["overrides"]): i for i, r in enumerate(data["runs"])}
@@ -286,24 +352,36 @@ def main(argv: list[str] | None = None) -> int:
             if key in done and not args.redo:
                 continue
             run = run_one(shift, seed, args.episodes, prior, overrides, args.runs_dir)
-            print(f"{shift} seed {seed} {overrides or ''}: costs {[round(c) for c in run['episode_costs']]} "
-                  f"interventions {[int(i) for i in run['interventions']]} margin {run['safety_margin']:.0f} "
-                  f"normalised return {run['normalized_return']:.2f} ({run['wall_s']:.0f} s)", flush=True)
+            print(
+                f"{shift} seed {seed} {overrides or ''}: costs {[round(c) for c in run['episode_costs']]} "
+                f"interventions {[int(i) for i in run['interventions']]} margin {run['safety_margin']:.0f} "
+                f"normalised return {run['normalized_return']:.2f} ({run['wall_s']:.0f} s)",
+                flush=True,
+            )
             if key in done:
                 data["runs"][done[key]] = run
             else:
                 done[key] = len(data["runs"])
                 data["runs"].append(run)
-            data.update(prior=str(prior), host=platform.node(), cpus=os.cpu_count(), shifts={
-                name: {"env_overrides": o, "inside_ranges": i, "acceptance": a} for name, (o, i, a) in SHIFTS.items()})
+            data.update(
+                prior=str(prior),
+                host=platform.node(),
+                cpus=os.cpu_count(),
+                shifts={
+                    name: {"env_overrides": o, "inside_ranges": i, "acceptance": a}
+                    for name, (o, i, a) in SHIFTS.items()
+                },
+            )
             data["aggregate"] = aggregate(data["runs"])
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n")
             plot(data["aggregate"], args.results.with_suffix(".png"), run["budget"])
     for row in data.get("aggregate", []):
-        print(f"{row['shift']:18s} {json.dumps(row['overrides']):22s} {row['runs']} runs x {row['episodes']} ep: "
-              f"safe {row['safe_share']:.2f} worst {row['worst_episode_cost']:.0f} "
-              f"return {row['normalized_return']:.2f} interventions {row['intervention_rate']:.2f}")
+        print(
+            f"{row['shift']:18s} {json.dumps(row['overrides']):22s} {row['runs']} runs x {row['episodes']} ep: "
+            f"safe {row['safe_share']:.2f} worst {row['worst_episode_cost']:.0f} "
+            f"return {row['normalized_return']:.2f} interventions {row['intervention_rate']:.2f}"
+        )
     return 0
 
 

@@ -7,7 +7,8 @@ Writes ultrasound.json + ultrasound.png into `--out` and docs/media/ultrasound_g
 Images are 64 × 64 (linear probe, 4 cm × 8 cm) of the default abdomen phantom (64 × 64 × 40 voxels) from random
 poses over the body, plus one 200 × 150 point. `compile_s` is the first call (trace + XLA compile + one run); the
 rate is the best of `repeats` timed calls, each `calls` back-to-back batches; `images_per_cpu_s` divides by the
-CPU time of this process instead (all its threads), which a busy shared machine barely changes. Env steps include MJX physics (10 substeps), observation, reward and cost (random actions, lax.scan).
+CPU time of this process instead (all its threads), which a busy shared machine barely changes. Env steps include MJX
+physics (10 substeps), observation, reward and cost (random actions, lax.scan).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import os
 import pathlib
 import platform
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jp
@@ -34,12 +36,14 @@ TISSUE_COLORS = ("#000000", "#f2c6a0", "#f5e663", "#c0392b", "#f7f7f7", "#8e44ad
 
 def rotation(tilt_x: float, tilt_y: float, yaw: float) -> np.ndarray:
     """[3, 3] probe orientation: yaw about world z, then tilts about x and y (columns: local axes in world)."""
+
     def about(axis, angle):
         c, s = np.cos(angle), np.sin(angle)
         i, j = [k for k in range(3) if k != axis]
         m = np.eye(3)
         m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
         return m
+
     return about(2, yaw) @ about(0, tilt_x) @ about(1, tilt_y)
 
 
@@ -74,9 +78,16 @@ def render_row(phantom, config: BModeConfig, batch: int, repeats: int) -> dict[s
     fn = jax.jit(jax.vmap(lambda p, r, f: render(phantom, p, r, f, config)))
     calls = max(2, min(50, 4096 // batch))
     compile_s, seconds, cpu_seconds = timed(fn, random_poses(batch), calls, repeats)
-    return {"batch": batch, "height": config.height, "width": config.width, "geometry": config.geometry,
-            "compile_s": round(compile_s, 3), "images_per_s": round(batch / seconds, 1),
-            "ms_per_batch": round(1e3 * seconds, 3), "images_per_cpu_s": round(batch / cpu_seconds, 1)}
+    return {
+        "batch": batch,
+        "height": config.height,
+        "width": config.width,
+        "geometry": config.geometry,
+        "compile_s": round(compile_s, 3),
+        "images_per_s": round(batch / seconds, 1),
+        "ms_per_batch": round(1e3 * seconds, 3),
+        "images_per_cpu_s": round(batch / cpu_seconds, 1),
+    }
 
 
 def env_row(name: str, observation: str, batch: int, steps: int, repeats: int) -> dict[str, float]:
@@ -95,18 +106,29 @@ def env_row(name: str, observation: str, batch: int, steps: int, repeats: int) -
         return jax.lax.scan(step, state, jax.random.split(action_key, steps))[1].sum()
 
     compile_s, seconds, cpu_seconds = timed(run, (jax.random.PRNGKey(0),), 1, repeats)
-    return {"env": name, "observation": observation, "batch": batch, "steps": steps,
-            "compile_s": round(compile_s, 3), "env_steps_per_s": round(batch * steps / seconds, 1),
-            "env_steps_per_cpu_s": round(batch * steps / cpu_seconds, 1)}
+    return {
+        "env": name,
+        "observation": observation,
+        "batch": batch,
+        "steps": steps,
+        "compile_s": round(compile_s, 3),
+        "env_steps_per_s": round(batch * steps / seconds, 1),
+        "env_steps_per_cpu_s": round(batch * steps / cpu_seconds, 1),
+    }
 
 
 def run_benchmark(quick: bool, with_env: bool) -> dict[str, Any]:
     results: dict[str, Any] = {
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "jax": jax.__version__, "device": str(jax.devices()[0]),
-                    "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                    "load_average_before": [round(x, 2) for x in os.getloadavg()]},
-        "quick": quick}
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0]),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        },
+        "quick": quick,
+    }
     phantom = make_phantom(PhantomConfig())
     repeats = 3 if quick else 5
     batches = [1, 16, 64, 256] if quick else [1, 4, 16, 64, 256, 1024]
@@ -120,37 +142,52 @@ def run_benchmark(quick: bool, with_env: bool) -> dict[str, Any]:
     results["env"] = []
     if with_env:
         for observation in ("state", "pixels"):
-            for batch in ([1, 64] if quick else [1, 16, 64, 256]):
+            for batch in [1, 64] if quick else [1, 16, 64, 256]:
                 results["env"].append(env_row("us_navigate", observation, batch, 10 if quick else 20, 2))
                 print(results["env"][-1], flush=True)
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    at_scale = [r for r in results["render"]
-                if (r["height"], r["width"], r["geometry"]) == (64, 64, "linear") and r["batch"] >= 64]
+    at_scale = [
+        r
+        for r in results["render"]
+        if (r["height"], r["width"], r["geometry"]) == (64, 64, "linear") and r["batch"] >= 64
+    ]
     slowest = min(r["images_per_s"] for r in at_scale)
-    results["summary"] = {"images_per_s_64x64_batch_ge_64_min": slowest,
-                          "images_per_cpu_s_64x64_batch_ge_64_min": min(r["images_per_cpu_s"] for r in at_scale),
-                          "target_images_per_s": 1000, "meets_target": slowest >= 1000}
+    results["summary"] = {
+        "images_per_s_64x64_batch_ge_64_min": slowest,
+        "images_per_cpu_s_64x64_batch_ge_64_min": min(r["images_per_cpu_s"] for r in at_scale),
+        "target_images_per_s": 1000,
+        "meets_target": slowest >= 1000,
+    }
     return results
 
 
 def plot(results: dict[str, Any], path: pathlib.Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2 if results["env"] else 1, figsize=(11 if results["env"] else 6, 4.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, 2 if results["env"] else 1, figsize=(11 if results["env"] else 6, 4.2), squeeze=False)
     ax = axes[0, 0]
     rows = [r for r in results["render"] if (r["height"], r["width"], r["geometry"]) == (64, 64, "linear")]
     ax.loglog([r["batch"] for r in rows], [r["images_per_s"] for r in rows], "o-", label="64 × 64 linear")
-    ax.loglog([r["batch"] for r in rows], [r["images_per_cpu_s"] for r in rows], "o:", color="C0", alpha=0.6,
-              label="64 × 64 per CPU-second")
+    ax.loglog(
+        [r["batch"] for r in rows],
+        [r["images_per_cpu_s"] for r in rows],
+        "o:",
+        color="C0",
+        alpha=0.6,
+        label="64 × 64 per CPU-second",
+    )
     for r, marker, label in ((results["render"][-2], "s", "200 × 150"), (results["render"][-1], "^", "64 × 64 fan")):
         ax.loglog([r["batch"]], [r["images_per_s"]], marker, label=label)
     ax.axhline(1000, color="gray", ls="--", lw=1, label="target 1000 /s")
-    ax.set(xlabel="batch (probe poses per call)", ylabel="images / s",
-           title=f"B-mode render, {results['machine']['cpu_count']} CPU threads "
-                 f"(load {results['machine']['load_average_before'][0]:g})")
+    ax.set(
+        xlabel="batch (probe poses per call)",
+        ylabel="images / s",
+        title=f"B-mode render, {results['machine']['cpu_count']} CPU threads "
+        f"(load {results['machine']['load_average_before'][0]:g})",
+    )
     ax.legend(fontsize=8)
     if results["env"]:
         ax = axes[0, 1]
@@ -167,6 +204,7 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
 def gallery(path: pathlib.Path) -> None:
     """Label slice (left) and B-mode image (right) of the same plane for several probe poses and presets."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
@@ -178,14 +216,18 @@ def gallery(path: pathlib.Path) -> None:
     linear, fan = BModeConfig(height=128, width=96), BModeConfig(height=128, width=96, geometry="fan")
     views = [  # (title, phantom, position, rotation, force N, config)
         ("abdomen, over the organ", abdomen, (center[0], center[1], -0.001), rotation(0, 0, 0), 8.0, linear),
-        ("abdomen, across the ribs", abdomen, (center[0], center[1] + 0.015, -0.001), rotation(0, 0, np.pi / 2),
-         8.0, linear),
-        ("abdomen, tilted 0.3 rad", abdomen, (center[0] - 0.01, center[1], -0.001), rotation(0, 0.3, 0), 8.0,
-         linear),
+        (
+            "abdomen, across the ribs",
+            abdomen,
+            (center[0], center[1] + 0.015, -0.001),
+            rotation(0, 0, np.pi / 2),
+            8.0,
+            linear,
+        ),
+        ("abdomen, tilted 0.3 rad", abdomen, (center[0] - 0.01, center[1], -0.001), rotation(0, 0.3, 0), 8.0, linear),
         ("abdomen, light contact (1 N)", abdomen, (center[0], center[1], -0.001), rotation(0, 0, 0), 1.0, linear),
         ("spine, transverse (fan)", spine, (0.0, vertebra_y, -0.001), rotation(0, 0, 0), 8.0, fan),
-        ("spine, paramedian sagittal", spine, (0.014, vertebra_y, -0.001), rotation(0, 0, np.pi / 2), 8.0,
-         linear),
+        ("spine, paramedian sagittal", spine, (0.014, vertebra_y, -0.001), rotation(0, 0, np.pi / 2), 8.0, linear),
     ]
     cmap = ListedColormap(TISSUE_COLORS)
     fig, axes = plt.subplots(2, 6, figsize=(16, 6.4))
@@ -196,17 +238,23 @@ def gallery(path: pathlib.Path) -> None:
         width_cm = 100 * (config.aperture if config.geometry == "linear" else config.fan_angle * config.depth)
         extent = (-width_cm / 2, width_cm / 2, -100 * config.depth, 0)
         ax_labels, ax_image = axes[n // 3, 2 * (n % 3)], axes[n // 3, 2 * (n % 3) + 1]
-        ax_labels.imshow(np.asarray(labels), cmap=cmap, vmin=-0.5, vmax=len(TISSUES) - 0.5, extent=extent,
-                         interpolation="nearest")
+        ax_labels.imshow(
+            np.asarray(labels), cmap=cmap, vmin=-0.5, vmax=len(TISSUES) - 0.5, extent=extent, interpolation="nearest"
+        )
         ax_image.imshow(np.asarray(image), cmap="gray", vmin=0, vmax=1, extent=extent)
         ax_labels.set_title(f"{title}\nlabels", fontsize=8)
-        ax_image.set_title(f"B-mode, {force:g} N" + (" (beam angle × depth)" if config.geometry == "fan" else ""),
-                           fontsize=8)
+        ax_image.set_title(
+            f"B-mode, {force:g} N" + (" (beam angle × depth)" if config.geometry == "fan" else ""), fontsize=8
+        )
         for ax in (ax_labels, ax_image):
             ax.tick_params(labelsize=6)
         ax_labels.set_ylabel("depth (cm)", fontsize=7)
-    fig.legend(handles=[Patch(color=c, label=t) for c, t in zip(TISSUE_COLORS, TISSUES)], loc="lower center",
-               ncol=len(TISSUES), fontsize=8)
+    fig.legend(
+        handles=[Patch(color=c, label=t) for c, t in zip(TISSUE_COLORS, TISSUES, strict=False)],
+        loc="lower center",
+        ncol=len(TISSUES),
+        fontsize=8,
+    )
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -79,8 +79,13 @@ def execute(notebook: nbformat.NotebookNode, budget: str, timeout_s: int = 1800)
 
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
-    client = NotebookClient(notebook, timeout=timeout_s, kernel_name="python3", record_timing=False,
-                            resources={"metadata": {"path": str(HERE)}})
+    client = NotebookClient(
+        notebook,
+        timeout=timeout_s,
+        kernel_name="python3",
+        record_timing=False,
+        resources={"metadata": {"path": str(HERE)}},
+    )
     client.execute(env={**os.environ, "SAFERL_NOTEBOOK_BUDGET": budget})
     return notebook
 

@@ -13,7 +13,8 @@ import json
 import os
 import pathlib
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 BUDGETS = ("small", "full")  # SAFERL_NOTEBOOK_BUDGET values
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository
@@ -38,14 +39,16 @@ def setup() -> str:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     # XLA's C++ log lines (e.g. "Loading XLA:CPU AOT result" for every cached program) are not ours to show
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import envs  # noqa: F401  (before the first JAX computation)
     import jax
 
+    import envs  # noqa: F401  (before the first JAX computation)
     from saferl.compilation_cache import enable_compilation_cache
 
     cache = enable_compilation_cache()  # $XDG_CACHE_HOME/saferl/jax unless SAFERL_JAX_CACHE says otherwise
-    print(f"budget: {chosen} (SAFERL_NOTEBOOK_BUDGET={'|'.join(BUDGETS)}); jax {jax.__version__} on "
-          f"{jax.devices()[0].platform}, {os.cpu_count()} CPUs; compilation cache {cache or 'off'}")
+    print(
+        f"budget: {chosen} (SAFERL_NOTEBOOK_BUDGET={'|'.join(BUDGETS)}); jax {jax.__version__} on "
+        f"{jax.devices()[0].platform}, {os.cpu_count()} CPUs; compilation cache {cache or 'off'}"
+    )
     return chosen
 
 
@@ -72,7 +75,7 @@ class Stopwatch:
     def __init__(self, label: str):
         self.label, self.seconds = label, float("nan")
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self._start = time.perf_counter()
         return self
 

@@ -12,11 +12,24 @@ from hardware.robot.interface import RobotInterface, RobotSpec, RobotState
 
 
 class PointMassRobot(RobotInterface):
-    def __init__(self, dt: float = 0.01, mass: float = 1.0, max_force: float = 2.0, episode_length: int = 1000,
-                 rate_hz: float = 100.0):
+    def __init__(
+        self,
+        dt: float = 0.01,
+        mass: float = 1.0,
+        max_force: float = 2.0,
+        episode_length: int = 1000,
+        rate_hz: float = 100.0,
+    ):
         self.dt, self.mass, self.max_force, self.episode_length = dt, mass, max_force, episode_length
-        self._spec = RobotSpec(name="point-mass", obs_shape=(2,), action_low=(-1.0,), action_high=(1.0,),
-                               rate_hz=rate_hz, params=(("max_force", max_force),), cost_budget=10.0)
+        self._spec = RobotSpec(
+            name="point-mass",
+            obs_shape=(2,),
+            action_low=(-1.0,),
+            action_high=(1.0,),
+            rate_hz=rate_hz,
+            params=(("max_force", max_force),),
+            cost_budget=10.0,
+        )
         self._x = np.zeros(2)
         self._steps = 0
         self._reward = self._cost = 0.0
@@ -26,8 +39,12 @@ class PointMassRobot(RobotInterface):
         return self._spec
 
     def read_state(self) -> RobotState:
-        return RobotState(obs=self._x.astype(np.float32), reward=self._reward, cost=self._cost,
-                          done=self._steps >= self.episode_length)
+        return RobotState(
+            obs=self._x.astype(np.float32),
+            reward=self._reward,
+            cost=self._cost,
+            done=self._steps >= self.episode_length,
+        )
 
     def apply_action(self, action: np.ndarray) -> None:
         force = float(action[0]) * self.max_force

@@ -34,7 +34,7 @@ class RobotSpec:
             raise ValueError(f"obs_shape must be a non-empty tuple of positive ints, got {self.obs_shape}")
         if len(self.action_low) != len(self.action_high) or not self.action_low:
             raise ValueError("action_low and action_high must be non-empty and of equal length")
-        if any(lo > hi for lo, hi in zip(self.action_low, self.action_high)):
+        if any(lo > hi for lo, hi in zip(self.action_low, self.action_high, strict=False)):
             raise ValueError(f"action_low must be <= action_high, got {self.action_low} > {self.action_high}")
         for field in ("obs_dtype", "action_dtype"):
             if getattr(self, field) not in ("float32", "float64"):
@@ -55,21 +55,33 @@ class RobotSpec:
         return np.asarray(self.action_high, dtype=DTYPES[self.action_dtype])
 
     def to_wire(self) -> dict[str, Any]:
-        return {"name": self.name, "obs_shape": list(self.obs_shape), "obs_dtype": self.obs_dtype,
-                "action_shape": list(self.action_shape), "action_dtype": self.action_dtype,
-                "action_low": [float(x) for x in self.action_low],
-                "action_high": [float(x) for x in self.action_high], "rate_hz": float(self.rate_hz),
-                "params": {k: float(v) for k, v in self.params}, "cost_budget": float(self.cost_budget)}
+        return {
+            "name": self.name,
+            "obs_shape": list(self.obs_shape),
+            "obs_dtype": self.obs_dtype,
+            "action_shape": list(self.action_shape),
+            "action_dtype": self.action_dtype,
+            "action_low": [float(x) for x in self.action_low],
+            "action_high": [float(x) for x in self.action_high],
+            "rate_hz": float(self.rate_hz),
+            "params": {k: float(v) for k, v in self.params},
+            "cost_budget": float(self.cost_budget),
+        }
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> "RobotSpec":
+    def from_wire(cls, data: dict[str, Any]) -> RobotSpec:
         try:
-            return cls(name=str(data["name"]), obs_shape=tuple(int(d) for d in data["obs_shape"]),
-                       action_low=tuple(float(x) for x in data["action_low"]),
-                       action_high=tuple(float(x) for x in data["action_high"]), obs_dtype=data["obs_dtype"],
-                       action_dtype=data["action_dtype"], rate_hz=float(data["rate_hz"]),
-                       params=tuple((str(k), float(v)) for k, v in data["params"].items()),
-                       cost_budget=float(data["cost_budget"]))
+            return cls(
+                name=str(data["name"]),
+                obs_shape=tuple(int(d) for d in data["obs_shape"]),
+                action_low=tuple(float(x) for x in data["action_low"]),
+                action_high=tuple(float(x) for x in data["action_high"]),
+                obs_dtype=data["obs_dtype"],
+                action_dtype=data["action_dtype"],
+                rate_hz=float(data["rate_hz"]),
+                params=tuple((str(k), float(v)) for k, v in data["params"].items()),
+                cost_budget=float(data["cost_budget"]),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"invalid robot spec in hello reply: {err}") from None
 
@@ -117,5 +129,5 @@ class RobotInterface(abc.ABC):
         """Set one of the parameters declared in `spec().params` (default: none are settable)."""
         raise KeyError(name)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: a robot with nothing to release keeps this no-op)
         """Release hardware (called once when the server stops)."""

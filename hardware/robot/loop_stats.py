@@ -49,10 +49,25 @@ class LoopStats:
 
     def to_wire(self) -> dict[str, Any]:
         lat = self.latencies_ns() / 1e3
-        percentiles = ({"p50_us": float(np.percentile(lat, 50)), "p99_us": float(np.percentile(lat, 99)),
-                        "max_us": float(lat.max())} if lat.size else {})
-        return {"periods": self.periods, "overruns": self.overruns, "max_overrun_us": self.max_overrun_ns / 1e3,
-                "actions_applied": self.actions_applied, "faults": self.faults,
-                "client_disconnects": self.client_disconnects, "auth_failures": self.auth_failures,
-                "robot_errors": self.robot_errors, "dropped": dict(self.dropped),
-                "bad_messages": dict(self.bad_messages), "latency": {"count": int(lat.size), **percentiles}}
+        percentiles = (
+            {
+                "p50_us": float(np.percentile(lat, 50)),
+                "p99_us": float(np.percentile(lat, 99)),
+                "max_us": float(lat.max()),
+            }
+            if lat.size
+            else {}
+        )
+        return {
+            "periods": self.periods,
+            "overruns": self.overruns,
+            "max_overrun_us": self.max_overrun_ns / 1e3,
+            "actions_applied": self.actions_applied,
+            "faults": self.faults,
+            "client_disconnects": self.client_disconnects,
+            "auth_failures": self.auth_failures,
+            "robot_errors": self.robot_errors,
+            "dropped": dict(self.dropped),
+            "bad_messages": dict(self.bad_messages),
+            "latency": {"count": int(lat.size), **percentiles},
+        }

@@ -8,7 +8,8 @@ reply's `data` map, or raises `ProtocolError` for a refused request (the session
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,10 +30,17 @@ def handle(session: Session, request: Request) -> Reply:
 
 def hello(session: Session, request: Request) -> Reply:
     info = request.info
-    return session, {"protocol_version": protocol.PROTOCOL_VERSION, "spec": info.spec.to_wire(),
-                     "rate_hz": info.rate_hz, "watchdog_periods": session.watchdog_periods,
-                     "max_action_age_s": session.max_action_age_ns / 1e9, "state_port": info.state_port,
-                     "action_port": info.action_port, "onboard": info.onboard, "curve": info.curve}
+    return session, {
+        "protocol_version": protocol.PROTOCOL_VERSION,
+        "spec": info.spec.to_wire(),
+        "rate_hz": info.rate_hz,
+        "watchdog_periods": session.watchdog_periods,
+        "max_action_age_s": session.max_action_age_ns / 1e9,
+        "state_port": info.state_port,
+        "action_port": info.action_port,
+        "onboard": info.onboard,
+        "curve": info.curve,
+    }
 
 
 def reset(session: Session, request: Request) -> Reply:
@@ -42,8 +50,7 @@ def reset(session: Session, request: Request) -> Reply:
         raise ProtocolError("robot_error", "the robot's reset failed; see the server log")
     spec = request.info.spec
     obs = np.asarray(obs, dtype=protocol.DTYPES[spec.obs_dtype])
-    session = dataclasses.replace(session, mode="idle", episode=session.episode + 1, step=0, fault="",
-                                  ready=True)
+    session = dataclasses.replace(session, mode="idle", episode=session.episode + 1, step=0, fault="", ready=True)
     return session, {"episode": session.episode, "obs": protocol.pack_array(obs)}
 
 
@@ -67,9 +74,15 @@ def stop(session: Session, request: Request) -> Reply:
 
 
 def status(session: Session, request: Request) -> Reply:
-    return session, {"mode": session.mode, "fault": session.fault, "episode": session.episode,
-                     "step": session.step, "ready": session.ready, "state_seq": request.state_seq,
-                     **request.counters()}
+    return session, {
+        "mode": session.mode,
+        "fault": session.fault,
+        "episode": session.episode,
+        "step": session.step,
+        "ready": session.ready,
+        "state_seq": request.state_seq,
+        **request.counters(),
+    }
 
 
 def set_params(session: Session, request: Request) -> Reply:
@@ -78,8 +91,10 @@ def set_params(session: Session, request: Request) -> Reply:
     robot_params = dict(request.info.spec.params)
     unknown = [k for k in params if k not in SERVER_PARAMS and k not in robot_params]
     if unknown:
-        raise ProtocolError("bad_request", f"unknown parameter(s) {unknown}; settable: "
-                            f"{', '.join(list(SERVER_PARAMS) + list(robot_params))}")
+        raise ProtocolError(
+            "bad_request",
+            f"unknown parameter(s) {unknown}; settable: {', '.join(list(SERVER_PARAMS) + list(robot_params))}",
+        )
     changes: dict[str, int] = {}
     if "watchdog_periods" in params:
         value = params["watchdog_periods"]
@@ -101,6 +116,11 @@ def set_params(session: Session, request: Request) -> Reply:
 
 
 HANDLERS: dict[str, Callable[[Session, Request], Reply]] = {
-    "hello": hello, "reset": reset, "start": start, "stop": stop, "status": status, "set_params": set_params,
+    "hello": hello,
+    "reset": reset,
+    "start": start,
+    "stop": stop,
+    "status": status,
+    "set_params": set_params,
 }
 assert set(HANDLERS) == set(protocol.REQUEST_TYPES)

@@ -1,6 +1,6 @@
 """Serve any `RobotInterface` from the command line, without JAX, typer or rich:
 
-    python -m hardware.robot.serve mypackage.mymodule:MyRobot --bind tcp://*:5555 [--set key=value ...]
+python -m hardware.robot.serve mypackage.mymodule:MyRobot --bind tcp://*:5555 [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -44,8 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keys", default=None, help="CURVE key directory (from `saferl-deploy keys`)")
     parser.add_argument("--onboard", default=None, help="ONNX policy to run on board (start mode 'onboard')")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    parser.add_argument("--rt-priority", type=int, default=None, metavar="1-99",
-                        help="run the control loop under SCHED_FIFO at this priority (Linux; root or CAP_SYS_NICE)")
+    parser.add_argument(
+        "--rt-priority",
+        type=int,
+        default=None,
+        metavar="1-99",
+        help="run the control loop under SCHED_FIFO at this priority (Linux; root or CAP_SYS_NICE)",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="robot constructor argument")
     return parser
 
@@ -62,10 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         robot = load_factory(args.robot)(**kwargs)
         if not isinstance(robot, RobotInterface):
             raise ValueError(f"'{args.robot}' did not build a RobotInterface")
-        config = ServerConfig(bind=args.bind, rate_hz=args.rate, watchdog_periods=args.watchdog,
-                              max_action_age_s=args.max_action_age, key_dir=args.keys,
-                              onboard_policy=args.onboard, max_duration_s=args.duration,
-                              realtime_priority=args.rt_priority)
+        config = ServerConfig(
+            bind=args.bind,
+            rate_hz=args.rate,
+            watchdog_periods=args.watchdog,
+            max_action_age_s=args.max_action_age,
+            key_dir=args.keys,
+            onboard_policy=args.onboard,
+            max_duration_s=args.duration,
+            realtime_priority=args.rt_priority,
+        )
         server = RobotServer(robot, config)
     except (ValueError, TypeError, OSError, zmq.ZMQError) as err:
         print(f"error: {err}", file=sys.stderr)

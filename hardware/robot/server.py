@@ -7,13 +7,15 @@ client or a robot error latch the safe action (mode "safe") until the client sen
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
 import os
 import select
 import signal
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import zmq
@@ -69,8 +71,10 @@ def _enter_realtime(priority: int) -> None:
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except PermissionError:
-        raise ValueError(f"realtime_priority {priority} refused: needs root, CAP_SYS_NICE or an rtprio limit "
-                         "(ulimit -r); run without it") from None
+        raise ValueError(
+            f"realtime_priority {priority} refused: needs root, CAP_SYS_NICE or an rtprio limit "
+            "(ulimit -r); run without it"
+        ) from None
 
 
 class RobotServer:
@@ -82,8 +86,9 @@ class RobotServer:
         self._obs_dtype = protocol.DTYPES[self.spec.obs_dtype]
         self._action_dtype = protocol.DTYPES[self.spec.action_dtype]
         self.period_ns = int(1e9 / (config.rate_hz or self.spec.rate_hz))
-        self.session = Session(watchdog_periods=config.watchdog_periods,
-                               max_action_age_ns=int(config.max_action_age_s * 1e9))
+        self.session = Session(
+            watchdog_periods=config.watchdog_periods, max_action_age_ns=int(config.max_action_age_s * 1e9)
+        )
         self.stats = LoopStats()
         self._seq = 0  # sequence number of the last published state
         self._state_stamps: dict[int, int] = {}  # recent state seq -> publish time, ns
@@ -95,14 +100,20 @@ class RobotServer:
         self._onboard = None
         if config.onboard_policy:
             from hardware.robot.onboard import OnboardPolicy  # onnxruntime only when asked for
+
             self._onboard = OnboardPolicy(config.onboard_policy, self.spec)
         if config.realtime_priority is not None:
             _enter_realtime(config.realtime_priority)  # before the sockets: ZeroMQ's I/O thread inherits it
         self._open_sockets()
         _, port = endpoints.parse(config.bind)
-        self.info = ServerInfo(spec=self.spec, rate_hz=1e9 / self.period_ns, state_port=port + 1,
-                               action_port=port + 2, onboard=self._onboard is not None,
-                               curve=self.security is not None)
+        self.info = ServerInfo(
+            spec=self.spec,
+            rate_hz=1e9 / self.period_ns,
+            state_port=port + 1,
+            action_port=port + 2,
+            onboard=self._onboard is not None,
+            curve=self.security is not None,
+        )
 
     # ---- sockets ------------------------------------------------------------------------------
     def _open_sockets(self) -> None:
@@ -111,14 +122,19 @@ class RobotServer:
         self.security = None
         if self.config.key_dir:
             from hardware.security import ServerSecurity
+
             self.security = ServerSecurity(self.context, self.config.key_dir)
         self.control = self._socket(zmq.REP, addresses["control"])
         self.state_pub = self._socket(zmq.PUB, addresses["state"])
         self.action_pull = self._socket(zmq.PULL, addresses["action"], conflate=True)
-        self.monitor = self.action_pull.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                                           | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
-        self._handlers = ((self.monitor, self._on_monitor_event), (self.action_pull, self._on_action),
-                          (self.control, self._on_request))
+        self.monitor = self.action_pull.get_monitor_socket(
+            zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        )
+        self._handlers = (
+            (self.monitor, self._on_monitor_event),
+            (self.action_pull, self._on_action),
+            (self.control, self._on_request),
+        )
         self._fds = [sock.getsockopt(zmq.FD) for sock, _ in self._handlers]
 
     def _socket(self, kind: int, address: str, conflate: bool = False) -> zmq.Socket:
@@ -145,10 +161,8 @@ class RobotServer:
     def serve(self, ready: Callable[[], None] | None = None) -> LoopStats:
         """Run the control loop until SIGINT/SIGTERM, `max_duration_s`, or `request_stop()`."""
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: no signal handlers
                 signal.signal(sig, lambda *_: self.request_stop())
-            except ValueError:  # not the main thread
-                pass
         self._last = self._guarded(self.robot.read_state, "read_state")
         gc.collect()
         gc.freeze()  # objects alive now (robot, sockets, policy) are never scanned again: shorter GC pauses
@@ -223,12 +237,22 @@ class RobotServer:
         self._state_stamps.pop(self._seq - _STAMPS_KEPT, None)
         session, spec = self.session, self.spec
         try:
-            obs = protocol.check_array(np.asarray(self._last.obs, dtype=self._obs_dtype), spec.obs_shape,
-                                       spec.obs_dtype, "state obs")
-            body = {"obs": obs, "reward": float(self._last.reward), "cost": float(self._last.cost),
-                    "done": bool(self._last.done), "mode": session.mode, "episode": session.episode,
-                    "step": session.step, "action": np.asarray(action, dtype=self._action_dtype),
-                    "action_source": source, "action_seq": action_seq, "fault": session.fault}
+            obs = protocol.check_array(
+                np.asarray(self._last.obs, dtype=self._obs_dtype), spec.obs_shape, spec.obs_dtype, "state obs"
+            )
+            body = {
+                "obs": obs,
+                "reward": float(self._last.reward),
+                "cost": float(self._last.cost),
+                "done": bool(self._last.done),
+                "mode": session.mode,
+                "episode": session.episode,
+                "step": session.step,
+                "action": np.asarray(action, dtype=self._action_dtype),
+                "action_source": source,
+                "action_seq": action_seq,
+                "fault": session.fault,
+            }
             if not (math.isfinite(body["reward"]) and math.isfinite(body["cost"])):
                 raise ProtocolError("non_finite", f"reward {body['reward']}, cost {body['cost']}")
             # every field is now known to be valid: skip the encoder's full re-validation on this hot path
@@ -236,10 +260,8 @@ class RobotServer:
         except (ProtocolError, ValueError, TypeError) as err:  # the robot produced a bad reading: fault
             self._enter_safe(f"robot_error: bad state ({err})")
             return
-        try:
+        with contextlib.suppress(zmq.Again):  # no subscriber keeping up: the state is dropped, never queued
             self.state_pub.send(raw, zmq.NOBLOCK)
-        except zmq.Again:
-            pass
 
     # ---- choosing the action --------------------------------------------------------------------
     def _remote_action(self, now: int) -> tuple[np.ndarray | None, str, int]:
@@ -268,8 +290,9 @@ class RobotServer:
     def _onboard_action(self) -> tuple[np.ndarray, str, int]:
         try:
             action = self._onboard(np.asarray(self._last.obs))
-            protocol.check_array(action, self.spec.action_shape, self.spec.action_dtype, "onboard action",
-                                 self.spec.low, self.spec.high)
+            protocol.check_array(
+                action, self.spec.action_shape, self.spec.action_dtype, "onboard action", self.spec.low, self.spec.high
+            )
         except Exception as err:  # noqa: BLE001 — any failure of the on-board policy means: be safe
             self._enter_safe(f"onboard_error: {err}")
             return self.robot.safe_action(), "safe", -1
@@ -316,8 +339,9 @@ class RobotServer:
 
     def _accept_action(self, msg: protocol.Message, received: int) -> None:
         body = msg.body
-        action = protocol.check_array(body["action"], self.spec.action_shape, self.spec.action_dtype, "action",
-                                      self.spec.low, self.spec.high)
+        action = protocol.check_array(
+            body["action"], self.spec.action_shape, self.spec.action_dtype, "action", self.spec.low, self.spec.high
+        )
         state_seq = body["state_seq"]
         stamp = self._state_stamps.get(state_seq)
         if state_seq > self._seq or (stamp is None and state_seq > self._seq - _STAMPS_KEPT):
@@ -327,7 +351,9 @@ class RobotServer:
             raise ProtocolError("out_of_order", f"action answers state {state_seq}, already superseded")
         deadline = min(body["valid_until_ns"], stamp + self.session.max_action_age_ns)
         if deadline < received:
-            raise ProtocolError("stale", f"action for state {state_seq} expired {(received - deadline) / 1e6:.2f} ms ago")
+            raise ProtocolError(
+                "stale", f"action for state {state_seq} expired {(received - deadline) / 1e6:.2f} ms ago"
+            )
         self.stats.record_latency(received - stamp)
         self._pending = _PendingAction(np.array(action), state_seq, deadline)
 
@@ -352,8 +378,7 @@ class RobotServer:
             if len(parts) != 1:
                 raise ProtocolError("malformed", f"expected 1 frame, got {len(parts)}")
             msg = protocol.decode(parts[0], expected=protocol.REQUEST_TYPES)
-            request = Request(message=msg, info=self.info, robot=self, counters=self.stats.to_wire,
-                              state_seq=self._seq)
+            request = Request(message=msg, info=self.info, robot=self, counters=self.stats.to_wire, state_seq=self._seq)
             session, data = requests.handle(self.session, request)
             reply = protocol.encode("reply", msg.seq, {"request": msg.type, "data": data})
         except ProtocolError as err:

@@ -8,7 +8,6 @@ import json
 import os
 import pathlib
 import sys
-from typing import Optional
 
 import typer
 
@@ -17,13 +16,17 @@ from saferl.errors import NonFiniteError, UserError
 # typer vendors click; its ClickException (usage errors) is the base class of the public BadParameter
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="saferl: safe and model-based RL in JAX (train, evaluate, render, export policies).\n\n"
-                       "Safe training: `saferl train sac --env safe_cartpole --constraint augmented_lagrangian` keeps "
-                       "the episode cost within the env's budget (handlers: lagrangian, augmented_lagrangian, crpo, "
-                       "penalty). The training world: `--set-env randomization.mass_scale=[0.8,1.2]`, "
-                       "`--set-env obs_noise_std=0.01`, `--set-env action_delay=1`, `--set-env shift.preset=heavy_pole`; "
-                       "`saferl eval RUN --shift heavy_pole` evaluates on another world.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="saferl: safe and model-based RL in JAX (train, evaluate, render, export policies).\n\n"
+    "Safe training: `saferl train sac --env safe_cartpole --constraint augmented_lagrangian` keeps "
+    "the episode cost within the env's budget (handlers: lagrangian, augmented_lagrangian, crpo, "
+    "penalty). The training world: `--set-env randomization.mass_scale=[0.8,1.2]`, "
+    "`--set-env obs_noise_std=0.01`, `--set-env action_delay=1`, `--set-env shift.preset=heavy_pole`; "
+    "`saferl eval RUN --shift heavy_pole` evaluates on another world.",
+)
 
 
 def _echo(message: str) -> None:
@@ -34,15 +37,23 @@ def _echo(message: str) -> None:
 def envs_command() -> None:
     """List the registered environments: sizes, what the safety cost measures, the episode budget and the named
     dynamics shifts (`--set-env shift.preset=NAME`, `saferl eval RUN --shift NAME`)."""
-    import envs
     from rich.console import Console
     from rich.table import Table
+
+    import envs
 
     table = Table("name", "obs", "action", "episode", "cost", "budget", "shift presets")
     for name in envs.names():
         env = envs.make(name)
-        table.add_row(name, str(env.observation_size), str(env.action_size), str(env.episode_length),
-                      env.cost_description, f"{env.cost_budget:g}", ", ".join(sorted(envs.shift_presets(name))))
+        table.add_row(
+            name,
+            str(env.observation_size),
+            str(env.action_size),
+            str(env.episode_length),
+            env.cost_description,
+            f"{env.cost_budget:g}",
+            ", ".join(sorted(envs.shift_presets(name))),
+        )
     Console(width=160).print(table)
 
 
@@ -62,44 +73,73 @@ def tasks_command(env_name: str = typer.Argument(..., help="env name (see `safer
 
 @app.command("train")
 def train_command(
-    algo: Optional[str] = typer.Argument(None, help="algorithm: ppo, sac, pets, ... (optional with --resume)"),
-    env: Optional[str] = typer.Option(None, "--env", help="env name (see `saferl envs`)"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="total env steps (default 100000)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default 0)"),
-    seeds: list[str] = typer.Option([], "--seeds", help="train several seeds, e.g. --seeds 0 1 2 3 4 (or 0,1,2): "
-                                     "one run dir per seed (<algo>-<env>-seed<k>-<time>), each what --seed k writes; "
-                                     "ppo, sac, pets and softae run all seeds in one compiled program (vmap), "
-                                     "sooper one after another in this process (compiling once)"),
+    algo: str | None = typer.Argument(None, help="algorithm: ppo, sac, pets, ... (optional with --resume)"),
+    env: str | None = typer.Option(None, "--env", help="env name (see `saferl envs`)"),
+    steps: int | None = typer.Option(None, "--steps", help="total env steps (default 100000)"),
+    seed: int | None = typer.Option(None, "--seed", help="random seed (default 0)"),
+    seeds: list[str] = typer.Option(
+        [],
+        "--seeds",
+        help="train several seeds, e.g. --seeds 0 1 2 3 4 (or 0,1,2): "
+        "one run dir per seed (<algo>-<env>-seed<k>-<time>), each what --seed k writes; "
+        "ppo, sac, pets and softae run all seeds in one compiled program (vmap), "
+        "sooper one after another in this process (compiling once)",
+    ),
     set_: list[str] = typer.Option([], "--set", help="algorithm config override key=value (repeatable)"),
-    set_env: list[str] = typer.Option([], "--set-env", help="env config or training-world override key=value "
-                                      "(repeatable); world keys: randomization.{mass,friction,damping,actuator_gain}"
-                                      "_scale=[lo,hi], obs_noise_std, action_delay, shift.preset, shift.<scale>"),
-    constraint: Optional[str] = typer.Option(None, "--constraint", help="constrain the episode cost to the env's "
-                                             "budget: lagrangian, augmented_lagrangian, crpo, penalty or none "
-                                             "(same as --set constraint.kind=KIND; ppo, sac)"),
+    set_env: list[str] = typer.Option(
+        [],
+        "--set-env",
+        help="env config or training-world override key=value "
+        "(repeatable); world keys: randomization.{mass,friction,damping,actuator_gain}"
+        "_scale=[lo,hi], obs_noise_std, action_delay, shift.preset, shift.<scale>",
+    ),
+    constraint: str | None = typer.Option(
+        None,
+        "--constraint",
+        help="constrain the episode cost to the env's "
+        "budget: lagrangian, augmented_lagrangian, crpo, penalty or none "
+        "(same as --set constraint.kind=KIND; ppo, sac)",
+    ),
     out: pathlib.Path = typer.Option(pathlib.Path("runs"), "--out", help="parent directory of new runs"),
-    resume: list[pathlib.Path] = typer.Option([], "--resume", help="continue this run dir from its last "
-                                              "checkpoint up to --steps; repeat it to continue several seeds' runs "
-                                              "of one config together (as --seeds trains them)"),
-    data: Optional[pathlib.Path] = typer.Option(None, "--data", help="recording dir (`saferl-deploy run "
-                                                "--record`) whose transitions join the replay data (pets, sac)"),
+    resume: list[pathlib.Path] = typer.Option(
+        [],
+        "--resume",
+        help="continue this run dir from its last "
+        "checkpoint up to --steps; repeat it to continue several seeds' runs "
+        "of one config together (as --seeds trains them)",
+    ),
+    data: pathlib.Path | None = typer.Option(
+        None,
+        "--data",
+        help="recording dir (`saferl-deploy run --record`) whose transitions join the replay data (pets, sac)",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
-    logger: list[str] = typer.Option([], "--logger", help="where the scalars of metrics.csv also go: tensorboard "
-                                     "(default), wandb (Weights & Biases, the package's wandb extra: a run named "
-                                     "after the run dir with config.json as its config; WANDB_MODE=offline, "
-                                     "WANDB_PROJECT) or none; repeat it for several"),
-    devices: Optional[int] = typer.Option(None, "--devices", help="use the first N devices (default: all; batches "
-                                          "are split over them)"),
-    coordinator: Optional[str] = typer.Option(None, "--coordinator", help="multi-process run: HOST:PORT of process "
-                                              "0 (env SAFERL_COORDINATOR)"),
-    num_processes: Optional[int] = typer.Option(None, "--num-processes", help="multi-process run: number of "
-                                                "processes (env SAFERL_NUM_PROCESSES)"),
-    process_id: Optional[int] = typer.Option(None, "--process-id", help="multi-process run: this process, 0..N-1; "
-                                             "0 writes the run directory (env SAFERL_PROCESS_ID)"),
+    logger: list[str] = typer.Option(
+        [],
+        "--logger",
+        help="where the scalars of metrics.csv also go: tensorboard "
+        "(default), wandb (Weights & Biases, the package's wandb extra: a run named "
+        "after the run dir with config.json as its config; WANDB_MODE=offline, "
+        "WANDB_PROJECT) or none; repeat it for several",
+    ),
+    devices: int | None = typer.Option(
+        None, "--devices", help="use the first N devices (default: all; batches are split over them)"
+    ),
+    coordinator: str | None = typer.Option(
+        None, "--coordinator", help="multi-process run: HOST:PORT of process 0 (env SAFERL_COORDINATOR)"
+    ),
+    num_processes: int | None = typer.Option(
+        None, "--num-processes", help="multi-process run: number of processes (env SAFERL_NUM_PROCESSES)"
+    ),
+    process_id: int | None = typer.Option(
+        None,
+        "--process-id",
+        help="multi-process run: this process, 0..N-1; 0 writes the run directory (env SAFERL_PROCESS_ID)",
+    ),
 ) -> None:
     """Train ALGO on --env for --steps env steps; writes a run directory (config, metrics, checkpoints, plots)."""
-    from saferl.config import parse_overrides
     from saferl import sharding
+    from saferl.config import parse_overrides
     from saferl.training import distributed
     from saferl.training.logger import resolve_loggers
     from saferl.training.run import train
@@ -114,13 +154,36 @@ def train_command(
     if seeds or len(resume) > 1:
         from saferl.training.seeds import train_seeds
 
-        results = train_seeds(algo, env, _parse_seeds(seeds), steps=steps, seed=seed, overrides=overrides,
-                              env_overrides=parse_overrides(set_env), out=out, resume=resume, data=data,
-                              progress=not quiet, tensorboard=loggers)
+        results = train_seeds(
+            algo,
+            env,
+            _parse_seeds(seeds),
+            steps=steps,
+            seed=seed,
+            overrides=overrides,
+            env_overrides=parse_overrides(set_env),
+            out=out,
+            resume=resume,
+            data=data,
+            progress=not quiet,
+            tensorboard=loggers,
+        )
     else:
-        results = [train(algo, env, steps=steps, seed=seed, overrides=overrides,
-                         env_overrides=parse_overrides(set_env), out=out, resume=resume[0] if resume else None,
-                         data=data, progress=not quiet, tensorboard=loggers)]
+        results = [
+            train(
+                algo,
+                env,
+                steps=steps,
+                seed=seed,
+                overrides=overrides,
+                env_overrides=parse_overrides(set_env),
+                out=out,
+                resume=resume[0] if resume else None,
+                data=data,
+                progress=not quiet,
+                tensorboard=loggers,
+            )
+        ]
     if not distributed.is_primary():
         written = ", ".join(str(r.run_dir) for r in results)
         _echo(f"process {group.process_id} of {group.num_processes} done; process 0 wrote {written}")
@@ -166,12 +229,16 @@ def _report_run(result, loggers: tuple[str, ...] = ("tensorboard",)) -> None:
     from saferl.training.logger import read_metrics
 
     rows = [r for r in read_metrics(result.run_dir / "metrics.csv")[0] if not math.isnan(r["episode_return"])]
-    final = {"env_steps": result.metrics.get("env_steps"), "last_episode_at": rows[-1]["env_steps"] if rows else None,
-             "episode_return": rows[-1]["episode_return"] if rows else None,
-             "episode_cost": rows[-1]["episode_cost"] if rows else None}
+    final = {
+        "env_steps": result.metrics.get("env_steps"),
+        "last_episode_at": rows[-1]["env_steps"] if rows else None,
+        "episode_return": rows[-1]["episode_return"] if rows else None,
+        "episode_cost": rows[-1]["episode_cost"] if rows else None,
+    }
     _echo(f"run directory: {result.run_dir}")
     other_logs = ([f"TensorBoard: {result.run_dir / 'tensorboard'}"] if "tensorboard" in loggers else []) + (
-        [f"W&B run {result.run_dir.name}"] if "wandb" in loggers else [])
+        [f"W&B run {result.run_dir.name}"] if "wandb" in loggers else []
+    )
     _echo(f"metrics:       {result.run_dir / 'metrics.csv'}" + (f"  ({'; '.join(other_logs)})" if other_logs else ""))
     _echo(f"plots:         {', '.join(str(p) for p in result.plots)}")
     _echo(f"final:         {json.dumps(final)}")
@@ -179,10 +246,12 @@ def _report_run(result, loggers: tuple[str, ...] = ("tensorboard",)) -> None:
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
         _echo(f"summary:       {summary_path}")
-        _echo(f"  safety margin {summary['safety_margin']:g} (budget {summary['budget']:g}; episode costs "
-              f"{', '.join(f'{c:g}' for c in summary['episode_costs'])}), normalised return "
-              f"{summary['normalized_return']:.2f} (prior {summary['prior_return']:.1f} -> last episode "
-              f"{summary['final_return']:.1f}) over {summary['episodes']} real episodes")
+        _echo(
+            f"  safety margin {summary['safety_margin']:g} (budget {summary['budget']:g}; episode costs "
+            f"{', '.join(f'{c:g}' for c in summary['episode_costs'])}), normalised return "
+            f"{summary['normalized_return']:.2f} (prior {summary['prior_return']:.1f} -> last episode "
+            f"{summary['final_return']:.1f}) over {summary['episodes']} real episodes"
+        )
 
 
 def _with_constraint(overrides: dict, kind: str) -> dict:
@@ -201,23 +270,30 @@ def eval_command(
     episodes: int = typer.Option(10, "--episodes", min=1, help="episodes to average over"),
     seed: int = typer.Option(0, "--seed"),
     stochastic: bool = typer.Option(False, "--stochastic", help="sample actions instead of the mean action"),
-    shift: list[str] = typer.Option([], "--shift", help="evaluate on shifted physics: a preset name of the env "
-                                    "(e.g. heavy_pole), `nominal`, or key=value of the shift (mass_scale=1.5, "
-                                    "body_mass_scale={\"pole\":2}); repeatable. Default: the run's own world"),
-    task: Optional[str] = typer.Option(None, "--task", help="plan zero-shot for this task of the env (see `saferl "
-                                       "tasks ENV`) on the run's learned model and score the task's reward "
-                                       "(model-based runs: softae, pets)"),
+    shift: list[str] = typer.Option(
+        [],
+        "--shift",
+        help="evaluate on shifted physics: a preset name of the env "
+        "(e.g. heavy_pole), `nominal`, or key=value of the shift (mass_scale=1.5, "
+        'body_mass_scale={"pole":2}); repeatable. Default: the run\'s own world',
+    ),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="plan zero-shot for this task of the env (see `saferl "
+        "tasks ENV`) on the run's learned model and score the task's reward "
+        "(model-based runs: softae, pets)",
+    ),
 ) -> None:
     """Evaluate a run's policy in the world it trained in (domain randomisation off; its obs noise, action delay
     and shift kept) or on `--shift`ed physics; writes RUN_DIR/eval.json (eval-<shift>.json with --shift;
     eval-task-<task>[-<shift>].json with --task)."""
+    from envs.tasks import get_task
     from saferl.config import to_dict
     from saferl.policies import load_policy
     from saferl.policies.evaluate import evaluate
     from saferl.policies.worlds import evaluation_env, evaluation_world, shift_label
     from saferl.training.rundir import write_json_atomic
-
-    from envs.tasks import get_task
 
     policy = load_policy(run_dir, task)
     world = evaluation_world(policy, shift)
@@ -229,12 +305,16 @@ def eval_command(
     name = f"eval-{'-'.join(parts)}.json" if parts else "eval.json"
     write_json_atomic(run_dir / name, result)
     where = (f" (task: {task})" if task else "") + (f" (shift: {shift_label(shift)})" if shift else "")
-    _echo(f"{policy.algo} on {policy.env_name}{where}, {episodes} episodes: return {result['mean_return']:.3f} "
-          f"± {result['std_return']:.3f}, cost {result['mean_cost']:.3f} ± {result['std_cost']:.3f} "
-          f"(budget {result['cost_budget']:g})")
+    _echo(
+        f"{policy.algo} on {policy.env_name}{where}, {episodes} episodes: return {result['mean_return']:.3f} "
+        f"± {result['std_return']:.3f}, cost {result['mean_cost']:.3f} ± {result['std_cost']:.3f} "
+        f"(budget {result['cost_budget']:g})"
+    )
     if "success_rate" in result:
-        _echo(f"success: {result['success_rate']:.0%} of episodes end in success, "
-              f"{result['success_any_rate']:.0%} succeed at some step")
+        _echo(
+            f"success: {result['success_rate']:.0%} of episodes end in success, "
+            f"{result['success_any_rate']:.0%} succeed at some step"
+        )
     _echo(f"written: {run_dir / name}")
 
 
@@ -243,17 +323,18 @@ def render_command(
     run_dir: pathlib.Path = typer.Argument(..., help="run directory"),
     out: pathlib.Path = typer.Option(..., "--out", help="video file (.mp4; .gif without ffmpeg)"),
     seed: int = typer.Option(0, "--seed"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="env steps to render (default: one episode)"),
-    task: Optional[str] = typer.Option(None, "--task", help="render the zero-shot planner of this env task "
-                                       "(model-based runs, see `saferl eval --task`)"),
+    steps: int | None = typer.Option(None, "--steps", help="env steps to render (default: one episode)"),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="render the zero-shot planner of this env task (model-based runs, see `saferl eval --task`)",
+    ),
 ) -> None:
     """Render one episode of a run's policy to a video file."""
-    import envs
     from envs.render import render_rollout
     from envs.tasks import get_task
     from saferl.policies import load_policy
     from saferl.policies.evaluate import rollout_states
-
     from saferl.policies.worlds import evaluation_env, evaluation_world
 
     policy = load_policy(run_dir, task)
@@ -277,8 +358,10 @@ def export_command(
 
     policy = load_policy(run_dir)
     if policy.apply is None:  # only MPC planners lack a fixed network map (see saferl.policies.Policy)
-        raise UserError(f"{policy.algo} policies are MPC planners and cannot be exported to ONNX; deploy them with "
-                        f"`saferl-deploy run {run_dir}` (the planner runs on the policy machine)")
+        raise UserError(
+            f"{policy.algo} policies are MPC planners and cannot be exported to ONNX; deploy them with "
+            f"`saferl-deploy run {run_dir}` (the planner runs on the policy machine)"
+        )
     _echo(f"written: {export_policy_onnx(policy, out)}")
 
 
@@ -289,8 +372,9 @@ def main(argv: list[str] | None = None) -> None:
 
     enable_compilation_cache()  # a second `saferl train` loads its programs from $XDG_CACHE_HOME/saferl/jax
     try:
-        code = app(args=_expand_seeds(sys.argv[1:] if argv is None else list(argv)), prog_name="saferl",
-               standalone_mode=False)
+        code = app(
+            args=_expand_seeds(sys.argv[1:] if argv is None else list(argv)), prog_name="saferl", standalone_mode=False
+        )
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except _ClickException as err:  # bad command line (unknown option, missing argument, bad int)

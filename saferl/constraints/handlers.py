@@ -53,26 +53,47 @@ class ConstraintConfig:
 
     def __post_init__(self) -> None:
         _check("kind", self.kind, self.kind in KINDS, f"one of {', '.join(KINDS)}")
-        finite = {name: getattr(self, name) for name in (
-            "multiplier_lr", "initial_multiplier", "max_multiplier", "penalty_growth", "max_penalty",
-            "crpo_tolerance", "budget_scale")}
+        finite = {
+            name: getattr(self, name)
+            for name in (
+                "multiplier_lr",
+                "initial_multiplier",
+                "max_multiplier",
+                "penalty_growth",
+                "max_penalty",
+                "crpo_tolerance",
+                "budget_scale",
+            )
+        }
         finite["penalty"] = self.initial_penalty
         for name, value in finite.items():
             _check(name, value, is_real(value) and math.isfinite(value), "a finite number")
         _check("multiplier_lr", self.multiplier_lr, self.multiplier_lr >= 0, "in [0, inf)")
         _check("max_multiplier", self.max_multiplier, self.max_multiplier > 0, "in (0, inf)")
-        _check("initial_multiplier", self.initial_multiplier,
-               0 <= self.initial_multiplier <= self.max_multiplier, f"in [0, max_multiplier={self.max_multiplier}]")
+        _check(
+            "initial_multiplier",
+            self.initial_multiplier,
+            0 <= self.initial_multiplier <= self.max_multiplier,
+            f"in [0, max_multiplier={self.max_multiplier}]",
+        )
         _check("penalty", self.penalty, self.initial_penalty > 0, "in (0, inf)")
         _check("penalty_growth", self.penalty_growth, self.penalty_growth >= 0, "in [0, inf)")
         _check("max_penalty", self.max_penalty, self.max_penalty > 0, "in (0, inf)")
         if self.kind == "augmented_lagrangian":
-            _check("penalty", self.penalty, self.initial_penalty <= self.max_penalty,
-                   f"in (0, max_penalty={self.max_penalty}] for kind='augmented_lagrangian'")
+            _check(
+                "penalty",
+                self.penalty,
+                self.initial_penalty <= self.max_penalty,
+                f"in (0, max_penalty={self.max_penalty}] for kind='augmented_lagrangian'",
+            )
         _check("crpo_tolerance", self.crpo_tolerance, self.crpo_tolerance >= 0, "in [0, inf)")
         _check("budget_scale", self.budget_scale, self.budget_scale > 0, "in (0, inf)")
-        _check("update_every", self.update_every, is_integer(self.update_every) and self.update_every >= 1,
-               "an integer >= 1")
+        _check(
+            "update_every",
+            self.update_every,
+            is_integer(self.update_every) and self.update_every >= 1,
+            "an integer >= 1",
+        )
 
     @property
     def initial_penalty(self) -> float:
@@ -97,9 +118,12 @@ class ConstraintState:
 
 def init(config: ConstraintConfig) -> ConstraintState:
     """λ = initial_multiplier, c (or w) = penalty (float32 scalars), no pending violations."""
-    return ConstraintState(multiplier=jnp.asarray(config.initial_multiplier, jnp.float32),
-                           penalty=jnp.asarray(config.initial_penalty, jnp.float32),
-                           violation_sum=jnp.zeros((), jnp.float32), pending=jnp.zeros((), jnp.float32))
+    return ConstraintState(
+        multiplier=jnp.asarray(config.initial_multiplier, jnp.float32),
+        penalty=jnp.asarray(config.initial_penalty, jnp.float32),
+        violation_sum=jnp.zeros((), jnp.float32),
+        pending=jnp.zeros((), jnp.float32),
+    )
 
 
 def discounted_budget(episode_budget: float, episode_length: int, discount: float) -> float:
@@ -133,8 +157,13 @@ def augmented_lagrangian_term(violation: jax.Array, multiplier: jax.Array, penal
     return jnp.where(multiplier + penalty * violation > 0, quadratic, flat)
 
 
-def actor_objective(config: ConstraintConfig, state: ConstraintState, reward_loss: jax.Array,
-                    cost_estimate: jax.Array, budget: jax.Array | float) -> tuple[jax.Array, dict]:
+def actor_objective(
+    config: ConstraintConfig,
+    state: ConstraintState,
+    reward_loss: jax.Array,
+    cost_estimate: jax.Array,
+    budget: jax.Array | float,
+) -> tuple[jax.Array, dict]:
     """Actor loss with the constraint folded in; λ, c, w are constants here (gradients stopped).
 
     reward_loss: scalar the actor minimises without a constraint (e.g. SAC: mean(α·logπ − Q_r)).
@@ -165,13 +194,17 @@ def actor_objective(config: ConstraintConfig, state: ConstraintState, reward_los
         loss = jnp.where(active, cost_estimate, reward_loss)
     else:  # unreachable: the config validates kind
         raise ValueError(f"ConstraintConfig.kind must be one of {', '.join(KINDS)}, got {config.kind!r}")
-    aux = {"constraint_violation": violation, "constraint_active": jnp.asarray(active, jnp.float32),
-           "constraint_term": loss - reward_loss}
+    aux = {
+        "constraint_violation": violation,
+        "constraint_active": jnp.asarray(active, jnp.float32),
+        "constraint_term": loss - reward_loss,
+    }
     return loss, jax.lax.stop_gradient(aux)
 
 
-def update(config: ConstraintConfig, state: ConstraintState, cost_estimate: jax.Array,
-           budget: jax.Array | float) -> tuple[ConstraintState, dict]:
+def update(
+    config: ConstraintConfig, state: ConstraintState, cost_estimate: jax.Array, budget: jax.Array | float
+) -> tuple[ConstraintState, dict]:
     """Record one (gradient-stopped) cost estimate; every `update_every`-th call, step λ/c on the mean ḡ of
     the calls' violations g = cost_estimate − b, each clipped to [−b, b] (b = budget_scale·budget):
 
@@ -200,7 +233,11 @@ def update(config: ConstraintConfig, state: ConstraintState, cost_estimate: jax.
         multiplier=jnp.where(step, multiplier, state.multiplier).astype(jnp.float32),
         penalty=jnp.where(step, penalty, state.penalty).astype(jnp.float32),
         violation_sum=jnp.where(step, 0.0, total).astype(jnp.float32),
-        pending=jnp.where(step, 0.0, count).astype(jnp.float32))
-    metrics = {"lagrange_multiplier": new_state.multiplier, "penalty": new_state.penalty,
-               "constraint_violation": violation}
+        pending=jnp.where(step, 0.0, count).astype(jnp.float32),
+    )
+    metrics = {
+        "lagrange_multiplier": new_state.multiplier,
+        "penalty": new_state.penalty,
+        "constraint_violation": violation,
+    }
     return new_state, metrics

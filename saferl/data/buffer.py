@@ -65,7 +65,7 @@ def init(capacity: int, example: Transition) -> ReplayBuffer:
     """An empty buffer for `capacity` transitions shaped like `example` (ONE transition, no batch axis)."""
     if capacity < 1:
         raise ValueError(f"capacity must be >= 1, got {capacity}")
-    data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.result_type(x)), example)
+    data = jax.tree.map(lambda x: jnp.zeros((capacity, *jnp.shape(x)), jnp.result_type(x)), example)
     zero = jnp.zeros((), jnp.int32)
     return ReplayBuffer(data=data, position=zero, size=zero, total_added=zero)
 
@@ -158,7 +158,9 @@ def restore(path: str | pathlib.Path) -> ReplayBuffer:
         data = Transition(**fields)
         total = archive["total_added"] if "total_added" in archive else archive["size"]
         counters = [jnp.asarray(archive[k], jnp.int32) for k in ("position", "size")]
-        return ReplayBuffer(data=data, position=counters[0], size=counters[1], total_added=jnp.asarray(total, jnp.int32))
+        return ReplayBuffer(
+            data=data, position=counters[0], size=counters[1], total_added=jnp.asarray(total, jnp.int32)
+        )
 
 
 def _restore_field(archive: Any, name: str) -> Any:
@@ -166,5 +168,5 @@ def _restore_field(archive: Any, name: str) -> Any:
     if f"data.{name}" in archive:
         return jnp.asarray(archive[f"data.{name}"])
     prefix = f"data.{name}."
-    parts = {key[len(prefix):]: jnp.asarray(archive[key]) for key in archive.files if key.startswith(prefix)}
+    parts = {key[len(prefix) :]: jnp.asarray(archive[key]) for key in archive.files if key.startswith(prefix)}
     return parts or None

@@ -8,7 +8,8 @@ with a CNN and normalise only the state; buffers hold either pytree; model-based
 from __future__ import annotations
 
 import numbers
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,15 +31,18 @@ def shapes(observation_size: Any) -> dict[str, tuple[int, ...]]:
     if not is_dict(observation_size):
         raise UserError(f"observation_size {observation_size!r} is not a dict of shapes")
     if set(observation_size) != set(DICT_KEYS):
-        raise UserError(f"dict observations must have exactly the keys {list(DICT_KEYS)}, got "
-                        f"{sorted(observation_size)}")
+        raise UserError(
+            f"dict observations must have exactly the keys {list(DICT_KEYS)}, got {sorted(observation_size)}"
+        )
     out = {}
     for key, ndim in ((IMAGE, 3), (STATE, 1)):
         value = observation_size[key]
         shape = (value,) if isinstance(value, numbers.Integral) else tuple(value)
         if len(shape) != ndim or not all(isinstance(n, numbers.Integral) and n >= 1 for n in shape):
-            raise UserError(f"observation_size['{key}'] must be {ndim} sizes >= 1 "
-                            f"({'(H, W, C)' if key == IMAGE else '(d,)'}), got {value!r}")
+            raise UserError(
+                f"observation_size['{key}'] must be {ndim} sizes >= 1 "
+                f"({'(H, W, C)' if key == IMAGE else '(d,)'}), got {value!r}"
+            )
         out[key] = tuple(int(n) for n in shape)
     return out
 
@@ -57,7 +61,7 @@ def zeros(observation_size: Any, batch_shape: tuple[int, ...] = ()) -> Any:
     """A float32 observation of zeros with leading `batch_shape` (a dict of arrays for dict observations)."""
     if is_dict(observation_size):
         return {key: jnp.zeros(batch_shape + shape) for key, shape in shapes(observation_size).items()}
-    return jnp.zeros(batch_shape + (int(observation_size),))
+    return jnp.zeros((*batch_shape, int(observation_size)))
 
 
 def as_float32(obs: Any) -> Any:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import pathlib
 import zipfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,10 @@ def episode_files(directory: str | pathlib.Path) -> list[pathlib.Path]:
         raise UserError(f"recording directory {directory} not found")
     files = sorted(directory.glob(EPISODE_GLOB))
     if not files:
-        raise UserError(f"no {EPISODE_GLOB} files in {directory}: not a recording directory "
-                        "(make one with `saferl-deploy run ... --record DIR`)")
+        raise UserError(
+            f"no {EPISODE_GLOB} files in {directory}: not a recording directory "
+            "(make one with `saferl-deploy run ... --record DIR`)"
+        )
     return files
 
 
@@ -67,8 +70,10 @@ def load_episode(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     for key in EPISODE_KEYS:
         expected_ndim = 2 if key in ("obs", "action", "next_obs") else 1
         if episode[key].ndim != expected_ndim or episode[key].shape[0] != length:
-            raise UserError(f"{path}: '{key}' has shape {episode[key].shape}; expected "
-                            f"{'[T, dim]' if expected_ndim == 2 else '[T]'} with the same T as 'reward'")
+            raise UserError(
+                f"{path}: '{key}' has shape {episode[key].shape}; expected "
+                f"{'[T, dim]' if expected_ndim == 2 else '[T]'} with the same T as 'reward'"
+            )
     if episode["obs"].shape != episode["next_obs"].shape:
         raise UserError(f"{path}: obs {episode['obs'].shape} and next_obs {episode['next_obs'].shape} differ")
     return episode
@@ -94,13 +99,19 @@ def _constant_action_windows(episode: dict[str, np.ndarray], repeat: int) -> dic
     keep = starts[chained & constant & alive]
     last = keep + repeat - 1
     window = offsets[keep]
-    return {"obs": arrays["obs"][keep], "action": arrays["action"][keep], "next_obs": arrays["next_obs"][last],
-            "reward": arrays["reward"][window].sum(axis=1), "cost": arrays["cost"][window].sum(axis=1),
-            "done": arrays["done"][last]}
+    return {
+        "obs": arrays["obs"][keep],
+        "action": arrays["action"][keep],
+        "next_obs": arrays["next_obs"][last],
+        "reward": arrays["reward"][window].sum(axis=1),
+        "cost": arrays["cost"][window].sum(axis=1),
+        "done": arrays["done"][last],
+    }
 
 
-def load_recordings(directory: str | pathlib.Path, keep_sources: Sequence[int] | None = None,
-                    action_repeat: int = 1) -> dict[str, np.ndarray]:
+def load_recordings(
+    directory: str | pathlib.Path, keep_sources: Sequence[int] | None = None, action_repeat: int = 1
+) -> dict[str, np.ndarray]:
     """All episodes of a recording directory as one transition batch (the `saferl.data.Transition` layout).
 
     Returns float32 obs [N, obs_dim], action [N, act_dim], next_obs [N, obs_dim], reward [N], cost [N],
@@ -135,15 +146,24 @@ def load_recordings(directory: str | pathlib.Path, keep_sources: Sequence[int] |
     return batch
 
 
-def load_training_data(directory: str | pathlib.Path, observation_size: int, action_size: int,
-                       env_name: str = "the env", action_repeat: int = 1) -> dict[str, np.ndarray]:
+def load_training_data(
+    directory: str | pathlib.Path,
+    observation_size: int,
+    action_size: int,
+    env_name: str = "the env",
+    action_repeat: int = 1,
+) -> dict[str, np.ndarray]:
     """`load_recordings` for training on an env: sizes must match the env's, actions lie in [-1, 1]."""
     batch = load_recordings(directory, action_repeat=action_repeat)
     got = (batch["obs"].shape[1], batch["action"].shape[1])
     if got != (observation_size, action_size):
-        raise UserError(f"--data {directory}: recorded obs size {got[0]} and action size {got[1]} do not match "
-                        f"{env_name} (obs {observation_size}, action {action_size})")
+        raise UserError(
+            f"--data {directory}: recorded obs size {got[0]} and action size {got[1]} do not match "
+            f"{env_name} (obs {observation_size}, action {action_size})"
+        )
     if np.abs(batch["action"]).max() > 1.0 + 1e-6:
-        raise UserError(f"--data {directory}: recorded actions exceed [-1, 1] (max |a| = "
-                        f"{np.abs(batch['action']).max():.3g}); env actions are normalised to [-1, 1]")
+        raise UserError(
+            f"--data {directory}: recorded actions exceed [-1, 1] (max |a| = "
+            f"{np.abs(batch['action']).max():.3g}); env actions are normalised to [-1, 1]"
+        )
     return batch

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,13 @@ from saferl.errors import UserError
 OBS_INPUT, ACTION_OUTPUT = "obs", "action"
 
 
-def export_apply_onnx(apply: Callable[[Any, jax.Array], jax.Array], params: Any, observation_size: int,
-                      path: str | pathlib.Path, metadata: dict[str, Any] | None = None) -> pathlib.Path:
+def export_apply_onnx(
+    apply: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    observation_size: int,
+    path: str | pathlib.Path,
+    metadata: dict[str, Any] | None = None,
+) -> pathlib.Path:
     """Export `obs [B, obs_dim] -> apply(params, obs)` to `path` (.onnx); `metadata` goes into the model."""
     import jax2onnx
     import onnx
@@ -34,9 +40,13 @@ def export_apply_onnx(apply: Callable[[Any, jax.Array], jax.Array], params: Any,
     def deterministic_action(obs: jax.Array) -> jax.Array:
         return apply(params, obs).astype(jnp.float32)
 
-    model = jax2onnx.to_onnx(deterministic_action, inputs=[jax.ShapeDtypeStruct(("B", observation_size),
-                                                                                 jnp.float32)],
-                             model_name="saferl_policy", input_names=[OBS_INPUT], output_names=[ACTION_OUTPUT])
+    model = jax2onnx.to_onnx(
+        deterministic_action,
+        inputs=[jax.ShapeDtypeStruct(("B", observation_size), jnp.float32)],
+        model_name="saferl_policy",
+        input_names=[OBS_INPUT],
+        output_names=[ACTION_OUTPUT],
+    )
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = str(key), json.dumps(value)
@@ -53,19 +63,32 @@ def export_policy_onnx(policy: Any, path: str | pathlib.Path) -> pathlib.Path:
     or with an action repeat: what the memoryless, every-step graph cannot reproduce."""
     algo = getattr(policy, "algo", "?")
     if getattr(policy, "apply", None) is None:
-        raise UserError(f"policy of algorithm '{algo}' has no MLP map to export "
-                        "(only MLP policies such as ppo/sac can be exported to ONNX)")
+        raise UserError(
+            f"policy of algorithm '{algo}' has no MLP map to export "
+            "(only MLP policies such as ppo/sac can be exported to ONNX)"
+        )
     if jax.tree.leaves(policy.init_carry().memory):
-        raise UserError(f"policy of algorithm '{algo}' keeps memory across steps (its carry); an ONNX graph "
-                        "is memoryless: only stateless MLP policies can be exported")
+        raise UserError(
+            f"policy of algorithm '{algo}' keeps memory across steps (its carry); an ONNX graph "
+            "is memoryless: only stateless MLP policies can be exported"
+        )
     if observations.is_dict(policy.observation_size):
-        raise UserError(f"policy of algorithm '{algo}' acts on dict observations {sorted(policy.observation_size)} "
-                        f"(image + state): ONNX export supports flat observation vectors only")
+        raise UserError(
+            f"policy of algorithm '{algo}' acts on dict observations {sorted(policy.observation_size)} "
+            f"(image + state): ONNX export supports flat observation vectors only"
+        )
     if policy.action_repeat != 1:
-        raise UserError(f"policy of algorithm '{algo}' holds each action for {policy.action_repeat} steps; the "
-                        "on-board runner acts every step: only action_repeat 1 policies can be exported")
-    metadata = {"algo": algo, "env_name": policy.env_name, "observation_size": policy.observation_size,
-                "action_size": policy.action_size, "cost_budget": float(policy.cost_budget)}
+        raise UserError(
+            f"policy of algorithm '{algo}' holds each action for {policy.action_repeat} steps; the "
+            "on-board runner acts every step: only action_repeat 1 policies can be exported"
+        )
+    metadata = {
+        "algo": algo,
+        "env_name": policy.env_name,
+        "observation_size": policy.observation_size,
+        "action_size": policy.action_size,
+        "cost_budget": float(policy.cost_budget),
+    }
     out = export_apply_onnx(policy.apply, policy.params, policy.observation_size, path, metadata)
     check = np.zeros((2, policy.observation_size), np.float32)
     action = np.asarray(policy.apply(policy.params, jnp.asarray(check)))

@@ -35,8 +35,9 @@ def _weighted_fraction(inside: jax.Array, weights: jax.Array | None) -> jax.Arra
     return (inside * w).sum(axis=-2) / jnp.maximum(w.sum(), 1.0)
 
 
-def coverage(mean: jax.Array, var: jax.Array, targets: jax.Array, num_std: float = 1.0,
-             weights: jax.Array | None = None) -> jax.Array:
+def coverage(
+    mean: jax.Array, var: jax.Array, targets: jax.Array, num_std: float = 1.0, weights: jax.Array | None = None
+) -> jax.Array:
     """Fraction of targets within mean ± num_std·σ, per output: [out] (nominal 0.683 at 1σ, 0.954 at 2σ)."""
     return _weighted_fraction(_abs_z(mean, var, targets) <= num_std, weights)
 
@@ -48,9 +49,13 @@ def _level_errors(abs_z: jax.Array, weights: jax.Array | None) -> jax.Array:
     return jnp.abs(empirical - LEVELS[:, None])
 
 
-def expected_calibration_error(mean: jax.Array, var: jax.Array, targets: jax.Array,
-                               weights: jax.Array | None = None,
-                               output_weights: jax.Array | None = None) -> jax.Array:
+def expected_calibration_error(
+    mean: jax.Array,
+    var: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array | None = None,
+    output_weights: jax.Array | None = None,
+) -> jax.Array:
     """Mean |empirical − nominal| coverage over LEVELS and outputs (0: perfectly calibrated), scalar.
 
     `output_weights` [out] (0/1) leaves outputs out of the average, e.g. constant targets.
@@ -61,20 +66,28 @@ def expected_calibration_error(mean: jax.Array, var: jax.Array, targets: jax.Arr
     return (per_output * output_weights).sum() / jnp.maximum(output_weights.sum(), 1.0)
 
 
-def fit_calibration_scale(mean: jax.Array, var: jax.Array, targets: jax.Array,
-                          weights: jax.Array | None = None) -> jax.Array:
+def fit_calibration_scale(
+    mean: jax.Array, var: jax.Array, targets: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
     """Per-output σ multiplier [out] from SCALE_CANDIDATES minimising that output's ECE."""
     abs_error = jnp.abs(targets - mean)
     return fit_variance_scale(abs_error, jnp.zeros_like(var), var, SCALE_CANDIDATES, weights)
 
 
-def fit_variance_scale(abs_error: jax.Array, fixed_var: jax.Array, scaled_var: jax.Array, candidates: jax.Array,
-                       weights: jax.Array | None = None, neutral: float = 1.0) -> jax.Array:
+def fit_variance_scale(
+    abs_error: jax.Array,
+    fixed_var: jax.Array,
+    scaled_var: jax.Array,
+    candidates: jax.Array,
+    weights: jax.Array | None = None,
+    neutral: float = 1.0,
+) -> jax.Array:
     """Per-output s [out] from `candidates` minimising the ECE of |error| [N, out] under fixed_var + s²·scaled_var.
 
     Ties (e.g. scaled_var = 0) go to the candidate closest to `neutral`, which is also the answer when no
     row has weight.
     """
+
     def per_output_ece(s: jax.Array) -> jax.Array:
         var = jnp.maximum(fixed_var + jnp.square(s) * scaled_var, _MIN_VAR)
         return _level_errors(abs_error / jnp.sqrt(var), weights).mean(axis=0)
@@ -86,9 +99,13 @@ def fit_variance_scale(abs_error: jax.Array, fixed_var: jax.Array, scaled_var: j
     return jnp.where(has_rows, best, neutral)
 
 
-def fit_uncertainty_scales(in_dist: tuple[jax.Array, ...], region: tuple[jax.Array, ...],
-                           in_weights: jax.Array | None = None, region_weights: jax.Array | None = None,
-                           rounds: int = 2) -> tuple[jax.Array, jax.Array]:
+def fit_uncertainty_scales(
+    in_dist: tuple[jax.Array, ...],
+    region: tuple[jax.Array, ...],
+    in_weights: jax.Array | None = None,
+    region_weights: jax.Array | None = None,
+    rounds: int = 2,
+) -> tuple[jax.Array, jax.Array]:
     """Aleatoric scale a and epistemic growth c [out] of the variance a²·ale_var + epi_var·(1 + c²·epi_var).
 
     `in_dist` and `region` are each (abs_error, ale_var, epi_var) [N, out] in normalised units: random
@@ -103,16 +120,25 @@ def fit_uncertainty_scales(in_dist: tuple[jax.Array, ...], region: tuple[jax.Arr
     raw_aleatoric, raw_growth = jnp.ones(err_in.shape[-1]), jnp.zeros(err_in.shape[-1])
     aleatoric, growth = raw_aleatoric, raw_growth
     for _ in range(rounds):
-        growth = fit_variance_scale(err_region, jnp.square(aleatoric) * ale_region + epi_region,
-                                    jnp.square(epi_region), EPISTEMIC_CANDIDATES, region_weights, neutral=0.0)
-        aleatoric = fit_variance_scale(err_in, calibrated_epistemic_variance(epi_in, growth), ale_in,
-                                       ALEATORIC_CANDIDATES, in_weights)
+        growth = fit_variance_scale(
+            err_region,
+            jnp.square(aleatoric) * ale_region + epi_region,
+            jnp.square(epi_region),
+            EPISTEMIC_CANDIDATES,
+            region_weights,
+            neutral=0.0,
+        )
+        aleatoric = fit_variance_scale(
+            err_in, calibrated_epistemic_variance(epi_in, growth), ale_in, ALEATORIC_CANDIDATES, in_weights
+        )
 
     def held_out_ece(a: jax.Array, c: jax.Array) -> jax.Array:
         """[out] ECE on the random held-out rows plus ECE on the region, under scales (a, c)."""
+
         def ece(abs_error, ale, epi, weights):
             var = jnp.maximum(jnp.square(a) * ale + calibrated_epistemic_variance(epi, c), _MIN_VAR)
             return _level_errors(abs_error / jnp.sqrt(var), weights).mean(axis=0)
+
         return ece(err_in, ale_in, epi_in, in_weights) + ece(err_region, ale_region, epi_region, region_weights)
 
     # the alternating search fits each part given the other; an output whose scales end up describing the

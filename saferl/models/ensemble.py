@@ -61,8 +61,10 @@ class EnsembleConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.weight_decay < 0 or self.deterministic_std < 0 or self.logvar_bound_penalty < 0:
-            raise ValueError("weight_decay, deterministic_std and logvar_bound_penalty must be >= 0, got "
-                             f"{self.weight_decay}, {self.deterministic_std}, {self.logvar_bound_penalty}")
+            raise ValueError(
+                "weight_decay, deterministic_std and logvar_bound_penalty must be >= 0, got "
+                f"{self.weight_decay}, {self.deterministic_std}, {self.logvar_bound_penalty}"
+            )
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         if not 0.0 <= self.region_fraction < 0.5:
@@ -98,8 +100,12 @@ class EnsembleState(struct.PyTreeNode):
 def make_module(config: EnsembleConfig, out_size: int) -> GaussianMLP:
     """The flax module of one member."""
     return GaussianMLP(
-        hidden_sizes=tuple(config.hidden_sizes), out_size=out_size, activation=config.activation,
-        deterministic=config.deterministic, init_min_logvar=config.min_logvar, init_max_logvar=config.max_logvar,
+        hidden_sizes=tuple(config.hidden_sizes),
+        out_size=out_size,
+        activation=config.activation,
+        deterministic=config.deterministic,
+        init_min_logvar=config.min_logvar,
+        init_max_logvar=config.max_logvar,
     )
 
 
@@ -113,8 +119,9 @@ def make_optimizer(config: EnsembleConfig) -> optax.GradientTransformation:
     return optax.adamw(config.learning_rate, weight_decay=config.weight_decay, mask=decay_mask)
 
 
-def init(key: jax.Array, config: EnsembleConfig, obs_size: int, action_size: int, out_size: int,
-         trainable: bool = True) -> EnsembleState:
+def init(
+    key: jax.Array, config: EnsembleConfig, obs_size: int, action_size: int, out_size: int, trainable: bool = True
+) -> EnsembleState:
     """Fresh ensemble; out_size = obs_size + 2 for targets [Δobs, reward, cost]. `trainable=False`: without
     optimiser state (`opt_state` = ()), a model that only predicts (what a loaded policy plans on)."""
     if out_size != obs_size + 2:
@@ -123,26 +130,30 @@ def init(key: jax.Array, config: EnsembleConfig, obs_size: int, action_size: int
     dummy = jnp.zeros((1, obs_size + action_size))
     params = jax.vmap(module.init, in_axes=(0, None))(jax.random.split(key, config.num_members), dummy)
     return EnsembleState(
-        params=params, normalizer=norm_lib.identity(obs_size + action_size, out_size),
+        params=params,
+        normalizer=norm_lib.identity(obs_size + action_size, out_size),
         opt_state=make_optimizer(config).init(params) if trainable else (),
-        elite_idx=jnp.arange(config.num_elites, dtype=jnp.int32), aleatoric_scale=jnp.ones(out_size),
+        elite_idx=jnp.arange(config.num_elites, dtype=jnp.int32),
+        aleatoric_scale=jnp.ones(out_size),
         epistemic_growth=jnp.zeros(out_size),
-        step=jnp.zeros((), jnp.int32), config=config, obs_size=obs_size, action_size=action_size, out_size=out_size,
+        step=jnp.zeros((), jnp.int32),
+        config=config,
+        obs_size=obs_size,
+        action_size=action_size,
+        out_size=out_size,
     )
 
 
 def shapes(config: EnsembleConfig, obs_size: int, action_size: int, trainable: bool = True) -> EnsembleState:
     """The state `init` gives, as `jax.ShapeDtypeStruct` leaves (nothing computed): a restore target."""
-    return jax.eval_shape(lambda key: init(key, config, obs_size, action_size, obs_size + 2, trainable),
-                          jax.random.PRNGKey(0))
+    return jax.eval_shape(
+        lambda key: init(key, config, obs_size, action_size, obs_size + 2, trainable), jax.random.PRNGKey(0)
+    )
 
 
 def _raw_outputs(state: EnsembleState, mean_n: jax.Array, logvar: jax.Array | None) -> tuple[jax.Array, jax.Array]:
     """Normalised member outputs -> (mean, var) in raw units, before calibration."""
-    if logvar is None:
-        var_n = jnp.full_like(mean_n, state.config.deterministic_std**2)
-    else:
-        var_n = jnp.exp(logvar)
+    var_n = jnp.full_like(mean_n, state.config.deterministic_std**2) if logvar is None else jnp.exp(logvar)
     norm = state.normalizer
     return norm_lib.denormalize_targets(norm, mean_n), norm_lib.denormalize_variance(norm, var_n)
 
@@ -194,8 +205,12 @@ def save(state: EnsembleState, path: str | pathlib.Path) -> pathlib.Path:
     """Write params, normaliser, optimiser state, elites and σ scales (msgpack) plus config (JSON)."""
     path = pathlib.Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    meta = {"config": dataclasses.asdict(state.config), "obs_size": state.obs_size,
-            "action_size": state.action_size, "out_size": state.out_size}
+    meta = {
+        "config": dataclasses.asdict(state.config),
+        "obs_size": state.obs_size,
+        "action_size": state.action_size,
+        "out_size": state.out_size,
+    }
     (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
     (path / "ensemble.msgpack").write_bytes(serialization.to_bytes(state))
     return path
@@ -208,16 +223,22 @@ def restore(path: str | pathlib.Path) -> EnsembleState:
         raise UserError(f"no saved ensemble in {path} (expected ensemble.json and ensemble.msgpack)")
     meta = json.loads((path / "ensemble.json").read_text())
     fields = dict(meta["config"], hidden_sizes=tuple(meta["config"]["hidden_sizes"]))
-    template = init(jax.random.key(0), EnsembleConfig(**fields), meta["obs_size"], meta["action_size"],
-                    meta["out_size"])
+    template = init(
+        jax.random.key(0), EnsembleConfig(**fields), meta["obs_size"], meta["action_size"], meta["out_size"]
+    )
     try:
         return serialization.from_bytes(template, (path / "ensemble.msgpack").read_bytes())
     except (ValueError, KeyError) as err:
         raise UserError(f"saved ensemble in {path} does not match its config: {err}") from None
 
 
-def fit(key: jax.Array, state: EnsembleState, batch: Any, config: EnsembleConfig | None = None,
-        mask: jax.Array | None = None) -> tuple[EnsembleState, Any]:
+def fit(
+    key: jax.Array,
+    state: EnsembleState,
+    batch: Any,
+    config: EnsembleConfig | None = None,
+    mask: jax.Array | None = None,
+) -> tuple[EnsembleState, Any]:
     """Train all members on `batch` (Transition, leading axis [N]); see `saferl.models.fitting.fit`."""
     from saferl.models import fitting  # fitting builds on this module
 

@@ -22,18 +22,16 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from saferl import sharding
 from saferl.models import calibration, uncertainty
 from saferl.models import normalizer as norm_lib
-from saferl.models.ensemble import (EnsembleConfig, EnsembleState, inputs_of, make_module, make_optimizer,
-                                    targets_of)
+from saferl.models.ensemble import EnsembleConfig, EnsembleState, inputs_of, make_module, make_optimizer, targets_of
 from saferl.models.network import gaussian_nll, member_fit_score, member_objective
-from saferl import sharding
 
 if TYPE_CHECKING:
     import optax
 
-_ARCH_FIELDS = ("num_members", "hidden_sizes", "activation", "deterministic", "num_elites", "min_logvar",
-                "max_logvar")
+_ARCH_FIELDS = ("num_members", "hidden_sizes", "activation", "deterministic", "num_elites", "min_logvar", "max_logvar")
 
 
 @struct.dataclass
@@ -89,14 +87,16 @@ def _counts(n_rows: int, mask: jax.Array | None, fraction: float, region_fractio
         n_hold = 0 if fraction == 0 else min(max(int(n_rows * fraction), 1), n_rows - 1)
         return n_rows, n_hold, max(min(int(n_rows * region_fraction), n_rows - n_hold - 1), 0)
     n_valid = mask.sum().astype(jnp.int32)
-    n_hold = jnp.int32(0) if fraction == 0 else jnp.clip(jnp.floor(n_valid * fraction).astype(jnp.int32),
-                                                         1, n_valid - 1)
+    n_hold = (
+        jnp.int32(0) if fraction == 0 else jnp.clip(jnp.floor(n_valid * fraction).astype(jnp.int32), 1, n_valid - 1)
+    )
     n_region = jnp.clip(jnp.floor(n_valid * region_fraction).astype(jnp.int32), 0, n_valid - n_hold - 1)
     return n_valid, n_hold, jnp.maximum(n_region, 0)
 
 
-def _split(key: jax.Array, x_n: jax.Array, mask: jax.Array | None, fraction: float,
-           region_fraction: float = 0.0) -> _Split:
+def _split(
+    key: jax.Array, x_n: jax.Array, mask: jax.Array | None, fraction: float, region_fraction: float = 0.0
+) -> _Split:
     """Held-out region, then a random held-out split of the other valid rows, then the training rows.
 
     The region is the union of the tails of every input feature of x_n [N, in], each on a random side (the
@@ -116,11 +116,16 @@ def _split(key: jax.Array, x_n: jax.Array, mask: jax.Array | None, fraction: flo
     n_eval = n_rows if fraction == 0 else max(math.ceil(n_rows * fraction), 1)
     limit = n_valid - n_region if fraction == 0 else n_hold  # no held-out data: score on the training rows
     n_region_eval = max(math.ceil(n_rows * region_fraction), 1)
-    return _Split(order=order, n_region=n_region, n_holdout=n_hold, n_train=n_valid - n_hold - n_region,
-                  eval_rows=order[jnp.minimum(n_region + jnp.arange(n_eval), n_rows - 1)],
-                  eval_weights=(jnp.arange(n_eval) < limit).astype(jnp.float32),
-                  region_rows=order[:n_region_eval],
-                  region_weights=(jnp.arange(n_region_eval) < n_region).astype(jnp.float32))
+    return _Split(
+        order=order,
+        n_region=n_region,
+        n_holdout=n_hold,
+        n_train=n_valid - n_hold - n_region,
+        eval_rows=order[jnp.minimum(n_region + jnp.arange(n_eval), n_rows - 1)],
+        eval_weights=(jnp.arange(n_eval) < limit).astype(jnp.float32),
+        region_rows=order[:n_region_eval],
+        region_weights=(jnp.arange(n_region_eval) < n_region).astype(jnp.float32),
+    )
 
 
 def _member_train_rows(key: jax.Array, split: _Split, n_rows: int, config: EnsembleConfig) -> jax.Array:
@@ -154,13 +159,22 @@ def _informative_outputs(y_eval: jax.Array, weights: jax.Array) -> jax.Array:
 def _score(module: Any, params: Any, x_eval: jax.Array, y_eval: jax.Array, weights: jax.Array) -> jax.Array:
     """Weighted mean held-out score of every member over the informative outputs: [E]."""
     informative = _informative_outputs(y_eval, weights)
-    scores = jax.vmap(member_fit_score, in_axes=(None, 0, None, None, None))(module, params, x_eval, y_eval,
-                                                                             informative)
+    scores = jax.vmap(member_fit_score, in_axes=(None, 0, None, None, None))(
+        module, params, x_eval, y_eval, informative
+    )
     return (scores * weights).sum(-1) / jnp.maximum(weights.sum(), 1.0)
 
 
-def _run_epoch(carry: _Carry, x_n: jax.Array, y_n: jax.Array, rows: jax.Array, n_train: Any,
-               module: Any, tx: optax.GradientTransformation, config: EnsembleConfig) -> _Carry:
+def _run_epoch(
+    carry: _Carry,
+    x_n: jax.Array,
+    y_n: jax.Array,
+    rows: jax.Array,
+    n_train: Any,
+    module: Any,
+    tx: optax.GradientTransformation,
+    config: EnsembleConfig,
+) -> _Carry:
     """One pass over each member's (reshuffled) training set, minibatch by minibatch."""
     import optax  # here, not at the top: a model that only predicts (a loaded policy's) needs no optax
 
@@ -174,7 +188,8 @@ def _run_epoch(carry: _Carry, x_n: jax.Array, y_n: jax.Array, rows: jax.Array, n
 
     def loss_fn(params: Any, xb: jax.Array, yb: jax.Array) -> tuple[jax.Array, jax.Array]:
         per_member = jax.vmap(member_objective, in_axes=(None, 0, 0, 0, None))(
-            module, params, xb, yb, config.logvar_bound_penalty)
+            module, params, xb, yb, config.logvar_bound_penalty
+        )
         return per_member.sum(), per_member  # sum: each member gets its own gradient
 
     def step(j: Any, inner: tuple[Any, Any, jax.Array]) -> tuple[Any, Any, jax.Array]:
@@ -187,12 +202,14 @@ def _run_epoch(carry: _Carry, x_n: jax.Array, y_n: jax.Array, rows: jax.Array, n
         return params, opt_state, loss_sum + per_member.mean()
 
     params, opt_state, loss_sum = jax.lax.fori_loop(0, n_steps, step, (carry.params, carry.opt_state, 0.0))
-    return carry.replace(key=key, params=params, opt_state=opt_state, train_loss=loss_sum / n_steps,
-                         steps=carry.steps + n_steps)
+    return carry.replace(
+        key=key, params=params, opt_state=opt_state, train_loss=loss_sum / n_steps, steps=carry.steps + n_steps
+    )
 
 
-def _train(key: jax.Array, state: EnsembleState, x_n: jax.Array, y_n: jax.Array, split: _Split,
-           config: EnsembleConfig) -> _Carry:
+def _train(
+    key: jax.Array, state: EnsembleState, x_n: jax.Array, y_n: jax.Array, split: _Split, config: EnsembleConfig
+) -> _Carry:
     """Epoch loop with early stopping; returns the final carry (best params in `best_params`)."""
     module, tx = make_module(config, state.out_size), make_optimizer(config)
     k_rows, k_loop = jax.random.split(key)
@@ -200,10 +217,19 @@ def _train(key: jax.Array, state: EnsembleState, x_n: jax.Array, y_n: jax.Array,
     x_eval, y_eval = sharding.constrain((x_n[split.eval_rows], y_n[split.eval_rows]), 0)  # [n_eval, ...] split
     score = functools.partial(_score, module, x_eval=x_eval, y_eval=y_eval, weights=split.eval_weights)
     init_score = score(state.params)
-    carry = _Carry(key=k_loop, params=state.params, opt_state=state.opt_state, best_params=state.params,
-                   best_score=jnp.where(jnp.isfinite(init_score), init_score, jnp.inf), epoch=jnp.int32(0),
-                   since_improved=jnp.int32(0), finite=jnp.array(True), train_loss=jnp.float32(jnp.nan),
-                   history=jnp.full((config.epochs,), jnp.nan), steps=jnp.int32(0))
+    carry = _Carry(
+        key=k_loop,
+        params=state.params,
+        opt_state=state.opt_state,
+        best_params=state.params,
+        best_score=jnp.where(jnp.isfinite(init_score), init_score, jnp.inf),
+        epoch=jnp.int32(0),
+        since_improved=jnp.int32(0),
+        finite=jnp.array(True),
+        train_loss=jnp.float32(jnp.nan),
+        history=jnp.full((config.epochs,), jnp.nan),
+        steps=jnp.int32(0),
+    )
 
     def cond(c: _Carry) -> jax.Array:
         within_budget = (c.steps < config.max_steps) if config.max_steps > 0 else True
@@ -217,10 +243,17 @@ def _train(key: jax.Array, state: EnsembleState, x_n: jax.Array, y_n: jax.Array,
         improved = (member_score < c.best_score) & ((gain > config.improvement_threshold) | ~jnp.isfinite(gain))
         best_params = jax.tree.map(
             lambda new, old: jnp.where(improved.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-            c.params, c.best_params)
-        return c.replace(best_params=best_params, best_score=jnp.where(improved, member_score, c.best_score),
-                         epoch=c.epoch + 1, since_improved=jnp.where(improved.any(), 0, c.since_improved + 1),
-                         finite=finite, history=c.history.at[c.epoch].set(member_score.mean()))
+            c.params,
+            c.best_params,
+        )
+        return c.replace(
+            best_params=best_params,
+            best_score=jnp.where(improved, member_score, c.best_score),
+            epoch=c.epoch + 1,
+            since_improved=jnp.where(improved.any(), 0, c.since_improved + 1),
+            finite=finite,
+            history=c.history.at[c.epoch].set(member_score.mean()),
+        )
 
     return jax.lax.while_loop(cond, body, carry)
 
@@ -241,8 +274,9 @@ def _elite_parts(state: EnsembleState, x_n: jax.Array, y_n: jax.Array) -> tuple[
     return center, jnp.abs(y_n - center), var.mean(axis=0), uncertainty.epistemic_variance(mean)
 
 
-def _heldout_metrics(state: EnsembleState, split: _Split, x_n: jax.Array, y_n: jax.Array,
-                     config: EnsembleConfig) -> dict[str, jax.Array]:
+def _heldout_metrics(
+    state: EnsembleState, split: _Split, x_n: jax.Array, y_n: jax.Array, config: EnsembleConfig
+) -> dict[str, jax.Array]:
     """σ calibration (fitted if config.calibrate) and calibration/accuracy of the elites' mixture on held-out
     rows (normalised units). Outputs constant in the held-out targets (e.g. a cost that is always 0) are left
     out of the averages and stay uncalibrated (a = 1, c = 0)."""
@@ -251,8 +285,7 @@ def _heldout_metrics(state: EnsembleState, split: _Split, x_n: jax.Array, y_n: j
     region = _elite_parts(state, x_n[split.region_rows], y_n[split.region_rows])[1:]
     informative = _informative_outputs(y_eval, weights)
     if config.calibrate:
-        aleatoric, growth = calibration.fit_uncertainty_scales((err, ale, epi), region, weights,
-                                                               split.region_weights)
+        aleatoric, growth = calibration.fit_uncertainty_scales((err, ale, epi), region, weights, split.region_weights)
         aleatoric, growth = jnp.where(informative > 0, aleatoric, 1.0), jnp.where(informative > 0, growth, 0.0)
     else:
         aleatoric, growth = jnp.ones(state.out_size), jnp.zeros(state.out_size)
@@ -282,13 +315,15 @@ def _heldout_metrics(state: EnsembleState, split: _Split, x_n: jax.Array, y_n: j
         calibrated_ece=calibration.expected_calibration_error(mean, var_cal, y_eval, weights, informative),
         region_coverage_1sigma=region_coverage(region_var),
         calibrated_region_coverage_1sigma=region_coverage(region_var_cal),
-        aleatoric_scale=aleatoric, epistemic_growth=growth,
+        aleatoric_scale=aleatoric,
+        epistemic_growth=growth,
     )
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
-def _fit(key: jax.Array, state: EnsembleState, batch: Any, mask: jax.Array | None,
-         config: EnsembleConfig) -> tuple[EnsembleState, FitMetrics]:
+def _fit(
+    key: jax.Array, state: EnsembleState, batch: Any, mask: jax.Array | None, config: EnsembleConfig
+) -> tuple[EnsembleState, FitMetrics]:
     x = inputs_of(batch).reshape(-1, state.obs_size + state.action_size)
     y = targets_of(batch).reshape(-1, state.out_size)
     mask = None if mask is None else mask.reshape(-1)
@@ -298,19 +333,37 @@ def _fit(key: jax.Array, state: EnsembleState, batch: Any, mask: jax.Array | Non
     split = _split(k_split, x_n, mask, config.holdout_fraction, config.region_fraction if config.calibrate else 0.0)
     carry = _train(k_train, state.replace(normalizer=norm), x_n, y_n, split, config)
     elites = jnp.argsort(carry.best_score)[: config.num_elites].astype(jnp.int32)
-    state = state.replace(params=carry.best_params, normalizer=norm, opt_state=carry.opt_state, elite_idx=elites,
-                          step=state.step + carry.steps)
+    state = state.replace(
+        params=carry.best_params,
+        normalizer=norm,
+        opt_state=carry.opt_state,
+        elite_idx=elites,
+        step=state.step + carry.steps,
+    )
     held = _heldout_metrics(state, split, x_n, y_n, config)
     state = state.replace(aleatoric_scale=held["aleatoric_scale"], epistemic_growth=held["epistemic_growth"])
     metrics = FitMetrics(
-        train_loss=carry.train_loss, holdout_loss=carry.best_score.mean(), member_holdout_loss=carry.best_score,
-        epochs=carry.epoch, holdout_history=carry.history, num_train=jnp.int32(split.n_train),
-        num_holdout=jnp.int32(split.n_holdout), num_region=jnp.int32(split.n_region), finite=carry.finite, **held)
+        train_loss=carry.train_loss,
+        holdout_loss=carry.best_score.mean(),
+        member_holdout_loss=carry.best_score,
+        epochs=carry.epoch,
+        holdout_history=carry.history,
+        num_train=jnp.int32(split.n_train),
+        num_holdout=jnp.int32(split.n_holdout),
+        num_region=jnp.int32(split.n_region),
+        finite=carry.finite,
+        **held,
+    )
     return state, metrics
 
 
-def fit(key: jax.Array, state: EnsembleState, batch: Any, config: EnsembleConfig | None = None,
-        mask: jax.Array | None = None) -> tuple[EnsembleState, FitMetrics]:
+def fit(
+    key: jax.Array,
+    state: EnsembleState,
+    batch: Any,
+    config: EnsembleConfig | None = None,
+    mask: jax.Array | None = None,
+) -> tuple[EnsembleState, FitMetrics]:
     """Train all members on a Transition batch (leading axes [N] or [T, B]); jitted once per shape/config.
 
     `config` may change training fields (learning rate, epochs, ...) but not the architecture; `mask`

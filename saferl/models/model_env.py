@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,8 +47,9 @@ class ModelEnvConfig:
             if not is_real(value) or not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"ModelEnvConfig.{name} must be a finite number >= 0, got {value!r}")
         if self.propagation not in PROPAGATIONS:
-            raise ValueError(f"ModelEnvConfig.propagation must be one of {'/'.join(PROPAGATIONS)}, "
-                             f"got {self.propagation!r}")
+            raise ValueError(
+                f"ModelEnvConfig.propagation must be one of {'/'.join(PROPAGATIONS)}, got {self.propagation!r}"
+            )
         if not isinstance(self.sample_aleatoric, bool):
             raise ValueError(f"ModelEnvConfig.sample_aleatoric must be a bool, got {self.sample_aleatoric!r}")
         if not is_integer(self.horizon) or self.horizon < 1:
@@ -63,8 +65,9 @@ class ImaginedStep(NamedTuple):
     epistemic_std: jax.Array  # [...] σ: std over members of the predicted next state, mean over state dims
 
 
-def imagine_step(model: EnsembleState, config: ModelEnvConfig, key: jax.Array, obs: jax.Array,
-                 action: jax.Array) -> ImaginedStep:
+def imagine_step(
+    model: EnsembleState, config: ModelEnvConfig, key: jax.Array, obs: jax.Array, action: jax.Array
+) -> ImaginedStep:
     """Predict one step from obs [..., obs_dim] with action [..., act_dim]; pure and jittable.
 
     "mean": the average of the member means (no noise). "random_member": per batch element a member b drawn
@@ -102,8 +105,13 @@ class ModelEnv(Env):
     states as arguments, so a refitted model does not recompile it.
     """
 
-    def __init__(self, model: EnsembleState, start_obs: jax.Array, config: ModelEnvConfig = ModelEnvConfig(),
-                 start_cost_spent: jax.Array | None = None):
+    def __init__(
+        self,
+        model: EnsembleState,
+        start_obs: jax.Array,
+        config: ModelEnvConfig = ModelEnvConfig(),
+        start_cost_spent: jax.Array | None = None,
+    ):
         if not isinstance(model, EnsembleState):
             raise ValueError(f"model must be an EnsembleState, got {type(model).__name__}")
         if not isinstance(config, ModelEnvConfig):
@@ -115,8 +123,10 @@ class ModelEnv(Env):
             start_cost_spent = jnp.zeros(start_obs.shape[0], jnp.float32)
         start_cost_spent = jnp.asarray(start_cost_spent, jnp.float32)
         if start_cost_spent.shape != start_obs.shape[:1]:
-            raise ValueError(f"start_cost_spent must have shape [N={start_obs.shape[0]}] like start_obs, "
-                             f"got {start_cost_spent.shape}")
+            raise ValueError(
+                f"start_cost_spent must have shape [N={start_obs.shape[0]}] like start_obs, "
+                f"got {start_cost_spent.shape}"
+            )
         self._model = model
         self._config = config
         self._start_obs = start_obs
@@ -135,15 +145,25 @@ class ModelEnv(Env):
         action = jnp.clip(action, -1.0, 1.0)
         rng, step_key = jax.random.split(state.info["rng"])
         imagined = imagine_step(self._model, self._config, step_key, state.obs, action)
-        finite = (jnp.isfinite(imagined.next_obs).all(axis=-1) & jnp.isfinite(imagined.reward)
-                  & jnp.isfinite(imagined.cost))
+        finite = (
+            jnp.isfinite(imagined.next_obs).all(axis=-1) & jnp.isfinite(imagined.reward) & jnp.isfinite(imagined.cost)
+        )
         info = dict(state.info)
-        info.update(rng=rng, cost=imagined.cost, epistemic_std=imagined.epistemic_std,
-                    cost_spent=state.info["cost_spent"] + imagined.cost)
+        info.update(
+            rng=rng,
+            cost=imagined.cost,
+            epistemic_std=imagined.epistemic_std,
+            cost_spent=state.info["cost_spent"] + imagined.cost,
+        )
         metrics = dict(state.metrics)
         metrics.update(cost=imagined.cost, epistemic_std=imagined.epistemic_std)
-        return state.replace(obs=imagined.next_obs, reward=imagined.reward, done=(~finite).astype(jnp.float32),
-                             metrics=metrics, info=info)
+        return state.replace(
+            obs=imagined.next_obs,
+            reward=imagined.reward,
+            done=(~finite).astype(jnp.float32),
+            metrics=metrics,
+            info=info,
+        )
 
     @property
     def observation_size(self) -> int:
@@ -188,8 +208,10 @@ class TerminationWrapper(Wrapper):
 
     def __init__(self, env: Env, terminate_fn: TerminateFn):
         if not callable(terminate_fn):
-            raise ValueError(f"terminate_fn must be callable (obs, action, cost_spent) -> (fires, terminal_reward), "
-                             f"got {terminate_fn!r}")
+            raise ValueError(
+                f"terminate_fn must be callable (obs, action, cost_spent) -> (fires, terminal_reward), "
+                f"got {terminate_fn!r}"
+            )
         super().__init__(env)
         self.terminate_fn = terminate_fn
 
@@ -206,19 +228,31 @@ class TerminationWrapper(Wrapper):
         imagined = self.env.step(state, action)
         zero = jnp.zeros_like(imagined.reward)
         info = dict(imagined.info)
-        info.update(cost=jnp.where(fires, zero, imagined.info["cost"]),
-                    cost_spent=jnp.where(fires, state.info["cost_spent"], imagined.info["cost_spent"]),
-                    terminated=fires.astype(imagined.reward.dtype))
+        info.update(
+            cost=jnp.where(fires, zero, imagined.info["cost"]),
+            cost_spent=jnp.where(fires, state.info["cost_spent"], imagined.info["cost_spent"]),
+            terminated=fires.astype(imagined.reward.dtype),
+        )
         metrics = dict(imagined.metrics)
         metrics["cost"] = info["cost"]
-        obs = jnp.where(fires.reshape(fires.shape + (1,)), state.obs, imagined.obs)
-        return imagined.replace(obs=obs, reward=jnp.where(fires, terminal_reward, imagined.reward),
-                                done=jnp.where(fires, 1.0, imagined.done).astype(imagined.done.dtype),
-                                metrics=metrics, info=info)
+        obs = jnp.where(fires.reshape((*fires.shape, 1)), state.obs, imagined.obs)
+        return imagined.replace(
+            obs=obs,
+            reward=jnp.where(fires, terminal_reward, imagined.reward),
+            done=jnp.where(fires, 1.0, imagined.done).astype(imagined.done.dtype),
+            metrics=metrics,
+            info=info,
+        )
 
 
-def make_model_env(model: EnsembleState, start_obs: jax.Array, config: ModelEnvConfig = ModelEnvConfig(), *,
-                   start_cost_spent: jax.Array | None = None, terminate_fn: TerminateFn | None = None) -> Env:
+def make_model_env(
+    model: EnsembleState,
+    start_obs: jax.Array,
+    config: ModelEnvConfig = ModelEnvConfig(),
+    *,
+    start_cost_spent: jax.Array | None = None,
+    terminate_fn: TerminateFn | None = None,
+) -> Env:
     """One (unbatched) imagined env: `ModelEnv` → `TerminationWrapper` (if `terminate_fn`) → `EpisodeWrapper`.
 
     Episodes end after `config.horizon` steps (`info["truncation"]` = 1: learners bootstrap there) or where

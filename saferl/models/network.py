@@ -7,14 +7,19 @@ Log-variance is squashed between learned soft bounds (PETS, Chua et al. 2018):
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "silu": nn.silu, "swish": nn.silu, "relu": nn.relu, "tanh": jnp.tanh, "elu": nn.elu, "gelu": nn.gelu,
+    "silu": nn.silu,
+    "swish": nn.silu,
+    "relu": nn.relu,
+    "tanh": jnp.tanh,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
 }
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -54,9 +59,7 @@ class GaussianMLP(nn.Module):
         return mean, soft_bound_logvar(raw_logvar, min_logvar, max_logvar)
 
 
-def member_objective(
-    module: GaussianMLP, params: dict, x: jax.Array, y: jax.Array, bound_penalty: float
-) -> jax.Array:
+def member_objective(module: GaussianMLP, params: dict, x: jax.Array, y: jax.Array, bound_penalty: float) -> jax.Array:
     """Training loss of one member on normalised x [B, in], y [B, out] (scalar).
 
     Probabilistic: mean NLL + bound_penalty · Σ(max_logvar − min_logvar). Deterministic: mean squared error.
@@ -69,8 +72,9 @@ def member_objective(
     return gaussian_nll(mean, logvar, y).mean() + penalty
 
 
-def member_fit_score(module: GaussianMLP, params: dict, x: jax.Array, y: jax.Array,
-                     output_weights: jax.Array | None = None) -> jax.Array:
+def member_fit_score(
+    module: GaussianMLP, params: dict, x: jax.Array, y: jax.Array, output_weights: jax.Array | None = None
+) -> jax.Array:
     """Per-row held-out score [N] of one member: NLL (squared error if deterministic) averaged over outputs.
 
     `output_weights` [out] (0/1) restricts the average, e.g. to outputs that vary in the data: a constant

@@ -25,8 +25,10 @@ class Normalizer:
 def identity(in_size: int, out_size: int) -> Normalizer:
     """Statistics that leave data unchanged (mean 0, std 1)."""
     return Normalizer(
-        input_mean=jnp.zeros(in_size), input_std=jnp.ones(in_size),
-        output_mean=jnp.zeros(out_size), output_std=jnp.ones(out_size),
+        input_mean=jnp.zeros(in_size),
+        input_std=jnp.ones(in_size),
+        output_mean=jnp.zeros(out_size),
+        output_std=jnp.ones(out_size),
     )
 
 

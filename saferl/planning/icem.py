@@ -11,13 +11,14 @@ padded with copies of the mean up to a multiple of the device count (pads are sc
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jp
 
-from saferl.planning.objectives import Scores, rank
 from saferl import sharding
+from saferl.planning.objectives import Scores, rank
 
 RolloutFn = Callable[[jax.Array, jax.Array], Any]  # (key, actions [N, H, A]) -> trajectory pytree
 ObjectiveFn = Callable[[Any], Scores]  # trajectory -> Scores(value [N], violation [N])
@@ -64,20 +65,29 @@ class ICEMConfig:
 
     def population_sizes(self) -> tuple[int, ...]:
         """Fresh samples per iteration (static shapes, so each distinct size is traced once)."""
-        return tuple(max(int(self.population * self.population_decay ** -i), 2 * self.num_elites, 1)
-                     for i in range(self.iterations))
+        return tuple(
+            max(int(self.population * self.population_decay**-i), 2 * self.num_elites, 1)
+            for i in range(self.iterations)
+        )
 
     @classmethod
-    def cem(cls, **kwargs: Any) -> "ICEMConfig":
+    def cem(cls, **kwargs: Any) -> ICEMConfig:
         """Plain CEM: white noise, nothing kept, constant population."""
         base = dict(noise_beta=0.0, keep_elites_fraction=0.0, population_decay=1.0, add_mean_candidate=False)
         return cls(**{**base, **kwargs})
 
     @classmethod
-    def random_shooting(cls, **kwargs: Any) -> "ICEMConfig":
+    def random_shooting(cls, **kwargs: Any) -> ICEMConfig:
         """Random shooting: one iteration of white-noise samples, execute the best."""
-        base = dict(iterations=1, noise_beta=0.0, keep_elites_fraction=0.0, population_decay=1.0,
-                    add_mean_candidate=False, init_std=1.0, execute="best")
+        base = dict(
+            iterations=1,
+            noise_beta=0.0,
+            keep_elites_fraction=0.0,
+            population_decay=1.0,
+            add_mean_candidate=False,
+            init_std=1.0,
+            execute="best",
+        )
         return cls(**{**base, **kwargs})
 
 
@@ -116,8 +126,8 @@ def colored_noise(key: jax.Array, beta: float, shape: tuple[int, ...]) -> jax.Ar
     amplitude = freqs ** (-beta / 2.0)  # [F]
     real_key, imag_key = jax.random.split(key)
     n_freq = amplitude.shape[0]
-    real = jax.random.normal(real_key, shape[:-1] + (n_freq,))
-    imag = jax.random.normal(imag_key, shape[:-1] + (n_freq,))
+    real = jax.random.normal(real_key, (*shape[:-1], n_freq))
+    imag = jax.random.normal(imag_key, (*shape[:-1], n_freq))
     # the DC term (and the Nyquist term for even T) of a real signal is real: give it all the power there
     real_only = jp.zeros(n_freq, bool).at[0].set(True)
     if length % 2 == 0:
@@ -141,8 +151,9 @@ class _Search(NamedTuple):
     feasible_fraction: jax.Array
 
 
-def _score_over_devices(rollout_fn: RolloutFn, objective_fn: ObjectiveFn, key: jax.Array, candidates: jax.Array,
-                        pad_with: jax.Array) -> Scores:
+def _score_over_devices(
+    rollout_fn: RolloutFn, objective_fn: ObjectiveFn, key: jax.Array, candidates: jax.Array, pad_with: jax.Array
+) -> Scores:
     """Scores [N'] of candidates [N', H, A], the candidate axis split over the devices of the data mesh.
 
     N' is padded with copies of `pad_with` [H, A] to a multiple of the device count (none on one device). The
@@ -152,7 +163,7 @@ def _score_over_devices(rollout_fn: RolloutFn, objective_fn: ObjectiveFn, key: j
     mesh = sharding.data_mesh()
     count, pad = candidates.shape[0], sharding.padding(candidates.shape[0], mesh)
     if pad:
-        candidates = jp.concatenate([candidates, jp.broadcast_to(pad_with, (pad,) + pad_with.shape)], axis=0)
+        candidates = jp.concatenate([candidates, jp.broadcast_to(pad_with, (pad, *pad_with.shape))], axis=0)
     scores = objective_fn(rollout_fn(key, sharding.constrain(candidates, 0, mesh)))
     return Scores(scores.value[:count], scores.violation[:count])
 
@@ -173,21 +184,33 @@ def _iteration(config: ICEMConfig, rollout_fn: RolloutFn, objective_fn: Objectiv
         mean = config.momentum * search.mean + (1 - config.momentum) * elites.mean(0)
         std = config.momentum * search.std + (1 - config.momentum) * elites.std(0)
         top = order[0]
-        pair = Scores(jp.stack([search.best_scores.value, scores.value[top]]),
-                      jp.stack([search.best_scores.violation, scores.violation[top]]))
+        pair = Scores(
+            jp.stack([search.best_scores.value, scores.value[top]]),
+            jp.stack([search.best_scores.violation, scores.violation[top]]),
+        )
         new_is_better = rank(pair)[0] == 1
         best = jp.where(new_is_better, candidates[top], search.best)
-        best_scores = jax.tree.map(lambda a, b: jp.where(new_is_better, b, a), search.best_scores,
-                                   Scores(scores.value[top], scores.violation[top]))
-        return _Search(mean, std, elites[: config.num_kept], best, best_scores,
-                       scores.value[order[: config.num_elites]].mean(),
-                       (scores.violation <= 0).mean()), None
+        best_scores = jax.tree.map(
+            lambda a, b: jp.where(new_is_better, b, a),
+            search.best_scores,
+            Scores(scores.value[top], scores.violation[top]),
+        )
+        return _Search(
+            mean,
+            std,
+            elites[: config.num_kept],
+            best,
+            best_scores,
+            scores.value[order[: config.num_elites]].mean(),
+            (scores.violation <= 0).mean(),
+        ), None
 
     return update
 
 
-def plan(config: ICEMConfig, key: jax.Array, rollout_fn: RolloutFn, objective_fn: ObjectiveFn,
-         init: PlannerState) -> tuple[jax.Array, PlanInfo]:
+def plan(
+    config: ICEMConfig, key: jax.Array, rollout_fn: RolloutFn, objective_fn: ObjectiveFn, init: PlannerState
+) -> tuple[jax.Array, PlanInfo]:
     """Optimise an action sequence; pure and traceable (jit the caller, vmap over envs).
 
     Args:
@@ -199,22 +222,24 @@ def plan(config: ICEMConfig, key: jax.Array, rollout_fn: RolloutFn, objective_fn
     Returns:
       actions [H, A] (apply `actions[0]`), and `PlanInfo` (incl. the shifted warm start).
     """
-    horizon, width = init.mean.shape
+    horizon, _width = init.mean.shape
     if horizon != config.horizon:
         raise ValueError(f"warm start has horizon {horizon}, config.horizon is {config.horizon}")
     worst = Scores(jp.array(-jp.inf, jp.float32), jp.array(jp.inf, jp.float32))
-    search = _Search(init.mean, jp.full_like(init.mean, config.init_std), init.kept, init.mean, worst,
-                     jp.zeros(()), jp.zeros(()))
+    search = _Search(
+        init.mean, jp.full_like(init.mean, config.init_std), init.kept, init.mean, worst, jp.zeros(()), jp.zeros(())
+    )
     sizes = config.population_sizes()
     keys = jax.random.split(key, len(sizes))
     if len(set(sizes)) == 1:  # one traced iteration, scanned
         search, _ = jax.lax.scan(_iteration(config, rollout_fn, objective_fn, sizes[0]), search, keys)
     else:  # decaying population: static shapes differ, unroll (iterations is small)
-        for size, iteration_key in zip(sizes, keys):
+        for size, iteration_key in zip(sizes, keys, strict=False):
             search, _ = _iteration(config, rollout_fn, objective_fn, size)(search, iteration_key)
     actions = search.best if config.execute == "best" else search.mean
     shift = lambda x: jp.concatenate([x[..., 1:, :], jp.zeros_like(x[..., :1, :])], axis=-2)  # noqa: E731
     next_init = PlannerState(shift(search.mean), shift(search.kept))
-    info = PlanInfo(next_init, search.best_scores.value, search.best_scores.violation, search.elite_value,
-                    search.feasible_fraction)
+    info = PlanInfo(
+        next_init, search.best_scores.value, search.best_scores.violation, search.elite_value, search.feasible_fraction
+    )
     return actions, info

@@ -9,7 +9,8 @@ ranks feasibility-first (feasible candidates by value, infeasible ones by how li
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jp
@@ -67,7 +68,7 @@ def task_rewards(trajectory: Trajectory, reward_fn: RewardFn) -> jax.Array:
     return jp.broadcast_to(rewards, trajectory.costs.shape).astype(trajectory.costs.dtype)
 
 
-def with_transition_costs(objective_fn: "ObjectiveFn", cost_fn: RewardFn, action_repeat: int = 1) -> "ObjectiveFn":
+def with_transition_costs(objective_fn: ObjectiveFn, cost_fn: RewardFn, action_repeat: int = 1) -> ObjectiveFn:
     """`objective_fn` scoring imagined trajectories with a known per-env-step cost `cost_fn(obs, action, next_obs)`
     (an env's `transition_cost`) instead of the model's cost head: each decision costs `action_repeat` × the cost
     of the transition it imagines (the states between a decision's env steps are not imagined)."""
@@ -79,8 +80,13 @@ def with_transition_costs(objective_fn: "ObjectiveFn", cost_fn: RewardFn, action
     return objective
 
 
-def reward_objective(reward_fn: RewardFn, discount: float = 1.0, constraint: str = "none", penalty: float = 10.0,
-                     remaining_budget: jax.Array | float = jp.inf) -> ObjectiveFn:
+def reward_objective(
+    reward_fn: RewardFn,
+    discount: float = 1.0,
+    constraint: str = "none",
+    penalty: float = 10.0,
+    remaining_budget: jax.Array | float = jp.inf,
+) -> ObjectiveFn:
     """`objective_fn(trajectory) -> Scores` maximising Σ_t γ^t r(obs_t, a_t, obs_t+1) of any task reward
     (e.g. an `envs.Task`), ignoring the model's own reward head; the model's cost enters as in
     `make_objective` (`constraint` none / penalty / feasibility against `remaining_budget`)."""
@@ -88,8 +94,9 @@ def reward_objective(reward_fn: RewardFn, discount: float = 1.0, constraint: str
     return _constrained(config, lambda t: _discounted_sum(task_rewards(t, reward_fn), discount), remaining_budget)
 
 
-def _constrained(config: "ObjectiveConfig", value_fn: Callable[[Trajectory], jax.Array],
-                 remaining_budget: jax.Array | float) -> ObjectiveFn:
+def _constrained(
+    config: ObjectiveConfig, value_fn: Callable[[Trajectory], jax.Array], remaining_budget: jax.Array | float
+) -> ObjectiveFn:
     """Scores of `value_fn` with E[Σ cost] ≤ `remaining_budget` handled as `config.constraint` says."""
 
     def objective(trajectory: Trajectory) -> Scores:
@@ -139,8 +146,11 @@ def make_objective(config: ObjectiveConfig, remaining_budget: jax.Array | float 
     `remaining_budget` (scalar, cost units) is the episode budget minus the cost spent so far; it may be a
     traced value so one compiled planner serves every step.
     """
-    values = {"return": expected_return, "information_gain": expected_information_gain,
-              "disagreement": expected_disagreement}
+    values = {
+        "return": expected_return,
+        "information_gain": expected_information_gain,
+        "disagreement": expected_disagreement,
+    }
     value_fn = values[config.kind]
     return _constrained(config, lambda t: value_fn(t, config.discount), remaining_budget)
 

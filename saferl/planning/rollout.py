@@ -10,7 +10,8 @@ left to the compiler where N does not split evenly, e.g. unpadded direct calls).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jp
@@ -19,7 +20,8 @@ from saferl import sharding
 
 # predict(obs [..., obs], action [..., act]) -> (mean [E, ..., out], var [E, ..., out]); out = [Δobs, reward, cost]
 PredictFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
-# predict_members(obs [E, ..., obs], action [E, ..., act]) -> (mean [E, ..., out], var [E, ..., out]), member e on slice e
+# predict_members(obs [E, ..., obs], action [E, ..., act]) -> (mean [E, ..., out], var [E, ..., out]),
+# member e on slice e
 PredictMembersFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 _VAR_FLOOR = 1e-8  # keeps σ_ale² > 0 in the information gain
@@ -83,8 +85,13 @@ class RolloutConfig:
     @property
     def needs_all_members(self) -> bool:
         """Whether every member is evaluated at every particle (σ_epi needed), not just the particle's own."""
-        return (self.propagation == "mean" or self.track_uncertainty or self.reward_bonus > 0
-                or self.cost_penalty > 0 or self.hallucination_scale > 0)
+        return (
+            self.propagation == "mean"
+            or self.track_uncertainty
+            or self.reward_bonus > 0
+            or self.cost_penalty > 0
+            or self.hallucination_scale > 0
+        )
 
 
 class Trajectory(NamedTuple):
@@ -132,7 +139,7 @@ def _all_member_prediction(model: ModelFns, config: RolloutConfig, obs: jax.Arra
         return mean_all.mean(0), var_all.mean(0), (mean_all, var_all)
     p = obs.shape[1]
     member = (jp.arange(p) % model.num_members)[None, None, :, None]  # [1, 1, P, 1]
-    member = jp.broadcast_to(member, (1,) + mean_all.shape[1:])
+    member = jp.broadcast_to(member, (1, *mean_all.shape[1:]))
     pick = lambda x: jp.take_along_axis(x, member, axis=0)[0]  # noqa: E731
     return pick(mean_all), pick(var_all), (mean_all, var_all)
 
@@ -140,8 +147,9 @@ def _all_member_prediction(model: ModelFns, config: RolloutConfig, obs: jax.Arra
 def _state_box(model: ModelFns, bound: float) -> tuple[jax.Array, jax.Array]:
     """[obs] low and high of the imagined observations: the data's mean ± bound · std per feature."""
     if model.obs_mean is None or model.obs_std is None:
-        raise ValueError("rollout state_bound > 0 needs the model's observation statistics (ModelFns.obs_mean, "
-                         "ModelFns.obs_std)")
+        raise ValueError(
+            "rollout state_bound > 0 needs the model's observation statistics (ModelFns.obs_mean, ModelFns.obs_std)"
+        )
     return model.obs_mean - bound * model.obs_std, model.obs_mean + bound * model.obs_std
 
 
@@ -207,8 +215,7 @@ def _step(model: ModelFns, config: RolloutConfig, obs_size: int, action_size: in
     return step
 
 
-def rollout(key: jax.Array, model: ModelFns, config: RolloutConfig, obs0: jax.Array,
-            actions: jax.Array) -> Trajectory:
+def rollout(key: jax.Array, model: ModelFns, config: RolloutConfig, obs0: jax.Array, actions: jax.Array) -> Trajectory:
     """Roll N action sequences from one start state through the model.
 
     Args:
@@ -234,9 +241,10 @@ def rollout(key: jax.Array, model: ModelFns, config: RolloutConfig, obs0: jax.Ar
     all_obs = jp.concatenate([obs[:, :, None], time_last(out["obs"])], axis=2)
     tracked = {k: time_last(out[k]) if k in out else None for k in ("epistemic_std", "info_gain")}
     env_actions = actions[:, :, :action_size]  # what the model was given
-    env_actions = jp.broadcast_to(env_actions[:, None], (n, p) + env_actions.shape[1:])
-    return Trajectory(obs=all_obs, actions=env_actions, rewards=time_last(out["reward"]),
-                      costs=time_last(out["cost"]), **tracked)
+    env_actions = jp.broadcast_to(env_actions[:, None], (n, p, *env_actions.shape[1:]))
+    return Trajectory(
+        obs=all_obs, actions=env_actions, rewards=time_last(out["reward"]), costs=time_last(out["cost"]), **tracked
+    )
 
 
 def make_rollout_fn(model: ModelFns, config: RolloutConfig, obs0: jax.Array) -> Callable:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import pathlib
 
-from saferl.policies.policy import (Policy, PolicyCarry, observe_cost, stateless, stateless_carry,
-                                   uniform_random_policy)
+from saferl.policies.policy import Policy, PolicyCarry, observe_cost, stateless, stateless_carry, uniform_random_policy
 from saferl.policies.run_record import read_algo
 
 
@@ -31,13 +30,23 @@ def load_policy(run_dir: pathlib.Path | str, task: str | None = None) -> Policy:
         return algorithm.load_policy(pathlib.Path(run_dir))
     if algorithm.load_task_policy is None:
         planners = [name for name in registry.names() if registry.get(name).load_task_policy is not None]
-        raise UserError(f"--task needs a run with a learned model to plan on; '{algorithm.name}' has none "
-                        f"(model-based algorithms: {', '.join(planners)})")
+        raise UserError(
+            f"--task needs a run with a learned model to plan on; '{algorithm.name}' has none "
+            f"(model-based algorithms: {', '.join(planners)})"
+        )
     try:
         return algorithm.load_task_policy(pathlib.Path(run_dir), task)
     except TaskError as err:
         raise UserError(str(err)) from None
 
 
-__all__ = ["Policy", "PolicyCarry", "load_policy", "observe_cost", "read_algo", "stateless", "stateless_carry",
-           "uniform_random_policy"]
+__all__ = [
+    "Policy",
+    "PolicyCarry",
+    "load_policy",
+    "observe_cost",
+    "read_algo",
+    "stateless",
+    "stateless_carry",
+    "uniform_random_policy",
+]

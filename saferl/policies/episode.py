@@ -10,7 +10,8 @@ time in Python.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,40 +48,56 @@ def decision_key(episode_key: jax.Array, index: jax.Array | int) -> jax.Array:
     return jax.random.fold_in(episode_key, index)
 
 
-def decide(act: ActFn, carry: PolicyCarry, obs: jax.Array, episode_key: jax.Array,
-           index: jax.Array | int) -> tuple[jax.Array, PolicyCarry]:
+def decide(
+    act: ActFn, carry: PolicyCarry, obs: jax.Array, episode_key: jax.Array, index: jax.Array | int
+) -> tuple[jax.Array, PolicyCarry]:
     """Decision `index` of an episode: (action [act_dim], carry) from obs [obs_dim] (or a dict of arrays); the
     step every executor shares (the scan below and the robot-side `Actor`)."""
     return act(carry, observations.as_float32(obs), decision_key(episode_key, index))
 
 
-def hold(env: Any, state: Any, carry: PolicyCarry, action: jax.Array, repeat: int,
-         emit_step: Callable[[Step], Any] | None = None) -> tuple[Any, PolicyCarry, Transition, Any]:
+def hold(
+    env: Any,
+    state: Any,
+    carry: PolicyCarry,
+    action: jax.Array,
+    repeat: int,
+    emit_step: Callable[[Step], Any] | None = None,
+) -> tuple[Any, PolicyCarry, Transition, Any]:
     """`repeat` env steps of `action` from `state`, the cost of each fed back into `carry`.
 
     Returns (state after the hold, carry, its decision-level `Transition` (reward and cost summed, done = any
     step done), emit_step of each step [repeat, ...] or ()).
     """
+
     def one_step(loop, _):
         state, carry, reward, cost, done = loop
         next_state = env.step(state, action)
         step_cost = next_state.info["cost"]
         carry = observe_cost(carry, step_cost)
         emitted = () if emit_step is None else emit_step(Step(state, action, next_state, carry))
-        loop = (next_state, carry, reward + next_state.reward, cost + step_cost,
-                jnp.maximum(done, next_state.done))
+        loop = (next_state, carry, reward + next_state.reward, cost + step_cost, jnp.maximum(done, next_state.done))
         return loop, emitted
 
     zero = jnp.zeros_like(state.reward)
-    (end, carry, reward, cost, done), emitted = jax.lax.scan(one_step, (state, carry, zero, zero, zero), None,
-                                                             length=repeat)
+    (end, carry, reward, cost, done), emitted = jax.lax.scan(
+        one_step, (state, carry, zero, zero, zero), None, length=repeat
+    )
     transition = Transition(obs=state.obs, action=action, next_obs=end.obs, reward=reward, cost=cost, done=done)
     return end, carry, transition, emitted
 
 
-def run(policy: Policy, env: Any, state: Any, episode_key: jax.Array, decisions: int, *,
-        carry: PolicyCarry | None = None, deterministic: bool = True,
-        emit_step: Callable[[Step], Any] | None = None) -> tuple[tuple[Any, PolicyCarry], Decision]:
+def run(
+    policy: Policy,
+    env: Any,
+    state: Any,
+    episode_key: jax.Array,
+    decisions: int,
+    *,
+    carry: PolicyCarry | None = None,
+    deterministic: bool = True,
+    emit_step: Callable[[Step], Any] | None = None,
+) -> tuple[tuple[Any, PolicyCarry], Decision]:
     """`decisions` decisions of `policy` on `env` from `state` (each held `policy.action_repeat` steps).
 
     `carry` defaults to `policy.init_carry()` (a fresh episode). Returns ((final env state, final carry),
@@ -105,4 +122,4 @@ def decisions_for(steps: int, repeat: int) -> int:
 
 def per_step(emitted: Any, steps: int) -> Any:
     """`Decision.steps` [decisions, repeat, ...] as one time axis cut to the first `steps`: [steps, ...]."""
-    return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])[:steps], emitted)
+    return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1], *x.shape[2:]))[:steps], emitted)

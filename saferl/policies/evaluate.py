@@ -6,7 +6,8 @@ steps, the action held in between and every step's cost fed back into the carry,
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,14 +18,19 @@ from saferl.policies import episode
 from saferl.policies.policy import Policy
 
 
-def _rollout(policy: Policy, env: Any, key: jax.Array, steps: int, emit: Callable[[episode.Step], Any],
-             deterministic: bool = True) -> tuple[Any, Any]:
+def _rollout(
+    policy: Policy,
+    env: Any,
+    key: jax.Array,
+    steps: int,
+    emit: Callable[[episode.Step], Any],
+    deterministic: bool = True,
+) -> tuple[Any, Any]:
     """(reset state, `emit(step)` of each of `steps` env steps [steps, ...]) of one episode."""
     key_reset, key_act = jax.random.split(key)
     state = env.reset(key_reset)
     decisions = episode.decisions_for(steps, policy.action_repeat)
-    _, record = episode.run(policy, env, state, key_act, decisions, deterministic=deterministic,
-                            emit_step=emit)
+    _, record = episode.run(policy, env, state, key_act, decisions, deterministic=deterministic, emit_step=emit)
     return state, episode.per_step(record.steps, steps)
 
 
@@ -41,8 +47,9 @@ def _success_of(state: Any) -> jax.Array | None:
     return metrics.get("success") if isinstance(metrics, dict) else None
 
 
-def episode_outcomes(policy: Policy, env: Any, keys: jax.Array, deterministic: bool = True,
-                     task: Task | None = None) -> dict[str, jax.Array]:
+def episode_outcomes(
+    policy: Policy, env: Any, keys: jax.Array, deterministic: bool = True, task: Task | None = None
+) -> dict[str, jax.Array]:
     """Traceable core of `rollout_outcomes`: one episode per key (keys [episodes, 2]), vmapped; each value
     [episodes]. Usable inside `jit` with a policy built there (e.g. a planner on a traced model)."""
     reward_of = _step_reward(task)
@@ -67,41 +74,56 @@ def episode_keys(episodes: int, seed: int = 0) -> jax.Array:
     return jax.random.split(jax.random.PRNGKey(seed), episodes)
 
 
-def rollout_outcomes(policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True,
-                     task: Task | None = None) -> dict[str, np.ndarray]:
+def rollout_outcomes(
+    policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True, task: Task | None = None
+) -> dict[str, np.ndarray]:
     """Per-episode outcomes over `env.episode_length` steps from fresh resets, each [episodes]: `return`
     (undiscounted, the env's reward per env step or `task`'s r(obs, action, next_obs)) and `cost`; for envs
     that report `metrics["success"]` (e.g. us_navigate) also `success_final` (1 where the last counted step is
     a success) and `success_any` (1 where any counted step is). An episode whose env reports `done` (e.g. a
     blown-up simulation) stops counting after that step."""
     outcomes = jax.jit(lambda keys: episode_outcomes(policy, env, keys, deterministic, task))(
-        episode_keys(episodes, seed))
+        episode_keys(episodes, seed)
+    )
     return {name: np.asarray(value) for name, value in outcomes.items()}
 
 
-def rollout_returns(policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True,
-                    task: Task | None = None) -> tuple[np.ndarray, np.ndarray]:
+def rollout_returns(
+    policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True, task: Task | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Undiscounted (return [episodes], cost [episodes]) of `rollout_outcomes`."""
     outcomes = rollout_outcomes(policy, env, episodes, seed, deterministic, task)
     return outcomes["return"], outcomes["cost"]
 
 
-def evaluate(policy: Policy, env: Any, episodes: int = 10, seed: int = 0, deterministic: bool = True,
-             task: Task | None = None) -> dict[str, Any]:
+def evaluate(
+    policy: Policy, env: Any, episodes: int = 10, seed: int = 0, deterministic: bool = True, task: Task | None = None
+) -> dict[str, Any]:
     """Mean/std episode return (the env's reward, or `task`'s) and cost, the budget, and the fraction of
     episodes within the budget; for envs with `metrics["success"]` also `success_rate` (fraction of episodes
     that end in success) and `success_any_rate` (fraction that succeed at some step)."""
     outcomes = rollout_outcomes(policy, env, episodes, seed, deterministic, task)
     returns, costs = outcomes["return"], outcomes["cost"]
     budget = float(env.cost_budget)
-    result = {"episodes": int(episodes), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
-              "mean_cost": float(costs.mean()), "std_cost": float(costs.std()), "cost_budget": budget,
-              "fraction_within_budget": float((costs <= budget).mean()) if budget > 0 else 1.0,
-              "returns": returns.tolist(), "costs": costs.tolist(), "deterministic": bool(deterministic),
-              "action_repeat": int(policy.action_repeat), "task": None if task is None else task.name}
+    result = {
+        "episodes": int(episodes),
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "mean_cost": float(costs.mean()),
+        "std_cost": float(costs.std()),
+        "cost_budget": budget,
+        "fraction_within_budget": float((costs <= budget).mean()) if budget > 0 else 1.0,
+        "returns": returns.tolist(),
+        "costs": costs.tolist(),
+        "deterministic": bool(deterministic),
+        "action_repeat": int(policy.action_repeat),
+        "task": None if task is None else task.name,
+    }
     if "success_final" in outcomes:
-        result |= {"success_rate": float(outcomes["success_final"].mean()),
-                   "success_any_rate": float(outcomes["success_any"].mean())}
+        result |= {
+            "success_rate": float(outcomes["success_final"].mean()),
+            "success_any_rate": float(outcomes["success_any"].mean()),
+        }
     return result
 
 

@@ -14,7 +14,8 @@ MPC policies). Policies of runs with critics also expose `reward_value(obs, acti
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,8 @@ ValueFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    act: ActFn  # (carry, obs [..., obs_dim] or a dict of arrays, key) -> (action [..., act_dim] in [-1, 1], carry); deterministic
+    # (carry, obs [..., obs_dim] or a dict of arrays, key) -> (action [..., act_dim] in [-1, 1], carry); deterministic
+    act: ActFn
     init_carry: Callable[[], PolicyCarry]  # the carry at the start of an episode
     params: Any  # pytree the policy was built from (for PPO/SAC: (normalizer, policy network params))
     apply: Callable[[Any, jax.Array], jax.Array] | None  # (params, obs) -> deterministic action; None if no MLP
@@ -70,18 +72,34 @@ class Policy:
 def stateless(action_fn: Callable[[jax.Array, jax.Array], jax.Array]) -> ActFn:
     """`act(carry, obs, key)` for a map `action_fn(obs, key) -> action` that needs no memory: the carry
     passes through unchanged (the executor adds the observed cost)."""
+
     def act(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
         return action_fn(obs, key), carry
 
     return act
 
 
-def uniform_random_policy(action_size: int, observation_size: Any, cost_budget: float, action_repeat: int = 1,
-                          env_name: str = "", env_config: Any = None) -> Policy:
+def uniform_random_policy(
+    action_size: int,
+    observation_size: Any,
+    cost_budget: float,
+    action_repeat: int = 1,
+    env_name: str = "",
+    env_config: Any = None,
+) -> Policy:
     """Uniform random actions in [-1, 1]^action_size, held for `action_repeat` env steps (exploration episodes,
     the random baseline of studies)."""
     act = stateless(lambda obs, key: jax.random.uniform(key, (action_size,), minval=-1.0, maxval=1.0))
-    return Policy(act=act, init_carry=stateless_carry, params=None, apply=None, observation_size=observation_size,
-                  action_size=action_size, env_name=env_name, env_config=env_config, cost_budget=cost_budget,
-                  algo="random", action_repeat=action_repeat)
-
+    return Policy(
+        act=act,
+        init_carry=stateless_carry,
+        params=None,
+        apply=None,
+        observation_size=observation_size,
+        action_size=action_size,
+        env_name=env_name,
+        env_config=env_config,
+        cost_budget=cost_budget,
+        algo="random",
+        action_repeat=action_repeat,
+    )

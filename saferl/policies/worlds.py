@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import envs
 from saferl.config import apply_overrides, parse_overrides
@@ -30,12 +31,16 @@ def parse_shift(env_name: str, args: Sequence[str]) -> Any:
         else:
             presets = envs.shift_presets(env_name)
             if word not in presets:
-                raise UserError(f"--shift {word!r}: env '{env_name}' has no such shift preset; presets: "
-                                f"{', '.join(sorted(presets)) or 'none'} (or key=value of "
-                                f"{', '.join(f.name for f in dataclasses.fields(envs.ShiftConfig))})")
+                raise UserError(
+                    f"--shift {word!r}: env '{env_name}' has no such shift preset; presets: "
+                    f"{', '.join(sorted(presets)) or 'none'} (or key=value of "
+                    f"{', '.join(f.name for f in dataclasses.fields(envs.ShiftConfig))})"
+                )
             if fields.get("preset", word) != word:
-                raise UserError(f"--shift {word!r}: only one preset at a time (already {fields['preset']!r}); "
-                                f"add factors with key=value instead")
+                raise UserError(
+                    f"--shift {word!r}: only one preset at a time (already {fields['preset']!r}); "
+                    f"add factors with key=value instead"
+                )
             fields["preset"] = word
     return apply_overrides(envs.ShiftConfig(), fields, where="shift")
 

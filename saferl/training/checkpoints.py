@@ -39,9 +39,12 @@ class Checkpoints:
             multiprocessing = ocp.options.MultiprocessingOptions(primary_host=process, active_processes={process})
             if self._write:
                 self._directory.mkdir(parents=True, exist_ok=True)
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=jax.process_count() == 1,
-                                               enable_async_checkpointing=False,
-                                               multiprocessing_options=multiprocessing)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            create=jax.process_count() == 1,
+            enable_async_checkpointing=False,
+            multiprocessing_options=multiprocessing,
+        )
         self._manager = ocp.CheckpointManager(self._directory, options=options, item_names=("state", "extra"))
 
     @property
@@ -75,9 +78,10 @@ class Checkpoints:
         where = self._directory / str(step)
         try:
             restored = self._manager.restore(int(step), args=args)
-        except Exception as err:  # orbax raises many types for truncated/mismatched files
-            raise UserError(f"checkpoint {where} cannot be restored (corrupt or from a different config): "
-                            f"{_one_line(err)}") from None
+        except Exception as err:  # noqa: BLE001 — orbax raises many types for truncated/mismatched files
+            raise UserError(
+                f"checkpoint {where} cannot be restored (corrupt or from a different config): {_one_line(err)}"
+            ) from None
         extra = dict(restored["extra"] or {})
         if extra.pop("leaf_paths", paths) != paths:
             raise UserError(f"checkpoint {where} holds a different state structure than this config expects")
@@ -92,16 +96,22 @@ class Checkpoints:
         where = self._directory / str(step)
         if step not in self._manager.all_steps():
             raise UserError(f"no checkpoint at step {step} in {self._directory}; available: {self.all_steps()}")
-        wanted = {prefix + jax.tree_util.keystr(path): leaf for prefix, target in targets.items()
-                  for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]}
+        wanted = {
+            prefix + jax.tree_util.keystr(path): leaf
+            for prefix, target in targets.items()
+            for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]
+        }
         try:
             extra = self._manager.restore(int(step), args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"]
             names = {path: _leaf_name(i) for i, path in enumerate((extra or {}).get("leaf_paths", []))}
             stored = [names[path] for path, leaf in wanted.items() if path in names and np.size(leaf) > 0]
-            item = ocp.args.PyTreeRestore(item=dict.fromkeys(stored, 0), partial_restore=True,
-                                          restore_args=dict.fromkeys(stored, ocp.RestoreArgs(restore_type=np.ndarray)))
+            item = ocp.args.PyTreeRestore(
+                item=dict.fromkeys(stored, 0),
+                partial_restore=True,
+                restore_args=dict.fromkeys(stored, ocp.RestoreArgs(restore_type=np.ndarray)),
+            )
             flat = self._manager.restore(int(step), args=ocp.args.Composite(state=item))["state"] if stored else {}
-        except Exception as err:  # noqa: BLE001 - orbax/TensorStore raise many types, with multi-line messages
+        except Exception as err:  # noqa: BLE001 — noqa: BLE001 - orbax/TensorStore raise many types, with multi-line messages
             raise UserError(f"checkpoint {where} cannot be restored (corrupt?): {_one_line(err)}") from None
         leaves = {path: _checked_leaf(where, path, flat, names, leaf) for path, leaf in wanted.items()}
         trees = {}
@@ -118,7 +128,7 @@ class Checkpoints:
         args = ocp.args.Composite(state=ocp.args.StandardRestore(), extra=ocp.args.JsonRestore())
         try:
             restored = self._manager.restore(int(step), args=args)
-        except Exception as err:  # orbax/TensorStore raise many types, with multi-line messages
+        except Exception as err:  # noqa: BLE001 — orbax/TensorStore raise many types, with multi-line messages
             return _one_line(err)
         if "leaf_paths" not in (restored["extra"] or {}):
             return "its record (extra) has no leaf_paths"
@@ -131,7 +141,7 @@ class Checkpoints:
 def _one_line(err: Exception, limit: int = 160) -> str:
     """`Type: first line of the message`, cut to `limit` characters (TensorStore errors run to many lines)."""
     text = f"{type(err).__name__}: {err}".strip().splitlines()[0]
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _leaf_name(index: int) -> str:
@@ -145,22 +155,27 @@ def _flatten(tree: Any) -> tuple[dict[str, Any], list[str]]:
     return flat, [jax.tree_util.keystr(path) for path, _ in leaves]
 
 
-def _checked_leaf(where: pathlib.Path, path: str, flat: dict[str, Any], names: dict[str, str], target: Any
-                  ) -> jax.Array:
+def _checked_leaf(
+    where: pathlib.Path, path: str, flat: dict[str, Any], names: dict[str, str], target: Any
+) -> jax.Array:
     """The restored leaf at key path `path` (zeros for a zero-size one); `UserError` if the checkpoint has none
     there or one of another shape or dtype than `target`."""
     if path not in names:
         raise UserError(f"checkpoint {where} holds no {path} (a run of another config or version)")
     value = flat.get(names[path], np.zeros(np.shape(target), target.dtype))
     if (np.shape(value), np.dtype(value.dtype)) != (np.shape(target), np.dtype(target.dtype)):
-        raise UserError(f"checkpoint {where}: {path} is {value.dtype}{list(np.shape(value))}, the run's config "
-                        f"gives {np.dtype(target.dtype)}{list(np.shape(target))}")
+        raise UserError(
+            f"checkpoint {where}: {path} is {value.dtype}{list(np.shape(value))}, the run's config "
+            f"gives {np.dtype(target.dtype)}{list(np.shape(target))}"
+        )
     return jax.numpy.asarray(value)
 
 
 def _unflatten(target: Any, flat: dict[str, Any]) -> Any:
     """Leaves of `flat` (zeros for zero-size ones) in the tree structure of `target`."""
     leaves, treedef = jax.tree_util.tree_flatten(target)
-    values = [flat[_leaf_name(i)] if _leaf_name(i) in flat else jax.numpy.zeros(np.shape(leaf), leaf.dtype)
-              for i, leaf in enumerate(leaves)]
+    values = [
+        flat[_leaf_name(i)] if _leaf_name(i) in flat else jax.numpy.zeros(np.shape(leaf), leaf.dtype)
+        for i, leaf in enumerate(leaves)
+    ]
     return jax.tree_util.tree_unflatten(treedef, values)

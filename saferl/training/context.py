@@ -85,8 +85,13 @@ class TrainContext:
             raise UserError(f"{self.algo}: no recorded data given (--data DIR)")
         from saferl.data.observations import state_size
 
-        return load_training_data(self.data_dir, state_size(self.env.observation_size), int(self.env.action_size),
-                                  f"env '{self.env_name}'", action_repeat)
+        return load_training_data(
+            self.data_dir,
+            state_size(self.env.observation_size),
+            int(self.env.action_size),
+            f"env '{self.env_name}'",
+            action_repeat,
+        )
 
     def check_finite(self, name: str, tree: Any, step: int) -> None:
         """See `check_finite`: raise `NonFiniteError` naming the quantity and step."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -36,8 +37,9 @@ class ProcessGroup:
     def __post_init__(self) -> None:
         host, _, port = self.coordinator_address.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise UserError(f"coordinator={self.coordinator_address!r} is not HOST:PORT (e.g. 10.0.0.1:1234, "
-                            f"port in 1..65535)")
+            raise UserError(
+                f"coordinator={self.coordinator_address!r} is not HOST:PORT (e.g. 10.0.0.1:1234, port in 1..65535)"
+            )
         if self.num_processes < 1:
             raise UserError(f"num_processes={self.num_processes} must be >= 1")
         if not 0 <= self.process_id < self.num_processes:
@@ -53,29 +55,35 @@ def _integer(value: Any, name: str) -> int | None:
         raise UserError(f"{name}={value!r} is not an integer") from None
 
 
-def process_group(coordinator_address: str | None = None, num_processes: int | str | None = None,
-                  process_id: int | str | None = None, environ: Mapping[str, str] | None = None
-                  ) -> ProcessGroup | None:
+def process_group(
+    coordinator_address: str | None = None,
+    num_processes: int | str | None = None,
+    process_id: int | str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ProcessGroup | None:
     """The process group from arguments (CLI flags), each falling back to its SAFERL_* environment variable;
     None when none of the three is given (a single-process run). `UserError` if only some are given or a value
     is out of range."""
     environ = os.environ if environ is None else environ
-    values = {"coordinator": coordinator_address or environ.get(ENV_COORDINATOR) or None,
-              "num_processes": _integer(num_processes if num_processes is not None
-                                        else environ.get(ENV_NUM_PROCESSES), "num_processes"),
-              "process_id": _integer(process_id if process_id is not None else environ.get(ENV_PROCESS_ID),
-                                     "process_id")}
+    values = {
+        "coordinator": coordinator_address or environ.get(ENV_COORDINATOR) or None,
+        "num_processes": _integer(
+            num_processes if num_processes is not None else environ.get(ENV_NUM_PROCESSES), "num_processes"
+        ),
+        "process_id": _integer(process_id if process_id is not None else environ.get(ENV_PROCESS_ID), "process_id"),
+    }
     missing = [name for name, value in values.items() if value is None]
     if len(missing) == 3:
         return None
     if missing:
-        raise UserError(f"a multi-process run needs --coordinator, --num-processes and --process-id (or "
-                        f"{ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); missing: {', '.join(missing)}")
+        raise UserError(
+            f"a multi-process run needs --coordinator, --num-processes and --process-id (or "
+            f"{ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); missing: {', '.join(missing)}"
+        )
     return ProcessGroup(values["coordinator"], values["num_processes"], values["process_id"])
 
 
-def initialize(coordinator_address: str, num_processes: int, process_id: int,
-               timeout_s: int = 300) -> ProcessGroup:
+def initialize(coordinator_address: str, num_processes: int, process_id: int, timeout_s: int = 300) -> ProcessGroup:
     """Join the multi-process run (`jax.distributed.initialize`); afterwards `jax.devices()` lists the devices of
     every process and `jax.local_devices()` this one's. Call once, before JAX's backend starts (the first
     `jax.devices()` or computation); `UserError` if it already started or the arguments are invalid."""
@@ -85,16 +93,23 @@ def initialize(coordinator_address: str, num_processes: int, process_id: int,
     from jax._src import xla_bridge  # no public "has the backend started" query
 
     if xla_bridge.backends_are_initialized():
-        raise UserError("jax.distributed must be initialized before JAX's devices are used; start the process "
-                        "with the distributed flags (or SAFERL_* variables) instead")
+        raise UserError(
+            "jax.distributed must be initialized before JAX's devices are used; start the process "
+            "with the distributed flags (or SAFERL_* variables) instead"
+        )
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU: cross-process collectives over TCP
-    jax.distributed.initialize(coordinator_address=group.coordinator_address, num_processes=group.num_processes,
-                               process_id=group.process_id, initialization_timeout=timeout_s)
+    jax.distributed.initialize(
+        coordinator_address=group.coordinator_address,
+        num_processes=group.num_processes,
+        process_id=group.process_id,
+        initialization_timeout=timeout_s,
+    )
     return group
 
 
-def initialize_from(coordinator_address: str | None = None, num_processes: int | str | None = None,
-                    process_id: int | str | None = None) -> ProcessGroup | None:
+def initialize_from(
+    coordinator_address: str | None = None, num_processes: int | str | None = None, process_id: int | str | None = None
+) -> ProcessGroup | None:
     """`initialize` from flags or SAFERL_* environment variables (see `process_group`); None: single process."""
     group = process_group(coordinator_address, num_processes, process_id)
     if group is None or group.num_processes == 1:
@@ -117,9 +132,9 @@ def broadcast_text(text: str | None) -> str:
     if len(data) > _MAX_PATH_BYTES:
         raise UserError(f"cannot share a text of {len(data)} bytes between processes (at most {_MAX_PATH_BYTES})")
     buffer = np.zeros(_MAX_PATH_BYTES + 1, np.uint8)  # last byte unused: keeps a full buffer terminated
-    buffer[:len(data)] = np.frombuffer(data, np.uint8)
+    buffer[: len(data)] = np.frombuffer(data, np.uint8)
     shared = np.asarray(multihost_utils.broadcast_one_to_all(buffer))
-    return bytes(shared[:int(np.argmin(shared))]).decode()
+    return bytes(shared[: int(np.argmin(shared))]).decode()
 
 
 def to_host(tree: Any) -> Any:

@@ -38,8 +38,9 @@ def resolve_loggers(choice: LoggerChoice) -> tuple[str, ...]:
     names = [choice] if isinstance(choice, str) else list(choice)
     for name in names:
         if name not in LOGGERS:
-            raise UserError(f"--logger {name!r} is not a logger; choose {', '.join(LOGGERS)} (repeat --logger "
-                            "for several)")
+            raise UserError(
+                f"--logger {name!r} is not a logger; choose {', '.join(LOGGERS)} (repeat --logger for several)"
+            )
     if "none" in names and len(set(names)) > 1:
         raise UserError(f"--logger none contradicts --logger {' --logger '.join(n for n in names if n != 'none')}")
     if "wandb" in names and importlib.util.find_spec("wandb") is None:
@@ -104,8 +105,13 @@ class MetricsLogger:
                 if name != "env_steps" and math.isfinite(value):
                     self._writer.add_scalar(name, value, global_step=int(env_steps))
         if self._wandb_run is not None:  # one W&B history row per CSV row; empty cells (NaN) left out
-            self._wandb_run.log({name: (int(value) if name == "env_steps" else value)
-                                 for name, value in row.items() if not math.isnan(value)})
+            self._wandb_run.log(
+                {
+                    name: (int(value) if name == "env_steps" else value)
+                    for name, value in row.items()
+                    if not math.isnan(value)
+                }
+            )
         for listener in self._listeners:
             listener(int(env_steps), row)
 
@@ -148,9 +154,14 @@ def _start_wandb_run(run_dir: pathlib.Path) -> Any:
     config_path = run_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     try:
-        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "saferl"), name=run_dir.name, config=config,
-                         dir=os.environ.get("WANDB_DIR") or str(run_dir), reinit="create_new",
-                         settings=wandb.Settings(console="off"))  # leave stdout/stderr to the progress display
+        run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "saferl"),
+            name=run_dir.name,
+            config=config,
+            dir=os.environ.get("WANDB_DIR") or str(run_dir),
+            reinit="create_new",
+            settings=wandb.Settings(console="off"),
+        )  # leave stdout/stderr to the progress display
     except wandb.errors.Error as err:  # not logged in, no network, bad entity/project
         raise UserError(f"--logger wandb: {err} (log in with `wandb login`, or set WANDB_MODE=offline)") from None
     run.define_metric("env_steps")

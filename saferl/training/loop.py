@@ -1,14 +1,16 @@
 """The outer training loop shared by chunked algorithms: jitted chunks in, logs and checkpoints out.
 
 An algorithm provides `train_chunk(state) -> (state, metrics)` (a fixed number of env steps: a jitted
-PPO/SAC chunk, or one PETS episode of collect → refit) and this loop does the side effects between chunks: NaN/Inf checks, logging, progress, checkpoints,
-saving the last good state when something goes wrong (NaN, Ctrl-C), and stopping at `ctx.total_steps`.
+PPO/SAC chunk, or one PETS episode of collect → refit) and this loop does the side effects between chunks: NaN/Inf
+checks, logging, progress, checkpoints, saving the last good state when something goes wrong (NaN, Ctrl-C), and
+stopping at `ctx.total_steps`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np

@@ -8,9 +8,9 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from saferl.training.logger import read_metrics  # noqa: E402
+from saferl.training.logger import read_metrics
 
 
 def write_plots(run_dir: pathlib.Path, cost_budget: float, title: str = "") -> list[pathlib.Path]:
@@ -22,12 +22,14 @@ def write_plots(run_dir: pathlib.Path, cost_budget: float, title: str = "") -> l
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
     written = []
-    for column, label, budget in (("episode_return", "episode return", None),
-                                  ("episode_cost", "episode cost", cost_budget)):
+    for column, label, budget in (
+        ("episode_return", "episode return", None),
+        ("episode_cost", "episode cost", cost_budget),
+    ):
         points = [(r["env_steps"], r[column]) for r in rows if not math.isnan(r.get(column, math.nan))]
         fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
         if points:
-            ax.plot(*zip(*points), marker=".", label=label)
+            ax.plot(*zip(*points, strict=False), marker=".", label=label)
         if budget is not None and budget > 0:
             ax.axhline(budget, color="red", linestyle="--", label=f"budget {budget:g}")
         ax.set_xlabel("env steps")

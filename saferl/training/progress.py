@@ -21,12 +21,17 @@ class ProgressDisplay:
         if enabled:
             console = Console(file=sys.stderr)
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]} steps/s  return {task.fields[ret]}  cost {task.fields[cost]}"),
-                TimeRemainingColumn(), console=console, transient=False,
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
             )
-            self._task = self._progress.add_task(description, total=self._total, completed=self._start_steps,
-                                                 rate="-", ret="-", cost="-")
+            self._task = self._progress.add_task(
+                description, total=self._total, completed=self._start_steps, rate="-", ret="-", cost="-"
+            )
             self._progress.start()
 
     def steps_per_second(self, env_steps: int) -> float:
@@ -37,10 +42,13 @@ class ProgressDisplay:
         if self._progress is None:
             return
         ret, cost = metrics.get("episode_return", math.nan), metrics.get("episode_cost", math.nan)
-        self._progress.update(self._task, completed=min(env_steps, self._total),
-                              rate=f"{self.steps_per_second(env_steps):,.0f}",
-                              ret="-" if math.isnan(ret) else f"{ret:.2f}",
-                              cost="-" if math.isnan(cost) else f"{cost:.2f}")
+        self._progress.update(
+            self._task,
+            completed=min(env_steps, self._total),
+            rate=f"{self.steps_per_second(env_steps):,.0f}",
+            ret="-" if math.isnan(ret) else f"{ret:.2f}",
+            cost="-" if math.isnan(cost) else f"{cost:.2f}",
+        )
 
     def close(self) -> None:
         """Stop the bar."""

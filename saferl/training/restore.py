@@ -6,7 +6,8 @@ whole training state (`restore_run_state`, into the structure of a trainer's ini
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 
@@ -73,8 +74,9 @@ def restore_subtrees(run: RestoredRun, targets: dict[str, Any]) -> RestoredRun:
     return run._replace(state=_last_checkpoint(run, lambda ckpt, step: ckpt.restore_subtrees(step, targets)))
 
 
-def restore_run_state(run_dir: pathlib.Path | str, make_init: Callable[[Any, Any, Any], Callable[[jax.Array], Any]]
-                      ) -> RestoredRun:
+def restore_run_state(
+    run_dir: pathlib.Path | str, make_init: Callable[[Any, Any, Any], Callable[[jax.Array], Any]]
+) -> RestoredRun:
     """The run in `run_dir` and its last training state, whole: `make_init(algo_config, env, training_env) ->
     init(key)` gives the state structure to restore into (a trainer's; a randomised world keeps the per-episode
     physics in the env states). `UserError` if the run dir is unusable."""

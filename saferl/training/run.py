@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import envs
 from saferl import registry
@@ -74,9 +75,8 @@ def _check_data_dir(data: pathlib.Path | str | None, env: Any, env_name: str) ->
     path = pathlib.Path(data)
     if not path.is_dir():
         raise UserError(f"--data {path}: no such directory")
-    from saferl.data.recordings import load_training_data
-
     from saferl.data.observations import state_size
+    from saferl.data.recordings import load_training_data
 
     # recordings hold flat observation vectors: the env's own, or the `state` part of dict observations (what
     # the model-based agents model; SAC refuses recordings for dict observations)
@@ -98,8 +98,14 @@ class NewRun:
     env: Any  # the built training env (shift applied)
 
 
-def prepare_new_run(algo: str, env_name: str, steps: int | None, overrides: Mapping[str, Any],
-                    env_overrides: Mapping[str, Any], data: pathlib.Path | str | None) -> NewRun:
+def prepare_new_run(
+    algo: str,
+    env_name: str,
+    steps: int | None,
+    overrides: Mapping[str, Any],
+    env_overrides: Mapping[str, Any],
+    data: pathlib.Path | str | None,
+) -> NewRun:
     """Validate everything a new run needs (`UserError` naming the bad field) without creating anything."""
     algorithm = registry.get(algo)
     env_config, world = resolve_world(env_name, env_overrides)
@@ -109,35 +115,62 @@ def prepare_new_run(algo: str, env_name: str, steps: int | None, overrides: Mapp
         raise UserError(f"--steps must be >= 1, got {steps}")
     if data is not None and not algorithm.uses_recorded_data:
         users = [name for name in registry.names() if registry.get(name).uses_recorded_data]
-        raise UserError(f"{algo} cannot use --data: {algorithm.recorded_data_refusal}; "
-                        f"algorithms that learn from recorded transitions: {', '.join(users)}")
+        raise UserError(
+            f"{algo} cannot use --data: {algorithm.recorded_data_refusal}; "
+            f"algorithms that learn from recorded transitions: {', '.join(users)}"
+        )
     env = build_training_env(env_name, env_config, world)
     constraint = getattr(algo_config, "constraint", None)
     if constraint is not None and constraint.enabled and not env.cost_budget > 0:
-        raise UserError(f"constraint.kind={constraint.kind} needs an env with a cost budget; env '{env_name}' has "
-                        f"cost_budget {env.cost_budget:g} (give one with --set-env cost_budget=...)")
+        raise UserError(
+            f"constraint.kind={constraint.kind} needs an env with a cost budget; env '{env_name}' has "
+            f"cost_budget {env.cost_budget:g} (give one with --set-env cost_budget=...)"
+        )
     if algorithm.check_config is not None:
         algorithm.check_config(algo_config, env, env_name)
     data_dir = _check_data_dir(data, env, env_name)
-    return NewRun(algo=algo, env_name=env_name, env_config=env_config, world=world, algo_config=algo_config,
-                  steps=int(steps), data_dir=data_dir, env=env)
+    return NewRun(
+        algo=algo,
+        env_name=env_name,
+        env_config=env_config,
+        world=world,
+        algo_config=algo_config,
+        steps=int(steps),
+        data_dir=data_dir,
+        env=env,
+    )
 
 
 def create_run(new: NewRun, seed: int, out: pathlib.Path, label: str | None = None) -> rundir.RunRecord:
     """Create the run directory `out/<algo>-<label>-<time>/` (label: the env name by default) of `new` with
     seed `seed` and write its config.json."""
     path = rundir.new_run_dir(pathlib.Path(out), new.algo, label or new.env_name)
-    record = rundir.RunRecord(path=path, algo=new.algo, env=new.env_name, env_config=to_dict(new.env_config),
-                              algo_config=to_dict(new.algo_config), steps=new.steps, seed=int(seed),
-                              data_dir=str(new.data_dir) if new.data_dir else None, training_env=to_dict(new.world),
-                              versions=rundir.package_versions())
+    record = rundir.RunRecord(
+        path=path,
+        algo=new.algo,
+        env=new.env_name,
+        env_config=to_dict(new.env_config),
+        algo_config=to_dict(new.algo_config),
+        steps=new.steps,
+        seed=int(seed),
+        data_dir=str(new.data_dir) if new.data_dir else None,
+        training_env=to_dict(new.world),
+        versions=rundir.package_versions(),
+    )
     rundir.write_config(record)
     return record
 
 
-def _new_record(algo: str, env_name: str, steps: int | None, seed: int, overrides: Mapping[str, Any],
-                env_overrides: Mapping[str, Any], out: pathlib.Path, data: pathlib.Path | str | None
-                ) -> tuple[rundir.RunRecord, Any, Any, Any]:
+def _new_record(
+    algo: str,
+    env_name: str,
+    steps: int | None,
+    seed: int,
+    overrides: Mapping[str, Any],
+    env_overrides: Mapping[str, Any],
+    out: pathlib.Path,
+    data: pathlib.Path | str | None,
+) -> tuple[rundir.RunRecord, Any, Any, Any]:
     """Validate everything, then create the run directory: (record, env config, algo config, env)."""
     new = prepare_new_run(algo, env_name, steps, overrides, env_overrides, data)
     return create_run(new, seed, out), new.env_config, new.algo_config, new.env
@@ -157,14 +190,19 @@ def _intact_newest_checkpoint(resume: pathlib.Path, run_dir: pathlib.Path) -> in
     finally:
         checkpoints.close()
     corrupt = run_dir / "checkpoints" / str(steps[-1])
-    older = (f"checkpoint {intact} is intact: delete {corrupt} to resume from step {intact}" if intact is not None
-             else "no older checkpoint is intact")
-    raise UserError(f"--resume {resume}: checkpoint {steps[-1]} cannot be restored ({reason}); {older}; "
-                    "nothing was changed")
+    older = (
+        f"checkpoint {intact} is intact: delete {corrupt} to resume from step {intact}"
+        if intact is not None
+        else "no older checkpoint is intact"
+    )
+    raise UserError(
+        f"--resume {resume}: checkpoint {steps[-1]} cannot be restored ({reason}); {older}; nothing was changed"
+    )
 
 
-def _resumed_record(resume: pathlib.Path, algo: str | None, env_name: str | None, steps: int | None,
-                    changed: bool) -> tuple[rundir.RunRecord, Any, Any, int]:
+def _resumed_record(
+    resume: pathlib.Path, algo: str | None, env_name: str | None, steps: int | None, changed: bool
+) -> tuple[rundir.RunRecord, Any, Any, int]:
     record = rundir.read_run(resume)
     if algo is not None and algo != record.algo:
         raise UserError(f"--resume {resume}: the run is '{record.algo}', not '{algo}'")
@@ -182,11 +220,20 @@ def _resumed_record(resume: pathlib.Path, algo: str | None, env_name: str | None
     return record, env_config, algo_config, resume_step
 
 
-def train(algo: str | None, env_name: str | None, *, steps: int | None = None, seed: int | None = None,
-          overrides: Mapping[str, Any] | None = None, env_overrides: Mapping[str, Any] | None = None,
-          out: pathlib.Path | str = "runs", resume: pathlib.Path | str | None = None,
-          data: pathlib.Path | str | None = None, progress: bool = True,
-          tensorboard: LoggerChoice = True) -> RunResult:
+def train(
+    algo: str | None,
+    env_name: str | None,
+    *,
+    steps: int | None = None,
+    seed: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env_overrides: Mapping[str, Any] | None = None,
+    out: pathlib.Path | str = "runs",
+    resume: pathlib.Path | str | None = None,
+    data: pathlib.Path | str | None = None,
+    progress: bool = True,
+    tensorboard: LoggerChoice = True,
+) -> RunResult:
     """Train `algo` on `env_name` for `steps` env steps in a new run dir under `out`, or resume `resume`.
     `tensorboard`: where the scalars of metrics.csv also go: True (TensorBoard), False (nowhere) or logger names
     (`saferl.training.logger.LOGGERS`, e.g. "wandb"; `saferl train --logger`)."""
@@ -194,18 +241,27 @@ def train(algo: str | None, env_name: str | None, *, steps: int | None = None, s
     resume_step, env = None, None
     if resume is not None:
         changed = bool(overrides or env_overrides or data is not None or seed is not None)
-        record, env_config, algo_config, resume_step = _resumed_record(pathlib.Path(resume), algo, env_name,
-                                                                       steps, changed)
+        record, env_config, algo_config, resume_step = _resumed_record(
+            pathlib.Path(resume), algo, env_name, steps, changed
+        )
     else:
         if algo is None or env_name is None:
             raise UserError("an algorithm and --env are required (or --resume RUN_DIR)")
-        record, env_config, algo_config, env = _new_record(algo, env_name, steps, seed or 0, overrides,
-                                                           env_overrides, pathlib.Path(out), data)
+        record, env_config, algo_config, env = _new_record(
+            algo, env_name, steps, seed or 0, overrides, env_overrides, pathlib.Path(out), data
+        )
     return _run(record, env_config, algo_config, resume_step, progress, tensorboard, env)
 
 
-def open_run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
-             progress: bool | ProgressDisplay, tensorboard: LoggerChoice, env: Any = None) -> TrainContext:
+def open_run(
+    record: rundir.RunRecord,
+    env_config: Any,
+    algo_config: Any,
+    resume_step: int | None,
+    progress: bool | ProgressDisplay,
+    tensorboard: LoggerChoice,
+    env: Any = None,
+) -> TrainContext:
     """The `TrainContext` of a created or resumed run: logger (cut back to `resume_step`), checkpoints and
     progress display (a shared `ProgressDisplay` is used as given and left open). Close with `close_run`."""
     world = training_env_from_record(record)
@@ -218,13 +274,26 @@ def open_run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume
     if isinstance(progress, ProgressDisplay):
         display = progress
     else:
-        display = ProgressDisplay(record.steps, f"{record.algo} {record.env}", enabled=progress and primary,
-                                  start_steps=resume_step or 0)
+        display = ProgressDisplay(
+            record.steps, f"{record.algo} {record.env}", enabled=progress and primary, start_steps=resume_step or 0
+        )
         logger.add_listener(display.update)
-    return TrainContext(algo=record.algo, env_name=record.env, env=env, env_config=env_config, training_env=world,
-                        algo_config=algo_config, total_steps=record.steps, seed=record.seed, run_dir=record.path,
-                        logger=logger, checkpoints=checkpoints, progress=display, resume_step=resume_step,
-                        data_dir=pathlib.Path(record.data_dir) if record.data_dir else None)
+    return TrainContext(
+        algo=record.algo,
+        env_name=record.env,
+        env=env,
+        env_config=env_config,
+        training_env=world,
+        algo_config=algo_config,
+        total_steps=record.steps,
+        seed=record.seed,
+        run_dir=record.path,
+        logger=logger,
+        checkpoints=checkpoints,
+        progress=display,
+        resume_step=resume_step,
+        data_dir=pathlib.Path(record.data_dir) if record.data_dir else None,
+    )
 
 
 def close_run(ctx: TrainContext, close_display: bool = True) -> list[pathlib.Path]:
@@ -238,8 +307,15 @@ def close_run(ctx: TrainContext, close_display: bool = True) -> list[pathlib.Pat
     return write_plots(ctx.run_dir, ctx.env.cost_budget, f"{ctx.algo} on {ctx.env_name}")
 
 
-def _run(record: rundir.RunRecord, env_config: Any, algo_config: Any, resume_step: int | None,
-         progress: bool, tensorboard: LoggerChoice, env: Any = None) -> RunResult:
+def _run(
+    record: rundir.RunRecord,
+    env_config: Any,
+    algo_config: Any,
+    resume_step: int | None,
+    progress: bool,
+    tensorboard: LoggerChoice,
+    env: Any = None,
+) -> RunResult:
     algorithm = registry.get(record.algo)
     ctx = open_run(record, env_config, algo_config, resume_step, progress, tensorboard, env)
     plots: list[pathlib.Path] = []

@@ -16,8 +16,8 @@ import platform
 from typing import Any
 
 from saferl.errors import UserError
-from saferl.training import distributed
 from saferl.policies.run_record import CONFIG_FILE, read_config  # the one reader of a run's config.json
+from saferl.training import distributed
 
 REQUIRED_KEYS = ("algo", "env", "env_config", "algo_config", "steps", "seed")
 _VERSIONED = ("saferl", "jax", "jaxlib", "brax", "flax", "optax", "orbax-checkpoint", "mujoco", "mujoco-mjx")
@@ -108,10 +108,18 @@ def read_run(path: pathlib.Path | str, need_checkpoint: bool = True) -> RunRecor
     if need_checkpoint and not checkpoint_steps(path):
         raise UserError(f"run directory {path} has no checkpoint (checkpoints/ is missing or empty)")
     try:
-        return RunRecord(path=path, algo=str(data["algo"]), env=str(data["env"]), env_config=data["env_config"],
-                         algo_config=data["algo_config"], steps=int(data["steps"]), seed=int(data["seed"]),
-                         data_dir=data.get("data_dir"), training_env=dict(data.get("training_env", {})),
-                         versions=dict(data.get("versions", {})))
+        return RunRecord(
+            path=path,
+            algo=str(data["algo"]),
+            env=str(data["env"]),
+            env_config=data["env_config"],
+            algo_config=data["algo_config"],
+            steps=int(data["steps"]),
+            seed=int(data["seed"]),
+            data_dir=data.get("data_dir"),
+            training_env=dict(data.get("training_env", {})),
+            versions=dict(data.get("versions", {})),
+        )
     except (TypeError, ValueError) as err:
         raise UserError(f"{config_path} is corrupt: {err}") from None
 

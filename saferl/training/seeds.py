@@ -6,27 +6,27 @@ so S seeds cost one trace and one compile. Each seed writes its own run director
 `<out>/<algo>-<env>-seed<k>-<time>/` with exactly what `--seed k` alone writes (config.json with `seed: k`,
 metrics.csv, plots, checkpoints of that seed's state alone, so `saferl train --resume DIR` continues any one
 of them on its own); its metrics equal the single-seed run's up to float rounding (batched matmuls may
-reduce in another order; as with any reordering, PPO/SAC training amplifies it over many chunks). With several devices the seed axis is replicated and each seed's env batch is
-split over the "data" mesh as in a single run (`saferl.sharding`). Algorithms without one (SOOPER:
-host-side episode logic) run their seeds one after another in the same process, reusing the compiled
-functions (every trainer memoises them on the config).
+reduce in another order; as with any reordering, PPO/SAC training amplifies it over many chunks). With several devices
+the seed axis is replicated and each seed's env batch is split over the "data" mesh as in a single run
+(`saferl.sharding`). Algorithms without one (SOOPER: host-side episode logic) run their seeds one after another in the
+same process, reusing the compiled functions (every trainer memoises them on the config).
 """
 
 from __future__ import annotations
 
 import functools
 import pathlib
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from saferl import registry
+from saferl import registry, sharding
 from saferl.errors import NonFiniteError, UserError
 from saferl.training import run as run_lib
-from saferl import sharding
 from saferl.training.context import TrainContext, check_finite
 from saferl.training.loop import EPISODE_KEYS, episode_row
 from saferl.training.progress import ProgressDisplay
@@ -35,8 +35,10 @@ from saferl.training.progress import ProgressDisplay
 def check_seeds(seeds: Sequence[int], seed: int | None = None) -> list[int]:
     """The seeds as ints; `UserError` for an empty list, a non-integer, duplicates or `--seed` given too."""
     if seed is not None:
-        raise UserError(f"--seed {seed} and --seeds {' '.join(map(str, seeds))} are exclusive; give the seeds "
-                        f"to train with --seeds alone (e.g. --seeds {seed})")
+        raise UserError(
+            f"--seed {seed} and --seeds {' '.join(map(str, seeds))} are exclusive; give the seeds "
+            f"to train with --seeds alone (e.g. --seeds {seed})"
+        )
     if len(seeds) == 0:
         raise UserError("--seeds needs at least one seed, e.g. --seeds 0 1 2")
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer))]
@@ -44,8 +46,10 @@ def check_seeds(seeds: Sequence[int], seed: int | None = None) -> list[int]:
         raise UserError(f"--seeds {bad[0]!r} is not an integer; seeds are integers, e.g. --seeds 0 1 2")
     duplicates = sorted({int(s) for s in seeds if list(seeds).count(s) > 1})
     if duplicates:
-        raise UserError(f"--seeds lists {', '.join(map(str, duplicates))} more than once; each seed is one run "
-                        f"directory, give each once")
+        raise UserError(
+            f"--seeds lists {', '.join(map(str, duplicates))} more than once; each seed is one run "
+            f"directory, give each once"
+        )
     return [int(s) for s in seeds]
 
 
@@ -100,8 +104,9 @@ def stack_seeds(trees: Sequence[Any]) -> Any:
 # ---------------------------------------------------------------------------------------------- the loop
 
 
-def _check_chunk(ctxs: Sequence[TrainContext], metrics: Mapping[str, np.ndarray], watched: Mapping[str, Any],
-                 step: int) -> None:
+def _check_chunk(
+    ctxs: Sequence[TrainContext], metrics: Mapping[str, np.ndarray], watched: Mapping[str, Any], step: int
+) -> None:
     """`NonFiniteError` naming the seed and quantity if any seed's losses or watched trees are NaN/Inf."""
     for index, ctx in enumerate(ctxs):
         try:
@@ -112,11 +117,18 @@ def _check_chunk(ctxs: Sequence[TrainContext], metrics: Mapping[str, np.ndarray]
             raise NonFiniteError(f"seed {ctx.seed} {err.quantity}", step, f"run {ctx.run_dir}") from None
 
 
-def run_seed_chunks(ctxs: Sequence[TrainContext], state: Any, chunk_seeds: Callable[[Any], tuple[Any, Any]], *,
-                    steps_per_chunk: int, start_steps: int, checkpoint_every: int,
-                    watched: Callable[[Any], Mapping[str, Any]], extra: Callable[[int], dict[str, Any]],
-                    row: Callable[[Mapping[str, Any]], dict[str, float]] = episode_row
-                    ) -> tuple[Any, int, list[dict[str, float]]]:
+def run_seed_chunks(
+    ctxs: Sequence[TrainContext],
+    state: Any,
+    chunk_seeds: Callable[[Any], tuple[Any, Any]],
+    *,
+    steps_per_chunk: int,
+    start_steps: int,
+    checkpoint_every: int,
+    watched: Callable[[Any], Mapping[str, Any]],
+    extra: Callable[[int], dict[str, Any]],
+    row: Callable[[Mapping[str, Any]], dict[str, float]] = episode_row,
+) -> tuple[Any, int, list[dict[str, float]]]:
     """`saferl.training.loop.run_chunks` for a seed-batched state: run vmapped chunks to the seeds' common
     `total_steps`, log each seed's row to its own run, checkpoint each seed's state in its own run (same steps
     as a single run). NaN/Inf in any seed stops all of them (`NonFiniteError` naming the seed) after saving
@@ -166,25 +178,44 @@ def train_seed_batch(ctxs: Sequence[TrainContext], seed_batch: registry.SeedBatc
         if first.data_dir is not None and seed_batch.prefill is not None:
             state = jax.vmap(lambda one: seed_batch.prefill(first, one))(state)
     one_seed = seed_slice(state, 0)
-    start = (int(one_seed.env_steps) if seed_batch.steps_done is None
-             else seed_batch.steps_done(config, env, one_seed))
-    extra = ((lambda steps: {"env_steps": steps}) if seed_batch.extra is None
-             else functools.partial(seed_batch.extra, config, env))
+    start = int(one_seed.env_steps) if seed_batch.steps_done is None else seed_batch.steps_done(config, env, one_seed)
+    extra = (
+        (lambda steps: {"env_steps": steps})
+        if seed_batch.extra is None
+        else functools.partial(seed_batch.extra, config, env)
+    )
     state, env_steps, rows = run_seed_chunks(
-        ctxs, state, chunk_seeds, steps_per_chunk=seed_batch.steps_per_chunk(config, env), start_steps=start,
-        checkpoint_every=seed_batch.checkpoint_every(config, env), watched=seed_batch.watched,
-        extra=lambda steps: {**extra(steps), "algo": first.algo}, row=seed_batch.row or episode_row)
+        ctxs,
+        state,
+        chunk_seeds,
+        steps_per_chunk=seed_batch.steps_per_chunk(config, env),
+        start_steps=start,
+        checkpoint_every=seed_batch.checkpoint_every(config, env),
+        watched=seed_batch.watched,
+        extra=lambda steps: {**extra(steps), "algo": first.algo},
+        row=seed_batch.row or episode_row,
+    )
     return [{"env_steps": env_steps, **row} for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------- entry points
 
 
-def train_seeds(algo: str | None, env_name: str | None, seeds: Sequence[int] = (), *, steps: int | None = None,
-                seed: int | None = None, overrides: Mapping[str, Any] | None = None,
-                env_overrides: Mapping[str, Any] | None = None, out: pathlib.Path | str = "runs",
-                resume: Sequence[pathlib.Path | str] = (), data: pathlib.Path | str | None = None,
-                progress: bool = True, tensorboard: bool = True) -> list[run_lib.RunResult]:
+def train_seeds(
+    algo: str | None,
+    env_name: str | None,
+    seeds: Sequence[int] = (),
+    *,
+    steps: int | None = None,
+    seed: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env_overrides: Mapping[str, Any] | None = None,
+    out: pathlib.Path | str = "runs",
+    resume: Sequence[pathlib.Path | str] = (),
+    data: pathlib.Path | str | None = None,
+    progress: bool = True,
+    tensorboard: bool = True,
+) -> list[run_lib.RunResult]:
     """`saferl train ALGO --seeds ...`: one new run directory per seed (`<out>/<algo>-<env>-seed<k>-<time>/`),
     trained together (one compiled program where the algorithm has a `SeedBatch`, else one after another);
     or, with several `resume` run dirs (runs of one config, different seeds, checkpointed at the same step),
@@ -192,9 +223,15 @@ def train_seeds(algo: str | None, env_name: str | None, seeds: Sequence[int] = (
     if resume:
         if seeds:
             raise UserError("--seeds cannot be given with --resume: a resumed run keeps its seed")
-        return resume_seeds(algo, env_name, resume, steps=steps, changed=bool(
-            overrides or env_overrides or data is not None or seed is not None), progress=progress,
-            tensorboard=tensorboard)
+        return resume_seeds(
+            algo,
+            env_name,
+            resume,
+            steps=steps,
+            changed=bool(overrides or env_overrides or data is not None or seed is not None),
+            progress=progress,
+            tensorboard=tensorboard,
+        )
     seeds = check_seeds(seeds, seed)
     if algo is None or env_name is None:
         raise UserError("an algorithm and --env are required with --seeds")
@@ -203,9 +240,16 @@ def train_seeds(algo: str | None, env_name: str | None, seeds: Sequence[int] = (
     return _train_records(records, new.env_config, new.algo_config, None, progress, tensorboard, new.env)
 
 
-def resume_seeds(algo: str | None, env_name: str | None, run_dirs: Sequence[pathlib.Path | str], *,
-                 steps: int | None = None, changed: bool = False, progress: bool = True,
-                 tensorboard: bool = True) -> list[run_lib.RunResult]:
+def resume_seeds(
+    algo: str | None,
+    env_name: str | None,
+    run_dirs: Sequence[pathlib.Path | str],
+    *,
+    steps: int | None = None,
+    changed: bool = False,
+    progress: bool = True,
+    tensorboard: bool = True,
+) -> list[run_lib.RunResult]:
     """Continue the runs `run_dirs` together up to `steps` (default: each run's own); they must share
     algorithm, env, configs, training world and data and have their last checkpoints at the same step."""
     resumed = [run_lib._resumed_record(pathlib.Path(d), algo, env_name, steps, changed) for d in run_dirs]
@@ -214,28 +258,44 @@ def resume_seeds(algo: str | None, env_name: str | None, run_dirs: Sequence[path
     for record, _, _, step in resumed[1:]:
         for field in ("algo", "env", "env_config", "algo_config", "steps", "data_dir", "training_env"):
             if getattr(record, field) != getattr(first, field):
-                raise UserError(f"--resume {record.path}: its {field} differs from {first.path}'s; only runs of "
-                                f"one config (different seeds) can be resumed together")
+                raise UserError(
+                    f"--resume {record.path}: its {field} differs from {first.path}'s; only runs of "
+                    f"one config (different seeds) can be resumed together"
+                )
         if step != resumed[0][3]:
-            raise UserError(f"--resume {record.path}: its last checkpoint is at step {step}, {first.path}'s at "
-                            f"{resumed[0][3]}; runs resumed together must be at the same step")
+            raise UserError(
+                f"--resume {record.path}: its last checkpoint is at step {step}, {first.path}'s at "
+                f"{resumed[0][3]}; runs resumed together must be at the same step"
+            )
     check_seeds([r.seed for r in records])
     _, env_config, algo_config, resume_step = resumed[0]
     return _train_records(records, env_config, algo_config, resume_step, progress, tensorboard)
 
 
-def _train_records(records: Sequence[Any], env_config: Any, algo_config: Any, resume_step: int | None,
-                   progress: bool, tensorboard: bool, env: Any = None) -> list[run_lib.RunResult]:
+def _train_records(
+    records: Sequence[Any],
+    env_config: Any,
+    algo_config: Any,
+    resume_step: int | None,
+    progress: bool,
+    tensorboard: bool,
+    env: Any = None,
+) -> list[run_lib.RunResult]:
     """Train the created or resumed runs `records` (one per seed) vmapped, or one after another."""
     from saferl.training import distributed
 
     algo = records[0].algo
     batch = registry.seed_batch(algo)
     if batch is None:  # host-side episode logic: one run after another, sharing the compiled functions
-        return [run_lib._run(record, env_config, algo_config, resume_step, progress, tensorboard, env)
-                for record in records]
-    display = ProgressDisplay(records[0].steps, f"{algo} {records[0].env} ×{len(records)} seeds",
-                              enabled=progress and distributed.is_primary(), start_steps=resume_step or 0)
+        return [
+            run_lib._run(record, env_config, algo_config, resume_step, progress, tensorboard, env) for record in records
+        ]
+    display = ProgressDisplay(
+        records[0].steps,
+        f"{algo} {records[0].env} ×{len(records)} seeds",
+        enabled=progress and distributed.is_primary(),
+        start_steps=resume_step or 0,
+    )
     ctxs: list[TrainContext] = []
     plots: list[list[pathlib.Path]] = []
     try:
@@ -246,5 +306,7 @@ def _train_records(records: Sequence[Any], env_config: Any, algo_config: Any, re
     finally:
         display.close()
         plots = [run_lib.close_run(ctx, close_display=False) for ctx in ctxs]
-    return [run_lib.RunResult(run_dir=ctx.run_dir, metrics=dict(m), plots=p)
-            for ctx, m, p in zip(ctxs, metrics, plots)]
+    return [
+        run_lib.RunResult(run_dir=ctx.run_dir, metrics=dict(m), plots=p)
+        for ctx, m, p in zip(ctxs, metrics, plots, strict=False)
+    ]

@@ -78,15 +78,14 @@ class PixelPoint(MjxEnv):
         centres = jp.linspace(-1.0 + 1.0 / GRID, 1.0 - 1.0 / GRID, GRID)
         gy, gx = jp.meshgrid(centres, centres, indexing="ij")
         squared = (gx - position[0]) ** 2 + (gy - position[1]) ** 2
-        return jp.exp(-squared / (2.0 * self.config.blob_sigma ** 2))[..., None]
+        return jp.exp(-squared / (2.0 * self.config.blob_sigma**2))[..., None]
 
     def _observe(self, data: mjx.Data, info: dict[str, Any]) -> Any:
         if self.config.observation == "state":
             return jp.concatenate([data.qpos, data.qvel])
         return {"image": self.image(data.qpos), "state": data.qvel}
 
-    def _reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]
-                         ) -> tuple[jax.Array, jax.Array]:
+    def _reward_and_cost(self, data: mjx.Data, action: jax.Array, info: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
         return -jp.linalg.norm(data.qpos), (data.qpos[0] > self.config.hazard_x).astype(jp.float32)
 
     def step(self, state: State, action: jax.Array) -> State:
@@ -96,8 +95,9 @@ class PixelPoint(MjxEnv):
         obs, reward, cost, info = self.evaluate(data, action, dict(state.info))
         finite = jp.all(jp.stack([jp.isfinite(leaf).all() for leaf in jax.tree.leaves(obs)]))
         metrics = {**state.metrics, "cost": cost}
-        return state.replace(pipeline_state=data, obs=obs, reward=reward, done=jp.where(finite, 0.0, 1.0),
-                             metrics=metrics, info=info)
+        return state.replace(
+            pipeline_state=data, obs=obs, reward=reward, done=jp.where(finite, 0.0, 1.0), metrics=metrics, info=info
+        )
 
     @property
     def observation_size(self) -> Any:

@@ -3,10 +3,10 @@ computation: an env with the same class and config but other physics (`dynamics_
 world (randomisation, noise, delay), never gets the closures built for the nominal env."""
 
 import envs
+from saferl import sharding
 from saferl.agents import pets, ppo, sac
 from saferl.agents.modelfree.common import computation_key
 from saferl.config import apply_overrides
-from saferl import sharding
 
 TINY_ENV = {"episode_length": 20}
 
@@ -21,7 +21,8 @@ def test_computation_key_sees_physics_and_world_but_not_object_identity():
     assert computation_key(config, nominal, world) != computation_key(config, heavy, world)
     assert computation_key(config, nominal, world) != computation_key(config, nominal, noisy)
     assert computation_key(config, nominal, world) != computation_key(
-        apply_overrides(config, {"constraint.kind": "crpo"}), nominal, world)
+        apply_overrides(config, {"constraint.kind": "crpo"}), nominal, world
+    )
 
 
 def test_computation_key_names_the_mesh_devices(monkeypatch):
@@ -37,11 +38,14 @@ def test_computation_key_names_the_mesh_devices(monkeypatch):
 def test_every_trainer_cache_separates_shifted_physics():
     nominal = envs.make("pendulum", **TINY_ENV)
     heavy = envs.dynamics_shift("pendulum", gravity_scale=2.0, **TINY_ENV)
-    for module, config in ((sac, sac.SACConfig(num_envs=2, max_replay_size=64, min_replay_size=8)),
-                           (ppo, ppo.PPOConfig(num_envs=2, batch_size=2, num_minibatches=1))):
+    for module, config in (
+        (sac, sac.SACConfig(num_envs=2, max_replay_size=64, min_replay_size=8)),
+        (ppo, ppo.PPOConfig(num_envs=2, batch_size=2, num_minibatches=1)),
+    ):
         assert module.make_train(config, nominal) is module.make_train(config, envs.make("pendulum", **TINY_ENV))
         assert module.make_train(config, nominal) is not module.make_train(config, heavy)
     config = pets.PETSConfig()
     assert pets.make_agent(config, nominal) is not pets.make_agent(config, heavy)
     assert pets.make_agent(config, nominal) is not pets.make_agent(
-        config, nominal, envs.TrainingEnvConfig(action_delay=1))
+        config, nominal, envs.TrainingEnvConfig(action_delay=1)
+    )

@@ -14,26 +14,44 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "data"))
-from dict_obs_env import GRID, PixelPoint  # noqa: E402
+from dict_obs_env import GRID, PixelPoint
 
-import envs  # noqa: E402
-from envs import wrappers  # noqa: E402
-from envs.registry import _REGISTRY, register  # noqa: E402
-from saferl.agents.modelfree import pixel_networks  # noqa: E402
-from saferl.agents.ppo import PPOConfig, make_networks  # noqa: E402
-from saferl.config import apply_overrides  # noqa: E402
-from saferl.data import buffer, observations  # noqa: E402
-from saferl.errors import UserError  # noqa: E402
+import envs
+from envs import wrappers
+from envs.registry import _REGISTRY, register
+from saferl.agents.modelfree import pixel_networks
+from saferl.agents.ppo import PPOConfig, make_networks
+from saferl.config import apply_overrides
+from saferl.data import buffer, observations
+from saferl.errors import UserError
 
 ENV = "pixel_point"
 # tiny sizes: the point of most tests is shapes and plumbing; one compile of each trainer per module
-PPO_TINY = {"num_envs": 4, "batch_size": 4, "num_minibatches": 2, "unroll_length": 6, "num_updates_per_batch": 1,
-            "iterations_per_chunk": 2, "policy_hidden_sizes": [16], "value_hidden_sizes": [16],
-            "encoder.channels": [4], "encoder.features": 8, "checkpoint_every": 192}
+PPO_TINY = {
+    "num_envs": 4,
+    "batch_size": 4,
+    "num_minibatches": 2,
+    "unroll_length": 6,
+    "num_updates_per_batch": 1,
+    "iterations_per_chunk": 2,
+    "policy_hidden_sizes": [16],
+    "value_hidden_sizes": [16],
+    "encoder.channels": [4],
+    "encoder.features": 8,
+    "checkpoint_every": 192,
+}
 PPO_CHUNK = 4 * 2 * 6 * 2  # env steps per chunk
-SAC_TINY = {"num_envs": 4, "batch_size": 8, "grad_updates_per_step": 1, "max_replay_size": 128,
-            "min_replay_size": 16, "iterations_per_chunk": 8, "hidden_sizes": [16], "encoder.channels": [4],
-            "encoder.features": 8}
+SAC_TINY = {
+    "num_envs": 4,
+    "batch_size": 8,
+    "grad_updates_per_step": 1,
+    "max_replay_size": 128,
+    "min_replay_size": 16,
+    "iterations_per_chunk": 8,
+    "hidden_sizes": [16],
+    "encoder.channels": [4],
+    "encoder.features": 8,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,6 +74,7 @@ def _batch_obs(key, batch):
 
 # ---- encoder and networks ----------------------------------------------------------------------------------
 
+
 def test_encoder_maps_images_with_any_leading_axes_to_features_through_strided_convs():
     config = pixel_networks.PixelEncoderConfig(channels=(8, 16), kernel_size=3, stride=2, features=32)
     encoder = pixel_networks.ImageEncoder(config)
@@ -71,11 +90,11 @@ def test_encoder_maps_images_with_any_leading_axes_to_features_through_strided_c
 
 
 def test_encoder_config_rejects_bad_sizes_naming_the_field():
-    with pytest.raises(ValueError, match="encoder.channels"):
+    with pytest.raises(ValueError, match=r"encoder.channels"):
         pixel_networks.PixelEncoderConfig(channels=())
-    with pytest.raises(ValueError, match="encoder.stride"):
+    with pytest.raises(ValueError, match=r"encoder.stride"):
         pixel_networks.PixelEncoderConfig(stride=0)
-    with pytest.raises(UserError, match="encoder.features"):
+    with pytest.raises(UserError, match=r"encoder.features"):
         apply_overrides(PPOConfig(), {"encoder.features": -1})
     assert apply_overrides(PPOConfig(), {"encoder.channels": [4, 8]}).encoder.channels == (4, 8)
 
@@ -89,7 +108,7 @@ def test_malformed_dict_observation_sizes_are_user_errors():
 
 
 def test_pixel_networks_use_image_and_state_and_normalise_only_the_state(env):
-    config = apply_overrides(PPOConfig(), {k: v for k, v in PPO_TINY.items()})
+    config = apply_overrides(PPOConfig(), dict(PPO_TINY.items()))
     networks = make_networks(config, env.observation_size, env.action_size)
     params = networks.policy_network.init(jax.random.PRNGKey(0))
     normalizer = pixel_networks.init_normalizer(env.observation_size)
@@ -102,12 +121,12 @@ def test_pixel_networks_use_image_and_state_and_normalise_only_the_state(env):
     other_image = networks.policy_network.apply(normalizer, params, {**obs, "image": obs["image"][::-1]})
     other_state = networks.policy_network.apply(normalizer, params, {**obs, "state": obs["state"][::-1]})
     assert not np.allclose(logits, other_image) and not np.allclose(logits, other_state)
-    value = networks.cost_value_network.apply(normalizer, networks.cost_value_network.init(jax.random.PRNGKey(1)),
-                                              obs)
+    value = networks.cost_value_network.apply(normalizer, networks.cost_value_network.init(jax.random.PRNGKey(1)), obs)
     assert value.shape == (6,)
 
 
 # ---- wrappers ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_training_world_wrappers_keep_dict_observations_and_noise_only_the_state(env):
@@ -141,8 +160,7 @@ def _centroid_x(image):
 
 def test_noise_action_repeat_and_the_episode_wrappers_run_on_dict_observations(env):
     repeated = wrappers.ActionRepeatWrapper(wrappers.ObservationNoiseWrapper(env, 0.1), 2)
-    wrapped = wrappers.AutoResetWrapper(wrappers.EpisodeWrapper(wrappers.VmapWrapper(repeated, 2), 6,
-                                                                steps_per_call=2))
+    wrapped = wrappers.AutoResetWrapper(wrappers.EpisodeWrapper(wrappers.VmapWrapper(repeated, 2), 6, steps_per_call=2))
     state = jax.jit(wrapped.reset)(jax.random.PRNGKey(0))
     state = jax.jit(wrapped.step)(state, jnp.zeros((2, 2)))
     assert state.obs["image"].shape == (2, GRID, GRID, 1) and int(state.info["steps"][0]) == 2
@@ -161,20 +179,22 @@ def test_state_observation_wrapper_gives_model_based_agents_the_state_vector(env
 
 # ---- buffer ------------------------------------------------------------------------------------------------
 
+
 def test_buffer_holds_dict_observations_and_saves_them_round_trip(env, tmp_path):
     example = buffer.example_transition(env.observation_size, env.action_size)
     assert example.obs["image"].shape == (GRID, GRID, 1)
     buf = buffer.init(5, example)
     obs = _batch_obs(jax.random.PRNGKey(0), 7)
-    batch = buffer.Transition(obs=obs, action=jnp.zeros((7, 2)), next_obs=obs, reward=jnp.arange(7.0),
-                              cost=jnp.zeros(7), done=jnp.zeros(7))
+    batch = buffer.Transition(
+        obs=obs, action=jnp.zeros((7, 2)), next_obs=obs, reward=jnp.arange(7.0), cost=jnp.zeros(7), done=jnp.zeros(7)
+    )
     buf = jax.jit(buffer.add)(buf, batch)
     assert int(buf.size) == 5
     sample = buffer.sample(buf, jax.random.PRNGKey(1), 16)
     rows = np.asarray(sample.reward, int)  # rows stay consistent across the dict's parts
     np.testing.assert_array_equal(sample.obs["image"], obs["image"][rows])
     back = buffer.restore(buffer.save(buf, tmp_path / "replay"))
-    for a, b in zip(jax.tree.leaves(buf), jax.tree.leaves(back)):
+    for a, b in zip(jax.tree.leaves(buf), jax.tree.leaves(back), strict=False):
         np.testing.assert_array_equal(a, b)
     assert jax.tree.structure(back) == jax.tree.structure(buf)
     with np.load(tmp_path / "replay.npz") as archive:
@@ -183,6 +203,7 @@ def test_buffer_holds_dict_observations_and_saves_them_round_trip(env, tmp_path)
 
 # ---- trainers, checkpoints, policies -------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def ppo_runs(tmp_path_factory):
     """A PPO run of 4 tiny chunks on pixel_point, and a copy cut back to its checkpoint after 2 and resumed."""
@@ -190,8 +211,9 @@ def ppo_runs(tmp_path_factory):
     from saferl.training.run import train
 
     out = tmp_path_factory.mktemp("dict-ppo")
-    full = train("ppo", ENV, steps=4 * PPO_CHUNK, overrides=PPO_TINY, out=out / "full", seed=1, progress=False,
-                 tensorboard=False)
+    full = train(
+        "ppo", ENV, steps=4 * PPO_CHUNK, overrides=PPO_TINY, out=out / "full", seed=1, progress=False, tensorboard=False
+    )
     half = pathlib.Path(shutil.copytree(full.run_dir, out / "half" / full.run_dir.name))
     shutil.rmtree(half / "checkpoints" / str(4 * PPO_CHUNK))
     config = json.loads((half / "config.json").read_text())
@@ -249,7 +271,7 @@ def test_sac_on_dict_observations_fills_its_buffer_with_images_and_learns_finite
 
     recorded = {k: np.zeros((4, 2), np.float32) for k in ("obs", "next_obs", "action")}
     recorded.update(reward=np.zeros(4, np.float32), cost=np.zeros(4, np.float32))
-    with pytest.raises(UserError, match="sac --data: .*dicts"):
+    with pytest.raises(UserError, match=r"sac --data: .*dicts"):
         prefill(config, state, recorded)
 
 
@@ -270,8 +292,16 @@ def test_recorded_data_of_a_dict_observation_env_is_checked_against_its_state_pa
 def test_ppo_pixel_policy_learns_to_reach_the_point_only_the_image_shows(env):
     from saferl.agents.ppo import make_train
 
-    config = PPOConfig(num_envs=16, batch_size=16, num_minibatches=4, unroll_length=15, num_updates_per_batch=4,
-                       iterations_per_chunk=4, policy_hidden_sizes=(32, 32), value_hidden_sizes=(32, 32))
+    config = PPOConfig(
+        num_envs=16,
+        batch_size=16,
+        num_minibatches=4,
+        unroll_length=15,
+        num_updates_per_batch=4,
+        iterations_per_chunk=4,
+        policy_hidden_sizes=(32, 32),
+        value_hidden_sizes=(32, 32),
+    )
     init, train_chunk = make_train(config, env)  # 3840 env steps per chunk
     state = init(jax.random.PRNGKey(0))
     returns = []
@@ -290,9 +320,16 @@ def test_pets_models_the_state_part_of_dict_observations(env):
     from saferl.agents.pets.agent import make_agent
     from saferl.agents.pets.policy import mpc_policy
 
-    config = apply_overrides(PETSConfig(), {"model.num_members": 2, "model.num_elites": 2,
-                                            "model.hidden_sizes": [8], "rollout.num_particles": 2,
-                                            "buffer_capacity": 16})
+    config = apply_overrides(
+        PETSConfig(),
+        {
+            "model.num_members": 2,
+            "model.num_elites": 2,
+            "model.hidden_sizes": [8],
+            "rollout.num_particles": 2,
+            "buffer_capacity": 16,
+        },
+    )
     agent = make_agent(config, env)
     assert agent.obs_size == 2 and agent.env.observation_size == 2  # the velocity vector, no image
     state = agent.init(jax.random.PRNGKey(0))

@@ -24,8 +24,9 @@ def _columns(values):
 def test_gae_matches_hand_computed_advantages_with_a_termination_and_a_time_limit():
     terminated = jnp.asarray([[0, 0], [1, 0], [0, 0], [0, 0]], jnp.float32)
     done = jnp.asarray([[0, 0], [1, 1], [0, 0], [0, 0]], jnp.float32)
-    advantages, targets = gae(_columns(REWARD), _columns(VALUES), _columns(NEXT_VALUES), terminated, done,
-                              GAMMA, LAMBDA)
+    advantages, targets = gae(
+        _columns(REWARD), _columns(VALUES), _columns(NEXT_VALUES), terminated, done, GAMMA, LAMBDA
+    )
     # δ_t = r_t + γ(1 − term_t)V(s'_t) − V(s_t);  A_t = δ_t + γλ(1 − done_t)A_{t+1}, A_4 = 0
     # δ = [1 + .9·1 − .5, 2 − 1, 3 + .9·2 − 1.5, 4 + .9·2.5 − 2] = [1.4, 1.0, 3.3, 4.25] (column 0)
     # column 1 at t=1: δ_1 = 2 + .9·7 − 1 = 7.3 (the time limit bootstraps)
@@ -64,8 +65,9 @@ def test_sac_reward_target_is_the_soft_min_twin_value_bootstrapped_except_at_the
 
 
 def test_sac_cost_target_is_the_mean_twin_value_clipped_at_zero_bootstrapped_except_at_the_termination():
-    target = critic_target(jnp.asarray(COST), jnp.asarray(NEXT_Q), jnp.asarray(DONE), jnp.zeros(4), COST_GAMMA,
-                           is_cost=True)
+    target = critic_target(
+        jnp.asarray(COST), jnp.asarray(NEXT_Q), jnp.asarray(DONE), jnp.zeros(4), COST_GAMMA, is_cost=True
+    )
     # mean twin = [2, -3, 3.5, -1] -> clipped [2, 0, 3.5, 0]; target = [0 + .8·2, 1 (terminated), .5 + .8·3.5, 0]
     np.testing.assert_allclose(target, [1.6, 1.0, 3.3, 0.0], rtol=1e-6)
 
@@ -79,8 +81,14 @@ class _TableQ:
 
 
 def test_sac_critic_loss_regresses_both_twins_on_the_target_and_passes_no_gradient_to_the_target_critic():
-    batch = Transition(obs=jnp.zeros((4, 1)), action=jnp.zeros((4, 1)), next_obs=jnp.zeros((4, 1)),
-                       reward=jnp.asarray(REWARD), cost=jnp.asarray(COST), done=jnp.asarray(DONE))
+    batch = Transition(
+        obs=jnp.zeros((4, 1)),
+        action=jnp.zeros((4, 1)),
+        next_obs=jnp.zeros((4, 1)),
+        reward=jnp.asarray(REWARD),
+        cost=jnp.asarray(COST),
+        done=jnp.asarray(DONE),
+    )
     q = jnp.asarray([[1.6, 0.0], [1.0, 2.0], [3.3, 3.3], [-1.0, 1.0]])
     target_q = jnp.asarray(NEXT_Q)
 

@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
-from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY  # noqa: E402
-from tiny_runs import copy_run, final_agent_state, metric_rows, pets_run  # noqa: E402
+from tiny_configs import PETS_ENV, PETS_EPISODE, PETS_TINY
+from tiny_runs import copy_run, final_agent_state, metric_rows, pets_run
 
-import envs  # noqa: E402
-from saferl import registry  # noqa: E402
-from saferl.agents.pets import PETSConfig, make_agent, planned_action, preset  # noqa: E402
-from saferl.agents.pets.policy import MPCMemory  # noqa: E402
-from saferl.config import apply_overrides  # noqa: E402
-from saferl.errors import NonFiniteError  # noqa: E402
-from saferl.policies import Policy, episode, load_policy  # noqa: E402
-from saferl.training import rundir  # noqa: E402
-from saferl.training.run import train  # noqa: E402
+import envs
+from saferl import registry
+from saferl.agents.pets import PETSConfig, make_agent, planned_action, preset
+from saferl.agents.pets.policy import MPCMemory
+from saferl.config import apply_overrides
+from saferl.errors import NonFiniteError
+from saferl.policies import Policy, episode, load_policy
+from saferl.training import rundir
+from saferl.training.run import train
 
 EPISODE = PETS_EPISODE
 
@@ -54,11 +54,11 @@ def test_resume_from_an_earlier_checkpoint_continues_bit_for_bit(tmp_path):
     resumed = train(None, None, steps=3 * EPISODE, resume=interrupted, progress=False, tensorboard=False).run_dir
     a, b = final_agent_state(straight, make_agent), final_agent_state(resumed, make_agent)
     assert int(a.episode) == int(b.episode) == 3
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # params, optimiser, buffer, key: identical
     deterministic = ("env_steps", "episode_return", "episode_cost", "model_nll", "model_mse", "buffer_size")
     assert len(metric_rows(resumed)) == 3  # the row past the resumed checkpoint was recomputed, not duplicated
-    for row_a, row_b in zip(metric_rows(straight), metric_rows(resumed)):
+    for row_a, row_b in zip(metric_rows(straight), metric_rows(resumed), strict=False):
         assert {k: row_a[k] for k in deterministic} == {k: row_b[k] for k in deterministic}
 
 
@@ -74,6 +74,7 @@ def test_policy_is_an_mpc_policy_that_plans_in_bounds_and_holds_actions():
 
 
 # --- the MPC policy's carry: the planner's warm start and the remaining budget (untrained model: no run) ---
+
 
 @pytest.fixture(scope="module")
 def planner_setup():
@@ -91,7 +92,9 @@ def test_mpc_policy_carries_the_planner_warm_start_from_decision_to_decision(pla
     np.testing.assert_array_equal(fresh.memory.warm_start.mean, np.zeros((config.planner.horizon, 1)))
     _, first = policy.act(fresh, obs, jax.random.PRNGKey(1))
     _, info = planned_action(config, model, jax.random.PRNGKey(1), obs, fresh.memory.warm_start, 1e6)
-    for carried, planned in zip(jax.tree.leaves(first.memory.warm_start), jax.tree.leaves(info.next_init)):
+    for carried, planned in zip(
+        jax.tree.leaves(first.memory.warm_start), jax.tree.leaves(info.next_init), strict=False
+    ):
         np.testing.assert_allclose(carried, planned, atol=1e-6)  # the plan, shifted by one decision
     assert float(np.abs(first.memory.warm_start.mean).max()) > 0
     second, _ = policy.act(first, obs, jax.random.PRNGKey(2))  # plans from that warm start
@@ -106,8 +109,7 @@ def test_mpc_policy_plans_against_the_budget_minus_the_cost_spent(planner_setup)
     policy, obs = agent.mpc_policy(model), np.zeros(3, np.float32)
     act = jax.jit(policy.act)
     _, within = act(policy.init_carry(), obs, jax.random.PRNGKey(0))
-    _, spent = act(policy.init_carry().replace(cost_spent=jnp.asarray(2e6, jnp.float32)), obs,
-                   jax.random.PRNGKey(0))
+    _, spent = act(policy.init_carry().replace(cost_spent=jnp.asarray(2e6, jnp.float32)), obs, jax.random.PRNGKey(0))
     # remaining 1e6: every candidate is feasible; remaining 1e6 − 2e6 < 0: none is (predicted costs ≈ 0)
     assert float(within.memory.feasible_fraction) == 1.0 and float(spent.memory.feasible_fraction) == 0.0
 
@@ -118,8 +120,11 @@ def test_collection_runs_the_mpc_policy_on_the_episode_loop(planner_setup):
     transitions, stats = agent.collect_mpc(model, key)
     assert transitions.reward.shape == (agent.decisions_per_episode,)
     reset_key, act_key = jax.random.split(key)
-    _, decisions = jax.jit(lambda m: episode.run(agent.mpc_policy(m), agent.env, agent.env.reset(reset_key),
-                                                 act_key, agent.decisions_per_episode))(model)
+    _, decisions = jax.jit(
+        lambda m: episode.run(
+            agent.mpc_policy(m), agent.env, agent.env.reset(reset_key), act_key, agent.decisions_per_episode
+        )
+    )(model)
     np.testing.assert_allclose(transitions.action, decisions.transition.action, atol=1e-6)
     np.testing.assert_allclose(stats.plan_value, decisions.carry.memory.plan_value.mean(), rtol=1e-5)
 
@@ -129,8 +134,11 @@ def test_exploring_episodes_run_the_random_policy_in_the_same_program(planner_se
     key = jax.random.PRNGKey(4)
     transitions, stats = agent.collect(model, key, jnp.array(True))  # the program MPC episodes run, too
     reset_key, act_key = jax.random.split(key)
-    _, decisions = jax.jit(lambda: episode.run(agent.random_policy(), agent.env, agent.env.reset(reset_key),
-                                               act_key, agent.decisions_per_episode))()
+    _, decisions = jax.jit(
+        lambda: episode.run(
+            agent.random_policy(), agent.env, agent.env.reset(reset_key), act_key, agent.decisions_per_episode
+        )
+    )()
     np.testing.assert_allclose(transitions.action, decisions.transition.action, atol=1e-6)
     assert float(stats.plan_value) == 0.0 and float(stats.feasible_fraction) == 1.0
 
@@ -139,8 +147,16 @@ def test_exploring_episodes_run_the_random_policy_in_the_same_program(planner_se
 @pytest.mark.slow
 def test_short_job_runs_on_a_safety_env(env_name, constraint, tmp_path):
     overrides = {**PETS_TINY, "objective.constraint": constraint}
-    result = train("pets", env_name, steps=2 * EPISODE, overrides=overrides, env_overrides=PETS_ENV,
-                   out=tmp_path, progress=False, tensorboard=False)
+    result = train(
+        "pets",
+        env_name,
+        steps=2 * EPISODE,
+        overrides=overrides,
+        env_overrides=PETS_ENV,
+        out=tmp_path,
+        progress=False,
+        tensorboard=False,
+    )
     rows = metric_rows(result.run_dir)
     assert len(rows) == 2 and float(rows[-1]["random_actions"]) == 0.0
     assert float(rows[-1]["episode_cost"]) >= 0.0 and math.isfinite(float(rows[-1]["episode_return"]))
@@ -151,8 +167,16 @@ def test_short_job_runs_on_a_safety_env(env_name, constraint, tmp_path):
 def test_nonfinite_model_fit_stops_with_the_quantity_and_keeps_the_last_good_checkpoint(tmp_path):
     # Adam with step size 1e30 blows the ensemble up at its first update: the fit reports finite=False
     with pytest.raises(NonFiniteError) as info:
-        train("pets", "pendulum", steps=2 * EPISODE, overrides={**PETS_TINY, "model.learning_rate": 1e30},
-              env_overrides=PETS_ENV, out=tmp_path, progress=False, tensorboard=False)
+        train(
+            "pets",
+            "pendulum",
+            steps=2 * EPISODE,
+            overrides={**PETS_TINY, "model.learning_rate": 1e30},
+            env_overrides=PETS_ENV,
+            out=tmp_path,
+            progress=False,
+            tensorboard=False,
+        )
     assert info.value.quantity == "model/fit_loss" and info.value.step == EPISODE
     (run_dir,) = tmp_path.iterdir()
     assert rundir.checkpoint_steps(run_dir) == [0]  # the initial state: nothing non-finite was saved

@@ -20,7 +20,9 @@ def test_pets_beats_random_on_pendulum_within_five_episodes():
     config = PETSConfig(
         model=EnsembleConfig(num_members=5, hidden_sizes=(64, 64), epochs=50, batch_size=32),
         planner=ICEMConfig(horizon=15, population=100, num_elites=10, iterations=3, population_decay=1.0),
-        action_repeat=2, random_episodes=1)
+        action_repeat=2,
+        random_episodes=1,
+    )
     agent = PETSAgent(envs.make("pendulum"), config)
     runner, state = EpisodeRunner(agent), agent.init(jax.random.PRNGKey(0))
     returns = []

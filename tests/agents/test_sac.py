@@ -13,20 +13,25 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "data"))
-from recording_files import write_episode  # noqa: E402
-from tiny_configs import ENV_TINY, SAC_CHUNK, SAC_TINY  # noqa: E402
-from tiny_runs import copy_run  # noqa: E402
+from recording_files import write_episode
+from tiny_configs import ENV_TINY, SAC_CHUNK, SAC_TINY
+from tiny_runs import copy_run
 
-import envs  # noqa: E402
-from saferl import constraints  # noqa: E402
-from saferl.agents import sac  # noqa: E402
-from saferl.config import apply_overrides  # noqa: E402
-from saferl.policies import load_policy  # noqa: E402
-from saferl.training.restore import restore_run_state  # noqa: E402
-from saferl.training.run import train  # noqa: E402
+import envs
+from saferl import constraints
+from saferl.agents import sac
+from saferl.config import apply_overrides
+from saferl.policies import load_policy
+from saferl.training.restore import restore_run_state
+from saferl.training.run import train
 
-CONSTRAINED = {**SAC_TINY, "constraint.kind": "augmented_lagrangian", "constraint.penalty": 0.1,
-               "constraint.penalty_growth": 0.01, "constraint.update_every": 4}
+CONSTRAINED = {
+    **SAC_TINY,
+    "constraint.kind": "augmented_lagrangian",
+    "constraint.penalty": 0.1,
+    "constraint.penalty_growth": 0.01,
+    "constraint.update_every": 4,
+}
 
 
 def _state(run_dir):
@@ -39,8 +44,12 @@ def _equal(a, b) -> bool:
 
 @pytest.mark.slow
 def test_sac_resumed_run_equals_uninterrupted_run_bit_for_bit_with_cost_critic_and_multiplier(tmp_path):
-    kwargs = dict(overrides=CONSTRAINED, env_overrides={**ENV_TINY, "cost_budget": 1.0, "randomization.mass_scale": [0.8, 1.2]},
-                  out=tmp_path / "full", progress=False)
+    kwargs = dict(
+        overrides=CONSTRAINED,
+        env_overrides={**ENV_TINY, "cost_budget": 1.0, "randomization.mass_scale": [0.8, 1.2]},
+        out=tmp_path / "full",
+        progress=False,
+    )
     # 3 chunks: learning starts after min_replay_size=64 steps, so the resumed part does gradient updates
     full = train("sac", "pendulum", steps=3 * SAC_CHUNK, **kwargs)
     part = copy_run(full.run_dir, tmp_path)
@@ -64,8 +73,15 @@ def test_sac_resumed_run_equals_uninterrupted_run_bit_for_bit_with_cost_critic_a
 @pytest.mark.slow
 def test_critic_constraint_signal_steps_the_multiplier_on_the_cost_critics_estimate(tmp_path):
     overrides = {**SAC_TINY, "constraint.kind": "lagrangian", "constraint_signal": "critic"}
-    run = train("sac", "pendulum", steps=2 * SAC_CHUNK, overrides=overrides,
-                env_overrides={**ENV_TINY, "cost_budget": 1.0}, out=tmp_path, progress=False)
+    run = train(
+        "sac",
+        "pendulum",
+        steps=2 * SAC_CHUNK,
+        overrides=overrides,
+        env_overrides={**ENV_TINY, "cost_budget": 1.0},
+        out=tmp_path,
+        progress=False,
+    )
     target = 0.5 * constraints.discounted_budget(1.0, ENV_TINY["episode_length"], 0.97)
     m = run.metrics
     assert np.isclose(float(m["constraint_violation"]), float(m["cost_estimate"]) - target, atol=1e-5)
@@ -73,8 +89,9 @@ def test_critic_constraint_signal_steps_the_multiplier_on_the_cost_critics_estim
 
 @pytest.mark.slow
 def test_loaded_sac_policy_has_reward_and_cost_critics_and_an_episode_carry(tmp_path):
-    run = train("sac", "pendulum", steps=2 * SAC_CHUNK, overrides=SAC_TINY, env_overrides=ENV_TINY,
-                out=tmp_path, progress=False)
+    run = train(
+        "sac", "pendulum", steps=2 * SAC_CHUNK, overrides=SAC_TINY, env_overrides=ENV_TINY, out=tmp_path, progress=False
+    )
     policy = load_policy(run.run_dir)
     obs, action = np.zeros((5, 3), np.float32), np.zeros((5, 1), np.float32)
     assert policy.reward_value(obs, action).shape == (5,)
@@ -90,8 +107,16 @@ def test_recorded_transitions_prefill_the_replay_buffer_and_normaliser(tmp_path)
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(101, 3)).astype(np.float32)
     write_episode(tmp_path / "rec", 0, obs, rng.uniform(-1, 1, (100, 1)), done=[0] * 99 + [1])
-    result = train("sac", "pendulum", steps=SAC_CHUNK, overrides=SAC_TINY, env_overrides=ENV_TINY,
-                   out=tmp_path / "runs", data=tmp_path / "rec", progress=False)
+    result = train(
+        "sac",
+        "pendulum",
+        steps=SAC_CHUNK,
+        overrides=SAC_TINY,
+        env_overrides=ENV_TINY,
+        out=tmp_path / "runs",
+        data=tmp_path / "rec",
+        progress=False,
+    )
     state = _state(result.run_dir)
     assert int(state.buffer.size) == 100 + SAC_CHUNK  # recorded first, then the chunk's steps
     assert int(state.normalizer.count.to_numpy()) == 100 + SAC_CHUNK
@@ -123,8 +148,9 @@ def test_training_draws_a_new_point_goal_layout_every_episode_inside_the_run():
     assert int(after.buffer.size) == 12 * 4 and float(np.asarray(data.done).sum()) == 0.0  # time limits ≠ ends
     # the step that ended an episode stores its own last observation, not the next episode's first one
     ended = 7 * config.num_envs + np.arange(config.num_envs)  # rows of iteration 8 (the 8th step)
-    np.testing.assert_allclose(np.asarray(data.next_obs)[ended - config.num_envs],
-                               np.asarray(data.obs)[ended])  # consecutive steps chain before the end
+    np.testing.assert_allclose(
+        np.asarray(data.next_obs)[ended - config.num_envs], np.asarray(data.obs)[ended]
+    )  # consecutive steps chain before the end
     assert not np.allclose(np.asarray(data.next_obs)[ended], np.asarray(data.obs)[ended + config.num_envs])
     # the first reward of an episode is progress from the new layout's start, not the jump between the old
     # episode's goal distance and the new one's (what brax's auto-reset gave): |progress| ≤ speed·dt ≈ 0.02 m

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
-from tiny_configs import PETS_EPISODE, SOFTAE_TINY  # noqa: E402
-from tiny_runs import copy_run, final_agent_state, metric_rows, ppo_run, softae_run  # noqa: E402
+from tiny_configs import PETS_EPISODE, SOFTAE_TINY
+from tiny_runs import copy_run, final_agent_state, metric_rows, ppo_run, softae_run
 
-import envs  # noqa: E402
-from saferl import registry  # noqa: E402
-from saferl.agents.pets.policy import MPCMemory  # noqa: E402
-from saferl.agents.softae import SoftAEConfig, make_agent  # noqa: E402
-from saferl.cli.main import main  # noqa: E402
-from saferl.config import apply_overrides  # noqa: E402
-from saferl.errors import UserError  # noqa: E402
-from saferl.policies import episode, load_policy  # noqa: E402
-from saferl.training.run import train  # noqa: E402
+import envs
+from saferl import registry
+from saferl.agents.pets.policy import MPCMemory
+from saferl.agents.softae import SoftAEConfig, make_agent
+from saferl.cli.main import main
+from saferl.config import apply_overrides
+from saferl.errors import UserError
+from saferl.policies import episode, load_policy
+from saferl.training.run import train
 
 
 def test_softae_is_registered_and_its_config_rejects_inconsistent_settings():
@@ -74,7 +74,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
     resumed = train(None, None, resume=interrupted, progress=False, tensorboard=False).run_dir
     a, b = final_agent_state(straight, make_agent), final_agent_state(resumed, make_agent)
     assert int(a.episode) == int(b.episode) == 3
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert metric_rows(straight)[-1]["model_nll"] == metric_rows(resumed)[-1]["model_nll"]
 
@@ -89,8 +89,9 @@ def test_every_baseline_strategy_runs_on_the_same_loop(exploration):
 
 @pytest.mark.slow
 def test_coloured_noise_is_correlated_in_time_bounded_and_new_each_episode():
-    config = apply_overrides(SoftAEConfig(), {**SOFTAE_TINY, "exploration": "colored_noise",
-                                              "colored_noise_beta": 2.0, "action_repeat": 1})
+    config = apply_overrides(
+        SoftAEConfig(), {**SOFTAE_TINY, "exploration": "colored_noise", "colored_noise_beta": 2.0, "action_repeat": 1}
+    )
     env = envs.make("pendulum", episode_length=200)
     agent = make_agent(config, env)
     policy = agent.noise_policy()

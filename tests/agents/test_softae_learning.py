@@ -6,7 +6,6 @@ pumps energy into the unexplored fast rotations. The zero-shot task "swing_up" (
 never rewarded while exploring. The study over envs, seeds and budgets is experiments/softae_study.py.
 """
 
-import jax
 import numpy as np
 import pytest
 
@@ -22,8 +21,16 @@ EPISODES = 4  # 1 random + 3 explored, 200 env steps each
 
 def _explore(strategy: str, out, task: str | None = None) -> tuple[np.ndarray, float]:
     """(|θ̇| of every buffered transition, zero-shot return of `task` over 3 episodes) after EPISODES episodes."""
-    run = train("softae", "pendulum", steps=EPISODES * 200, seed=0, overrides={"exploration": strategy},
-                out=out, progress=False, tensorboard=False)
+    run = train(
+        "softae",
+        "pendulum",
+        steps=EPISODES * 200,
+        seed=0,
+        overrides={"exploration": strategy},
+        out=out,
+        progress=False,
+        tensorboard=False,
+    )
     state = restore_run_state(run.run_dir, lambda config, env, world: make_agent(config, env, world).init).state
     data, mask = buffer_lib.all_valid(state.buffer)
     speeds = np.abs(np.asarray(data.next_obs[:, 2]))[np.asarray(mask, bool)]
@@ -51,6 +58,8 @@ def test_information_gain_explores_fast_rotations_and_swings_up_zero_shot(tmp_pa
     # while the pole hanging gives ≈ 0–10.
     # information gain drives the pole into fast rotations random torques never reach
     assert np.quantile(gain_speeds, 0.95) > 1.5 * np.quantile(random_speeds, 0.95), (
-        np.quantile(gain_speeds, 0.95), np.quantile(random_speeds, 0.95))
+        np.quantile(gain_speeds, 0.95),
+        np.quantile(random_speeds, 0.95),
+    )
     assert gain_speeds.max() > random_speeds.max() + 2.0
     assert swing_up > 50.0, swing_up

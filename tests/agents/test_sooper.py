@@ -17,24 +17,33 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
-from tiny_configs import SOOPER_ENV, SOOPER_EPISODE, SOOPER_TINY  # noqa: E402
-from tiny_runs import copy_run, sooper_prior_run, sooper_run  # noqa: E402
+from tiny_configs import SOOPER_ENV, SOOPER_EPISODE, SOOPER_TINY
+from tiny_runs import copy_run, sooper_prior_run, sooper_run
 
-from saferl import registry  # noqa: E402
-from saferl.agents.sooper import config as sooper_config  # noqa: E402
-from saferl.agents.sooper.critic import pessimistic_target, update_cost_critic  # noqa: E402
-from saferl.agents.sooper.critic import calibrated_margin  # noqa: E402
-from saferl.agents.sooper.planner import (Dual, ShieldRule, imagine, prior_cost_to_go,  # noqa: E402
-                                          recovery_lookahead, scores)
-from saferl.agents.sooper.prior import load_prior  # noqa: E402
-from saferl.agents.sooper.train import restore_agent  # noqa: E402
-from saferl.config import apply_overrides  # noqa: E402
-from saferl.errors import UserError  # noqa: E402
-from saferl.models import ensemble  # noqa: E402
-from saferl.policies import load_policy  # noqa: E402
-from saferl.policies.evaluate import evaluate  # noqa: E402
-from saferl.policies.worlds import evaluation_env, evaluation_world  # noqa: E402
-from saferl.training.run import train  # noqa: E402
+from saferl import registry
+from saferl.agents.sooper import config as sooper_config
+from saferl.agents.sooper.critic import (
+    calibrated_margin,
+    pessimistic_target,
+    update_cost_critic,
+)
+from saferl.agents.sooper.planner import (
+    Dual,
+    ShieldRule,
+    imagine,
+    prior_cost_to_go,
+    recovery_lookahead,
+    scores,
+)
+from saferl.agents.sooper.prior import load_prior
+from saferl.agents.sooper.train import restore_agent
+from saferl.config import apply_overrides
+from saferl.errors import UserError
+from saferl.models import ensemble
+from saferl.policies import load_policy
+from saferl.policies.evaluate import evaluate
+from saferl.policies.worlds import evaluation_env, evaluation_world
+from saferl.training.run import train
 
 
 def _equal(a, b) -> bool:
@@ -42,6 +51,7 @@ def _equal(a, b) -> bool:
 
 
 # ---- pure pieces on known inputs -------------------------------------------------------------------------
+
 
 def test_pessimistic_target_is_the_min_of_the_model_backup_and_the_old_value():
     cost = jnp.array([1.0, 0.5, 0.0])
@@ -59,7 +69,10 @@ def test_shield_rules_fire_exactly_at_the_bound():
     assert budget.fires(spent, q, jnp.zeros(4)).tolist() == [False, True, False, False]
     advantage = ShieldRule("advantage", budget=10.0, scale=2.0, advantage_threshold=0.2)
     assert advantage.fires(jnp.zeros(3), jnp.array([1.0, 1.21, 1.19]), jnp.array([1.0, 1.0, 1.0])).tolist() == [
-        False, True, False]
+        False,
+        True,
+        False,
+    ]
     assert not bool(ShieldRule("none", 10.0, 2.0).fires(jnp.array([100.0]), jnp.array([100.0]), 0.0).any())
 
 
@@ -82,16 +95,19 @@ def test_imagined_trajectory_ends_where_the_shield_fires_with_the_prior_value(ti
     out = imagine(config, rule, state.model, prior, jax.random.PRNGKey(0), obs, spent, deltas)
     prior_action = prior.action(obs)
     np.testing.assert_allclose(out.value, prior.reward_value(obs, prior_action) * jnp.ones(3), rtol=1e-5)
-    np.testing.assert_allclose(out.cost, 5.0 + rule.scale * prior.cost_value(obs, prior_action) * jnp.ones(3),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        out.cost, 5.0 + rule.scale * prior.cost_value(obs, prior_action) * jnp.ones(3), rtol=1e-5
+    )
     np.testing.assert_allclose(out.shield_fraction, 1.0)
     # terminal reward "zero" (SAILR-like): nothing is gained where the shield ends the trajectory
     zero = dataclasses.replace(config, shield_terminal_reward="zero")
-    np.testing.assert_allclose(imagine(zero, rule, state.model, prior, jax.random.PRNGKey(0), obs, spent,
-                                       deltas).value, 0.0, atol=1e-6)
+    np.testing.assert_allclose(
+        imagine(zero, rule, state.model, prior, jax.random.PRNGKey(0), obs, spent, deltas).value, 0.0, atol=1e-6
+    )
     # without a shield every particle reaches the horizon
-    free = imagine(config, ShieldRule("none", 5.0, rule.scale), state.model, prior, jax.random.PRNGKey(0), obs,
-                   spent, deltas)
+    free = imagine(
+        config, ShieldRule("none", 5.0, rule.scale), state.model, prior, jax.random.PRNGKey(0), obs, spent, deltas
+    )
     np.testing.assert_allclose(free.shield_fraction, 0.0)
     assert bool(jnp.all(jnp.isfinite(free.value)))
     # feasibility: the violation is the predicted episode cost minus the budget
@@ -113,8 +129,9 @@ def test_recovery_lookahead_is_the_worst_members_step_and_the_priors_cost_to_go_
     sigma = jnp.std(mean[:, :5], axis=0).mean()
     cost = jnp.maximum(mean[:, 6] + pessimism * sigma, 0.0)
     critic_only = jnp.max(cost + scale * prior.cost_value(next_obs, prior.action(next_obs)))
-    np.testing.assert_allclose(recovery_lookahead(state.model, prior, pessimism, scale, 0)(obs, action), critic_only,
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        recovery_lookahead(state.model, prior, pessimism, scale, 0)(obs, action), critic_only, rtol=1e-4
+    )
     # the H-step rollout of the prior can only add to the critic's view, and grows with H where cost is predicted
     with_rollout = recovery_lookahead(state.model, prior, pessimism, scale, 4)(obs, action)
     assert float(with_rollout) >= float(critic_only) - 1e-4
@@ -123,8 +140,17 @@ def test_recovery_lookahead_is_the_worst_members_step_and_the_priors_cost_to_go_
     # in imagination the recovery rule with the budget spent ends every particle at once with the prior's value
     config = agent.config
     deltas = jnp.zeros((2, config.planner.horizon, 1))
-    out = imagine(config, ShieldRule("recovery", budget=5.0, scale=scale), state.model, prior,
-                  jax.random.PRNGKey(0), obs, jnp.asarray(5.0), deltas, margin=1.0)
+    out = imagine(
+        config,
+        ShieldRule("recovery", budget=5.0, scale=scale),
+        state.model,
+        prior,
+        jax.random.PRNGKey(0),
+        obs,
+        jnp.asarray(5.0),
+        deltas,
+        margin=1.0,
+    )
     np.testing.assert_allclose(out.shield_fraction, 1.0)
     np.testing.assert_allclose(out.value, prior.reward_value(obs, prior.action(obs)) * jnp.ones(2), rtol=1e-5)
     np.testing.assert_allclose(out.cost, 5.0 + 1.0 + scale * prior.cost_value(obs, prior.action(obs)), rtol=1e-5)
@@ -147,9 +173,18 @@ def test_calibrated_margin_is_the_largest_shortfall_of_the_critic_on_the_priors_
 def test_pessimistic_critic_update_lowers_no_target_above_the_old_critic(tiny_agent):
     agent, state = tiny_agent
     prior = agent.prior.replace(cost_q_params=state.cost_q_params)
-    params, _, info = update_cost_critic(prior, state.model, state.buffer, state.cost_q_params,
-                                         state.critic_optimizer_state, jax.random.PRNGKey(1), steps=3,
-                                         batch_size=16, pessimism=agent.config.pessimism, learning_rate=1e-3)
+    params, _, info = update_cost_critic(
+        prior,
+        state.model,
+        state.buffer,
+        state.cost_q_params,
+        state.critic_optimizer_state,
+        jax.random.PRNGKey(1),
+        steps=3,
+        batch_size=16,
+        pessimism=agent.config.pessimism,
+        learning_rate=1e-3,
+    )
     assert float(info.target_drop) >= 0.0  # the min never asks for more than the old value
     assert not _equal(params, state.cost_q_params)  # it trained
     assert np.isfinite(float(info.loss))
@@ -157,12 +192,13 @@ def test_pessimistic_critic_update_lowers_no_target_above_the_old_critic(tiny_ag
 
 # ---- the loop on the CLI's path ----------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_sooper_run_logs_the_papers_metrics_and_writes_the_summary():
     run = sooper_run()
     summary = json.loads((run.run_dir / "summary.json").read_text())
     rows = [line.split(",") for line in (run.run_dir / "metrics.csv").read_text().splitlines()]
-    header, rows = rows[0], [dict(zip(rows[0], map(float, r))) for r in rows[1:]]
+    header, rows = rows[0], [dict(zip(rows[0], map(float, r), strict=False)) for r in rows[1:]]
     assert len(rows) == summary["episodes"] == 3
     assert [r["prior_episode"] for r in rows] == [1.0, 0.0, 0.0]
     costs = [r["episode_cost"] for r in rows]
@@ -220,7 +256,7 @@ def test_loaded_policy_is_the_shielded_learner_and_evaluates_on_the_real_system(
 def test_primal_dual_steps_its_multiplier_on_the_measured_episode_cost():
     run = sooper_run("primal_dual", 2)
     rows = [line.split(",") for line in (run.run_dir / "metrics.csv").read_text().splitlines()]
-    header, rows = rows[0], [dict(zip(rows[0], map(float, r))) for r in rows[1:]]
+    header, rows = rows[0], [dict(zip(rows[0], map(float, r), strict=False)) for r in rows[1:]]
     assert "critic_loss" not in header  # no shield, no critic update
     assert all(r["interventions"] == 0 for r in rows)
     # the episodes cost more than the budget of 5: λ grew after each (c = 0.05, violation clipped to ±d)
@@ -242,14 +278,24 @@ def test_baselines_are_the_same_learner_with_the_tables_settings():
         assert config.model == configs["sooper"].model and config.planner == configs["sooper"].planner
 
 
-@pytest.mark.parametrize("prior, message", [
-    ("", "needs a prior"),
-    ("/nonexistent/run", "not a run directory"),
-])
+@pytest.mark.parametrize(
+    "prior, message",
+    [
+        ("", "needs a prior"),
+        ("/nonexistent/run", "not a run directory"),
+    ],
+)
 def test_bad_priors_are_refused_before_a_run_directory_exists(tmp_path, prior, message):
     with pytest.raises(UserError, match=message):
-        train("sooper", "safe_cartpole", steps=SOOPER_EPISODE, overrides={**SOOPER_TINY, "prior": prior},
-              env_overrides=SOOPER_ENV, out=tmp_path, progress=False)
+        train(
+            "sooper",
+            "safe_cartpole",
+            steps=SOOPER_EPISODE,
+            overrides={**SOOPER_TINY, "prior": prior},
+            env_overrides=SOOPER_ENV,
+            out=tmp_path,
+            progress=False,
+        )
     assert not any(tmp_path.iterdir())
 
 
@@ -257,18 +303,38 @@ def test_bad_priors_are_refused_before_a_run_directory_exists(tmp_path, prior, m
 def test_a_prior_of_another_env_or_algorithm_is_refused(tmp_path):
     prior = sooper_prior_run().run_dir
     with pytest.raises(UserError, match="trained on env 'safe_cartpole', not 'pendulum'"):
-        train("sooper", "pendulum", steps=40, overrides={**SOOPER_TINY, "prior": str(prior)},
-              env_overrides={"episode_length": 40, "cost_budget": 1.0}, out=tmp_path, progress=False)
+        train(
+            "sooper",
+            "pendulum",
+            steps=40,
+            overrides={**SOOPER_TINY, "prior": str(prior)},
+            env_overrides={"episode_length": 40, "cost_budget": 1.0},
+            out=tmp_path,
+            progress=False,
+        )
     from tiny_runs import pets_run
 
     with pytest.raises(UserError, match="a prior must be a 'sac' run"):
-        train("sooper", "pendulum", steps=40, overrides={**SOOPER_TINY, "prior": str(pets_run().run_dir)},
-              env_overrides={"episode_length": 40, "cost_budget": 1.0}, out=tmp_path, progress=False)
+        train(
+            "sooper",
+            "pendulum",
+            steps=40,
+            overrides={**SOOPER_TINY, "prior": str(pets_run().run_dir)},
+            env_overrides={"episode_length": 40, "cost_budget": 1.0},
+            out=tmp_path,
+            progress=False,
+        )
     assert not any(tmp_path.iterdir())
 
 
 def test_config_rejects_bad_values():
-    for bad in ({"shield": "sometimes"}, {"replan_every": 0}, {"optimism": -1.0}, {"budget": 0.0},
-                {"planner_constraint": "magic"}, {"replan_every": 50}):
+    for bad in (
+        {"shield": "sometimes"},
+        {"replan_every": 0},
+        {"optimism": -1.0},
+        {"budget": 0.0},
+        {"planner_constraint": "magic"},
+        {"replan_every": 50},
+    ):
         with pytest.raises(UserError):
             apply_overrides(sooper_config.SooperConfig(), bad)

@@ -17,8 +17,10 @@ from learning_runs import cartpole_sac_randomized
 from saferl.training.run import train
 
 EPISODES = 6  # 1 of the prior, 5 of the learner (issue #26's runs: --steps 6000)
-SHIFTS = {"heavy_pole": {"shift.preset": "heavy_pole"},
-          "mass1.4_gain0.85": {"shift.mass_scale": 1.4, "shift.actuator_gain_scale": 0.85}}
+SHIFTS = {
+    "heavy_pole": {"shift.preset": "heavy_pole"},
+    "mass1.4_gain0.85": {"shift.mass_scale": 1.4, "shift.actuator_gain_scale": 0.85},
+}
 
 
 @pytest.mark.slow
@@ -27,8 +29,17 @@ SHIFTS = {"heavy_pole": {"shift.preset": "heavy_pole"},
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sooper_never_exceeds_the_budget_on_shifted_systems(tmp_path, shift, seed):
     prior = cartpole_sac_randomized().run_dir
-    run = train("sooper", "safe_cartpole", steps=EPISODES * 1000, seed=seed, overrides={"prior": str(prior)},
-                env_overrides=SHIFTS[shift], out=tmp_path, progress=False, tensorboard=False)
+    run = train(
+        "sooper",
+        "safe_cartpole",
+        steps=EPISODES * 1000,
+        seed=seed,
+        overrides={"prior": str(prior)},
+        env_overrides=SHIFTS[shift],
+        out=tmp_path,
+        progress=False,
+        tensorboard=False,
+    )
     summary = json.loads((run.run_dir / "summary.json").read_text())
     assert summary["episodes"] == EPISODES and summary["budget"] == 100.0
     assert max(summary["episode_costs"]) <= 100.0, summary["episode_costs"]  # every learning episode is safe

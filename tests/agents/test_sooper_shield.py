@@ -13,12 +13,19 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "policies"))
-from counter_env import CounterEnv  # noqa: E402
+from counter_env import CounterEnv
 
-from saferl.agents.sooper import (ShieldConfig, ShieldMemory, shield_fires, shield_scale,  # noqa: E402
-                                  shielded_action, shielded_policy, terminal_value)
-from saferl.agents.sooper.shield import recovery_bound, recovery_fires  # noqa: E402
-from saferl.policies import Policy, PolicyCarry, episode, observe_cost  # noqa: E402
+from saferl.agents.sooper import (
+    ShieldConfig,
+    ShieldMemory,
+    shield_fires,
+    shield_scale,
+    shielded_action,
+    shielded_policy,
+    terminal_value,
+)
+from saferl.agents.sooper.shield import recovery_bound, recovery_fires
+from saferl.policies import Policy, PolicyCarry, episode, observe_cost
 
 KEY = jax.random.PRNGKey(0)
 
@@ -32,26 +39,59 @@ def counter_carry() -> PolicyCarry:
     return PolicyCarry(cost_spent=jnp.zeros((), jnp.float32), memory=jnp.zeros((), jnp.int32))
 
 
-def make_policy(act, *, observation_size=2, action_size=1, repeat=1, budget=4.0, env_config=None, sample=None,
-                reward_value=None, cost_value=None, algo="test") -> Policy:
-    return Policy(act=act, init_carry=counter_carry, params=None, apply=None, observation_size=observation_size,
-                  action_size=action_size, env_name="counter", env_config=env_config, cost_budget=budget, algo=algo,
-                  sample=sample, action_repeat=repeat, reward_value=reward_value, cost_value=cost_value)
+def make_policy(
+    act,
+    *,
+    observation_size=2,
+    action_size=1,
+    repeat=1,
+    budget=4.0,
+    env_config=None,
+    sample=None,
+    reward_value=None,
+    cost_value=None,
+    algo="test",
+) -> Policy:
+    return Policy(
+        act=act,
+        init_carry=counter_carry,
+        params=None,
+        apply=None,
+        observation_size=observation_size,
+        action_size=action_size,
+        env_name="counter",
+        env_config=env_config,
+        cost_budget=budget,
+        algo=algo,
+        sample=sample,
+        action_repeat=repeat,
+        reward_value=reward_value,
+        cost_value=cost_value,
+    )
 
 
 def ones_learner(**kwargs) -> Policy:
     """Acts 1 in every action dimension; its memory counts its decisions."""
-    return make_policy(counting(lambda obs, key: jnp.ones(obs.shape[:-1] + (1,))), algo="learner", **kwargs)
+    return make_policy(counting(lambda obs, key: jnp.ones((*obs.shape[:-1], 1))), algo="learner", **kwargs)
 
 
-def zeros_prior(cost_value=lambda obs, action: 1.0 + action[..., 0],
-                reward_value=lambda obs, action: 8.0 * obs[..., 1] - action[..., 0], **kwargs) -> Policy:
+def zeros_prior(
+    cost_value=lambda obs, action: 1.0 + action[..., 0],
+    reward_value=lambda obs, action: 8.0 * obs[..., 1] - action[..., 0],
+    **kwargs,
+) -> Policy:
     """Acts 0; Q_c(s, a) = 1 + a (2 for the learner's action), Q_r(s, a) = 8·obs[1] − a."""
-    return make_policy(counting(lambda obs, key: jnp.zeros(obs.shape[:-1] + (1,))), cost_value=cost_value,
-                       reward_value=reward_value, algo="prior", **kwargs)
+    return make_policy(
+        counting(lambda obs, key: jnp.zeros((*obs.shape[:-1], 1))),
+        cost_value=cost_value,
+        reward_value=reward_value,
+        algo="prior",
+        **kwargs,
+    )
 
 
 # --- shield_scale and ShieldConfig -------------------------------------------------------------------------------
+
 
 def test_shield_scale_turns_discounted_cost_into_episode_cost():
     assert shield_scale(1000, 0.99, 4) == pytest.approx(2.5)
@@ -60,27 +100,33 @@ def test_shield_scale_turns_discounted_cost_into_episode_cost():
     assert ShieldConfig.for_episode(3.0, 16, 0.75, 2) == ShieldConfig(budget=3.0, scale=2.0)
 
 
-@pytest.mark.parametrize("args, message", [
-    ((0, 0.99), "episode_length must be an integer >= 1, got 0"),
-    ((10.5, 0.99), "episode_length must be an integer >= 1, got 10.5"),
-    ((True, 0.99), "episode_length must be an integer >= 1, got True"),
-    ((1000, 1.0), r"cost_discounting must be in \[0, 1\), got 1.0"),
-    ((1000, -0.1), r"cost_discounting must be in \[0, 1\), got -0.1"),
-    ((1000, float("nan")), r"cost_discounting must be in \[0, 1\), got nan"),
-    ((1000, 0.99, 0), "action_repeat must be an integer >= 1, got 0"),
-    ((1000, 0.99, 2.0), "action_repeat must be an integer >= 1, got 2.0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((0, 0.99), "episode_length must be an integer >= 1, got 0"),
+        ((10.5, 0.99), "episode_length must be an integer >= 1, got 10.5"),
+        ((True, 0.99), "episode_length must be an integer >= 1, got True"),
+        ((1000, 1.0), r"cost_discounting must be in \[0, 1\), got 1.0"),
+        ((1000, -0.1), r"cost_discounting must be in \[0, 1\), got -0.1"),
+        ((1000, float("nan")), r"cost_discounting must be in \[0, 1\), got nan"),
+        ((1000, 0.99, 0), "action_repeat must be an integer >= 1, got 0"),
+        ((1000, 0.99, 2.0), "action_repeat must be an integer >= 1, got 2.0"),
+    ],
+)
 def test_shield_scale_rejects_bad_inputs(args, message):
     with pytest.raises(ValueError, match=message):
         shield_scale(*args)
 
 
-@pytest.mark.parametrize("budget, scale, message", [
-    (-1.0, 2.0, "ShieldConfig.budget must be finite and >= 0, got -1.0"),
-    (float("inf"), 2.0, "ShieldConfig.budget must be finite and >= 0, got inf"),
-    (4.0, 0.0, "ShieldConfig.scale must be finite and > 0, got 0.0"),
-    (4.0, float("nan"), "ShieldConfig.scale must be finite and > 0, got nan"),
-])
+@pytest.mark.parametrize(
+    "budget, scale, message",
+    [
+        (-1.0, 2.0, "ShieldConfig.budget must be finite and >= 0, got -1.0"),
+        (float("inf"), 2.0, "ShieldConfig.budget must be finite and >= 0, got inf"),
+        (4.0, 0.0, "ShieldConfig.scale must be finite and > 0, got 0.0"),
+        (4.0, float("nan"), "ShieldConfig.scale must be finite and > 0, got nan"),
+    ],
+)
 def test_shield_config_rejects_bad_budget_and_scale(budget, scale, message):
     with pytest.raises(ValueError, match=message):
         ShieldConfig(budget=budget, scale=scale)
@@ -94,6 +140,7 @@ def test_shield_config_is_frozen():
 
 
 # --- the array functions ---------------------------------------------------------------------------------------
+
 
 def test_shield_fires_exactly_when_cost_spent_plus_scaled_cost_value_reaches_the_budget():
     # scale 2.5, budget 10, spent 2.5: Q_c = 3 − 2⁻¹⁰ is just below (sum 9.9976), 3 exactly at, 3 + 2⁻¹⁰ above
@@ -110,8 +157,9 @@ def test_shield_fires_broadcasts_budget_and_scale_over_batch_axes():
     spent = jnp.array([[0.0], [3.0]], jnp.float32)  # [2, 1]
     q = jnp.array([1.0, 2.0, 3.0], jnp.float32)  # [3]
     np.testing.assert_array_equal(shield_fires(spent, q, 6.0, 2.0), [[False, False, True], [False, True, True]])
-    np.testing.assert_array_equal(shield_fires(0.0, q, jnp.array([2.0, 8.0, 8.0]), jnp.array([2.0, 2.0, 2.0])),
-                                  [True, False, False])
+    np.testing.assert_array_equal(
+        shield_fires(0.0, q, jnp.array([2.0, 8.0, 8.0]), jnp.array([2.0, 2.0, 2.0])), [True, False, False]
+    )
 
 
 def test_shielded_action_takes_the_prior_action_exactly_where_the_shield_fires():
@@ -144,12 +192,14 @@ def test_array_functions_under_jit_and_vmap_with_traced_budget_and_scale():
     action = jax.jit(jax.vmap(shielded_action))(jnp.ones((3, 2)), jnp.zeros((3, 2)), fires)
     np.testing.assert_array_equal(action, [[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
     value, done = jax.jit(jax.vmap(terminal_value, in_axes=(0, 0, 0, None, None)))(
-        spent, q, jnp.array([1.0, 2.0, 3.0]), 10.0, 2.5)
+        spent, q, jnp.array([1.0, 2.0, 3.0]), 10.0, 2.5
+    )
     np.testing.assert_array_equal(value, [0.0, 2.0, 3.0])
     np.testing.assert_array_equal(done, [0.0, 1.0, 1.0])
 
 
 # --- shielded_policy -------------------------------------------------------------------------------------------
+
 
 def test_shielded_policy_falls_back_to_the_prior_at_the_budget_per_episode_under_vmap():
     # budget 4, scale 1, Q_c(s, learner's 1) = 2: the shield fires once 2 or more has been spent
@@ -212,14 +262,15 @@ def test_shielded_policy_in_the_episode_loop_switches_to_the_prior_once_the_budg
     assert int(carry.memory.interventions) == 3 and float(carry.cost_spent) == 6.0
     # vmapped over episodes with different start costs: an episode starting at the budget is shielded at once
     starts = jax.vmap(lambda c: policy.init_carry().replace(cost_spent=c))(jnp.array([0.0, 7.0]))
-    (_, carries), _ = jax.jit(jax.vmap(lambda carry, key: episode.run(policy, env, env.reset(key), key, 6,
-                                                                      carry=carry)))(starts, jax.random.split(KEY))
+    (_, carries), _ = jax.jit(
+        jax.vmap(lambda carry, key: episode.run(policy, env, env.reset(key), key, 6, carry=carry))
+    )(starts, jax.random.split(KEY))
     np.testing.assert_array_equal(carries.memory.interventions, [3, 6])
 
 
 def test_shielded_policy_samples_with_the_learner_key_and_acts_with_the_deterministic_prior():
     def uniform(obs, key):
-        return jax.random.uniform(key, obs.shape[:-1] + (1,), minval=-1.0, maxval=1.0)
+        return jax.random.uniform(key, (*obs.shape[:-1], 1), minval=-1.0, maxval=1.0)
 
     learner = ones_learner(sample=counting(uniform))
     policy = shielded_policy(learner, zeros_prior(cost_value=lambda obs, action: obs[..., 0]), scale=1.0)
@@ -248,13 +299,15 @@ def test_shielded_policy_rejects_what_it_cannot_shield():
     with pytest.raises(ValueError, match="env_config has no episode_length"):
         shielded_policy(ones_learner(), zeros_prior(), cost_discounting=0.99)
     with pytest.raises(ValueError, match=r"cost_discounting must be in \[0, 1\), got 1.5"):
-        shielded_policy(ones_learner(), zeros_prior(env_config=types.SimpleNamespace(episode_length=16)),
-                        cost_discounting=1.5)
-    with pytest.raises(ValueError, match="ShieldConfig.budget must be finite and >= 0, got -1.0"):
+        shielded_policy(
+            ones_learner(), zeros_prior(env_config=types.SimpleNamespace(episode_length=16)), cost_discounting=1.5
+        )
+    with pytest.raises(ValueError, match=r"ShieldConfig.budget must be finite and >= 0, got -1.0"):
         shielded_policy(ones_learner(), zeros_prior(), scale=1.0, budget=-1.0)
 
 
 # --- the recovery rule (issue #26) ------------------------------------------------------------------------------
+
 
 def off_data_prior() -> Policy:
     """Acts 0. Its cost critic saw only actions near its own: Q_c(s, a) = 4·s₀ + 3·a·(1 − a), which extrapolates
@@ -280,8 +333,10 @@ def test_recovery_shield_fires_on_an_action_the_critic_never_saw_where_the_budge
     # Q_c(s', 0) = 4·1.25 = 5: the episode would end at 1 + 5 = 6 > 4 even if the prior took over at once.
     prior = off_data_prior()
     obs = jnp.array([0.25, 0.0])
-    carry = lambda: shielded_policy(ones_learner(), prior, scale=1.0).init_carry().replace(  # noqa: E731
-        cost_spent=jnp.float32(1.0))
+
+    def carry():
+        return shielded_policy(ones_learner(), prior, scale=1.0).init_carry().replace(cost_spent=jnp.float32(1.0))
+
     budget_rule = shielded_policy(ones_learner(), prior, scale=1.0)
     action, after = budget_rule.act(carry(), obs, KEY)
     assert float(action[0]) == 1.0 and int(after.memory.interventions) == 0  # the old rule lets it through
@@ -297,8 +352,13 @@ def test_recovery_shield_counts_the_worst_member_and_keeps_the_margin():
     prior = off_data_prior()
     spent = jnp.float32(1.0)
     obs = jnp.array([-0.5, 0.0])  # members' s'₀ = 0.5 ± spread -> Q_c(s', 0) = 2 ∓ 4·spread
-    for spread, margin, fires in [(0.0, 0.0, False), (0.125, 0.0, False), (0.25, 0.0, True),
-                                  (0.0, 0.5, False), (0.0, 1.0, True)]:
+    for spread, margin, fires in [
+        (0.0, 0.0, False),
+        (0.125, 0.0, False),
+        (0.25, 0.0, True),
+        (0.0, 0.5, False),
+        (0.0, 1.0, True),
+    ]:
         # bound = 1 + 2 + 4·spread + margin vs budget 4: fires at 4 exactly
         policy = shielded_policy(ones_learner(), prior, scale=1.0, lookahead=one_step_model(spread), margin=margin)
         action, after = policy.act(policy.init_carry().replace(cost_spent=spent), obs, KEY)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
-from tiny_configs import ENV_TINY, PETS_EPISODE, PETS_TINY, PPO_CHUNK, PPO_TINY  # noqa: E402
-from tiny_runs import copy_run, pets_run  # noqa: E402
+from tiny_configs import ENV_TINY, PETS_EPISODE, PETS_TINY, PPO_CHUNK, PPO_TINY
+from tiny_runs import copy_run, pets_run
 
-from saferl.cli.main import main  # noqa: E402
+from saferl.cli.main import main
 
 
 def _sets(config, flag):
@@ -36,8 +36,21 @@ def run_cli(capsys, *args):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli_runs")
-    args = ["train", "ppo", "--env", "pendulum", "--steps", 2 * PPO_CHUNK, "--seed", 1, "--out", out, "--quiet",
-            *_sets(PPO_TINY, "--set"), *_sets(ENV_TINY, "--set-env")]
+    args = [
+        "train",
+        "ppo",
+        "--env",
+        "pendulum",
+        "--steps",
+        2 * PPO_CHUNK,
+        "--seed",
+        1,
+        "--out",
+        out,
+        "--quiet",
+        *_sets(PPO_TINY, "--set"),
+        *_sets(ENV_TINY, "--set-env"),
+    ]
     main([str(a) for a in args])
     (path,) = out.iterdir()
     return path
@@ -80,8 +93,9 @@ def test_eval_of_an_mpc_policy_writes_mean_return_and_cost(pets_dir, capsys):
 @pytest.mark.slow
 def test_render_of_an_mpc_policy_writes_a_video(pets_dir, tmp_path, capsys):
     # the planner of an env task (as for SoftAE's zero-shot videos): its markers are drawn (none for swing_up)
-    code, out, err = run_cli(capsys, "render", pets_dir, "--out", tmp_path / "ep.mp4", "--steps", 6,
-                             "--task", "swing_up")
+    code, out, err = run_cli(
+        capsys, "render", pets_dir, "--out", tmp_path / "ep.mp4", "--steps", 6, "--task", "swing_up"
+    )
     assert code == 0, err
     written = pathlib.Path(out.split("written:")[1].strip())
     assert written.exists() and written.stat().st_size > 0
@@ -89,7 +103,7 @@ def test_render_of_an_mpc_policy_writes_a_video(pets_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_export_writes_onnx(run_dir, tmp_path, capsys):
-    code, out, err = run_cli(capsys, "export", run_dir, "--format", "onnx", "--out", tmp_path / "p.onnx")
+    code, _out, err = run_cli(capsys, "export", run_dir, "--format", "onnx", "--out", tmp_path / "p.onnx")
     assert code == 0, err
     assert (tmp_path / "p.onnx").stat().st_size > 0
 
@@ -117,9 +131,23 @@ def pendulum_recording(tmp_path_factory):
 
 
 def test_pets_trains_on_recorded_data(pendulum_recording, tmp_path, capsys):
-    code, out, err = run_cli(capsys, "train", "pets", "--env", "pendulum", "--steps", PETS_EPISODE, "--out", tmp_path,
-                             "--data", pendulum_recording, "--quiet", *_sets(PETS_TINY, "--set"),
-                             "--set-env", f"episode_length={PETS_EPISODE}")
+    code, _out, err = run_cli(
+        capsys,
+        "train",
+        "pets",
+        "--env",
+        "pendulum",
+        "--steps",
+        PETS_EPISODE,
+        "--out",
+        tmp_path,
+        "--data",
+        pendulum_recording,
+        "--quiet",
+        *_sets(PETS_TINY, "--set"),
+        "--set-env",
+        f"episode_length={PETS_EPISODE}",
+    )
     assert code == 0, err
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "config.json").read_text())["data_dir"] == str(pendulum_recording.resolve())
@@ -130,45 +158,51 @@ def test_pets_trains_on_recorded_data(pendulum_recording, tmp_path, capsys):
     assert float(first[header.index("buffer_size")]) == 2 * 15 + 10
 
 
-@pytest.mark.parametrize("algo, env, message", [
-    ("ppo", "pendulum", "ppo cannot use --data: it is on-policy"),
-    ("pets", "safe_cartpole", "recorded obs size 3 and action size 1 do not match env 'safe_cartpole' (obs 5"),
-])
-def test_unusable_recorded_data_is_one_error_line_and_creates_nothing(algo, env, message, pendulum_recording,
-                                                                      tmp_path, capsys):
+@pytest.mark.parametrize(
+    "algo, env, message",
+    [
+        ("ppo", "pendulum", "ppo cannot use --data: it is on-policy"),
+        ("pets", "safe_cartpole", "recorded obs size 3 and action size 1 do not match env 'safe_cartpole' (obs 5"),
+    ],
+)
+def test_unusable_recorded_data_is_one_error_line_and_creates_nothing(
+    algo, env, message, pendulum_recording, tmp_path, capsys
+):
     code, _, err = run_cli(capsys, "train", algo, "--env", env, "--data", pendulum_recording, "--out", tmp_path)
     lines = [line for line in err.splitlines() if line.strip() and "warp" not in line]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "nope", "--env", "pendulum"], "unknown algorithm 'nope'"),
-    (["train", "ppo", "--env", "nope"], "unknown env 'nope'"),
-    (["train", "ppo", "--env", "pendulum", "--set", "lr=1"], "unknown config key 'lr'"),
-    (["train", "ppo", "--env", "pendulum", "--set", "learning_rate=fast"], "expected a number"),
-    (["train", "ppo", "--env", "pendulum", "--set", "num_envs=0"], "num_envs must be >= 1"),
-    (["train", "ppo", "--env", "pendulum", "--set-env", "mass=1"], "unknown env key 'mass'"),
-    (["train", "ppo", "--env", "pendulum", "--set", "noequals"], "key=value"),
-    (["train", "ppo", "--env", "pendulum", "--steps", "many"], "--steps"),
-    (["train", "sac", "--env", "pendulum", "--data", "/nonexistent/dir"], "no such directory"),
-    (["train", "pets", "--env", "pendulum", "--data", "/"], "no episode_*.npz files in /"),
-    (["eval", "/nonexistent/run"], "does not exist"),
-    (["render", "/nonexistent/run", "--out", "x.mp4"], "does not exist"),
-    (["export", "/nonexistent/run", "--out", "x.onnx"], "does not exist"),
-    (["export", "/nonexistent/run", "--format", "tflite", "--out", "x"], "not supported"),
-    (["train", "ppo", "--env", "pendulum", "--bogus"], "No such option"),
-    (["train", "sac", "--env", "safe_cartpole", "--constraint", "lagrangien"], "not a constraint handler"),
-    (["train", "sac", "--env", "pendulum", "--constraint", "lagrangian"], "needs an env with a cost budget"),
-    (["train", "sac", "--env", "safe_cartpole", "--set-env", "randomization.mass_scale=[1.2,0.8]"],
-     "mass_scale"),
-    (["train", "sac", "--env", "safe_cartpole", "--set-env", "shift.preset=heavy_robot"], "heavy_pole"),
-    (["train", "sac", "--env", "safe_cartpole", "--set-env", "action_delay=-1"], "action_delay"),
-    (["train", "sac", "--env", "safe_cartpole", "--set-env", "wind=3"], "training-world keys"),
-    (["train", "sooper", "--env", "safe_cartpole"], "needs a prior"),
-    (["train", "sooper", "--env", "safe_cartpole", "--set", "prior=/nonexistent/run"], "not a run directory"),
-    (["train", "sailr", "--env", "safe_cartpole", "--set", "shield=sometimes"], "shield must be one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "nope", "--env", "pendulum"], "unknown algorithm 'nope'"),
+        (["train", "ppo", "--env", "nope"], "unknown env 'nope'"),
+        (["train", "ppo", "--env", "pendulum", "--set", "lr=1"], "unknown config key 'lr'"),
+        (["train", "ppo", "--env", "pendulum", "--set", "learning_rate=fast"], "expected a number"),
+        (["train", "ppo", "--env", "pendulum", "--set", "num_envs=0"], "num_envs must be >= 1"),
+        (["train", "ppo", "--env", "pendulum", "--set-env", "mass=1"], "unknown env key 'mass'"),
+        (["train", "ppo", "--env", "pendulum", "--set", "noequals"], "key=value"),
+        (["train", "ppo", "--env", "pendulum", "--steps", "many"], "--steps"),
+        (["train", "sac", "--env", "pendulum", "--data", "/nonexistent/dir"], "no such directory"),
+        (["train", "pets", "--env", "pendulum", "--data", "/"], "no episode_*.npz files in /"),
+        (["eval", "/nonexistent/run"], "does not exist"),
+        (["render", "/nonexistent/run", "--out", "x.mp4"], "does not exist"),
+        (["export", "/nonexistent/run", "--out", "x.onnx"], "does not exist"),
+        (["export", "/nonexistent/run", "--format", "tflite", "--out", "x"], "not supported"),
+        (["train", "ppo", "--env", "pendulum", "--bogus"], "No such option"),
+        (["train", "sac", "--env", "safe_cartpole", "--constraint", "lagrangien"], "not a constraint handler"),
+        (["train", "sac", "--env", "pendulum", "--constraint", "lagrangian"], "needs an env with a cost budget"),
+        (["train", "sac", "--env", "safe_cartpole", "--set-env", "randomization.mass_scale=[1.2,0.8]"], "mass_scale"),
+        (["train", "sac", "--env", "safe_cartpole", "--set-env", "shift.preset=heavy_robot"], "heavy_pole"),
+        (["train", "sac", "--env", "safe_cartpole", "--set-env", "action_delay=-1"], "action_delay"),
+        (["train", "sac", "--env", "safe_cartpole", "--set-env", "wind=3"], "training-world keys"),
+        (["train", "sooper", "--env", "safe_cartpole"], "needs a prior"),
+        (["train", "sooper", "--env", "safe_cartpole", "--set", "prior=/nonexistent/run"], "not a run directory"),
+        (["train", "sailr", "--env", "safe_cartpole", "--set", "shield=sometimes"], "shield must be one of"),
+    ],
+)
 def test_bad_input_gives_one_error_line_and_nonzero_exit(args, message, capsys, tmp_path):
     code, _, err = run_cli(capsys, *args, *(["--out", tmp_path] if args[0] == "train" else []))
     assert code == 2
@@ -189,8 +223,7 @@ def test_corrupt_config_json_is_one_error_line(run_dir, tmp_path, capsys):
 
 def test_console_script_reports_user_errors_without_traceback():
     script = pathlib.Path(sys.executable).parent / "saferl"
-    done = subprocess.run([str(script), "train", "ppo", "--env", "nope"], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([str(script), "train", "ppo", "--env", "nope"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "error: unknown env 'nope'" in done.stderr and "Traceback" not in done.stderr
 
@@ -201,10 +234,28 @@ def world_run(tmp_path_factory):
     from tiny_configs import SAC_CHUNK, SAC_TINY
 
     out = tmp_path_factory.mktemp("cli_world")
-    world = {"episode_length": 40, "randomization.mass_scale": [0.8, 1.2], "obs_noise_std": 0.01,
-             "action_delay": 1, "shift.preset": "weak_motor"}
-    args = ["train", "sac", "--env", "safe_cartpole", "--steps", SAC_CHUNK, "--out", out, "--quiet",
-            "--constraint", "augmented_lagrangian", *_sets(SAC_TINY, "--set"), *_sets(world, "--set-env")]
+    world = {
+        "episode_length": 40,
+        "randomization.mass_scale": [0.8, 1.2],
+        "obs_noise_std": 0.01,
+        "action_delay": 1,
+        "shift.preset": "weak_motor",
+    }
+    args = [
+        "train",
+        "sac",
+        "--env",
+        "safe_cartpole",
+        "--steps",
+        SAC_CHUNK,
+        "--out",
+        out,
+        "--quiet",
+        "--constraint",
+        "augmented_lagrangian",
+        *_sets(SAC_TINY, "--set"),
+        *_sets(world, "--set-env"),
+    ]
     main([str(a) for a in args])
     (path,) = out.iterdir()
     return path
@@ -234,8 +285,11 @@ def test_eval_runs_in_the_training_world_and_on_a_shift(world_run, capsys):
     assert shifted["training_env"]["shift"]["preset"] == "heavy_pole" and "shift: heavy_pole" in out
     assert (world_run / "eval.json").exists()  # the shifted evaluation did not overwrite the own one
     code, _, err = run_cli(capsys, "eval", world_run, "--shift", "mass_scale=1.3", "--episodes", 1)
-    assert code == 0 and json.loads((world_run / "eval-mass_scale-1.3.json").read_text())[
-        "training_env"]["shift"]["mass_scale"] == 1.3
+    assert (
+        code == 0
+        and json.loads((world_run / "eval-mass_scale-1.3.json").read_text())["training_env"]["shift"]["mass_scale"]
+        == 1.3
+    )
     code, _, err = run_cli(capsys, "eval", world_run, "--shift", 'body_mass_scale={"pole": 2}', "--episodes", 1)
     assert code == 0, err  # the dict form documented in --help
     written = json.loads((world_run / "eval-body_mass_scale-pole-2.json").read_text())

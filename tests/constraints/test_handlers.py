@@ -15,7 +15,9 @@ from saferl.constraints import ConstraintConfig, ConstraintState
 
 
 def _state(multiplier: float, penalty: float = 1.0) -> ConstraintState:
-    return constraints.init(ConstraintConfig()).replace(multiplier=jnp.float32(multiplier), penalty=jnp.float32(penalty))
+    return constraints.init(ConstraintConfig()).replace(
+        multiplier=jnp.float32(multiplier), penalty=jnp.float32(penalty)
+    )
 
 
 def _loss(config, state, reward_loss, cost_estimate, budget):
@@ -108,8 +110,9 @@ def test_augmented_lagrangian_gradient_wrt_cost_is_the_clipped_multiplier_estima
 
 
 def test_augmented_lagrangian_update_moves_multiplier_by_penalty_times_violation_then_grows_penalty():
-    config = ConstraintConfig(kind="augmented_lagrangian", penalty=0.5, penalty_growth=0.5, max_penalty=1.0,
-                              max_multiplier=5.0)
+    config = ConstraintConfig(
+        kind="augmented_lagrangian", penalty=0.5, penalty_growth=0.5, max_penalty=1.0, max_multiplier=5.0
+    )
     state, metrics = constraints.update(config, _state(1.0, 0.5), jnp.float32(12.0), 10.0)  # g = 2
     assert float(state.multiplier) == 1.0 + 0.5 * 2.0  # the old c is the step size
     assert float(state.penalty) == 0.75
@@ -130,8 +133,9 @@ def test_augmented_lagrangian_penalty_growth_is_capped_at_max_penalty():
 
 @pytest.mark.parametrize("kind", ["lagrangian", "augmented_lagrangian"])
 def test_update_every_steps_once_per_period_on_the_mean_violation(kind):
-    config = ConstraintConfig(kind=kind, multiplier_lr=0.25, penalty=0.25, penalty_growth=1.0, max_multiplier=8.0,
-                              update_every=4)
+    config = ConstraintConfig(
+        kind=kind, multiplier_lr=0.25, penalty=0.25, penalty_growth=1.0, max_multiplier=8.0, update_every=4
+    )
     state = constraints.init(config)
     multipliers, penalties = [], []
     for cost in (12.0, 10.0, 14.0, 8.0):  # g = 2, 0, 4, -2: mean 1
@@ -149,8 +153,9 @@ def test_update_every_steps_once_per_period_on_the_mean_violation(kind):
 
 @pytest.mark.parametrize("kind", ["lagrangian", "augmented_lagrangian"])
 def test_dual_step_is_symmetric_a_cost_of_zero_lowers_as_fast_as_twice_the_budget_raises(kind):
-    config = ConstraintConfig(kind=kind, multiplier_lr=0.125, penalty=0.125, penalty_growth=0.0, budget_scale=0.5,
-                              max_multiplier=8.0)
+    config = ConstraintConfig(
+        kind=kind, multiplier_lr=0.125, penalty=0.125, penalty_growth=0.0, budget_scale=0.5, max_multiplier=8.0
+    )
     up, _ = constraints.update(config, _state(4.0, 0.125), jnp.float32(1000.0), 16.0)  # g = 992 -> clipped to 8
     down, _ = constraints.update(config, _state(4.0, 0.125), jnp.float32(0.0), 16.0)  # g = -8
     assert float(up.multiplier) == 5.0 and float(down.multiplier) == 3.0
@@ -213,22 +218,25 @@ def test_objective_and_update_jit_with_config_static_and_match_eager(kind):
     assert new_state.multiplier.dtype == jnp.float32 and new_state.penalty.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("field, value", [
-    ("kind", "trpo"),
-    ("multiplier_lr", -0.1),
-    ("initial_multiplier", -1.0),
-    ("initial_multiplier", 2000.0),  # above max_multiplier
-    ("max_multiplier", 0.0),
-    ("penalty", 0.0),
-    ("penalty_growth", -1e-3),
-    ("max_penalty", -1.0),
-    ("crpo_tolerance", -0.5),
-    ("budget_scale", 0.0),
-    ("budget_scale", float("nan")),
-    ("multiplier_lr", float("inf")),
-    ("update_every", 0),
-    ("update_every", 2.5),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("kind", "trpo"),
+        ("multiplier_lr", -0.1),
+        ("initial_multiplier", -1.0),
+        ("initial_multiplier", 2000.0),  # above max_multiplier
+        ("max_multiplier", 0.0),
+        ("penalty", 0.0),
+        ("penalty_growth", -1e-3),
+        ("max_penalty", -1.0),
+        ("crpo_tolerance", -0.5),
+        ("budget_scale", 0.0),
+        ("budget_scale", float("nan")),
+        ("multiplier_lr", float("inf")),
+        ("update_every", 0),
+        ("update_every", 2.5),
+    ],
+)
 def test_invalid_config_field_raises_value_error_naming_field_and_value(field, value):
     with pytest.raises(ValueError, match=rf"ConstraintConfig\.{field} must be .*got {value!r}"):
         ConstraintConfig(**{field: value})
@@ -244,9 +252,13 @@ def test_discounted_budget_spreads_episode_budget_over_the_critic_scale():
     # 100 / (1000·(1 − 0.99)); 1 − 0.99 is not exact in binary, hence approx at float64 precision.
     assert constraints.discounted_budget(100, 1000, 0.99) == pytest.approx(10.0, rel=1e-12)
     assert constraints.discounted_budget(25.0, 5, 0.0) == 5.0  # γ = 0: the per-step budget d/T
-    for args, name in [((100, 0, 0.99), "episode_length"), ((100, 10, 1.0), "discount"),
-                       ((100, 10, -0.1), "discount"), ((-1.0, 10, 0.9), "episode_budget"),
-                       ((100, 2.5, 0.9), "episode_length")]:
+    for args, name in [
+        ((100, 0, 0.99), "episode_length"),
+        ((100, 10, 1.0), "discount"),
+        ((100, 10, -0.1), "discount"),
+        ((-1.0, 10, 0.9), "episode_budget"),
+        ((100, 2.5, 0.9), "episode_length"),
+    ]:
         with pytest.raises(ValueError, match=name):
             constraints.discounted_budget(*args)
 
@@ -254,10 +266,14 @@ def test_discounted_budget_spreads_episode_budget_over_the_critic_scale():
 # --- end to end: max x s.t. x² ≤ 1 ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", [
-    ConstraintConfig(kind="lagrangian", multiplier_lr=0.05),
-    ConstraintConfig(kind="augmented_lagrangian", penalty=0.5, penalty_growth=1e-3, max_penalty=1.0),
-], ids=["lagrangian", "augmented_lagrangian"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        ConstraintConfig(kind="lagrangian", multiplier_lr=0.05),
+        ConstraintConfig(kind="augmented_lagrangian", penalty=0.5, penalty_growth=1e-3, max_penalty=1.0),
+    ],
+    ids=["lagrangian", "augmented_lagrangian"],
+)
 def test_gradient_descent_reaches_the_constrained_optimum_of_a_toy_problem(config):
     """min −x s.t. x² ≤ 1: optimum x* = 1 with KKT multiplier λ* = 1/(2x*) = 0.5.
 

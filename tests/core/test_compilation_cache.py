@@ -1,6 +1,5 @@
 """Where the persistent compilation cache lives: outside the clone, overridable and switchable off."""
 
-import pathlib
 import subprocess
 import sys
 

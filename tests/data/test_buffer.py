@@ -17,8 +17,14 @@ from saferl.errors import UserError
 def steps(start: int, n: int) -> Transition:
     """n transitions whose every field encodes its index start, start+1, ... (obs_dim 2, act_dim 1)."""
     idx = jnp.arange(start, start + n, dtype=jnp.float32)
-    return Transition(obs=jnp.stack([idx, -idx], -1), action=idx[:, None], next_obs=jnp.stack([idx + 1, -idx], -1),
-                      reward=idx, cost=idx * 0.5, done=(idx % 2).astype(jnp.float32))
+    return Transition(
+        obs=jnp.stack([idx, -idx], -1),
+        action=idx[:, None],
+        next_obs=jnp.stack([idx + 1, -idx], -1),
+        reward=idx,
+        cost=idx * 0.5,
+        done=(idx % 2).astype(jnp.float32),
+    )
 
 
 def example() -> Transition:
@@ -77,7 +83,7 @@ def test_save_restore_round_trip(tmp_path):
     path = buffer.save(buf, tmp_path / "replay")
     assert path.suffix == ".npz"
     back = buffer.restore(path)
-    for a, b in zip(jax.tree.leaves(buf), jax.tree.leaves(back)):
+    for a, b in zip(jax.tree.leaves(buf), jax.tree.leaves(back), strict=False):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
     np.testing.assert_array_equal(buffer.to_numpy(back).reward, [3, 4, 5, 6, 7, 8])

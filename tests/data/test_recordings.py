@@ -56,16 +56,19 @@ def test_training_data_must_fit_the_env_sizes_and_action_box(tmp_path):
         load_training_data(tmp_path, 3, 1)
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("missing_dir", "not found"),
-    ("no_episodes", "no episode_*.npz files"),
-    ("not_npz", "not a readable episode file"),
-    ("missing_key", "lacks ['cost']"),
-    ("ragged", "'action' has shape (3, 1)"),
-    ("mixed_sizes", "disagree on (obs, action) sizes"),
-    ("nan", "NaN/Inf values in ['obs', 'next_obs']"),
-    ("empty", "hold no transitions"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("missing_dir", "not found"),
+        ("no_episodes", "no episode_*.npz files"),
+        ("not_npz", "not a readable episode file"),
+        ("missing_key", "lacks ['cost']"),
+        ("ragged", "'action' has shape (3, 1)"),
+        ("mixed_sizes", "disagree on (obs, action) sizes"),
+        ("nan", "NaN/Inf values in ['obs', 'next_obs']"),
+        ("empty", "hold no transitions"),
+    ],
+)
 def test_broken_recordings_are_one_line_user_errors(breakage, message, tmp_path):
     directory = tmp_path / "rec"
     if breakage != "missing_dir":
@@ -88,9 +91,13 @@ def test_broken_recordings_are_one_line_user_errors(breakage, message, tmp_path)
         obs[2, 1] = np.nan
         write_episode(directory, 0, obs, np.zeros((4, 1)))
     elif breakage == "empty":  # what the recorder writes for an episode in which it saw no transition
-        np.savez(directory / "episode_0000.npz", **{k: np.zeros((0,), np.float32) for k in
-                                                     ("obs", "action", "next_obs", "reward", "cost", "done",
-                                                      "source", "seq")})
+        np.savez(
+            directory / "episode_0000.npz",
+            **{
+                k: np.zeros((0,), np.float32)
+                for k in ("obs", "action", "next_obs", "reward", "cost", "done", "source", "seq")
+            },
+        )
     with pytest.raises(UserError) as info:
         load_recordings(directory)
     assert message in str(info.value) and "\n" not in str(info.value)

@@ -21,9 +21,20 @@ from envs.wrappers import make_randomization_fn
 def test_brax_ppo_trains_on_pendulum_without_changes():
     metrics = []
     make_policy, params, final = ppo.train(
-        environment=envs.make("pendulum"), num_timesteps=2048, episode_length=64, num_envs=8, batch_size=8,
-        num_minibatches=2, unroll_length=8, num_updates_per_batch=1, num_evals=2, num_eval_envs=4,
-        learning_rate=3e-4, seed=0, progress_fn=lambda step, m: metrics.append((step, m)))
+        environment=envs.make("pendulum"),
+        num_timesteps=2048,
+        episode_length=64,
+        num_envs=8,
+        batch_size=8,
+        num_minibatches=2,
+        unroll_length=8,
+        num_updates_per_batch=1,
+        num_evals=2,
+        num_eval_envs=4,
+        learning_rate=3e-4,
+        seed=0,
+        progress_fn=lambda step, m: metrics.append((step, m)),
+    )
     assert final["eval/episode_reward"] is not None
     assert np.isfinite(float(final["eval/episode_reward"]))
     assert "eval/episode_cost" in final  # our metrics["cost"] is aggregated by brax's eval wrapper
@@ -34,9 +45,18 @@ def test_brax_ppo_trains_on_pendulum_without_changes():
 @pytest.mark.slow
 def test_brax_sac_trains_on_pendulum_without_changes():
     make_policy, params, final = sac.train(
-        environment=envs.make("pendulum"), num_timesteps=1024, episode_length=32, num_envs=8, batch_size=32,
-        min_replay_size=64, max_replay_size=4096, grad_updates_per_step=1, num_evals=2, num_eval_envs=4,
-        seed=0)
+        environment=envs.make("pendulum"),
+        num_timesteps=1024,
+        episode_length=32,
+        num_envs=8,
+        batch_size=32,
+        min_replay_size=64,
+        max_replay_size=4096,
+        grad_updates_per_step=1,
+        num_evals=2,
+        num_eval_envs=4,
+        seed=0,
+    )
     assert np.isfinite(float(final["eval/episode_reward"]))
     _assert_brax_evaluation_is_our_rollout(envs.make("pendulum"), make_policy, params)
 
@@ -47,8 +67,9 @@ def _assert_brax_evaluation_is_our_rollout(env, make_policy, params, episode_len
     initial states on the bare env."""
     eval_env = brax_training.wrap(env, episode_length=episode_length)  # the Evaluator adds brax's EvalWrapper
     key = jax.random.PRNGKey(7)
-    evaluator = acting.Evaluator(eval_env, functools.partial(make_policy, deterministic=True), num_envs,
-                                 episode_length, 1, key)
+    evaluator = acting.Evaluator(
+        eval_env, functools.partial(make_policy, deterministic=True), num_envs, episode_length, 1, key
+    )
     reported = {k: float(v) for k, v in evaluator.run_evaluation(params, {}).items()}
     policy = make_policy(params, deterministic=True)
 

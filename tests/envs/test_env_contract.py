@@ -5,7 +5,6 @@ cores: the ultrasound envs (10 physics substeps per step) took ~17 min at 64 x 1
 soft_arm's setup (≈ 150 s) is nearly all XLA compile, ≈ 1.5 s per 16 x 200 rollout."""
 
 import jax
-import jax.numpy as jp
 import numpy as np
 import pytest
 
@@ -25,9 +24,17 @@ def _rollout_fn(env):
         def step(state, key):
             action = jax.random.uniform(key, (BATCH, env.action_size), minval=-1.0, maxval=1.0)
             state = wrapped.step(state, action)
-            out = dict(obs=state.obs, action=action, reward=state.reward, cost=state.info["cost"], done=state.done,
-                       steps=state.info["steps"], length=state.info["episode_metrics"]["length"],
-                       truncation=state.info["truncation"], final_obs=state.info["final_obs"])
+            out = dict(
+                obs=state.obs,
+                action=action,
+                reward=state.reward,
+                cost=state.info["cost"],
+                done=state.done,
+                steps=state.info["steps"],
+                length=state.info["episode_metrics"]["length"],
+                truncation=state.info["truncation"],
+                final_obs=state.info["final_obs"],
+            )
             return state, out
 
         final, traj = jax.lax.scan(step, state, jax.random.split(action_key, STEPS))
@@ -39,7 +46,7 @@ def _rollout_fn(env):
 @pytest.fixture(scope="module", params=envs.names())
 def rollout(request):
     env = envs.make(request.param, episode_length=EPISODE)
-    wrapped, rollout_fn = _rollout_fn(env)
+    _wrapped, rollout_fn = _rollout_fn(env)
     final, traj = rollout_fn(jax.random.PRNGKey(0))
     traj = jax.tree.map(np.asarray, traj)
     return env, rollout_fn, traj.pop("initial_obs"), final, traj
@@ -85,7 +92,7 @@ def test_rollout_is_deterministic_for_a_fixed_key(rollout):
 
 
 def test_auto_reset_ends_episodes_at_the_time_limit_and_starts_fresh_ones(rollout):
-    env, _, _, _, traj = rollout
+    _env, _, _, _, traj = rollout
     done_steps = np.nonzero(traj["done"].all(axis=1))[0] + 1  # 1-based env step of each episode end
     np.testing.assert_array_equal(done_steps, np.arange(EPISODE, STEPS + 1, EPISODE))
     assert (traj["done"].sum(axis=0) == STEPS // EPISODE).all()  # no other terminations (no blow-ups)

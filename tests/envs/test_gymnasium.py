@@ -16,11 +16,11 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "agents"))
-from dict_obs_env import GRID, PixelPoint  # noqa: E402
+from dict_obs_env import GRID, PixelPoint
 
-import envs  # noqa: E402
-from envs.registry import _REGISTRY, register  # noqa: E402
-from envs.render import RenderError  # noqa: E402
+import envs
+from envs.registry import _REGISTRY, register
+from envs.render import RenderError
 
 ENV = "safe_cartpole"
 EPISODE = 12  # env steps per episode (0.24 s)
@@ -82,7 +82,7 @@ def test_random_policy_gives_the_mjx_envs_costs_rewards_and_observations_on_the_
     actions = random_actions(0, (2 * EPISODE, 1))
     first_obs, _ = gym_env.reset(seed=7)
     steps = [gym_env.step(action) for action in actions[:EPISODE]]
-    obs, rewards, terminated, truncated, infos = zip(*steps)
+    obs, rewards, terminated, truncated, infos = zip(*steps, strict=False)
     assert not any(terminated) and truncated == (False,) * (EPISODE - 1) + (True,)
     costs = [info["cost"] for info in infos]
     reference = mjx_rollout(jax.random.PRNGKey(7), actions[:EPISODE])
@@ -92,10 +92,11 @@ def test_random_policy_gives_the_mjx_envs_costs_rewards_and_observations_on_the_
     # an unseeded reset continues the chain with the key the auto-reset wrapper draws
     second_obs, _ = gym_env.reset()
     steps = [gym_env.step(action) for action in actions[EPISODE:]]
-    obs, rewards, _, _, infos = zip(*steps)
+    obs, rewards, _, _, infos = zip(*steps, strict=False)
     next_key = jax.random.split(reference[-1])[1]
-    _assert_same_episode(mjx_rollout(next_key, actions[EPISODE:]), second_obs, obs, rewards,
-                         [info["cost"] for info in infos])
+    _assert_same_episode(
+        mjx_rollout(next_key, actions[EPISODE:]), second_obs, obs, rewards, [info["cost"] for info in infos]
+    )
 
 
 def test_seeded_resets_are_reproducible_and_seeds_differ(gym_env):
@@ -128,17 +129,18 @@ def test_vector_env_steps_every_env_as_the_mjx_env_and_auto_resets_on_the_same_s
     actions = random_actions(1, (2 * EPISODE, num_envs, 1))
     first_obs, _ = vector_env.reset(seed=seed)
     steps = [vector_env.step(action) for action in actions]
-    obs, rewards, costs, terminated, truncated, infos = (np.stack(part) if i < 5 else part
-                                                         for i, part in enumerate(zip(*steps)))
+    obs, rewards, costs, terminated, truncated, infos = (
+        np.stack(part) if i < 5 else part for i, part in enumerate(zip(*steps, strict=False))
+    )
     assert obs.shape == (2 * EPISODE, num_envs, 5) and costs.shape == rewards.shape == (2 * EPISODE, num_envs)
-    assert not terminated.any() and truncated[EPISODE - 1::EPISODE].all() and truncated.sum() == 2 * num_envs
+    assert not terminated.any() and truncated[EPISODE - 1 :: EPISODE].all() and truncated.sum() == 2 * num_envs
     np.testing.assert_array_equal(costs, np.stack([info["cost"] for info in infos]))
     assert "final_obs" not in infos[0] and infos[EPISODE - 1]["_final_obs"].all()
 
     keys = jax.random.split(jax.random.PRNGKey(seed), num_envs)  # env i starts from the i-th key of the seed
     for i in range(num_envs):
         reference = mjx_rollout(keys[i], actions[:EPISODE, i])
-        episode_obs = np.concatenate([obs[:EPISODE - 1, i], infos[EPISODE - 1]["final_obs"][i][None]])
+        episode_obs = np.concatenate([obs[: EPISODE - 1, i], infos[EPISODE - 1]["final_obs"][i][None]])
         _assert_same_episode(reference, first_obs[i], episode_obs, rewards[:EPISODE, i], costs[:EPISODE, i])
         # the step that ended the episode returns the next episode's first observation (same-step auto-reset)
         next_episode = mjx_rollout(jax.random.split(reference[-1])[1], actions[EPISODE:, i])
@@ -157,8 +159,12 @@ def pixel_point_registered():
 
 def test_dict_observations_become_a_dict_space_and_pass_the_checker(pixel_point_registered):
     env = envs.to_gymnasium("pixel_point", episode_length=5)
-    assert env.observation_space == spaces.Dict({"image": spaces.Box(-np.inf, np.inf, (GRID, GRID, 1), np.float32),
-                                                 "state": spaces.Box(-np.inf, np.inf, (2,), np.float32)})
+    assert env.observation_space == spaces.Dict(
+        {
+            "image": spaces.Box(-np.inf, np.inf, (GRID, GRID, 1), np.float32),
+            "state": spaces.Box(-np.inf, np.inf, (2,), np.float32),
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the unbounded-space notes, as above
         check_env(env)

@@ -41,8 +41,9 @@ def rollout(env):
         return jax.lax.scan(step, state, actions)[1]
 
     batched = jax.jit(jax.vmap(one))
-    return lambda qpos, actions: jax.tree.map(np.asarray, batched(jp.asarray(qpos, jp.float32),
-                                                                  jp.asarray(actions, jp.float32)))
+    return lambda qpos, actions: jax.tree.map(
+        np.asarray, batched(jp.asarray(qpos, jp.float32), jp.asarray(actions, jp.float32))
+    )
 
 
 def _stance(env, lift: float = 0.0) -> np.ndarray:
@@ -124,7 +125,7 @@ def test_tasks_reward_the_transitions_that_do_them(env, runs):
     assert standing.mean() > -0.01 > flailing.mean()
     toe = muscle_leg.TOE_X
     near, far = obs[0, 0].copy(), obs[0, 0].copy()
-    near[toe:toe + 2] = (0.28, 0.09)
+    near[toe : toe + 2] = (0.28, 0.09)
     assert tasks["kick"](obs[0, 0], action[0], np.stack([near, far])).argmax() == 0
     high = obs[0, 0].copy()
     high[muscle_leg.HEIGHT] += 0.1
@@ -136,8 +137,9 @@ def test_tasks_reward_the_transitions_that_do_them(env, runs):
 
 def test_gain_randomisation_and_weak_muscles_scale_muscle_force_not_muscle_lengths(env):
     muscle = slice(0, 5)
-    fields = randomized_fields(env.sys, jax.random.PRNGKey(0), DomainRandomizationConfig(
-        actuator_gain_scale=(0.5, 0.5)))
+    fields = randomized_fields(
+        env.sys, jax.random.PRNGKey(0), DomainRandomizationConfig(actuator_gain_scale=(0.5, 0.5))
+    )
     gain, bias = np.asarray(fields["actuator_gainprm"]), np.asarray(fields["actuator_biasprm"])
     nominal = env.mj_model
     np.testing.assert_allclose(gain[muscle, 2], 0.5 * nominal.actuator_gainprm[muscle, 2], rtol=1e-6)
@@ -146,13 +148,15 @@ def test_gain_randomisation_and_weak_muscles_scale_muscle_force_not_muscle_lengt
     np.testing.assert_allclose(gain[5, 0], 0.5 * nominal.actuator_gainprm[5, 0], rtol=1e-6)  # the motor
     presets = envs.shift_presets("muscle_leg")
     assert set(presets) == {"weak_muscles", "heavy_load"}
-    weak = envs.make_training_env("muscle_leg", None, envs.TrainingEnvConfig(
-        shift=envs.ShiftConfig(preset="weak_muscles")))
+    weak = envs.make_training_env(
+        "muscle_leg", None, envs.TrainingEnvConfig(shift=envs.ShiftConfig(preset="weak_muscles"))
+    )
     forces = np.array(list(MUSCLE_FORCES.values()))
     np.testing.assert_allclose(weak.mj_model.actuator_gainprm[muscle, 2], 0.6 * forces)
     np.testing.assert_allclose(weak.mj_model.actuator_gainprm[muscle, :2], nominal.actuator_gainprm[muscle, :2])
-    heavy = envs.make_training_env("muscle_leg", None, envs.TrainingEnvConfig(
-        shift=envs.ShiftConfig(preset="heavy_load")))
+    heavy = envs.make_training_env(
+        "muscle_leg", None, envs.TrainingEnvConfig(shift=envs.ShiftConfig(preset="heavy_load"))
+    )
     assert heavy.mj_model.body("pelvis").mass[0] == pytest.approx(1.5 * env.config.pelvis_mass)
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
     wrapped = DomainRandomizationWrapper(env, lambda sys: randomize(sys, keys, DomainRandomizationConfig()))
@@ -161,8 +165,7 @@ def test_gain_randomisation_and_weak_muscles_scale_muscle_force_not_muscle_lengt
 
 
 def test_config_is_validated():
-    for bad in ({"overload_force": 0.0}, {"muscle_strength": -1.0}, {"joint_stiffness": -1.0},
-                {"limit_margin": 0.0}):
+    for bad in ({"overload_force": 0.0}, {"muscle_strength": -1.0}, {"joint_stiffness": -1.0}, {"limit_margin": 0.0}):
         with pytest.raises(envs.EnvError, match=next(iter(bad))):
             envs.make_config("muscle_leg", **bad)
     with pytest.raises(envs.EnvError, match="stance"):
@@ -194,7 +197,7 @@ def test_fast_solver_settings_follow_mujoco_defaults_through_a_landing_in_mjx_an
     start = _stance(env, lift=0.25)
     fast_native, default_native = _native(env, start, actions), _native(default, start, actions)
     obs = rollout(start[None], actions[None])[0][0]
-    fast_mjx = obs[:, muscle_leg.HEIGHT:muscle_leg.ANKLE + 1]  # the qpos part of the observation
+    fast_mjx = obs[:, muscle_leg.HEIGHT : muscle_leg.ANKLE + 1]  # the qpos part of the observation
     # measured over 1 s: fast vs default native identical (Newton stops below tolerance within 4 iterations),
     # MJX float32 vs native float64 ≤ 1e-6 (m, rad); 1e-3
     # leaves room for platform differences, while a solver that does not converge at the impact is off by > 1e-2

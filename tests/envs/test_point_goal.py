@@ -42,8 +42,9 @@ def test_lidar_puts_objects_in_the_bins_of_their_bearing():
     assert left[4] == pytest.approx(np.exp(-2.0), rel=1e-4)  # +90° = bin 16/4
     turned = np.asarray(lidar(jp.zeros(2), jp.array(np.pi / 2), jp.array([[0.0, 2.0]]), 16, 1.0))
     assert turned[0] == pytest.approx(np.exp(-2.0), rel=1e-4)  # egocentric: now straight ahead
-    between = np.asarray(lidar(jp.zeros(2), jp.array(0.0), jp.array([[np.cos(np.pi / 16), np.sin(np.pi / 16)]]),
-                               16, 1.0))
+    between = np.asarray(
+        lidar(jp.zeros(2), jp.array(0.0), jp.array([[np.cos(np.pi / 16), np.sin(np.pi / 16)]]), 16, 1.0)
+    )
     np.testing.assert_allclose(between[:2], [0.5 * np.exp(-1), 0.5 * np.exp(-1)], rtol=1e-4)
 
 
@@ -66,8 +67,9 @@ def test_cost_is_one_inside_a_hazard_and_zero_outside(env):
     hazard = np.asarray(state.info["hazards"][0])
     inside = jax.jit(env.step)(_place(env, state, hazard), jp.zeros(2))
     assert float(inside.info["cost"]) == 1.0 and float(inside.metrics["cost"]) == 1.0
-    outside = jax.jit(env.step)(_place(env, state, hazard + np.array([env.config.hazard_radius + 0.05, 0])),
-                                jp.zeros(2))
+    outside = jax.jit(env.step)(
+        _place(env, state, hazard + np.array([env.config.hazard_radius + 0.05, 0])), jp.zeros(2)
+    )
     assert float(outside.info["cost"]) == 0.0
 
 

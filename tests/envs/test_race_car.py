@@ -152,7 +152,8 @@ def test_shift_presets_change_grip_mass_and_motor_and_the_steering_offset_pulls_
     assert set(envs.shift_presets("race_car")) == {"low_grip", "heavy_car", "weak_motor", "steering_offset"}
     # grip μ 0.4: full lock at 1.6 m/s asks 4.7 m/s² sideways, beyond the limit (3.9): radius 0.66 m vs 0.56
     assert _turning_radius(_drive(_preset("low_grip"), [1.0, 0.6], 6.0)) > 1.1 * _turning_radius(
-        _drive(nominal, [1.0, 0.6], 6.0))
+        _drive(nominal, [1.0, 0.6], 6.0)
+    )
     # 2.62 kg instead of 1.82: 0.90 m/s after 0.5 s instead of 1.18; top speed 1.71 m/s instead of 2.84 (weak)
     heavy = _preset("heavy_car")
     np.testing.assert_allclose(heavy.mj_model.body_mass.sum(), nominal.mj_model.body_mass.sum() + 0.8, rtol=1e-6)
@@ -181,8 +182,9 @@ def test_random_starts_lie_in_the_start_box_clear_of_the_obstacle():
     assert np.abs(np.asarray(xy) - [1.42, -1.04]).max() <= 0.1 + 1e-6  # the default: the reference's start ± 0.1 m
 
 
-@pytest.mark.parametrize("key, value", [("tyre_friction", 0.0), ("steering_offset", 0.4), ("arena_x", (3.0, 1.0)),
-                                        ("obstacle_xy", (1.0,))])
+@pytest.mark.parametrize(
+    "key, value", [("tyre_friction", 0.0), ("steering_offset", 0.4), ("arena_x", (3.0, 1.0)), ("obstacle_xy", (1.0,))]
+)
 def test_config_rejects_unphysical_values_naming_the_field(key, value):
     with pytest.raises(envs.EnvError, match=key):
         envs.make("race_car", **{key: value})
@@ -194,7 +196,8 @@ def test_simulated_robot_runs_at_30_hz_and_ends_the_episode_outside_the_arena():
     robot = SimRobot(SimConfig(env="race_car"), seed=0)
     assert robot.spec().rate_hz == pytest.approx(30.0) and robot.spec().cost_budget == 5.0
     robot.reset(0)
-    for step in range(1, 100):  # full throttle straight on (heading ≈ π) leaves past x = -0.585 m in ≈ 1.3 s
+    # full throttle straight on (heading ≈ π) leaves past x = -0.585 m in ≈ 1.3 s
+    for step in range(1, 100):  # noqa: B007 (read after the loop)
         robot.apply_action(np.array([0.0, 1.0], np.float32))
         state = robot.read_state()
         if state.done:

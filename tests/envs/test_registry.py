@@ -10,7 +10,7 @@ def test_names_lists_every_env_of_the_issue():
 
 
 def test_unknown_env_name_raises_env_error_listing_valid_names():
-    with pytest.raises(envs.EnvError, match="available envs: .*point_goal.*safe_cartpole"):
+    with pytest.raises(envs.EnvError, match=r"available envs: .*point_goal.*safe_cartpole"):
         envs.make("cartpole_typo")
 
 

@@ -72,7 +72,7 @@ def test_default_bound_separates_unconstrained_and_safe_swing_up(swing_up_episod
 
 
 def test_cost_is_one_exactly_outside_the_band_and_reward_in_unit_interval(swing_up_episode):
-    env, episode = swing_up_episode
+    env, _episode = swing_up_episode
     state = jax.jit(env.reset)(jax.random.PRNGKey(1))
     actions = jax.random.uniform(jax.random.PRNGKey(2), (300, 1), minval=-1, maxval=1)
 

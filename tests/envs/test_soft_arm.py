@@ -120,8 +120,10 @@ def test_cost_fires_inside_the_forbidden_sphere_and_on_overload_only(env, evalua
     center = np.asarray(cfg.forbidden_center)
     toward = math.atan2(center[1], center[0])
     # settle with the tip in the sphere (the bend toward it that brings the tip closest), then release cables
-    closest = min((np.linalg.norm(env.equilibrium_tip(env.bending_action(toward, t)) - center), t)
-                  for t in np.linspace(0.5, 0.85, 8))
+    closest = min(
+        (np.linalg.norm(env.equilibrium_tip(env.bending_action(toward, t)) - center), t)
+        for t in np.linspace(0.5, 0.85, 8)
+    )
     inside = _data(env, env.bending_action(toward, closest[1]))
     assert np.linalg.norm(_tip(inside) - center) < cfg.forbidden_radius  # the sphere is reachable
     slack = -jp.ones(env.action_size)
@@ -141,7 +143,9 @@ def test_episode_targets_are_reachable_without_overload(env):
     targets = [np.asarray(env._init_info(key, None)["target"]) for key in keys]
     assert len({tuple(t) for t in targets}) == len(targets)  # a new target per episode
     rng = np.random.default_rng(1)
-    for direction, tension in zip(rng.uniform(0, 2 * np.pi, 6), cfg.target_tension * np.sqrt(rng.uniform(size=6))):
+    for direction, tension in zip(
+        rng.uniform(0, 2 * np.pi, 6), cfg.target_tension * np.sqrt(rng.uniform(size=6)), strict=False
+    ):
         target = np.asarray(env.target_of(jp.float32(direction), jp.float32(tension)))
         action = env.bending_action(direction, tension)
         assert ((action + 1) / 2 <= cfg.overload_fraction + 1e-6).all()  # holding it costs nothing
@@ -163,7 +167,6 @@ def test_task_targets_are_reached_and_held_by_a_constant_action(env):
         obs[0:3], obs[3:6] = _tip(data), data.sensor("tip_velocity").data
         reward = float(tasks[name](obs, np.zeros(env.action_size), obs))
         assert reward > 0.9, (name, reward)  # measured ≥ 0.98: within 1 mm, at rest
-
 
 
 def test_reach_far_lies_where_uniformly_random_tensions_rarely_take_the_tip(env):
@@ -202,17 +205,21 @@ def test_a_task_video_draws_the_tasks_target_in_place_of_the_episode_target(env)
     assert len(radii) >= 12 and np.ptp(radii) < 1e-6  # points on one horizontal circle about the axis
     assert not any(m.rgba == TARGET_RGBA for m in circle)
 
+
 def test_hold_pose_target_is_reachable_under_the_tip_payload():
     from envs.soft.soft_arm_tasks import HOLD_BEND
 
     nominal = envs.make("soft_arm")
-    loaded = envs.make_training_env("soft_arm", None, envs.TrainingEnvConfig(shift=envs.ShiftConfig(
-        preset="tip_payload")))
+    loaded = envs.make_training_env(
+        "soft_arm", None, envs.TrainingEnvConfig(shift=envs.ShiftConfig(preset="tip_payload"))
+    )
     target = nominal.equilibrium_tip(nominal.bending_action(*HOLD_BEND))  # the task's target (make_tasks)
     sagged = loaded.equilibrium_tip(loaded.bending_action(*HOLD_BEND))
     assert np.linalg.norm(sagged - target) > 0.01  # the load moves the tip off the target ...
-    best = min(np.linalg.norm(loaded.equilibrium_tip(loaded.bending_action(HOLD_BEND[0], t)) - target)
-               for t in np.linspace(HOLD_BEND[1], 0.9, 9))
+    best = min(
+        np.linalg.norm(loaded.equilibrium_tip(loaded.bending_action(HOLD_BEND[0], t)) - target)
+        for t in np.linspace(HOLD_BEND[1], 0.9, 9)
+    )
     assert best < 0.01  # ... and more tension (within the overload limit) brings it back
 
 
@@ -235,11 +242,11 @@ def test_each_task_rewards_a_transition_that_does_it_over_one_that_does_not(env)
     h = tasks["hold_pose"]
     hold = np.asarray(env.equilibrium_tip(env.bending_action(math.pi, 0.5)))
     still, moving = h(act, act, _obs(env, hold)), h(act, act, _obs(env, hold, (0.1, 0.0, 0.0)))
-    assert still > 0.99 and moving < 0.2 and h(act, act, _obs(env, hold + [0.05, 0, 0])) < 0.1
+    assert still > 0.99 and moving < 0.2 and h(act, act, _obs(env, [*hold, 0.05, 0, 0])) < 0.1
     c = tasks["circle"]
     on_circle = np.asarray(env.equilibrium_tip(env.bending_action(0.0, 0.4)))  # on the +x side: tangent +y
     ccw, cw = c(act, act, _obs(env, on_circle, (0, 0.1, 0))), c(act, act, _obs(env, on_circle, (0, -0.1, 0)))
-    off_track = c(act, act, _obs(env, on_circle + [0.08, 0, 0], (0, 0.1, 0)))
+    off_track = c(act, act, _obs(env, [*on_circle, 0.08, 0, 0], (0, 0.1, 0)))
     assert ccw > 0.99 and cw == 0.0 and off_track < 0.1
     assert c(act, act, _obs(env, on_circle)) == 0.0  # on the circle but not moving
     # leading axes broadcast; rewards stay in [0, 1] on arbitrary observations
@@ -273,8 +280,9 @@ def test_every_shift_preset_bends_the_arm_less_far_out(env):
     bend = env.bending_action(0.0, 0.6)
     nominal = env.equilibrium_tip(bend)
     for preset in envs.shift_presets("soft_arm"):
-        shifted = envs.make_training_env("soft_arm", None, envs.TrainingEnvConfig(shift=envs.ShiftConfig(
-            preset=preset)))
+        shifted = envs.make_training_env(
+            "soft_arm", None, envs.TrainingEnvConfig(shift=envs.ShiftConfig(preset=preset))
+        )
         assert shifted.equilibrium_tip(bend)[0] < nominal[0] - 0.01, preset  # measured 31-62 mm less
 
 
@@ -295,26 +303,42 @@ def test_training_world_wrappers_trace_on_the_arm_and_draw_in_range_arm_physics_
 
     sys = env.unwrapped.sys
     draws = jax.jit(jax.vmap(lambda key: randomized_fields(sys, key, ranges)))(
-        jax.random.split(jax.random.PRNGKey(1), 8))
+        jax.random.split(jax.random.PRNGKey(1), 8)
+    )
     model = env.mj_model
     gain = np.asarray(draws["actuator_gainprm"])[:, :, 0] / model.actuator_gainprm[:, 0]  # [8 episodes, cables]
     assert model.actuator_gainprm[0, 0] < 0 and (np.asarray(draws["actuator_gainprm"])[:, :, 0] < 0).all()
-    np.testing.assert_array_equal(np.asarray(draws["actuator_gainprm"])[:, :, 1:], np.broadcast_to(
-        model.actuator_gainprm[:, 1:], (8, *model.actuator_gainprm[:, 1:].shape)))  # only the tension gain
+    np.testing.assert_array_equal(
+        np.asarray(draws["actuator_gainprm"])[:, :, 1:],
+        np.broadcast_to(model.actuator_gainprm[:, 1:], (8, *model.actuator_gainprm[:, 1:].shape)),
+    )  # only the tension gain
     segments = model.body_mass > 0
     mass = np.asarray(draws["body_mass"])[:, segments] / model.body_mass[segments]
     damping = np.asarray(draws["dof_damping"]) / model.dof_damping
-    for factors, (low, high) in ((gain, ranges.actuator_gain_scale), (mass, ranges.mass_scale),
-                                 (damping, ranges.damping_scale)):
+    for factors, (low, high) in (
+        (gain, ranges.actuator_gain_scale),
+        (mass, ranges.mass_scale),
+        (damping, ranges.damping_scale),
+    ):
         assert ((factors >= low - 1e-6) & (factors <= high + 1e-6)).all()
         assert np.ptp(factors, axis=0).min() > 0.01  # every cable/segment/joint: other factors in other episodes
         assert len(np.unique(factors.round(6))) == factors.size  # one factor per element, not one per arm
 
 
-@pytest.mark.parametrize("key, value", [("segments", 1), ("actuators", 5), ("material", "rubber"),
-                                        ("damping", -0.1), ("max_tension", 0.0), ("overload_fraction", 1.5),
-                                        ("target_tension", 0.95), ("forbidden_center", (0.0, 0.1)),
-                                        ("target_table_size", 1)])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("segments", 1),
+        ("actuators", 5),
+        ("material", "rubber"),
+        ("damping", -0.1),
+        ("max_tension", 0.0),
+        ("overload_fraction", 1.5),
+        ("target_tension", 0.95),
+        ("forbidden_center", (0.0, 0.1)),
+        ("target_table_size", 1),
+    ],
+)
 def test_invalid_config_raises_env_error_naming_the_field(key, value):
     with pytest.raises(envs.EnvError, match=key):
         envs.make_config("soft_arm", **{key: value})

@@ -45,8 +45,9 @@ def rollout(env):
         return out, final.pipeline_state.qpos
 
     batched = jax.jit(jax.vmap(one))
-    return lambda qpos, qvel, actions: jax.tree.map(np.asarray, batched(
-        jp.asarray(qpos, jp.float32), jp.asarray(qvel, jp.float32), jp.asarray(actions, jp.float32)))
+    return lambda qpos, qvel, actions: jax.tree.map(
+        np.asarray, batched(jp.asarray(qpos, jp.float32), jp.asarray(qvel, jp.float32), jp.asarray(actions, jp.float32))
+    )
 
 
 def _native_rollout(env, qpos, qvel, actions) -> np.ndarray:
@@ -136,8 +137,9 @@ def test_viscous_water_and_a_weak_tail_swim_slower_natively():
         world = envs.TrainingEnvConfig(shift=envs.ShiftConfig(preset=preset))
         env = envs.make_training_env("soft_fish", None, world)
         distance[preset] = _native_rollout(env, np.zeros(6), np.zeros(6), actions)[-1, 0]
-    viscous = envs.make_training_env("soft_fish", None, envs.TrainingEnvConfig(
-        shift=envs.ShiftConfig(preset="viscous_water")))
+    viscous = envs.make_training_env(
+        "soft_fish", None, envs.TrainingEnvConfig(shift=envs.ShiftConfig(preset="viscous_water"))
+    )
     assert viscous.mj_model.opt.density == pytest.approx(3000.0) and float(viscous.sys.opt.density) == 3000.0
     # measured in 3 s: 1.04 m nominal, 0.70 m in viscous water, 0.64 m with the weak tail
     assert distance["viscous_water"] < 0.8 * distance[""] and distance["weak_tail"] < 0.8 * distance[""]
@@ -151,8 +153,13 @@ def test_domain_randomization_wrapper_traces_on_the_fish(env):
 
 
 def test_config_is_validated():
-    for bad in ({"channel_half_width": 0.0}, {"fluid_density": -1.0}, {"max_torque": 0.0},
-                {"integrator": "implicitfast"}, {"body_damping": -0.1}):
+    for bad in (
+        {"channel_half_width": 0.0},
+        {"fluid_density": -1.0},
+        {"max_torque": 0.0},
+        {"integrator": "implicitfast"},
+        {"body_damping": -0.1},
+    ):
         with pytest.raises(envs.EnvError, match=next(iter(bad))):
             envs.make_config("soft_fish", **bad)
 
@@ -168,5 +175,6 @@ def test_solver_settings_cannot_change_the_physics_there_are_no_constraints(env)
     default = envs.make("soft_fish", **MUJOCO_DEFAULTS)
     actions = np.random.default_rng(0).uniform(-1, 1, (100, 3))
     start = np.array([0.0, 0.0, 0.1, 0.05, -0.05, 0.0])
-    np.testing.assert_array_equal(_native_rollout(env, start, np.zeros(6), actions),
-                                  _native_rollout(default, start, np.zeros(6), actions))
+    np.testing.assert_array_equal(
+        _native_rollout(env, start, np.zeros(6), actions), _native_rollout(default, start, np.zeros(6), actions)
+    )

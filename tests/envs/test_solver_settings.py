@@ -2,8 +2,6 @@
 what MJX and the native twin step, and the fast settings keep the physics of MuJoCo's defaults: the cart stays
 on its rail, and trajectories and energy agree with the default solver (MJX and native) over a short horizon."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jp
 import mujoco
@@ -55,7 +53,7 @@ def _energy(model: mujoco.MjModel, qpos: np.ndarray, qvel: np.ndarray) -> np.nda
     """Potential + kinetic energy [T] (J) of states [T, nq], [T, nv] (MuJoCo's mj_energyPos/Vel)."""
     data = mujoco.MjData(model)
     energy = []
-    for q, v in zip(qpos, qvel):
+    for q, v in zip(qpos, qvel, strict=False):
         data.qpos[:], data.qvel[:] = q, v
         mujoco.mj_kinematics(model, data)
         mujoco.mj_comPos(model, data)
@@ -99,6 +97,7 @@ def test_cart_stays_on_the_rail_under_maximal_force():
 
     def overshoot(env) -> np.ndarray:
         """max |x| − rail_limit [8] (m) over the rollout from each start."""
+
         def rollout(key):
             def step(s, a):
                 s = env.step(s, a)
@@ -121,8 +120,9 @@ def _has_constraints(env) -> bool:
     """True if the model can produce constraint rows (contacts, joint limits, equality, friction loss)."""
     model = env.mj_model
     contacts = not model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_CONTACT and model.ngeom > 1
-    return bool(contacts or model.jnt_limited.any() or model.neq or model.dof_frictionloss.any()
-                or model.tendon_limited.any())
+    return bool(
+        contacts or model.jnt_limited.any() or model.neq or model.dof_frictionloss.any() or model.tendon_limited.any()
+    )
 
 
 CONSTRAINED = [name for name in TUNED if _has_constraints(envs.make(name))]
@@ -145,7 +145,7 @@ def test_fast_settings_follow_mujoco_defaults_in_mjx_and_native(name):
     default = envs.make(name, **MUJOCO_DEFAULTS)
     actions = _actions(name, fast.action_size)
     qpos_fast, qvel_fast = _mjx_trajectory(fast, actions)
-    qpos_default, qvel_default = _mjx_trajectory(default, actions)
+    qpos_default, _qvel_default = _mjx_trajectory(default, actions)
     qpos_native, qvel_native = _native_trajectory(default, actions)
     # measured over these 2 s (through two rail impacts): qpos ≤ 3e-6, qvel ≤ 5e-6 (float32
     # MJX vs float64 native); 1e-3 (rad or m) leaves room for platform differences, while a solver that does

@@ -3,6 +3,7 @@ stack (per-episode randomisation, fresh layouts, final_obs, obs noise, action de
 the physics fingerprint. One compiled rollout of the wrapped point_goal stack serves most checks."""
 
 import dataclasses
+import itertools
 import json
 
 import jax
@@ -29,25 +30,36 @@ def test_default_world_is_nominal_and_configs_are_hashable():
 
 
 def test_world_round_trips_through_json():
-    world = TrainingEnvConfig(randomization=DomainRandomizationConfig(mass_scale=(0.5, 1.5)), obs_noise_std=0.01,
-                              action_delay=2, shift=ShiftConfig(preset="weak_motor", body_mass_scale={"pole": 2.0}))
+    world = TrainingEnvConfig(
+        randomization=DomainRandomizationConfig(mass_scale=(0.5, 1.5)),
+        obs_noise_std=0.01,
+        action_delay=2,
+        shift=ShiftConfig(preset="weak_motor", body_mass_scale={"pole": 2.0}),
+    )
     data = json.loads(json.dumps(dataclasses.asdict(world)))  # ranges and pairs come back as lists
-    rebuilt = TrainingEnvConfig(randomization=data["randomization"], obs_noise_std=data["obs_noise_std"],
-                                action_delay=data["action_delay"], shift=data["shift"])
+    rebuilt = TrainingEnvConfig(
+        randomization=data["randomization"],
+        obs_noise_std=data["obs_noise_std"],
+        action_delay=data["action_delay"],
+        shift=data["shift"],
+    )
     assert rebuilt == world and hash(rebuilt) == hash(world)
 
 
-@pytest.mark.parametrize("fields, message", [
-    (dict(obs_noise_std=-0.1), "obs_noise_std must be a finite number >= 0"),
-    (dict(obs_noise_std=float("nan")), "obs_noise_std"),
-    (dict(action_delay=-1), r"action_delay must be an integer >= 0 \(env steps\), got -1"),
-    (dict(action_delay=1.5), "action_delay"),
-    (dict(randomization=DomainRandomizationConfig.off()), None),
-    (dict(randomization={"mass_scale": (1.2, 0.8)}), r"mass_scale must satisfy 0 < low <= high"),
-    (dict(shift={"mass_scale": 0.0}), "shift.mass_scale must be a finite number > 0, got 0.0"),
-    (dict(shift={"body_mass_scale": {"pole": -1.0}}), r"shift.body_mass_scale\['pole'\] must be"),
-    (dict(shift={"presett": "heavy_pole"}), r"unknown shift key\(s\) \['presett'\]; valid keys: preset, "),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(obs_noise_std=-0.1), "obs_noise_std must be a finite number >= 0"),
+        (dict(obs_noise_std=float("nan")), "obs_noise_std"),
+        (dict(action_delay=-1), r"action_delay must be an integer >= 0 \(env steps\), got -1"),
+        (dict(action_delay=1.5), "action_delay"),
+        (dict(randomization=DomainRandomizationConfig.off()), None),
+        (dict(randomization={"mass_scale": (1.2, 0.8)}), r"mass_scale must satisfy 0 < low <= high"),
+        (dict(shift={"mass_scale": 0.0}), "shift.mass_scale must be a finite number > 0, got 0.0"),
+        (dict(shift={"body_mass_scale": {"pole": -1.0}}), r"shift.body_mass_scale\['pole'\] must be"),
+        (dict(shift={"presett": "heavy_pole"}), r"unknown shift key\(s\) \['presett'\]; valid keys: preset, "),
+    ],
+)
 def test_world_validation_names_field_value_and_range(fields, message):
     if message is None:
         TrainingEnvConfig(**fields)  # explicit all-(1, 1) ranges are valid (randomisation off)
@@ -70,8 +82,13 @@ def test_heavy_pole_preset_scales_the_pole_in_mj_model_and_mjx_sys():
     np.testing.assert_allclose(heavy.sys.body_inertia[pole], factor * nominal.mj_model.body_inertia[pole], rtol=1e-6)
     assert heavy.mj_model.body_mass[nominal.mj_model.body("cart").id] == pytest.approx(1.0)  # the cart is untouched
     # explicit factors multiply the preset's; env overrides still apply
-    both = envs.make_training_env("safe_cartpole", {"cost_bound": 0.5}, TrainingEnvConfig(
-        shift=ShiftConfig(preset="heavy_pole", body_mass_scale={"pole": 1.1}, actuator_gain_scale=0.8)))
+    both = envs.make_training_env(
+        "safe_cartpole",
+        {"cost_bound": 0.5},
+        TrainingEnvConfig(
+            shift=ShiftConfig(preset="heavy_pole", body_mass_scale={"pole": 1.1}, actuator_gain_scale=0.8)
+        ),
+    )
     assert both.mj_model.body_mass[pole] == pytest.approx(1.1 * factor * 0.1)
     assert both.mj_model.actuator_gainprm[0, 0] == pytest.approx(0.8 * nominal.mj_model.actuator_gainprm[0, 0])
     assert both.config.cost_bound == 0.5
@@ -83,25 +100,35 @@ def test_heavy_pole_preset_scales_the_pole_in_mj_model_and_mjx_sys():
 @pytest.mark.parametrize("name", ["safe_cartpole", "point_goal", "pendulum"])
 def test_every_preset_changes_the_physics(name):
     presets = envs.shift_presets(name)
-    expected = {"safe_cartpole": {"heavy_pole", "weak_motor"}, "point_goal": {"heavy_robot", "low_friction"},
-                "pendulum": {"heavy_pole"}}[name]
+    expected = {
+        "safe_cartpole": {"heavy_pole", "weak_motor"},
+        "point_goal": {"heavy_robot", "low_friction"},
+        "pendulum": {"heavy_pole"},
+    }[name]
     assert expected <= set(presets)
     nominal = envs.physics_fingerprint(envs.make(name))
-    fingerprints = {envs.physics_fingerprint(envs.make_training_env(name, None, TrainingEnvConfig(
-        shift=ShiftConfig(preset=preset)))) for preset in presets}
+    fingerprints = {
+        envs.physics_fingerprint(
+            envs.make_training_env(name, None, TrainingEnvConfig(shift=ShiftConfig(preset=preset)))
+        )
+        for preset in presets
+    }
     assert nominal not in fingerprints and len(fingerprints) == len(presets)
 
 
 def test_unknown_preset_or_env_is_a_clear_env_error():
     world = TrainingEnvConfig(shift=ShiftConfig(preset="heavy_robot"))
-    with pytest.raises(envs.EnvError, match="unknown shift preset 'heavy_robot' for env 'safe_cartpole'; "
-                                            "presets: heavy_pole, weak_motor"):
+    with pytest.raises(
+        envs.EnvError,
+        match="unknown shift preset 'heavy_robot' for env 'safe_cartpole'; presets: heavy_pole, weak_motor",
+    ):
         envs.make_training_env("safe_cartpole", None, world)
     with pytest.raises(envs.EnvError, match="available envs"):
         envs.shift_presets("cartpole")
     with pytest.raises(envs.EnvError, match="bodies of this env: cart, pole"):
-        envs.make_training_env("safe_cartpole", None, TrainingEnvConfig(shift=ShiftConfig(
-            body_mass_scale={"robot": 2.0})))
+        envs.make_training_env(
+            "safe_cartpole", None, TrainingEnvConfig(shift=ShiftConfig(body_mass_scale={"robot": 2.0}))
+        )
 
 
 def test_physics_fingerprint_separates_shift_variants_and_matches_equal_physics():
@@ -114,15 +141,18 @@ def test_physics_fingerprint_separates_shift_variants_and_matches_equal_physics(
     assert fingerprint(nominal) == fingerprint(again) and fingerprint(heavy) == fingerprint(heavy_again)
     assert len({fingerprint(nominal), fingerprint(heavy), fingerprint(heavier)}) == 3
     assert fingerprint(envs.make("safe_cartpole", cost_bound=0.3)) != fingerprint(nominal)  # config counts too
-    assert fingerprint(envs.wrap_training_env(heavy, envs.TrainingEnvConfig(), 2)) == fingerprint(heavy)  # of the base env
+    assert fingerprint(envs.wrap_training_env(heavy, envs.TrainingEnvConfig(), 2)) == fingerprint(
+        heavy
+    )  # of the base env
     nominal.set_mj_model(heavy.mj_model)  # the cache follows the model
     assert fingerprint(nominal) == fingerprint(heavy)
 
 
 # ---- the wrapped stacks --------------------------------------------------------------------------------------
 
-RANGES = dict(mass_scale=(0.5, 1.5), friction_scale=(0.8, 1.2), damping_scale=(0.5, 2.0),
-              actuator_gain_scale=(0.8, 1.2))
+RANGES = dict(
+    mass_scale=(0.5, 1.5), friction_scale=(0.8, 1.2), damping_scale=(0.5, 2.0), actuator_gain_scale=(0.8, 1.2)
+)
 WORLD = TrainingEnvConfig(randomization=DomainRandomizationConfig(**RANGES), obs_noise_std=0.05, action_delay=1)
 EPISODE, NUM_ENVS, T = 4, 3, 10  # done after steps 4 and 8: states 0, 4, 8 start episodes
 
@@ -176,7 +206,7 @@ def test_each_episode_gets_new_in_range_physics(rollout):
     episodes = [mass[0:4], mass[4:8], mass[8:]]
     for masses in episodes:
         np.testing.assert_array_equal(masses, masses[:1].repeat(len(masses), 0))  # fixed within an episode
-    for before, after in zip(episodes, episodes[1:]):
+    for before, after in itertools.pairwise(episodes):
         assert (np.abs(after[0] - before[0])[:, has_mass] > 1e-4).all()  # every env, every body: new draw
     assert len({float(m) for m in mass[0, :, 1]}) == NUM_ENVS  # and per env
 
@@ -204,8 +234,9 @@ def test_final_obs_is_the_pre_reset_observation_and_steps_use_the_episode_physic
     # the recorded physics is what the step used: nominal fields give another next state
     before = _at(states, 2)
     sys = wrapped.unwrapped.sys
-    nominal_fields = {name: jp.broadcast_to(getattr(sys, name), value.shape)
-                      for name, value in before.info["randomization"].items()}
+    nominal_fields = {
+        name: jp.broadcast_to(getattr(sys, name), value.shape) for name, value in before.info["randomization"].items()
+    }
     as_nominal = before.replace(info={**before.info, "randomization": nominal_fields})
     qvel = inner_step(before, actions[2]).pipeline_state.qvel
     qvel_nominal = inner_step(as_nominal, actions[2]).pipeline_state.qvel

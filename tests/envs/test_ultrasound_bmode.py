@@ -3,6 +3,7 @@ attenuation and TGC, contact), speckle consistency across views, batching, geome
 
 import dataclasses
 import functools
+import itertools
 
 import jax
 import jax.numpy as jp
@@ -11,8 +12,18 @@ import pytest
 
 import envs  # noqa: F401  (XLA flags before JAX's backend exists)
 from envs.ultrasound.bmode import BModeConfig, contact_quality, image_plane_points, render
-from envs.ultrasound.phantom import (ATTENUATION, BONE, FAT, IMPEDANCE, MUSCLE, SCATTER_AMPLITUDE,
-                                     SCATTER_DENSITY, Phantom, PhantomConfig, make_phantom)
+from envs.ultrasound.phantom import (
+    ATTENUATION,
+    BONE,
+    FAT,
+    IMPEDANCE,
+    MUSCLE,
+    SCATTER_AMPLITUDE,
+    SCATTER_DENSITY,
+    Phantom,
+    PhantomConfig,
+    make_phantom,
+)
 
 VOXEL = 0.0025  # m
 SHAPE = (32, 8, 40)  # 8 × 2 × 10 cm, x ∈ [-4, 4] cm, z ∈ [-10, 0] cm
@@ -25,14 +36,25 @@ FULL = 10.0  # N, above full_quality_force
 def synthetic(labels: np.ndarray, **tables) -> Phantom:
     """A phantom of SHAPE with the given labels [X, Y, Z] (k = Z-1 at the skin) and the default tissue tables."""
     f32 = lambda a: jp.asarray(np.asarray(a, np.float64), jp.float32)  # noqa: E731
-    table = dict(impedance=IMPEDANCE, attenuation=ATTENUATION, scatter_density=SCATTER_DENSITY,
-                 scatter_amplitude=SCATTER_AMPLITUDE)
+    table = dict(
+        impedance=IMPEDANCE,
+        attenuation=ATTENUATION,
+        scatter_density=SCATTER_DENSITY,
+        scatter_amplitude=SCATTER_AMPLITUDE,
+    )
     table.update(tables)
     extent = np.array(SHAPE) * VOXEL
-    return Phantom(labels=jp.asarray(labels, jp.int8), origin=f32([-extent[0] / 2, -extent[1] / 2, -extent[2]]),
-                   **{k: f32(v) for k, v in table.items()}, organ_center=f32([0, 0, -0.05]),
-                   target=f32([0, 0, -0.05]), entry=f32([0, 0, 0]), corridor_axis=f32([0, 0, -1]),
-                   speckle_seed=jp.asarray(5, jp.uint32), voxel_size=VOXEL)
+    return Phantom(
+        labels=jp.asarray(labels, jp.int8),
+        origin=f32([-extent[0] / 2, -extent[1] / 2, -extent[2]]),
+        **{k: f32(v) for k, v in table.items()},
+        organ_center=f32([0, 0, -0.05]),
+        target=f32([0, 0, -0.05]),
+        entry=f32([0, 0, 0]),
+        corridor_axis=f32([0, 0, -1]),
+        speckle_seed=jp.asarray(5, jp.uint32),
+        voxel_size=VOXEL,
+    )
 
 
 def layers(*bands: tuple[int, float]) -> np.ndarray:
@@ -44,7 +66,7 @@ def layers(*bands: tuple[int, float]) -> np.ndarray:
     return np.broadcast_to(column, SHAPE).copy()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def renderer(config: BModeConfig = CONFIG):
     """One compiled render per config (the phantom is an argument, so every synthetic phantom shares it)."""
     return jax.jit(lambda phantom, position, rotation, force: render(phantom, position, rotation, force, config))
@@ -67,7 +89,7 @@ def test_impedance_jump_is_brighter_than_the_homogeneous_tissue_before_it():
     # Fat down to 4 cm, then muscle: R = ((1.70 - 1.38) / 3.08)² ≈ 0.011 ≫ fat's mean speckle ≈ 0.0007.
     profile = row_profile(renderer()(synthetic(layers((FAT, 0.04), (MUSCLE, 1.0))), FACE, DOWN, FULL))
     interface_row = 32  # rows are 1.25 mm: row 32 is the first sample below 4 cm
-    assert profile[interface_row - 1:interface_row + 2].max() > profile[16:28].mean() + 0.15
+    assert profile[interface_row - 1 : interface_row + 2].max() > profile[16:28].mean() + 0.15
 
 
 def test_bone_casts_an_acoustic_shadow():
@@ -106,10 +128,9 @@ def test_no_contact_gives_a_black_image_and_force_raises_contrast_up_to_full_qua
     assert float(render_at(phantom, FACE, DOWN, CONFIG.min_contact_force + 0.05).max()) > 0.0
     forces = (0.6, 1.5, 3.0, 5.0, 8.0)
     contrast = [float(np.std(render_at(phantom, FACE, DOWN, f))) for f in forces]
-    assert all(b > a + 0.005 for a, b in zip(contrast[:4], contrast[1:4]))  # rises with force up to 5 N
+    assert all(b > a + 0.005 for a, b in itertools.pairwise(contrast[:4]))  # rises with force up to 5 N
     assert contrast[4] == pytest.approx(contrast[3], abs=1e-6)  # and is full beyond full_quality_force
-    np.testing.assert_allclose(contact_quality(jp.array(forces), CONFIG), [0.0222, 0.2222, 0.5556, 1.0, 1.0],
-                               atol=1e-3)
+    np.testing.assert_allclose(contact_quality(jp.array(forces), CONFIG), [0.0222, 0.2222, 0.5556, 1.0, 1.0], atol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +186,9 @@ def test_fan_geometry_spreads_beams_from_the_apex_and_renders():
     fan = BModeConfig(geometry="fan", fan_angle=1.0, height=48, width=40)
     points = np.asarray(image_plane_points(FACE, DOWN, fan))
     radius = np.linalg.norm(points, axis=-1)  # distance from the apex at the probe's origin
-    np.testing.assert_allclose(radius, np.broadcast_to(((np.arange(48) + 0.5) * 0.08 / 48)[:, None], (48, 40)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        radius, np.broadcast_to(((np.arange(48) + 0.5) * 0.08 / 48)[:, None], (48, 40)), atol=1e-6
+    )
     angles = np.arctan2(points[-1, :, 0], -points[-1, :, 2])
     np.testing.assert_allclose([angles[0], angles[-1]], [-0.5 + 0.0125, 0.5 - 0.0125], atol=1e-5)
     labels = layers((MUSCLE, 1.0))
@@ -182,11 +204,25 @@ def test_large_images_render():
     assert image.shape == (200, 150) and float(image.std()) > 0.05
 
 
-@pytest.mark.parametrize("field, value", [
-    ("height", 4), ("width", 1000), ("width", 64.0), ("geometry", "convex"), ("depth", 0.0), ("aperture", -0.01),
-    ("fan_angle", 4.0), ("frequency", 0.1), ("tgc", -1.0), ("dynamic_range", 0.0), ("noise_floor", float("nan")),
-    ("speckle_cells_per_voxel", 0), ("min_contact_force", -1.0), ("full_quality_force", 0.2),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("height", 4),
+        ("width", 1000),
+        ("width", 64.0),
+        ("geometry", "convex"),
+        ("depth", 0.0),
+        ("aperture", -0.01),
+        ("fan_angle", 4.0),
+        ("frequency", 0.1),
+        ("tgc", -1.0),
+        ("dynamic_range", 0.0),
+        ("noise_floor", float("nan")),
+        ("speckle_cells_per_voxel", 0),
+        ("min_contact_force", -1.0),
+        ("full_quality_force", 0.2),
+    ],
+)
 def test_bad_config_raises_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         BModeConfig(**{field: value})

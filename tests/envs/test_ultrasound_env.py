@@ -26,8 +26,14 @@ def rollout_fn(env):
     def one(key, actions):
         def step(state, action):
             state = env.step(state, action)
-            return state, dict(obs=state.obs, reward=state.reward, cost=state.info["cost"], metrics=state.metrics,
-                               force=env.contact_force(state.pipeline_state), done=state.done)
+            return state, dict(
+                obs=state.obs,
+                reward=state.reward,
+                cost=state.info["cost"],
+                metrics=state.metrics,
+                force=env.contact_force(state.pipeline_state),
+                done=state.done,
+            )
 
         first = env.reset(key)
         final, out = jax.lax.scan(step, first, actions)
@@ -58,9 +64,11 @@ def navigate():
     x, y, _ = env.target_position
     roll = env.target_roll
     poses = [[x, y, z, 0.0, 0.0, roll] for z in PRESS_Z]
-    poses += [[x, y, 0.01, 0.6, 0.0, roll],  # tilted 0.6 rad > tilt_limit, hovering
-              [x, y, 0.01, 0.0, 0.4, roll],  # tilted 0.4 rad < tilt_limit
-              [x + 0.02, y, -0.011, 0.0, 0.0, roll]]  # pressing lightly 2 cm off the target
+    poses += [
+        [x, y, 0.01, 0.6, 0.0, roll],  # tilted 0.6 rad > tilt_limit, hovering
+        [x, y, 0.01, 0.0, 0.4, roll],  # tilted 0.4 rad < tilt_limit
+        [x + 0.02, y, -0.011, 0.0, 0.0, roll],
+    ]  # pressing lightly 2 cm off the target
     targets = np.stack([hold(p) for p in poses])
     fn = rollout_fn(env)
     out, final = run(env, fn, targets)
@@ -87,8 +95,8 @@ def test_image_only_in_contact(navigate):
 
 
 def test_contact_force_is_mjx_constraint_force_rising_with_commanded_indentation(navigate):
-    env, out, final, _ = navigate
-    force = out["force"][:len(PRESS_Z), -1]
+    _env, out, final, _ = navigate
+    force = out["force"][: len(PRESS_Z), -1]
     assert force[0] == 0.0  # no contact
     assert (np.diff(force) > 1.0).all(), force  # deeper servo target → more force (N)
     # the touch sensor is the sum of the contact rows' constraint forces (condim 1: one row per contact)
@@ -98,7 +106,7 @@ def test_contact_force_is_mjx_constraint_force_rising_with_commanded_indentation
     from_rows = np.where(address >= 0, efc[:, np.maximum(address, 0)], 0.0).sum(axis=1)
     np.testing.assert_allclose(np.asarray(data.sensordata[:, 0]), from_rows, rtol=1e-5, atol=1e-5)
     # a compliant skin: force / indentation ≈ constant (≈ 2.8 kN/m), indentation by millimetres
-    depth = -np.asarray(data.xpos[:len(PRESS_Z), 1, 2])
+    depth = -np.asarray(data.xpos[: len(PRESS_Z), 1, 2])
     stiffness = force[1:] / depth[1:]
     assert (depth[1:] > 0.001).all() and (depth[1:] < 0.015).all(), depth
     assert np.ptp(stiffness) / stiffness.mean() < 0.1 and 1500 < stiffness.mean() < 5000, stiffness
@@ -106,7 +114,7 @@ def test_contact_force_is_mjx_constraint_force_rising_with_commanded_indentation
 
 def test_force_cost_fires_only_when_pressing_too_hard(navigate):
     env, out, _, _ = navigate
-    force, cost = out["force"][:len(PRESS_Z), -1], out["cost"][:len(PRESS_Z), -1]
+    force, cost = out["force"][: len(PRESS_Z), -1], out["cost"][: len(PRESS_Z), -1]
     assert force[-1] > env.config.force_limit and cost[-1] == 1.0  # 40 mm commanded: ≈ 29 N
     assert (force[:-1] < env.config.force_limit).all() and (cost[:-1] == 0.0).all()  # light contact: no cost
     assert (out["cost"] >= 0).all()
@@ -119,7 +127,7 @@ def test_tilt_cost_fires_beyond_the_tilt_limit(navigate):
 
 
 def test_navigate_success_at_the_target_pose_only(navigate):
-    env, out, _, _ = navigate
+    _env, out, _, _ = navigate
     success = out["metrics"]["success"][:, -1]
     # face depth 0 (hover), 1.3, 2.9, 5.3, 10.6 mm vs the target's 3 mm; tilted; 2 cm off
     np.testing.assert_array_equal(success, [0, 1, 1, 1, 0, 0, 0, 0])
@@ -149,9 +157,13 @@ def coverage():
     pose_a = [cx, cy, -0.015, 0.0, 0.0, 0.0]
     pose_b = [cx, cy, -0.015, 0.0, 0.0, 1.2]  # the same spot, image plane rotated by 1.2 rad
     hover = [cx, cy, 0.01, 0.0, 0.0, 1.2]
-    targets = np.stack([np.concatenate([hold(pose_a), hold(pose_b)]),
-                        np.concatenate([hold(pose_a), hold(pose_a)]),
-                        np.concatenate([hold(hover), hold(hover)])])
+    targets = np.stack(
+        [
+            np.concatenate([hold(pose_a), hold(pose_b)]),
+            np.concatenate([hold(pose_a), hold(pose_a)]),
+            np.concatenate([hold(hover), hold(hover)]),
+        ]
+    )
     out, final = run(env, rollout_fn(env), targets)
     return env, out, final
 
@@ -163,13 +175,13 @@ def test_coverage_reward_is_the_marginal_gain_of_newly_covered_organ_cells(cover
     np.testing.assert_array_equal(new.sum(axis=1), covered)  # every covered cell was counted exactly once
     assert covered[1] > 10  # one image plane through the organ covers a slice of its cells
     # imaging the same pose again adds nothing: once the probe rests, no new cells
-    assert (new[1, STEPS // 2:] == 0).all()
+    assert (new[1, STEPS // 2 :] == 0).all()
     # a new pose adds cells (rotated plane through the same centre)
     assert new[0, STEPS:].sum() > 10 and covered[0] > covered[1]
     # reward = 0.01 × new cells − path penalty (≤ 0): their difference is the path penalty alone
     path_term = out["reward"] - env.config.coverage_reward * new
     assert (path_term <= 1e-6).all()
-    resting = out["reward"][1, STEPS // 2:]
+    resting = out["reward"][1, STEPS // 2 :]
     assert np.abs(resting).max() < 1e-3  # resting: no new cells and (almost) no path
     obs = out["obs"][:, -1]
     np.testing.assert_allclose(obs[:, -1], covered / env.num_organ_cells, rtol=1e-6)  # covered fraction
@@ -193,14 +205,15 @@ def surgery():
     depth = face_z - target[2]  # insertion that puts the tip on the target
     place = [entry[0], entry[1], -0.011, 0.0, 0.0, 0.0, 0.0]
     off = [entry[0] + 0.01, entry[1], -0.011, 0.0, 0.0, 0.0, 0.0]  # 1 cm off the corridor
-    targets = np.stack([np.concatenate([hold(place), hold(place[:6] + [depth])]),
-                        np.concatenate([hold(off), hold(off[:6] + [depth])])])
+    targets = np.stack(
+        [np.concatenate([hold(place), hold([*place[:6], depth])]), np.concatenate([hold(off), hold([*off[:6], depth])])]
+    )
     out, final = run(env, rollout_fn(env), targets)
     return env, out, final, depth
 
 
 def test_surgery_reaches_the_target_along_the_corridor_without_critical_cost(surgery):
-    env, out, final, depth = surgery
+    env, out, _final, depth = surgery
     assert env.action_size == 7 and env.observation_size == 28
     assert 0.01 < depth < env.config.max_insertion
     obs = out["obs"][0, -1]
@@ -209,13 +222,15 @@ def test_surgery_reaches_the_target_along_the_corridor_without_critical_cost(sur
     assert (out["cost"][0] == 0).all()
     # progress reward telescopes: Σ reward = 100 × (start distance − end distance) + bonus × reached steps
     first_distance = np.linalg.norm(out["first_obs"][0, 19:22])
-    expected = env.config.progress_scale * (first_distance - np.linalg.norm(obs[19:22])) + \
-        out["metrics"]["success"][0].sum() * env.config.success_bonus
+    expected = (
+        env.config.progress_scale * (first_distance - np.linalg.norm(obs[19:22]))
+        + out["metrics"]["success"][0].sum() * env.config.success_bonus
+    )
     np.testing.assert_allclose(out["reward"][0].sum(), expected, rtol=1e-3)
 
 
 def test_surgery_critical_zone_costs_off_the_corridor(surgery):
-    env, out, _, _ = surgery
+    _env, out, _, _ = surgery
     assert out["metrics"]["critical"][1, -1] == 1.0 and out["cost"][1, -1] >= 1.0
     assert (out["metrics"]["critical"][1, :STEPS] == 0).all()  # before insertion the tip stays at the skin
     assert out["metrics"]["success"][1].sum() == 0
@@ -223,19 +238,22 @@ def test_surgery_critical_zone_costs_off_the_corridor(surgery):
 
 
 # ---- config errors ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, overrides, message", [
-    ("us_navigate", dict(observation="rgb"), "observation must be one of"),
-    ("us_navigate", dict(force_limit=-1.0), "force_limit must be a number > 0"),
-    ("us_navigate", dict(tilt_limit=2.0), "tilt_limit must be in"),
-    ("us_navigate", dict(phantom_preset="foot"), "preset must be one of"),
-    ("us_navigate", dict(phantom_shape=(16, 16, 16)), "must span at least"),
-    ("us_navigate", dict(image_height=4), "height must be an integer in"),
-    ("us_navigate", dict(tissue_timeconst=0.01), "tissue_timeconst must be >= 2 · sim_dt"),
-    ("us_navigate", dict(start_height=(0.02, 0.01)), "start_height must be"),
-    ("us_navigate", dict(start_height=(0.02,)), "start_height must be"),
-    ("us_coverage", dict(coverage_grid=1), "coverage_grid must be an integer in"),
-    ("us_surgery", dict(corridor_radius=0.05), "corridor_radius"),
-])
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("us_navigate", dict(observation="rgb"), "observation must be one of"),
+        ("us_navigate", dict(force_limit=-1.0), "force_limit must be a number > 0"),
+        ("us_navigate", dict(tilt_limit=2.0), "tilt_limit must be in"),
+        ("us_navigate", dict(phantom_preset="foot"), "preset must be one of"),
+        ("us_navigate", dict(phantom_shape=(16, 16, 16)), "must span at least"),
+        ("us_navigate", dict(image_height=4), "height must be an integer in"),
+        ("us_navigate", dict(tissue_timeconst=0.01), "tissue_timeconst must be >= 2 · sim_dt"),
+        ("us_navigate", dict(start_height=(0.02, 0.01)), "start_height must be"),
+        ("us_navigate", dict(start_height=(0.02,)), "start_height must be"),
+        ("us_coverage", dict(coverage_grid=1), "coverage_grid must be an integer in"),
+        ("us_surgery", dict(corridor_radius=0.05), "corridor_radius"),
+    ],
+)
 def test_bad_config_raises_a_clear_error(name, overrides, message):
     with pytest.raises(envs.EnvError, match=message):
         envs.make_config(name, **overrides)

@@ -9,9 +9,23 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401  (XLA flags before JAX's backend exists)
-from envs.ultrasound.phantom import (BACKGROUND, BONE, FAT, MUSCLE, ORGAN, PRESETS, SKIN, TISSUES, VESSEL,
-                                     PhantomConfig, labels_at, make_phantom, organ_mask, voxel_centers,
-                                     world_to_voxel)
+from envs.ultrasound.phantom import (
+    BACKGROUND,
+    BONE,
+    FAT,
+    MUSCLE,
+    ORGAN,
+    PRESETS,
+    SKIN,
+    TISSUES,
+    VESSEL,
+    PhantomConfig,
+    labels_at,
+    make_phantom,
+    organ_mask,
+    voxel_centers,
+    world_to_voxel,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +84,7 @@ def test_thin_preset_has_less_fat_than_abdomen(phantoms):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_surgical_corridor_runs_from_the_skin_to_a_target_in_bone(phantoms, preset):
     phantom = phantoms[preset]
-    target, entry, axis = (np.asarray(a, np.float64) for a in (phantom.target, phantom.entry,
-                                                                   phantom.corridor_axis))
+    target, entry, axis = (np.asarray(a, np.float64) for a in (phantom.target, phantom.entry, phantom.corridor_axis))
     assert int(labels_at(phantom, phantom.target[None])[0]) == BONE
     assert entry[2] == 0.0 and np.all(np.abs(entry[:2]) < phantom.extent[:2] / 2)
     np.testing.assert_allclose(np.linalg.norm(axis), 1.0, atol=1e-6)
@@ -90,8 +103,9 @@ def test_world_to_voxel_inverts_voxel_centres_and_outside_is_background(phantoms
     index = np.array([[0, 0, 0], [63, 10, 39], [5, 63, 20]])
     centres = np.stack([xs[index[:, 0]], ys[index[:, 1]], zs[index[:, 2]]], axis=-1)
     np.testing.assert_array_equal(world_to_voxel(phantom, jp.asarray(centres, jp.float32)), index)
-    np.testing.assert_array_equal(labels_at(phantom, jp.asarray(centres, jp.float32)),
-                                  np.asarray(phantom.labels)[tuple(index.T)])
+    np.testing.assert_array_equal(
+        labels_at(phantom, jp.asarray(centres, jp.float32)), np.asarray(phantom.labels)[tuple(index.T)]
+    )
     outside = jp.array([[0.0, 0.0, 0.001], [0.0, 0.0, -0.2], [0.09, 0.0, -0.05], [0.0, -0.09, -0.05]])
     np.testing.assert_array_equal(labels_at(phantom, outside), BACKGROUND)
     # Batched leading axes are kept.
@@ -110,17 +124,25 @@ def test_make_phantom_is_fast_and_sizes_are_configurable():
 
 
 def test_phantoms_stack_into_a_batched_pytree():
-    batch = jax.tree.map(lambda *leaves: jp.stack(leaves),
-                         *[make_phantom(PhantomConfig(seed=s)) for s in range(3)])
+    batch = jax.tree.map(lambda *leaves: jp.stack(leaves), *[make_phantom(PhantomConfig(seed=s)) for s in range(3)])
     assert batch.labels.shape == (3, 64, 64, 40) and batch.target.shape == (3, 3)
     looked_up = jax.vmap(labels_at)(batch, batch.target[:, None])
     np.testing.assert_array_equal(looked_up, BONE)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("seed", -1), ("seed", 1.5), ("preset", "leg"), ("shape", (64, 64)), ("shape", (64, 64, 4)),
-    ("voxel_size", 0.0), ("voxel_size", "big"), ("shape", (16, 16, 16)),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("seed", -1),
+        ("seed", 1.5),
+        ("preset", "leg"),
+        ("shape", (64, 64)),
+        ("shape", (64, 64, 4)),
+        ("voxel_size", 0.0),
+        ("voxel_size", "big"),
+        ("shape", (16, 16, 16)),
+    ],
+)
 def test_bad_config_raises_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         PhantomConfig(**{field: value})

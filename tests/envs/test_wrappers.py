@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 
 import envs
-from envs.wrappers import (ActionDelayWrapper, ActionRepeatWrapper, AutoResetWrapper, DomainRandomizationConfig,
-                           DomainRandomizationWrapper, EpisodeWrapper, ObservationNoiseWrapper, VmapWrapper,
-                           randomize)
-
+from envs.wrappers import (
+    ActionDelayWrapper,
+    ActionRepeatWrapper,
+    AutoResetWrapper,
+    DomainRandomizationConfig,
+    DomainRandomizationWrapper,
+    EpisodeWrapper,
+    ObservationNoiseWrapper,
+    VmapWrapper,
+    randomize,
+)
 
 _COMPILED = {}
 # one env object shared by several tests so its compiled rollout (30 steps, unbatched) is reused;
@@ -24,6 +31,7 @@ def _scan(env, state, actions):
     """Roll `env` over `actions` [T, ...]; returns (final state, (qpos, reward, cost, obs, done) over time).
     One compiled function per env object (reused across calls with equal shapes)."""
     if id(env) not in _COMPILED:
+
         def step(s, a):
             s = env.step(s, a)
             return s, (s.pipeline_state.qpos, s.reward, s.info["cost"], s.obs, s.done)
@@ -70,8 +78,9 @@ def test_observation_noise_has_the_requested_std_zero_mean_and_is_fresh_each_ste
         clean_obs = jax.vmap(env._observe)(s.pipeline_state, s.info)  # the noise-free obs of the same state
         return s, s.obs - clean_obs
 
-    _, noise = jax.jit(lambda s, a: jax.lax.scan(step, s, a))(jax.jit(noisy.reset)(jax.random.PRNGKey(0)),
-                                                              jp.zeros((3, batch, 1)))
+    _, noise = jax.jit(lambda s, a: jax.lax.scan(step, s, a))(
+        jax.jit(noisy.reset)(jax.random.PRNGKey(0)), jp.zeros((3, batch, 1))
+    )
     noise = np.asarray(noise)  # [3, batch, 5]
     n = noise.size
     assert abs(noise.mean()) < 4 * std / np.sqrt(n)
@@ -83,8 +92,7 @@ def test_observation_noise_has_the_requested_std_zero_mean_and_is_fresh_each_ste
 @pytest.mark.slow
 def test_domain_randomization_gives_in_range_distinct_parameters_and_different_dynamics():
     env, batch = envs.make("safe_cartpole"), 8
-    config = DomainRandomizationConfig(mass_scale=(0.5, 1.5), damping_scale=(0.5, 2.0),
-                                       actuator_gain_scale=(0.8, 1.2))
+    config = DomainRandomizationConfig(mass_scale=(0.5, 1.5), damping_scale=(0.5, 2.0), actuator_gain_scale=(0.8, 1.2))
     keys = jax.random.split(jax.random.PRNGKey(0), batch)
     wrapped = DomainRandomizationWrapper(env, functools.partial(randomize, rng=keys, config=config))
     model = wrapped.batched_model
@@ -136,7 +144,8 @@ def test_episode_wrapper_accumulates_return_cost_and_length_then_restarts():
         return s, (s.reward, s.info["cost"], s.done, s.info["episode_metrics"])
 
     _, (reward, cost, done, sums) = jax.jit(lambda s, a: jax.lax.scan(step, s, a))(
-        jax.jit(wrapped.reset)(jax.random.PRNGKey(1)), actions)
+        jax.jit(wrapped.reset)(jax.random.PRNGKey(1)), actions
+    )
     assert np.asarray(done)[9].all() and not np.asarray(done)[:9].any()
     np.testing.assert_allclose(sums["sum_reward"][9], np.asarray(reward)[:10].sum(0), rtol=1e-5)
     np.testing.assert_allclose(sums["cost"][9], np.asarray(cost)[:10].sum(0))
@@ -152,6 +161,6 @@ def test_every_wrapper_composes_and_the_episode_counts_env_steps_under_action_re
     inner = ActionRepeatWrapper(ObservationNoiseWrapper(ActionDelayWrapper(env, 1), 0.01), 2)
     randomized = DomainRandomizationWrapper(inner, functools.partial(randomize, rng=keys))
     wrapped = AutoResetWrapper(EpisodeWrapper(randomized, episode_length=10, steps_per_call=2))
-    _, (qpos, reward, cost, obs, done) = _scan(wrapped, jax.jit(wrapped.reset)(keys), jp.ones((10, 4, 2)))
+    _, (_qpos, _reward, _cost, obs, done) = _scan(wrapped, jax.jit(wrapped.reset)(keys), jp.ones((10, 4, 2)))
     assert obs.shape == (10, 4, env.observation_size) and np.isfinite(np.asarray(obs)).all()
     assert np.asarray(done)[:, 0].tolist() == [0, 0, 0, 0, 1] * 2  # 10 env steps = 5 calls of 2

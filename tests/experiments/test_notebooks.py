@@ -17,27 +17,61 @@ import nbhelpers  # noqa: E402
 
 # what each notebook must show with the small budget: text in its outputs and a least number of figures
 EXPECTED = {
-    "01_environments": (["| soft_arm | soft robot |", "| soft_fish | soft robot |", "| muscle_leg | soft robot |",
-                         "swing_up: (cos θ' + 1) / 2", "rendered ", "env_throughput: jax", "env steps/s"], 1),
-    "02_models": (["first fit (compile + run)", "second fit (run only)", "| inside the data |",
-                   "| outside the data |"], 2),
-    "03_pets": (["saferl train pets --env pendulum", "run directory:", "compile ≈", "pets_vs_modelfree:",
-                 "pets_time_to_solve:", "models_planning:"], 4),
-    "04_sooper": (["sooper_table: 36 runs", "| safe_cartpole | sooper |", "live SOOPER run: skipped",
-                   "| point_goal | sooper |"], 3),
+    "01_environments": (
+        [
+            "| soft_arm | soft robot |",
+            "| soft_fish | soft robot |",
+            "| muscle_leg | soft robot |",
+            "swing_up: (cos θ' + 1) / 2",
+            "rendered ",
+            "env_throughput: jax",
+            "env steps/s",
+        ],
+        1,
+    ),
+    "02_models": (
+        ["first fit (compile + run)", "second fit (run only)", "| inside the data |", "| outside the data |"],
+        2,
+    ),
+    "03_pets": (
+        [
+            "saferl train pets --env pendulum",
+            "run directory:",
+            "compile ≈",
+            "pets_vs_modelfree:",
+            "pets_time_to_solve:",
+            "models_planning:",
+        ],
+        4,
+    ),
+    "04_sooper": (
+        ["sooper_table: 36 runs", "| safe_cartpole | sooper |", "live SOOPER run: skipped", "| point_goal | sooper |"],
+        3,
+    ),
     "05_softae": (["| info_gain | 1 |", "| random | 1 |", "zero-shot swing_up return", "softae_study"], 1),
-    "06_ultrasound": (["| abdomen |", "10 N, tilt 0.3 rad: mean intensity", "images/s", "| us_navigate |",
-                       "ultrasound: x86_64"], 3),
-    "07_hardware": (["robot serving on tcp://127.0.0.1:", "policy side p50", "robot process exit code: 0",
-                     "bridge_latency: PointMassRobot"], 2),
+    "06_ultrasound": (
+        ["| abdomen |", "10 N, tilt 0.3 rad: mean intensity", "images/s", "| us_navigate |", "ultrasound: x86_64"],
+        3,
+    ),
+    "07_hardware": (
+        [
+            "robot serving on tcp://127.0.0.1:",
+            "policy side p50",
+            "robot process exit code: 0",
+            "bridge_latency: PointMassRobot",
+        ],
+        2,
+    ),
 }
 FAST = {"04_sooper"}  # ≈ 15 s; the others compile JAX programs (≈ 30–80 s each on 2 busy cores)
 
 
 def _text(outputs: list) -> str:
-    return "".join(str(out.get("text", "")) + "".join(str(out.get("data", {}).get(kind, ""))
-                                                     for kind in ("text/plain", "text/markdown", "text/html"))
-                   for out in outputs)
+    return "".join(
+        str(out.get("text", ""))
+        + "".join(str(out.get("data", {}).get(kind, "")) for kind in ("text/plain", "text/markdown", "text/html"))
+        for out in outputs
+    )
 
 
 def _outputs(notebook: nbformat.NotebookNode) -> list:
@@ -47,7 +81,7 @@ def _outputs(notebook: nbformat.NotebookNode) -> list:
 def _execute(name: str) -> nbformat.NotebookNode | Exception:
     try:
         return build.execute(build.build(build.SOURCES / f"{name}.py"), "small", timeout_s=600)
-    except Exception as err:  # reported by the notebook's own test
+    except Exception as err:  # noqa: BLE001 — reported by the notebook's own test
         return err
 
 
@@ -57,11 +91,14 @@ def executed(request) -> dict:
     tracing and compiling JAX programs, one core each. {name: executed notebook or the exception raised}."""
     from concurrent.futures import ThreadPoolExecutor
 
-    names = [item.callspec.params["name"] for item in request.session.items
-             if item.originalname == "test_notebook_runs_with_the_small_budget_and_shows_its_results"]
+    names = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.originalname == "test_notebook_runs_with_the_small_budget_and_shows_its_results"
+    ]
     names.sort(key=lambda n: n in FAST)  # the quick one last
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(names, pool.map(_execute, names)))
+        return dict(zip(names, pool.map(_execute, names), strict=False))
 
 
 def test_every_notebook_source_has_its_expectations_here():
@@ -90,7 +127,8 @@ def test_committed_notebooks_are_built_from_their_sources():
         assert committed.is_file(), f"{committed.name} is missing: run `python experiments/notebooks/build.py`"
         notebook = nbformat.read(committed, as_version=4)
         assert build.cell_sources(notebook) == build.cell_sources(build.build(source)), (
-            f"{committed.name} differs from src/{source.name}: run `python experiments/notebooks/build.py`")
+            f"{committed.name} differs from src/{source.name}: run `python experiments/notebooks/build.py`"
+        )
     assert build.main(["--check"]) == 0
 
 
@@ -113,7 +151,7 @@ def test_percent_format_splits_markdown_and_code_cells():
 
 def test_unknown_budget_is_rejected_with_the_allowed_ones(monkeypatch):
     monkeypatch.setenv("SAFERL_NOTEBOOK_BUDGET", "huge")
-    with pytest.raises(ValueError, match="'huge'.*small, full"):
+    with pytest.raises(ValueError, match=r"'huge'.*small, full"):
         nbhelpers.budget()
     monkeypatch.setenv("SAFERL_NOTEBOOK_BUDGET", "full")
     assert nbhelpers.budget() == "full"
@@ -123,6 +161,7 @@ def test_unknown_budget_is_rejected_with_the_allowed_ones(monkeypatch):
 
 # --- experiments/notebooks/benchmarks.ipynb: the committed benchmark results in one place (no source: it
 # only loads results) --------------------------------------------------------------------------------------
+
 
 def test_benchmark_notebook_runs_and_shows_every_committed_result():
     from nbclient import NotebookClient

@@ -15,14 +15,41 @@ sys.path.insert(0, str(EXPERIMENTS.parent / "tests" / "training"))
 
 import softae_study  # noqa: E402  (experiments/softae_study.py)
 
-OLD_COLUMNS = ["env", "variant", "strategy", "seed", "episodes", "env_steps", "exploration_cost", "error_1",
-               "error_10", "error_50", "task", "zero_shot_return", "zero_shot_cost", "seconds"]
+OLD_COLUMNS = [
+    "env",
+    "variant",
+    "strategy",
+    "seed",
+    "episodes",
+    "env_steps",
+    "exploration_cost",
+    "error_1",
+    "error_10",
+    "error_50",
+    "task",
+    "zero_shot_return",
+    "zero_shot_cost",
+    "seconds",
+]
 
 
 def _row(strategy, seed, task, ret, seconds, settings=None):
-    row = {"env": "soft_arm", "variant": "nominal", "strategy": strategy, "seed": seed, "episodes": 8,
-           "env_steps": 1600, "exploration_cost": 500.0, "error_1": 0.2, "error_10": 1.0 + seed, "error_50": "nan",
-           "task": task, "zero_shot_return": ret, "zero_shot_cost": 40.0, "seconds": seconds}
+    row = {
+        "env": "soft_arm",
+        "variant": "nominal",
+        "strategy": strategy,
+        "seed": seed,
+        "episodes": 8,
+        "env_steps": 1600,
+        "exploration_cost": 500.0,
+        "error_1": 0.2,
+        "error_10": 1.0 + seed,
+        "error_50": "nan",
+        "task": task,
+        "zero_shot_return": ret,
+        "zero_shot_cost": 40.0,
+        "seconds": seconds,
+    }
     if settings is not None:
         row["settings"] = settings
     return row
@@ -37,10 +64,14 @@ def _write_csv(path, rows):
 
 
 def test_merge_keeps_settings_apart_and_averages_over_seeds(tmp_path, monkeypatch):
-    old = _write_csv(tmp_path / "old.csv", [_row("info_gain", s, t, 100.0 + 10 * s, 300.0 + s)
-                                            for s in (0, 1) for t in ("reach", "circle")])
-    new = _write_csv(tmp_path / "new.csv", [_row("info_gain", 0, t, 150.0, 400.0, "cost_constraint=penalty")
-                                            for t in ("reach", "circle")])
+    old = _write_csv(
+        tmp_path / "old.csv",
+        [_row("info_gain", s, t, 100.0 + 10 * s, 300.0 + s) for s in (0, 1) for t in ("reach", "circle")],
+    )
+    new = _write_csv(
+        tmp_path / "new.csv",
+        [_row("info_gain", 0, t, 150.0, 400.0, "cost_constraint=penalty") for t in ("reach", "circle")],
+    )
     out = tmp_path / "merged"
     monkeypatch.setattr(sys, "argv", ["softae_study.py", "--merge", str(old), str(new), "--out", str(out)])
     softae_study.main()
@@ -60,7 +91,7 @@ def test_merge_keeps_settings_apart_and_averages_over_seeds(tmp_path, monkeypatc
 
 def test_merge_of_a_missing_part_names_it(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["softae_study.py", "--merge", str(tmp_path / "nope.csv")])
-    with pytest.raises(SystemExit, match="nope.csv not found"):
+    with pytest.raises(SystemExit, match=r"nope.csv not found"):
         softae_study.main()
 
 
@@ -95,7 +126,7 @@ def test_seeds_explored_together_are_the_single_seed_runs(monkeypatch):
     assert len(together) == 2 * 2 * len(tasks) and {r["seed_batch"] for r in together} == {"0 1"}
     mine = [r for r in together if r["seed"] == 1]
     assert [(r["episodes"], r["task"]) for r in mine] == [(r["episodes"], r["task"]) for r in alone]
-    for a, b in zip(mine, alone):
+    for a, b in zip(mine, alone, strict=False):
         for key in ("exploration_cost", "error_1", "error_10", "zero_shot_return", "zero_shot_cost"):
             assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4, nan_ok=True), key
     seed0 = [r for r in together if r["seed"] == 0]
@@ -122,7 +153,8 @@ def test_set_env_reaches_the_world_and_keeps_rows_apart():
     assert env.config.episode_length == 20
     assert world.obs_noise_std == pytest.approx(0.01) and world.action_delay == 1
     assert softae_study._settings({"cost_constraint": "feasibility"}, {"episode_length": 20}) == (
-        "cost_constraint=feasibility env:episode_length=20")
+        "cost_constraint=feasibility env:episode_length=20"
+    )
     assert softae_study._settings({}, None) == ""
     with pytest.raises(UserError, match="episode_lenght"):
         softae_study._world("pendulum", "nominal", {"episode_lenght": 20})
@@ -141,8 +173,22 @@ def test_tasks_option_limits_the_task_specific_baseline_and_names_an_unknown_tas
 
 def test_tasks_option_names_a_task_no_env_has_before_running_anything(monkeypatch, tmp_path):
     env = softae_study.envs.make("pendulum")
-    monkeypatch.setattr(sys, "argv", ["softae_study.py", "--envs", "pendulum", "--strategies", "task", "--tasks",
-                                      sorted(env.tasks())[0], "swing_upp", "--out", str(tmp_path / "x")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "softae_study.py",
+            "--envs",
+            "pendulum",
+            "--strategies",
+            "task",
+            "--tasks",
+            sorted(env.tasks())[0],
+            "swing_upp",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     from saferl.errors import UserError
 
     with pytest.raises(UserError, match="--tasks swing_upp: not a task of any of pendulum"):

@@ -23,8 +23,9 @@ def free_base_port() -> int:
 def start_server(args: list[str], timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
     """Start `args` (a server command line lacking --bind) in its own process; wait for 'ready'."""
     address = f"tcp://127.0.0.1:{free_base_port()}"
-    proc = subprocess.Popen([PYTHON, *args, "--bind", address], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, *args, "--bind", address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + timeout_s
     lines = []
     while time.monotonic() < deadline:
@@ -56,12 +57,26 @@ def mlp_apply(params, obs):
     return jnp.tanh(jnp.tanh(obs @ params["w1"] + params["b1"]) @ params["w2"])
 
 
-def tiny_policy(observation_size: int, action_size: int, env_name: str = "pendulum", seed: int = 0,
-                action_repeat: int = 1) -> Policy:
+def tiny_policy(
+    observation_size: int, action_size: int, env_name: str = "pendulum", seed: int = 0, action_repeat: int = 1
+) -> Policy:
     """A stateless `saferl.policies.Policy` around a small random MLP (`apply`, `params`: exportable)."""
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    params = {"w1": 0.5 * jax.random.normal(k1, (observation_size, 16)), "b1": jnp.zeros(16),
-              "w2": 0.5 * jax.random.normal(k2, (16, action_size))}
-    return Policy(act=stateless(lambda obs, key: mlp_apply(params, obs)), init_carry=stateless_carry, params=params,
-                  apply=mlp_apply, observation_size=observation_size, action_size=action_size, env_name=env_name,
-                  env_config=None, cost_budget=0.0, algo="tiny", action_repeat=action_repeat)
+    params = {
+        "w1": 0.5 * jax.random.normal(k1, (observation_size, 16)),
+        "b1": jnp.zeros(16),
+        "w2": 0.5 * jax.random.normal(k2, (16, action_size)),
+    }
+    return Policy(
+        act=stateless(lambda obs, key: mlp_apply(params, obs)),
+        init_carry=stateless_carry,
+        params=params,
+        apply=mlp_apply,
+        observation_size=observation_size,
+        action_size=action_size,
+        env_name=env_name,
+        env_config=None,
+        cost_budget=0.0,
+        algo="tiny",
+        action_repeat=action_repeat,
+    )

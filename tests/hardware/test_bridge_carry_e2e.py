@@ -28,8 +28,19 @@ def carry_policy() -> Policy:
         return jnp.clip(push, -1.0, 1.0)[None], carry.replace(memory=carry.memory + 1)
 
     init = lambda: PolicyCarry(cost_spent=jnp.zeros(()), memory=jnp.zeros((), jnp.float32))  # noqa: E731
-    return Policy(act=act, init_carry=init, params=None, apply=None, observation_size=5, action_size=1,
-                  env_name="safe_cartpole", env_config=None, cost_budget=100.0, algo="test", action_repeat=REPEAT)
+    return Policy(
+        act=act,
+        init_carry=init,
+        params=None,
+        apply=None,
+        observation_size=5,
+        action_size=1,
+        env_name="safe_cartpole",
+        env_config=None,
+        cost_budget=100.0,
+        algo="test",
+        action_repeat=REPEAT,
+    )
 
 
 @jax.tree_util.register_dataclass
@@ -50,20 +61,24 @@ class ReplayEnv:
 
     def reset(self, key):
         zero = jnp.zeros(())
-        return ReplayState(obs=self.recorded["obs"][0], reward=zero, done=zero,
-                           info={"cost": zero, "t": jnp.zeros((), jnp.int32)})
+        return ReplayState(
+            obs=self.recorded["obs"][0], reward=zero, done=zero, info={"cost": zero, "t": jnp.zeros((), jnp.int32)}
+        )
 
     def step(self, state, action):
         t = jnp.minimum(state.info["t"], self.length - 1)
-        return ReplayState(obs=self.recorded["next_obs"][t], reward=self.recorded["reward"][t], done=jnp.zeros(()),
-                           info={"cost": self.recorded["cost"][t], "t": state.info["t"] + 1})
+        return ReplayState(
+            obs=self.recorded["next_obs"][t],
+            reward=self.recorded["reward"][t],
+            done=jnp.zeros(()),
+            info={"cost": self.recorded["cost"][t], "t": state.info["t"] + 1},
+        )
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     # 100 Hz is 2x real time for the cart-pole (ctrl_dt 0.02 s)
-    proc, address = start_server(["-m", "hardware.cli", "sim", "safe_cartpole", "--rate", "100",
-                                  "--watchdog", "10"])
+    proc, address = start_server(["-m", "hardware.cli", "sim", "safe_cartpole", "--rate", "100", "--watchdog", "10"])
     try:
         record_dir = tmp_path_factory.mktemp("carry_rec")
         config = RunConfig(episodes=2, seed=3, max_steps=STEPS, record_dir=str(record_dir))
@@ -90,9 +105,16 @@ def test_a_deployed_carry_dependent_policy_acts_as_the_episode_loop_on_the_same_
         assert length >= 20, length  # most states seen even when other jobs load the machine
         assert recorded["cost"][:length].sum() >= 3  # the carry really changed: actions reacted to cost
         env = ReplayEnv(recorded, length)
-        _, decisions = jax.jit(lambda: episode.run(policy, env, env.reset(None), jax.random.PRNGKey(0),
-                                                   episode.decisions_for(length, REPEAT),
-                                                   emit_step=lambda step: step.action))()
+        _, decisions = jax.jit(
+            lambda env=env, length=length: episode.run(
+                policy,
+                env,
+                env.reset(None),
+                jax.random.PRNGKey(0),
+                episode.decisions_for(length, REPEAT),
+                emit_step=lambda step: step.action,
+            )
+        )()
         loop_actions = np.asarray(episode.per_step(decisions.steps, length))
         fresh = recorded["source"][:length] == 0  # applied as the policy side sent it (not a watchdog hold)
         assert fresh.mean() > 0.5

@@ -12,11 +12,20 @@ from hardware.robot.interface import RobotSpec
 from hardware.robot.onboard import OnboardPolicy
 
 
-@pytest.mark.parametrize("argv", [
-    ["no-such-command"], ["run"], ["run", "/no/such/run"], ["run", "/tmp", "--episodes", "0"],
-    ["ping", "tcp://nohostport"], ["ping", "tcp://127.0.0.1:9", "--timeout", "0.2"], ["sim", "no_such_env"],
-    ["replay", "/no/such/dir"], ["sim", "pendulum", "--bind", "udp://x:1"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["no-such-command"],
+        ["run"],
+        ["run", "/no/such/run"],
+        ["run", "/tmp", "--episodes", "0"],
+        ["ping", "tcp://nohostport"],
+        ["ping", "tcp://127.0.0.1:9", "--timeout", "0.2"],
+        ["sim", "no_such_env"],
+        ["replay", "/no/such/dir"],
+        ["sim", "pendulum", "--bind", "udp://x:1"],
+    ],
+)
 def test_bad_cli_input_prints_one_line_and_exits_nonzero(argv, capsys):
     code = cli.main(argv)
     err = capsys.readouterr().err.strip()
@@ -39,8 +48,9 @@ def ppo_policy():
     from saferl.policies.policy import Policy, stateless, stateless_carry
 
     obs_dim, act_dim = 5, 2
-    nets = ppo_networks.make_ppo_networks(obs_dim, act_dim, preprocess_observations_fn=running_statistics.normalize,
-                                          policy_hidden_layer_sizes=(32, 32))
+    nets = ppo_networks.make_ppo_networks(
+        obs_dim, act_dim, preprocess_observations_fn=running_statistics.normalize, policy_hidden_layer_sizes=(32, 32)
+    )
     normalizer = running_statistics.init_state(specs.Array((obs_dim,), np.dtype("float32")))
     normalizer = running_statistics.update(normalizer, jax.random.normal(jax.random.PRNGKey(1), (64, obs_dim)) * 3)
     params = (normalizer, nets.policy_network.init(jax.random.PRNGKey(0)))
@@ -49,9 +59,18 @@ def ppo_policy():
     def apply(policy_params, obs):
         return dist.mode(nets.policy_network.apply(*policy_params, obs))
 
-    return Policy(act=stateless(lambda obs, key: apply(params, obs)), init_carry=stateless_carry, params=params,
-                  apply=apply, observation_size=obs_dim, action_size=act_dim, env_name="test", env_config=None,
-                  cost_budget=1.0, algo="ppo")
+    return Policy(
+        act=stateless(lambda obs, key: apply(params, obs)),
+        init_carry=stateless_carry,
+        params=params,
+        apply=apply,
+        observation_size=obs_dim,
+        action_size=act_dim,
+        env_name="test",
+        env_config=None,
+        cost_budget=1.0,
+        algo="ppo",
+    )
 
 
 @pytest.mark.slow

@@ -14,8 +14,9 @@ from hardware.robot import requests
 from hardware.robot.interface import RobotSpec
 from hardware.robot.session import Request, ServerInfo, Session
 
-SPEC = RobotSpec(name="fake", obs_shape=(3,), action_low=(-1.0,), action_high=(1.0,), rate_hz=100.0,
-                 params=(("gain", 1.0),))
+SPEC = RobotSpec(
+    name="fake", obs_shape=(3,), action_low=(-1.0,), action_high=(1.0,), rate_hz=100.0, params=(("gain", 1.0),)
+)
 INFO = ServerInfo(spec=SPEC, rate_hz=100.0, state_port=5556, action_port=5557, onboard=False, curve=False)
 
 
@@ -38,8 +39,9 @@ class FakeRobot:
 
 def call(session: Session, kind: str, body: dict | None = None, robot: FakeRobot | None = None):
     message = protocol.Message(kind, 7, 0, body or {})
-    request = Request(message=message, info=INFO, robot=robot or FakeRobot(), counters=lambda: {"periods": 3},
-                      state_seq=42)
+    request = Request(
+        message=message, info=INFO, robot=robot or FakeRobot(), counters=lambda: {"periods": 3}, state_seq=42
+    )
     before = copy.deepcopy(session)
     result = requests.handle(session, request)
     assert session == before, "a handler never mutates the session it is given"
@@ -99,8 +101,9 @@ def test_set_params_checks_server_parameters_before_touching_the_robot():
     with pytest.raises(ProtocolError) as err:
         call(fresh(), "set_params", {"params": {"nope": 1.0}}, robot)
     assert err.value.code == "bad_request"
-    session, data = call(fresh(), "set_params", {"params": {"watchdog_periods": 8.0, "max_action_age_s": 0.5,
-                                                            "gain": 2.0}}, robot)
+    session, data = call(
+        fresh(), "set_params", {"params": {"watchdog_periods": 8.0, "max_action_age_s": 0.5, "gain": 2.0}}, robot
+    )
     assert session.watchdog_periods == 8 and session.max_action_age_ns == 500_000_000
     assert robot.calls == [("set", "gain", 2.0)] and data["applied"]["gain"] == 2.0
     with pytest.raises(ProtocolError) as err:
@@ -126,5 +129,6 @@ def test_realtime_priority_is_checked_and_a_refusal_is_a_clear_error(monkeypatch
 
     monkeypatch.setattr(server_module.os, "sched_setscheduler", refuse)
     with pytest.raises(ValueError, match="CAP_SYS_NICE"):
-        server_module.RobotServer(PointMassRobot(), server_module.ServerConfig(bind="tcp://127.0.0.1:5599",
-                                                                                realtime_priority=10))
+        server_module.RobotServer(
+            PointMassRobot(), server_module.ServerConfig(bind="tcp://127.0.0.1:5599", realtime_priority=10)
+        )

@@ -32,8 +32,9 @@ def onnx_policy(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sim_server(onnx_policy):
     # 100 Hz is 5x real time for pendulum (ctrl_dt 0.05 s); short episodes keep the test fast
-    proc, address = start_server(["-m", "hardware.cli", "sim", "pendulum", "--rate", "100", "--watchdog", "10",
-                                  "--onboard", str(onnx_policy[1])])
+    proc, address = start_server(
+        ["-m", "hardware.cli", "sim", "pendulum", "--rate", "100", "--watchdog", "10", "--onboard", str(onnx_policy[1])]
+    )
     yield address
     assert proc.poll() is None
     stop_server(proc)
@@ -76,7 +77,7 @@ def test_run_completes_episodes_and_records_them(recording):
 def test_recorded_trajectories_match_the_simulator(recording):
     record_dir, summaries = recording
     env = envs.make("pendulum")
-    for path, summary in zip(episode_files(record_dir), summaries):
+    for path, summary in zip(episode_files(record_dir), summaries, strict=False):
         episode = load_episode(path)
         twin = NativeTwin(env, summary.seed)
         reset_obs = twin.reset()
@@ -91,7 +92,7 @@ def test_recorded_trajectories_match_the_simulator(recording):
         length = int(np.argmin(chained)) if not chained.all() else chained.size
         assert length >= 10
         for t, action in enumerate(episode["action"][:length]):
-            obs, reward, cost, _ = twin.step(action)
+            obs, reward, _cost, _ = twin.step(action)
             # same native MuJoCo, same float32 actions: identical up to float32 rounding of obs
             np.testing.assert_allclose(obs, episode["next_obs"][t], atol=1e-5)
             np.testing.assert_allclose(reward, episode["reward"][t], atol=1e-5)
@@ -139,8 +140,21 @@ def pets_deployment(sim_server, tmp_path_factory):
 
     run_dir = pets_run(3).run_dir
     record_dir = tmp_path_factory.mktemp("pets_rec")
-    code = cli.main(["run", str(run_dir), "--robot", sim_server, "--max-steps", str(PETS_STEPS), "--seed", "3",
-                     "--record", str(record_dir), "--quiet"])
+    code = cli.main(
+        [
+            "run",
+            str(run_dir),
+            "--robot",
+            sim_server,
+            "--max-steps",
+            str(PETS_STEPS),
+            "--seed",
+            "3",
+            "--record",
+            str(record_dir),
+            "--quiet",
+        ]
+    )
     return code, run_dir, record_dir
 
 
@@ -170,7 +184,15 @@ def test_a_bridge_recording_feeds_pets_training_before_its_first_fit(pets_deploy
     _, _, record_dir = pets_deployment
     windows = load_recordings(record_dir, action_repeat=PETS_TINY["action_repeat"])["reward"].size
     assert windows >= PETS_STEPS // 4  # held actions give 2-step transitions even with some missed states
-    result = train("pets", "pendulum", steps=PETS_EPISODE, overrides=PETS_TINY, env_overrides=PETS_ENV,
-                   out=tmp_path, data=record_dir, progress=False, tensorboard=False)
+    result = train(
+        "pets",
+        "pendulum",
+        steps=PETS_EPISODE,
+        overrides=PETS_TINY,
+        env_overrides=PETS_ENV,
+        out=tmp_path,
+        data=record_dir,
+        progress=False,
+        tensorboard=False,
+    )
     assert result.metrics["buffer_size"] == windows + PETS_EPISODE // PETS_TINY["action_repeat"]
-

@@ -1,6 +1,7 @@
 """`saferl-deploy run` on a SOOPER run: the shielded MPC learner (its carry: cost spent from the robot's costs,
 planner memory, shield interventions) drives the simulated safe cart-pole robot for a whole recorded episode."""
 
+import itertools
 import pathlib
 import sys
 
@@ -32,8 +33,21 @@ def deployment(tmp_path_factory):
         record_dir = tmp_path_factory.mktemp("sooper_rec")
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(runner, "make_actor", logged_actor)
-            code = cli.main(["run", str(run_dir), "--robot", address, "--max-steps", str(STEPS), "--seed", "2",
-                             "--record", str(record_dir), "--quiet"])
+            code = cli.main(
+                [
+                    "run",
+                    str(run_dir),
+                    "--robot",
+                    address,
+                    "--max-steps",
+                    str(STEPS),
+                    "--seed",
+                    "2",
+                    "--record",
+                    str(record_dir),
+                    "--quiet",
+                ]
+            )
     finally:
         stop_server(proc)
     (actor,) = actors
@@ -87,7 +101,7 @@ def test_the_robot_applies_the_sooper_actors_decisions_and_its_costs_reach_the_a
     _, _, record_dir, actor = deployment
     episode = load_episode(episode_files(record_dir)[0])
     calls = actor.episode_calls()
-    assert calls[0][1] == 0 and all(a[1] <= b[1] for a, b in zip(calls, calls[1:]))  # from step 0, in order
+    assert calls[0][1] == 0 and all(a[1] <= b[1] for a, b in itertools.pairwise(calls))  # from step 0, in order
     answers = np.stack([action for *_, action in calls])
     assert len(np.unique(answers.round(5))) > 1  # the planner decides, not a constant
     from_policy = np.nonzero(episode["source"] == ACTION_SOURCES.index("policy"))[0]

@@ -9,12 +9,16 @@ from hardware import endpoints
 
 def test_plane_addresses_use_port_and_the_next_two():
     assert endpoints.plane_addresses("tcp://robot.local:5555") == {
-        "control": "tcp://robot.local:5555", "state": "tcp://robot.local:5556", "action": "tcp://robot.local:5557"}
+        "control": "tcp://robot.local:5555",
+        "state": "tcp://robot.local:5556",
+        "action": "tcp://robot.local:5557",
+    }
     assert endpoints.parse("tcp://[::1]:7000") == ("[::1]", 7000)
 
 
-@pytest.mark.parametrize("address", ["robot:5555", "tcp://robot", "tcp://robot:65534", "tcp://robot:0", "",
-                                     "udp://robot:5555"])
+@pytest.mark.parametrize(
+    "address", ["robot:5555", "tcp://robot", "tcp://robot:65534", "tcp://robot:0", "", "udp://robot:5555"]
+)
 def test_bad_addresses_are_refused_with_the_expected_form(address):
     with pytest.raises(ValueError, match="expected tcp://HOST:PORT"):
         endpoints.parse(address)

@@ -21,14 +21,19 @@ from saferl.errors import UserError
 
 
 def test_a_missing_run_dir_is_a_user_error_naming_it(tmp_path):
-    with pytest.raises(UserError, match="run directory '.*nope' not found"):
+    with pytest.raises(UserError, match=r"run directory '.*nope' not found"):
         load_policy(tmp_path / "nope")
 
 
-@pytest.mark.parametrize("config, message", [
-    (None, "config.json is missing"), ("{not json", "not valid JSON"), ({"env": "pendulum"}, r"missing keys \['algo'\]"),
-    ({"algo": "no_such_algo"}, "unknown algorithm 'no_such_algo'; available: .*pets"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (None, "config.json is missing"),
+        ("{not json", "not valid JSON"),
+        ({"env": "pendulum"}, r"missing keys \['algo'\]"),
+        ({"algo": "no_such_algo"}, "unknown algorithm 'no_such_algo'; available: .*pets"),
+    ],
+)
 def test_unusable_run_dirs_are_user_errors(tmp_path, config, message):
     if config is not None:
         (tmp_path / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
@@ -37,20 +42,42 @@ def test_unusable_run_dirs_are_user_errors(tmp_path, config, message):
 
 
 def test_importing_the_deploy_side_imports_no_training_code():
-    code = ("import sys, hardware.policies, hardware.runner, hardware.cli; import saferl.policies.episode; "
-            "print(sorted(m for m in sys.modules if m.startswith(('saferl.training', 'saferl.agents', 'optax'))))")
+    code = (
+        "import sys, hardware.policies, hardware.runner, hardware.cli; import saferl.policies.episode; "
+        "print(sorted(m for m in sys.modules if m.startswith(('saferl.training', 'saferl.agents', 'optax'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 # modules of `saferl train` that a deployment never needs
-DRIVER = ("saferl.training.loop", "saferl.training.run", "saferl.training.seeds", "saferl.training.context",
-          "saferl.training.progress", "saferl.training.plots", "saferl.cli", "tensorboardX", "matplotlib")
+DRIVER = (
+    "saferl.training.loop",
+    "saferl.training.run",
+    "saferl.training.seeds",
+    "saferl.training.context",
+    "saferl.training.progress",
+    "saferl.training.plots",
+    "saferl.cli",
+    "tensorboardX",
+    "matplotlib",
+)
 # what restoring a trainer's state would bring in (see the module docstring)
-TRAINER = ("saferl.agents.ppo.train", "saferl.agents.sac.train", "saferl.agents.pets.train",
-           "saferl.agents.sooper.train", "saferl.agents.softae.train", "optax", "saferl.training.logger",
-           "saferl.agents.modelfree.common", "saferl.agents.pets.agent", "saferl.agents.sooper.agent",
-           "saferl.agents.sooper.critic", "saferl.agents.softae.agent", "saferl.data.buffer")
+TRAINER = (
+    "saferl.agents.ppo.train",
+    "saferl.agents.sac.train",
+    "saferl.agents.pets.train",
+    "saferl.agents.sooper.train",
+    "saferl.agents.softae.train",
+    "optax",
+    "saferl.training.logger",
+    "saferl.agents.modelfree.common",
+    "saferl.agents.pets.agent",
+    "saferl.agents.sooper.agent",
+    "saferl.agents.sooper.critic",
+    "saferl.agents.softae.agent",
+    "saferl.data.buffer",
+)
 
 _LOAD = """
 import json, sys

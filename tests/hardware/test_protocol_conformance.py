@@ -24,8 +24,7 @@ TIMEOUT_MS = 5000
 
 # ---- the document ------------------------------------------------------------------------------------
 def _table_rows(lines: list[str]) -> list[list[str]]:
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines
-            if line.startswith("|")]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
     return rows[2:]  # skip the header and the |---| line
 
 
@@ -33,7 +32,7 @@ def doc_sections() -> dict[str, list[list[str]]]:
     """Heading text of every `####` section -> the rows of the first table under it."""
     sections: dict[str, list[list[str]]] = {}
     heading, lines = None, []
-    for line in DOC.read_text().splitlines() + ["#### end"]:
+    for line in [*DOC.read_text().splitlines(), "#### end"]:
         if line.startswith("#"):
             if heading is not None:
                 sections[heading] = _table_rows(lines)
@@ -77,12 +76,12 @@ def check_value(where: str, type_text: str, value) -> None:
     elif base.startswith("list of "):
         assert isinstance(value, list), f"{where}: {value!r} is not a list"
         for i, item in enumerate(value):
-            check_value(f"{where}[{i}]", base[len("list of "):], item)
+            check_value(f"{where}[{i}]", base[len("list of ") :], item)
     elif base.startswith("map of str to "):
         assert isinstance(value, dict), f"{where}: {value!r} is not a map"
         for key, item in value.items():
             assert type(key) is str
-            check_value(f"{where}.{key}", base[len("map of str to "):], item)
+            check_value(f"{where}.{key}", base[len("map of str to ") :], item)
     else:
         raise AssertionError(f"{where}: type '{type_text}' of the document is not understood by this test")
 
@@ -99,8 +98,11 @@ def check_map(heading: str, value: dict) -> None:
 
 
 def array(dtype: str, shape: list[int], values) -> dict:
-    return {"dtype": dtype, "shape": list(shape), "data": np.asarray(values, np.dtype(dtype).newbyteorder("<"))
-            .reshape(shape).tobytes()}
+    return {
+        "dtype": dtype,
+        "shape": list(shape),
+        "data": np.asarray(values, np.dtype(dtype).newbyteorder("<")).reshape(shape).tobytes(),
+    }
 
 
 def envelope(kind: str, seq: int, body: dict, **override) -> bytes:
@@ -171,8 +173,11 @@ class DocClient:
     def act(self, state: dict, values=None, validity_ns: int = 100_000_000, **body_override) -> None:
         spec = self.hello["spec"]
         values = np.zeros(spec["action_shape"]) if values is None else values
-        body = {"action": array(spec["action_dtype"], spec["action_shape"], values), "state_seq": state["seq"],
-                "valid_until_ns": state["t_ns"] + validity_ns} | body_override
+        body = {
+            "action": array(spec["action_dtype"], spec["action_shape"], values),
+            "state_seq": state["seq"],
+            "valid_until_ns": state["t_ns"] + validity_ns,
+        } | body_override
         self.seq += 1
         self.push.send(envelope("action", self.seq, body))
 

@@ -10,8 +10,19 @@ from saferl.policies import Policy, PolicyCarry, episode, stateless, stateless_c
 
 
 def _policy(act, repeat: int = 1, init_carry=stateless_carry) -> Policy:
-    return Policy(act=act, init_carry=init_carry, params=None, apply=None, observation_size=1, action_size=1,
-                  env_name="test", env_config=None, cost_budget=0.0, algo="test", action_repeat=repeat)
+    return Policy(
+        act=act,
+        init_carry=init_carry,
+        params=None,
+        apply=None,
+        observation_size=1,
+        action_size=1,
+        env_name="test",
+        env_config=None,
+        cost_budget=0.0,
+        algo="test",
+        action_repeat=repeat,
+    )
 
 
 def obs_policy(repeat: int) -> Policy:
@@ -21,9 +32,9 @@ def obs_policy(repeat: int) -> Policy:
 
 def cost_policy(repeat: int = 1) -> Policy:
     """Acts with (cost spent, decisions before this one): both halves of its carry."""
+
     def act(carry, obs, key):
-        return (jnp.stack([carry.cost_spent, carry.memory.astype(jnp.float32)]),
-                carry.replace(memory=carry.memory + 1))
+        return (jnp.stack([carry.cost_spent, carry.memory.astype(jnp.float32)]), carry.replace(memory=carry.memory + 1))
 
     init = lambda: PolicyCarry(cost_spent=jnp.zeros(()), memory=jnp.zeros((), jnp.int32))  # noqa: E731
     return _policy(act, repeat, init)
@@ -74,9 +85,21 @@ def test_recorder_skips_every_transition_that_touches_a_missed_state():
     from hardware.recording import EpisodeRecorder
 
     def state(step: int, episode: int = 1) -> Message:
-        return Message("state", seq=step, t_ns=0, body={
-            "episode": episode, "step": step, "obs": np.full(2, step, np.float32), "action": np.zeros(1, np.float32),
-            "reward": 1.0, "cost": 0.0, "done": False, "action_source": "policy"})
+        return Message(
+            "state",
+            seq=step,
+            t_ns=0,
+            body={
+                "episode": episode,
+                "step": step,
+                "obs": np.full(2, step, np.float32),
+                "action": np.zeros(1, np.float32),
+                "reward": 1.0,
+                "cost": 0.0,
+                "done": False,
+                "action_source": "policy",
+            },
+        )
 
     recorder = EpisodeRecorder()
     # steps 3 and 6, 7 missed (two runs); step 1 repeated (robot idle)

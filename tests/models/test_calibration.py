@@ -70,8 +70,9 @@ def test_without_region_rows_the_growth_stays_zero_and_a_noise_free_output_gets_
     epi_in = jnp.full((N, 1), 0.01)
     err_in = jnp.abs(0.1 * jax.random.normal(k_in, (N, 1)))  # exactly the members' spread, no noise
     no_rows = jnp.zeros(N)
-    scale, growth = calibration.fit_uncertainty_scales((err_in, jnp.ones((N, 1)), epi_in),
-                                                       (err_in, jnp.ones((N, 1)), epi_in), None, no_rows)
+    scale, growth = calibration.fit_uncertainty_scales(
+        (err_in, jnp.ones((N, 1)), epi_in), (err_in, jnp.ones((N, 1)), epi_in), None, no_rows
+    )
     assert float(growth[0]) == 0.0 and float(scale[0]) < 0.01  # σ_ale = 1 claimed for a noise-free output
 
 
@@ -94,6 +95,7 @@ def test_scales_fitted_on_little_data_never_describe_those_rows_worse_than_the_r
             def ece(err, epi):
                 var = jnp.square(a) * ale + calibration.calibrated_epistemic_variance(epi, c)
                 return calibration._level_errors(err / jnp.sqrt(var), None).mean(axis=0)
+
             return ece(err_in, epi_in) + ece(err_region, epi_region)
 
         return summed_ece(a, c), summed_ece(jnp.ones(3), jnp.zeros(3)), a, c

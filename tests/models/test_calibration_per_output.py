@@ -26,13 +26,19 @@ def system(key: jax.Array, n: int, x0_range: tuple[float, float] = (-1.0, 1.0), 
     width = GAP[1] - GAP[0] if gap else 0.0
     x0 = jax.random.uniform(k[0], (n,), minval=lo, maxval=hi - width)
     x0 = jnp.where(x0 >= GAP[0], x0 + width, x0) if gap else x0
-    x1, a = (jax.random.uniform(k[1], (2, n), minval=-1.0, maxval=1.0))
+    x1, a = jax.random.uniform(k[1], (2, n), minval=-1.0, maxval=1.0)
     noise = jax.random.normal(k[2], (2, n))
     d0 = 0.5 * jnp.sin(2 * x0) + 0.3 * a + (0.05 + 0.1 * x1**2) * noise[0]
     d1 = 0.3 * jnp.cos(x0 + x1) - 0.2 * x1 * a
     obs = jnp.stack([x0, x1], -1)
-    return Transition(obs=obs, action=a[:, None], next_obs=obs + jnp.stack([d0, d1], -1),
-                      reward=x0 * x1 + 0.1 * (1 + jnp.abs(x1)) * noise[1], cost=0.5 * x0**2, done=jnp.zeros(n))
+    return Transition(
+        obs=obs,
+        action=a[:, None],
+        next_obs=obs + jnp.stack([d0, d1], -1),
+        reward=x0 * x1 + 0.1 * (1 + jnp.abs(x1)) * noise[1],
+        cost=0.5 * x0**2,
+        done=jnp.zeros(n),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +96,12 @@ def test_epistemic_std_grows_with_distance_from_the_data(fitted):
     state, _, _ = fitted
     bands = [(-1.0, 0.2), (1.0, 1.25), (1.25, 1.5), (1.5, 2.0), (2.0, 3.0)]  # the first is in the data
     out_std = state.normalizer.output_std
-    epi = np.stack([np.asarray((moments(state, system(jax.random.key(9), 2000, band, gap=False))[2] / out_std)
-                               .mean(0)) for band in bands])  # [bands, out], normalised units
+    epi = np.stack(
+        [
+            np.asarray((moments(state, system(jax.random.key(9), 2000, band, gap=False))[2] / out_std).mean(0))
+            for band in bands
+        ]
+    )  # [bands, out], normalised units
     assert np.all(np.diff(epi.mean(1)) > 0), epi  # mean over outputs rises band after band
     assert np.all(epi[-1] > 5 * epi[0]), epi  # and every output's σ_epi far off is many times that on the data
 
@@ -115,9 +125,15 @@ def test_errors_in_a_region_never_seen_are_covered_at_one_sigma(fitted):
 def test_predict_per_member_gives_each_members_own_uncalibrated_gaussian(fitted):
     state, uncalibrated, _ = fitted
     data = system(jax.random.key(12), 8, (1.0, 2.0), gap=False)
-    obs, action = (jnp.broadcast_to(x, (5,) + x.shape) for x in (data.obs, data.action))
-    for calibrated, raw in zip(ensemble.predict_per_member(state, obs, action),
-                               ensemble.predict_per_member(uncalibrated, obs, action)):
+    obs, action = (jnp.broadcast_to(x, (5, *x.shape)) for x in (data.obs, data.action))
+    for calibrated, raw in zip(
+        ensemble.predict_per_member(state, obs, action),
+        ensemble.predict_per_member(uncalibrated, obs, action),
+        strict=False,
+    ):
         np.testing.assert_array_equal(calibrated, raw)  # TS∞ particles: members as trained
-    np.testing.assert_allclose(ensemble.predict_per_member(state, obs, action)[1],
-                               ensemble.predict(uncalibrated, data.obs, data.action)[1], rtol=1e-5)
+    np.testing.assert_allclose(
+        ensemble.predict_per_member(state, obs, action)[1],
+        ensemble.predict(uncalibrated, data.obs, data.action)[1],
+        rtol=1e-5,
+    )

@@ -24,15 +24,17 @@ def sine_data(key: jax.Array, n: int) -> Transition:
     x = jax.random.uniform(k_x, (n, 1), minval=-2.0, maxval=2.0)
     delta = jnp.sin(2 * x) + noise_std(x) * jax.random.normal(k_dy, (n, 1))
     reward = jnp.cos(x[:, 0]) + 0.1 * jax.random.normal(k_r, (n,))
-    return Transition(obs=x, action=jnp.zeros((n, 1)), next_obs=x + delta, reward=reward, cost=jnp.zeros(n),
-                      done=jnp.zeros(n))
+    return Transition(
+        obs=x, action=jnp.zeros((n, 1)), next_obs=x + delta, reward=reward, cost=jnp.zeros(n), done=jnp.zeros(n)
+    )
 
 
 @pytest.fixture(scope="module")
 def sine_model():
     """5 members of 2×128 SiLU fitted on 3000 noisy samples (≈ 20 s on 2 busy cores)."""
-    config = ensemble.EnsembleConfig(hidden_sizes=(128, 128), learning_rate=1e-3, batch_size=64, epochs=100,
-                                     patience=10)
+    config = ensemble.EnsembleConfig(
+        hidden_sizes=(128, 128), learning_rate=1e-3, batch_size=64, epochs=100, patience=10
+    )
     state = ensemble.init(jax.random.key(0), config, obs_size=1, action_size=1, out_size=3)
     data = sine_data(jax.random.key(1), 3000)
     state, metrics = ensemble.fit(jax.random.key(2), state, data)
@@ -111,8 +113,11 @@ def test_save_and_restore_predict_identically(sine_model, tmp_path):
     state, _, data = sine_model
     back = ensemble.restore(ensemble.save(state, tmp_path / "model"))
     assert back.config == state.config
-    for a, b in zip(ensemble.predict(state, data.obs[:9], data.action[:9]),
-                    ensemble.predict(back, data.obs[:9], data.action[:9])):
+    for a, b in zip(
+        ensemble.predict(state, data.obs[:9], data.action[:9]),
+        ensemble.predict(back, data.obs[:9], data.action[:9]),
+        strict=False,
+    ):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(back.elite_idx, state.elite_idx)
 
@@ -123,7 +128,9 @@ def test_predict_shapes_with_and_without_a_member_axis():
     mean, var = jax.jit(ensemble.predict)(state, obs, action)
     assert mean.shape == var.shape == (3, 7, 5) and bool(jnp.all(var > 0))
     assert ensemble.predict(state, jnp.ones((2, 7, 3)), jnp.zeros((2, 7, 2)))[0].shape == (3, 2, 7, 5)
-    per_member = ensemble.predict_per_member(state, jnp.broadcast_to(obs, (3, 7, 3)), jnp.broadcast_to(action, (3, 7, 2)))
+    per_member = ensemble.predict_per_member(
+        state, jnp.broadcast_to(obs, (3, 7, 3)), jnp.broadcast_to(action, (3, 7, 2))
+    )
     np.testing.assert_allclose(per_member[0], mean, rtol=1e-6)
     # member e sees its own inputs: changing member 1's inputs changes only member 1's output
     moved = ensemble.predict_per_member(state, jnp.stack([obs, obs + 1, obs]), jnp.broadcast_to(action, (3, 7, 2)))[0]
@@ -211,8 +218,7 @@ def test_deterministic_mode_learns_the_mean_with_fixed_aleatoric_std():
     np.testing.assert_allclose(mean.mean(0)[:, 0], jnp.sin(2 * xs), atol=0.15)
     assert bool(jnp.all(jnp.isfinite(uncertainty.information_gain(mean, var))))
     fixed = state.replace(config=dataclasses.replace(config, deterministic_std=0.1))
-    np.testing.assert_allclose(predict_grid(fixed, xs)[1][0, 0], (0.1 * state.normalizer.output_std) ** 2,
-                               rtol=1e-5)
+    np.testing.assert_allclose(predict_grid(fixed, xs)[1][0, 0], (0.1 * state.normalizer.output_std) ** 2, rtol=1e-5)
 
 
 def test_calibration_does_not_worsen_ece_and_can_be_switched_off():
@@ -258,7 +264,7 @@ def test_weight_decay_shrinks_kernels_only():
     tx = ensemble.make_optimizer(config)
     zero_grads = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zero_grads, tx.init(params), params)
-    leaves = zip(jax.tree_util.tree_flatten_with_path(updates)[0], jax.tree.leaves(params))
+    leaves = zip(jax.tree_util.tree_flatten_with_path(updates)[0], jax.tree.leaves(params), strict=False)
     for (path, update), param in leaves:
         if path[-1].key == "kernel":  # AdamW with zero gradient: Δ = −lr · wd · w
             np.testing.assert_allclose(update, -0.01 * param, rtol=1e-5)

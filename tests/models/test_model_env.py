@@ -9,15 +9,12 @@ import pytest
 import envs
 from saferl.models import ensemble, uncertainty
 from saferl.models import normalizer as norm_lib
-from saferl.models.model_env import (ModelEnv, ModelEnvConfig, TerminationWrapper, imagine_step,
-                                     make_model_env)
+from saferl.models.model_env import ModelEnv, ModelEnvConfig, TerminationWrapper, imagine_step, make_model_env
 
 OBS, ACT = 2, 1
 
 # member e predicts [Δobs (2), reward, cost] = MEMBER_OUTPUTS[e] whatever the input
-MEMBER_OUTPUTS = np.array([[0.1, 0.0, 1.0, -1.0],
-                           [0.2, 0.3, 2.0, -0.5],
-                           [0.3, -0.3, 3.0, 0.0]], np.float32)
+MEMBER_OUTPUTS = np.array([[0.1, 0.0, 1.0, -1.0], [0.2, 0.3, 2.0, -0.5], [0.3, -0.3, 3.0, 0.0]], np.float32)
 # σ by hand: std of [0.1, 0.2, 0.3] = 0.1·√(2/3), std of [0, 0.3, −0.3] = √0.06; mean over the 2 state dims
 SIGMA = (0.1 * np.sqrt(2.0 / 3.0) + np.sqrt(0.06)) / 2.0
 STARTS = np.array([[0.0, 0.0], [1.0, -1.0], [2.0, 0.5], [-3.0, 4.0]], np.float32)
@@ -27,8 +24,9 @@ def constant_ensemble(outputs: np.ndarray, aleatoric_std: float = 0.0) -> ensemb
     """Deterministic ensemble whose member e outputs `outputs[e]` everywhere (zero output kernel, bias =
     outputs[e], identity normaliser), with aleatoric σ = `aleatoric_std` on every output."""
     members = outputs.shape[0]
-    config = ensemble.EnsembleConfig(num_members=members, num_elites=members, hidden_sizes=(16,),
-                                     deterministic=True, deterministic_std=aleatoric_std)
+    config = ensemble.EnsembleConfig(
+        num_members=members, num_elites=members, hidden_sizes=(16,), deterministic=True, deterministic_std=aleatoric_std
+    )
     state = ensemble.init(jax.random.PRNGKey(0), config, OBS, ACT, OBS + 2)
     params = jax.tree.map(lambda x: x, state.params)
     head = params["params"]["mean"]
@@ -41,9 +39,12 @@ def random_model() -> ensemble.EnsembleState:
     """3 randomly initialised probabilistic members (they disagree) behind a non-trivial normaliser."""
     config = ensemble.EnsembleConfig(num_members=3, num_elites=3, hidden_sizes=(16,))
     state = ensemble.init(jax.random.PRNGKey(3), config, OBS, ACT, OBS + 2)
-    norm = norm_lib.Normalizer(input_mean=jnp.array([0.5, -0.2, 0.1]), input_std=jnp.array([2.0, 0.5, 1.0]),
-                               output_mean=jnp.array([0.1, -0.1, 1.0, -0.3]),
-                               output_std=jnp.array([0.3, 0.2, 2.0, 0.5]))
+    norm = norm_lib.Normalizer(
+        input_mean=jnp.array([0.5, -0.2, 0.1]),
+        input_std=jnp.array([2.0, 0.5, 1.0]),
+        output_mean=jnp.array([0.1, -0.1, 1.0, -0.3]),
+        output_std=jnp.array([0.3, 0.2, 2.0, 0.5]),
+    )
     return state.replace(normalizer=norm)
 
 
@@ -67,14 +68,16 @@ def test_mean_propagation_without_bonuses_reproduces_the_ensemble_mean_predictio
 
 def test_reward_bonus_and_cost_penalty_are_lambda_times_the_members_next_state_spread(random_model):
     obs, action = np.array([-0.3, 0.8], np.float32), np.array([-0.6], np.float32)
-    per_member, _ = ensemble.predict_per_member(random_model, np.broadcast_to(obs, (3, OBS)),
-                                                np.broadcast_to(action, (3, ACT)))
+    per_member, _ = ensemble.predict_per_member(
+        random_model, np.broadcast_to(obs, (3, OBS)), np.broadcast_to(action, (3, ACT))
+    )
     next_states = obs + np.asarray(per_member)[:, :OBS]  # [E, obs]
     sigma = np.std(next_states, axis=0).mean()  # computed independently, numpy (ddof 0)
     assert sigma > 1e-3  # random members disagree, so the bonus is visible
     base = step_once(ModelEnv(random_model, STARTS, ModelEnvConfig(propagation="mean")), obs, action)
-    bold = step_once(ModelEnv(random_model, STARTS, ModelEnvConfig(propagation="mean", optimism=2.0,
-                                                                   pessimism=3.0)), obs, action)
+    bold = step_once(
+        ModelEnv(random_model, STARTS, ModelEnvConfig(propagation="mean", optimism=2.0, pessimism=3.0)), obs, action
+    )
     # float32 differences of O(1) numbers: 1e-5 absolute
     np.testing.assert_allclose(base.info["epistemic_std"], sigma, rtol=1e-4)
     np.testing.assert_allclose(bold.reward - base.reward, 2.0 * sigma, atol=1e-5)
@@ -97,8 +100,11 @@ def test_hand_computed_step_of_a_constant_ensemble_clips_cost_at_zero():
 
 
 def test_costs_are_never_negative_under_any_propagation(random_model):
-    shifted = random_model.replace(normalizer=random_model.normalizer.replace(
-        output_mean=random_model.normalizer.output_mean.at[OBS + 1].set(-0.2)))  # c̄ straddles 0
+    shifted = random_model.replace(
+        normalizer=random_model.normalizer.replace(
+            output_mean=random_model.normalizer.output_mean.at[OBS + 1].set(-0.2)
+        )
+    )  # c̄ straddles 0
     keys = jax.random.split(jax.random.PRNGKey(1), 256)
     obs = jax.random.normal(jax.random.PRNGKey(2), (256, OBS)) * 2.0
     actions = jax.random.uniform(jax.random.PRNGKey(3), (256, ACT), minval=-1.0, maxval=1.0)
@@ -116,7 +122,7 @@ def test_random_member_follows_exactly_one_member_per_step_and_visits_all():
     step = jax.vmap(lambda k: imagine_step(model, ModelEnvConfig(), k, jnp.asarray(obs), jnp.zeros(ACT)))
     out = step(keys)
     rows = np.concatenate([np.asarray(out.next_obs) - obs, np.asarray(out.reward)[:, None]], axis=1)
-    distance = np.abs(rows[:, None, :] - MEMBER_OUTPUTS[None, :, :OBS + 1]).max(-1)  # [600, E]
+    distance = np.abs(rows[:, None, :] - MEMBER_OUTPUTS[None, :, : OBS + 1]).max(-1)  # [600, E]
     assert distance.min(1).max() < 1e-6  # each step is one member's prediction (no aleatoric noise here)
     share = np.bincount(distance.argmin(1), minlength=3) / 600.0
     # uniform draw: each share ≈ 1/3 (binomial std ≈ 0.019; 0.1 is > 5 std)
@@ -217,8 +223,13 @@ def test_termination_hook_ends_the_trajectory_where_the_predicate_fires_with_the
 def test_termination_hook_reads_the_cost_spent_including_the_real_episodes():
     walker = constant_ensemble(np.tile(np.array([[0.5, 0.0, 1.0, 0.25]], np.float32), (2, 1)))
     # cost spent 0.8 at the start, 1.05 after one imagined step: the predicate fires on the 2nd step
-    env = make_model_env(walker, np.zeros((1, OBS), np.float32), ModelEnvConfig(propagation="mean", horizon=2),
-                         start_cost_spent=np.array([0.8], np.float32), terminate_fn=budget_predicate)
+    env = make_model_env(
+        walker,
+        np.zeros((1, OBS), np.float32),
+        ModelEnvConfig(propagation="mean", horizon=2),
+        start_cost_spent=np.array([0.8], np.float32),
+        terminate_fn=budget_predicate,
+    )
     first, second = rollout_steps(env, 2)
     assert float(first.done) == 0.0 and float(second.done) == 1.0
     np.testing.assert_allclose(second.reward, -1.05, atol=1e-6)
@@ -228,8 +239,12 @@ def test_termination_hook_reads_the_cost_spent_including_the_real_episodes():
 
 
 def test_jit_vmap_scan_rollout_matches_stepping_one_env_at_a_time():
-    env = make_model_env(constant_ensemble(MEMBER_OUTPUTS, aleatoric_std=0.1), STARTS,
-                         ModelEnvConfig(optimism=0.3, pessimism=2.0, horizon=4), terminate_fn=obs_predicate)
+    env = make_model_env(
+        constant_ensemble(MEMBER_OUTPUTS, aleatoric_std=0.1),
+        STARTS,
+        ModelEnvConfig(optimism=0.3, pessimism=2.0, horizon=4),
+        terminate_fn=obs_predicate,
+    )
     weights = jnp.array([[0.5], [-0.7]])
 
     def policy(obs):  # [..., obs] -> [..., act]
@@ -277,15 +292,18 @@ def test_actions_are_clipped_to_the_unit_box(random_model):
     assert env.observation_size == OBS and env.action_size == ACT
 
 
-@pytest.mark.parametrize("fields, message", [
-    (dict(optimism=-0.1), "optimism must be a finite number >= 0"),
-    (dict(pessimism=-1.0), "pessimism must be a finite number >= 0"),
-    (dict(pessimism=float("inf")), "pessimism must be a finite number >= 0"),
-    (dict(propagation="ts1"), "propagation must be one of random_member/mean"),
-    (dict(horizon=0), "horizon must be an integer >= 1"),
-    (dict(horizon=2.5), "horizon must be an integer >= 1"),
-    (dict(sample_aleatoric="yes"), "sample_aleatoric must be a bool"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(optimism=-0.1), "optimism must be a finite number >= 0"),
+        (dict(pessimism=-1.0), "pessimism must be a finite number >= 0"),
+        (dict(pessimism=float("inf")), "pessimism must be a finite number >= 0"),
+        (dict(propagation="ts1"), "propagation must be one of random_member/mean"),
+        (dict(horizon=0), "horizon must be an integer >= 1"),
+        (dict(horizon=2.5), "horizon must be an integer >= 1"),
+        (dict(sample_aleatoric="yes"), "sample_aleatoric must be a bool"),
+    ],
+)
 def test_bad_config_raises_a_value_error_naming_the_field(fields, message):
     with pytest.raises(ValueError, match=message):
         ModelEnvConfig(**fields)

@@ -28,8 +28,15 @@ def test_member_loss_gradient_matches_finite_differences():
     y = jax.random.normal(jax.random.key(1), (16, 2))
     params = module.init(jax.random.key(2), x)
     # check_grads compares reverse-mode gradients with central differences (float32 tolerances)
-    check_grads(lambda p: member_objective(module, p, x, y, 0.01), (params,), order=1, modes=("rev",),
-                eps=1e-2, atol=2e-2, rtol=2e-2)
+    check_grads(
+        lambda p: member_objective(module, p, x, y, 0.01),
+        (params,),
+        order=1,
+        modes=("rev",),
+        eps=1e-2,
+        atol=2e-2,
+        rtol=2e-2,
+    )
 
 
 def test_soft_bounds_keep_logvar_inside_and_pass_through_the_middle():
@@ -60,8 +67,7 @@ def test_deterministic_member_has_no_variance_head_and_uses_mse():
     assert set(params["params"]) == {"Dense_0", "mean"}
     mean, logvar = module.apply(params, x)
     assert logvar is None
-    np.testing.assert_allclose(member_objective(module, params, x, y, 0.01), jnp.mean(jnp.square(mean - y)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(member_objective(module, params, x, y, 0.01), jnp.mean(jnp.square(mean - y)), rtol=1e-6)
 
 
 def test_fit_score_averages_only_the_weighted_outputs():

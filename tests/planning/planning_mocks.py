@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jp
@@ -14,12 +14,21 @@ def _ensemble(member_fn: Callable, member_params: jax.Array) -> ModelFns:
     """ModelFns from `member_fn(param, obs, action) -> (mean, var)`, member e using member_params[e]."""
     all_members = jax.vmap(member_fn, in_axes=(0, None, None))
     own_member = jax.vmap(member_fn, in_axes=(0, 0, 0))
-    return ModelFns(lambda obs, action: all_members(member_params, obs, action),
-                    lambda obs, action: own_member(member_params, obs, action), int(member_params.shape[0]))
+    return ModelFns(
+        lambda obs, action: all_members(member_params, obs, action),
+        lambda obs, action: own_member(member_params, obs, action),
+        int(member_params.shape[0]),
+    )
 
 
-def double_integrator(num_members: int = 5, dt: float = 0.1, member_spread: float = 0.0, noise_var: float = 0.0,
-                      action_weight: float = 0.1, cost_threshold: float | None = None) -> ModelFns:
+def double_integrator(
+    num_members: int = 5,
+    dt: float = 0.1,
+    member_spread: float = 0.0,
+    noise_var: float = 0.0,
+    action_weight: float = 0.1,
+    cost_threshold: float | None = None,
+) -> ModelFns:
     """Point mass obs [x, v], action [a] in [-1, 1]: x' = x + dt·v, v' = v + dt·a (+ member offset).
 
     reward = −(x'² + action_weight·a²); cost = 1 if x' > cost_threshold (else 0). Member e adds

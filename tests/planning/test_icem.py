@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 from planning_mocks import double_integrator
 
-from saferl.planning import (ICEMConfig, ObjectiveConfig, RolloutConfig, colored_noise, init_state, make_objective,
-                             make_rollout_fn, plan, rollout)
+from saferl.planning import (
+    ICEMConfig,
+    ObjectiveConfig,
+    RolloutConfig,
+    colored_noise,
+    init_state,
+    make_objective,
+    make_rollout_fn,
+    plan,
+    rollout,
+)
 
 HORIZON = 10
 OBS0 = jp.array([0.3, 0.0])  # x = 0.3 m from the target, at rest
@@ -17,8 +26,9 @@ MEAN_ROLLOUT = RolloutConfig(propagation="mean", num_particles=1)
 def _planner(config, model=None):
     model = model or double_integrator()
     objective = make_objective(ObjectiveConfig())
-    return jax.jit(lambda key, obs0, init: plan(config, key, make_rollout_fn(model, MEAN_ROLLOUT, obs0), objective,
-                                                init))
+    return jax.jit(
+        lambda key, obs0, init: plan(config, key, make_rollout_fn(model, MEAN_ROLLOUT, obs0), objective, init)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,4 +111,8 @@ def test_config_rejects_bad_values_with_field_name():
     with pytest.raises(ValueError, match="noise_beta"):
         ICEMConfig(noise_beta=-1.0)
     assert ICEMConfig(population=100, num_elites=10, population_decay=2.0, iterations=4).population_sizes() == (
-        100, 50, 25, 20)
+        100,
+        50,
+        25,
+        20,
+    )

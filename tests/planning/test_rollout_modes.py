@@ -57,8 +57,9 @@ def test_optimistic_reward_and_pessimistic_cost_add_lambda_times_epistemic_std()
     plain = _run(model, propagation="mean", num_particles=1, track_uncertainty=True)
     spread_model = double_integrator(member_spread=0.2)
     base = _run(spread_model, propagation="mean", num_particles=1, track_uncertainty=True)
-    optimistic = _run(spread_model, propagation="mean", num_particles=1, reward_bonus=2.0, cost_penalty=3.0,
-                      track_uncertainty=True)
+    optimistic = _run(
+        spread_model, propagation="mean", num_particles=1, reward_bonus=2.0, cost_penalty=3.0, track_uncertainty=True
+    )
     assert float(plain.epistemic_std.max()) < 1e-5 and float(plain.info_gain.max()) < 1e-5
     # the members differ only in Δv (σ_epi = spread·std(arange(5)) = 0.2·√2), not in reward/cost outputs
     np.testing.assert_allclose(base.epistemic_std, 0.2 * np.sqrt(2.0), rtol=1e-4)
@@ -82,7 +83,9 @@ def test_information_gain_noise_floor_is_a_fraction_of_each_outputs_data_std():
         _run(model, propagation="mean", num_particles=1, track_uncertainty=True, noise_floor=0.1)
     # the floor only enters the information gain: without it, a model lacking output_std rolls out as before
     bonus = _run(model, propagation="mean", num_particles=1, reward_bonus=1.0, noise_floor=0.1)
-    np.testing.assert_allclose(bonus.rewards, _run(model, propagation="mean", num_particles=1, reward_bonus=1.0).rewards)
+    np.testing.assert_allclose(
+        bonus.rewards, _run(model, propagation="mean", num_particles=1, reward_bonus=1.0).rewards
+    )
     with pytest.raises(ValueError, match="noise_floor"):
         RolloutConfig(noise_floor=-0.1)
 
@@ -101,14 +104,17 @@ def test_reward_bonus_uses_the_reward_heads_epistemic_std():
 
     def predict(obs, action):  # members disagree on the reward (±1) and the cost (±2), not on the dynamics
         signs = jp.array([-1.0, 1.0])[:, None, None]
-        zero = jp.zeros(obs.shape[:-1] + (1,))
-        mean = jp.concatenate([zero, jp.ones_like(zero), 2 * jp.ones_like(zero)], -1)[None] * jp.concatenate(
-            [jp.zeros((2, 1, 1)), signs, signs], -1)[:, None]
+        zero = jp.zeros((*obs.shape[:-1], 1))
+        mean = (
+            jp.concatenate([zero, jp.ones_like(zero), 2 * jp.ones_like(zero)], -1)[None]
+            * jp.concatenate([jp.zeros((2, 1, 1)), signs, signs], -1)[:, None]
+        )
         return mean + jp.array([0.0, 0.5, 1.0]), jp.zeros_like(mean)
 
     model = ModelFns(predict, predict, 2)
-    traj = rollout(KEY, model, RolloutConfig("mean", 1, reward_bonus=0.5, cost_penalty=2.0), jp.zeros(1),
-                   jp.zeros((3, 4, 1)))
+    traj = rollout(
+        KEY, model, RolloutConfig("mean", 1, reward_bonus=0.5, cost_penalty=2.0), jp.zeros(1), jp.zeros((3, 4, 1))
+    )
     np.testing.assert_allclose(traj.rewards, 0.5 + 0.5 * 1.0, atol=1e-5)  # r̄ = 0.5, σ_r = 1
     np.testing.assert_allclose(traj.costs, 1.0 + 2.0 * 2.0, atol=1e-5)  # c̄ = 1, σ_c = 2
 
@@ -131,7 +137,7 @@ def test_state_bound_keeps_a_diverging_model_finite_and_inside_the_datas_box():
     def predict(obs, action):
         spread = jp.array([0.5, 1.5]).reshape((2,) + (1,) * obs.ndim)  # two members: ±50 % around the mean
         delta = spread * (3.0 * obs + 1.0)
-        zero = jp.zeros(obs.shape[:-1] + (2,))[None].repeat(2, axis=0)
+        zero = jp.zeros((*obs.shape[:-1], 2))[None].repeat(2, axis=0)
         mean = jp.concatenate([delta, zero], -1)
         return mean, jp.full_like(mean, 0.01)
 
@@ -141,8 +147,7 @@ def test_state_bound_keeps_a_diverging_model_finite_and_inside_the_datas_box():
     start = jp.array([0.4, 0.0])
     free = rollout(KEY, model, RolloutConfig("mean", 1, track_uncertainty=True), start, actions)
     assert not np.isfinite(np.asarray(free.info_gain)).all()  # without a bound the states overflow
-    bounded = rollout(KEY, model, RolloutConfig("mean", 1, track_uncertainty=True, state_bound=5.0), start,
-                      actions)
+    bounded = rollout(KEY, model, RolloutConfig("mean", 1, track_uncertainty=True, state_bound=5.0), start, actions)
     obs = np.asarray(bounded.obs)
     assert np.isfinite(np.asarray(bounded.info_gain)).all() and np.isfinite(obs).all()
     low, high = np.asarray(mean - 5.0 * std), np.asarray(mean + 5.0 * std)
@@ -163,20 +168,27 @@ def test_information_gain_weighting_sums_averages_or_weighs_every_group_alike():
 
     def predict(obs, action):
         sign = jp.array([-1.0, 1.0]).reshape((2,) + (1,) * obs.ndim)
-        mean = sign * jp.broadcast_to(spread, obs.shape[:-1] + (5,))
+        mean = sign * jp.broadcast_to(spread, (*obs.shape[:-1], 5))
         return mean, jp.ones_like(mean)
 
     per_output = 0.5 * np.log1p(np.array([1.0, 4.0, 9.0]))
-    expected = {"sum": per_output.sum(), "mean": per_output.mean(),
-                "groups": 0.5 * per_output[:2].mean() + 0.5 * per_output[2]}
+    expected = {
+        "sum": per_output.sum(),
+        "mean": per_output.mean(),
+        "groups": 0.5 * per_output[:2].mean() + 0.5 * per_output[2],
+    }
     model = ModelFns(predict, predict, 2, obs_groups=jp.array([0, 0, 1]))
     for weighting, value in expected.items():
         config = RolloutConfig("mean", 1, track_uncertainty=True, gain_weighting=weighting)
         traj = rollout(KEY, model, config, jp.zeros(3), jp.zeros((1, 2, 1)))
         np.testing.assert_allclose(traj.info_gain, value, rtol=1e-5, err_msg=weighting)
-    ungrouped = rollout(KEY, ModelFns(predict, predict, 2), RolloutConfig("mean", 1, track_uncertainty=True,
-                                                                           gain_weighting="groups"),
-                        jp.zeros(3), jp.zeros((1, 2, 1)))
+    ungrouped = rollout(
+        KEY,
+        ModelFns(predict, predict, 2),
+        RolloutConfig("mean", 1, track_uncertainty=True, gain_weighting="groups"),
+        jp.zeros(3),
+        jp.zeros((1, 2, 1)),
+    )
     np.testing.assert_allclose(ungrouped.info_gain, per_output.mean(), rtol=1e-5)  # no groups: the mean
     with pytest.raises(ValueError, match="gain_weighting"):
         RolloutConfig(gain_weighting="max")

@@ -36,15 +36,30 @@ class CounterEnv:
 
     def step(self, state, action):
         t = state.obs[0] + 1.0
-        return CounterState(obs=jnp.stack([t, action[0]]), reward=action[0], done=(t >= self.done_at) * 1.0,
-                            info={"cost": state.info["rate"], "rate": state.info["rate"]})
+        return CounterState(
+            obs=jnp.stack([t, action[0]]),
+            reward=action[0],
+            done=(t >= self.done_at) * 1.0,
+            info={"cost": state.info["rate"], "rate": state.info["rate"]},
+        )
 
 
 def make_policy(act, repeat: int = 1, sample=None, init_carry=stateless_carry) -> Policy:
     """A `Policy` of the counter env around `act(carry, obs, key) -> (action [1], carry)`."""
-    return Policy(act=act, init_carry=init_carry, params=None, apply=None, observation_size=2, action_size=1,
-                  env_name="counter", env_config=None, cost_budget=4.0, algo="test", sample=sample,
-                  action_repeat=repeat)
+    return Policy(
+        act=act,
+        init_carry=init_carry,
+        params=None,
+        apply=None,
+        observation_size=2,
+        action_size=1,
+        env_name="counter",
+        env_config=None,
+        cost_budget=4.0,
+        algo="test",
+        sample=sample,
+        action_repeat=repeat,
+    )
 
 
 def step_index_policy(repeat: int = 1, sample=None) -> Policy:

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from counter_env import CounterEnv, cost_spent_policy, make_policy, step_index_policy
 
-from saferl.policies import PolicyCarry, stateless
-from saferl.policies import episode
+from saferl.policies import PolicyCarry, episode, stateless
 
 
 def _run(policy, env, decisions, emit=lambda step: step.next_state.obs, key=jax.random.PRNGKey(0)):
     (final_state, final_carry), record = jax.jit(
-        lambda k: episode.run(policy, env, env.reset(k), k, decisions, emit_step=emit))(key)
+        lambda k: episode.run(policy, env, env.reset(k), k, decisions, emit_step=emit)
+    )(key)
     return final_state, final_carry, record
 
 

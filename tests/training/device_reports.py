@@ -51,12 +51,15 @@ def ppo_report(out: pathlib.Path) -> None:
         "env_devices": sorted({len(x.sharding.device_set) for x in env_leaves}),
         "env_shard_rows": sorted({s.data.shape[0] for x in env_leaves for s in x.addressable_shards}),
         "env_rows": sorted({x.shape[0] for x in env_leaves}),
-        "params_replicated": all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == jax.device_count()
-                                 for x in jax.tree.leaves(state.params)),
+        "params_replicated": all(
+            x.sharding.is_fully_replicated and len(x.sharding.device_set) == jax.device_count()
+            for x in jax.tree.leaves(state.params)
+        ),
     }
     again, _ = train_chunk(jax.device_put(start, jax.devices()[0]))
-    report["one_device_input_same"] = all(np.array_equal(a, b) for a, b in
-                                          zip(jax.tree.leaves(state), jax.tree.leaves(again)))
+    report["one_device_input_same"] = all(
+        np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(again), strict=False)
+    )
     try:
         ppo.make_train(apply_overrides(config, {"num_envs": 2}), env)
         report["user_error"] = None
@@ -76,28 +79,43 @@ def model_report(out: pathlib.Path, counts: tuple[int, ...] = (4, 1)) -> None:
     import jax
     import jax.numpy as jnp
 
+    from saferl import sharding
     from saferl.agents.pets.policy import model_fns
     from saferl.data.buffer import Transition
     from saferl.models import ensemble, fitting
     from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig, icem, make_objective, make_rollout_fn
-    from saferl import sharding
 
     k_obs, k_act = jax.random.split(jax.random.PRNGKey(0))
     obs = jax.random.uniform(k_obs, (256, 3), minval=-1, maxval=1)
     action = jax.random.uniform(k_act, (256, 1), minval=-1, maxval=1)
     delta = 0.1 * jnp.tanh(obs[:, ::-1] + action) - 0.05 * obs
-    data = Transition(obs=obs, action=action, next_obs=obs + delta, reward=-jnp.sum(obs**2, -1),
-                      cost=jnp.zeros(256), done=jnp.zeros(256))
-    config = ensemble.EnsembleConfig(num_members=2, num_elites=2, hidden_sizes=(32, 32), batch_size=32, epochs=4,
-                                     patience=100, improvement_threshold=0.0, calibrate=False)
+    data = Transition(
+        obs=obs,
+        action=action,
+        next_obs=obs + delta,
+        reward=-jnp.sum(obs**2, -1),
+        cost=jnp.zeros(256),
+        done=jnp.zeros(256),
+    )
+    config = ensemble.EnsembleConfig(
+        num_members=2,
+        num_elites=2,
+        hidden_sizes=(32, 32),
+        batch_size=32,
+        epochs=4,
+        patience=100,
+        improvement_threshold=0.0,
+        calibrate=False,
+    )
     planner = ICEMConfig(horizon=5, population=30, num_elites=4, iterations=2)
     rollout = RolloutConfig(propagation="ts1", num_particles=2)
 
     @jax.jit
     def plan(model, obs0, key):
         rollout_fn = make_rollout_fn(model_fns(model), rollout, obs0)
-        actions, info = icem.plan(planner, key, rollout_fn, make_objective(ObjectiveConfig()),
-                                  icem.init_state(planner, 1))
+        actions, info = icem.plan(
+            planner, key, rollout_fn, make_objective(ObjectiveConfig()), icem.init_state(planner, 1)
+        )
         return actions, info.best_value
 
     def collectives(hlo):
@@ -112,10 +130,20 @@ def model_report(out: pathlib.Path, counts: tuple[int, ...] = (4, 1)) -> None:
         fit_hlo = fitting._fit.lower(jax.random.PRNGKey(2), model, data, None, config=config).compile().as_text()
         plan_hlo = plan.lower(model, obs[0], jax.random.PRNGKey(3)).compile().as_text()
         arrays.update({f"d{count}_param_{i}": x for i, x in enumerate(jax.tree.leaves(model.params))})
-        arrays.update({f"d{count}_actions": actions, f"d{count}_value": value,
-                       f"d{count}_holdout": metrics.member_holdout_loss, f"d{count}_epochs": metrics.epochs})
-        runs[count] = {"mesh": sharding.device_count(), "fit": collectives(fit_hlo), "plan": collectives(plan_hlo),
-                       "params_devices": sorted({len(x.sharding.device_set) for x in jax.tree.leaves(model.params)})}
+        arrays.update(
+            {
+                f"d{count}_actions": actions,
+                f"d{count}_value": value,
+                f"d{count}_holdout": metrics.member_holdout_loss,
+                f"d{count}_epochs": metrics.epochs,
+            }
+        )
+        runs[count] = {
+            "mesh": sharding.device_count(),
+            "fit": collectives(fit_hlo),
+            "plan": collectives(plan_hlo),
+            "params_devices": sorted({len(x.sharding.device_set) for x in jax.tree.leaves(model.params)}),
+        }
     sharding.use_devices(None)
     _write(out, f"model{jax.device_count()}", {"available": jax.device_count(), "runs": runs}, arrays)
 
@@ -141,11 +169,13 @@ def seeds_report(out: pathlib.Path) -> None:
     init, train_chunk = ppo.make_train(config, env)
     _, single = train_chunk(init(jax.random.PRNGKey(7)))
     env_leaves = [x for x in jax.tree.leaves(state.env_state) if x.size]
-    report = {"devices": jax.device_count(),
-              "env_shards": sorted({s.data.shape[:2] for x in env_leaves for s in x.addressable_shards}),
-              "params_replicated": all(x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params)),
-              "seeds": {k: np.asarray(v).tolist() for k, v in metrics.items()},
-              "single": {k: float(v) for k, v in single.items()}}
+    report = {
+        "devices": jax.device_count(),
+        "env_shards": sorted({s.data.shape[:2] for x in env_leaves for s in x.addressable_shards}),
+        "params_replicated": all(x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params)),
+        "seeds": {k: np.asarray(v).tolist() for k, v in metrics.items()},
+        "single": {k: float(v) for k, v in single.items()},
+    }
     _write(out, f"seeds{jax.device_count()}", report, {})
 
 

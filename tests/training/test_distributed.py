@@ -28,8 +28,21 @@ STEPS = 2 * PPO_CHUNK  # two chunks: the second one starts from the state the fi
 def _train_args(out) -> list[str]:
     sets = [x for k, v in PPO_TINY.items() for x in ("--set", f"{k}={json.dumps(v)}")]
     env_sets = [x for k, v in ENV_TINY.items() for x in ("--set-env", f"{k}={json.dumps(v)}")]
-    return ["train", "ppo", "--env", "pendulum", "--steps", str(STEPS), "--seed", "3", "--quiet", "--out", str(out),
-            *sets, *env_sets]
+    return [
+        "train",
+        "ppo",
+        "--env",
+        "pendulum",
+        "--steps",
+        str(STEPS),
+        "--seed",
+        "3",
+        "--quiet",
+        "--out",
+        str(out),
+        *sets,
+        *env_sets,
+    ]
 
 
 def _two_processes_and_one(train_args, root, timeout_s: int) -> tuple[list[str], tuple[int, str, str]]:
@@ -38,11 +51,27 @@ def _two_processes_and_one(train_args, root, timeout_s: int) -> tuple[list[str],
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
     port = endpoints.parse(endpoints.free_loopback_address())[1]  # a free port for the coordinator
-    processes = [subprocess.Popen([sys.executable, "-m", "saferl.cli.main", *train_args(root / "two"),
-                                   "--coordinator", f"localhost:{port}", "--num-processes", "2",
-                                   "--process-id", str(i)],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for i in (0, 1)]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "saferl.cli.main",
+                *train_args(root / "two"),
+                "--coordinator",
+                f"localhost:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
     single = cli_in_process(train_args(root / "one"))
     logs = []
     for process in processes:
@@ -83,7 +112,7 @@ def test_two_processes_train_to_the_metrics_of_one_process(runs):
     rows_one, columns_one = read_metrics(one / "metrics.csv")
     rows_two, columns_two = read_metrics(two / "metrics.csv")
     assert columns_one == columns_two and len(rows_one) == len(rows_two) == 2
-    for a, b in zip(rows_one, rows_two):
+    for a, b in zip(rows_one, rows_two, strict=False):
         for column in columns_one:
             if math.isnan(a[column]):
                 assert math.isnan(b[column]), column
@@ -104,7 +133,7 @@ def test_checkpoint_gathered_by_process_zero_restores_to_the_single_process_para
     params_one, params_two = load_policy(one).params, load_policy(two).params
     import jax
 
-    for a, b in zip(jax.tree.leaves(params_one), jax.tree.leaves(params_two)):
+    for a, b in zip(jax.tree.leaves(params_one), jax.tree.leaves(params_two), strict=False):
         a, b = np.asarray(a), np.asarray(b)
         # the same round-off bound as the metrics (see above)
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * max(float(np.max(np.abs(a))), 1e-3))
@@ -136,31 +165,38 @@ def test_two_processes_resume_to_the_metrics_of_one_process(runs, tmp_path):
 
 def test_process_group_comes_from_flags_or_environment_variables():
     assert distributed.process_group(environ={}) is None  # no flag, no variable: a single-process run
-    group = distributed.process_group(environ={"SAFERL_COORDINATOR": "10.0.0.1:1234", "SAFERL_NUM_PROCESSES": "4",
-                                               "SAFERL_PROCESS_ID": "3"})
+    group = distributed.process_group(
+        environ={"SAFERL_COORDINATOR": "10.0.0.1:1234", "SAFERL_NUM_PROCESSES": "4", "SAFERL_PROCESS_ID": "3"}
+    )
     assert group == distributed.ProcessGroup("10.0.0.1:1234", 4, 3)
     flags_win = distributed.process_group("host:99", 2, 0, environ={"SAFERL_COORDINATOR": "other:1"})
     assert flags_win == distributed.ProcessGroup("host:99", 2, 0)
 
 
-@pytest.mark.parametrize("args, message", [
-    ((None, 2, None), "missing: coordinator, process_id"),
-    (("localhost", 2, 0), "coordinator='localhost' is not HOST:PORT"),
-    (("localhost:70000", 2, 0), "port in 1..65535"),
-    (("localhost:1234", 2, 2), r"process_id=2 must be in \[0, num_processes=2\)"),
-    (("localhost:1234", 0, 0), "num_processes=0 must be >= 1"),
-    (("localhost:1234", "two", 0), "num_processes='two' is not an integer"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((None, 2, None), "missing: coordinator, process_id"),
+        (("localhost", 2, 0), "coordinator='localhost' is not HOST:PORT"),
+        (("localhost:70000", 2, 0), "port in 1..65535"),
+        (("localhost:1234", 2, 2), r"process_id=2 must be in \[0, num_processes=2\)"),
+        (("localhost:1234", 0, 0), "num_processes=0 must be >= 1"),
+        (("localhost:1234", "two", 0), "num_processes='two' is not an integer"),
+    ],
+)
 def test_bad_process_groups_are_user_errors_naming_the_field(args, message):
     with pytest.raises(UserError, match=message):
         distributed.process_group(*args, environ={})
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--devices", "0"], "--devices=0 is not a device count"),
-    (["--devices", "999"], r"--devices=999 but only \d+ devices are available"),
-    (["--num-processes", "2"], "missing: coordinator, process_id"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--devices", "0"], "--devices=0 is not a device count"),
+        (["--devices", "999"], r"--devices=999 but only \d+ devices are available"),
+        (["--num-processes", "2"], "missing: coordinator, process_id"),
+    ],
+)
 def test_cli_rejects_bad_devices_and_distributed_flags_in_one_line(tmp_path, monkeypatch, flags, message):
     for name in ("SAFERL_COORDINATOR", "SAFERL_NUM_PROCESSES", "SAFERL_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
@@ -177,14 +213,25 @@ def test_two_processes_train_pets_to_the_metrics_of_one_process(tmp_path):
     def args(out):
         sets = [x for k, v in PETS_TINY.items() for x in ("--set", f"{k}={json.dumps(v)}")]
         env_sets = [x for k, v in PETS_ENV.items() for x in ("--set-env", f"{k}={json.dumps(v)}")]
-        return ["train", "pets", "--env", "pendulum", "--steps", str(3 * PETS_EPISODE), "--quiet", "--out", str(out),
-                *sets, *env_sets]
+        return [
+            "train",
+            "pets",
+            "--env",
+            "pendulum",
+            "--steps",
+            str(3 * PETS_EPISODE),
+            "--quiet",
+            "--out",
+            str(out),
+            *sets,
+            *env_sets,
+        ]
 
     _two_processes_and_one(args, tmp_path, timeout_s=600)
     (one,), (two,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
     rows_one, rows_two = read_metrics(one / "metrics.csv")[0], read_metrics(two / "metrics.csv")[0]
     assert len(rows_one) == len(rows_two) == 3
-    for a, b in zip(rows_one, rows_two):
+    for a, b in zip(rows_one, rows_two, strict=False):
         # the bound of the PPO test above; measured: the last of the 6 digits metrics.csv keeps
         assert b["episode_return"] == pytest.approx(a["episode_return"], rel=1e-4, abs=1e-5)
         assert b["episode_cost"] == pytest.approx(a["episode_cost"], rel=1e-4, abs=1e-5)

@@ -83,7 +83,7 @@ def test_resume_rejects_changed_config_and_wrong_algo(runs):
 def test_missing_or_corrupt_run_dir_is_a_user_error_and_nothing_is_deleted(runs, tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         rundir.read_run(tmp_path / "nope")
-    with pytest.raises(UserError, match="config.json is missing"):
+    with pytest.raises(UserError, match=r"config.json is missing"):
         rundir.read_run(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(UserError, match="corrupt"):
@@ -154,8 +154,7 @@ def test_resume_from_a_corrupt_checkpoint_fails_in_one_line_touching_nothing_and
     assert len(steps) >= 2
     _corrupt(run_dir / "checkpoints" / str(steps[-1]))
     before = _snapshot(run_dir)
-    code, _, err = cli_in_process(["train", "--resume", str(run_dir), "--steps", str(steps[-1] + PPO_CHUNK),
-                                   "--quiet"])
+    code, _, err = cli_in_process(["train", "--resume", str(run_dir), "--steps", str(steps[-1] + PPO_CHUNK), "--quiet"])
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"checkpoint {steps[-1]} cannot be restored" in err and f"checkpoint {steps[-2]} is intact" in err, err
     assert _snapshot(run_dir) == before  # nothing written, truncated or created
@@ -172,15 +171,18 @@ def test_nan_in_training_stops_with_the_quantity_and_never_checkpoints_it(runs, 
     # normaliser and losses go non-finite (the fresh-run case, where the initial state gets saved, is
     # tested with PETS in tests/agents/test_pets.py)
     from saferl.agents import ppo
-    from saferl.training.restore import restore_run_state
     from saferl.training.checkpoints import Checkpoints
+    from saferl.training.restore import restore_run_state
 
     run_dir = copy_run(runs[0].run_dir, tmp_path)
     shutil.rmtree(run_dir / "checkpoints" / str(4 * PPO_CHUNK))
     state = restore_run_state(run_dir, lambda c, e, world: ppo.make_train(c, e, world)[0])[-1]
     qvel = state.env_state.pipeline_state.qvel
-    state = state.replace(env_state=state.env_state.replace(
-        pipeline_state=state.env_state.pipeline_state.replace(qvel=jax.numpy.full_like(qvel, jax.numpy.nan))))
+    state = state.replace(
+        env_state=state.env_state.replace(
+            pipeline_state=state.env_state.pipeline_state.replace(qvel=jax.numpy.full_like(qvel, jax.numpy.nan))
+        )
+    )
     shutil.rmtree(run_dir / "checkpoints" / str(2 * PPO_CHUNK))  # replaced by the blown-up state
     checkpoints = Checkpoints(run_dir / "checkpoints")
     checkpoints.save(2 * PPO_CHUNK, state, {"env_steps": 2 * PPO_CHUNK, "algo": "ppo"})

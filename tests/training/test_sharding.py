@@ -20,8 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from saferl.errors import UserError
 from saferl import sharding
+from saferl.errors import UserError
 
 _HERE = pathlib.Path(__file__).resolve().parent
 
@@ -36,8 +36,13 @@ def reports(tmp_path_factory):
     from this process (one device: the suite's default, or the first of several under forced devices)."""
     out = tmp_path_factory.mktemp("sharding")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    process = subprocess.Popen([sys.executable, str(_HERE / "device_reports.py"), str(out)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(_HERE / "device_reports.py"), str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         sharding.use_devices(1)  # a no-op in the default 1-device process
         device_reports.ppo_report(out)

@@ -57,15 +57,31 @@ def final_agent_state(run_dir: pathlib.Path, make_agent):
 @functools.cache
 def ppo_run(chunks: int = 4, seed: int = 3) -> RunResult:
     """A PPO run of `chunks` chunks of PPO_TINY on pendulum with ENV_TINY."""
-    return train("ppo", "pendulum", steps=chunks * PPO_CHUNK, overrides=PPO_TINY, env_overrides=ENV_TINY,
-                 out=_out(f"ppo-{chunks}-{seed}"), seed=seed, progress=False)
+    return train(
+        "ppo",
+        "pendulum",
+        steps=chunks * PPO_CHUNK,
+        overrides=PPO_TINY,
+        env_overrides=ENV_TINY,
+        out=_out(f"ppo-{chunks}-{seed}"),
+        seed=seed,
+        progress=False,
+    )
 
 
 @functools.cache
 def pets_run(episodes: int = 3) -> RunResult:
     """A PETS run of `episodes` episodes (1 random, then MPC) of PETS_TINY on pendulum with PETS_ENV."""
-    return train("pets", "pendulum", steps=episodes * PETS_EPISODE, overrides=PETS_TINY, env_overrides=PETS_ENV,
-                 out=_out(f"pets-{episodes}"), progress=False, tensorboard=False)
+    return train(
+        "pets",
+        "pendulum",
+        steps=episodes * PETS_EPISODE,
+        overrides=PETS_TINY,
+        env_overrides=PETS_ENV,
+        out=_out(f"pets-{episodes}"),
+        progress=False,
+        tensorboard=False,
+    )
 
 
 def copy_run(run_dir: pathlib.Path, destination: pathlib.Path) -> pathlib.Path:
@@ -78,8 +94,16 @@ def sooper_prior_run() -> RunResult:
     """A tiny constrained SAC run on safe_cartpole with SOOPER_ENV: the prior of the SOOPER tests."""
     from tiny_configs import SAC_TINY, SOOPER_ENV, SOOPER_PRIOR_STEPS
 
-    return train("sac", "safe_cartpole", steps=SOOPER_PRIOR_STEPS, overrides={**SAC_TINY, "constraint.kind": "crpo"},
-                 env_overrides=SOOPER_ENV, out=_out("sooper-prior"), progress=False, tensorboard=False)
+    return train(
+        "sac",
+        "safe_cartpole",
+        steps=SOOPER_PRIOR_STEPS,
+        overrides={**SAC_TINY, "constraint.kind": "crpo"},
+        env_overrides=SOOPER_ENV,
+        out=_out("sooper-prior"),
+        progress=False,
+        tensorboard=False,
+    )
 
 
 @functools.cache
@@ -89,10 +113,16 @@ def sooper_run(method: str = "sooper", episodes: int = 3) -> RunResult:
     from tiny_configs import SOOPER_ENV, SOOPER_EPISODE, SOOPER_TINY
 
     prior = os.path.relpath(sooper_prior_run().run_dir)  # relative, as users type it (made absolute in the run)
-    return train(method, "safe_cartpole", steps=episodes * SOOPER_EPISODE,
-                 overrides={**SOOPER_TINY, "prior": prior},
-                 env_overrides={**SOOPER_ENV, "shift.preset": "heavy_pole"}, out=_out(f"{method}-{episodes}"),
-                 progress=False, tensorboard=False)
+    return train(
+        method,
+        "safe_cartpole",
+        steps=episodes * SOOPER_EPISODE,
+        overrides={**SOOPER_TINY, "prior": prior},
+        env_overrides={**SOOPER_ENV, "shift.preset": "heavy_pole"},
+        out=_out(f"{method}-{episodes}"),
+        progress=False,
+        tensorboard=False,
+    )
 
 
 @functools.cache
@@ -103,5 +133,13 @@ def softae_run(exploration: str = "info_gain", episodes: int = 3) -> RunResult:
     overrides = {**SOFTAE_TINY, "exploration": exploration}
     if exploration == "task":
         overrides["task"] = "swing_up"
-    return train("softae", "pendulum", steps=episodes * PETS_EPISODE, overrides=overrides, env_overrides=PETS_ENV,
-                 out=_out(f"softae-{exploration}-{episodes}"), progress=False, tensorboard=False)
+    return train(
+        "softae",
+        "pendulum",
+        steps=episodes * PETS_EPISODE,
+        overrides=overrides,
+        env_overrides=PETS_ENV,
+        out=_out(f"softae-{exploration}-{episodes}"),
+        progress=False,
+        tensorboard=False,
+    )

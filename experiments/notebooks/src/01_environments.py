@@ -12,10 +12,13 @@
 # measures every env.
 
 # %%
-import pathlib, sys
+import pathlib
+import sys
+
 ROOT = next(p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents) if (p / "pyproject.toml").is_file())
 sys.path.insert(0, str(ROOT / "experiments" / "notebooks"))
 import nbhelpers as nb
+
 BUDGET = nb.setup()
 
 # %% [markdown]
@@ -27,11 +30,23 @@ BUDGET = nb.setup()
 import envs
 
 ENVS = {name: envs.make(name) for name in envs.names()}
-nb.table(["env", "kind", "obs", "action", "episode (steps)", "dt (s)", "safety cost", "budget", "shift presets"],
-         [[name, "soft robot" if type(env).__module__.startswith("envs.soft") else "rigid",
-           env.observation_size, env.action_size, env.episode_length, round(float(env.dt), 4),
-           env.cost_description, f"{env.cost_budget:g}", ", ".join(sorted(envs.shift_presets(name))) or "-"]
-          for name, env in ENVS.items()])
+nb.table(
+    ["env", "kind", "obs", "action", "episode (steps)", "dt (s)", "safety cost", "budget", "shift presets"],
+    [
+        [
+            name,
+            "soft robot" if type(env).__module__.startswith("envs.soft") else "rigid",
+            env.observation_size,
+            env.action_size,
+            env.episode_length,
+            round(float(env.dt), 4),
+            env.cost_description,
+            f"{env.cost_budget:g}",
+            ", ".join(sorted(envs.shift_presets(name))) or "-",
+        ]
+        for name, env in ENVS.items()
+    ],
+)
 
 # %% [markdown]
 # ## Tasks
@@ -51,9 +66,10 @@ for name, env in ENVS.items():
 # needs EGL (or OSMesa); without it the reason is printed and the tour goes on.
 
 # %%
+import matplotlib.pyplot as plt
 import mujoco
 import numpy as np
-import matplotlib.pyplot as plt
+
 from envs.render import RenderError, render_frames
 
 
@@ -61,6 +77,7 @@ def first_frame(env):
     """One RGB frame [H, W, 3]: the model's reference pose (small) or a random initial state (full)."""
     if BUDGET == "full":
         from envs.native import NativeTwin  # jits env.reset: tens of seconds for the soft arm
+
         twin = NativeTwin(env, seed=0)
         twin.reset()
         return render_frames(env, twin.mj_data.qpos[None], info=twin.info)[0]
@@ -83,7 +100,7 @@ if frames:
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 2.6 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, (name, frame) in zip(axes.flat, frames.items()):
+    for axis, (name, frame) in zip(axes.flat, frames.items(), strict=False):
         axis.imshow(frame)
         axis.set_title(name)
     fig.tight_layout()
@@ -100,11 +117,18 @@ print(f"rendered {len(frames)} of {len(ENVS)} envs")
 throughput = nb.load_json(nb.BENCHMARK_RESULTS / "env_throughput.json", "make bench")
 if throughput:
     machine = throughput["machine"]
-    print(f"env_throughput: jax {machine['jax']}, mujoco {machine['mujoco']}, {machine['cpu_count']} CPUs, "
-          f"load before/after {machine['load_average_before'][0]:.1f}/{machine['load_average_after'][0]:.1f}")
-    nb.table(["env", "batch", "MJX steps/s", "compile s", "native rollout steps/s"],
-             [[name, int(batch), run["steps_per_s"], run["compile_s"], run.get("rollout_steps_per_s", "-")]
-              for name, result in throughput["envs"].items() for batch, run in result["mjx"].items()])
+    print(
+        f"env_throughput: jax {machine['jax']}, mujoco {machine['mujoco']}, {machine['cpu_count']} CPUs, "
+        f"load before/after {machine['load_average_before'][0]:.1f}/{machine['load_average_after'][0]:.1f}"
+    )
+    nb.table(
+        ["env", "batch", "MJX steps/s", "compile s", "native rollout steps/s"],
+        [
+            [name, int(batch), run["steps_per_s"], run["compile_s"], run.get("rollout_steps_per_s", "-")]
+            for name, result in throughput["envs"].items()
+            for batch, run in result["mjx"].items()
+        ],
+    )
     nb.image(nb.BENCHMARK_RESULTS / "env_throughput.png")
 
 # %% [markdown]
@@ -127,6 +151,7 @@ def make_rollout(env):
         actions = jax.random.uniform(action_key, (STEPS, BATCH, env.action_size), minval=-1.0, maxval=1.0)
         state, rewards = jax.lax.scan(lambda s, a: (jax.vmap(env.step)(s, a), s.reward), state, actions)
         return rewards.sum(0)
+
     return rollout
 
 

@@ -11,10 +11,13 @@
 # Budget: `small` collects 32 × 25 transitions and trains ≤ 40 epochs; `full` 64 × 100 and ≤ 200 epochs.
 
 # %%
-import pathlib, sys
+import pathlib
+import sys
+
 ROOT = next(p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents) if (p / "pyproject.toml").is_file())
 sys.path.insert(0, str(ROOT / "experiments" / "notebooks"))
 import nbhelpers as nb
+
 BUDGET = nb.setup()
 
 # %% [markdown]
@@ -27,6 +30,7 @@ BUDGET = nb.setup()
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 import envs
 from saferl.data.buffer import Transition
 
@@ -47,16 +51,27 @@ def collect(key):
 
     _, (obs, action, next_obs, reward, cost) = jax.lax.scan(step, state, actions)
     next_obs = next_obs + NOISE_STD * jax.random.normal(noise_key, next_obs.shape)
-    flat = lambda x: x.reshape(BATCH * STEPS, *x.shape[2:])
-    return Transition(obs=flat(obs), action=flat(action), next_obs=flat(next_obs), reward=flat(reward),
-                      cost=flat(cost), done=jnp.zeros(BATCH * STEPS))
+
+    def flat(x):
+        return x.reshape(BATCH * STEPS, *x.shape[2:])
+
+    return Transition(
+        obs=flat(obs),
+        action=flat(action),
+        next_obs=flat(next_obs),
+        reward=flat(reward),
+        cost=flat(cost),
+        done=jnp.zeros(BATCH * STEPS),
+    )
 
 
 compile_s, run_s, train_data, compiled_collect = nb.compile_and_run(collect, jax.random.PRNGKey(0), repeats=1)
 test_data = compiled_collect(jax.random.PRNGKey(1))  # fresh episodes from the same distribution
 speed_limit = float(jnp.abs(train_data.obs[:, 2]).max())
-print(f"{train_data.reward.shape[0]} transitions; collection compile {compile_s:.1f} s, run {run_s:.3f} s; "
-      f"|θ̇| in the data ≤ {speed_limit:.2f} rad/s")
+print(
+    f"{train_data.reward.shape[0]} transitions; collection compile {compile_s:.1f} s, run {run_s:.3f} s; "
+    f"|θ̇| in the data ≤ {speed_limit:.2f} rad/s"
+)
 
 # %% [markdown]
 # ## Fit
@@ -66,10 +81,17 @@ print(f"{train_data.reward.shape[0]} transitions; collection compile {compile_s:
 
 # %%
 import time
+
 from saferl import models
 
-CONFIG = models.EnsembleConfig(num_members=5, num_elites=5, hidden_sizes=(64, 64), batch_size=64,
-                               epochs=40 if BUDGET == "small" else 200, patience=10)
+CONFIG = models.EnsembleConfig(
+    num_members=5,
+    num_elites=5,
+    hidden_sizes=(64, 64),
+    batch_size=64,
+    epochs=40 if BUDGET == "small" else 200,
+    patience=10,
+)
 state0 = models.init(jax.random.PRNGKey(2), CONFIG, ENV.observation_size, ENV.action_size, ENV.observation_size + 2)
 timings = []
 for attempt in ("first fit (compile + run)", "second fit (run only)"):
@@ -78,9 +100,23 @@ for attempt in ("first fit (compile + run)", "second fit (run only)"):
     jax.block_until_ready(state.params)
     timings.append([attempt, round(time.perf_counter() - start, 2), int(metrics.epochs)])
 nb.table(["call", "seconds", "epochs"], timings)
-print({k: round(v, 3) for k, v in metrics.to_dict().items()
-       if k in ("holdout_nll", "holdout_mse", "coverage_1sigma", "calibrated_coverage_1sigma", "ece",
-                "calibrated_ece", "region_coverage_1sigma", "calibrated_region_coverage_1sigma")})
+print(
+    {
+        k: round(v, 3)
+        for k, v in metrics.to_dict().items()
+        if k
+        in (
+            "holdout_nll",
+            "holdout_mse",
+            "coverage_1sigma",
+            "calibrated_coverage_1sigma",
+            "ece",
+            "calibrated_ece",
+            "region_coverage_1sigma",
+            "calibrated_region_coverage_1sigma",
+        )
+    }
+)
 
 # %% [markdown]
 # ## Calibration
@@ -91,10 +127,12 @@ print({k: round(v, 3) for k, v in metrics.to_dict().items()
 # %%
 import matplotlib.pyplot as plt
 from jax.scipy.special import erfinv
+
 from saferl.models import calibration, uncertainty
 
-raw_state = state.replace(aleatoric_scale=jnp.ones_like(state.aleatoric_scale),
-                          epistemic_growth=jnp.zeros_like(state.epistemic_growth))
+raw_state = state.replace(
+    aleatoric_scale=jnp.ones_like(state.aleatoric_scale), epistemic_growth=jnp.zeros_like(state.epistemic_growth)
+)
 targets = models.ensemble.targets_of(test_data)
 informative = np.asarray(targets.std(0) > 0)
 levels = np.asarray(calibration.LEVELS)
@@ -140,9 +178,17 @@ axis.set_xlabel("θ̇ (rad/s) at θ = π")
 axis.set_ylabel("σ of Δθ̇ (rad/s)")
 axis.legend(fontsize=8)
 nb.show(fig)
-nb.table(["region", "mean epistemic σ", "mean aleatoric σ", "epistemic / aleatoric"],
-         [[name, float(epistemic[mask].mean()), float(aleatoric[mask].mean()),
-           float(epistemic[mask].mean() / aleatoric[mask].mean())]
-          for name, mask in (("inside the data", inside), ("outside the data", ~inside))])
+nb.table(
+    ["region", "mean epistemic σ", "mean aleatoric σ", "epistemic / aleatoric"],
+    [
+        [
+            name,
+            float(epistemic[mask].mean()),
+            float(aleatoric[mask].mean()),
+            float(epistemic[mask].mean() / aleatoric[mask].mean()),
+        ]
+        for name, mask in (("inside the data", inside), ("outside the data", ~inside))
+    ],
+)
 # off the data the members disagree: far more epistemic σ there than inside (measured ≈ 80× small, ≈ 16× full)
 assert epistemic[~inside].mean() > 10 * epistemic[inside].mean(), (epistemic[~inside].mean(), epistemic[inside].mean())

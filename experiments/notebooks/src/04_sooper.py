@@ -14,10 +14,13 @@
 # minutes of MPC, beyond both budgets of this notebook; `make demo` runs it end to end.
 
 # %%
-import pathlib, sys
+import pathlib
+import sys
+
 ROOT = next(p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents) if (p / "pyproject.toml").is_file())
 sys.path.insert(0, str(ROOT / "experiments" / "notebooks"))
 import nbhelpers as nb
+
 BUDGET = nb.setup()
 print("live SOOPER run: skipped in every budget (needs a trained prior; run `make demo` for one)")
 
@@ -28,8 +31,10 @@ print("live SOOPER run: skipped in every budget (needs a trained prior; run `mak
 # %%
 from IPython.display import Markdown, display
 
-TABLES = {"sooper_table": "the main table",
-          "sooper_table_point_goal_al_prior": "point_goal from an augmented-Lagrangian prior (over budget itself)"}
+TABLES = {
+    "sooper_table": "the main table",
+    "sooper_table_point_goal_al_prior": "point_goal from an augmented-Lagrangian prior (over budget itself)",
+}
 results = {}
 for name, what in TABLES.items():
     data = nb.load_json(nb.EXPERIMENT_RESULTS / f"{name}.json", "python experiments/sooper_table.py")
@@ -39,8 +44,10 @@ for name, what in TABLES.items():
     print(f"{name}: {len(data['runs'])} runs ({what})")
     for env_name in sorted({r["env"] for r in data["runs"]}):
         settings = data["settings"][env_name]
-        print(f"    {env_name}: shift '{settings['shift']}', {settings['episodes']} real episodes, prior "
-              f"{settings['prior']['steps']} SAC steps with {settings['prior']['overrides']}")
+        print(
+            f"    {env_name}: shift '{settings['shift']}', {settings['episodes']} real episodes, prior "
+            f"{settings['prior']['steps']} SAC steps with {settings['prior']['overrides']}"
+        )
     if data.get("prior_note"):
         print("    note:", data["prior_note"])
     display(Markdown((nb.EXPERIMENT_RESULTS / f"{name}.md").read_text()))
@@ -58,17 +65,28 @@ if "sooper_table" in results:
     runs = results["sooper_table"]["runs"]
     env_names = sorted({r["env"] for r in runs})
     methods = sorted({r["method"] for r in runs})
-    colours = dict(zip(methods, plt.cm.tab10.colors))
+    colours = dict(zip(methods, plt.cm.tab10.colors, strict=False))
     fig, axes = plt.subplots(1, len(env_names), figsize=(5.5 * len(env_names), 4), squeeze=False)
-    for axis, env_name in zip(axes[0], env_names):
+    for axis, env_name in zip(axes[0], env_names, strict=False):
         for method in methods:
             mine = [r for r in runs if r["env"] == env_name and r["method"] == method]
-            axis.scatter([r["safety_margin"] for r in mine], [r["normalized_return"] for r in mine],
-                         color=colours[method], label=method, s=30)
+            axis.scatter(
+                [r["safety_margin"] for r in mine],
+                [r["normalized_return"] for r in mine],
+                color=colours[method],
+                label=method,
+                s=30,
+            )
         paper = results["sooper_table"]["paper"].get(env_name)
         if paper:
-            axis.scatter([paper["safety_margin"]], [paper["normalized_return"]], marker="*", s=160,
-                         color="k", label="paper (SOOPER)")
+            axis.scatter(
+                [paper["safety_margin"]],
+                [paper["normalized_return"]],
+                marker="*",
+                s=160,
+                color="k",
+                label="paper (SOOPER)",
+            )
         axis.axvline(0.0, color="k", ls="--", lw=1)
         axis.set_xlabel("safety margin (≥ 0: never over budget)")
         axis.set_ylabel("normalised return")
@@ -76,11 +94,21 @@ if "sooper_table" in results:
         axis.legend(fontsize=7)
     fig.tight_layout()
     nb.show(fig)
-    nb.table(["env", "method", "runs", "runs never over budget", "median normalised return"],
-             [[env_name, method, len(mine), sum(r["safety_margin"] >= 0 for r in mine),
-               float(np.median([r["normalized_return"] for r in mine]))]
-              for env_name in env_names for method in methods
-              for mine in [[r for r in runs if r["env"] == env_name and r["method"] == method]]])
+    nb.table(
+        ["env", "method", "runs", "runs never over budget", "median normalised return"],
+        [
+            [
+                env_name,
+                method,
+                len(mine),
+                sum(r["safety_margin"] >= 0 for r in mine),
+                float(np.median([r["normalized_return"] for r in mine])),
+            ]
+            for env_name in env_names
+            for method in methods
+            for mine in [[r for r in runs if r["env"] == env_name and r["method"] == method]]
+        ],
+    )
 
 # %% [markdown]
 # ## Return and cost per episode

@@ -17,10 +17,13 @@
 # `full` uses SoftAE's default CPU sizes and 4 episodes of 200 steps (the slow learning test's setting).
 
 # %%
-import pathlib, sys
+import pathlib
+import sys
+
 ROOT = next(p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents) if (p / "pyproject.toml").is_file())
 sys.path.insert(0, str(ROOT / "experiments" / "notebooks"))
 import nbhelpers as nb
+
 BUDGET = nb.setup()
 
 # %% [markdown]
@@ -30,8 +33,10 @@ BUDGET = nb.setup()
 
 # %%
 import time
+
 import jax
 import numpy as np
+
 import envs
 from saferl.agents.pets.train import EpisodeRunner
 from saferl.agents.softae import SoftAEConfig, evaluation, make_agent
@@ -39,9 +44,18 @@ from saferl.config import apply_overrides
 
 if BUDGET == "small":
     EPISODE_LENGTH, EPISODES, TEST_EPISODES, EVAL_EPISODES = 40, 3, 5, 1
-    SIZES = {"model.num_members": 2, "model.num_elites": 2, "model.hidden_sizes": [32, 32], "model.epochs": 3,
-             "model.batch_size": 32, "task_rollout.num_particles": 2, "planner.horizon": 5,
-             "planner.population": 32, "planner.num_elites": 4, "planner.iterations": 2}
+    SIZES = {
+        "model.num_members": 2,
+        "model.num_elites": 2,
+        "model.hidden_sizes": [32, 32],
+        "model.epochs": 3,
+        "model.batch_size": 32,
+        "task_rollout.num_particles": 2,
+        "planner.horizon": 5,
+        "planner.population": 32,
+        "planner.num_elites": 4,
+        "planner.iterations": 2,
+    }
 else:
     EPISODE_LENGTH, EPISODES, TEST_EPISODES, EVAL_EPISODES = 200, 4, 10, 3
     SIZES = {}
@@ -56,8 +70,15 @@ for strategy in ("info_gain", "random"):
     for episode in range(1, EPISODES + 1):
         start = time.perf_counter()
         state, row = runner(state)
-        timings.append([strategy, episode, round(time.perf_counter() - start, 2), row.get("compile_s", float("nan")),
-                        round(row["episode_return"], 2)])
+        timings.append(
+            [
+                strategy,
+                episode,
+                round(time.perf_counter() - start, 2),
+                row.get("compile_s", float("nan")),
+                round(row["episode_return"], 2),
+            ]
+        )
     explored[strategy] = (agent, state)
 nb.table(["strategy", "episode", "wall s", "collect compile s (once per strategy)", "env return"], timings)
 
@@ -75,10 +96,27 @@ for strategy, (agent, state) in explored.items():
     errors = evaluation.prediction_errors(state.model, *test_set, horizons=(1, 10))
     zero_shot = evaluation.zero_shot_returns(agent, state.model, [TASK], EVAL_EPISODES, seed=1000)[TASK]
     speeds = np.abs(np.asarray(jax.device_get(state.buffer.data.next_obs[:, 2])))[: int(state.buffer.size)]
-    scores.append([strategy, errors[1], errors[10], zero_shot["mean_return"], float(np.quantile(speeds, 0.95)),
-                   round(time.perf_counter() - start, 1)])
-nb.table(["strategy", "error 1 decision", "error 10 decisions", f"zero-shot {TASK} return (max {EPISODE_LENGTH})",
-          "95 % quantile of explored |θ̇|", "eval s (compile + run)"], scores)
+    scores.append(
+        [
+            strategy,
+            errors[1],
+            errors[10],
+            zero_shot["mean_return"],
+            float(np.quantile(speeds, 0.95)),
+            round(time.perf_counter() - start, 1),
+        ]
+    )
+nb.table(
+    [
+        "strategy",
+        "error 1 decision",
+        "error 10 decisions",
+        f"zero-shot {TASK} return (max {EPISODE_LENGTH})",
+        "95 % quantile of explored |θ̇|",
+        "eval s (compile + run)",
+    ],
+    scores,
+)
 
 import matplotlib.pyplot as plt
 
@@ -102,12 +140,40 @@ nb.show(fig)
 # %%
 study = nb.load_json(nb.EXPERIMENT_RESULTS / "softae_study.json", "python experiments/softae_study.py")
 if study:
-    print("softae_study:", study["meta"]["command"], "|", study["meta"]["machine"],
-          f"| {study['meta']['wall_s'] / 3600:.1f} h")
-    nb.table(["env", "variant", "strategy", "episodes", "task", "seeds", "error 1 decision", "error 10 decisions",
-              "zero-shot return (eval episodes)", "exploration cost"],
-             [[s["env"], s["variant"], s["strategy"] + (f" ({s['settings']})" if s.get("settings") else ""),
-               s["episodes"], s["task"], s["seeds"], s["error_1"], s["error_10"],
-               f"{s['zero_shot_return']:.1f} ({s.get('zero_shot_episodes') or '?'})", s["exploration_cost"]]
-              for s in study["summary"]])
+    print(
+        "softae_study:",
+        study["meta"]["command"],
+        "|",
+        study["meta"]["machine"],
+        f"| {study['meta']['wall_s'] / 3600:.1f} h",
+    )
+    nb.table(
+        [
+            "env",
+            "variant",
+            "strategy",
+            "episodes",
+            "task",
+            "seeds",
+            "error 1 decision",
+            "error 10 decisions",
+            "zero-shot return (eval episodes)",
+            "exploration cost",
+        ],
+        [
+            [
+                s["env"],
+                s["variant"],
+                s["strategy"] + (f" ({s['settings']})" if s.get("settings") else ""),
+                s["episodes"],
+                s["task"],
+                s["seeds"],
+                s["error_1"],
+                s["error_10"],
+                f"{s['zero_shot_return']:.1f} ({s.get('zero_shot_episodes') or '?'})",
+                s["exploration_cost"],
+            ]
+            for s in study["summary"]
+        ],
+    )
     nb.image(nb.EXPERIMENT_RESULTS / "softae_study.png")

@@ -15,10 +15,13 @@
 # image + state, vs random actions) from `experiments/ultrasound_learning.py` (committed results).
 
 # %%
-import pathlib, sys
+import pathlib
+import sys
+
 ROOT = next(p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents) if (p / "pyproject.toml").is_file())
 sys.path.insert(0, str(ROOT / "experiments" / "notebooks"))
 import nbhelpers as nb
+
 BUDGET = nb.setup()
 
 # %% [markdown]
@@ -27,8 +30,9 @@ BUDGET = nb.setup()
 # label slice through the organ's centre (x-z plane).
 
 # %%
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
+
 from envs.ultrasound import phantom as ph
 
 phantoms = {preset: ph.make_phantom(ph.PhantomConfig(seed=0, preset=preset)) for preset in ph.PRESETS}
@@ -39,11 +43,12 @@ for preset, body in phantoms.items():
 nb.table(["preset", *ph.TISSUES], rows)
 
 fig, axes = plt.subplots(1, len(phantoms), figsize=(4 * len(phantoms), 3))
-for ax, (preset, body) in zip(axes, phantoms.items()):
+for ax, (preset, body) in zip(axes, phantoms.items(), strict=False):
     j = int(ph.world_to_voxel(body, np.asarray(body.organ_center)[None])[0, 1])
     ax.imshow(np.asarray(body.labels)[:, j, :].T[::-1], cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
     ax.set_title(f"{preset}: labels at y = organ centre")
-    ax.set_xlabel("x voxel"); ax.set_ylabel("depth (voxels, skin on top)")
+    ax.set_xlabel("x voxel")
+    ax.set_ylabel("depth (voxels, skin on top)")
 nb.show(fig)
 
 # %% [markdown]
@@ -54,6 +59,7 @@ nb.show(fig)
 # %%
 import jax
 import jax.numpy as jp
+
 from envs.ultrasound import bmode
 
 body = phantoms["abdomen"]
@@ -70,14 +76,23 @@ def rotation(tilt) -> jp.ndarray:
 
 views = {"0 N (no contact)": (0.0, 0.0), "2 N": (0.0, 2.0), "10 N": (0.0, 10.0), "10 N, tilt 0.3 rad": (0.3, 10.0)}
 render = jax.jit(lambda pos, rot, force: bmode.render(body, pos, rot, force, config))
-images = {name: np.asarray(render(position, rotation(tilt), jp.float32(force))) for name, (tilt, force) in views.items()}
+images = {
+    name: np.asarray(render(position, rotation(tilt), jp.float32(force))) for name, (tilt, force) in views.items()
+}
 for name, image in images.items():
     print(f"{name}: mean intensity {image.mean():.3f}, max {image.max():.3f}")
 fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.2))
-for ax, (name, image) in zip(axes, images.items()):
-    ax.imshow(image, cmap="gray", vmin=0, vmax=1, extent=[-config.aperture / 2 * 100, config.aperture / 2 * 100,
-                                                         config.depth * 100, 0])
-    ax.set_title(name); ax.set_xlabel("lateral (cm)"); ax.set_ylabel("depth (cm)")
+for ax, (name, image) in zip(axes, images.items(), strict=False):
+    ax.imshow(
+        image,
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        extent=[-config.aperture / 2 * 100, config.aperture / 2 * 100, config.depth * 100, 0],
+    )
+    ax.set_title(name)
+    ax.set_xlabel("lateral (cm)")
+    ax.set_ylabel("depth (cm)")
 nb.show(fig)
 
 # %% [markdown]
@@ -88,14 +103,18 @@ nb.show(fig)
 # %%
 batch = 64
 key_xy, key_tilt = jax.random.split(jax.random.PRNGKey(0))
-positions = jp.concatenate([position[None, :2] + jax.random.uniform(key_xy, (batch, 2), minval=-0.03, maxval=0.03),
-                            jp.zeros((batch, 1))], axis=1)
+positions = jp.concatenate(
+    [position[None, :2] + jax.random.uniform(key_xy, (batch, 2), minval=-0.03, maxval=0.03), jp.zeros((batch, 1))],
+    axis=1,
+)
 rotations = jax.vmap(rotation)(jax.random.uniform(key_tilt, (batch,), minval=-0.3, maxval=0.3))
 forces = jp.full((batch,), 8.0)
 batched = jax.vmap(lambda pos, rot, force: bmode.render(body, pos, rot, force, config))
 compile_s, run_s, out, _ = nb.compile_and_run(batched, positions, rotations, forces)
-print(f"render batch {batch} at {config.height}x{config.width}: compile ≈ {compile_s:.1f} s, run {run_s * 1e3:.1f} ms "
-      f"-> {batch / run_s:,.0f} images/s")
+print(
+    f"render batch {batch} at {config.height}x{config.width}: compile ≈ {compile_s:.1f} s, run {run_s * 1e3:.1f} ms "
+    f"-> {batch / run_s:,.0f} images/s"
+)
 
 # %% [markdown]
 # ## The probe envs
@@ -105,9 +124,19 @@ print(f"render batch {batch} at {config.height}x{config.width}: compile ≈ {com
 # %%
 import envs
 
-nb.table(["env", "observation", "action", "budget / episode", "safety cost"],
-         [[name, envs.make(name).observation_size, envs.make(name).action_size, envs.make(name).cost_budget,
-           envs.make(name).cost_description] for name in ("us_navigate", "us_coverage", "us_surgery")])
+nb.table(
+    ["env", "observation", "action", "budget / episode", "safety cost"],
+    [
+        [
+            name,
+            envs.make(name).observation_size,
+            envs.make(name).action_size,
+            envs.make(name).cost_budget,
+            envs.make(name).cost_description,
+        ]
+        for name in ("us_navigate", "us_coverage", "us_surgery")
+    ],
+)
 print("pixels:", envs.make("us_navigate", observation="pixels").observation_size)
 
 # %%
@@ -126,12 +155,15 @@ if BUDGET == "full":
         return jax.lax.scan(step, state, jax.random.split(key, n_steps))[1]
 
     compile_s, run_s, (frames, costs), _ = nb.compile_and_run(rollout, jax.random.PRNGKey(1), repeats=1)
-    print(f"us_navigate pixels, {n_envs} envs x {n_steps} steps: compile ≈ {compile_s:.1f} s, run {run_s:.2f} s "
-          f"-> {n_envs * n_steps / run_s:,.0f} env steps/s; mean cost per step {float(costs.mean()):.3f}")
+    print(
+        f"us_navigate pixels, {n_envs} envs x {n_steps} steps: compile ≈ {compile_s:.1f} s, run {run_s:.2f} s "
+        f"-> {n_envs * n_steps / run_s:,.0f} env steps/s; mean cost per step {float(costs.mean()):.3f}"
+    )
     fig, axes = plt.subplots(1, 4, figsize=(12, 3))
-    for ax, t in zip(axes, (0, 5, 10, 19)):
+    for ax, t in zip(axes, (0, 5, 10, 19), strict=False):
         ax.imshow(np.asarray(frames[t, 0]), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"env 0, step {t + 1}"); ax.axis("off")
+        ax.set_title(f"env 0, step {t + 1}")
+        ax.axis("off")
     nb.show(fig)
 else:
     print("us_navigate rollout: full budget only (compiling the MJX env takes about a minute on 2 cores)")
@@ -143,13 +175,28 @@ else:
 # %%
 results = nb.load_json(nb.BENCHMARK_RESULTS / "ultrasound.json", "python experiments/benchmarks/ultrasound.py")
 if results is not None:
-    print(f"ultrasound: {results['machine']['processor']}, {results['machine']['cpu_count']} CPUs, "
-          f"load {results['machine']['load_average_before'][0]:.1f}")
-    nb.table(["batch", "H x W", "geometry", "compile (s)", "images/s", "images per CPU-s"],
-             [[r["batch"], f"{r['height']}x{r['width']}", r["geometry"], r["compile_s"], r["images_per_s"],
-               r["images_per_cpu_s"]] for r in results["render"]])
-    nb.table(["env", "observation", "batch", "compile (s)", "env steps/s"],
-             [[r["env"], r["observation"], r["batch"], r["compile_s"], r["env_steps_per_s"]] for r in results["env"]])
+    print(
+        f"ultrasound: {results['machine']['processor']}, {results['machine']['cpu_count']} CPUs, "
+        f"load {results['machine']['load_average_before'][0]:.1f}"
+    )
+    nb.table(
+        ["batch", "H x W", "geometry", "compile (s)", "images/s", "images per CPU-s"],
+        [
+            [
+                r["batch"],
+                f"{r['height']}x{r['width']}",
+                r["geometry"],
+                r["compile_s"],
+                r["images_per_s"],
+                r["images_per_cpu_s"],
+            ]
+            for r in results["render"]
+        ],
+    )
+    nb.table(
+        ["env", "observation", "batch", "compile (s)", "env steps/s"],
+        [[r["env"], r["observation"], r["batch"], r["compile_s"], r["env_steps_per_s"]] for r in results["env"]],
+    )
     nb.image(nb.BENCHMARK_RESULTS / "ultrasound.png")
 nb.image(ROOT / "docs" / "media" / "ultrasound_gallery.png")
 
@@ -163,13 +210,27 @@ nb.image(ROOT / "docs" / "media" / "ultrasound_gallery.png")
 learning = nb.load_json(nb.EXPERIMENT_RESULTS / "ultrasound_learning.json", "python experiments/ultrasound_learning.py")
 if learning is not None:
     for run in learning["runs"]:
-        print(f"{run['variant']} seed {run['seed']}: ultrasound_learning.py {' '.join(run['argv'])} "
-              f"(started {run['started']}, load {run['load_average'][0]:.1f})")
+        print(
+            f"{run['variant']} seed {run['seed']}: ultrasound_learning.py {' '.join(run['argv'])} "
+            f"(started {run['started']}, load {run['load_average'][0]:.1f})"
+        )
     last = {}
     for r in learning["rows"]:
         last[(r["variant"], r["seed"])] = r  # rows are sorted by env steps: keep each run's final evaluation
-    nb.table(["variant", "seed", "env steps", "success rate", "success at any step", "return", "cost", "budget"],
-             [[r["variant"], r["seed"], r["env_steps"], r["success_rate"], r["success_any_rate"], r["mean_return"],
-               r["mean_cost"], r["cost_budget"]] for r in last.values()])
+    nb.table(
+        ["variant", "seed", "env steps", "success rate", "success at any step", "return", "cost", "budget"],
+        [
+            [
+                r["variant"],
+                r["seed"],
+                r["env_steps"],
+                r["success_rate"],
+                r["success_any_rate"],
+                r["mean_return"],
+                r["mean_cost"],
+                r["cost_budget"],
+            ]
+            for r in last.values()
+        ],
+    )
     nb.image(nb.EXPERIMENT_RESULTS / "ultrasound_learning.png")
-

@@ -11,10 +11,13 @@
 # trains SAC for 20 000 steps and deploys it for 3 whole episodes (200 steps) at 100 Hz.
 
 # %%
-import pathlib, sys
+import pathlib
+import sys
+
 ROOT = next(p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents) if (p / "pyproject.toml").is_file())
 sys.path.insert(0, str(ROOT / "experiments" / "notebooks"))
 import nbhelpers as nb
+
 BUDGET = nb.setup()
 
 # %% [markdown]
@@ -26,7 +29,9 @@ BUDGET = nb.setup()
 
 # %%
 import tempfile
+
 import jax.numpy as jnp
+
 from hardware.policies import load_policy
 from saferl.policies import Policy, stateless, stateless_carry
 from saferl.training.run import train
@@ -40,14 +45,31 @@ if BUDGET == "small":
         return jnp.tanh(params["gain"] * obs[..., 2:3])
 
     PARAMS = {"gain": jnp.float32(2.0)}
-    policy = Policy(act=stateless(lambda obs, key: pump(PARAMS, obs)), init_carry=stateless_carry, params=PARAMS,
-                    apply=pump, observation_size=3, action_size=1, env_name="pendulum", env_config=None,
-                    cost_budget=0.0, algo="energy-pump")
+    policy = Policy(
+        act=stateless(lambda obs, key: pump(PARAMS, obs)),
+        init_carry=stateless_carry,
+        params=PARAMS,
+        apply=pump,
+        observation_size=3,
+        action_size=1,
+        env_name="pendulum",
+        env_config=None,
+        cost_budget=0.0,
+        algo="energy-pump",
+    )
 else:
     EPISODES, MAX_STEPS = 3, None
     with nb.Stopwatch("saferl train sac --env pendulum --steps 20000 (compile + run)"):
-        run = train("sac", "pendulum", steps=20_000, seed=0, overrides={"num_envs": 4}, out=OUT, progress=False,
-                    tensorboard=False)
+        run = train(
+            "sac",
+            "pendulum",
+            steps=20_000,
+            seed=0,
+            overrides={"num_envs": 4},
+            out=OUT,
+            progress=False,
+            tensorboard=False,
+        )
     policy = load_policy(run.run_dir)
 print(f"policy: {policy.algo} for {policy.env_name} (obs {policy.observation_size}, action {policy.action_size})")
 
@@ -65,8 +87,13 @@ from hardware.endpoints import free_loopback_address
 
 ADDRESS = free_loopback_address()  # tcp://127.0.0.1:PORT with PORT..PORT+2 free
 start = time.perf_counter()
-robot = subprocess.Popen([sys.executable, "-m", "hardware.cli", "sim", "pendulum", "--bind", ADDRESS, "--rate", "100",
-                          "--watchdog", "10"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+robot = subprocess.Popen(
+    [sys.executable, "-m", "hardware.cli", "sim", "pendulum", "--bind", ADDRESS, "--rate", "100", "--watchdog", "10"],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    cwd=ROOT,
+)
 lines = []
 while (line := robot.stdout.readline()) and line.strip() != "ready":
     lines.append(line)
@@ -88,15 +115,32 @@ compute_ms = []
 config = RunConfig(episodes=EPISODES, seed=0, max_steps=MAX_STEPS, record_dir=str(OUT / "deploy"))
 with RobotClient(ADDRESS) as client:
     start = time.perf_counter()
-    summaries = run_episodes(client, policy, config, {"notebook": "07_hardware"},
-                             progress=lambda p: compute_ms.append(p["compute_ms"]))
+    summaries = run_episodes(
+        client, policy, config, {"notebook": "07_hardware"}, progress=lambda p: compute_ms.append(p["compute_ms"])
+    )
     wall = time.perf_counter() - start
     status = client.status()
-nb.table(["episode", "steps", "return", "cost", "gaps", "fault", "action sources", "policy ms p50", "policy ms max"],
-         [[s.episode, s.steps, s.episode_return, s.cost, s.gaps, s.fault or "-", s.sources, s.compute_ms_p50,
-           s.compute_ms_max] for s in summaries])
-print(f"{sum(s.steps for s in summaries)} robot steps in {wall:.1f} s (warm-up compile included); recorded to "
-      f"{config.record_dir}")
+nb.table(
+    ["episode", "steps", "return", "cost", "gaps", "fault", "action sources", "policy ms p50", "policy ms max"],
+    [
+        [
+            s.episode,
+            s.steps,
+            s.episode_return,
+            s.cost,
+            s.gaps,
+            s.fault or "-",
+            s.sources,
+            s.compute_ms_p50,
+            s.compute_ms_max,
+        ]
+        for s in summaries
+    ],
+)
+print(
+    f"{sum(s.steps for s in summaries)} robot steps in {wall:.1f} s (warm-up compile included); recorded to "
+    f"{config.record_dir}"
+)
 
 # %% [markdown]
 # ## Latency
@@ -119,8 +163,10 @@ axis.set_ylabel("steps")
 axis.set_title(f"loopback bridge, {policy.algo} policy on pendulum-sim at 100 Hz")
 axis.legend(fontsize=8)
 nb.show(fig)
-print(f"policy side p50 {np.median(compute_ms) * 1e3:.0f} µs, p99 {np.percentile(compute_ms, 99) * 1e3:.0f} µs; "
-      f"robot round trip: {round_trip}; overruns {status['overruns']}, dropped {status['dropped']}")
+print(
+    f"policy side p50 {np.median(compute_ms) * 1e3:.0f} µs, p99 {np.percentile(compute_ms, 99) * 1e3:.0f} µs; "
+    f"robot round trip: {round_trip}; overruns {status['overruns']}, dropped {status['dropped']}"
+)
 robot.terminate()
 print("robot process exit code:", robot.wait(timeout=10))
 
@@ -140,10 +186,21 @@ if bridge:
             if mode in result:
                 r = result[mode]
                 latency = r.get("latency_us") or {}
-                rows.append([result["rate_hz"], mode, latency.get("p50_us", "-"), latency.get("p99_us", "-"),
-                             r["fresh_fraction"], r["overruns"], r.get("policy_inference_us_p50") or "-"])
+                rows.append(
+                    [
+                        result["rate_hz"],
+                        mode,
+                        latency.get("p50_us", "-"),
+                        latency.get("p99_us", "-"),
+                        r["fresh_fraction"],
+                        r["overruns"],
+                        r.get("policy_inference_us_p50") or "-",
+                    ]
+                )
     nb.table(["rate Hz", "mode", "round trip p50 µs", "p99 µs", "fresh actions", "overruns", "inference µs p50"], rows)
     bare = bridge["reference_bare_pyzmq_msgpack_500hz"]
-    print(f"bare pyzmq + msgpack round trip at {bare['rate_hz']} Hz: p50 {bare['p50_us']:.0f} µs, "
-          f"p99 {bare['p99_us']:.0f} µs")
+    print(
+        f"bare pyzmq + msgpack round trip at {bare['rate_hz']} Hz: p50 {bare['p50_us']:.0f} µs, "
+        f"p99 {bare['p99_us']:.0f} µs"
+    )
     nb.image(nb.BENCHMARK_RESULTS / "bridge_latency.png")

@@ -12,16 +12,16 @@ restores each env's first state forever. Episode statistics come from `envs.wrap
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 import envs
-from saferl import constraints
+from saferl import constraints, sharding
 from saferl.data.buffer import Transition
 from saferl.errors import UserError
-from saferl import sharding
 
 
 def training_world(training_env: Any) -> Any:
@@ -45,8 +45,10 @@ def cost_budget_q(config: Any, env: Any) -> float:
     estimate itself) and cannot be trained with a constraint (`UserError`)."""
     if not env.cost_budget > 0:
         if config.constraint.enabled:
-            raise UserError(f"constraint.kind={config.constraint.kind} needs an env with a cost budget; this env's "
-                            f"cost_budget is {env.cost_budget} (set one with --set-env cost_budget=... if the env has it)")
+            raise UserError(
+                f"constraint.kind={config.constraint.kind} needs an env with a cost budget; this env's "
+                f"cost_budget is {env.cost_budget} (set one with --set-env cost_budget=... if the env has it)"
+            )
         return 0.0
     return constraints.discounted_budget(float(env.cost_budget), int(env.episode_length), config.cost_discounting)
 
@@ -60,8 +62,14 @@ def env_transition(state: Any, action: jax.Array, next_state: Any) -> Transition
     """
     info = next_state.info
     terminated = next_state.done * (1.0 - info["truncation"])
-    return Transition(obs=state.obs, action=action, next_obs=info["final_obs"], reward=next_state.reward,
-                      cost=info["cost"], done=terminated)
+    return Transition(
+        obs=state.obs,
+        action=action,
+        next_obs=info["final_obs"],
+        reward=next_state.reward,
+        cost=info["cost"],
+        done=terminated,
+    )
 
 
 def episode_sums(info: dict[str, Any]) -> dict[str, jax.Array]:
@@ -72,20 +80,23 @@ def episode_sums(info: dict[str, Any]) -> dict[str, jax.Array]:
     done = info["episode_done"].astype(jnp.float32)
     metrics = info["episode_metrics"]
     cost = metrics.get("cost", jnp.zeros_like(done))
-    return {"episodes": done.sum(), "return_sum": (metrics["sum_reward"] * done).sum(),
-            "cost_sum": (cost * done).sum()}
+    return {"episodes": done.sum(), "return_sum": (metrics["sum_reward"] * done).sum(), "cost_sum": (cost * done).sum()}
 
 
 def episode_means(sums: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Mean episode return and cost from `episode_sums` totals (0 where no episode ended; see `episodes`)."""
     count = jnp.maximum(sums["episodes"], 1.0)
-    return {"episodes": sums["episodes"], "episode_return": sums["return_sum"] / count,
-            "episode_cost": sums["cost_sum"] / count}
+    return {
+        "episodes": sums["episodes"],
+        "episode_return": sums["return_sum"] / count,
+        "episode_cost": sums["cost_sum"] / count,
+    }
 
 
 def strong_types(tree: Any) -> Any:
     """`tree` with every array strongly typed, so a jitted chunk's output state has the same avals as its
     input (wrappers produce weakly typed flags; a mismatch would recompile the chunk once)."""
+
     def strong(leaf: Any) -> jax.Array:
         array = jnp.asarray(leaf)
         return array.astype(array.dtype)
@@ -98,8 +109,14 @@ def computation_key(config: Any, env: Any, training_env: Any) -> tuple:
     the env's physics (a `dynamics_shift` variant has the same class and config but other physics), the
     training world (randomisation, noise, delay, shift) and the devices of the mesh the trainer is built on
     (`sharding.use_devices` changes them; closures built for the old mesh must not be reused)."""
-    return (config, type(env), getattr(env, "config", None), envs.physics_fingerprint(env),
-            training_world(training_env), tuple((d.platform, d.id) for d in sharding.devices()))
+    return (
+        config,
+        type(env),
+        getattr(env, "config", None),
+        envs.physics_fingerprint(env),
+        training_world(training_env),
+        tuple((d.platform, d.id) for d in sharding.devices()),
+    )
 
 
 def cache_by_computation(make_train: Callable) -> Callable:
@@ -126,11 +143,16 @@ def cache_by_computation(make_train: Callable) -> Callable:
     return cached
 
 
-def make_chunk(iteration: Callable[[Any, Any], tuple[Any, dict]], iterations: int,
-               state_shardings: Callable[[Any], Any], last_keys: Sequence[str]) -> Callable:
+def make_chunk(
+    iteration: Callable[[Any, Any], tuple[Any, dict]],
+    iterations: int,
+    state_shardings: Callable[[Any], Any],
+    last_keys: Sequence[str],
+) -> Callable:
     """Jitted `chunk(state) -> (state, metrics)`: `iterations` scanned calls of `iteration(state, _) ->
     (state, metrics)` whose metrics hold `episodes`/`return_sum`/`cost_sum` (summed over the chunk into
     episode means) and `last_keys` (losses, multipliers: the last iteration's value)."""
+
     @jax.jit
     def chunk(state: Any) -> tuple[Any, dict]:
         state, per_iteration = jax.lax.scan(iteration, state, None, length=iterations)
@@ -142,12 +164,14 @@ def make_chunk(iteration: Callable[[Any, Any], tuple[Any, dict]], iterations: in
     return chunk
 
 
-def data_parallel(init: Callable[[jax.Array], Any], chunk: Callable[[Any], tuple[Any, Any]],
-                  state_shardings: Callable[[Any], Any]) -> tuple[Callable, Callable]:
+def data_parallel(
+    init: Callable[[jax.Array], Any], chunk: Callable[[Any], tuple[Any, Any]], state_shardings: Callable[[Any], Any]
+) -> tuple[Callable, Callable]:
     """`(init, train_chunk)` around jitted ones so that states live where `state_shardings(state)` says
     (see `saferl.sharding`): `init`'s state is moved there, and `train_chunk` first moves its input
     there (a no-op for the previous chunk's output; restored or `prefill`ed states may sit elsewhere), so
     the jitted chunk always sees the same input shardings and compiles once."""
+
     def placed_init(key: jax.Array) -> Any:
         state = init(key)
         return sharding.place(state, state_shardings(state))
@@ -158,9 +182,15 @@ def data_parallel(init: Callable[[jax.Array], Any], chunk: Callable[[Any], tuple
     return placed_init, train_chunk
 
 
-def train_chunked(ctx: Any, make_train: Callable, *, steps_per_chunk: int, checkpoint_every: int,
-                  watched: Callable[[Any], dict], prefill: Callable[[Any], Any] | None = None
-                  ) -> dict[str, float]:
+def train_chunked(
+    ctx: Any,
+    make_train: Callable,
+    *,
+    steps_per_chunk: int,
+    checkpoint_every: int,
+    watched: Callable[[Any], dict],
+    prefill: Callable[[Any], Any] | None = None,
+) -> dict[str, float]:
     """`Algorithm.train` of a chunked trainer: build (cached) `init`/`train_chunk` for the run's config, env
     and training world, start fresh or resume from the last checkpoint, optionally `prefill(state)` a fresh
     state with `--data` recordings, then run chunks to `ctx.total_steps` with logging and checkpoints."""
@@ -174,7 +204,13 @@ def train_chunked(ctx: Any, make_train: Callable, *, steps_per_chunk: int, check
     elif prefill is not None and ctx.data_dir is not None:
         state = prefill(state)
     state, env_steps, row = run_chunks(
-        ctx, state, train_chunk, steps_per_chunk=steps_per_chunk, start_steps=int(state.env_steps),
-        checkpoint_every=checkpoint_every, watched=watched,
-        extra=lambda steps: {"env_steps": steps, "algo": ctx.algo})
+        ctx,
+        state,
+        train_chunk,
+        steps_per_chunk=steps_per_chunk,
+        start_steps=int(state.env_steps),
+        checkpoint_every=checkpoint_every,
+        watched=watched,
+        extra=lambda steps: {"env_steps": steps, "algo": ctx.algo},
+    )
     return {"env_steps": env_steps, **row}

@@ -12,7 +12,8 @@ used as the env gives them (e.g. B-mode intensities in [0, 1]). Each network has
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,13 +52,13 @@ class ImageEncoder(linen.Module):
     @linen.compact
     def __call__(self, image: jax.Array) -> jax.Array:
         batch_shape = image.shape[:-3]
-        hidden = image.reshape((-1,) + image.shape[-3:]).astype(jnp.float32)
+        hidden = image.reshape((-1, *image.shape[-3:])).astype(jnp.float32)
         k, s = self.config.kernel_size, self.config.stride
         for channels in self.config.channels:
             hidden = linen.relu(linen.Conv(channels, (k, k), strides=(s, s), padding="SAME")(hidden))
         hidden = hidden.reshape((hidden.shape[0], -1))
         features = linen.relu(linen.Dense(self.config.features)(hidden))
-        return features.reshape(batch_shape + (self.config.features,))
+        return features.reshape((*batch_shape, self.config.features))
 
 
 class PixelStateMLP(linen.Module):
@@ -70,8 +71,11 @@ class PixelStateMLP(linen.Module):
     @linen.compact
     def __call__(self, image: jax.Array, state: jax.Array, action: jax.Array | None = None) -> jax.Array:
         parts = [ImageEncoder(self.encoder)(image), state] + ([] if action is None else [action])
-        return brax_networks.MLP(layer_sizes=list(self.layer_sizes), activation=self.activation,
-                                 kernel_init=jax.nn.initializers.lecun_uniform())(jnp.concatenate(parts, axis=-1))
+        return brax_networks.MLP(
+            layer_sizes=list(self.layer_sizes),
+            activation=self.activation,
+            kernel_init=jax.nn.initializers.lecun_uniform(),
+        )(jnp.concatenate(parts, axis=-1))
 
 
 class TwinPixelStateMLP(linen.Module):
@@ -84,8 +88,10 @@ class TwinPixelStateMLP(linen.Module):
 
     @linen.compact
     def __call__(self, image: jax.Array, state: jax.Array, action: jax.Array) -> jax.Array:
-        heads = [PixelStateMLP(self.encoder, tuple(self.hidden_sizes) + (1,), self.activation)(image, state, action)
-                 for _ in range(self.n_critics)]
+        heads = [
+            PixelStateMLP(self.encoder, (*tuple(self.hidden_sizes), 1), self.activation)(image, state, action)
+            for _ in range(self.n_critics)
+        ]
         return jnp.concatenate(heads, axis=-1)
 
 
@@ -104,8 +110,9 @@ def update_normalizer(normalizer: Any, obs: Any) -> Any:
     return running_statistics.update(normalizer, observations.state_part(obs))
 
 
-def _network(module: linen.Module, observation_size: Any, normalize: Callable, extra_size: int | None = None
-             ) -> brax_networks.FeedForwardNetwork:
+def _network(
+    module: linen.Module, observation_size: Any, normalize: Callable, extra_size: int | None = None
+) -> brax_networks.FeedForwardNetwork:
     """`FeedForwardNetwork` of `module(image, normalize(state)[, action])` with dummy inputs for `init`."""
     dummy = observations.zeros(observation_size, (1,))
     dummy_extra = () if extra_size is None else (jnp.zeros((1, extra_size)),)
@@ -120,25 +127,42 @@ def _network(module: linen.Module, observation_size: Any, normalize: Callable, e
     return brax_networks.FeedForwardNetwork(init=init, apply=apply)
 
 
-def make_policy_network(encoder: PixelEncoderConfig, observation_size: Any, param_size: int,
-                        hidden_sizes: Sequence[int], activation: Callable, normalize: Callable
-                        ) -> brax_networks.FeedForwardNetwork:
+def make_policy_network(
+    encoder: PixelEncoderConfig,
+    observation_size: Any,
+    param_size: int,
+    hidden_sizes: Sequence[int],
+    activation: Callable,
+    normalize: Callable,
+) -> brax_networks.FeedForwardNetwork:
     """(normalizer, params, obs dict) -> distribution parameters [..., param_size]."""
-    module = PixelStateMLP(encoder, tuple(hidden_sizes) + (param_size,), activation)
+    module = PixelStateMLP(encoder, (*tuple(hidden_sizes), param_size), activation)
     return _network(module, observation_size, normalize)
 
 
-def make_value_network(encoder: PixelEncoderConfig, observation_size: Any, hidden_sizes: Sequence[int],
-                       activation: Callable, normalize: Callable) -> brax_networks.FeedForwardNetwork:
+def make_value_network(
+    encoder: PixelEncoderConfig,
+    observation_size: Any,
+    hidden_sizes: Sequence[int],
+    activation: Callable,
+    normalize: Callable,
+) -> brax_networks.FeedForwardNetwork:
     """(normalizer, params, obs dict) -> V [...]."""
-    network = _network(PixelStateMLP(encoder, tuple(hidden_sizes) + (1,), activation), observation_size, normalize)
+    network = _network(PixelStateMLP(encoder, (*tuple(hidden_sizes), 1), activation), observation_size, normalize)
     return brax_networks.FeedForwardNetwork(
-        init=network.init, apply=lambda normalizer, params, obs: network.apply(normalizer, params, obs)[..., 0])
+        init=network.init, apply=lambda normalizer, params, obs: network.apply(normalizer, params, obs)[..., 0]
+    )
 
 
-def make_q_network(encoder: PixelEncoderConfig, observation_size: Any, action_size: int,
-                   hidden_sizes: Sequence[int], activation: Callable, normalize: Callable, n_critics: int = 2
-                   ) -> brax_networks.FeedForwardNetwork:
+def make_q_network(
+    encoder: PixelEncoderConfig,
+    observation_size: Any,
+    action_size: int,
+    hidden_sizes: Sequence[int],
+    activation: Callable,
+    normalize: Callable,
+    n_critics: int = 2,
+) -> brax_networks.FeedForwardNetwork:
     """(normalizer, params, obs dict, action [..., act_dim]) -> Q [..., n_critics]."""
     module = TwinPixelStateMLP(encoder, tuple(hidden_sizes), activation, n_critics)
     return _network(module, observation_size, normalize, extra_size=action_size)

@@ -75,8 +75,9 @@ class PETSAgent:
         """Fresh state: untrained ensemble, empty buffer (`init` is this, jitted)."""
         model_key, key = jax.random.split(key)
         model = ensemble.init(model_key, self.config.model, self.obs_size, self.action_size, self.obs_size + 2)
-        buffer = buffer_lib.init(self.config.buffer_capacity,
-                                 buffer_lib.example_transition(self.obs_size, self.action_size))
+        buffer = buffer_lib.init(
+            self.config.buffer_capacity, buffer_lib.example_transition(self.obs_size, self.action_size)
+        )
         return PETSState(model=model, buffer=buffer, key=key, episode=jp.zeros((), jp.int32))
 
     def random_episode(self, episode: int) -> bool:
@@ -89,8 +90,13 @@ class PETSAgent:
 
     def random_policy(self) -> Policy:
         """Uniform random actions in [-1, 1], held like the planner's (the first episodes' exploration)."""
-        return uniform_random_policy(self.action_size, self.obs_size, self.cost_budget, self.config.action_repeat,
-                                     env_config=getattr(self.env, "config", None))
+        return uniform_random_policy(
+            self.action_size,
+            self.obs_size,
+            self.cost_budget,
+            self.config.action_repeat,
+            env_config=getattr(self.env, "config", None),
+        )
 
     def _episode(self, policy: Policy, key: jax.Array) -> episode.Decision:
         """One episode of `policy` on the env from a fresh reset: `Decision`s [decisions_per_episode]."""
@@ -105,8 +111,11 @@ class PETSAgent:
         mpc, random = self.mpc_policy(model), self.random_policy()
 
         def act(carry: Any, obs: jax.Array, act_key: jax.Array) -> tuple[jax.Array, Any]:
-            return jax.lax.cond(explore, lambda: (random.act(random.init_carry(), obs, act_key)[0], carry),
-                                lambda: mpc.act(carry, obs, act_key))
+            return jax.lax.cond(
+                explore,
+                lambda: (random.act(random.init_carry(), obs, act_key)[0], carry),
+                lambda: mpc.act(carry, obs, act_key),
+            )
 
         decisions = self._episode(dataclasses.replace(mpc, act=act), key)
         transitions, plans = decisions.transition, decisions.carry.memory

@@ -23,15 +23,32 @@ def _cpu_model() -> EnsembleConfig:
     # 7000 --seed 0` reached 875 with XLA's CPU fusion emitters but 262 without them (the envs' default now),
     # against 772 uncalibrated: calibrated all-member σ's (the held-out split also trains on 10 % less data) are
     # not yet shown to help PETS; `--set model.calibrate=true` to use them
-    return EnsembleConfig(num_members=5, hidden_sizes=(128, 128, 128), num_elites=5, epochs=200, max_steps=1500,
-                          patience=5, batch_size=128, learning_rate=1e-3, calibrate=False)
+    return EnsembleConfig(
+        num_members=5,
+        hidden_sizes=(128, 128, 128),
+        num_elites=5,
+        epochs=200,
+        max_steps=1500,
+        patience=5,
+        batch_size=128,
+        learning_rate=1e-3,
+        calibrate=False,
+    )
 
 
 def _cpu_planner() -> ICEMConfig:
     # 100 × 15 × 2 iterations (≈ 4.5× fewer model steps than 200 × 15 × 3); half the elites carried to the next
     # iteration and, shifted, to the next decision make up for the smaller population
-    return ICEMConfig(horizon=15, population=100, num_elites=10, iterations=2, noise_beta=2.0,
-                      keep_elites_fraction=0.5, population_decay=1.0, init_std=0.5)
+    return ICEMConfig(
+        horizon=15,
+        population=100,
+        num_elites=10,
+        iterations=2,
+        noise_beta=2.0,
+        keep_elites_fraction=0.5,
+        population_decay=1.0,
+        init_std=0.5,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +84,10 @@ def check_episode_loop_fields(config: Any) -> None:
 def check_particles(name: str, rollout: RolloutConfig, model: EnsembleConfig) -> None:
     """TS particles are split evenly over the ensemble members (`ValueError` naming the field otherwise)."""
     if rollout.propagation != "mean" and rollout.num_particles % model.num_members:
-        raise ValueError(f"{name}.num_particles ({rollout.num_particles}) must be a multiple of "
-                         f"model.num_members ({model.num_members})")
+        raise ValueError(
+            f"{name}.num_particles ({rollout.num_particles}) must be a multiple of "
+            f"model.num_members ({model.num_members})"
+        )
 
 
 def preset(name: str) -> PETSConfig:
@@ -80,5 +99,6 @@ def preset(name: str) -> PETSConfig:
             model=EnsembleConfig(num_members=5, hidden_sizes=(200, 200, 200), num_elites=5, epochs=50),
             rollout=RolloutConfig("tsinf", 20),
             planner=ICEMConfig.cem(horizon=25, population=400, num_elites=40, iterations=5, init_std=0.5),
-            action_repeat=1)
+            action_repeat=1,
+        )
     raise ValueError(f"unknown PETS preset {name!r}; available: cpu, paper")

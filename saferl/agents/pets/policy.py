@@ -14,7 +14,8 @@ import dataclasses
 import functools
 import math
 import pathlib
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jp
@@ -41,9 +42,15 @@ def model_fns(model: EnsembleState, obs_groups: tuple[int, ...] | None = None) -
     """The ensemble as the planner's model functions (all members; raw units); `obs_groups` the group id of each
     observation feature (`observation_group_ids`)."""
     norm = model.normalizer
-    return ModelFns(functools.partial(ensemble.predict, model), functools.partial(ensemble.predict_per_member, model),
-                    model.config.num_members, norm.output_std, norm.input_mean[:model.obs_size],
-                    norm.input_std[:model.obs_size], None if obs_groups is None else jp.asarray(obs_groups))
+    return ModelFns(
+        functools.partial(ensemble.predict, model),
+        functools.partial(ensemble.predict_per_member, model),
+        model.config.num_members,
+        norm.output_std,
+        norm.input_mean[: model.obs_size],
+        norm.input_std[: model.obs_size],
+        None if obs_groups is None else jp.asarray(obs_groups),
+    )
 
 
 def observation_group_ids(env: Any, obs_size: int) -> tuple[int, ...] | None:
@@ -59,10 +66,17 @@ def observation_group_ids(env: Any, obs_size: int) -> tuple[int, ...] | None:
     return tuple(ids)
 
 
-def planned_action(config: Any, model: EnsembleState, key: jax.Array, obs: jax.Array,
-                   warm_start: icem.PlannerState, remaining_budget: jax.Array,
-                   task: Task | None = None, transition_cost: Callable | None = None,
-                   obs_groups: tuple[int, ...] | None = None) -> tuple[jax.Array, icem.PlanInfo]:
+def planned_action(
+    config: Any,
+    model: EnsembleState,
+    key: jax.Array,
+    obs: jax.Array,
+    warm_start: icem.PlannerState,
+    remaining_budget: jax.Array,
+    task: Task | None = None,
+    transition_cost: Callable | None = None,
+    obs_groups: tuple[int, ...] | None = None,
+) -> tuple[jax.Array, icem.PlanInfo]:
     """MPC: plan from obs [obs_dim] and return the first action [act_dim] in [-1, 1] and the planner info.
 
     `config` is any config with `planner`, `rollout`, `objective` and `action_repeat` (PETSConfig, SoftAE's
@@ -77,12 +91,13 @@ def planned_action(config: Any, model: EnsembleState, key: jax.Array, obs: jax.A
         objective_fn = make_objective(config.objective, remaining_budget)
     else:
         objective = config.objective
-        objective_fn = reward_objective(task.reward, objective.discount, objective.constraint, objective.penalty,
-                                        remaining_budget)
+        objective_fn = reward_objective(
+            task.reward, objective.discount, objective.constraint, objective.penalty, remaining_budget
+        )
     if transition_cost is not None:
         objective_fn = with_transition_costs(objective_fn, transition_cost, config.action_repeat)
     actions, info = icem.plan(config.planner, key, rollout_fn, objective_fn, warm_start)
-    return actions[0, :model.action_size], info
+    return actions[0, : model.action_size], info
 
 
 def mpc_init_carry(config: Any, action_size: int, obs_size: int = 0) -> PolicyCarry:
@@ -92,15 +107,23 @@ def mpc_init_carry(config: Any, action_size: int, obs_size: int = 0) -> PolicyCa
     return PolicyCarry(cost_spent=zero, memory=MPCMemory(icem.init_state(config.planner, width), zero, zero + 1.0))
 
 
-def mpc_decide(config: Any, budget: float, task: Task | None, transition_cost: Callable | None,
-               obs_groups: tuple[int, ...] | None, model: EnsembleState, carry: PolicyCarry, obs: jax.Array,
-               key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
+def mpc_decide(
+    config: Any,
+    budget: float,
+    task: Task | None,
+    transition_cost: Callable | None,
+    obs_groups: tuple[int, ...] | None,
+    model: EnsembleState,
+    carry: PolicyCarry,
+    obs: jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, PolicyCarry]:
     """One MPC decision from obs [obs_dim]: plan with the carried warm start against `budget − cost spent`."""
     remaining_budget = budget - carry.cost_spent
-    action, info = planned_action(config, model, key, obs, carry.memory.warm_start, remaining_budget, task,
-                                  transition_cost, obs_groups)
-    memory = MPCMemory(info.next_init, info.best_value.astype(jp.float32),
-                       info.feasible_fraction.astype(jp.float32))
+    action, info = planned_action(
+        config, model, key, obs, carry.memory.warm_start, remaining_budget, task, transition_cost, obs_groups
+    )
+    memory = MPCMemory(info.next_init, info.best_value.astype(jp.float32), info.feasible_fraction.astype(jp.float32))
     return action, carry.replace(memory=memory)
 
 
@@ -117,8 +140,15 @@ def planning_cost(config: Any, env: Any) -> Callable | None:
     return getattr(env, "transition_cost", None)
 
 
-def mpc_policy(config: Any, model: EnsembleState, env: Any, env_name: str = "",
-               run_dir: pathlib.Path | None = None, task: Task | None = None, algo: str = "pets") -> Policy:
+def mpc_policy(
+    config: Any,
+    model: EnsembleState,
+    env: Any,
+    env_name: str = "",
+    run_dir: pathlib.Path | None = None,
+    task: Task | None = None,
+    algo: str = "pets",
+) -> Policy:
     """`Policy` whose `act(carry, obs [obs_dim], key) -> (action [act_dim], carry)` plans on `model` for `env`
     (its sizes and episode cost budget), maximising `config.objective` or, given, a `task`'s reward. Usable
     inside `jit` (e.g. with a traced `model`). Dict observations {"image", "state"}: it plans on (and
@@ -138,10 +168,21 @@ def mpc_policy(config: Any, model: EnsembleState, env: Any, env_name: str = "",
     def act(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
         return decide(model, carry, jp.asarray(observations.state_part(obs), jp.float32), key)
 
-    return Policy(act=act, init_carry=functools.partial(mpc_init_carry, config, action_size, obs_size),
-                  params=model, apply=None, observation_size=obs_size, action_size=action_size, env_name=env_name,
-                  env_config=getattr(env, "config", None), cost_budget=cost_budget, algo=algo, sample=None,
-                  run_dir=run_dir, action_repeat=config.action_repeat)
+    return Policy(
+        act=act,
+        init_carry=functools.partial(mpc_init_carry, config, action_size, obs_size),
+        params=model,
+        apply=None,
+        observation_size=obs_size,
+        action_size=action_size,
+        env_name=env_name,
+        env_config=getattr(env, "config", None),
+        cost_budget=cost_budget,
+        algo=algo,
+        sample=None,
+        run_dir=run_dir,
+        action_repeat=config.action_repeat,
+    )
 
 
 MODEL = ".model"  # key path of the ensemble in the checkpointed training state (PETS's, SoftAE's, SOOPER's)

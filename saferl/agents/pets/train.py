@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from saferl import registry
+from saferl import registry, sharding
 from saferl.agents.modelfree.common import cache_by_computation
 from saferl.agents.pets.agent import PETSAgent, PETSState, make_agent
 from saferl.agents.pets.config import PETSConfig
 from saferl.data.buffer import Transition
 from saferl.errors import NonFiniteError
-from saferl import sharding
 
 
 class EpisodeRunner:
@@ -53,19 +53,33 @@ class EpisodeRunner:
         fit_s = time.perf_counter() - start
         new_state = PETSState(model=model, buffer=buffer, key=key, episode=state.episode + 1)
         if not bool(fit.finite):
-            raise NonFiniteError("model/fit_loss", int(new_state.episode) * agent.env_steps_per_episode,
-                                 "the ensemble's training loss went NaN/Inf")
-        row = {"episode_return": float(stats.episode_return), "episode_cost": float(stats.episode_cost),
-               "episodes": 1.0, "episode": float(new_state.episode), "random_actions": float(random),
-               "model_nll": float(fit.holdout_nll), "model_mse": float(fit.holdout_mse),
-               "model_coverage_1sigma": float(fit.coverage_1sigma), "model_ece": float(fit.ece),
-               "model_calibrated_coverage_1sigma": float(fit.calibrated_coverage_1sigma),
-               "model_calibrated_ece": float(fit.calibrated_ece),
-               "fit_epochs": float(fit.epochs), "fit_s": fit_s, "buffer_size": float(buffer.size),
-               "feasible_fraction": float(stats.feasible_fraction), "compile_s": agent.collect_compile_s}
+            raise NonFiniteError(
+                "model/fit_loss",
+                int(new_state.episode) * agent.env_steps_per_episode,
+                "the ensemble's training loss went NaN/Inf",
+            )
+        row = {
+            "episode_return": float(stats.episode_return),
+            "episode_cost": float(stats.episode_cost),
+            "episodes": 1.0,
+            "episode": float(new_state.episode),
+            "random_actions": float(random),
+            "model_nll": float(fit.holdout_nll),
+            "model_mse": float(fit.holdout_mse),
+            "model_coverage_1sigma": float(fit.coverage_1sigma),
+            "model_ece": float(fit.ece),
+            "model_calibrated_coverage_1sigma": float(fit.calibrated_coverage_1sigma),
+            "model_calibrated_ece": float(fit.calibrated_ece),
+            "fit_epochs": float(fit.epochs),
+            "fit_s": fit_s,
+            "buffer_size": float(buffer.size),
+            "feasible_fraction": float(stats.feasible_fraction),
+            "compile_s": agent.collect_compile_s,
+        }
         if not random:
-            row.update(plan_ms_per_step=1e3 * collect_s / agent.decisions_per_episode,
-                       plan_value=float(stats.plan_value))
+            row.update(
+                plan_ms_per_step=1e3 * collect_s / agent.decisions_per_episode, plan_value=float(stats.plan_value)
+            )
         return new_state, row
 
 
@@ -94,10 +108,15 @@ def train_episodes(ctx: Any, agent: PETSAgent, algo: str) -> dict[str, float]:
         state = add_recorded_data(agent, state, ctx.recorded_transitions(config.action_repeat))
     per_episode = agent.env_steps_per_episode
     state, env_steps, row = run_chunks(
-        ctx, state, EpisodeRunner(agent), steps_per_chunk=per_episode, start_steps=int(state.episode) * per_episode,
+        ctx,
+        state,
+        EpisodeRunner(agent),
+        steps_per_chunk=per_episode,
+        start_steps=int(state.episode) * per_episode,
         checkpoint_every=config.checkpoint_every_episodes * per_episode,
         watched=lambda s: {"model": s.model.params},
-        extra=lambda steps: {"episode": steps // per_episode, "algo": algo})
+        extra=lambda steps: {"episode": steps // per_episode, "algo": algo},
+    )
     return {"env_steps": float(env_steps), **row}
 
 
@@ -142,17 +161,29 @@ class SeedEpisodes:
         fit_s = time.perf_counter() - start
         new_state = PETSState(model=model, buffer=buffer, key=keys[:, 0], episode=state.episode + 1)
         seeds = np.ones(np.shape(state.episode))
-        metrics = {"episode_return": stats.episode_return, "episode_cost": stats.episode_cost, "episodes": seeds,
-                   "episode": new_state.episode, "random_actions": seeds * random, "model_nll": fit.holdout_nll,
-                   "model_mse": fit.holdout_mse, "model_coverage_1sigma": fit.coverage_1sigma, "model_ece": fit.ece,
-                   "model_calibrated_coverage_1sigma": fit.calibrated_coverage_1sigma,
-                   "model_calibrated_ece": fit.calibrated_ece, "fit_epochs": fit.epochs, "fit_s": seeds * fit_s,
-                   "buffer_size": buffer.size, "feasible_fraction": stats.feasible_fraction,
-                   "compile_s": seeds * self.collect_compile_s,
-                   "model_fit": jnp.where(fit.finite, 0.0, jnp.nan)}  # NaN: the fit went non-finite (checked)
+        metrics = {
+            "episode_return": stats.episode_return,
+            "episode_cost": stats.episode_cost,
+            "episodes": seeds,
+            "episode": new_state.episode,
+            "random_actions": seeds * random,
+            "model_nll": fit.holdout_nll,
+            "model_mse": fit.holdout_mse,
+            "model_coverage_1sigma": fit.coverage_1sigma,
+            "model_ece": fit.ece,
+            "model_calibrated_coverage_1sigma": fit.calibrated_coverage_1sigma,
+            "model_calibrated_ece": fit.calibrated_ece,
+            "fit_epochs": fit.epochs,
+            "fit_s": seeds * fit_s,
+            "buffer_size": buffer.size,
+            "feasible_fraction": stats.feasible_fraction,
+            "compile_s": seeds * self.collect_compile_s,
+            "model_fit": jnp.where(fit.finite, 0.0, jnp.nan),
+        }  # NaN: the fit went non-finite (checked)
         if not random:
-            metrics.update(plan_ms_per_step=seeds * 1e3 * collect_s / agent.decisions_per_episode,
-                           plan_value=stats.plan_value)
+            metrics.update(
+                plan_ms_per_step=seeds * 1e3 * collect_s / agent.decisions_per_episode, plan_value=stats.plan_value
+            )
         return new_state, jax.device_get(metrics)
 
 
@@ -192,11 +223,16 @@ def episodic_seed_batch(make_agent_of: Callable[..., PETSAgent]) -> EpisodicSeed
         return add_recorded_data(agent, state, ctx.recorded_transitions(ctx.algo_config.action_repeat))
 
     batch = registry.SeedBatch(
-        make_parts=make_seed_parts, make_seed_chunk=make_seed_episodes, steps_per_chunk=_steps_per_episode,
+        make_parts=make_seed_parts,
+        make_seed_chunk=make_seed_episodes,
+        steps_per_chunk=_steps_per_episode,
         checkpoint_every=lambda config, env: config.checkpoint_every_episodes * _steps_per_episode(config, env),
-        watched=lambda state: {"model": state.model.params}, prefill=prefill, row=_seed_row,
+        watched=lambda state: {"model": state.model.params},
+        prefill=prefill,
+        row=_seed_row,
         steps_done=lambda config, env, state: int(state.episode) * _steps_per_episode(config, env),
-        extra=lambda config, env, steps: {"episode": steps // _steps_per_episode(config, env)})
+        extra=lambda config, env, steps: {"episode": steps // _steps_per_episode(config, env)},
+    )
     return EpisodicSeedBatch(batch, make_seed_parts, make_seed_episodes)
 
 

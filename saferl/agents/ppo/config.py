@@ -38,13 +38,22 @@ class PPOConfig:
     constraint: ConstraintConfig = ConstraintConfig(budget_scale=0.5)
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "unroll_length", "batch_size", "num_minibatches", "num_updates_per_batch",
-                     "iterations_per_chunk", "checkpoint_every"):
+        for name in (
+            "num_envs",
+            "unroll_length",
+            "batch_size",
+            "num_minibatches",
+            "num_updates_per_batch",
+            "iterations_per_chunk",
+            "checkpoint_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if (self.batch_size * self.num_minibatches) % self.num_envs:
-            raise ValueError(f"batch_size·num_minibatches ({self.batch_size}·{self.num_minibatches}) must be a "
-                             f"multiple of num_envs ({self.num_envs})")
+            raise ValueError(
+                f"batch_size·num_minibatches ({self.batch_size}·{self.num_minibatches}) must be a "
+                f"multiple of num_envs ({self.num_envs})"
+            )
         for name in ("learning_rate", "max_grad_norm", "clipping_epsilon", "reward_scaling"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -55,8 +64,11 @@ class PPOConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.entropy_cost < 0:
             raise ValueError(f"entropy_cost must be >= 0, got {self.entropy_cost}")
-        if not self.policy_hidden_sizes or not self.value_hidden_sizes or min(
-                self.policy_hidden_sizes + self.value_hidden_sizes) < 1:
+        if (
+            not self.policy_hidden_sizes
+            or not self.value_hidden_sizes
+            or min(self.policy_hidden_sizes + self.value_hidden_sizes) < 1
+        ):
             raise ValueError("policy_hidden_sizes and value_hidden_sizes must be non-empty lists of sizes >= 1")
 
     @property

@@ -43,12 +43,22 @@ class Rollout:
 
 def init_params(networks: PPONetworks, key: jax.Array) -> PPOParams:
     key_policy, key_value, key_cost = jax.random.split(key, 3)
-    return PPOParams(policy=networks.policy_network.init(key_policy), value=networks.value_network.init(key_value),
-                     cost_value=networks.cost_value_network.init(key_cost))
+    return PPOParams(
+        policy=networks.policy_network.init(key_policy),
+        value=networks.value_network.init(key_value),
+        cost_value=networks.cost_value_network.init(key_cost),
+    )
 
 
-def gae(signal: jax.Array, values: jax.Array, next_values: jax.Array, terminated: jax.Array, done: jax.Array,
-        discount: float, lambda_: float) -> tuple[jax.Array, jax.Array]:
+def gae(
+    signal: jax.Array,
+    values: jax.Array,
+    next_values: jax.Array,
+    terminated: jax.Array,
+    done: jax.Array,
+    discount: float,
+    lambda_: float,
+) -> tuple[jax.Array, jax.Array]:
     """(advantages, value targets), both [T, B], for per-step `signal` and values [T, B] (time first)."""
     deltas = signal + discount * (1.0 - terminated) * next_values - values
 
@@ -61,8 +71,16 @@ def gae(signal: jax.Array, values: jax.Array, next_values: jax.Array, terminated
     return advantages, advantages + values
 
 
-def loss(params: PPOParams, normalizer: Any, data: Rollout, key: jax.Array, constraint_state: Any,
-         networks: PPONetworks, config: PPOConfig, cost_budget_q: float) -> tuple[jax.Array, dict]:
+def loss(
+    params: PPOParams,
+    normalizer: Any,
+    data: Rollout,
+    key: jax.Array,
+    constraint_state: Any,
+    networks: PPONetworks,
+    config: PPOConfig,
+    cost_budget_q: float,
+) -> tuple[jax.Array, dict]:
     """PPO loss on segments [N, T] (time second, as collected): actor objective + ½-weighted value losses."""
     data = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), data)  # [T, N]
     step = data.transition
@@ -71,10 +89,24 @@ def loss(params: PPOParams, normalizer: Any, data: Rollout, key: jax.Array, cons
     cost_values = networks.cost_value_network.apply(normalizer, params.cost_value, step.obs)
     next_cost_values = networks.cost_value_network.apply(normalizer, params.cost_value, step.next_obs)
     stop = jax.lax.stop_gradient
-    adv, targets = gae(step.reward * config.reward_scaling, stop(values), stop(next_values), step.done,
-                       data.episode_end, config.discounting, config.gae_lambda)
-    cost_adv, cost_targets = gae(step.cost, stop(cost_values), stop(next_cost_values), step.done, data.episode_end,
-                                 config.cost_discounting, config.gae_lambda)
+    adv, targets = gae(
+        step.reward * config.reward_scaling,
+        stop(values),
+        stop(next_values),
+        step.done,
+        data.episode_end,
+        config.discounting,
+        config.gae_lambda,
+    )
+    cost_adv, cost_targets = gae(
+        step.cost,
+        stop(cost_values),
+        stop(next_cost_values),
+        step.done,
+        data.episode_end,
+        config.cost_discounting,
+        config.gae_lambda,
+    )
     distribution = networks.parametric_action_distribution
     logits = networks.policy_network.apply(normalizer, params.policy, step.obs)
     ratio = jnp.exp(distribution.log_prob(logits, data.raw_action) - data.log_prob)
@@ -85,11 +117,18 @@ def loss(params: PPOParams, normalizer: Any, data: Rollout, key: jax.Array, cons
     reward_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
     cost_level = jnp.mean(cost_targets)
     cost_estimate = cost_level + jnp.mean(jnp.maximum(ratio * cost_adv, clipped * cost_adv))
-    actor_loss, aux = constraints.actor_objective(config.constraint, constraint_state, reward_loss, cost_estimate,
-                                                  cost_budget_q)
+    actor_loss, aux = constraints.actor_objective(
+        config.constraint, constraint_state, reward_loss, cost_estimate, cost_budget_q
+    )
     v_loss = 0.25 * jnp.mean(jnp.square(targets - values))
     cost_v_loss = 0.25 * jnp.mean(jnp.square(cost_targets - cost_values))
     total = actor_loss - config.entropy_cost * entropy + v_loss + cost_v_loss  # entropy outside the handler
-    return total, {"total_loss": total, "policy_loss": reward_loss, "v_loss": v_loss, "cost_v_loss": cost_v_loss,
-                   "entropy_loss": -config.entropy_cost * entropy, "cost_estimate": stop(cost_level),
-                   "constraint_violation": aux["constraint_violation"]}
+    return total, {
+        "total_loss": total,
+        "policy_loss": reward_loss,
+        "v_loss": v_loss,
+        "cost_v_loss": cost_v_loss,
+        "entropy_loss": -config.entropy_cost * entropy,
+        "cost_estimate": stop(cost_level),
+        "constraint_violation": aux["constraint_violation"],
+    }

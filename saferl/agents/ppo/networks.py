@@ -30,24 +30,32 @@ def make_networks(config: PPOConfig, observation_size: Any, action_size: int) ->
     if observations.is_dict(observation_size):
         return _make_pixel_networks(config, observation_size, action_size, normalize)
     base = ppo_networks.make_ppo_networks(
-        observation_size, action_size, preprocess_observations_fn=normalize,
-        policy_hidden_layer_sizes=config.policy_hidden_sizes, value_hidden_layer_sizes=config.value_hidden_sizes)
-    cost_value = brax_networks.make_value_network(observation_size, preprocess_observations_fn=normalize,
-                                                  hidden_layer_sizes=config.value_hidden_sizes,
-                                                  activation=jax.nn.swish)
+        observation_size,
+        action_size,
+        preprocess_observations_fn=normalize,
+        policy_hidden_layer_sizes=config.policy_hidden_sizes,
+        value_hidden_layer_sizes=config.value_hidden_sizes,
+    )
+    cost_value = brax_networks.make_value_network(
+        observation_size,
+        preprocess_observations_fn=normalize,
+        hidden_layer_sizes=config.value_hidden_sizes,
+        activation=jax.nn.swish,
+    )
     return PPONetworks(base.policy_network, base.value_network, cost_value, base.parametric_action_distribution)
 
 
-def _make_pixel_networks(config: PPOConfig, observation_size: Any, action_size: int, normalize: Any
-                         ) -> PPONetworks:
+def _make_pixel_networks(config: PPOConfig, observation_size: Any, action_size: int, normalize: Any) -> PPONetworks:
     """Policy, V_r and V_c, each its own CNN encoder + swish MLP, on dict observations (state normalised)."""
     observations.shapes(observation_size)  # UserError for malformed dict shapes
     distribution = brax_distribution.NormalTanhDistribution(event_size=action_size)
-    policy = pixel_networks.make_policy_network(config.encoder, observation_size, distribution.param_size,
-                                                config.policy_hidden_sizes, jax.nn.swish, normalize)
+    policy = pixel_networks.make_policy_network(
+        config.encoder, observation_size, distribution.param_size, config.policy_hidden_sizes, jax.nn.swish, normalize
+    )
 
     def value() -> Any:
-        return pixel_networks.make_value_network(config.encoder, observation_size, config.value_hidden_sizes,
-                                                 jax.nn.swish, normalize)
+        return pixel_networks.make_value_network(
+            config.encoder, observation_size, config.value_hidden_sizes, jax.nn.swish, normalize
+        )
 
     return PPONetworks(policy, value(), value(), distribution)

@@ -24,8 +24,16 @@ def load_policy(run_dir: pathlib.Path | str) -> Policy:
     run = restore.load_run(run_dir)
     obs_size, action_size = run.env.observation_size, run.env.action_size
     networks = make_networks(run.algo_config, obs_size, action_size)
-    run = restore.restore_subtrees(run, {
-        NORMALIZER: jax.eval_shape(lambda: init_normalizer(obs_size)),
-        POLICY_PARAMS: jax.eval_shape(networks.policy_network.init, jax.random.PRNGKey(0))})
-    return tanh_normal_policy(run, networks.policy_network, networks.parametric_action_distribution,
-                              (run.state[NORMALIZER], run.state[POLICY_PARAMS]))
+    run = restore.restore_subtrees(
+        run,
+        {
+            NORMALIZER: jax.eval_shape(lambda: init_normalizer(obs_size)),
+            POLICY_PARAMS: jax.eval_shape(networks.policy_network.init, jax.random.PRNGKey(0)),
+        },
+    )
+    return tanh_normal_policy(
+        run,
+        networks.policy_network,
+        networks.parametric_action_distribution,
+        (run.state[NORMALIZER], run.state[POLICY_PARAMS]),
+    )

@@ -46,13 +46,21 @@ class SACConfig:
     constraint: ConstraintConfig = ConstraintConfig(budget_scale=0.5, update_every=1000, multiplier_lr=0.05)
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "batch_size", "grad_updates_per_step", "max_replay_size", "cost_estimate_window",
-                     "iterations_per_chunk", "checkpoint_every"):
+        for name in (
+            "num_envs",
+            "batch_size",
+            "grad_updates_per_step",
+            "max_replay_size",
+            "cost_estimate_window",
+            "iterations_per_chunk",
+            "checkpoint_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.min_replay_size <= self.max_replay_size:
-            raise ValueError(f"min_replay_size must be in [0, max_replay_size={self.max_replay_size}], "
-                             f"got {self.min_replay_size}")
+            raise ValueError(
+                f"min_replay_size must be in [0, max_replay_size={self.max_replay_size}], got {self.min_replay_size}"
+            )
         if self.max_replay_size < self.num_envs:
             raise ValueError(f"max_replay_size must be >= num_envs ({self.num_envs}), got {self.max_replay_size}")
         for name in ("learning_rate", "reward_scaling"):

@@ -24,8 +24,9 @@ from saferl.agents.sac.networks import SACNetworks, cost_value
 from saferl.data.buffer import Transition
 
 
-def sample_action(networks: SACNetworks, normalizer: Any, policy_params: Any, obs: jax.Array,
-                  key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def sample_action(
+    networks: SACNetworks, normalizer: Any, policy_params: Any, obs: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Reparameterised a ~ π(·|obs) in [-1, 1] and its log-probability [...]."""
     distribution = networks.parametric_action_distribution
     logits = networks.policy_network.apply(normalizer, policy_params, obs)
@@ -33,17 +34,27 @@ def sample_action(networks: SACNetworks, normalizer: Any, policy_params: Any, ob
     return distribution.postprocess(raw), distribution.log_prob(logits, raw)
 
 
-def alpha_loss(log_alpha: jax.Array, networks: SACNetworks, policy_params: Any, normalizer: Any,
-               batch: Transition, key: jax.Array) -> jax.Array:
+def alpha_loss(
+    log_alpha: jax.Array, networks: SACNetworks, policy_params: Any, normalizer: Any, batch: Transition, key: jax.Array
+) -> jax.Array:
     action_size = batch.action.shape[-1]
     _, log_prob = sample_action(networks, normalizer, policy_params, batch.obs, key)
     target_entropy = -0.5 * action_size
     return jnp.mean(jnp.exp(log_alpha) * jax.lax.stop_gradient(-log_prob - target_entropy))
 
 
-def critic_loss(q_params: Any, q_network: Any, normalizer: Any, target_q_params: Any, batch: Transition,
-                signal: jax.Array, next_action: jax.Array, next_bonus: jax.Array, discount: float,
-                is_cost: bool) -> jax.Array:
+def critic_loss(
+    q_params: Any,
+    q_network: Any,
+    normalizer: Any,
+    target_q_params: Any,
+    batch: Transition,
+    signal: jax.Array,
+    next_action: jax.Array,
+    next_bonus: jax.Array,
+    discount: float,
+    is_cost: bool,
+) -> jax.Array:
     """TD loss of a twin critic for `signal` [B] (reward or cost); `next_bonus` [B] is added to the next
     value (−α log π for the reward's soft value, 0 for the cost). The next value is the min of the twin
     targets for the reward (against overestimation) and, for the cost, their mean clipped at 0 (costs are
@@ -54,8 +65,9 @@ def critic_loss(q_params: Any, q_network: Any, normalizer: Any, target_q_params:
     return 0.5 * jnp.mean(jnp.square(q - target[..., None]))
 
 
-def critic_target(signal: jax.Array, next_q: jax.Array, done: jax.Array, next_bonus: jax.Array, discount: float,
-                  is_cost: bool) -> jax.Array:
+def critic_target(
+    signal: jax.Array, next_q: jax.Array, done: jax.Array, next_bonus: jax.Array, discount: float, is_cost: bool
+) -> jax.Array:
     """The TD target [B] of `critic_loss`: signal + γ(1 − done)·(V̄(s') + next_bonus), where V̄(s') is the min
     of the twin target values `next_q` [B, 2] for the reward and max(0, their mean) for the cost; `done` [B]
     is 1 only where the episode terminated (a time limit bootstraps)."""
@@ -63,10 +75,20 @@ def critic_target(signal: jax.Array, next_q: jax.Array, done: jax.Array, next_bo
     return signal + (1.0 - done) * discount * next_value
 
 
-def actor_loss(policy_params: Any, networks: SACNetworks, normalizer: Any, q_params: Any, cost_q_params: Any,
-               alpha: jax.Array, constraint_state: constraints.ConstraintState, batch: Transition,
-               recent_obs: Any, key: jax.Array, config: SACConfig, cost_budget_q: float
-               ) -> tuple[jax.Array, dict]:
+def actor_loss(
+    policy_params: Any,
+    networks: SACNetworks,
+    normalizer: Any,
+    q_params: Any,
+    cost_q_params: Any,
+    alpha: jax.Array,
+    constraint_state: constraints.ConstraintState,
+    batch: Transition,
+    recent_obs: Any,
+    key: jax.Array,
+    config: SACConfig,
+    cost_budget_q: float,
+) -> tuple[jax.Array, dict]:
     """Entropy term + the constraint handler's objective; aux holds `cost_estimate` (mean Q_c(s', π(s')) over
     `recent_obs` [B', obs_dim] or a dict of [B', ...]) and the handler's terms."""
     key_batch, key_recent = jax.random.split(key)
@@ -76,8 +98,12 @@ def actor_loss(policy_params: Any, networks: SACNetworks, normalizer: Any, q_par
     q_cost = cost_value(networks, normalizer, cost_q_params, recent_obs, recent_action)
     reward_loss = -jnp.mean(q_reward)
     cost_estimate = jnp.mean(q_cost)
-    objective, aux = constraints.actor_objective(config.constraint, constraint_state, reward_loss, cost_estimate,
-                                                 cost_budget_q)
+    objective, aux = constraints.actor_objective(
+        config.constraint, constraint_state, reward_loss, cost_estimate, cost_budget_q
+    )
     loss = jnp.mean(alpha * log_prob) + objective
-    return loss, {**aux, "cost_estimate": jax.lax.stop_gradient(cost_estimate),
-                  "reward_loss": jax.lax.stop_gradient(reward_loss)}
+    return loss, {
+        **aux,
+        "cost_estimate": jax.lax.stop_gradient(cost_estimate),
+        "reward_loss": jax.lax.stop_gradient(reward_loss),
+    }

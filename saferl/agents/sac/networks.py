@@ -30,30 +30,38 @@ def make_networks(config: SACConfig, observation_size: Any, action_size: int) ->
     normalize = running_statistics.normalize if config.normalize_observations else (lambda x, _: x)
     if observations.is_dict(observation_size):
         return _make_pixel_networks(config, observation_size, action_size, normalize)
-    base = sac_networks.make_sac_networks(observation_size, action_size, preprocess_observations_fn=normalize,
-                                          hidden_layer_sizes=config.hidden_sizes)
-    cost_q = brax_networks.make_q_network(observation_size, action_size, preprocess_observations_fn=normalize,
-                                          hidden_layer_sizes=config.hidden_sizes, n_critics=2)
+    base = sac_networks.make_sac_networks(
+        observation_size, action_size, preprocess_observations_fn=normalize, hidden_layer_sizes=config.hidden_sizes
+    )
+    cost_q = brax_networks.make_q_network(
+        observation_size,
+        action_size,
+        preprocess_observations_fn=normalize,
+        hidden_layer_sizes=config.hidden_sizes,
+        n_critics=2,
+    )
     return SACNetworks(base.policy_network, base.q_network, cost_q, base.parametric_action_distribution)
 
 
-def _make_pixel_networks(config: SACConfig, observation_size: Any, action_size: int, normalize: Any
-                         ) -> SACNetworks:
+def _make_pixel_networks(config: SACConfig, observation_size: Any, action_size: int, normalize: Any) -> SACNetworks:
     """Actor, twin Q_r and twin Q_c, each critic its own CNN encoder + relu MLP, on dict observations."""
     observations.shapes(observation_size)  # UserError for malformed dict shapes
     distribution = brax_distribution.NormalTanhDistribution(event_size=action_size)
-    policy = pixel_networks.make_policy_network(config.encoder, observation_size, distribution.param_size,
-                                                config.hidden_sizes, jax.nn.relu, normalize)
+    policy = pixel_networks.make_policy_network(
+        config.encoder, observation_size, distribution.param_size, config.hidden_sizes, jax.nn.relu, normalize
+    )
 
     def twin_q() -> Any:
-        return pixel_networks.make_q_network(config.encoder, observation_size, action_size, config.hidden_sizes,
-                                             jax.nn.relu, normalize)
+        return pixel_networks.make_q_network(
+            config.encoder, observation_size, action_size, config.hidden_sizes, jax.nn.relu, normalize
+        )
 
     return SACNetworks(policy, twin_q(), twin_q(), distribution)
 
 
-def cost_value(networks: SACNetworks, normalizer: Any, cost_q_params: Any, obs: jax.Array, action: jax.Array
-               ) -> jax.Array:
+def cost_value(
+    networks: SACNetworks, normalizer: Any, cost_q_params: Any, obs: jax.Array, action: jax.Array
+) -> jax.Array:
     """Pessimistic Q_c [...]: the max of the twin cost critics. The actor minimises it, so taking the max
     keeps it from exploiting one critic's underestimate (the cost mirror of the min over reward critics)."""
     return jnp.max(networks.cost_q_network.apply(normalizer, cost_q_params, obs, action), axis=-1)

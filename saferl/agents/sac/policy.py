@@ -27,11 +27,15 @@ def restore_actor_critics(run_dir: pathlib.Path | str) -> tuple[restore.Restored
     obs_size = run.env.observation_size
     networks = make_networks(run.algo_config, obs_size, run.env.action_size)
     key = jax.random.PRNGKey(0)
-    return restore.restore_subtrees(run, {
-        NORMALIZER: jax.eval_shape(lambda: init_normalizer(obs_size)),
-        POLICY_PARAMS: jax.eval_shape(networks.policy_network.init, key),
-        Q_PARAMS: jax.eval_shape(networks.q_network.init, key),
-        COST_Q_PARAMS: jax.eval_shape(networks.cost_q_network.init, key)}), networks
+    return restore.restore_subtrees(
+        run,
+        {
+            NORMALIZER: jax.eval_shape(lambda: init_normalizer(obs_size)),
+            POLICY_PARAMS: jax.eval_shape(networks.policy_network.init, key),
+            Q_PARAMS: jax.eval_shape(networks.q_network.init, key),
+            COST_Q_PARAMS: jax.eval_shape(networks.cost_q_network.init, key),
+        },
+    ), networks
 
 
 def actor_critic_policy(run: restore.RestoredRun, networks: SACNetworks) -> Policy:
@@ -45,8 +49,14 @@ def actor_critic_policy(run: restore.RestoredRun, networks: SACNetworks) -> Poli
     def cost_value_of(obs: jax.Array, action: jax.Array) -> jax.Array:
         return cost_value(networks, normalizer, cost_q_params, obs, action)
 
-    return tanh_normal_policy(run, networks.policy_network, networks.parametric_action_distribution,
-                              (normalizer, run.state[POLICY_PARAMS]), jax.jit(reward_value), jax.jit(cost_value_of))
+    return tanh_normal_policy(
+        run,
+        networks.policy_network,
+        networks.parametric_action_distribution,
+        (normalizer, run.state[POLICY_PARAMS]),
+        jax.jit(reward_value),
+        jax.jit(cost_value_of),
+    )
 
 
 def load_policy(run_dir: pathlib.Path | str) -> Policy:

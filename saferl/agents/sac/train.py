@@ -20,7 +20,8 @@ measured cost per step / (1 − γ_c), or that critic estimate.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.struct
 import jax
@@ -28,19 +29,27 @@ import jax.numpy as jnp
 import optax
 from brax.training.acme import running_statistics
 
-from saferl import constraints
-from saferl import registry
-from saferl.agents.modelfree import common, pixel_networks
 import saferl.agents.sac.losses as losses
+from saferl import constraints, registry, sharding
+from saferl.agents.modelfree import common, pixel_networks
 from saferl.agents.sac.config import SACConfig
 from saferl.agents.sac.networks import SACNetworks, make_networks
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import Transition
 from saferl.errors import UserError
-from saferl import sharding
 
-LOSS_KEYS = ("critic_loss", "cost_critic_loss", "actor_loss", "alpha_loss", "alpha", "cost_estimate",
-             "measured_cost", "lagrange_multiplier", "penalty", "constraint_violation")
+LOSS_KEYS = (
+    "critic_loss",
+    "cost_critic_loss",
+    "actor_loss",
+    "alpha_loss",
+    "alpha",
+    "cost_estimate",
+    "measured_cost",
+    "lagrange_multiplier",
+    "penalty",
+    "constraint_violation",
+)
 
 
 @flax.struct.dataclass
@@ -71,19 +80,30 @@ def prefill(config: SACConfig, state: SACState, batch: dict[str, Any]) -> SACSta
     observation, so those transitions are stored as time limits (done 0: the critics bootstrap from them).
     """
     if isinstance(state.buffer.data.obs, dict):
-        raise UserError("sac --data: recordings hold flat observation vectors, but this env's observations are "
-                        "dicts (image + state); record and train SAC on observation=state, or use pets/softae/"
-                        "sooper, which model the state part of the recordings")
-    kept = {k: jnp.asarray(v[-config.max_replay_size:], jnp.float32) for k, v in batch.items()}
+        raise UserError(
+            "sac --data: recordings hold flat observation vectors, but this env's observations are "
+            "dicts (image + state); record and train SAC on observation=state, or use pets/softae/"
+            "sooper, which model the state part of the recordings"
+        )
+    kept = {k: jnp.asarray(v[-config.max_replay_size :], jnp.float32) for k, v in batch.items()}
     cost = kept.get("cost", jnp.zeros_like(kept["reward"]))
-    transitions = Transition(obs=kept["obs"], action=kept["action"], next_obs=kept["next_obs"],
-                             reward=kept["reward"], cost=cost, done=jnp.zeros_like(kept["reward"]))
-    return common.strong_types(state.replace(buffer=buffer_lib.add(state.buffer, transitions),
-                                             normalizer=running_statistics.update(state.normalizer, kept["obs"])))
+    transitions = Transition(
+        obs=kept["obs"],
+        action=kept["action"],
+        next_obs=kept["next_obs"],
+        reward=kept["reward"],
+        cost=cost,
+        done=jnp.zeros_like(kept["reward"]),
+    )
+    return common.strong_types(
+        state.replace(
+            buffer=buffer_lib.add(state.buffer, transitions),
+            normalizer=running_statistics.update(state.normalizer, kept["obs"]),
+        )
+    )
 
 
-def gradient_step(loss_fn: Callable, optimizer: optax.GradientTransformation, has_aux: bool = False
-                  ) -> Callable:
+def gradient_step(loss_fn: Callable, optimizer: optax.GradientTransformation, has_aux: bool = False) -> Callable:
     """`step(params, *args, optimizer_state, **kwargs) -> (loss value, params, optimizer_state)`: one optax
     step on `loss_fn(params, *args, **kwargs)` (value is `(loss, aux)` with `has_aux`)."""
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
@@ -96,57 +116,107 @@ def gradient_step(loss_fn: Callable, optimizer: optax.GradientTransformation, ha
     return step
 
 
-def _make_update(config: SACConfig, networks: SACNetworks, optimizer: optax.GradientTransformation,
-                 budget: float) -> Callable:
+def _make_update(
+    config: SACConfig, networks: SACNetworks, optimizer: optax.GradientTransformation, budget: float
+) -> Callable:
     """One gradient step on a batch: temperature, reward and cost critics, actor, multipliers, targets."""
     alpha_update = gradient_step(functools.partial(losses.alpha_loss, networks=networks), optimizer)
     critic_update = gradient_step(losses.critic_loss, optimizer)
     actor_update = gradient_step(
-        functools.partial(losses.actor_loss, networks=networks, config=config, cost_budget_q=budget), optimizer,
-        has_aux=True)
+        functools.partial(losses.actor_loss, networks=networks, config=config, cost_budget_q=budget),
+        optimizer,
+        has_aux=True,
+    )
 
     def update(state: SACState, batch: Transition, recent: Transition, key: jax.Array) -> tuple[SACState, dict]:
         key_alpha, key_next, key_actor = jax.random.split(key, 3)
         a_loss, log_alpha, alpha_opt = alpha_update(
-            state.log_alpha, policy_params=state.policy_params, normalizer=state.normalizer, batch=batch,
-            key=key_alpha, optimizer_state=state.alpha_optimizer_state)
+            state.log_alpha,
+            policy_params=state.policy_params,
+            normalizer=state.normalizer,
+            batch=batch,
+            key=key_alpha,
+            optimizer_state=state.alpha_optimizer_state,
+        )
         alpha = jnp.exp(log_alpha)
-        next_action, next_log_prob = losses.sample_action(networks, state.normalizer, state.policy_params,
-                                                          batch.next_obs, key_next)
+        next_action, next_log_prob = losses.sample_action(
+            networks, state.normalizer, state.policy_params, batch.next_obs, key_next
+        )
         c_loss, q_params, q_opt = critic_update(
-            state.q_params, networks.q_network, state.normalizer, state.target_q_params, batch,
-            batch.reward * config.reward_scaling, next_action, -alpha * next_log_prob, config.discounting, False,
-            optimizer_state=state.q_optimizer_state)
+            state.q_params,
+            networks.q_network,
+            state.normalizer,
+            state.target_q_params,
+            batch,
+            batch.reward * config.reward_scaling,
+            next_action,
+            -alpha * next_log_prob,
+            config.discounting,
+            False,
+            optimizer_state=state.q_optimizer_state,
+        )
         cc_loss, cost_q_params, cost_q_opt = critic_update(
-            state.cost_q_params, networks.cost_q_network, state.normalizer, state.target_cost_q_params, batch,
-            batch.cost, next_action, jnp.zeros_like(batch.cost), config.cost_discounting, True,
-            optimizer_state=state.cost_q_optimizer_state)
+            state.cost_q_params,
+            networks.cost_q_network,
+            state.normalizer,
+            state.target_cost_q_params,
+            batch,
+            batch.cost,
+            next_action,
+            jnp.zeros_like(batch.cost),
+            config.cost_discounting,
+            True,
+            optimizer_state=state.cost_q_optimizer_state,
+        )
         (p_loss, aux), policy_params, policy_opt = actor_update(
-            state.policy_params, normalizer=state.normalizer, q_params=q_params, cost_q_params=cost_q_params,
-            alpha=alpha, constraint_state=state.constraint, batch=batch, recent_obs=recent.obs, key=key_actor,
-            optimizer_state=state.policy_optimizer_state)
+            state.policy_params,
+            normalizer=state.normalizer,
+            q_params=q_params,
+            cost_q_params=cost_q_params,
+            alpha=alpha,
+            constraint_state=state.constraint,
+            batch=batch,
+            recent_obs=recent.obs,
+            key=key_actor,
+            optimizer_state=state.policy_optimizer_state,
+        )
         measured_cost = jnp.mean(recent.cost) / (1.0 - config.cost_discounting)
         signal = aux["cost_estimate"] if config.constraint_signal == "critic" else measured_cost
         constraint, handler = constraints.update(config.constraint, state.constraint, signal, budget)
         polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
         state = state.replace(
-            policy_params=policy_params, policy_optimizer_state=policy_opt, q_params=q_params,
-            q_optimizer_state=q_opt, target_q_params=jax.tree.map(polyak, state.target_q_params, q_params),
-            cost_q_params=cost_q_params, cost_q_optimizer_state=cost_q_opt,
+            policy_params=policy_params,
+            policy_optimizer_state=policy_opt,
+            q_params=q_params,
+            q_optimizer_state=q_opt,
+            target_q_params=jax.tree.map(polyak, state.target_q_params, q_params),
+            cost_q_params=cost_q_params,
+            cost_q_optimizer_state=cost_q_opt,
             target_cost_q_params=jax.tree.map(polyak, state.target_cost_q_params, cost_q_params),
-            log_alpha=log_alpha, alpha_optimizer_state=alpha_opt, constraint=constraint)
-        return state, {"critic_loss": c_loss, "cost_critic_loss": cc_loss, "actor_loss": p_loss,
-                       "alpha_loss": a_loss, "alpha": alpha, "cost_estimate": aux["cost_estimate"],
-                       "measured_cost": measured_cost,
-                       "lagrange_multiplier": handler["lagrange_multiplier"], "penalty": handler["penalty"],
-                       "constraint_violation": handler["constraint_violation"]}
+            log_alpha=log_alpha,
+            alpha_optimizer_state=alpha_opt,
+            constraint=constraint,
+        )
+        return state, {
+            "critic_loss": c_loss,
+            "cost_critic_loss": cc_loss,
+            "actor_loss": p_loss,
+            "alpha_loss": a_loss,
+            "alpha": alpha,
+            "cost_estimate": aux["cost_estimate"],
+            "measured_cost": measured_cost,
+            "lagrange_multiplier": handler["lagrange_multiplier"],
+            "penalty": handler["penalty"],
+            "constraint_violation": handler["constraint_violation"],
+        }
 
     return update
 
 
 @common.cache_by_computation
-def make_train(config: SACConfig, env: Any, training_env: Any = None
-               ) -> tuple[Callable[[jax.Array], SACState], Callable[[SACState], tuple[SACState, dict]]]:
+def make_train(
+    config: SACConfig, env: Any, training_env: Any = None
+) -> tuple[Callable[[jax.Array], SACState], Callable[[SACState], tuple[SACState, dict]]]:
     """Pure `init(key) -> SACState` and `train_chunk(state) -> (state, metrics)`, both jitted; metrics and
     layout: see `make_parts`."""
     init, chunk, state_shardings = make_parts(config, env, training_env)
@@ -187,16 +257,26 @@ def make_parts(config: SACConfig, env: Any, training_env: Any = None) -> tuple[C
         q_params = networks.q_network.init(key_q)
         cost_q_params = networks.cost_q_network.init(key_cost_q)
         log_alpha = jnp.zeros(())
-        return common.strong_types(SACState(
-            policy_params=policy_params, policy_optimizer_state=optimizer.init(policy_params), q_params=q_params,
-            q_optimizer_state=optimizer.init(q_params), target_q_params=q_params, cost_q_params=cost_q_params,
-            cost_q_optimizer_state=optimizer.init(cost_q_params), target_cost_q_params=cost_q_params,
-            log_alpha=log_alpha, alpha_optimizer_state=optimizer.init(log_alpha),
-            constraint=constraints.init(config.constraint),
-            normalizer=pixel_networks.init_normalizer(obs_size),
-            buffer=buffer_lib.init(config.max_replay_size, buffer_lib.example_transition(obs_size, action_size)),
-            env_state=train_env.reset(jax.random.split(key_env, config.num_envs)),
-            key=key_next, env_steps=jnp.zeros((), jnp.int32)))
+        return common.strong_types(
+            SACState(
+                policy_params=policy_params,
+                policy_optimizer_state=optimizer.init(policy_params),
+                q_params=q_params,
+                q_optimizer_state=optimizer.init(q_params),
+                target_q_params=q_params,
+                cost_q_params=cost_q_params,
+                cost_q_optimizer_state=optimizer.init(cost_q_params),
+                target_cost_q_params=cost_q_params,
+                log_alpha=log_alpha,
+                alpha_optimizer_state=optimizer.init(log_alpha),
+                constraint=constraints.init(config.constraint),
+                normalizer=pixel_networks.init_normalizer(obs_size),
+                buffer=buffer_lib.init(config.max_replay_size, buffer_lib.example_transition(obs_size, action_size)),
+                env_state=train_env.reset(jax.random.split(key_env, config.num_envs)),
+                key=key_next,
+                env_steps=jnp.zeros((), jnp.int32),
+            )
+        )
 
     def act(state: SACState, key: jax.Array) -> tuple[Any, Transition]:
         """One step of every env with the behaviour policy (uniform random while warming up)."""
@@ -212,10 +292,11 @@ def make_parts(config: SACConfig, env: Any, training_env: Any = None) -> tuple[C
     def learn(state: SACState, key: jax.Array) -> tuple[SACState, dict]:
         key_sample, key_recent, key_update = jax.random.split(key, 3)
         size = config.batch_size * config.grad_updates_per_step
-        per_step = lambda x: x.reshape((config.grad_updates_per_step, -1) + x.shape[1:])  # noqa: E731
+        per_step = lambda x: x.reshape((config.grad_updates_per_step, -1, *x.shape[1:]))  # noqa: E731
         batch = jax.tree.map(per_step, buffer_lib.sample(state.buffer, key_sample, size))
-        recent = jax.tree.map(per_step, buffer_lib.sample_recent(state.buffer, key_recent, size,
-                                                                 config.cost_estimate_window))
+        recent = jax.tree.map(
+            per_step, buffer_lib.sample_recent(state.buffer, key_recent, size, config.cost_estimate_window)
+        )
         # each gradient step's transitions split over the devices
         batch, recent = sharding.constrain(batch, 1, mesh), sharding.constrain(recent, 1, mesh)
         keys = jax.random.split(key_update, config.grad_updates_per_step)
@@ -231,9 +312,13 @@ def make_parts(config: SACConfig, env: Any, training_env: Any = None) -> tuple[C
         key_act, key_learn, key_next = jax.random.split(state.key, 3)
         env_state, transition = act(state, key_act)
         sums = common.episode_sums(env_state.info)
-        state = state.replace(env_state=env_state, key=key_next, env_steps=state.env_steps + config.num_envs,
-                              normalizer=pixel_networks.update_normalizer(state.normalizer, transition.obs),
-                              buffer=buffer_lib.add(state.buffer, transition))
+        state = state.replace(
+            env_state=env_state,
+            key=key_next,
+            env_steps=state.env_steps + config.num_envs,
+            normalizer=pixel_networks.update_normalizer(state.normalizer, transition.obs),
+            buffer=buffer_lib.add(state.buffer, transition),
+        )
         state, learned = jax.lax.cond(state.buffer.size >= config.min_replay_size, learn, skip, state, key_learn)
         return state, {**sums, **learned}
 
@@ -243,19 +328,35 @@ def make_parts(config: SACConfig, env: Any, training_env: Any = None) -> tuple[C
 
 def _watched(state: SACState) -> dict[str, Any]:
     """The trees checked for NaN/Inf after every chunk."""
-    return {"policy_params": state.policy_params, "q_params": state.q_params, "cost_q_params": state.cost_q_params,
-            "log_alpha": state.log_alpha, "constraint": state.constraint}
+    return {
+        "policy_params": state.policy_params,
+        "q_params": state.q_params,
+        "cost_q_params": state.cost_q_params,
+        "log_alpha": state.log_alpha,
+        "constraint": state.constraint,
+    }
 
 
 def train(ctx: Any) -> dict[str, float]:
     """`Algorithm.train`: run SAC for `ctx.total_steps` env steps with logging and checkpoints."""
     config: SACConfig = ctx.algo_config
     return common.train_chunked(
-        ctx, make_train, steps_per_chunk=config.env_steps_per_chunk, checkpoint_every=config.checkpoint_every,
-        watched=_watched, prefill=lambda state: prefill(config, state, ctx.recorded_transitions()))
+        ctx,
+        make_train,
+        steps_per_chunk=config.env_steps_per_chunk,
+        checkpoint_every=config.checkpoint_every,
+        watched=_watched,
+        prefill=lambda state: prefill(config, state, ctx.recorded_transitions()),
+    )
 
 
-registry.register_seed_batch("sac", registry.SeedBatch(
-    make_parts=make_parts, steps_per_chunk=lambda config, env: config.env_steps_per_chunk,
-    checkpoint_every=lambda config, env: config.checkpoint_every, watched=_watched,
-    prefill=lambda ctx, state: prefill(ctx.algo_config, state, ctx.recorded_transitions())))
+registry.register_seed_batch(
+    "sac",
+    registry.SeedBatch(
+        make_parts=make_parts,
+        steps_per_chunk=lambda config, env: config.env_steps_per_chunk,
+        checkpoint_every=lambda config, env: config.checkpoint_every,
+        watched=_watched,
+        prefill=lambda ctx, state: prefill(ctx.algo_config, state, ctx.recorded_transitions()),
+    ),
+)

@@ -59,8 +59,10 @@ class SoftAEAgent(PETSAgent):
         config, decisions, size = self.config, self.decisions_per_episode, self.action_size
 
         def init_carry() -> PolicyCarry:
-            return PolicyCarry(cost_spent=jp.zeros((), jp.float32),
-                               memory=NoiseMemory(jp.zeros((decisions, size), jp.float32), jp.zeros((), jp.int32)))
+            return PolicyCarry(
+                cost_spent=jp.zeros((), jp.float32),
+                memory=NoiseMemory(jp.zeros((decisions, size), jp.float32), jp.zeros((), jp.int32)),
+            )
 
         def draw(key: jax.Array) -> jax.Array:
             noise = colored_noise(key, config.colored_noise_beta, (size, decisions)).T

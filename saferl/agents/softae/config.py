@@ -44,8 +44,16 @@ def _cpu_model() -> EnsembleConfig:
 
 
 def _cpu_planner() -> ICEMConfig:
-    return ICEMConfig(horizon=10, population=100, num_elites=10, iterations=2, noise_beta=2.0,
-                      keep_elites_fraction=0.5, population_decay=1.0, init_std=0.5)
+    return ICEMConfig(
+        horizon=10,
+        population=100,
+        num_elites=10,
+        iterations=2,
+        noise_beta=2.0,
+        keep_elites_fraction=0.5,
+        population_decay=1.0,
+        init_std=0.5,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +77,10 @@ class SoftAEConfig:
     # imagined states within 5 std of the data (an uncertainty objective otherwise prefers the model's runaway
     # extrapolations: soft_arm seed 1 overflowed to a non-finite plan value in its 3rd episode without it)
     rollout: RolloutConfig = dataclasses.field(
-        default_factory=lambda: RolloutConfig("mean", 1, sample_aleatoric=False, track_uncertainty=True,
-                                              state_bound=5.0))
+        default_factory=lambda: RolloutConfig(
+            "mean", 1, sample_aleatoric=False, track_uncertainty=True, state_bound=5.0
+        )
+    )
     task_rollout: RolloutConfig = dataclasses.field(default_factory=lambda: RolloutConfig("tsinf", 5))  # tasks
     planner: ICEMConfig = dataclasses.field(default_factory=_cpu_planner)  # iCEM (MPC, replans every decision)
     discount: float = 1.0  # γ of the planned objective over the horizon, in (0, 1]
@@ -99,19 +109,24 @@ class SoftAEConfig:
             raise ValueError("exploration='task' (task-specific PETS) needs task=NAME (see `saferl tasks ENV`)")
         check_episode_loop_fields(self)
         if not self.colored_noise_beta >= 0 or not self.colored_noise_scale > 0:
-            raise ValueError(f"colored_noise_beta must be >= 0 and colored_noise_scale > 0, got "
-                             f"{self.colored_noise_beta}, {self.colored_noise_scale}")
+            raise ValueError(
+                f"colored_noise_beta must be >= 0 and colored_noise_scale > 0, got "
+                f"{self.colored_noise_beta}, {self.colored_noise_scale}"
+            )
         if not self.rollout.track_uncertainty and self.exploration in ("info_gain", "disagreement"):
             raise ValueError(f"exploration='{self.exploration}' needs rollout.track_uncertainty=true")
         check_particles("rollout", self.rollout, self.model)
         check_particles("task_rollout", self.task_rollout, self.model)
         if self.task_rollout.hallucination_scale > 0:
             raise ValueError("task_rollout.hallucination_scale must be 0 (tasks are planned on the model's mean)")
-        ObjectiveConfig(discount=self.discount, constraint=self.cost_constraint, penalty=self.penalty,
-                        cost_source=self.cost_source)  # validates
+        ObjectiveConfig(
+            discount=self.discount, constraint=self.cost_constraint, penalty=self.penalty, cost_source=self.cost_source
+        )  # validates
         if self.task_cost_constraint not in TASK_COST_CONSTRAINTS:
-            raise ValueError(f"task_cost_constraint must be one of {', '.join(TASK_COST_CONSTRAINTS)}, got "
-                             f"{self.task_cost_constraint!r}")
+            raise ValueError(
+                f"task_cost_constraint must be one of {', '.join(TASK_COST_CONSTRAINTS)}, got "
+                f"{self.task_cost_constraint!r}"
+            )
 
     @property
     def planned(self) -> bool:
@@ -128,9 +143,11 @@ class SoftAEConfig:
         """The planner of zero-shot tasks (and of the model's own reward head when no task is given), constrained
         as `task_cost_constraint` says."""
         constraint = self.cost_constraint if self.task_cost_constraint == "same" else self.task_cost_constraint
-        return PlanningConfig(self.planner, self.task_rollout, self._objective("return", constraint),
-                              self.action_repeat)
+        return PlanningConfig(
+            self.planner, self.task_rollout, self._objective("return", constraint), self.action_repeat
+        )
 
     def _objective(self, kind: str, constraint: str) -> ObjectiveConfig:
-        return ObjectiveConfig(kind=kind, discount=self.discount, constraint=constraint, penalty=self.penalty,
-                               cost_source=self.cost_source)
+        return ObjectiveConfig(
+            kind=kind, discount=self.discount, constraint=constraint, penalty=self.penalty, cost_source=self.cost_source
+        )

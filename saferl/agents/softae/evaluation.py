@@ -11,7 +11,8 @@ RMS over observation dims of the error divided by each dim's std on the test dat
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jp
@@ -49,6 +50,7 @@ def held_out_trajectories(agent: SoftAEAgent, key: jax.Array, episodes: int) -> 
         def step(state, action):
             def inner(s, _):
                 return agent.env.step(s, action), None
+
             next_state = jax.lax.scan(inner, state, None, length=agent.config.action_repeat)[0]
             return next_state, next_state.obs
 
@@ -59,8 +61,9 @@ def held_out_trajectories(agent: SoftAEAgent, key: jax.Array, episodes: int) -> 
 
 
 @functools.partial(jax.jit, static_argnames="k")
-def _errors_k_ahead(model: EnsembleState, obs: jax.Array, actions: jax.Array, starts: jax.Array,
-                    scale: jax.Array, k: int) -> jax.Array:
+def _errors_k_ahead(
+    model: EnsembleState, obs: jax.Array, actions: jax.Array, starts: jax.Array, scale: jax.Array, k: int
+) -> jax.Array:
     """Normalised RMS error [B, starts] of the model's mean `k` decisions ahead from each start of each episode
     (one compiled program per k and data shape; the model is an argument)."""
     fns, config = model_fns(model), RolloutConfig("mean", 1, sample_aleatoric=False)
@@ -74,8 +77,13 @@ def _errors_k_ahead(model: EnsembleState, obs: jax.Array, actions: jax.Array, st
     return jax.vmap(jax.vmap(error, (None, None, 0)), (0, 0, None))(obs, actions, starts)
 
 
-def prediction_errors(model: EnsembleState, obs: jax.Array, actions: jax.Array,
-                      horizons: tuple[int, ...] = HORIZONS, starts_per_episode: int = 8) -> dict[int, float]:
+def prediction_errors(
+    model: EnsembleState,
+    obs: jax.Array,
+    actions: jax.Array,
+    horizons: tuple[int, ...] = HORIZONS,
+    starts_per_episode: int = 8,
+) -> dict[int, float]:
     """{k: normalised RMS error of the model's mean k decisions ahead} over test trajectories (obs [B, D + 1, d],
     actions [B, D, a]); starts spread evenly over each episode where k decisions remain."""
     scale = jp.maximum(obs.reshape(-1, obs.shape[-1]).std(0), 1e-6)
@@ -101,14 +109,18 @@ def _zero_shot_program(agent: SoftAEAgent, task_name: str) -> Callable[[Ensemble
     return jax.jit(outcomes)
 
 
-def zero_shot_returns(agent: SoftAEAgent, model: EnsembleState, task_names: list[str], episodes: int,
-                      seed: int = 0) -> dict[str, dict[str, Any]]:
+def zero_shot_returns(
+    agent: SoftAEAgent, model: EnsembleState, task_names: list[str], episodes: int, seed: int = 0
+) -> dict[str, dict[str, Any]]:
     """{task: {mean_return, mean_cost, returns}} of the zero-shot planner of each task on the true env (task
     reward summed per env step over `episodes` episodes, `saferl eval --task`'s figure and episode keys)."""
     results = {}
     for name in task_names:
         outcomes = _zero_shot_program(agent, name)(model, episode_keys(episodes, seed))
         returns, costs = np.asarray(outcomes["return"]), np.asarray(outcomes["cost"])
-        results[name] = {"mean_return": float(returns.mean()), "mean_cost": float(costs.mean()),
-                         "returns": returns.tolist()}
+        results[name] = {
+            "mean_return": float(returns.mean()),
+            "mean_cost": float(costs.mean()),
+            "returns": returns.tolist(),
+        }
     return results

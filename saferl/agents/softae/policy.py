@@ -25,6 +25,7 @@ def load_policy(run_dir: pathlib.Path | str, task: str | None = None) -> Policy:
     config = run.algo_config
     run = restore.restore_subtrees(run, {MODEL: model_shapes(config.model, run.env)})
     chosen = None if task is None else get_task(run.env, task)
-    policy = mpc_policy(config.task_planning(), run.state[MODEL], run.env, run.record.env, run.record.path,
-                        task=chosen, algo="softae")
+    policy = mpc_policy(
+        config.task_planning(), run.state[MODEL], run.env, run.record.env, run.record.path, task=chosen, algo="softae"
+    )
     return dataclasses.replace(policy, env_config=run.env_config, training_env=run.training_env)

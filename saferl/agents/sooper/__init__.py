@@ -7,10 +7,24 @@ the prior wherever the learner could break the episode's cost budget. Registers 
 from __future__ import annotations
 
 from saferl import registry
-from saferl.agents.sooper.config import (METHOD_CONFIGS, CRPOConfig, MBRLConfig, PrimalDualConfig, SailrConfig,
-                                         SooperConfig)
-from saferl.agents.sooper.shield import (ShieldConfig, ShieldMemory, ShieldTermination, shield_fires,
-                                         shield_scale, shielded_action, shielded_policy, terminal_value)
+from saferl.agents.sooper.config import (
+    METHOD_CONFIGS,
+    CRPOConfig,
+    MBRLConfig,
+    PrimalDualConfig,
+    SailrConfig,
+    SooperConfig,
+)
+from saferl.agents.sooper.shield import (
+    ShieldConfig,
+    ShieldMemory,
+    ShieldTermination,
+    shield_fires,
+    shield_scale,
+    shielded_action,
+    shielded_policy,
+    terminal_value,
+)
 
 _DESCRIPTIONS = {
     "sooper": "SOOPER: MPC around a prior, optimistic reward, pessimistic cost, shield (--set prior=RUN_DIR)",
@@ -21,13 +35,32 @@ _DESCRIPTIONS = {
 }
 
 for _name, _config_cls in METHOD_CONFIGS.items():
-    registry.register(registry.Algorithm(
-        name=_name, config_cls=_config_cls, train=registry.Lazy("saferl.agents.sooper.train", "train"),
-        load_policy=registry.Lazy("saferl.agents.sooper.policy", "load_policy"), description=_DESCRIPTIONS[_name],
-        check_config=registry.Lazy("saferl.agents.sooper.train", "check_config")))
+    registry.register(
+        registry.Algorithm(
+            name=_name,
+            config_cls=_config_cls,
+            train=registry.Lazy("saferl.agents.sooper.train", "train"),
+            load_policy=registry.Lazy("saferl.agents.sooper.policy", "load_policy"),
+            description=_DESCRIPTIONS[_name],
+            check_config=registry.Lazy("saferl.agents.sooper.train", "check_config"),
+        )
+    )
 
 __getattr__ = registry.lazy_exports(__name__, {"saferl.agents.sooper.policy": ("load_policy",)})
 
-__all__ = ["CRPOConfig", "MBRLConfig", "PrimalDualConfig", "SailrConfig", "ShieldConfig", "ShieldMemory",
-           "ShieldTermination", "SooperConfig", "load_policy", "shield_fires", "shield_scale", "shielded_action",
-           "shielded_policy", "terminal_value"]
+__all__ = [
+    "CRPOConfig",
+    "MBRLConfig",
+    "PrimalDualConfig",
+    "SailrConfig",
+    "ShieldConfig",
+    "ShieldMemory",
+    "ShieldTermination",
+    "SooperConfig",
+    "load_policy",
+    "shield_fires",
+    "shield_scale",
+    "shielded_action",
+    "shielded_policy",
+    "terminal_value",
+]

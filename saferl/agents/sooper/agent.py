@@ -69,8 +69,10 @@ class SooperAgent:
         self.obs_size, self.action_size = int(env.observation_size), int(env.action_size)
         budget = episode_budget(config, env.cost_budget)
         if not budget > 0:
-            raise UserError(f"{config.method} needs a cost budget > 0: the env has {env.cost_budget:g}; "
-                            "give one with --set budget=... or --set-env cost_budget=...")
+            raise UserError(
+                f"{config.method} needs a cost budget > 0: the env has {env.cost_budget:g}; "
+                "give one with --set budget=... or --set-env cost_budget=..."
+            )
         self.rule = shield_rule(config, budget, self.episode_length, prior.cost_discounting)
         self.budget = budget
         self.fixed_margin = config.shield_margin
@@ -86,25 +88,41 @@ class SooperAgent:
         optimizer = critic_lib.make_optimizer(self.config.critic_learning_rate)
         zero = jnp.zeros((), jnp.float32)
         example = buffer_lib.example_transition(self.obs_size, self.action_size)
-        return SooperState(model=model, buffer=buffer_lib.init(self.config.buffer_capacity, example),
-                           cost_q_params=self.prior.cost_q_params,
-                           critic_optimizer_state=optimizer.init(self.prior.cost_q_params),
-                           dual=constraints.init(self.config.dual), ledger=Ledger(zero, zero, zero), key=key,
-                           episode=jnp.zeros((), jnp.int32),
-                           prior_obs=jnp.zeros((self.config.prior_episodes, self.episode_length, self.obs_size),
-                                               jnp.float32),
-                           prior_cost_to_go=jnp.zeros((self.config.prior_episodes, self.episode_length), jnp.float32),
-                           shield_margin=zero + (self.fixed_margin or 0.0))
+        return SooperState(
+            model=model,
+            buffer=buffer_lib.init(self.config.buffer_capacity, example),
+            cost_q_params=self.prior.cost_q_params,
+            critic_optimizer_state=optimizer.init(self.prior.cost_q_params),
+            dual=constraints.init(self.config.dual),
+            ledger=Ledger(zero, zero, zero),
+            key=key,
+            episode=jnp.zeros((), jnp.int32),
+            prior_obs=jnp.zeros((self.config.prior_episodes, self.episode_length, self.obs_size), jnp.float32),
+            prior_cost_to_go=jnp.zeros((self.config.prior_episodes, self.episode_length), jnp.float32),
+            shield_margin=zero + (self.fixed_margin or 0.0),
+        )
 
     def current_prior(self, cost_q_params: Any) -> Prior:
         return self.prior.replace(cost_q_params=cost_q_params)
 
-    def policy(self, model: EnsembleState, cost_q_params: Any, dual: constraints.ConstraintState,
-               margin: jax.Array | float = 0.0) -> Policy:
+    def policy(
+        self,
+        model: EnsembleState,
+        cost_q_params: Any,
+        dual: constraints.ConstraintState,
+        margin: jax.Array | float = 0.0,
+    ) -> Policy:
         """The executed policy of this state: the MPC learner behind the shield (usable inside jit); `margin`
         the state's `shield_margin` (the recovery shield's m)."""
-        return executed_policy(self.config, self.rule, model, self.current_prior(cost_q_params),
-                               Dual(dual.multiplier, dual.penalty), self.prior_template, margin)
+        return executed_policy(
+            self.config,
+            self.rule,
+            model,
+            self.current_prior(cost_q_params),
+            Dual(dual.multiplier, dual.penalty),
+            self.prior_template,
+            margin,
+        )
 
     def _calibrate(self, state: SooperState) -> jax.Array:
         """The recovery margin of `state`: fixed (`config.shield_margin`) or calibrated on the prior's real
@@ -112,8 +130,9 @@ class SooperAgent:
         if self.fixed_margin is not None:
             return jnp.asarray(self.fixed_margin, jnp.float32)
         valid = jnp.arange(self.config.prior_episodes) < state.episode
-        return critic_lib.calibrated_margin(self.prior, state.cost_q_params, state.prior_obs,
-                                            state.prior_cost_to_go, valid, self.rule.scale)
+        return critic_lib.calibrated_margin(
+            self.prior, state.cost_q_params, state.prior_obs, state.prior_cost_to_go, valid, self.rule.scale
+        )
 
     def record_prior_episode(self, state: SooperState, transitions: Transition) -> SooperState:
         """`state` with prior-only episode number `state.episode` stored for the margin (before the count
@@ -121,8 +140,10 @@ class SooperAgent:
         index = int(state.episode)
         cost = jnp.asarray(transitions.cost, jnp.float32)
         cost_to_go = jnp.flip(jnp.cumsum(jnp.flip(cost)))  # from each decision to the end
-        return state.replace(prior_obs=state.prior_obs.at[index].set(transitions.obs),
-                             prior_cost_to_go=state.prior_cost_to_go.at[index].set(cost_to_go))
+        return state.replace(
+            prior_obs=state.prior_obs.at[index].set(transitions.obs),
+            prior_cost_to_go=state.prior_cost_to_go.at[index].set(cost_to_go),
+        )
 
     def _episode(self, policy: Policy, key: jax.Array) -> episode.Decision:
         reset_key, act_key = jax.random.split(key)
@@ -131,22 +152,32 @@ class SooperAgent:
 
     def _collect_prior(self, cost_q_params: Any, key: jax.Array) -> tuple[Transition, EpisodeStats]:
         """One episode of the prior alone."""
-        transitions = self._episode(prior_policy(self.current_prior(cost_q_params), self.prior_template),
-                                    key).transition
+        transitions = self._episode(
+            prior_policy(self.current_prior(cost_q_params), self.prior_template), key
+        ).transition
         zero = jnp.zeros((), jnp.float32)
         return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(), zero, zero, zero + 1)
 
-    def _collect_learner(self, model: EnsembleState, cost_q_params: Any, dual: constraints.ConstraintState,
-                         margin: jax.Array, key: jax.Array) -> tuple[Transition, EpisodeStats]:
+    def _collect_learner(
+        self,
+        model: EnsembleState,
+        cost_q_params: Any,
+        dual: constraints.ConstraintState,
+        margin: jax.Array,
+        key: jax.Array,
+    ) -> tuple[Transition, EpisodeStats]:
         """One episode of the executed policy (one compiled scan)."""
         decisions = self._episode(self.policy(model, cost_q_params, dual, margin), key)
         transitions, memory = decisions.transition, decisions.carry.memory
         plans = plan_memory(memory)
-        interventions = (memory.interventions[-1] if isinstance(memory, ShieldMemory)
-                         else jnp.zeros((), jnp.int32))
-        return transitions, EpisodeStats(transitions.reward.sum(), transitions.cost.sum(),
-                                         interventions.astype(jnp.float32), plans.plan_value.mean(),
-                                         plans.feasible_fraction.mean())
+        interventions = memory.interventions[-1] if isinstance(memory, ShieldMemory) else jnp.zeros((), jnp.int32)
+        return transitions, EpisodeStats(
+            transitions.reward.sum(),
+            transitions.cost.sum(),
+            interventions.astype(jnp.float32),
+            plans.plan_value.mean(),
+            plans.feasible_fraction.mean(),
+        )
 
     def fit(self, key: jax.Array, model: EnsembleState, buffer: ReplayBuffer) -> tuple[EnsembleState, Any]:
         data, mask = buffer_lib.all_valid(buffer)
@@ -155,9 +186,17 @@ class SooperAgent:
     def _update_critic(self, state: SooperState, key: jax.Array) -> tuple[Any, Any, critic_lib.CriticUpdateInfo]:
         config = self.config
         return critic_lib.update_cost_critic(
-            self.current_prior(state.cost_q_params), state.model, state.buffer, state.cost_q_params,
-            state.critic_optimizer_state, key, steps=config.critic_updates, batch_size=config.critic_batch_size,
-            pessimism=config.pessimism, learning_rate=config.critic_learning_rate)
+            self.current_prior(state.cost_q_params),
+            state.model,
+            state.buffer,
+            state.cost_q_params,
+            state.critic_optimizer_state,
+            key,
+            steps=config.critic_updates,
+            batch_size=config.critic_batch_size,
+            pessimism=config.pessimism,
+            learning_rate=config.critic_learning_rate,
+        )
 
     def step_dual(self, dual: constraints.ConstraintState, episode_cost: float) -> constraints.ConstraintState:
         """primal_dual: one λ/c step on the measured episode cost against d (a no-op for other methods)."""
@@ -175,5 +214,6 @@ def make_agent(config: SooperConfig, env: Any, world: Any, prior: Prior, prior_t
     from envs.wrappers.state_observation import StateObservationWrapper, has_dict_observations
 
     wrapped = envs.wrap_evaluation_env(env, world)
-    return SooperAgent(StateObservationWrapper(wrapped) if has_dict_observations(wrapped) else wrapped, config,
-                       prior, prior_template)
+    return SooperAgent(
+        StateObservationWrapper(wrapped) if has_dict_observations(wrapped) else wrapped, config, prior, prior_template
+    )

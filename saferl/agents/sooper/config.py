@@ -4,13 +4,13 @@ Every method runs the same loop on the real system (the run's env, shifted with 
 the prior's episodes first, then MPC with iCEM on the ensemble around the prior (optimistic reward, pessimistic
 cost, terminal value Q_r^π̂), executed behind a shield or not. The baselines differ only in these fields:
 
-| method      | optimism | pessimism | shield    | terminal reward where it fires | planner constraint   | critic update |
-|-------------|----------|-----------|-----------|--------------------------------|----------------------|---------------|
-| sooper      | λ_opt    | λ_pess    | recovery  | Q_r^π̂(s, π̂(s))                 | feasibility          | yes           |
-| sailr       | 0        | λ_pess    | advantage | 0                              | feasibility          | no            |
-| crpo        | 0        | 0         | none      | —                              | feasibility          | no            |
-| primal_dual | 0        | 0         | none      | —                              | augmented_lagrangian | no            |
-| mbrl        | 0        | 0         | none      | —                              | none                 | no            |
+| method | optimism | pessimism | shield | terminal reward where it fires | planner constraint | critic update |
+|---|---|---|---|---|---|---|
+| sooper | λ_opt | λ_pess | recovery | Q_r^π̂(s, π̂(s)) | feasibility | yes |
+| sailr | 0 | λ_pess | advantage | 0 | feasibility | no |
+| crpo | 0 | 0 | none | — | feasibility | no |
+| primal_dual | 0 | 0 | none | — | augmented_lagrangian | no |
+| mbrl | 0 | 0 | none | — | none | no |
 
 SOOPER's shield is the recovery rule (`shield.py`, issue #26): the learner's action is checked one step ahead
 through the pessimistic ensemble, the prior's cost critic is queried only at the prior's own actions, and a
@@ -37,19 +37,42 @@ def _model() -> EnsembleConfig:
     # calibrate=False: SOOPER's shield, pessimism and demo figures were measured with raw ensemble σ's; the
     # per-output calibration (on by default since issue #9) widens σ_epi off the data, i.e. more pessimism —
     # not yet measured for SOOPER (`--set model.calibrate=true` to try it)
-    return EnsembleConfig(num_members=5, hidden_sizes=(128, 128), num_elites=5, epochs=40, patience=5,
-                          batch_size=128, learning_rate=1e-3, calibrate=False)
+    return EnsembleConfig(
+        num_members=5,
+        hidden_sizes=(128, 128),
+        num_elites=5,
+        epochs=40,
+        patience=5,
+        batch_size=128,
+        learning_rate=1e-3,
+        calibrate=False,
+    )
 
 
 def _planner() -> ICEMConfig:
-    return ICEMConfig(horizon=10, population=48, num_elites=6, iterations=2, noise_beta=1.0,
-                      keep_elites_fraction=0.3, population_decay=1.0, init_std=0.3)
+    return ICEMConfig(
+        horizon=10,
+        population=48,
+        num_elites=6,
+        iterations=2,
+        noise_beta=1.0,
+        keep_elites_fraction=0.3,
+        population_decay=1.0,
+        init_std=0.3,
+    )
 
 
 def _dual() -> ConstraintConfig:
     # primal_dual: λ, c step once per episode on the measured episode cost (episode cost units)
-    return ConstraintConfig(kind="augmented_lagrangian", multiplier_lr=0.05, initial_multiplier=0.0,
-                            max_multiplier=10.0, penalty=0.05, max_penalty=1.0, budget_scale=1.0)
+    return ConstraintConfig(
+        kind="augmented_lagrangian",
+        multiplier_lr=0.05,
+        initial_multiplier=0.0,
+        max_multiplier=10.0,
+        penalty=0.05,
+        max_penalty=1.0,
+        budget_scale=1.0,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,21 +121,32 @@ class SooperConfig:
         if self.shield not in SHIELDS:
             raise ValueError(f"shield must be one of {'/'.join(SHIELDS)}, got {self.shield!r}")
         if self.shield_terminal_reward not in TERMINAL_REWARDS:
-            raise ValueError(f"shield_terminal_reward must be one of {'/'.join(TERMINAL_REWARDS)}, "
-                             f"got {self.shield_terminal_reward!r}")
+            raise ValueError(
+                f"shield_terminal_reward must be one of {'/'.join(TERMINAL_REWARDS)}, "
+                f"got {self.shield_terminal_reward!r}"
+            )
         if self.planner_constraint not in PLANNER_CONSTRAINTS:
-            raise ValueError(f"planner_constraint must be one of {'/'.join(PLANNER_CONSTRAINTS)}, "
-                             f"got {self.planner_constraint!r}")
-        if self.shield_margin is not None and (not is_real(self.shield_margin)
-                                               or not (math.isfinite(self.shield_margin) and self.shield_margin >= 0)):
-            raise ValueError(f"shield_margin must be a finite number >= 0 (or null: calibrated), "
-                             f"got {self.shield_margin!r}")
+            raise ValueError(
+                f"planner_constraint must be one of {'/'.join(PLANNER_CONSTRAINTS)}, got {self.planner_constraint!r}"
+            )
+        if self.shield_margin is not None and (
+            not is_real(self.shield_margin) or not (math.isfinite(self.shield_margin) and self.shield_margin >= 0)
+        ):
+            raise ValueError(
+                f"shield_margin must be a finite number >= 0 (or null: calibrated), got {self.shield_margin!r}"
+            )
         for name in ("budget", "shield_scale"):
             value = getattr(self, name)
             if value is not None and (not is_real(value) or not (math.isfinite(value) and value > 0.0)):
                 raise ValueError(f"{name} must be a finite number > 0 (or null for the default), got {value!r}")
-        for name in ("critic_batch_size", "particles", "replan_every", "prior_episodes", "buffer_capacity",
-                     "checkpoint_every_episodes"):
+        for name in (
+            "critic_batch_size",
+            "particles",
+            "replan_every",
+            "prior_episodes",
+            "buffer_capacity",
+            "checkpoint_every_episodes",
+        ):
             value = getattr(self, name)
             if not is_integer(value) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -121,8 +155,7 @@ class SooperConfig:
         if not is_integer(self.critic_updates) or self.critic_updates < 0:
             raise ValueError(f"critic_updates must be an integer >= 0, got {self.critic_updates!r}")
         if self.replan_every > self.planner.horizon:
-            raise ValueError(f"replan_every ({self.replan_every}) must be <= planner.horizon "
-                             f"({self.planner.horizon})")
+            raise ValueError(f"replan_every ({self.replan_every}) must be <= planner.horizon ({self.planner.horizon})")
         if self.planner_constraint == "augmented_lagrangian" and self.dual.kind != "augmented_lagrangian":
             raise ValueError("planner_constraint='augmented_lagrangian' needs dual.kind='augmented_lagrangian'")
 
@@ -179,5 +212,10 @@ def episode_budget(config: SooperConfig, env_budget: float) -> float:
     return float(env_budget) if config.budget is None else float(config.budget)
 
 
-METHOD_CONFIGS = {"sooper": SooperConfig, "sailr": SailrConfig, "crpo": CRPOConfig,
-                  "primal_dual": PrimalDualConfig, "mbrl": MBRLConfig}
+METHOD_CONFIGS = {
+    "sooper": SooperConfig,
+    "sailr": SailrConfig,
+    "crpo": CRPOConfig,
+    "primal_dual": PrimalDualConfig,
+    "mbrl": MBRLConfig,
+}

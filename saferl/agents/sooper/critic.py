@@ -30,8 +30,9 @@ class CriticUpdateInfo(NamedTuple):
     target_drop: jax.Array  # scalar, mean of Q_c^old(s, a) − target over the last batch (≥ 0)
 
 
-def pessimistic_target(cost: jax.Array, next_value: jax.Array, old_value: jax.Array,
-                       cost_discounting: float) -> jax.Array:
+def pessimistic_target(
+    cost: jax.Array, next_value: jax.Array, old_value: jax.Array, cost_discounting: float
+) -> jax.Array:
     """min(c̃ + γ_c·Q_c^old(s', π̂(s')), Q_c^old(s, a)), elementwise over [...] (discounted cost units)."""
     return jnp.minimum(cost + cost_discounting * next_value, old_value)
 
@@ -40,9 +41,19 @@ def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
     return optax.adam(learning_rate)
 
 
-def update_cost_critic(prior: Prior, model: EnsembleState, buffer: ReplayBuffer, cost_q_params: Any,
-                       optimizer_state: Any, key: jax.Array, *, steps: int, batch_size: int, pessimism: float,
-                       learning_rate: float) -> tuple[Any, Any, CriticUpdateInfo]:
+def update_cost_critic(
+    prior: Prior,
+    model: EnsembleState,
+    buffer: ReplayBuffer,
+    cost_q_params: Any,
+    optimizer_state: Any,
+    key: jax.Array,
+    *,
+    steps: int,
+    batch_size: int,
+    pessimism: float,
+    learning_rate: float,
+) -> tuple[Any, Any, CriticUpdateInfo]:
     """`steps` Adam steps of the cost critic `cost_q_params` towards the pessimistic target (one `lax.scan`;
     Q_c^old = `cost_q_params` as given). Returns (params, optimiser state, info of the last step)."""
     optimizer = make_optimizer(learning_rate)
@@ -60,20 +71,21 @@ def update_cost_critic(prior: Prior, model: EnsembleState, buffer: ReplayBuffer,
         imagined = imagine_step(model, model_config, model_key, batch.obs, batch.action)
         next_value = prior.cost_value(imagined.next_obs, prior.action(imagined.next_obs), old_params)
         old_value = prior.cost_value(batch.obs, batch.action, old_params)
-        target = jax.lax.stop_gradient(pessimistic_target(imagined.cost, next_value, old_value,
-                                                          prior.cost_discounting))
+        target = jax.lax.stop_gradient(pessimistic_target(imagined.cost, next_value, old_value, prior.cost_discounting))
         loss, grads = jax.value_and_grad(loss_fn)(params, batch.obs, batch.action, target)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         info = CriticUpdateInfo(loss=loss, target_drop=jnp.mean(old_value - target))
         return (optax.apply_updates(params, updates), opt_state), info
 
-    (params, optimizer_state), infos = jax.lax.scan(one_step, (cost_q_params, optimizer_state),
-                                                    jax.random.split(key, steps))
+    (params, optimizer_state), infos = jax.lax.scan(
+        one_step, (cost_q_params, optimizer_state), jax.random.split(key, steps)
+    )
     return params, optimizer_state, jax.tree.map(lambda x: x[-1], infos)
 
 
-def calibrated_margin(prior: Prior, cost_q_params: Any, obs: jax.Array, cost_to_go: jax.Array, valid: jax.Array,
-                      scale: float) -> jax.Array:
+def calibrated_margin(
+    prior: Prior, cost_q_params: Any, obs: jax.Array, cost_to_go: jax.Array, valid: jax.Array, scale: float
+) -> jax.Array:
     """The recovery margin m: the largest shortfall of the shield's estimate scale·Q_c(s, π̂(s)) below the prior's
     measured cost-to-go on the real system, over the states of its real episodes, max(0, max_t [C_rest(t) −
     scale·Q_c(s_t, π̂(s_t))]).

@@ -70,8 +70,7 @@ class ShieldRule:
         return recovery_fires(cost_spent, bound, self.budget, margin)
 
 
-def shield_rule(config: SooperConfig, budget: float, episode_length: int, prior_cost_discounting: float
-                ) -> ShieldRule:
+def shield_rule(config: SooperConfig, budget: float, episode_length: int, prior_cost_discounting: float) -> ShieldRule:
     """The rule of `config.shield` against the episode budget d = `budget`, its scale `config.shield_scale` or,
     unset, `shield_scale(T, γ_c)` for episodes of T = `episode_length` decisions and the prior's cost critic's γ_c."""
     scale = config.shield_scale
@@ -80,8 +79,9 @@ def shield_rule(config: SooperConfig, budget: float, episode_length: int, prior_
     return ShieldRule(config.shield, budget, float(scale), config.advantage_threshold)
 
 
-def _pessimistic_step(model: EnsembleState, obs: jax.Array, action: jax.Array, pessimism: float
-                      ) -> tuple[jax.Array, jax.Array]:
+def _pessimistic_step(
+    model: EnsembleState, obs: jax.Array, action: jax.Array, pessimism: float
+) -> tuple[jax.Array, jax.Array]:
     """Every member's mean next state and pessimistic cost from its own input: obs [E, obs_dim] (row e is
     member e's state), action [E, act_dim] -> (next obs [E, obs_dim], c̃ [E]); σ at row e is the members'
     spread of s' at member e's state (mean over dims), as imagination uses it."""
@@ -92,8 +92,9 @@ def _pessimistic_step(model: EnsembleState, obs: jax.Array, action: jax.Array, p
     return obs + own[:, :obs_size], jnp.maximum(own[:, obs_size + 1] + pessimism * sigma, 0.0)
 
 
-def prior_cost_to_go(model: EnsembleState, prior: Prior, pessimism: float, scale: float, horizon: int,
-                     obs: jax.Array) -> jax.Array:
+def prior_cost_to_go(
+    model: EnsembleState, prior: Prior, pessimism: float, scale: float, horizon: int, obs: jax.Array
+) -> jax.Array:
     """The prior's cost-to-go from member e's state obs [E, obs_dim], in member e's own dynamics (episode cost
     units, [E]): max( scale·Q_c^π̂(s_0, π̂(s_0)),  Σ_{k<H} c̃_k + scale·Q_c^π̂(s_H, π̂(s_H)) ) along the prior's
     H-step rollout — the critic's discounted ~1/(1−γ_c)-step view is checked against the cost the model predicts
@@ -119,7 +120,7 @@ def recovery_lookahead(model: EnsembleState, prior: Prior, pessimism: float, sca
 
     def lookahead(obs: jax.Array, action: jax.Array) -> jax.Array:
         members = model.config.num_members
-        rows = lambda x: jnp.broadcast_to(x, (members,) + x.shape)  # noqa: E731
+        rows = lambda x: jnp.broadcast_to(x, (members, *x.shape))  # noqa: E731
         next_obs, cost = _pessimistic_step(model, rows(obs), rows(action), pessimism)
         rest = prior_cost_to_go(model, prior, pessimism, scale, horizon, next_obs)
         return recovery_bound(cost, rest / scale, scale)
@@ -142,15 +143,27 @@ class Imagination(NamedTuple):
     shield_fraction: jax.Array  # share of particles whose trajectory the shield ended before the horizon
 
 
-def imagine(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior: Prior, key: jax.Array,
-            obs0: jax.Array, cost_spent: jax.Array, deltas: jax.Array, margin: jax.Array | float = 0.0
-            ) -> Imagination:
+def imagine(
+    config: SooperConfig,
+    rule: ShieldRule,
+    model: EnsembleState,
+    prior: Prior,
+    key: jax.Array,
+    obs0: jax.Array,
+    cost_spent: jax.Array,
+    deltas: jax.Array,
+    margin: jax.Array | float = 0.0,
+) -> Imagination:
     """Score residual sequences deltas [N, H, A] from obs0 [obs_dim] with C_spent = cost_spent (scalar);
     `margin`: the recovery shield's margin m (unused by the other rules)."""
     n = deltas.shape[0]
     obs = jnp.broadcast_to(obs0, (n, config.particles, obs0.shape[-1]))
-    model_config = ModelEnvConfig(optimism=config.optimism, pessimism=config.pessimism,
-                                  propagation="random_member", sample_aleatoric=config.sample_aleatoric)
+    model_config = ModelEnvConfig(
+        optimism=config.optimism,
+        pessimism=config.pessimism,
+        propagation="random_member",
+        sample_aleatoric=config.sample_aleatoric,
+    )
     gamma = prior.discounting
     terminal_reward = config.shield_terminal_reward == "prior_value"
     zeros = jnp.zeros(obs.shape[:2], jnp.float32)
@@ -212,9 +225,13 @@ class PlanMemory(NamedTuple):
 def init_memory(config: SooperConfig, action_size: int) -> PlanMemory:
     """A fresh episode: zero residuals, re-plan at the first decision."""
     zero = jnp.zeros((), jnp.float32)
-    return PlanMemory(warm_start=icem.init_state(config.planner, action_size),
-                      plan=jnp.zeros((config.planner.horizon, action_size), jnp.float32),
-                      index=jnp.asarray(config.replan_every, jnp.int32), plan_value=zero, feasible_fraction=zero + 1)
+    return PlanMemory(
+        warm_start=icem.init_state(config.planner, action_size),
+        plan=jnp.zeros((config.planner.horizon, action_size), jnp.float32),
+        index=jnp.asarray(config.replan_every, jnp.int32),
+        plan_value=zero,
+        feasible_fraction=zero + 1,
+    )
 
 
 def _shift(x: jax.Array, steps: int) -> jax.Array:
@@ -224,14 +241,21 @@ def _shift(x: jax.Array, steps: int) -> jax.Array:
     return jnp.concatenate([x[..., steps:, :], jnp.zeros_like(x[..., :steps, :])], axis=-2)
 
 
-def plan_residuals(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior: Prior, dual: Dual,
-                   key: jax.Array, obs: jax.Array, cost_spent: jax.Array,
-                   warm_start: icem.PlannerState, margin: jax.Array | float = 0.0
-                   ) -> tuple[jax.Array, icem.PlanInfo]:
+def plan_residuals(
+    config: SooperConfig,
+    rule: ShieldRule,
+    model: EnsembleState,
+    prior: Prior,
+    dual: Dual,
+    key: jax.Array,
+    obs: jax.Array,
+    cost_spent: jax.Array,
+    warm_start: icem.PlannerState,
+    margin: jax.Array | float = 0.0,
+) -> tuple[jax.Array, icem.PlanInfo]:
     """One iCEM solve from obs [obs_dim]: residuals [H, A] and the planner's info (warm start shifted by
     `replan_every` decisions, ready for the next re-plan)."""
-    rollout_fn = functools.partial(imagine, config, rule, model, prior, obs0=obs, cost_spent=cost_spent,
-                                   margin=margin)
+    rollout_fn = functools.partial(imagine, config, rule, model, prior, obs0=obs, cost_spent=cost_spent, margin=margin)
     objective_fn = functools.partial(scores, config, rule.budget, dual=dual)
     deltas, info = icem.plan(config.planner, key, lambda k, d: rollout_fn(k, deltas=d), objective_fn, warm_start)
     extra = config.replan_every - 1  # icem already shifted by one decision
@@ -239,8 +263,15 @@ def plan_residuals(config: SooperConfig, rule: ShieldRule, model: EnsembleState,
     return deltas, info._replace(next_init=next_init)
 
 
-def mpc_learner(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior: Prior, dual: Dual,
-                template: Policy, margin: jax.Array | float = 0.0) -> Policy:
+def mpc_learner(
+    config: SooperConfig,
+    rule: ShieldRule,
+    model: EnsembleState,
+    prior: Prior,
+    dual: Dual,
+    template: Policy,
+    margin: jax.Array | float = 0.0,
+) -> Policy:
     """The learner as a stateful `Policy` (no shield: wrap it with `shielded_policy` for execution): every
     `replan_every` decisions it re-plans residuals δ, in between it plays the plan's next δ around the prior,
     a = clip(π̂(s) + δ, −1, 1). `template` supplies the env fields. Usable inside `jit` (traced arguments)."""
@@ -251,28 +282,49 @@ def mpc_learner(config: SooperConfig, rule: ShieldRule, model: EnsembleState, pr
         obs = jnp.asarray(obs, jnp.float32)
 
         def replan(_):
-            deltas, info = plan_residuals(config, rule, model, prior, dual, key, obs, carry.cost_spent,
-                                          memory.warm_start, margin)
-            return (deltas, info.next_init, info.best_value.astype(jnp.float32),
-                    info.feasible_fraction.astype(jnp.float32), jnp.zeros((), jnp.int32))
+            deltas, info = plan_residuals(
+                config, rule, model, prior, dual, key, obs, carry.cost_spent, memory.warm_start, margin
+            )
+            return (
+                deltas,
+                info.next_init,
+                info.best_value.astype(jnp.float32),
+                info.feasible_fraction.astype(jnp.float32),
+                jnp.zeros((), jnp.int32),
+            )
 
         def keep(_):
             return memory.plan, memory.warm_start, memory.plan_value, memory.feasible_fraction, memory.index
 
-        plan, warm_start, plan_value, feasible, index = jax.lax.cond(memory.index >= config.replan_every,
-                                                                      replan, keep, None)
+        plan, warm_start, plan_value, feasible, index = jax.lax.cond(
+            memory.index >= config.replan_every, replan, keep, None
+        )
         action = jnp.clip(prior.action(obs) + plan[index], -1.0, 1.0)
         return action, carry.replace(memory=PlanMemory(warm_start, plan, index + 1, plan_value, feasible))
 
     return dataclasses.replace(
-        template, act=act, sample=None, apply=None, params=model, algo=config.method, action_repeat=1,
-        init_carry=lambda: PolicyCarry(cost_spent=jnp.zeros((), jnp.float32),
-                                       memory=init_memory(config, action_size)),
-        reward_value=None, cost_value=None)
+        template,
+        act=act,
+        sample=None,
+        apply=None,
+        params=model,
+        algo=config.method,
+        action_repeat=1,
+        init_carry=lambda: PolicyCarry(cost_spent=jnp.zeros((), jnp.float32), memory=init_memory(config, action_size)),
+        reward_value=None,
+        cost_value=None,
+    )
 
 
-def executed_policy(config: SooperConfig, rule: ShieldRule, model: EnsembleState, prior: Prior, dual: Dual,
-                    template: Policy, margin: jax.Array | float = 0.0) -> Policy:
+def executed_policy(
+    config: SooperConfig,
+    rule: ShieldRule,
+    model: EnsembleState,
+    prior: Prior,
+    dual: Dual,
+    template: Policy,
+    margin: jax.Array | float = 0.0,
+) -> Policy:
     """What runs on the real system: the MPC learner, behind the shield when `rule.kind` is not "none"
     (`margin`: the recovery shield's m, episode cost units)."""
     learner = mpc_learner(config, rule, model, prior, dual, template, margin)
@@ -280,10 +332,20 @@ def executed_policy(config: SooperConfig, rule: ShieldRule, model: EnsembleState
         return learner
     fallback = prior_policy(prior, template)
     threshold = rule.advantage_threshold if rule.kind == "advantage" else None
-    lookahead = (recovery_lookahead(model, prior, config.pessimism, rule.scale, config.shield_horizon)
-                 if rule.kind == "recovery" else None)
-    policy = shielded_policy(learner, fallback, scale=rule.scale, budget=rule.budget,
-                             advantage_threshold=threshold, lookahead=lookahead, margin=margin)
+    lookahead = (
+        recovery_lookahead(model, prior, config.pessimism, rule.scale, config.shield_horizon)
+        if rule.kind == "recovery"
+        else None
+    )
+    policy = shielded_policy(
+        learner,
+        fallback,
+        scale=rule.scale,
+        budget=rule.budget,
+        advantage_threshold=threshold,
+        lookahead=lookahead,
+        margin=margin,
+    )
     return dataclasses.replace(policy, algo=config.method)
 
 

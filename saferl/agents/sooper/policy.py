@@ -30,14 +30,32 @@ def load_policy(run_dir: pathlib.Path | str) -> Policy:
     config, env = run.algo_config, run.env
     prior, template = load_prior(config.prior)
     check_prior_fits(template, env, run.record.env)
-    run = restore.restore_subtrees(run, {
-        MODEL: model_shapes(config.model, env), COST_Q_PARAMS: jax.eval_shape(lambda: prior.cost_q_params),
-        DUAL: jax.eval_shape(lambda: constraints.init(config.dual)),
-        SHIELD_MARGIN: jax.ShapeDtypeStruct((), jax.numpy.float32)})
-    rule = shield_rule(config, episode_budget(config, env.cost_budget), int(env.episode_length),
-                       prior.cost_discounting)
+    run = restore.restore_subtrees(
+        run,
+        {
+            MODEL: model_shapes(config.model, env),
+            COST_Q_PARAMS: jax.eval_shape(lambda: prior.cost_q_params),
+            DUAL: jax.eval_shape(lambda: constraints.init(config.dual)),
+            SHIELD_MARGIN: jax.ShapeDtypeStruct((), jax.numpy.float32),
+        },
+    )
+    rule = shield_rule(config, episode_budget(config, env.cost_budget), int(env.episode_length), prior.cost_discounting)
     dual = run.state[DUAL]
-    policy = executed_policy(config, rule, run.state[MODEL], prior.replace(cost_q_params=run.state[COST_Q_PARAMS]),
-                             Dual(dual.multiplier, dual.penalty), template, run.state[SHIELD_MARGIN])
-    return dataclasses.replace(policy, act=jax.jit(policy.act), env_name=run.record.env, env_config=run.env_config,
-                               cost_budget=rule.budget, run_dir=run.record.path, training_env=run.training_env)
+    policy = executed_policy(
+        config,
+        rule,
+        run.state[MODEL],
+        prior.replace(cost_q_params=run.state[COST_Q_PARAMS]),
+        Dual(dual.multiplier, dual.penalty),
+        template,
+        run.state[SHIELD_MARGIN],
+    )
+    return dataclasses.replace(
+        policy,
+        act=jax.jit(policy.act),
+        env_name=run.record.env,
+        env_config=run.env_config,
+        cost_budget=rule.budget,
+        run_dir=run.record.path,
+        training_env=run.training_env,
+    )

@@ -58,12 +58,16 @@ def read_prior_run(run_dir: pathlib.Path | str) -> Any:
 
     path = pathlib.Path(run_dir).expanduser()
     if not (path / "config.json").is_file():
-        raise UserError(f"prior {str(run_dir)!r}: not a run directory (no config.json); train one with "
-                        "`saferl train sac --env ENV --constraint crpo` and pass --set prior=RUN_DIR")
+        raise UserError(
+            f"prior {str(run_dir)!r}: not a run directory (no config.json); train one with "
+            "`saferl train sac --env ENV --constraint crpo` and pass --set prior=RUN_DIR"
+        )
     record = rundir.read_run(path)  # UserError for a corrupt config or no checkpoint
     if record.algo != "sac":
-        raise UserError(f"prior {str(run_dir)!r} is a '{record.algo}' run; a prior must be a 'sac' run (it needs "
-                        "the actor and both critics)")
+        raise UserError(
+            f"prior {str(run_dir)!r} is a '{record.algo}' run; a prior must be a 'sac' run (it needs "
+            "the actor and both critics)"
+        )
     return record
 
 
@@ -77,10 +81,15 @@ def load_prior(run_dir: pathlib.Path | str) -> tuple[Prior, Policy]:
 
     run, networks = sac_policy.restore_actor_critics(read_prior_run(run_dir).path)
     config, params = run.algo_config, run.state
-    prior = Prior(normalizer=params[sac_policy.NORMALIZER], policy_params=params[sac_policy.POLICY_PARAMS],
-                  q_params=params[sac_policy.Q_PARAMS], cost_q_params=params[sac_policy.COST_Q_PARAMS],
-                  networks=networks, discounting=float(config.discounting),
-                  cost_discounting=float(config.cost_discounting))
+    prior = Prior(
+        normalizer=params[sac_policy.NORMALIZER],
+        policy_params=params[sac_policy.POLICY_PARAMS],
+        q_params=params[sac_policy.Q_PARAMS],
+        cost_q_params=params[sac_policy.COST_Q_PARAMS],
+        networks=networks,
+        discounting=float(config.discounting),
+        cost_discounting=float(config.cost_discounting),
+    )
     return prior, sac_policy.actor_critic_policy(run, networks)
 
 
@@ -89,9 +98,14 @@ def prior_policy(prior: Prior, template: Policy) -> Policy:
     π̂(s), with `reward_value`/`cost_value` from `prior`. `template` (the prior run's policy) gives the env
     fields; usable inside `jit`."""
     return dataclasses.replace(
-        template, act=stateless(lambda obs, key: prior.action(obs)), init_carry=stateless_carry, sample=None,
-        params=(prior.normalizer, prior.policy_params), reward_value=prior.reward_value,
-        cost_value=prior.cost_value)
+        template,
+        act=stateless(lambda obs, key: prior.action(obs)),
+        init_carry=stateless_carry,
+        sample=None,
+        params=(prior.normalizer, prior.policy_params),
+        reward_value=prior.reward_value,
+        cost_value=prior.cost_value,
+    )
 
 
 def check_prior_fits(prior_policy_: Policy, env: Any, env_name: str) -> None:
@@ -101,9 +115,13 @@ def check_prior_fits(prior_policy_: Policy, env: Any, env_name: str) -> None:
         raise UserError(f"the prior was trained on env '{prior_policy_.env_name}', not '{env_name}'")
     obs_size = observations.state_size(env.observation_size)
     if observations.is_dict(prior_policy_.observation_size):
-        raise UserError(f"the prior acts on dict observations ({observations.describe(prior_policy_.observation_size)}"
-                        f"); SOOPER uses only the state part ({obs_size}): train the prior on state observations")
+        raise UserError(
+            f"the prior acts on dict observations ({observations.describe(prior_policy_.observation_size)}"
+            f"); SOOPER uses only the state part ({obs_size}): train the prior on state observations"
+        )
     if (prior_policy_.observation_size, prior_policy_.action_size) != (obs_size, int(env.action_size)):
-        raise UserError(f"the prior's observation/action sizes ({prior_policy_.observation_size}, "
-                        f"{prior_policy_.action_size}) differ from env '{env_name}' "
-                        f"({obs_size}, {int(env.action_size)})")
+        raise UserError(
+            f"the prior's observation/action sizes ({prior_policy_.observation_size}, "
+            f"{prior_policy_.action_size}) differ from env '{env_name}' "
+            f"({obs_size}, {int(env.action_size)})"
+        )

@@ -76,15 +76,17 @@ class ShieldConfig:
         object.__setattr__(self, "scale", float(self.scale))
 
     @classmethod
-    def for_episode(cls, budget: float, episode_length: int, cost_discounting: float,
-                    action_repeat: int = 1) -> ShieldConfig:
+    def for_episode(
+        cls, budget: float, episode_length: int, cost_discounting: float, action_repeat: int = 1
+    ) -> ShieldConfig:
         """The config of budget d over episodes of T env steps, a prior cost critic with discount γ_c and
         decisions held for `action_repeat` steps (see `shield_scale`)."""
         return cls(budget=budget, scale=shield_scale(episode_length, cost_discounting, action_repeat))
 
 
-def shield_fires(cost_spent: jax.Array, prior_cost_q: jax.Array, budget: jax.Array | float,
-                 scale: jax.Array | float) -> jax.Array:
+def shield_fires(
+    cost_spent: jax.Array, prior_cost_q: jax.Array, budget: jax.Array | float, scale: jax.Array | float
+) -> jax.Array:
     """Whether the shield replaces the learner's action: cost_spent + scale · Q_c ≥ budget.
 
     `cost_spent` [...] the episode's cost so far (env cost units), `prior_cost_q` [...] the prior's
@@ -104,8 +106,9 @@ def recovery_bound(step_cost: jax.Array, next_prior_cost_q: jax.Array, scale: ja
     return jnp.max(jnp.asarray(step_cost) + scale * jnp.asarray(next_prior_cost_q), axis=0)
 
 
-def recovery_fires(cost_spent: jax.Array, bound: jax.Array, budget: jax.Array | float,
-                   margin: jax.Array | float = 0.0) -> jax.Array:
+def recovery_fires(
+    cost_spent: jax.Array, bound: jax.Array, budget: jax.Array | float, margin: jax.Array | float = 0.0
+) -> jax.Array:
     """The recovery rule: cost_spent + bound + margin ≥ budget, with `bound` from `recovery_bound` (the step's
     cost and the prior's cost-to-go after it, episode cost units) and `margin` ≥ 0 the recovery margin.
     Returns bool [...] (broadcast shape)."""
@@ -128,8 +131,13 @@ class ShieldTermination(NamedTuple):
     done: jax.Array  # float32 1.0 where the shield fires (the imagined trajectory ends here), else 0.0
 
 
-def terminal_value(cost_spent: jax.Array, prior_cost_q: jax.Array, prior_reward_q: jax.Array,
-                   budget: jax.Array | float, scale: jax.Array | float) -> ShieldTermination:
+def terminal_value(
+    cost_spent: jax.Array,
+    prior_cost_q: jax.Array,
+    prior_reward_q: jax.Array,
+    budget: jax.Array | float,
+    scale: jax.Array | float,
+) -> ShieldTermination:
     """SOOPER's imagined-MDP termination: where the shield would fire on the imagined action a, the imagined
     trajectory ends with terminal reward Q_r^π̂(s, π̂(s)).
 
@@ -152,10 +160,17 @@ class ShieldMemory:
     interventions: jax.Array  # int32, decisions so far in the episode where the shield executed the prior's action
 
 
-def shielded_policy(learner: Policy, prior: Policy, *, cost_discounting: float | None = None,
-                    scale: float | None = None, budget: float | None = None,
-                    advantage_threshold: float | None = None, lookahead: Any = None,
-                    margin: jax.Array | float = 0.0) -> Policy:
+def shielded_policy(
+    learner: Policy,
+    prior: Policy,
+    *,
+    cost_discounting: float | None = None,
+    scale: float | None = None,
+    budget: float | None = None,
+    advantage_threshold: float | None = None,
+    lookahead: Any = None,
+    margin: jax.Array | float = 0.0,
+) -> Policy:
     """The `Policy` that executes `learner` behind SOOPER's shield with fallback `prior`.
 
     Its `act(carry, obs, key)` takes the learner's action a (`learner.act`, or `learner.sample` for the
@@ -185,59 +200,88 @@ def shielded_policy(learner: Policy, prior: Policy, *, cost_discounting: float |
         def act(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:
             memory: ShieldMemory = carry.memory
             learner_action, learner_carry = learner_act(PolicyCarry(carry.cost_spent, memory.learner), obs, key)
-            prior_action, prior_carry = prior_act(PolicyCarry(carry.cost_spent, memory.prior), obs,
-                                                  jax.random.fold_in(key, 1))
+            prior_action, prior_carry = prior_act(
+                PolicyCarry(carry.cost_spent, memory.prior), obs, jax.random.fold_in(key, 1)
+            )
             if lookahead is not None:
                 fires = recovery_fires(carry.cost_spent, lookahead(obs, learner_action), config.budget, margin)
             elif advantage_threshold is None:
-                fires = shield_fires(carry.cost_spent, prior_cost_value(obs, learner_action), config.budget,
-                                     config.scale)
+                fires = shield_fires(
+                    carry.cost_spent, prior_cost_value(obs, learner_action), config.budget, config.scale
+                )
             else:
-                fires = (prior_cost_value(obs, learner_action) - prior_cost_value(obs, prior_action)
-                         > advantage_threshold)
+                fires = (
+                    prior_cost_value(obs, learner_action) - prior_cost_value(obs, prior_action) > advantage_threshold
+                )
             action = shielded_action(learner_action, prior_action, fires)
-            memory = ShieldMemory(learner=learner_carry.memory, prior=prior_carry.memory,
-                                  interventions=memory.interventions + fires.astype(jnp.int32))
+            memory = ShieldMemory(
+                learner=learner_carry.memory,
+                prior=prior_carry.memory,
+                interventions=memory.interventions + fires.astype(jnp.int32),
+            )
             return action, carry.replace(memory=memory)
 
         return jax.jit(act)
 
     def init_carry() -> PolicyCarry:
-        return PolicyCarry(cost_spent=jnp.zeros((), jnp.float32),
-                           memory=ShieldMemory(learner=learner.init_carry().memory, prior=prior.init_carry().memory,
-                                               interventions=jnp.zeros((), jnp.int32)))
+        return PolicyCarry(
+            cost_spent=jnp.zeros((), jnp.float32),
+            memory=ShieldMemory(
+                learner=learner.init_carry().memory,
+                prior=prior.init_carry().memory,
+                interventions=jnp.zeros((), jnp.int32),
+            ),
+        )
 
-    return Policy(act=shielded(learner.act), init_carry=init_carry, params=(learner.params, prior.params),
-                  apply=None, observation_size=learner.observation_size, action_size=learner.action_size,
-                  env_name=learner.env_name, env_config=learner.env_config, cost_budget=config.budget,
-                  algo=f"{learner.algo}+sooper_shield({prior.algo})",
-                  sample=None if learner.sample is None else shielded(learner.sample), run_dir=learner.run_dir,
-                  action_repeat=learner.action_repeat, reward_value=None, cost_value=None,
-                  training_env=learner.training_env)
+    return Policy(
+        act=shielded(learner.act),
+        init_carry=init_carry,
+        params=(learner.params, prior.params),
+        apply=None,
+        observation_size=learner.observation_size,
+        action_size=learner.action_size,
+        env_name=learner.env_name,
+        env_config=learner.env_config,
+        cost_budget=config.budget,
+        algo=f"{learner.algo}+sooper_shield({prior.algo})",
+        sample=None if learner.sample is None else shielded(learner.sample),
+        run_dir=learner.run_dir,
+        action_repeat=learner.action_repeat,
+        reward_value=None,
+        cost_value=None,
+        training_env=learner.training_env,
+    )
 
 
-def _shield_config(learner: Policy, prior: Policy, cost_discounting: float | None, scale: float | None,
-                   budget: float | None) -> ShieldConfig:
+def _shield_config(
+    learner: Policy, prior: Policy, cost_discounting: float | None, scale: float | None, budget: float | None
+) -> ShieldConfig:
     """Check that `prior` can shield `learner` and resolve the shield's budget and scale."""
     if prior.cost_value is None:
         raise ValueError(f"the prior ({prior.algo}) has no cost_value (Q_c critic): it cannot shield a learner")
     if learner.observation_size != prior.observation_size:
-        raise ValueError(f"observation sizes differ: learner {learner.observation_size}, "
-                         f"prior {prior.observation_size}")
+        raise ValueError(
+            f"observation sizes differ: learner {learner.observation_size}, prior {prior.observation_size}"
+        )
     if learner.action_size != prior.action_size:
         raise ValueError(f"action sizes differ: learner {learner.action_size}, prior {prior.action_size}")
     if learner.action_repeat != prior.action_repeat:
-        raise ValueError(f"action repeats differ: learner {learner.action_repeat}, prior {prior.action_repeat} "
-                         "(the prior's critics and fallback action are per decision of its own repeat)")
+        raise ValueError(
+            f"action repeats differ: learner {learner.action_repeat}, prior {prior.action_repeat} "
+            "(the prior's critics and fallback action are per decision of its own repeat)"
+        )
     if scale is not None and cost_discounting is not None:
         raise ValueError("give either scale or cost_discounting (from which the scale is derived), not both")
     if scale is None:
         if cost_discounting is None:
-            raise ValueError("the shield's scale needs cost_discounting (γ_c of the prior's cost critic); "
-                             "pass cost_discounting=... or scale=...")
+            raise ValueError(
+                "the shield's scale needs cost_discounting (γ_c of the prior's cost critic); "
+                "pass cost_discounting=... or scale=..."
+            )
         episode_length = getattr(prior.env_config, "episode_length", None)
         if episode_length is None:
-            raise ValueError("the prior's env_config has no episode_length to derive the shield's scale from; "
-                             "pass scale=...")
+            raise ValueError(
+                "the prior's env_config has no episode_length to derive the shield's scale from; pass scale=..."
+            )
         scale = shield_scale(episode_length, cost_discounting, prior.action_repeat)
     return ShieldConfig(budget=prior.cost_budget if budget is None else budget, scale=scale)

@@ -43,8 +43,9 @@ class EpisodeRunner:
         if prior_episode:
             transitions, stats = agent.collect_prior(state.cost_q_params, collect_key)
         else:
-            transitions, stats = agent.collect_learner(state.model, state.cost_q_params, state.dual,
-                                                       state.shield_margin, collect_key)
+            transitions, stats = agent.collect_learner(
+                state.model, state.cost_q_params, state.dual, state.shield_margin, collect_key
+            )
         stats = jax.device_get(stats)
         collect_s = time.perf_counter() - start
         buffer = agent.add(state.buffer, transitions)
@@ -56,14 +57,25 @@ class EpisodeRunner:
         fit_s = time.perf_counter() - start
         episode_cost, episode_return = float(stats.episode_cost), float(stats.episode_return)
         ledger = state.ledger
-        ledger = Ledger(prior_return_sum=ledger.prior_return_sum + (episode_return if prior_episode else 0.0),
-                        max_episode_cost=jnp.maximum(ledger.max_episode_cost, episode_cost),
-                        cumulative_cost=ledger.cumulative_cost + episode_cost)
-        new_state = state.replace(model=model, buffer=buffer, key=key, episode=state.episode + 1, ledger=ledger,
-                                  dual=agent.step_dual(state.dual, episode_cost))
+        ledger = Ledger(
+            prior_return_sum=ledger.prior_return_sum + (episode_return if prior_episode else 0.0),
+            max_episode_cost=jnp.maximum(ledger.max_episode_cost, episode_cost),
+            cumulative_cost=ledger.cumulative_cost + episode_cost,
+        )
+        new_state = state.replace(
+            model=model,
+            buffer=buffer,
+            key=key,
+            episode=state.episode + 1,
+            ledger=ledger,
+            dual=agent.step_dual(state.dual, episode_cost),
+        )
         if not bool(fit.finite):
-            raise NonFiniteError("model/fit_loss", int(new_state.episode) * agent.episode_length,
-                                 "the ensemble's training loss went NaN/Inf")
+            raise NonFiniteError(
+                "model/fit_loss",
+                int(new_state.episode) * agent.episode_length,
+                "the ensemble's training loss went NaN/Inf",
+            )
         row = {}
         if config.critic_updates > 0 and config.shield != "none":
             params, optimizer_state, info = agent.update_critic(new_state, critic_key)
@@ -73,17 +85,28 @@ class EpisodeRunner:
             new_state = new_state.replace(shield_margin=agent.calibrate(new_state))
             row["shield_margin"] = float(new_state.shield_margin)
         prior_return = float(ledger.prior_return_sum) / min(int(new_state.episode), config.prior_episodes)
-        row.update({
-            "episode_return": episode_return, "episode_cost": episode_cost, "episodes": 1.0,
-            "episode": float(new_state.episode), "prior_episode": float(prior_episode),
-            "interventions": float(stats.interventions),
-            "intervention_rate": float(stats.interventions) / agent.episode_length,
-            "plan_value": float(stats.plan_value), "feasible_fraction": float(stats.feasible_fraction),
-            "prior_return": prior_return,
-            "max_episode_cost": float(ledger.max_episode_cost), "cumulative_cost": float(ledger.cumulative_cost),
-            "safety_margin": agent.budget - float(ledger.max_episode_cost),
-            "multiplier": float(new_state.dual.multiplier), "model_nll": float(fit.holdout_nll),
-            "model_mse": float(fit.holdout_mse), "collect_s": collect_s, "fit_s": fit_s})
+        row.update(
+            {
+                "episode_return": episode_return,
+                "episode_cost": episode_cost,
+                "episodes": 1.0,
+                "episode": float(new_state.episode),
+                "prior_episode": float(prior_episode),
+                "interventions": float(stats.interventions),
+                "intervention_rate": float(stats.interventions) / agent.episode_length,
+                "plan_value": float(stats.plan_value),
+                "feasible_fraction": float(stats.feasible_fraction),
+                "prior_return": prior_return,
+                "max_episode_cost": float(ledger.max_episode_cost),
+                "cumulative_cost": float(ledger.cumulative_cost),
+                "safety_margin": agent.budget - float(ledger.max_episode_cost),
+                "multiplier": float(new_state.dual.multiplier),
+                "model_nll": float(fit.holdout_nll),
+                "model_mse": float(fit.holdout_mse),
+                "collect_s": collect_s,
+                "fit_s": fit_s,
+            }
+        )
         if prior_return != 0.0:  # undefined otherwise: the column stays empty (the loop rejects NaN metrics)
             row["normalized_return"] = episode_return / prior_return
         return new_state, row
@@ -93,14 +116,18 @@ def check_config(config: SooperConfig, env: Any, env_name: str) -> None:
     """`Algorithm.check_config`: UserError unless `config.prior` names a SAC run on `env_name` with the env's
     sizes and the env (or `config.budget`) gives a cost budget > 0 — before any run directory exists."""
     if not config.prior:
-        raise UserError(f"{config.method} needs a prior: train one with `saferl train sac --env {env_name} "
-                        "--constraint crpo` and pass --set prior=RUN_DIR")
+        raise UserError(
+            f"{config.method} needs a prior: train one with `saferl train sac --env {env_name} "
+            "--constraint crpo` and pass --set prior=RUN_DIR"
+        )
     record = read_prior_run(config.prior)
     if record.env != env_name:
         raise UserError(f"prior {config.prior!r} was trained on env '{record.env}', not '{env_name}'")
     if not episode_budget(config, env.cost_budget) > 0:
-        raise UserError(f"{config.method} needs a cost budget > 0: env '{env_name}' has {env.cost_budget:g}; "
-                        "give one with --set budget=... or --set-env cost_budget=...")
+        raise UserError(
+            f"{config.method} needs a cost budget > 0: env '{env_name}' has {env.cost_budget:g}; "
+            "give one with --set budget=... or --set-env cost_budget=..."
+        )
 
 
 def resolve_prior_path(ctx: Any, config: SooperConfig) -> SooperConfig:
@@ -153,15 +180,22 @@ def train(ctx: Any) -> dict[str, float]:
     per_episode = agent.episode_length
     try:
         state, env_steps, row = run_chunks(
-            ctx, state, EpisodeRunner(agent), steps_per_chunk=per_episode,
+            ctx,
+            state,
+            EpisodeRunner(agent),
+            steps_per_chunk=per_episode,
             start_steps=int(state.episode) * per_episode,
             checkpoint_every=config.checkpoint_every_episodes * per_episode,
             watched=lambda s: {"model": s.model.params, "cost_critic": s.cost_q_params},
-            extra=lambda steps: {"episode": steps // per_episode, "algo": config.method})
+            extra=lambda steps: {"episode": steps // per_episode, "algo": config.method},
+        )
     finally:
         summary = write_summary(ctx.run_dir, config, agent.budget, ctx.env_name)
-    return {"env_steps": float(env_steps), **row, **{k: v for k, v in summary.items() if not isinstance(v, list)
-                                                     and not isinstance(v, str)}}
+    return {
+        "env_steps": float(env_steps),
+        **row,
+        **{k: v for k, v in summary.items() if not isinstance(v, list) and not isinstance(v, str)},
+    }
 
 
 def summarize(rows: list[dict[str, float]], budget: float, prior_episodes: int) -> dict[str, Any]:
@@ -172,14 +206,19 @@ def summarize(rows: list[dict[str, float]], budget: float, prior_episodes: int) 
     prior_return = sum(prior_returns) / len(prior_returns) if prior_returns else math.nan
     final = returns[-1] if len(returns) > prior_episodes else math.nan
     return {
-        "episodes": len(rows), "budget": budget,
+        "episodes": len(rows),
+        "budget": budget,
         "safety_margin": budget - max(costs) if costs else math.nan,
         "learner_safety_margin": budget - max(costs[prior_episodes:]) if len(costs) > prior_episodes else math.nan,
-        "prior_return": prior_return, "final_return": final,
+        "prior_return": prior_return,
+        "final_return": final,
         "normalized_return": final / prior_return if prior_return and not math.isnan(final) else math.nan,
-        "cumulative_cost": sum(costs), "violations": sum(c > budget for c in costs),
-        "episode_returns": returns, "episode_costs": costs,
-        "interventions": [r.get("interventions", 0.0) for r in rows]}
+        "cumulative_cost": sum(costs),
+        "violations": sum(c > budget for c in costs),
+        "episode_returns": returns,
+        "episode_costs": costs,
+        "interventions": [r.get("interventions", 0.0) for r in rows],
+    }
 
 
 def write_summary(run_dir: pathlib.Path, config: SooperConfig, budget: float, env_name: str) -> dict[str, Any]:
