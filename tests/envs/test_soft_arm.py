@@ -242,11 +242,11 @@ def test_each_task_rewards_a_transition_that_does_it_over_one_that_does_not(env)
     h = tasks["hold_pose"]
     hold = np.asarray(env.equilibrium_tip(env.bending_action(math.pi, 0.5)))
     still, moving = h(act, act, _obs(env, hold)), h(act, act, _obs(env, hold, (0.1, 0.0, 0.0)))
-    assert still > 0.99 and moving < 0.2 and h(act, act, _obs(env, [*hold, 0.05, 0, 0])) < 0.1
+    assert still > 0.99 and moving < 0.2 and h(act, act, _obs(env, hold + np.array([0.05, 0.0, 0.0]))) < 0.1
     c = tasks["circle"]
     on_circle = np.asarray(env.equilibrium_tip(env.bending_action(0.0, 0.4)))  # on the +x side: tangent +y
     ccw, cw = c(act, act, _obs(env, on_circle, (0, 0.1, 0))), c(act, act, _obs(env, on_circle, (0, -0.1, 0)))
-    off_track = c(act, act, _obs(env, [*on_circle, 0.08, 0, 0], (0, 0.1, 0)))
+    off_track = c(act, act, _obs(env, on_circle + np.array([0.08, 0.0, 0.0]), (0, 0.1, 0)))
     assert ccw > 0.99 and cw == 0.0 and off_track < 0.1
     assert c(act, act, _obs(env, on_circle)) == 0.0  # on the circle but not moving
     # leading axes broadcast; rewards stay in [0, 1] on arbitrary observations
