@@ -28,6 +28,7 @@ from saferl import registry, sharding
 from saferl.errors import NonFiniteError, UserError
 from saferl.training import run as run_lib
 from saferl.training.context import TrainContext, check_finite
+from saferl.training.logger import LoggerChoice
 from saferl.training.loop import EPISODE_KEYS, episode_row
 from saferl.training.progress import ProgressDisplay
 
@@ -214,7 +215,7 @@ def train_seeds(
     resume: Sequence[pathlib.Path | str] = (),
     data: pathlib.Path | str | None = None,
     progress: bool = True,
-    tensorboard: bool = True,
+    tensorboard: LoggerChoice = True,
 ) -> list[run_lib.RunResult]:
     """`saferl train ALGO --seeds ...`: one new run directory per seed (`<out>/<algo>-<env>-seed<k>-<time>/`),
     trained together (one compiled program where the algorithm has a `SeedBatch`, else one after another);
@@ -248,7 +249,7 @@ def resume_seeds(
     steps: int | None = None,
     changed: bool = False,
     progress: bool = True,
-    tensorboard: bool = True,
+    tensorboard: LoggerChoice = True,
 ) -> list[run_lib.RunResult]:
     """Continue the runs `run_dirs` together up to `steps` (default: each run's own); they must share
     algorithm, env, configs, training world and data and have their last checkpoints at the same step."""
@@ -278,7 +279,7 @@ def _train_records(
     algo_config: Any,
     resume_step: int | None,
     progress: bool,
-    tensorboard: bool,
+    tensorboard: LoggerChoice,
     env: Any = None,
 ) -> list[run_lib.RunResult]:
     """Train the created or resumed runs `records` (one per seed) vmapped, or one after another."""
