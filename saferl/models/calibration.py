@@ -49,6 +49,11 @@ def _level_errors(abs_z: jax.Array, weights: jax.Array | None) -> jax.Array:
     return jnp.abs(empirical - LEVELS[:, None])
 
 
+def _per_output_ece(abs_error: jax.Array, var: jax.Array, weights: jax.Array | None) -> jax.Array:
+    """[out] mean over LEVELS of |empirical − nominal| coverage of |error| [N, out] under variance var [N, out]."""
+    return _level_errors(abs_error / jnp.sqrt(jnp.maximum(var, _MIN_VAR)), weights).mean(axis=0)
+
+
 def expected_calibration_error(
     mean: jax.Array,
     var: jax.Array,
@@ -89,8 +94,7 @@ def fit_variance_scale(
     """
 
     def per_output_ece(s: jax.Array) -> jax.Array:
-        var = jnp.maximum(fixed_var + jnp.square(s) * scaled_var, _MIN_VAR)
-        return _level_errors(abs_error / jnp.sqrt(var), weights).mean(axis=0)
+        return _per_output_ece(abs_error, fixed_var + jnp.square(s) * scaled_var, weights)
 
     per_scale = jax.lax.map(per_output_ece, candidates)  # [candidates, out], one at a time for memory
     tie_break = 1e-6 * jnp.abs(jnp.log1p(candidates) - jnp.log1p(neutral))
@@ -136,8 +140,7 @@ def fit_uncertainty_scales(
         """[out] ECE on the random held-out rows plus ECE on the region, under scales (a, c)."""
 
         def ece(abs_error, ale, epi, weights):
-            var = jnp.maximum(jnp.square(a) * ale + calibrated_epistemic_variance(epi, c), _MIN_VAR)
-            return _level_errors(abs_error / jnp.sqrt(var), weights).mean(axis=0)
+            return _per_output_ece(abs_error, jnp.square(a) * ale + calibrated_epistemic_variance(epi, c), weights)
 
         return ece(err_in, ale_in, epi_in, in_weights) + ece(err_region, ale_region, epi_region, region_weights)
 
