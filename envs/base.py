@@ -13,7 +13,7 @@ import abc
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jp
@@ -94,12 +94,17 @@ def apply_solver_options(mj_model: mujoco.MjModel, config: EnvConfig) -> mujoco.
     return mj_model
 
 
+#: an env's config type (the parameter of `MjxEnv`)
+ConfigT = TypeVar("ConfigT", bound=EnvConfig)
+
 # (env class, config) -> observation size, filled by `MjxEnv.observation_size` (see there)
 _OBSERVATION_SIZES: dict[tuple[type, Any], Any] = {}
 
 
-class MjxEnv(Env, abc.ABC):
+class MjxEnv(Env, abc.ABC, Generic[ConfigT]):
     """An MJX env with the brax API. `State.pipeline_state` is the `mjx.Data`.
+
+    Generic in its config type: `class PointGoal(MjxEnv[PointGoalConfig])` reads its own fields off `self.config`.
 
     `sys` is the `mjx.Model` the physics uses; wrappers (domain randomisation, brax's
     `DomainRandomizationVmapWrapper`) swap it for a per-env model inside `vmap`.
@@ -113,8 +118,8 @@ class MjxEnv(Env, abc.ABC):
     SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
     _shapes_only: bool = False  # True only while `_traced_observation_size` traces an abstract reset
 
-    def __init__(self, config: EnvConfig):
-        self._config = config
+    def __init__(self, config: ConfigT):
+        self._config: ConfigT = config
         mj_model = apply_solver_options(self._build_mj_model(config), config)
         self._n_substeps = int(round(config.ctrl_dt / config.sim_dt))
         self.set_mj_model(mj_model)
@@ -133,11 +138,11 @@ class MjxEnv(Env, abc.ABC):
     # ---- what subclasses provide -------------------------------------------------------------
     @classmethod
     @abc.abstractmethod
-    def default_config(cls) -> EnvConfig:
+    def default_config(cls) -> ConfigT:
         """The env's frozen default config."""
 
     @abc.abstractmethod
-    def _build_mj_model(self, config: EnvConfig) -> mujoco.MjModel:
+    def _build_mj_model(self, config: ConfigT) -> mujoco.MjModel:
         """Compile the env's MJCF (generated in code, nothing downloaded)."""
 
     @abc.abstractmethod
@@ -259,7 +264,7 @@ class MjxEnv(Env, abc.ABC):
 
     # ---- properties ---------------------------------------------------------------------------
     @property
-    def config(self) -> EnvConfig:
+    def config(self) -> ConfigT:
         return self._config
 
     @property
@@ -302,8 +307,9 @@ class MjxEnv(Env, abc.ABC):
             key = (type(self), self._config)
             try:
                 size = _OBSERVATION_SIZES.get(key)
+                memoise = True
             except TypeError:  # an unhashable config: trace for this instance only
-                key, size = None, None
+                size, memoise = None, False
             if size is None:
                 self._shapes_only = True  # pipeline_init skips mjx.forward: it changes values, never shapes
                 try:
@@ -314,7 +320,7 @@ class MjxEnv(Env, abc.ABC):
                     size = {name: tuple(int(n) for n in leaf.shape) for name, leaf in obs.items()}
                 else:
                     size = int(obs.shape[-1])
-                if key is not None:
+                if memoise:
                     _OBSERVATION_SIZES[key] = size
             self._observation_size = size
         return self._observation_size

@@ -91,7 +91,7 @@ class PendulumConfig(EnvConfig):
             )
 
 
-class Pendulum(MjxEnv):
+class Pendulum(MjxEnv[PendulumConfig]):
     cost_description = "none (cost is always 0)"
     SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 1.5 kg pole: peak gravity torque 4.4 N·m vs the 2 N·m motor (nominal 2.9): more swings to get up,

@@ -133,7 +133,7 @@ def lidar(robot_xy: jax.Array, heading: jax.Array, objects_xy: jax.Array, n_bins
     return contributions.max(axis=0)
 
 
-class PointGoal(MjxEnv):
+class PointGoal(MjxEnv[PointGoalConfig]):
     cost_description = "1 per step where the robot centre is inside a hazard (radius 0.2 m)"
     SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 1.5 kg robot: 1.5× slower to speed up and to stop (time constant m / lin_damping 0.5 s → 0.75 s)

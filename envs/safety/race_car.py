@@ -193,7 +193,7 @@ class RaceCarConfig(EnvConfig):
             )
 
 
-class RaceCar(MjxEnv):
+class RaceCar(MjxEnv[RaceCarConfig]):
     cost_description = "the car's kinetic energy ½·m·|v|² (J) per step inside the obstacle (r = 0.2 m)"
     SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # a dusty or polished floor: μ 0.8 → 0.4; the grip limit (3.9 m/s² sideways) is reached at full lock from

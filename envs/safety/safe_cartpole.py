@@ -97,7 +97,7 @@ def _gaussian_tolerance(value: jax.Array, margin: float) -> jax.Array:
     return jp.exp(-math.log(10.0) * (value / margin) ** 2)
 
 
-class SafeCartpole(MjxEnv):
+class SafeCartpole(MjxEnv[SafeCartpoleConfig]):
     cost_description = "1 per step where |cart x| > cost_bound (default 0.25 m)"
     SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # 0.2 kg pole: the swinging pole pushes the cart twice as hard (m·l/2·θ̇² ≈ 3.6 N at 6 rad/s, of the

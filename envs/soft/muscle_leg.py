@@ -157,7 +157,7 @@ class MuscleLegConfig(EnvConfig):
             raise ValueError(f"stance (hip, knee) must be inside the joint ranges, got {self.stance}")
 
 
-def stance_height(hip: jax.Array, knee: jax.Array, thigh: float, shank: float) -> jax.Array:
+def stance_height(hip: jax.Array | float, knee: jax.Array | float, thigh: float, shank: float) -> jax.Array:
     """Pelvis height (m) with the foot flat on the ground for hip/knee angles (rad)."""
     return thigh * jp.cos(hip) + shank * jp.cos(hip - knee) + SOLE_DROP
 
@@ -196,7 +196,7 @@ def make_tasks(config: MuscleLegConfig) -> dict[str, Task]:
     }
 
 
-class MuscleLeg(MjxEnv):
+class MuscleLeg(MjxEnv[MuscleLegConfig]):
     cost_description = (
         "1 per step where a joint is within 0.05 rad of its limit or the ground-reaction force exceeds 250 N"
     )

@@ -221,7 +221,7 @@ def soft_arm_xml(config: SoftArmConfig) -> str:
 """
 
 
-class SoftArm(MjxEnv):
+class SoftArm(MjxEnv[SoftArmConfig]):
     cost_description = (
         "1 per step where the tip is inside the forbidden sphere (default r = 5 cm) or a cable is "
         "commanded above 90 % of its maximal tension (overload)"

@@ -169,7 +169,7 @@ def make_tasks(ctrl_dt: float) -> dict[str, Task]:
     }
 
 
-class SoftFish(MjxEnv):
+class SoftFish(MjxEnv[SoftFishConfig]):
     cost_description = "1 per step where the head is outside the channel (|y| > 0.5 m)"
     SHIFT_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # syrup-like water: 3× the drag (density and viscosity), the same tail beat swims ≈ 2× slower

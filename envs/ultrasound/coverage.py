@@ -64,7 +64,7 @@ def organ_grid(organ: phantom_lib.Phantom, cells: int) -> tuple[np.ndarray, np.n
     return low, size, mask
 
 
-class UsCoverage(ProbeEnv):
+class UsCoverage(ProbeEnv[CoverageConfig]):
     """Observation [20] = the probe's [16] + organ centre − face position [3] m + covered fraction of the organ
     cells [1]."""
 

@@ -61,7 +61,7 @@ def long_axis_angle(organ: phantom_lib.Phantom) -> float:
     return angle
 
 
-class UsNavigate(ProbeEnv):
+class UsNavigate(ProbeEnv[NavigateConfig]):
     """Observation [25] = the probe's [16] + target position − face position [3] m + relative orientation
     R_targetᵀ·R as 6-D [6] (identity: 1 0 0 0 1 0)."""
 

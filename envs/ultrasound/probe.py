@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jp
@@ -164,7 +164,7 @@ class ProbeConfig(EnvConfig):
         return phantom.PhantomConfig(
             seed=self.phantom_seed,
             preset=self.phantom_preset,
-            shape=tuple(self.phantom_shape),
+            shape=self.phantom_shape,  # PhantomConfig checks it and makes it a tuple of 3 ints
             voxel_size=self.voxel_size,
         )
 
@@ -206,7 +206,11 @@ def _critical_damping(stiffness: float, inertia: float) -> float:
     return 2.0 * math.sqrt(stiffness * inertia)
 
 
-class ProbeEnv(MjxEnv):
+#: a probe task's config type (the parameter of `ProbeEnv`)
+ProbeConfigT = TypeVar("ProbeConfigT", bound=ProbeConfig)
+
+
+class ProbeEnv(MjxEnv[ProbeConfigT]):
     """The probe-on-a-body physics, observation and safety cost; tasks add `_task_*` terms.
 
     Observation (state) [16 + task]: face position [3] m, orientation (6-D: local x and y axes in world) [6],
@@ -222,7 +226,7 @@ class ProbeEnv(MjxEnv):
         "heavy_mount": {"mass_scale": 2.0},
     }
 
-    def __init__(self, config: ProbeConfig):
+    def __init__(self, config: ProbeConfigT):
         self.phantom = phantom.make_phantom(config.phantom_config())
         self.bmode = config.bmode_config()
         super().__init__(config)
@@ -231,11 +235,11 @@ class ProbeEnv(MjxEnv):
         self._half_extent = np.asarray(self.phantom.extent) / 2.0
 
     # ---- model ---------------------------------------------------------------------------------
-    def _tool_xml(self, config: ProbeConfig) -> tuple[str, str]:
+    def _tool_xml(self, config: ProbeConfigT) -> tuple[str, str]:
         """(bodies inside the probe body, actuators) a task adds; default none."""
         return "", ""
 
-    def _build_mj_model(self, config: ProbeConfig) -> mujoco.MjModel:
+    def _build_mj_model(self, config: ProbeConfigT) -> mujoco.MjModel:
         extent = np.asarray(self.phantom.extent)
         half = extent / 2.0
         reach = half[:2] - config.scan_margin

@@ -65,7 +65,7 @@ class SurgeryConfig(ProbeConfig):
             raise ValueError(f"success_bonus must be >= 0, got {self.success_bonus!r}")
 
 
-class UsSurgery(ProbeEnv):
+class UsSurgery(ProbeEnv[SurgeryConfig]):
     """Action [7] = the probe's 6 + insertion depth. Observation [28] = the probe's [16] + entry − face position
     [3] m + target − tip [3] m + corridor axis [3] + tip distance to the corridor line [1] m + insertion [1] m +
     insertion rate [1] m/s."""
