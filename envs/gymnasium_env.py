@@ -13,7 +13,7 @@ draws its seed from Gymnasium's `np_random`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium
 import jax
@@ -137,7 +137,8 @@ class GymnasiumEnv(gymnasium.Env):
     `envs.render.render_frames` (a fresh `mujoco.Renderer` per call: ≈ 0.1–0.2 s a frame on a 2-core CPU).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES)}
+    # an instance variable with a class default, as gymnasium declares it (`__init__` sets the instance's own)
+    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES)}  # noqa: RUF012
 
     def __init__(
         self,
@@ -174,9 +175,12 @@ class GymnasiumEnv(gymnasium.Env):
         _check_seed(seed)
         _check_options(options)
         super().reset(seed=seed)
-        if seed is None and self._state is None:
-            seed = int(self.np_random.integers(_SEED_LIMIT))
-        key = jax.random.PRNGKey(seed) if seed is not None else jax.random.split(self._state.info["rng"])[1]
+        if seed is None and self._state is not None:  # the next key of the chain
+            key = jax.random.split(self._state.info["rng"])[1]
+        else:
+            if seed is None:  # the first reset, unseeded
+                seed = int(self.np_random.integers(_SEED_LIMIT))
+            key = jax.random.PRNGKey(seed)
         self._state, obs = self._programs.reset(key)
         return _to_numpy(obs), {}
 
@@ -225,7 +229,11 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
     Gymnasium's `AutoresetMode.SAME_STEP`.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "autoreset_mode": AutoresetMode.SAME_STEP}
+    # an instance variable with a class default, as gymnasium declares it (`__init__` sets the instance's own)
+    metadata: dict[str, Any] = {  # noqa: RUF012
+        "render_modes": list(RENDER_MODES),
+        "autoreset_mode": AutoresetMode.SAME_STEP,
+    }
 
     def __init__(
         self,
@@ -264,12 +272,12 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
         _check_seed(seed)
         _check_options(options)
         super().reset(seed=seed)
-        if seed is None and self._state is None:
-            seed = int(self.np_random.integers(_SEED_LIMIT))
-        if seed is not None:
-            keys = jax.random.split(jax.random.PRNGKey(seed), self.num_envs)
-        else:
+        if seed is None and self._state is not None:  # each env's next key of its chain
             keys = jax.vmap(jax.random.split)(self._state.info["rng"])[:, 1]
+        else:
+            if seed is None:  # the first reset, unseeded
+                seed = int(self.np_random.integers(_SEED_LIMIT))
+            keys = jax.random.split(jax.random.PRNGKey(seed), self.num_envs)
         self._state, obs = self._programs.reset(keys)
         return _to_numpy(obs), {}
 

@@ -21,21 +21,24 @@ import numpy as np
 
 from envs.base import MjxEnv
 
+#: a `NativeView` field: numpy as copied from `MjData`, a jax array inside the jitted `evaluate`
+ViewArray = np.ndarray | jax.Array
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class NativeView:
     """The `mjx.Data` fields an env's observation/reward/cost may read, copied from native `MjData`."""
 
-    qpos: jax.Array  # [nq]
-    qvel: jax.Array  # [nv]
-    ctrl: jax.Array  # [nu]
-    act: jax.Array  # [na] actuator activations (e.g. muscles)
-    time: jax.Array  # [] s
-    xpos: jax.Array  # [nbody, 3] m
-    xquat: jax.Array  # [nbody, 4]
-    site_xpos: jax.Array  # [nsite, 3] m
-    sensordata: jax.Array  # [nsensordata]
+    qpos: ViewArray  # [nq]
+    qvel: ViewArray  # [nv]
+    ctrl: ViewArray  # [nu]
+    act: ViewArray  # [na] actuator activations (e.g. muscles)
+    time: ViewArray  # [] s
+    xpos: ViewArray  # [nbody, 3] m
+    xquat: ViewArray  # [nbody, 4]
+    site_xpos: ViewArray  # [nsite, 3] m
+    sensordata: ViewArray  # [nsensordata]
 
     @classmethod
     def from_mj_data(cls, data: mujoco.MjData) -> NativeView:

@@ -121,7 +121,7 @@ class TrainingEnvConfig:
         if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (math.isfinite(noise) and noise >= 0):
             raise EnvError(f"obs_noise_std must be a finite number >= 0 (obs units), got {noise!r}")
         object.__setattr__(self, "obs_noise_std", float(noise))
-        delay = self.action_delay
+        delay: object = self.action_delay  # what was given (may be a float or anything else from a --set)
         if isinstance(delay, float) and delay.is_integer():
             delay = int(delay)
         if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or delay < 0:

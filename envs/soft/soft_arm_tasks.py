@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jp
 import numpy as np
 
@@ -35,14 +36,15 @@ CIRCLE_MARKERS = 24  # spheres drawn along the circle
 
 def target_marker(target: np.ndarray, radius: float = 0.012) -> RenderMarker:
     """A green sphere of `radius` (m) at `target` [3] (m): a task's target, or the env's episode target."""
-    return RenderMarker("sphere", (radius, 0.0, 0.0), tuple(float(v) for v in target), TARGET_RGBA)
+    x, y, z = (float(v) for v in target)
+    return RenderMarker("sphere", (radius, 0.0, 0.0), (x, y, z), TARGET_RGBA)
 
 
 def _tip(obs):
     return obs[..., TIP_POS]
 
 
-def reach_task(target: np.ndarray, name: str = "reach") -> Task:
+def reach_task(target: np.ndarray | jax.Array, name: str = "reach") -> Task:
     target = jp.asarray(target, jp.float32)
 
     def reward(obs, action, next_obs):
@@ -58,7 +60,7 @@ def reach_task(target: np.ndarray, name: str = "reach") -> Task:
     )
 
 
-def hold_pose_task(target: np.ndarray) -> Task:
+def hold_pose_task(target: np.ndarray | jax.Array) -> Task:
     target = jp.asarray(target, jp.float32)
 
     def reward(obs, action, next_obs):

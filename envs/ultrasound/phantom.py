@@ -89,7 +89,8 @@ class Phantom:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.labels.shape[-3:])
+        x, y, z = self.labels.shape[-3:]
+        return (x, y, z)
 
     @property
     def extent(self) -> np.ndarray:
