@@ -84,7 +84,8 @@ class EpisodeRecorder:
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **self.arrays())
+        # numpy's stub also types the keyword allow_pickle (bool), which a dict of arrays could hold; none is named so
+        np.savez(path, **self.arrays())  # type: ignore[arg-type]
         return path
 
 

@@ -95,7 +95,7 @@ def set_params(session: Session, request: Request) -> Reply:
             "bad_request",
             f"unknown parameter(s) {unknown}; settable: {', '.join(list(SERVER_PARAMS) + list(robot_params))}",
         )
-    changes: dict[str, int] = {}
+    changes: dict[str, Any] = {}  # Session fields to replace (ints here; the fields are of several types)
     if "watchdog_periods" in params:
         value = params["watchdog_periods"]
         if not (value >= 1 and float(value).is_integer()):

@@ -15,7 +15,7 @@ import os
 import select
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zmq
@@ -97,7 +97,7 @@ class RobotServer:
         self._periods_without_fresh = 0
         self._last: RobotState | None = None
         self._running = True
-        self._onboard = None
+        self._onboard: Callable[[np.ndarray], np.ndarray] | None = None  # obs -> action, when loaded
         if config.onboard_policy:
             from hardware.robot.onboard import OnboardPolicy  # onnxruntime only when asked for
 
@@ -135,7 +135,7 @@ class RobotServer:
             (self.action_pull, self._on_action),
             (self.control, self._on_request),
         )
-        self._fds = [sock.getsockopt(zmq.FD) for sock, _ in self._handlers]
+        self._fds = [cast(int, sock.getsockopt(zmq.FD)) for sock, _ in self._handlers]  # an int option (POSIX)
 
     def _socket(self, kind: int, address: str, conflate: bool = False) -> zmq.Socket:
         sock = self.context.socket(kind)
@@ -201,7 +201,7 @@ class RobotServer:
         handlers = self._handlers
         while True:
             for sock, handler in handlers:
-                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                while cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:  # an int option
                     handler()
             remaining = deadline_ns - protocol.now_ns()
             if remaining <= 0:
@@ -226,7 +226,7 @@ class RobotServer:
         state = self._guarded(self.robot.read_state, "read_state")
         if isinstance(state, RobotState):
             self._last = state
-        if self._last.done and session.mode in ("running", "onboard", "safe") and session.step > 0:
+        if self._latest.done and session.mode in ("running", "onboard", "safe") and session.step > 0:
             session.mode, session.ready = "idle", False  # the episode is over: a new one needs `reset`
         self._publish(action, source, action_seq)
 
@@ -235,16 +235,16 @@ class RobotServer:
         stamp = protocol.now_ns()
         self._state_stamps[self._seq] = stamp
         self._state_stamps.pop(self._seq - _STAMPS_KEPT, None)
-        session, spec = self.session, self.spec
+        session, spec, last = self.session, self.spec, self._latest
         try:
             obs = protocol.check_array(
-                np.asarray(self._last.obs, dtype=self._obs_dtype), spec.obs_shape, spec.obs_dtype, "state obs"
+                np.asarray(last.obs, dtype=self._obs_dtype), spec.obs_shape, spec.obs_dtype, "state obs"
             )
-            body = {
+            body: dict[str, Any] = {
                 "obs": obs,
-                "reward": float(self._last.reward),
-                "cost": float(self._last.cost),
-                "done": bool(self._last.done),
+                "reward": float(last.reward),
+                "cost": float(last.cost),
+                "done": bool(last.done),
                 "mode": session.mode,
                 "episode": session.episode,
                 "step": session.step,
@@ -289,7 +289,9 @@ class RobotServer:
 
     def _onboard_action(self) -> tuple[np.ndarray, str, int]:
         try:
-            action = self._onboard(np.asarray(self._last.obs))
+            if self._onboard is None:
+                raise RuntimeError("no on-board policy loaded")
+            action = self._onboard(np.asarray(self._latest.obs))
             protocol.check_array(
                 action, self.spec.action_shape, self.spec.action_dtype, "onboard action", self.spec.low, self.spec.high
             )
@@ -392,6 +394,13 @@ class RobotServer:
                 self._periods_without_fresh = 0
             self.session = session
         self.control.send(reply)
+
+    @property
+    def _latest(self) -> RobotState:
+        """The robot's latest state: `serve` reads one before its first tick, so the loop always has one."""
+        if self._last is None:
+            raise RuntimeError("no robot state yet: serve() reads one before its first tick")
+        return self._last
 
     def _guarded(self, call: Callable[[], Any], what: str, fault: bool = True) -> Any:
         """Call the robot; an exception becomes a fault (safe mode), never a crash. Returns False on error."""
