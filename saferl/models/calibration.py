@@ -23,7 +23,7 @@ ALEATORIC_CANDIDATES = jnp.logspace(-3.0, 2.0, 201)
 EPISTEMIC_CANDIDATES = jnp.concatenate([jnp.zeros(1), jnp.logspace(-1.0, 4.0, 101)])
 
 
-def _abs_z(mean: jax.Array, var: jax.Array, targets: jax.Array) -> jax.Array:
+def _abs_z(mean: jax.Array | float, var: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.abs(targets - mean) / jnp.sqrt(jnp.maximum(var, _MIN_VAR))
 
 
@@ -36,7 +36,7 @@ def _weighted_fraction(inside: jax.Array, weights: jax.Array | None) -> jax.Arra
 
 
 def coverage(
-    mean: jax.Array, var: jax.Array, targets: jax.Array, num_std: float = 1.0, weights: jax.Array | None = None
+    mean: jax.Array | float, var: jax.Array, targets: jax.Array, num_std: float = 1.0, weights: jax.Array | None = None
 ) -> jax.Array:
     """Fraction of targets within mean ± num_std·σ, per output: [out] (nominal 0.683 at 1σ, 0.954 at 2σ)."""
     return _weighted_fraction(_abs_z(mean, var, targets) <= num_std, weights)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ from flax import serialization, struct
 
 from saferl.errors import UserError
 from saferl.models import normalizer as norm_lib
-from saferl.models.network import ACTIVATIONS, GaussianMLP
+from saferl.models.network import ACTIVATIONS, GaussianMLP, MeanLogvar
 
 if TYPE_CHECKING:
     import optax
@@ -168,7 +168,7 @@ def predict(state: EnsembleState, obs: jax.Array, action: jax.Array) -> tuple[ja
     Off the data the error of a mean the members agree on outgrows their spread: the factor grows with it.
     """
     x_n = norm_lib.normalize_inputs(state.normalizer, jnp.concatenate([obs, action], axis=-1))
-    mean_n, logvar = jax.vmap(state.module.apply, in_axes=(0, None))(state.params, x_n)
+    mean_n, logvar = cast(MeanLogvar, jax.vmap(state.module.apply, in_axes=(0, None))(state.params, x_n))
     mean, var = _raw_outputs(state, mean_n, logvar)
     center = mean.mean(axis=0, keepdims=True)
     spread = jnp.sqrt(1.0 + jnp.square(state.epistemic_growth) * jnp.var(mean_n, axis=0))
@@ -187,7 +187,7 @@ def predict_per_member(state: EnsembleState, obs: jax.Array, action: jax.Array) 
     0, 1) the best return by episode 7 fell from 875 / 921 with raw particles to 541 / 917.
     """
     x_n = norm_lib.normalize_inputs(state.normalizer, jnp.concatenate([obs, action], axis=-1))
-    mean_n, logvar = jax.vmap(state.module.apply)(state.params, x_n)
+    mean_n, logvar = cast(MeanLogvar, jax.vmap(state.module.apply)(state.params, x_n))
     return _raw_outputs(state, mean_n, logvar)
 
 

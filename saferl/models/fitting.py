@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ from saferl import sharding
 from saferl.models import calibration, uncertainty
 from saferl.models import normalizer as norm_lib
 from saferl.models.ensemble import EnsembleConfig, EnsembleState, inputs_of, make_module, make_optimizer, targets_of
-from saferl.models.network import gaussian_nll, member_fit_score, member_objective
+from saferl.models.network import MeanLogvar, gaussian_nll, member_fit_score, member_objective
 
 if TYPE_CHECKING:
     import optax
@@ -84,8 +84,8 @@ class _Split:
 def _counts(n_rows: int, mask: jax.Array | None, fraction: float, region_fraction: float) -> tuple[Any, Any, Any]:
     """(valid, random held-out, region) row counts; Python ints when there is no mask. ≥ 1 row trains."""
     if mask is None:
-        n_hold = 0 if fraction == 0 else min(max(int(n_rows * fraction), 1), n_rows - 1)
-        return n_rows, n_hold, max(min(int(n_rows * region_fraction), n_rows - n_hold - 1), 0)
+        n_held = 0 if fraction == 0 else min(max(int(n_rows * fraction), 1), n_rows - 1)
+        return n_rows, n_held, max(min(int(n_rows * region_fraction), n_rows - n_held - 1), 0)
     n_valid = mask.sum().astype(jnp.int32)
     n_hold = (
         jnp.int32(0) if fraction == 0 else jnp.clip(jnp.floor(n_valid * fraction).astype(jnp.int32), 1, n_valid - 1)
@@ -149,6 +149,10 @@ class _Carry:
     history: jax.Array  # [max epochs]
     train_loss: jax.Array
     steps: jax.Array
+
+    if TYPE_CHECKING:  # flax's struct.dataclass adds `replace` at run time, unseen by mypy
+
+        def replace(self, **changes: Any) -> Self: ...
 
 
 def _informative_outputs(y_eval: jax.Array, weights: jax.Array) -> jax.Array:
@@ -260,7 +264,7 @@ def _train(
 
 def _normalised_moments(state: EnsembleState, params: Any, x_n: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Member means and variances in normalised units: [E, N, out]."""
-    mean, logvar = jax.vmap(state.module.apply, in_axes=(0, None))(params, x_n)
+    mean, logvar = cast(MeanLogvar, jax.vmap(state.module.apply, in_axes=(0, None))(params, x_n))
     if logvar is None:
         return mean, jnp.full_like(mean, state.config.deterministic_std**2)
     return mean, jnp.exp(logvar)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import flax.linen as nn
 import jax
@@ -35,6 +36,11 @@ def gaussian_nll(mean: jax.Array, logvar: jax.Array, target: jax.Array) -> jax.A
     return 0.5 * (jnp.square(target - mean) * jnp.exp(-logvar) + logvar + _LOG_2PI)
 
 
+#: what a `GaussianMLP` returns: mean [..., out] and logvar [..., out] (None if deterministic). flax types
+#: `Module.apply` as returning `Any | (Any, variables)` (the pair with `mutable=`), so its callers cast to this
+MeanLogvar = tuple[jax.Array, jax.Array | None]
+
+
 class GaussianMLP(nn.Module):
     """MLP member. `__call__(x [..., in]) -> (mean [..., out], logvar [..., out] or None if deterministic)`."""
 
@@ -46,7 +52,7 @@ class GaussianMLP(nn.Module):
     init_max_logvar: float = 0.5
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+    def __call__(self, x: jax.Array) -> MeanLogvar:
         act = ACTIVATIONS[self.activation]
         for width in self.hidden_sizes:
             x = act(nn.Dense(width)(x))
@@ -64,7 +70,7 @@ def member_objective(module: GaussianMLP, params: dict, x: jax.Array, y: jax.Arr
 
     Probabilistic: mean NLL + bound_penalty · Σ(max_logvar − min_logvar). Deterministic: mean squared error.
     """
-    mean, logvar = module.apply(params, x)
+    mean, logvar = cast(MeanLogvar, module.apply(params, x))
     if logvar is None:
         return jnp.mean(jnp.square(mean - y))
     bounds = params["params"]
@@ -80,7 +86,7 @@ def member_fit_score(
     `output_weights` [out] (0/1) restricts the average, e.g. to outputs that vary in the data: a constant
     output (a cost that is always 0) would otherwise keep "improving" as its variance shrinks.
     """
-    mean, logvar = module.apply(params, x)
+    mean, logvar = cast(MeanLogvar, module.apply(params, x))
     per_output = jnp.square(mean - y) if logvar is None else gaussian_nll(mean, logvar, y)
     if output_weights is None:
         return per_output.mean(-1)

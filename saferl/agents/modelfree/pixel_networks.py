@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -122,7 +122,8 @@ def _network(
 
     def apply(normalizer: Any, params: Any, obs: Any, *extra: jax.Array) -> jax.Array:
         state = normalize(obs[observations.STATE], normalizer)
-        return module.apply(params, obs[observations.IMAGE], state, *extra)
+        # flax types `apply` as `Any | (Any, variables)` (the pair with `mutable=`): here it is the module's output
+        return cast(jax.Array, module.apply(params, obs[observations.IMAGE], state, *extra))
 
     return brax_networks.FeedForwardNetwork(init=init, apply=apply)
 
