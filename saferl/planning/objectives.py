@@ -26,6 +26,10 @@ class Scores(NamedTuple):
 
 
 ObjectiveFn = Callable[[Trajectory], Scores]
+#: what the planner maximises (`ObjectiveConfig.kind`)
+ObjectiveKind = Literal["return", "information_gain", "disagreement"]
+#: how E[Σ cost] ≤ budget is handled (`ObjectiveConfig.constraint`)
+CostConstraint = Literal["none", "penalty", "feasibility"]
 
 
 def _discounted_sum(per_step: jax.Array, discount: float) -> jax.Array:
@@ -83,7 +87,7 @@ def with_transition_costs(objective_fn: ObjectiveFn, cost_fn: RewardFn, action_r
 def reward_objective(
     reward_fn: RewardFn,
     discount: float = 1.0,
-    constraint: str = "none",
+    constraint: CostConstraint = "none",
     penalty: float = 10.0,
     remaining_budget: jax.Array | float = jp.inf,
 ) -> ObjectiveFn:
@@ -118,9 +122,9 @@ KINDS = ("return", "information_gain", "disagreement")
 class ObjectiveConfig:
     """Which quantity the planner maximises and how a cost budget is enforced."""
 
-    kind: Literal["return", "information_gain", "disagreement"] = "return"  # what is maximised
+    kind: ObjectiveKind = "return"  # what is maximised
     discount: float = 1.0  # γ over the planning horizon, in (0, 1]
-    constraint: Literal["none", "penalty", "feasibility"] = "none"  # how E[Σ cost] ≤ budget is handled
+    constraint: CostConstraint = "none"  # how E[Σ cost] ≤ budget is handled
     penalty: float = 10.0  # value − penalty·max(0, E[Σ cost] − budget), for constraint='penalty' (≥ 0)
     # where imagined costs come from: "model" (the ensemble's cost head) or "env" (the env's `transition_cost` of
     # the imagined transition, where the env has one; else the model's): a cost head cannot predict a cost it

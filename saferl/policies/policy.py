@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,10 @@ class PolicyCarry:
 
     cost_spent: jax.Array  # scalar float32, Σ cost observed so far in the episode (≥ 0)
     memory: Any = ()  # policy-specific state (e.g. the planner's warm start); () when stateless
+
+    if TYPE_CHECKING:  # flax's struct.dataclass adds `replace` at run time, unseen by mypy
+
+        def replace(self, **changes: Any) -> Self: ...
 
 
 def stateless_carry() -> PolicyCarry:

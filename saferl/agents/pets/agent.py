@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import jax
 import jax.numpy as jp
@@ -25,7 +25,7 @@ from saferl.agents.pets.policy import model_fns, mpc_policy, planned_action
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import ReplayBuffer, Transition
 from saferl.models import ensemble
-from saferl.models.ensemble import EnsembleState
+from saferl.models.ensemble import EnsembleConfig, EnsembleState
 from saferl.policies import episode
 from saferl.policies.policy import Policy, uniform_random_policy
 
@@ -46,10 +46,27 @@ class EpisodeStats(NamedTuple):
     feasible_fraction: jax.Array  # scalar, mean share of feasible candidates (1 when unconstrained)
 
 
-class PETSAgent:
+class EpisodeLoopConfig(Protocol):
+    """What `PETSAgent` reads off its config (a `PETSConfig`, or a `SoftAEConfig` for its subclass)."""
+
+    @property
+    def model(self) -> EnsembleConfig: ...
+    @property
+    def buffer_capacity(self) -> int: ...
+    @property
+    def random_episodes(self) -> int: ...
+    @property
+    def action_repeat(self) -> int: ...
+
+
+#: the agent's config type (the parameter of `PETSAgent`)
+ConfigT = TypeVar("ConfigT", bound=EpisodeLoopConfig)
+
+
+class PETSAgent(Generic[ConfigT]):
     """Binds an env and a config; its methods are pure, jitted functions of `PETSState`."""
 
-    def __init__(self, env: Any, config: PETSConfig):
+    def __init__(self, env: Any, config: ConfigT):
         self.config = config
         self.env = env
         self.decisions_per_episode = math.ceil(env.episode_length / config.action_repeat)
@@ -134,7 +151,7 @@ class PETSAgent:
 
 
 @cache_by_computation
-def make_agent(config: PETSConfig, env: Any, training_env: Any = None) -> PETSAgent:
+def make_agent(config: PETSConfig, env: Any, training_env: Any = None) -> PETSAgent[PETSConfig]:
     """A `PETSAgent` collecting in `training_env`'s world (obs noise, action delay, per-episode domain
     randomisation; its shift is already in `env`), memoised like PPO's and SAC's `make_train` on everything
     its compiled functions depend on (`saferl.agents.modelfree.common.computation_key`), so a resumed run, a

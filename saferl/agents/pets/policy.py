@@ -159,6 +159,7 @@ def mpc_policy(
 
     cost_fn = planning_cost(config, env)
     groups = observation_group_ids(env, obs_size) if config.rollout.gain_weighting == "groups" else None
+    decide: Callable[..., tuple[jax.Array, PolicyCarry]]  # (model, carry, obs, key) -> (action, carry)
     try:
         decide = functools.partial(_jitted_decide, config, budget, task, cost_fn, groups)
         hash((config, task, cost_fn))

@@ -85,7 +85,9 @@ class EpisodeRunner:
 
 def add_recorded_data(agent: PETSAgent, state: PETSState, batch: dict[str, np.ndarray]) -> PETSState:
     """`state` with recorded transitions (float32 arrays [N, ...], decision level) appended to its buffer."""
-    return state.replace(buffer=agent.add(state.buffer, Transition(**batch)))
+    # numpy arrays where Transition's fields say jax.Array: the jitted `agent.add` takes either
+    transitions = Transition(**batch)  # type: ignore[arg-type]
+    return state.replace(buffer=agent.add(state.buffer, transitions))
 
 
 def train(ctx: Any) -> dict[str, float]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import flax.struct
 import jax
@@ -70,6 +70,10 @@ class SACState:
     env_state: Any  # State of the num_envs training envs
     key: jax.Array
     env_steps: jax.Array  # int32
+
+    if TYPE_CHECKING:  # flax's struct.dataclass adds `replace` at run time, unseen by mypy
+
+        def replace(self, **changes: Any) -> Self: ...
 
 
 def prefill(config: SACConfig, state: SACState, batch: dict[str, Any]) -> SACState:

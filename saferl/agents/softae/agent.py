@@ -30,13 +30,12 @@ class NoiseMemory(NamedTuple):
     """Carry memory of a noise policy: this episode's action sequence and the next decision's index."""
 
     sequence: jax.Array  # [decisions, act_dim] in [-1, 1], drawn at decision 0
-    index: jax.Array  # int32
+    # int32, the next decision (a field named like tuple.index: it shadows the method, which mypy flags)
+    index: jax.Array  # type: ignore[assignment]
 
 
-class SoftAEAgent(PETSAgent):
+class SoftAEAgent(PETSAgent[SoftAEConfig]):
     """Binds an env and a `SoftAEConfig`; methods are pure, jitted functions of `PETSState`."""
-
-    config: SoftAEConfig
 
     def __init__(self, env: Any, config: SoftAEConfig):
         super().__init__(env, config)

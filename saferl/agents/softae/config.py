@@ -27,12 +27,17 @@ from typing import Literal, get_args
 from saferl.agents.pets.config import check_episode_loop_fields, check_particles
 from saferl.models import EnsembleConfig
 from saferl.planning import ICEMConfig, ObjectiveConfig, RolloutConfig
+from saferl.planning.objectives import CostConstraint, ObjectiveKind
 
 Strategy = Literal["info_gain", "disagreement", "random", "colored_noise", "task"]
 STRATEGIES = get_args(Strategy)
 TaskCostConstraint = Literal["same", "none", "penalty", "feasibility"]
 TASK_COST_CONSTRAINTS = get_args(TaskCostConstraint)
-_OBJECTIVE_KIND = {"info_gain": "information_gain", "disagreement": "disagreement", "task": "return"}
+_OBJECTIVE_KIND: dict[str, ObjectiveKind] = {
+    "info_gain": "information_gain",
+    "disagreement": "disagreement",
+    "task": "return",
+}
 PLANNED = tuple(_OBJECTIVE_KIND)  # the strategies that plan on the model
 
 
@@ -147,7 +152,7 @@ class SoftAEConfig:
             self.planner, self.task_rollout, self._objective("return", constraint), self.action_repeat
         )
 
-    def _objective(self, kind: str, constraint: str) -> ObjectiveConfig:
+    def _objective(self, kind: ObjectiveKind, constraint: CostConstraint) -> ObjectiveConfig:
         return ObjectiveConfig(
             kind=kind, discount=self.discount, constraint=constraint, penalty=self.penalty, cost_source=self.cost_source
         )

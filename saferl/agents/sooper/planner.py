@@ -217,7 +217,9 @@ class PlanMemory(NamedTuple):
 
     warm_start: icem.PlannerState  # the last solution shifted to the next re-plan
     plan: jax.Array  # [H, A] residuals of the last plan
-    index: jax.Array  # int32, decisions taken from `plan` so far (re-plan when it reaches replan_every)
+    # int32, decisions taken from `plan` so far (re-plan when it reaches replan_every); a field named like
+    # tuple.index: it shadows the method, which mypy flags
+    index: jax.Array  # type: ignore[assignment]
     plan_value: jax.Array  # scalar, the last plan's imagined value (diagnostics)
     feasible_fraction: jax.Array  # scalar, share of feasible candidates in the last plan's final iteration
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,10 @@ class Prior:
     networks: Any = struct.field(pytree_node=False)  # saferl.agents.sac.SACNetworks
     discounting: float = struct.field(pytree_node=False, default=0.99)  # γ of Q_r (per decision)
     cost_discounting: float = struct.field(pytree_node=False, default=0.99)  # γ_c of Q_c (per decision)
+
+    if TYPE_CHECKING:  # flax's struct.dataclass adds `replace` at run time, unseen by mypy
+
+        def replace(self, **changes: Any) -> Self: ...
 
     def action(self, obs: jax.Array) -> jax.Array:
         """π̂(s): the actor's deterministic action (tanh of the mean) [..., act_dim] in [-1, 1]."""

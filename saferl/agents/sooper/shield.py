@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from saferl.config import is_integer, is_real
-from saferl.policies.policy import ActFn, Policy, PolicyCarry
+from saferl.policies.policy import ActFn, Policy, PolicyCarry, ValueFn
 
 
 def shield_scale(episode_length: int, cost_discounting: float, action_repeat: int = 1) -> float:
@@ -194,7 +194,8 @@ def shielded_policy(
     config = _shield_config(learner, prior, cost_discounting, scale, budget)
     if lookahead is not None and advantage_threshold is not None:
         raise ValueError("give either lookahead (the recovery rule) or advantage_threshold, not both")
-    prior_act, prior_cost_value = prior.act, prior.cost_value
+    # not None: `_shield_config` refused a prior without a cost critic (a check mypy does not follow)
+    prior_act, prior_cost_value = prior.act, cast(ValueFn, prior.cost_value)
 
     def shielded(learner_act: ActFn) -> ActFn:
         def act(carry: PolicyCarry, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, PolicyCarry]:

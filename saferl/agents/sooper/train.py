@@ -76,7 +76,7 @@ class EpisodeRunner:
                 int(new_state.episode) * agent.episode_length,
                 "the ensemble's training loss went NaN/Inf",
             )
-        row = {}
+        row: dict[str, float] = {}
         if config.critic_updates > 0 and config.shield != "none":
             params, optimizer_state, info = agent.update_critic(new_state, critic_key)
             new_state = new_state.replace(cost_q_params=params, critic_optimizer_state=optimizer_state)
