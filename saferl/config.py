@@ -12,11 +12,14 @@ import numbers
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from saferl.errors import UserError
 
-C = TypeVar("C")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")  # a config: a (frozen) dataclass
 
 
 def is_integer(value: Any) -> bool:
@@ -141,7 +144,7 @@ def apply_overrides(config: C, overrides: Mapping[str, Any], where: str = "confi
                 direct[head] = _coerce(value, hints[head], f"{where}.{head}" if where != "config" else head)
     for head, sub in nested.items():
         current = getattr(config, head)
-        if not dataclasses.is_dataclass(current):
+        if not dataclasses.is_dataclass(current) or isinstance(current, type):
             raise UserError(f"{where} key '{head}' has no sub-keys (got {list(sub)})")
         direct[head] = apply_overrides(current, sub, where=f"{where}.{head}" if where != "config" else head)
     try:

@@ -8,13 +8,15 @@ import json
 import os
 import pathlib
 import sys
+from typing import Any
 
 import typer
 
 from saferl.errors import NonFiniteError, UserError
 
-# typer vendors click; its ClickException (usage errors) is the base class of the public BadParameter
-_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+# typer vendors click; its ClickException (usage errors) is the base class of the public BadParameter (found at run
+# time, so typed Any: mypy sees neither the class nor its `format_message`)
+_ClickException: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 app = typer.Typer(
     add_completion=False,
@@ -185,6 +187,7 @@ def train_command(
             )
         ]
     if not distributed.is_primary():
+        assert group is not None  # only a process of a multi-process group is not the primary
         written = ", ".join(str(r.run_dir) for r in results)
         _echo(f"process {group.process_id} of {group.num_processes} done; process 0 wrote {written}")
         return

@@ -22,7 +22,7 @@ Kind = Literal["none", "lagrangian", "augmented_lagrangian", "crpo", "penalty"]
 KINDS: tuple[str, ...] = ("none", "lagrangian", "augmented_lagrangian", "crpo", "penalty")
 
 
-def _check(name: str, value: float, ok: bool, allowed: str) -> None:
+def _check(name: str, value: object, ok: bool, allowed: str) -> None:
     if not ok:
         raise ValueError(f"ConstraintConfig.{name} must be {allowed}, got {value!r}")
 

@@ -38,7 +38,7 @@ def shapes(observation_size: Any) -> dict[str, tuple[int, ...]]:
     for key, ndim in ((IMAGE, 3), (STATE, 1)):
         value = observation_size[key]
         shape = (value,) if isinstance(value, numbers.Integral) else tuple(value)
-        if len(shape) != ndim or not all(isinstance(n, numbers.Integral) and n >= 1 for n in shape):
+        if len(shape) != ndim or not all(isinstance(n, numbers.Integral) and int(n) >= 1 for n in shape):
             raise UserError(
                 f"observation_size['{key}'] must be {ndim} sizes >= 1 "
                 f"({'(H, W, C)' if key == IMAGE else '(d,)'}), got {value!r}"

@@ -117,7 +117,9 @@ class Checkpoints:
         trees = {}
         for prefix, target in targets.items():
             paths, treedef = jax.tree_util.tree_flatten_with_path(target)
-            trees[prefix] = treedef.unflatten([leaves[prefix + jax.tree_util.keystr(path)] for path, _ in paths])
+            trees[prefix] = jax.tree_util.tree_unflatten(
+                treedef, [leaves[prefix + jax.tree_util.keystr(path)] for path, _ in paths]
+            )
         return trees
 
     def verify(self, step: int) -> str | None:

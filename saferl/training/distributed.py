@@ -65,22 +65,21 @@ def process_group(
     None when none of the three is given (a single-process run). `UserError` if only some are given or a value
     is out of range."""
     environ = os.environ if environ is None else environ
-    values = {
-        "coordinator": coordinator_address or environ.get(ENV_COORDINATOR) or None,
-        "num_processes": _integer(
-            num_processes if num_processes is not None else environ.get(ENV_NUM_PROCESSES), "num_processes"
-        ),
-        "process_id": _integer(process_id if process_id is not None else environ.get(ENV_PROCESS_ID), "process_id"),
-    }
+    coordinator = coordinator_address or environ.get(ENV_COORDINATOR) or None
+    n_processes = _integer(
+        num_processes if num_processes is not None else environ.get(ENV_NUM_PROCESSES), "num_processes"
+    )
+    this_process = _integer(process_id if process_id is not None else environ.get(ENV_PROCESS_ID), "process_id")
+    values = {"coordinator": coordinator, "num_processes": n_processes, "process_id": this_process}
     missing = [name for name, value in values.items() if value is None]
     if len(missing) == 3:
         return None
-    if missing:
+    if coordinator is None or n_processes is None or this_process is None:
         raise UserError(
             f"a multi-process run needs --coordinator, --num-processes and --process-id (or "
             f"{ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); missing: {', '.join(missing)}"
         )
-    return ProcessGroup(values["coordinator"], values["num_processes"], values["process_id"])
+    return ProcessGroup(coordinator, n_processes, this_process)
 
 
 def initialize(coordinator_address: str, num_processes: int, process_id: int, timeout_s: int = 300) -> ProcessGroup:

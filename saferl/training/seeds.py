@@ -128,7 +128,7 @@ def run_seed_chunks(
     checkpoint_every: int,
     watched: Callable[[Any], Mapping[str, Any]],
     extra: Callable[[int], dict[str, Any]],
-    row: Callable[[Mapping[str, Any]], dict[str, float]] = episode_row,
+    row: Callable[[dict[str, float]], dict[str, float]] = episode_row,
 ) -> tuple[Any, int, list[dict[str, float]]]:
     """`saferl.training.loop.run_chunks` for a seed-batched state: run vmapped chunks to the seeds' common
     `total_steps`, log each seed's row to its own run, checkpoint each seed's state in its own run (same steps
@@ -162,6 +162,14 @@ def run_seed_chunks(
     return state, env_steps, rows
 
 
+def _restored_state(ctx: TrainContext, target: Any) -> Any:
+    """The state a resuming `ctx` (`ctx.resuming`) restores into the structure of `target`."""
+    restored = ctx.resume(target)
+    if restored is None:
+        raise RuntimeError(f"run {ctx.run_dir} is not resuming: it has no checkpoint to restore")
+    return restored[0]
+
+
 def train_seed_batch(ctxs: Sequence[TrainContext], seed_batch: registry.SeedBatch) -> list[dict[str, float]]:
     """The vmapped job of `ctxs` (one per seed, same config, env and world; all fresh or all resumed from
     the same step): init or restore, `--data` prefill, run the chunks. Each seed's final metrics."""
@@ -171,13 +179,15 @@ def train_seed_batch(ctxs: Sequence[TrainContext], seed_batch: registry.SeedBatc
     init_seeds, chunk_seeds, _ = vmapped(parts)
     if seed_batch.make_seed_chunk is not None:
         chunk_seeds = seed_batch.make_seed_chunk(config, env, world)
+    assert chunk_seeds is not None  # make_parts gives a chunk (only a chunk of None gives none)
     if first.resuming:
         target = jax.eval_shape(parts[0], jax.random.PRNGKey(0))
-        state = stack_seeds([ctx.resume(target)[0] for ctx in ctxs])
+        state = stack_seeds([_restored_state(ctx, target) for ctx in ctxs])
     else:
         state = init_seeds(jnp.stack([jax.random.PRNGKey(ctx.seed) for ctx in ctxs]))
-        if first.data_dir is not None and seed_batch.prefill is not None:
-            state = jax.vmap(lambda one: seed_batch.prefill(first, one))(state)
+        prefill = seed_batch.prefill
+        if first.data_dir is not None and prefill is not None:
+            state = jax.vmap(lambda one: prefill(first, one))(state)
     one_seed = seed_slice(state, 0)
     start = int(one_seed.env_steps) if seed_batch.steps_done is None else seed_batch.steps_done(config, env, one_seed)
     extra = (
