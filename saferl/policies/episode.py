@@ -11,7 +11,7 @@ time in Python.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,9 @@ import jax.numpy as jnp
 from saferl.data import observations
 from saferl.data.buffer import Transition
 from saferl.policies.policy import ActFn, Policy, PolicyCarry, observe_cost
+
+if TYPE_CHECKING:  # the env seam's Protocol; importing envs would load MuJoCo for the robot-side actor
+    from envs.protocol import SafeEnv
 
 
 class Step(NamedTuple):
@@ -57,7 +60,7 @@ def decide(
 
 
 def hold(
-    env: Any,
+    env: SafeEnv,
     state: Any,
     carry: PolicyCarry,
     action: jax.Array,
@@ -89,7 +92,7 @@ def hold(
 
 def run(
     policy: Policy,
-    env: Any,
+    env: SafeEnv,
     state: Any,
     episode_key: jax.Array,
     decisions: int,

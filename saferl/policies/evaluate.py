@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from envs.protocol import SafeEnv
 from envs.tasks import Task
 from saferl.policies import episode
 from saferl.policies.policy import Policy
@@ -20,7 +21,7 @@ from saferl.policies.policy import Policy
 
 def _rollout(
     policy: Policy,
-    env: Any,
+    env: SafeEnv,
     key: jax.Array,
     steps: int,
     emit: Callable[[episode.Step], Any],
@@ -48,7 +49,7 @@ def _success_of(state: Any) -> jax.Array | None:
 
 
 def episode_outcomes(
-    policy: Policy, env: Any, keys: jax.Array, deterministic: bool = True, task: Task | None = None
+    policy: Policy, env: SafeEnv, keys: jax.Array, deterministic: bool = True, task: Task | None = None
 ) -> dict[str, jax.Array]:
     """Traceable core of `rollout_outcomes`: one episode per key (keys [episodes, 2]), vmapped; each value
     [episodes]. Usable inside `jit` with a policy built there (e.g. a planner on a traced model)."""
@@ -75,7 +76,7 @@ def episode_keys(episodes: int, seed: int = 0) -> jax.Array:
 
 
 def rollout_outcomes(
-    policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True, task: Task | None = None
+    policy: Policy, env: SafeEnv, episodes: int, seed: int = 0, deterministic: bool = True, task: Task | None = None
 ) -> dict[str, np.ndarray]:
     """Per-episode outcomes over `env.episode_length` steps from fresh resets, each [episodes]: `return`
     (undiscounted, the env's reward per env step or `task`'s r(obs, action, next_obs)) and `cost`; for envs
@@ -89,7 +90,7 @@ def rollout_outcomes(
 
 
 def rollout_returns(
-    policy: Policy, env: Any, episodes: int, seed: int = 0, deterministic: bool = True, task: Task | None = None
+    policy: Policy, env: SafeEnv, episodes: int, seed: int = 0, deterministic: bool = True, task: Task | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Undiscounted (return [episodes], cost [episodes]) of `rollout_outcomes`."""
     outcomes = rollout_outcomes(policy, env, episodes, seed, deterministic, task)
@@ -97,7 +98,12 @@ def rollout_returns(
 
 
 def evaluate(
-    policy: Policy, env: Any, episodes: int = 10, seed: int = 0, deterministic: bool = True, task: Task | None = None
+    policy: Policy,
+    env: SafeEnv,
+    episodes: int = 10,
+    seed: int = 0,
+    deterministic: bool = True,
+    task: Task | None = None,
 ) -> dict[str, Any]:
     """Mean/std episode return (the env's reward, or `task`'s) and cost, the budget, and the fraction of
     episodes within the budget; for envs with `metrics["success"]` also `success_rate` (fraction of episodes
@@ -127,7 +133,7 @@ def evaluate(
     return result
 
 
-def rollout_states(policy: Policy, env: Any, seed: int = 0, steps: int | None = None) -> Any:
+def rollout_states(policy: Policy, env: SafeEnv, seed: int = 0, steps: int | None = None) -> Any:
     """One episode of `steps` (default: the env's episode length) env steps with `policy.act` (held for
     `policy.action_repeat` steps), as a brax State stacked over time (leading axis T), the reset state
     first: what `envs.render.render_rollout` draws."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -19,6 +19,9 @@ from saferl.errors import NonFiniteError, UserError
 from saferl.training.checkpoints import Checkpoints
 from saferl.training.logger import MetricsLogger
 from saferl.training.progress import ProgressDisplay
+
+if TYPE_CHECKING:  # typing only: the env seam's Protocol
+    from envs.protocol import SafeEnv
 
 
 def nonfinite_leaves(tree: Any) -> list[str]:
@@ -50,7 +53,8 @@ class TrainContext:
 
     algo: str  # algorithm name in the registry, e.g. "ppo"
     env_name: str  # env name in `envs.names()`
-    env: Any  # the built env (`envs.make_training_env(env_name, env_config, training_env)`: shift applied), unwrapped
+    # the built env (`envs.make_training_env(env_name, env_config, training_env)`: shift applied), unwrapped
+    env: SafeEnv
     env_config: Any  # the env's frozen config
     algo_config: Any  # the algorithm's frozen config
     total_steps: int  # env steps to train for in total (including those before a resume)
