@@ -46,7 +46,7 @@ test-fast: $(STAMP)
 	@# the logic on pendulum, safe_cartpole and point_goal: skips `slow` (>= 5 s warm, soft robots, ultrasound)
 	$(PYTEST) -m "not slow and not long" tests
 
-# ruff's lint and format check (under a second) and mypy over saferl, envs and hardware (clean; ≈ 20 s on a fresh
+# ruff's lint and format check (under a second) and mypy over saferl, envs and hardware (clean; 20-30 s on a fresh
 # clone of 2 cores, under a second with a warm .mypy_cache): part of make test and so of CI
 style: $(STAMP)
 	$(BIN)/ruff check .
