@@ -12,6 +12,8 @@ from typing import Protocol
 import jax
 from brax.envs.base import State
 
+from envs.tasks import Task
+
 #: brax's observation size: the length of a vector observation, or {key: shape} of a dict observation
 ObservationSize = int | Mapping[str, tuple[int, ...]]
 
@@ -42,6 +44,10 @@ class SafeEnv(Protocol):
     @property
     def cost_budget(self) -> float:
         """The episode's cost budget (Σ cost per episode allowed)."""
+        ...
+
+    def tasks(self) -> dict[str, Task]:
+        """Named tasks ({name: `envs.tasks.Task`}) a model-based run plans for zero-shot; {} if none."""
         ...
 
 

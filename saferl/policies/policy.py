@@ -21,6 +21,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+if TYPE_CHECKING:
+    from envs.training_env import TrainingEnvConfig
+
 
 @struct.dataclass
 class PolicyCarry:
@@ -66,7 +69,9 @@ class Policy:
     action_repeat: int = 1  # env steps each action is held for (≥ 1)
     reward_value: ValueFn | None = None  # Q_r(obs [..., obs_dim], action [..., act_dim]) -> [...]; None if none
     cost_value: ValueFn | None = None  # Q_c(obs, action) -> [...] (discounted cost-to-go, ≥ 0); None if none
-    training_env: Any = None  # the run's `envs.TrainingEnvConfig` (randomisation, noise, delay, shift)
+    training_env: TrainingEnvConfig | None = (
+        None  # the run's `envs.TrainingEnvConfig` (randomisation, noise, delay, shift)
+    )
 
     def __post_init__(self) -> None:
         if self.action_repeat < 1:

@@ -22,6 +22,7 @@ from saferl.training.progress import ProgressDisplay
 
 if TYPE_CHECKING:  # typing only: the env seam's Protocol
     from envs.protocol import SafeEnv
+    from envs.training_env import TrainingEnvConfig
 
 
 def nonfinite_leaves(tree: Any) -> list[str]:
@@ -63,7 +64,9 @@ class TrainContext:
     logger: MetricsLogger  # log(env_steps, metrics) -> metrics.csv + TensorBoard + progress
     checkpoints: Checkpoints  # save(step, state, extra) / latest_step() / restore(step, target)
     progress: ProgressDisplay  # updated by the logger; algorithms rarely touch it
-    training_env: Any = None  # `envs.TrainingEnvConfig`: randomisation, obs noise, action delay, shift (None: nominal)
+    training_env: TrainingEnvConfig | None = (
+        None  # `envs.TrainingEnvConfig`: randomisation, obs noise, action delay, shift (None: nominal)
+    )
     resume_step: int | None = None  # env steps of the checkpoint to resume from (None: fresh start)
     data_dir: pathlib.Path | None = None  # recorded transitions given with --data (None: none)
 

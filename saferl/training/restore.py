@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 
@@ -17,12 +17,15 @@ from saferl.errors import UserError
 from saferl.training import rundir
 from saferl.training.checkpoints import Checkpoints
 
+if TYPE_CHECKING:
+    from envs.protocol import SafeEnv
+
 
 class RestoredRun(NamedTuple):
     record: rundir.RunRecord
     env_config: Any  # the env's frozen config
     algo_config: Any  # the algorithm's frozen config
-    env: Any  # the env the run trained on (its training world's shift applied), unwrapped
+    env: SafeEnv  # the env the run trained on (its training world's shift applied), unwrapped
     state: Any = None  # what was restored of the last checkpoint (None: nothing yet)
 
     @property

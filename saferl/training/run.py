@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import envs
 from saferl import registry
@@ -23,6 +23,9 @@ from saferl.training.logger import LoggerChoice, MetricsLogger
 from saferl.training.plots import write_plots
 from saferl.training.progress import ProgressDisplay
 from saferl.training.restore import algo_config_from_record, env_config_from_record, training_env_from_record
+
+if TYPE_CHECKING:
+    from envs.protocol import SafeEnv
 
 DEFAULT_STEPS = 100_000
 
@@ -68,7 +71,7 @@ def build_training_env(env_name: str, env_config: Any, world: Any) -> Any:
         raise UserError(f"training world: {err}") from None
 
 
-def _check_data_dir(data: pathlib.Path | str | None, env: Any, env_name: str) -> pathlib.Path | None:
+def _check_data_dir(data: pathlib.Path | str | None, env: SafeEnv, env_name: str) -> pathlib.Path | None:
     """The resolved `--data` directory after checking that its recordings load and fit the env's sizes."""
     if data is None:
         return None
@@ -95,7 +98,7 @@ class NewRun:
     algo_config: Any  # the algorithm's frozen config
     steps: int  # total env steps
     data_dir: pathlib.Path | None  # resolved --data directory
-    env: Any  # the built training env (shift applied)
+    env: SafeEnv  # the built training env (shift applied)
 
 
 def prepare_new_run(
@@ -260,7 +263,7 @@ def open_run(
     resume_step: int | None,
     progress: bool | ProgressDisplay,
     tensorboard: LoggerChoice,
-    env: Any = None,
+    env: SafeEnv | None = None,
 ) -> TrainContext:
     """The `TrainContext` of a created or resumed run: logger (cut back to `resume_step`), checkpoints and
     progress display (a shared `ProgressDisplay` is used as given and left open). Close with `close_run`."""
@@ -314,7 +317,7 @@ def _run(
     resume_step: int | None,
     progress: bool,
     tensorboard: LoggerChoice,
-    env: Any = None,
+    env: SafeEnv | None = None,
 ) -> RunResult:
     algorithm = registry.get(record.algo)
     ctx = open_run(record, env_config, algo_config, resume_step, progress, tensorboard, env)

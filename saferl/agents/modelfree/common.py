@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -23,13 +23,18 @@ from saferl import constraints, sharding
 from saferl.data.buffer import Transition
 from saferl.errors import UserError
 
+if TYPE_CHECKING:
+    from envs.protocol import SafeEnv
+    from envs.training_env import TrainingEnvConfig
+    from saferl.training.context import TrainContext
 
-def training_world(training_env: Any) -> Any:
+
+def training_world(training_env: TrainingEnvConfig | None) -> Any:
     """`training_env` or the default (nominal) world when None."""
     return envs.TrainingEnvConfig() if training_env is None else training_env
 
 
-def wrap_for_training(env: Any, training_env: Any, num_envs: int) -> Any:
+def wrap_for_training(env: SafeEnv, training_env: TrainingEnvConfig | None, num_envs: int) -> Any:
     """[num_envs] batched, time-limited (`env.episode_length`), fresh-reset-per-episode env of the world.
 
     `env` must already carry the world's dynamics shift (`envs.make_training_env(name, env_config, world)`,
@@ -37,7 +42,7 @@ def wrap_for_training(env: Any, training_env: Any, num_envs: int) -> Any:
     return envs.wrap_training_env(env, training_world(training_env), num_envs)
 
 
-def cost_budget_q(config: Any, env: Any) -> float:
+def cost_budget_q(config: Any, env: SafeEnv) -> float:
     """The env's episode budget on the cost critic's discounted scale, d / (T·(1 − γ_c)) with γ_c =
     `config.cost_discounting` (`saferl.constraints.discounted_budget`).
 
@@ -104,7 +109,7 @@ def strong_types(tree: Any) -> Any:
     return jax.tree.map(strong, tree)
 
 
-def computation_key(config: Any, env: Any, training_env: Any) -> tuple:
+def computation_key(config: Any, env: SafeEnv, training_env: TrainingEnvConfig | None) -> tuple:
     """Everything a trainer's compiled functions depend on: the algorithm config, the env class and config,
     the env's physics (a `dynamics_shift` variant has the same class and config but other physics), the
     training world (randomisation, noise, delay, shift) and the devices of the mesh the trainer is built on
@@ -127,7 +132,7 @@ def cache_by_computation(make_train: Callable) -> Callable:
     cache: dict[tuple, Any] = {}
 
     @functools.wraps(make_train)
-    def cached(config: Any, env: Any, training_env: Any = None) -> Any:
+    def cached(config: Any, env: SafeEnv, training_env: TrainingEnvConfig | None = None) -> Any:
         training_env = training_world(training_env)
         key = computation_key(config, env, training_env)
         try:
@@ -183,7 +188,7 @@ def data_parallel(
 
 
 def train_chunked(
-    ctx: Any,
+    ctx: TrainContext,
     make_train: Callable,
     *,
     steps_per_chunk: int,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 import jax
 import jax.numpy as jp
@@ -28,6 +28,10 @@ from saferl.models import ensemble
 from saferl.models.ensemble import EnsembleConfig, EnsembleState
 from saferl.policies import episode
 from saferl.policies.policy import Policy, uniform_random_policy
+
+if TYPE_CHECKING:
+    from envs.protocol import SafeEnv
+    from envs.training_env import TrainingEnvConfig
 
 __all__ = ["EpisodeStats", "PETSAgent", "PETSState", "make_agent", "model_fns", "planned_action"]
 
@@ -66,12 +70,14 @@ ConfigT = TypeVar("ConfigT", bound=EpisodeLoopConfig)
 class PETSAgent(Generic[ConfigT]):
     """Binds an env and a config; its methods are pure, jitted functions of `PETSState`."""
 
-    def __init__(self, env: Any, config: ConfigT):
+    def __init__(self, env: SafeEnv, config: ConfigT):
         self.config = config
         self.env = env
         self.decisions_per_episode = math.ceil(env.episode_length / config.action_repeat)
         self.env_steps_per_episode = self.decisions_per_episode * config.action_repeat
-        self.obs_size, self.action_size = int(env.observation_size), int(env.action_size)
+        if not isinstance(env.observation_size, int):  # a dict observation: the ensemble models vectors
+            raise TypeError(f"a model-based agent needs a vector observation, got {env.observation_size!r}")
+        self.obs_size, self.action_size = env.observation_size, int(env.action_size)
         self.cost_budget = float(env.cost_budget)
         self.init = jax.jit(self._init)  # one compile (the ensemble's eager init compiles ≈ 50 small programs)
         self.collect = jax.jit(self._collect)
@@ -151,7 +157,9 @@ class PETSAgent(Generic[ConfigT]):
 
 
 @cache_by_computation
-def make_agent(config: PETSConfig, env: Any, training_env: Any = None) -> PETSAgent[PETSConfig]:
+def make_agent(
+    config: PETSConfig, env: SafeEnv, training_env: TrainingEnvConfig | None = None
+) -> PETSAgent[PETSConfig]:
     """A `PETSAgent` collecting in `training_env`'s world (obs noise, action delay, per-episode domain
     randomisation; its shift is already in `env`), memoised like PPO's and SAC's `make_train` on everything
     its compiled functions depend on (`saferl.agents.modelfree.common.computation_key`), so a resumed run, a
@@ -160,7 +168,7 @@ def make_agent(config: PETSConfig, env: Any, training_env: Any = None) -> PETSAg
     return PETSAgent(_world_env(env, training_env), config)
 
 
-def _world_env(env: Any, world: Any) -> Any:
+def _world_env(env: SafeEnv, world: Any) -> Any:
     """The unbatched env PETS collects in: delay → noise → per-episode randomisation (when the world has it);
     for dict observations {"image", "state"} only the state part (the ensemble models the state vector)."""
     from envs.wrappers.state_observation import StateObservationWrapper, has_dict_observations

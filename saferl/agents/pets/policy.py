@@ -15,7 +15,7 @@ import functools
 import math
 import pathlib
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jp
@@ -28,6 +28,9 @@ from saferl.planning import ModelFns, icem, make_objective, make_rollout_fn, rew
 from saferl.planning.objectives import with_transition_costs
 from saferl.planning.rollout import hallucinated_action_size
 from saferl.policies.policy import Policy, PolicyCarry
+
+if TYPE_CHECKING:
+    from envs.protocol import SafeEnv
 
 
 class MPCMemory(NamedTuple):
@@ -53,7 +56,7 @@ def model_fns(model: EnsembleState, obs_groups: tuple[int, ...] | None = None) -
     )
 
 
-def observation_group_ids(env: Any, obs_size: int) -> tuple[int, ...] | None:
+def observation_group_ids(env: SafeEnv, obs_size: int) -> tuple[int, ...] | None:
     """The group id of each observation feature from `env.observation_groups` (features in no group get groups of
     their own), or None where the env declares none."""
     groups = getattr(env, "observation_groups", {}) or {}
@@ -132,7 +135,7 @@ def mpc_decide(
 _jitted_decide = jax.jit(mpc_decide, static_argnums=(0, 1, 2, 3, 4))
 
 
-def planning_cost(config: Any, env: Any) -> Callable | None:
+def planning_cost(config: Any, env: SafeEnv) -> Callable | None:
     """The env's `transition_cost` when `config.objective.cost_source` is "env" and the env has one, else None
     (the model's cost head)."""
     if getattr(config.objective, "cost_source", "model") != "env":
@@ -143,7 +146,7 @@ def planning_cost(config: Any, env: Any) -> Callable | None:
 def mpc_policy(
     config: Any,
     model: EnsembleState,
-    env: Any,
+    env: SafeEnv,
     env_name: str = "",
     run_dir: pathlib.Path | None = None,
     task: Task | None = None,
@@ -189,7 +192,7 @@ def mpc_policy(
 MODEL = ".model"  # key path of the ensemble in the checkpointed training state (PETS's, SoftAE's, SOOPER's)
 
 
-def model_shapes(config: ensemble.EnsembleConfig, env: Any) -> EnsembleState:
+def model_shapes(config: ensemble.EnsembleConfig, env: SafeEnv) -> EnsembleState:
     """What a policy restores of a run's ensemble (at key path MODEL): the ensemble of `config` on the state part
     of `env`'s observations, as shapes, without optimiser state (a model that only predicts)."""
     obs_size = observations.state_size(env.observation_size)

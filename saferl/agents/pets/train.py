@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,11 @@ from saferl.agents.pets.agent import PETSAgent, PETSState, make_agent
 from saferl.agents.pets.config import PETSConfig
 from saferl.data.buffer import Transition
 from saferl.errors import NonFiniteError
+
+if TYPE_CHECKING:
+    from envs.protocol import SafeEnv
+    from envs.training_env import TrainingEnvConfig
+    from saferl.training.context import TrainContext
 
 
 class EpisodeRunner:
@@ -90,13 +95,13 @@ def add_recorded_data(agent: PETSAgent, state: PETSState, batch: dict[str, np.nd
     return state.replace(buffer=agent.add(state.buffer, transitions))
 
 
-def train(ctx: Any) -> dict[str, float]:
+def train(ctx: TrainContext) -> dict[str, float]:
     """`Algorithm.train`: PETS for `ctx.total_steps` env steps (rounded up to whole episodes)."""
     config: PETSConfig = ctx.algo_config
     return train_episodes(ctx, make_agent(config, ctx.env, ctx.training_env), "pets")
 
 
-def train_episodes(ctx: Any, agent: PETSAgent, algo: str) -> dict[str, float]:
+def train_episodes(ctx: TrainContext, agent: PETSAgent, algo: str) -> dict[str, float]:
     """The episodic model-based job (PETS, SoftAE) of `agent` for `ctx.total_steps` env steps (whole episodes):
     fresh or resumed state, recorded data before the first fit, one `EpisodeRunner` chunk per episode."""
     from saferl.training.loop import run_chunks
@@ -194,7 +199,7 @@ def _seed_row(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if k != "model_fit"}
 
 
-def _steps_per_episode(config: PETSConfig, env: Any) -> int:
+def _steps_per_episode(config: PETSConfig, env: SafeEnv) -> int:
     return math.ceil(env.episode_length / config.action_repeat) * config.action_repeat
 
 
@@ -212,15 +217,17 @@ def episodic_seed_batch(make_agent_of: Callable[..., PETSAgent]) -> EpisodicSeed
     per chunk (`SeedEpisodes`), states fully replicated, `--data` recordings in every seed's buffer."""
 
     @cache_by_computation
-    def make_seed_parts(config: Any, env: Any, training_env: Any = None) -> tuple[Any, Any, Any]:
+    def make_seed_parts(
+        config: Any, env: SafeEnv, training_env: TrainingEnvConfig | None = None
+    ) -> tuple[Any, Any, Any]:
         agent = make_agent_of(config, env, training_env)
         return agent._init, None, lambda state: sharding.replicated_shardings(state)
 
     @cache_by_computation
-    def make_seed_episodes(config: Any, env: Any, training_env: Any = None) -> SeedEpisodes:
+    def make_seed_episodes(config: Any, env: SafeEnv, training_env: TrainingEnvConfig | None = None) -> SeedEpisodes:
         return SeedEpisodes(make_agent_of(config, env, training_env))
 
-    def prefill(ctx: Any, state: PETSState) -> PETSState:
+    def prefill(ctx: TrainContext, state: PETSState) -> PETSState:
         agent = make_agent_of(ctx.algo_config, ctx.env, ctx.training_env)
         return add_recorded_data(agent, state, ctx.recorded_transitions(ctx.algo_config.action_repeat))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.struct
 import jax
@@ -28,6 +28,11 @@ from saferl import constraints, registry, sharding
 from saferl.agents.modelfree import common, pixel_networks
 from saferl.agents.ppo.config import PPOConfig
 from saferl.agents.ppo.networks import make_networks
+
+if TYPE_CHECKING:
+    from envs.protocol import SafeEnv
+    from envs.training_env import TrainingEnvConfig
+    from saferl.training.context import TrainContext
 
 LOSS_KEYS = (
     "total_loss",
@@ -59,7 +64,7 @@ def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
 
 @common.cache_by_computation
 def make_train(
-    config: PPOConfig, env: Any, training_env: Any = None
+    config: PPOConfig, env: SafeEnv, training_env: TrainingEnvConfig | None = None
 ) -> tuple[Callable[[jax.Array], PPOState], Callable[[PPOState], tuple[PPOState, dict]]]:
     """Pure `init(key) -> PPOState` and `train_chunk(state) -> (state, metrics)`, both jitted.
 
@@ -70,7 +75,9 @@ def make_train(
 
 
 @common.cache_by_computation
-def make_parts(config: PPOConfig, env: Any, training_env: Any = None) -> tuple[Callable, Callable, Callable]:
+def make_parts(
+    config: PPOConfig, env: SafeEnv, training_env: TrainingEnvConfig | None = None
+) -> tuple[Callable, Callable, Callable]:
     """One seed's `(init(key), chunk(state) -> (state, metrics), state_shardings(state))`: `init` pure and
     unjitted, `chunk` jitted; `make_train` places and jits them, `saferl.training.seeds` vmaps them over seeds.
 
@@ -193,7 +200,7 @@ def _watched(state: PPOState) -> dict[str, Any]:
     return {"params": state.params, "constraint": state.constraint}
 
 
-def train(ctx: Any) -> dict[str, float]:
+def train(ctx: TrainContext) -> dict[str, float]:
     """`Algorithm.train`: run PPO for `ctx.total_steps` env steps with logging and checkpoints."""
     config: PPOConfig = ctx.algo_config
     return common.train_chunked(

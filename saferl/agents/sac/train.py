@@ -38,6 +38,11 @@ from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import Transition
 from saferl.errors import UserError
 
+if TYPE_CHECKING:
+    from envs.protocol import SafeEnv
+    from envs.training_env import TrainingEnvConfig
+    from saferl.training.context import TrainContext
+
 LOSS_KEYS = (
     "critic_loss",
     "cost_critic_loss",
@@ -219,7 +224,7 @@ def _make_update(
 
 @common.cache_by_computation
 def make_train(
-    config: SACConfig, env: Any, training_env: Any = None
+    config: SACConfig, env: SafeEnv, training_env: TrainingEnvConfig | None = None
 ) -> tuple[Callable[[jax.Array], SACState], Callable[[SACState], tuple[SACState, dict]]]:
     """Pure `init(key) -> SACState` and `train_chunk(state) -> (state, metrics)`, both jitted; metrics and
     layout: see `make_parts`."""
@@ -227,14 +232,18 @@ def make_train(
     return common.data_parallel(jax.jit(init), chunk, state_shardings)
 
 
-def make_train_init(config: SACConfig, env: Any, training_env: Any) -> Callable[[jax.Array], SACState]:
+def make_train_init(
+    config: SACConfig, env: SafeEnv, training_env: TrainingEnvConfig | None
+) -> Callable[[jax.Array], SACState]:
     """`make_train`'s `init`: the structure a whole training state is restored into
     (`saferl.training.restore.restore_run_state`)."""
     return make_train(config, env, training_env)[0]
 
 
 @common.cache_by_computation
-def make_parts(config: SACConfig, env: Any, training_env: Any = None) -> tuple[Callable, Callable, Callable]:
+def make_parts(
+    config: SACConfig, env: SafeEnv, training_env: TrainingEnvConfig | None = None
+) -> tuple[Callable, Callable, Callable]:
     """One seed's `(init(key), chunk(state) -> (state, metrics), state_shardings(state))`: `init` pure and
     unjitted, `chunk` jitted; `make_train` places and jits them, `saferl.training.seeds` vmaps them over seeds.
 
@@ -341,7 +350,7 @@ def _watched(state: SACState) -> dict[str, Any]:
     }
 
 
-def train(ctx: Any) -> dict[str, float]:
+def train(ctx: TrainContext) -> dict[str, float]:
     """`Algorithm.train`: run SAC for `ctx.total_steps` env steps with logging and checkpoints."""
     config: SACConfig = ctx.algo_config
     return common.train_chunked(

@@ -10,7 +10,7 @@ resume needs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jp
@@ -25,6 +25,10 @@ from saferl.models.ensemble import EnsembleState
 from saferl.planning.icem import colored_noise
 from saferl.policies.policy import Policy, PolicyCarry
 
+if TYPE_CHECKING:
+    from envs.protocol import SafeEnv
+    from envs.training_env import TrainingEnvConfig
+
 
 class NoiseMemory(NamedTuple):
     """Carry memory of a noise policy: this episode's action sequence and the next decision's index."""
@@ -37,7 +41,7 @@ class NoiseMemory(NamedTuple):
 class SoftAEAgent(PETSAgent[SoftAEConfig]):
     """Binds an env and a `SoftAEConfig`; methods are pure, jitted functions of `PETSState`."""
 
-    def __init__(self, env: Any, config: SoftAEConfig):
+    def __init__(self, env: SafeEnv, config: SoftAEConfig):
         super().__init__(env, config)
         self.task = get_task(env, config.task) if config.exploration == "task" else None
 
@@ -87,6 +91,6 @@ class SoftAEAgent(PETSAgent[SoftAEConfig]):
 
 
 @cache_by_computation
-def make_agent(config: SoftAEConfig, env: Any, training_env: Any = None) -> SoftAEAgent:
+def make_agent(config: SoftAEConfig, env: SafeEnv, training_env: TrainingEnvConfig | None = None) -> SoftAEAgent:
     """A `SoftAEAgent` exploring in `training_env`'s world, memoised like PETS's `make_agent`."""
     return SoftAEAgent(_world_env(env, training_env), config)

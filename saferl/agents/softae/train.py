@@ -4,14 +4,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from saferl import registry
 from saferl.agents.pets.train import episodic_seed_batch, train_episodes
 from saferl.agents.softae.agent import make_agent
 
+if TYPE_CHECKING:
+    from saferl.training.context import TrainContext
 
-def train(ctx: Any) -> dict[str, float]:
+
+def train(ctx: TrainContext) -> dict[str, float]:
     """`Algorithm.train`: SoftAE exploration (or one of its baselines) on `ctx.env`."""
     return train_episodes(ctx, make_agent(ctx.algo_config, ctx.env, ctx.training_env), "softae")
 
