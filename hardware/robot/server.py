@@ -15,7 +15,7 @@ import os
 import select
 import signal
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import zmq
@@ -28,6 +28,9 @@ from hardware.robot.interface import RobotInterface, RobotState
 from hardware.robot.loop_stats import LoopStats
 from hardware.robot.session import Request, ServerInfo, Session
 
+if TYPE_CHECKING:
+    from hardware.robot.onboard import OnboardRunner
+
 
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
@@ -36,7 +39,8 @@ class ServerConfig:
     watchdog_periods: int = 5  # periods without a fresh action before the safe action latches
     max_action_age_s: float = 0.2  # an action expires at most this long after the state it answers, s
     key_dir: str | None = None  # CURVE key directory (None: no encryption)
-    onboard_policy: str | None = None  # ONNX policy file run on board in mode "onboard"
+    # on-board policy run in mode "onboard": an ONNX file, or a shielded policy's directory (saferl.export.shielded)
+    onboard_policy: str | None = None
     max_duration_s: float | None = None  # stop serving after this long (tests, benchmarks)
     # SCHED_FIFO priority 1-99 for the control loop and ZeroMQ's I/O thread (Linux; needs root, CAP_SYS_NICE or
     # an rtprio limit): other processes on the robot computer can then no longer delay a period or a reply
@@ -97,11 +101,11 @@ class RobotServer:
         self._periods_without_fresh = 0
         self._last: RobotState | None = None
         self._running = True
-        self._onboard: Callable[[np.ndarray], np.ndarray] | None = None  # obs -> action, when loaded
+        self._onboard: OnboardRunner | None = None  # obs -> action, when loaded
         if config.onboard_policy:
-            from hardware.robot.onboard import OnboardPolicy  # onnxruntime only when asked for
+            from hardware.robot.onboard import load_onboard  # onnxruntime only when asked for
 
-            self._onboard = OnboardPolicy(config.onboard_policy, self.spec)
+            self._onboard = load_onboard(config.onboard_policy, self.spec)
         if config.realtime_priority is not None:
             _enter_realtime(config.realtime_priority)  # before the sockets: ZeroMQ's I/O thread inherits it
         self._open_sockets()
@@ -218,14 +222,18 @@ class RobotServer:
             action, source, action_seq = self.robot.safe_action(), "safe", -1
         else:
             action, source, action_seq = None, "safe", -1
+        applied = False
         if action is None:
             self._guarded(self.robot.idle, "idle")
             action = self.robot.safe_action()
         elif self._guarded(lambda: self.robot.apply_action(action), "apply_action") is not False:
             session.step += 1
+            applied = True
         state = self._guarded(self.robot.read_state, "read_state")
         if isinstance(state, RobotState):
             self._last = state
+            if applied and self._onboard is not None:  # the episode's cost, whoever chose the action
+                self._onboard.observe_cost(float(state.cost))
         if self._latest.done and session.mode in ("running", "onboard", "safe") and session.step > 0:
             session.mode, session.ready = "idle", False  # the episode is over: a new one needs `reset`
         self._publish(action, source, action_seq)
@@ -318,6 +326,8 @@ class RobotServer:
         if not isinstance(state, RobotState):
             return None
         self._last = state
+        if self._onboard is not None:
+            self._onboard.reset()  # a new episode: nothing spent yet
         return np.asarray(state.obs)
 
     def set_parameter(self, name: str, value: float) -> None:
@@ -380,7 +390,7 @@ class RobotServer:
             if len(parts) != 1:
                 raise ProtocolError("malformed", f"expected 1 frame, got {len(parts)}")
             msg = protocol.decode(parts[0], expected=protocol.REQUEST_TYPES)
-            request = Request(message=msg, info=self.info, robot=self, counters=self.stats.to_wire, state_seq=self._seq)
+            request = Request(message=msg, info=self.info, robot=self, counters=self._counters, state_seq=self._seq)
             session, data = requests.handle(self.session, request)
             reply = protocol.encode("reply", msg.seq, {"request": msg.type, "data": data})
         except ProtocolError as err:
@@ -394,6 +404,15 @@ class RobotServer:
                 self._periods_without_fresh = 0
             self.session = session
         self.control.send(reply)
+
+    def _counters(self) -> dict[str, Any]:
+        """What `status` reports besides the session: the loop's counters and, with a shielded on-board policy,
+        the shield's episode counters."""
+        counters = self.stats.to_wire()
+        shield = self._onboard.shield_status() if self._onboard is not None else None
+        if shield is not None:
+            counters["shield"] = shield
+        return counters
 
     @property
     def _latest(self) -> RobotState:

@@ -32,20 +32,42 @@ def export_apply_onnx(
     metadata: dict[str, Any] | None = None,
 ) -> pathlib.Path:
     """Export `obs [B, obs_dim] -> apply(params, obs)` to `path` (.onnx); `metadata` goes into the model."""
-    import jax2onnx
-    import onnx
-
     params = jax.tree.map(jnp.asarray, params)
 
     def deterministic_action(obs: jax.Array) -> jax.Array:
         return apply(params, obs).astype(jnp.float32)
 
+    return export_function_onnx(
+        deterministic_action, {OBS_INPUT: ("B", observation_size)}, [ACTION_OUTPUT], path, metadata
+    )
+
+
+def export_function_onnx(
+    fn: Callable[..., jax.Array],
+    inputs: dict[str, tuple[int | str, ...]],
+    output_names: list[str],
+    path: str | pathlib.Path,
+    metadata: dict[str, Any] | None = None,
+    via_jaxpr: bool = False,
+) -> pathlib.Path:
+    """Export `fn(*inputs)` (float32 inputs named and shaped by `inputs`, a str dim symbolic, e.g. "B") to
+    `path` (.onnx), params closed over as constants; `metadata` (JSON values) goes into the model.
+
+    `via_jaxpr`: trace `fn` to a jaxpr first and export that (concrete shapes only), so that library layers
+    jax2onnx replaces by its own primitives (flax linen's Dense, which it cannot `vmap`) reach it as plain
+    lax operations, e.g. an ensemble's members under `vmap`."""
+    import jax2onnx
+    import onnx
+
+    specs = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in inputs.values()]
+    if via_jaxpr:
+        from jax.extend.core import jaxpr_as_fun
+
+        closed = jax.make_jaxpr(fn)(*specs)
+        traced = jaxpr_as_fun(closed)
+        fn = lambda *args: traced(*args)[0]  # noqa: E731 — one output
     model = jax2onnx.to_onnx(
-        deterministic_action,
-        inputs=[jax.ShapeDtypeStruct(("B", observation_size), jnp.float32)],
-        model_name="saferl_policy",
-        input_names=[OBS_INPUT],
-        output_names=[ACTION_OUTPUT],
+        fn, inputs=specs, model_name="saferl_policy", input_names=list(inputs), output_names=output_names
     )
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
