@@ -330,6 +330,20 @@ def executed_policy(
     """What runs on the real system: the MPC learner, behind the shield when `rule.kind` is not "none"
     (`margin`: the recovery shield's m, episode cost units)."""
     learner = mpc_learner(config, rule, model, prior, dual, template, margin)
+    return behind_shield(config, rule, learner, model, prior, template, margin)
+
+
+def behind_shield(
+    config: SooperConfig,
+    rule: ShieldRule,
+    learner: Policy,
+    model: EnsembleState,
+    prior: Prior,
+    template: Policy,
+    margin: jax.Array | float = 0.0,
+) -> Policy:
+    """`learner` (MPC or the MBPO actor) behind the shield of `rule` with the prior as fallback (the recovery
+    rule's lookahead through `model`), or `learner` itself when `rule.kind` is "none"."""
     if rule.kind == "none":
         return learner
     fallback = prior_policy(prior, template)
