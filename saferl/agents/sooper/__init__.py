@@ -27,7 +27,8 @@ from saferl.agents.sooper.shield import (
 )
 
 _DESCRIPTIONS = {
-    "sooper": "SOOPER: MPC around a prior, optimistic reward, pessimistic cost, shield (--set prior=RUN_DIR)",
+    "sooper": "SOOPER: MPC (or --set learner=mbpo) around a prior, optimistic reward, pessimistic cost, shield "
+    "(--set prior=RUN_DIR)",
     "sailr": "SAILR-like baseline: advantage-filter shield, no optimism (same prior, model, planner)",
     "crpo": "CRPO-like baseline: return while the predicted cost fits the budget, else cost (no shield)",
     "primal_dual": "primal-dual baseline: augmented Lagrangian on the predicted episode cost (no shield)",

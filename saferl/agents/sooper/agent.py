@@ -1,10 +1,11 @@
 """SOOPER (and its baselines) as pure functions of `SooperState`: collect one real episode on the one episode
-loop — the prior alone for the first `prior_episodes`, then the MPC learner behind the shield — add it to the
-buffer, refit the ensemble, update the prior's cost critic pessimistically and step the primal-dual multiplier.
+loop — the prior alone for the first `prior_episodes`, then the learner (MPC, or the MBPO actor sampling) behind
+the shield — add it to the buffer, refit the ensemble, update the prior's cost critic pessimistically, step the
+primal-dual multiplier and, with `learner=mbpo`, improve the actor on imagined rollouts (`mbpo.improve`).
 
 `SooperState` is everything a bit-for-bit resume needs (ensemble, buffer, updated cost critic and its optimiser,
-λ/c, RNG key, episode counter, and the ledger of costs that the safety margin is computed from); the prior's
-other parameters are read from its run directory, which the run's config names.
+λ/c, RNG key, episode counter, the ledger of costs that the safety margin is computed from, and the MBPO
+learner's SAC state); the prior's other parameters are read from its run directory, which the run's config names.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from flax import struct
 
 from saferl import constraints
 from saferl.agents.sooper import critic as critic_lib
+from saferl.agents.sooper import mbpo
+from saferl.agents.sooper.actor import learner_actor
 from saferl.agents.sooper.config import SooperConfig, episode_budget
-from saferl.agents.sooper.planner import Dual, executed_policy, plan_memory, shield_rule
+from saferl.agents.sooper.planner import Dual, PlanMemory, behind_shield, executed_policy, shield_rule
 from saferl.agents.sooper.prior import Prior, prior_policy
 from saferl.agents.sooper.shield import ShieldMemory
 from saferl.data import buffer as buffer_lib
@@ -50,6 +53,8 @@ class SooperState(struct.PyTreeNode):
     prior_obs: jax.Array  # [prior_episodes, T, obs_dim] the prior-only episodes' observations (the margin's data)
     prior_cost_to_go: jax.Array  # [prior_episodes, T] their measured cost from each decision to the episode's end
     shield_margin: jax.Array  # float32, the recovery shield's margin m (episode cost units)
+    # learner=mbpo: the actor's SAC state (`mbpo.LearnerState`); None for mpc (no leaves: its checkpoints unchanged)
+    learner: Any = None
 
 
 class EpisodeStats(NamedTuple):
@@ -81,6 +86,9 @@ class SooperAgent:
         self.collect_learner = jax.jit(self._collect_learner)
         self.update_critic = jax.jit(self._update_critic)
         self.add = jax.jit(buffer_lib.add)
+        self.mbpo = config.learner == "mbpo"
+        self.improve = jax.jit(self._improve)
+        self.record_cost_spent = jax.jit(mbpo.record_cost_spent)
 
     def init(self, key: jax.Array) -> SooperState:
         model_key, key = jax.random.split(key)
@@ -100,6 +108,7 @@ class SooperAgent:
             prior_obs=jnp.zeros((self.config.prior_episodes, self.episode_length, self.obs_size), jnp.float32),
             prior_cost_to_go=jnp.zeros((self.config.prior_episodes, self.episode_length), jnp.float32),
             shield_margin=zero + (self.fixed_margin or 0.0),
+            learner=mbpo.init_learner(self.config.mbpo, self.prior, self.config.buffer_capacity) if self.mbpo else None,
         )
 
     def current_prior(self, cost_q_params: Any) -> Prior:
@@ -111,9 +120,14 @@ class SooperAgent:
         cost_q_params: Any,
         dual: constraints.ConstraintState,
         margin: jax.Array | float = 0.0,
+        actor_params: Any = None,
     ) -> Policy:
-        """The executed policy of this state: the MPC learner behind the shield (usable inside jit); `margin`
-        the state's `shield_margin` (the recovery shield's m)."""
+        """The executed policy of this state: the learner behind the shield (usable inside jit); `margin` the
+        state's `shield_margin` (the recovery shield's m), `actor_params` the MBPO actor's (learner=mbpo)."""
+        if self.mbpo:
+            prior = self.current_prior(cost_q_params)
+            actor = learner_actor(prior, actor_params, self.prior_template)
+            return behind_shield(self.config, self.rule, actor, model, prior, self.prior_template, margin)
         return executed_policy(
             self.config,
             self.rule,
@@ -145,9 +159,11 @@ class SooperAgent:
             prior_cost_to_go=state.prior_cost_to_go.at[index].set(cost_to_go),
         )
 
-    def _episode(self, policy: Policy, key: jax.Array) -> episode.Decision:
+    def _episode(self, policy: Policy, key: jax.Array, deterministic: bool = True) -> episode.Decision:
         reset_key, act_key = jax.random.split(key)
-        _, decisions = episode.run(policy, self.env, self.env.reset(reset_key), act_key, self.episode_length)
+        _, decisions = episode.run(
+            policy, self.env, self.env.reset(reset_key), act_key, self.episode_length, deterministic=deterministic
+        )
         return decisions
 
     def _collect_prior(self, cost_q_params: Any, key: jax.Array) -> tuple[Transition, EpisodeStats]:
@@ -165,18 +181,39 @@ class SooperAgent:
         dual: constraints.ConstraintState,
         margin: jax.Array,
         key: jax.Array,
+        actor_params: Any = None,
     ) -> tuple[Transition, EpisodeStats]:
-        """One episode of the executed policy (one compiled scan)."""
-        decisions = self._episode(self.policy(model, cost_q_params, dual, margin), key)
+        """One episode of the executed policy (one compiled scan; the MBPO actor samples, as SAC collects)."""
+        policy = self.policy(model, cost_q_params, dual, margin, actor_params)
+        decisions = self._episode(policy, key, deterministic=not self.mbpo)
         transitions, memory = decisions.transition, decisions.carry.memory
-        plans = plan_memory(memory)
         interventions = memory.interventions[-1] if isinstance(memory, ShieldMemory) else jnp.zeros((), jnp.int32)
+        plans = memory.learner if isinstance(memory, ShieldMemory) else memory
+        zero = jnp.zeros((), jnp.float32)
+        plan_value, feasible = (
+            (plans.plan_value.mean(), plans.feasible_fraction.mean())
+            if isinstance(plans, PlanMemory)
+            else (zero, zero + 1)
+        )
         return transitions, EpisodeStats(
             transitions.reward.sum(),
             transitions.cost.sum(),
             interventions.astype(jnp.float32),
-            plans.plan_value.mean(),
-            plans.feasible_fraction.mean(),
+            plan_value,
+            feasible,
+        )
+
+    def _improve(self, state: SooperState, key: jax.Array) -> tuple[Any, mbpo.ImprovementInfo]:
+        """learner=mbpo: `mbpo.improve` with the state's ensemble, real buffer, cost critic and margin."""
+        return mbpo.improve(
+            self.config,
+            self.rule,
+            self.current_prior(state.cost_q_params),
+            state.learner,
+            state.model,
+            state.buffer,
+            state.shield_margin,
+            key,
         )
 
     def fit(self, key: jax.Array, model: EnsembleState, buffer: ReplayBuffer) -> tuple[EnsembleState, Any]:

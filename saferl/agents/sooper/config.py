@@ -1,8 +1,10 @@
 """`SooperConfig`: SOOPER's options and those of its baselines, which are the same learner with other settings.
 
 Every method runs the same loop on the real system (the run's env, shifted with `--set-env shift.preset=...`):
-the prior's episodes first, then MPC with iCEM on the ensemble around the prior (optimistic reward, pessimistic
-cost, terminal value Q_r^π̂), executed behind a shield or not. The baselines differ only in these fields:
+the prior's episodes first, then the learner — `learner=mpc` (default): MPC with iCEM on the ensemble around the
+prior; `learner=mbpo`: a SAC actor trained on imagined rollouts (`MBPOConfig`) — in SOOPER's imagined MDP
+(optimistic reward, pessimistic cost, terminal value Q_r^π̂), executed behind a shield or not. The baselines
+differ only in these fields (crpo and primal_dual, whose cost handling is the planner's, run with mpc only):
 
 | method | optimism | pessimism | shield | terminal reward where it fires | planner constraint | critic update |
 |---|---|---|---|---|---|---|
@@ -31,6 +33,7 @@ from saferl.planning import ICEMConfig
 SHIELDS = ("recovery", "budget", "advantage", "none")
 TERMINAL_REWARDS = ("prior_value", "zero")
 PLANNER_CONSTRAINTS = ("feasibility", "augmented_lagrangian", "none")
+LEARNERS = ("mpc", "mbpo")
 
 
 def _model() -> EnsembleConfig:
@@ -76,6 +79,43 @@ def _dual() -> ConstraintConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MBPOConfig:
+    """`learner=mbpo`: SAC on short imagined rollouts branched from real states (`mbpo.py`), once per real episode.
+
+    CPU sizes, changed from the reference's (REFERENCES.md: 100k one-step rollouts and 4 000 critic updates of
+    batch 256 per data collection, actor/critic lr 1e-5, policy 256³ and Q 512²): the networks are the prior's own
+    (64, 64) SAC networks (actor and critics start from the prior's, so their sizes are the prior run's); 1 000
+    rollouts of 5 steps and 1 000 updates per episode keep an episode's improvement to seconds on 2 cores (a
+    10-episode safe_cartpole run in ≤ 10 min) where the reference spends minutes on a GPU; with 4× fewer updates
+    per episode and ≈ 8× fewer episodes the step size is 10× the reference's (1e-4), still 10× below the prior's
+    own SAC lr (1e-3) so that the actor moves away from the prior gradually; rollouts of 5 steps (not 1) let the
+    terminal reward Q_r^π̂ where the shield fires reach states a few decisions ahead of the real data.
+    """
+
+    rollouts: int = 1000  # imagined rollouts branched per real episode, from states drawn from the real buffer
+    horizon: int = 5  # imagined decisions per rollout (then bootstrapped: a time limit, not a termination)
+    updates: int = 1000  # SAC gradient steps per real episode, on that episode's imagined transitions
+    batch_size: int = 256  # imagined transitions per gradient step
+    learning_rate: float = 1e-4  # Adam step size of the actor, the reward critics and the temperature
+    tau: float = 0.005  # Polyak factor of the target reward critics
+    initial_alpha: float = (
+        0.01  # SAC temperature α at the start (the safe_cartpole prior ended its training at ≈ 0.011)
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("rollouts", "horizon", "updates", "batch_size"):
+            value = getattr(self, name)
+            if not is_integer(value) or value < 1:
+                raise ValueError(f"mbpo.{name} must be an integer >= 1, got {value!r}")
+        for name in ("learning_rate", "initial_alpha"):
+            value = getattr(self, name)
+            if not is_real(value) or not (math.isfinite(value) and value > 0.0):
+                raise ValueError(f"mbpo.{name} must be a finite number > 0, got {value!r}")
+        if not is_real(self.tau) or not (0.0 < self.tau <= 1.0):
+            raise ValueError(f"mbpo.tau must be in (0, 1], got {self.tau!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class SooperConfig:
     """`saferl train sooper --set prior=RUN_DIR --set optimism=1 ...`; `--steps` counts real env steps
     (rounded up to whole episodes)."""
@@ -110,6 +150,10 @@ class SooperConfig:
     prior_episodes: int = 1  # episodes of the prior alone first (its data seeds the model; J(π̂) is their mean)
     buffer_capacity: int = 30_000  # real transitions kept for model fitting and the critic update
     checkpoint_every_episodes: int = 1  # episodes between checkpoints (the last one is always saved)
+    # mpc: iCEM around the prior every decision (planner.py) | mbpo: a SAC actor trained on imagined rollouts
+    # after each real episode (mbpo.py, sized by `mbpo`), executed behind the same shield
+    learner: str = "mpc"
+    mbpo: MBPOConfig = dataclasses.field(default_factory=MBPOConfig)  # learner=mbpo's sizes (unused by mpc)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prior, str):
@@ -158,6 +202,17 @@ class SooperConfig:
             raise ValueError(f"replan_every ({self.replan_every}) must be <= planner.horizon ({self.planner.horizon})")
         if self.planner_constraint == "augmented_lagrangian" and self.dual.kind != "augmented_lagrangian":
             raise ValueError("planner_constraint='augmented_lagrangian' needs dual.kind='augmented_lagrangian'")
+        if self.learner not in LEARNERS:
+            raise ValueError(f"learner must be one of {'/'.join(LEARNERS)}, got {self.learner!r}")
+        if not isinstance(self.mbpo, MBPOConfig):
+            raise ValueError(f"mbpo must be an MBPOConfig, got {type(self.mbpo).__name__}")
+        if self.learner == "mbpo" and self.shield == "none" and self.planner_constraint != "none":
+            # crpo and primal_dual: their cost handling lives in the planner's objective, which mbpo replaces
+            raise ValueError(
+                f"learner='mbpo' needs the cost handled by a shield (shield={self.shield!r}, planner_constraint="
+                f"{self.planner_constraint!r}): the MBPO learner's SAC objective has no cost term yet, so "
+                "crpo/primal_dual run with learner=mpc only (sooper, sailr and mbrl run with either learner)"
+            )
 
 
 # The baselines: the same learner with the settings of the table above (`saferl train sailr ...`).

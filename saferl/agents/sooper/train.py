@@ -1,5 +1,6 @@
 """The SOOPER job (and its baselines') against a `TrainContext`, on the shared outer loop: one real episode is
-one chunk — collect → buffer → refit the ensemble → pessimistic cost-critic update → dual step — so NaN checks,
+one chunk — collect → buffer → refit the ensemble → pessimistic cost-critic update → dual step (→ with
+`learner=mbpo`, SAC on imagined rollouts, `mbpo.py`) — so NaN checks,
 logging, checkpoints and save-on-interrupt are the loop's. At the end `summary.json` in the run directory holds
 the paper's metrics, computed from every episode in `metrics.csv`:
 
@@ -37,17 +38,31 @@ class EpisodeRunner:
 
     def __call__(self, state: SooperState) -> tuple[SooperState, dict[str, float]]:
         agent, config = self.agent, self.agent.config
-        key, collect_key, fit_key, critic_key = jax.random.split(state.key, 4)
+        if agent.mbpo:  # one more key; mpc keeps its streams
+            key, collect_key, fit_key, critic_key, improve_key = jax.random.split(state.key, 5)
+        else:
+            key, collect_key, fit_key, critic_key = jax.random.split(state.key, 4)
         prior_episode = int(state.episode) < config.prior_episodes
         start = time.perf_counter()
         if prior_episode:
             transitions, stats = agent.collect_prior(state.cost_q_params, collect_key)
+        elif agent.mbpo:
+            transitions, stats = agent.collect_learner(
+                state.model,
+                state.cost_q_params,
+                state.dual,
+                state.shield_margin,
+                collect_key,
+                state.learner.policy_params,
+            )
         else:
             transitions, stats = agent.collect_learner(
                 state.model, state.cost_q_params, state.dual, state.shield_margin, collect_key
             )
         stats = jax.device_get(stats)
         collect_s = time.perf_counter() - start
+        if agent.mbpo:  # the cost spent before each decision, where the imagined rollouts branch from
+            state = state.replace(learner=agent.record_cost_spent(state.learner, state.buffer, transitions.cost))
         buffer = agent.add(state.buffer, transitions)
         if prior_episode:
             state = agent.record_prior_episode(state, transitions)
@@ -84,6 +99,19 @@ class EpisodeRunner:
         if config.shield == "recovery":  # m with this episode's data and the critic the next episode's shield uses
             new_state = new_state.replace(shield_margin=agent.calibrate(new_state))
             row["shield_margin"] = float(new_state.shield_margin)
+        if agent.mbpo:  # the actor for the next episode, in imagination behind the shield it will run behind
+            start = time.perf_counter()
+            learner, improvement = agent.improve(new_state, improve_key)
+            new_state = new_state.replace(learner=learner)
+            improvement = jax.device_get(improvement)
+            row.update(
+                learner_critic_loss=float(improvement.critic_loss),
+                learner_actor_loss=float(improvement.actor_loss),
+                learner_alpha=float(improvement.alpha),
+                imagined_reward=float(improvement.imagined_reward),
+                imagined_termination=float(improvement.imagined_termination),
+                improve_s=time.perf_counter() - start,
+            )
         prior_return = float(ledger.prior_return_sum) / min(int(new_state.episode), config.prior_episodes)
         row.update(
             {
@@ -186,7 +214,11 @@ def train(ctx: Any) -> dict[str, float]:
             steps_per_chunk=per_episode,
             start_steps=int(state.episode) * per_episode,
             checkpoint_every=config.checkpoint_every_episodes * per_episode,
-            watched=lambda s: {"model": s.model.params, "cost_critic": s.cost_q_params},
+            watched=lambda s: {
+                "model": s.model.params,
+                "cost_critic": s.cost_q_params,
+                **({"learner": (s.learner.policy_params, s.learner.q_params)} if agent.mbpo else {}),
+            },
             extra=lambda steps: {"episode": steps // per_episode, "algo": config.method},
         )
     finally:
