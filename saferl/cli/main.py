@@ -350,14 +350,24 @@ def render_command(
 @app.command("export")
 def export_command(
     run_dir: pathlib.Path = typer.Argument(..., help="run directory"),
-    out: pathlib.Path = typer.Option(..., "--out", help="output file"),
+    out: pathlib.Path = typer.Option(
+        ..., "--out", help="output file (a directory for a SOOPER run with learner=mbpo: its shielded policy)"
+    ),
     format_: str = typer.Option("onnx", "--format", help="export format (onnx)"),
 ) -> None:
-    """Export a run's policy (MLP policies: ppo, sac; not MPC planners such as pets) for on-board deployment."""
+    """Export a run's policy for on-board deployment: MLP policies (ppo, sac) as one ONNX file; a SOOPER run with
+    learner=mbpo as a directory (its actor, the prior's actor and cost critic, the shield's constants), which
+    `saferl-deploy sim/serve --onboard DIR` runs with its shield; not MPC planners (pets, SOOPER's mpc learner)."""
     if format_ != "onnx":
         raise UserError(f"--format {format_!r} is not supported; supported: onnx")
     from saferl.export.onnx import export_policy_onnx
+    from saferl.export.sooper import export_sooper_run, is_learned_sooper_run
     from saferl.policies import load_policy
+    from saferl.training import restore, rundir
+
+    if is_learned_sooper_run(restore.algo_config_from_record(rundir.read_run(run_dir))):
+        _echo(f"written: {export_sooper_run(run_dir, out).parent} (shielded policy; manifest shield.json)")
+        return
 
     policy = load_policy(run_dir)
     if policy.apply is None:  # only MPC planners lack a fixed network map (see saferl.policies.Policy)
