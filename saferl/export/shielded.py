@@ -97,6 +97,8 @@ def export_shielded_onnx(
     if shield.rule == "budget" and lookahead is not None:
         raise UserError("a lookahead is exported with the recovery rule only, not with rule 'budget'")
     out = pathlib.Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out_dir)!r} is a file; a shielded policy is written to a directory")
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # an interrupted export then leaves no manifest to load
     if cost_q_params is not None:

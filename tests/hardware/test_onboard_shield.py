@@ -213,7 +213,7 @@ def test_export_uses_the_updated_cost_critic(jax_shield, tmp_path):
     assert np.abs(got - np.asarray(prior.cost_value(obs, action))).max() > 1e-3
 
 
-def test_export_refuses_a_rule_the_robot_cannot_run():
+def test_export_refuses_a_rule_the_robot_cannot_run_and_a_file_as_its_directory(tmp_path):
     from saferl.errors import UserError
     from saferl.export.shielded import ShieldConstants, export_shielded_onnx
 
@@ -223,6 +223,9 @@ def test_export_refuses_a_rule_the_robot_cannot_run():
         ShieldConstants("budget", 1.0, 0.0, episode_length=40)
     with pytest.raises(UserError, match="recovery rule needs the lookahead"):
         export_shielded_onnx("unused", None, None, None, ShieldConstants("recovery", 1.0, 1.0, 40), OBS, ACT)
+    (tmp_path / "policy.onnx").write_text("")
+    with pytest.raises(UserError, match="is a file; a shielded policy is written to a directory"):
+        export_shielded_onnx(tmp_path / "policy.onnx", None, None, None, ShieldConstants("budget", 1, 1, 40), OBS, ACT)
 
 
 # ---- hand-made graphs (no JAX): the episode bookkeeping and bad directories -----------------------------------
