@@ -1,11 +1,13 @@
 """SOOPER's MBPO learner (`learner=mbpo`, `saferl/agents/sooper/mbpo.py`): a tiny run through the CLI's own `main`
 on safe_cartpole with the heavy pole (margin ≥ 0, the learned actor moved away from the prior's, the loaded policy
-is that actor behind the shield), bit-for-bit resume, the imagined MDP's termination, and config errors."""
+is that actor behind the shield and imports no trainer), bit-for-bit resume, the imagined MDP's termination where
+the shield fires, and config errors. One tiny run (`mbpo_run`, ≈ 15 s warm on 2 cores) serves every test."""
 
 import functools
 import json
 import pathlib
 import shutil
+import subprocess
 import sys
 
 import jax
@@ -18,6 +20,7 @@ from tiny_configs import SOOPER_ENV, SOOPER_EPISODE, SOOPER_TINY
 from tiny_runs import cli_in_process, copy_run, sooper_prior_run
 
 from saferl import registry
+from saferl.agents.sooper import mbpo
 from saferl.agents.sooper.config import MBPOConfig, SooperConfig
 from saferl.agents.sooper.policy import load_learner_actor
 from saferl.agents.sooper.prior import load_prior
@@ -99,6 +102,38 @@ def test_loaded_mbpo_policy_is_the_learned_actor_behind_the_shield():
     np.testing.assert_allclose(shielded, prior.action(obs), atol=1e-6)
 
 
+def test_imagined_rollouts_end_where_the_shield_fires_with_the_priors_value():
+    agent, run = restore_agent(mbpo_run())
+    state = run.state
+    prior = agent.current_prior(state.cost_q_params)
+    data = jax.jit(
+        lambda s, key: mbpo.imagine_rollouts(
+            agent.config, agent.rule, s.model, prior, s.learner, s.buffer, s.shield_margin, key
+        )
+    )(state, jax.random.PRNGKey(1))
+    assert data.reward.shape == (MBPO_TINY["mbpo.rollouts"] * MBPO_TINY["mbpo.horizon"],)
+    ended = np.asarray(data.done) == 1.0
+    assert ended.any() and not ended.all()  # the tiny run's shield fires on some imagined actions, not all
+    # the terminal reward is the prior's value Q_r^π̂(s, π̂(s)) and the state does not move (float32 round-off)
+    obs = data.obs[ended]
+    np.testing.assert_allclose(data.reward[ended], prior.reward_value(obs, prior.action(obs)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(data.next_obs[ended], obs)
+    assert float(data.cost[ended].max()) == 0.0 and float(data.cost.min()) >= 0.0
+
+
+@pytest.mark.slow
+def test_loading_the_mbpo_policy_imports_no_trainer():
+    code = (
+        "import sys; from hardware.policies import load_policy; load_policy(sys.argv[1]); "
+        "print(sorted(m for m in sys.modules if m.startswith(('optax', 'saferl.agents.sooper.mbpo', "
+        "'saferl.agents.sac.train', 'saferl.agents.sooper.train', 'saferl.data.buffer'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(mbpo_run())], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.slow
 def test_mbpo_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path):
     full = mbpo_run()
     part = copy_run(full, tmp_path)
