@@ -213,6 +213,7 @@ class SooperAgent:
             state.model,
             state.buffer,
             state.shield_margin,
+            state.dual,
             key,
         )
 

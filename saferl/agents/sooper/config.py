@@ -4,7 +4,7 @@ Every method runs the same loop on the real system (the run's env, shifted with 
 the prior's episodes first, then the learner — `learner=mpc` (default): MPC with iCEM on the ensemble around the
 prior; `learner=mbpo`: a SAC actor trained on imagined rollouts (`MBPOConfig`) — in SOOPER's imagined MDP
 (optimistic reward, pessimistic cost, terminal value Q_r^π̂), executed behind a shield or not. The baselines
-differ only in these fields (crpo and primal_dual, whose cost handling is the planner's, run with mpc only):
+differ only in these fields (with mbpo, the planner constraint is the SAC objective's: `mbpo.actor_constraint`):
 
 | method | optimism | pessimism | shield | terminal reward where it fires | planner constraint | critic update |
 |---|---|---|---|---|---|---|
@@ -206,13 +206,6 @@ class SooperConfig:
             raise ValueError(f"learner must be one of {'/'.join(LEARNERS)}, got {self.learner!r}")
         if not isinstance(self.mbpo, MBPOConfig):
             raise ValueError(f"mbpo must be an MBPOConfig, got {type(self.mbpo).__name__}")
-        if self.learner == "mbpo" and self.shield == "none" and self.planner_constraint != "none":
-            # crpo and primal_dual: their cost handling lives in the planner's objective, which mbpo replaces
-            raise ValueError(
-                f"learner='mbpo' needs the cost handled by a shield (shield={self.shield!r}, planner_constraint="
-                f"{self.planner_constraint!r}): the MBPO learner's SAC objective has no cost term yet, so "
-                "crpo/primal_dual run with learner=mpc only (sooper, sailr and mbrl run with either learner)"
-            )
 
 
 # The baselines: the same learner with the settings of the table above (`saferl train sailr ...`).

@@ -7,7 +7,11 @@ c̃ = c̄ + λ_pess·σ, a member drawn per step). Each starts with the real epi
 where the shield would fire on the actor's action (`TerminationWrapper`) the imagined trajectory ends with
 terminal reward Q_r^π̂(s, π̂(s)) (done = 1); the horizon is a time limit (bootstrapped). Then `updates` SAC steps
 (`saferl.agents.sac.losses`: temperature, twin reward critics, actor; the prior's networks) on those transitions,
-in a `lax.scan`. Actor and reward critics start from the prior's. In imagination the recovery rule checks the
+in a `lax.scan`. Actor and critics start from the prior's. The cost enters the SAC objective only for the
+baselines without a shield whose planner handles it (`actor_constraint`): crpo's switch to minimising the learner's
+cost critic Q_c (trained on imagined c̃) while its estimate exceeds d/scale, primal_dual's augmented Lagrangian on it
+with the run's λ, c (stepped per episode on the measured cost); sooper and sailr leave the cost to the shield, mbrl
+ignores it. In imagination the recovery rule checks the
 critic right after the step (`shield_horizon` 0, as the MPC learner's imagination does); the real shield keeps
 its prior rollout. The critics see s alone, not C (the reference appends C to the observation; here the
 networks are the prior's, whose inputs are s).
@@ -29,14 +33,11 @@ from saferl.agents.sac.train import gradient_step
 from saferl.agents.sooper.config import MBPOConfig, SooperConfig
 from saferl.agents.sooper.planner import ShieldRule, recovery_lookahead
 from saferl.agents.sooper.prior import Prior
-from saferl.constraints import ConstraintConfig
+from saferl.constraints import ConstraintConfig, ConstraintState
 from saferl.constraints import init as init_constraint
 from saferl.data.buffer import ReplayBuffer, Transition
 from saferl.models.ensemble import EnsembleState
 from saferl.models.model_env import ModelEnvConfig, TerminateFn, make_model_env
-
-# the actor loss of the project's SAC with no constraint handler: SOOPER's cost handling is the shield
-_UNCONSTRAINED = SACConfig(constraint=ConstraintConfig(kind="none"))
 
 
 class LearnerState(struct.PyTreeNode):
@@ -47,6 +48,9 @@ class LearnerState(struct.PyTreeNode):
     q_params: Any  # twin reward critics Q_r of the learner
     q_optimizer_state: Any
     target_q_params: Any
+    cost_q_params: Any  # twin cost critics Q_c of the learner (trained only where `actor_constraint` uses them)
+    cost_q_optimizer_state: Any
+    target_cost_q_params: Any
     log_alpha: jax.Array  # log temperature, scalar
     alpha_optimizer_state: Any
     cost_spent: jax.Array  # [buffer capacity] the real episode's cost spent before each real buffer row's decision
@@ -72,6 +76,9 @@ def init_learner(config: MBPOConfig, prior: Prior, buffer_capacity: int) -> Lear
         q_params=prior.q_params,
         q_optimizer_state=optimizer.init(prior.q_params),
         target_q_params=prior.q_params,
+        cost_q_params=prior.cost_q_params,
+        cost_q_optimizer_state=optimizer.init(prior.cost_q_params),
+        target_cost_q_params=prior.cost_q_params,
         log_alpha=log_alpha,
         alpha_optimizer_state=optimizer.init(log_alpha),
         cost_spent=jnp.zeros((buffer_capacity,), jnp.float32),
@@ -159,19 +166,55 @@ def imagine_rollouts(
     return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), transitions)
 
 
-def sac_update(config: MBPOConfig, prior: Prior, cost_q_params: Any) -> Any:
+def actor_constraint(config: SooperConfig) -> ConstraintConfig:
+    """The constraint handler of the learner's SAC objective: none where the shield handles the cost (sooper,
+    sailr) or nothing does (mbrl); without a shield, the planner constraint's counterpart — crpo's switch
+    ("feasibility") or primal_dual's augmented Lagrangian (`config.dual`)."""
+    if config.shield != "none" or config.planner_constraint == "none":
+        return ConstraintConfig(kind="none")
+    if config.planner_constraint == "augmented_lagrangian":
+        return config.dual
+    return ConstraintConfig(kind="crpo")
+
+
+def sac_update(
+    config: MBPOConfig, prior: Prior, constraint: ConstraintConfig, constraint_state: Any, budget_q: float
+) -> Any:
     """`update(learner, batch, key) -> (learner, (critic loss, actor loss, α))`: one step of the project's SAC
-    losses on imagined `batch` [B] — temperature, twin reward critics (γ of the prior's), actor — and the Polyak
-    step of the target critics. The actor objective is SAC's with constraint kind "none"."""
+    losses on imagined `batch` [B] — temperature, twin reward critics (γ of the prior's), the twin cost critics
+    on c̃ (γ_c of the prior's; only where `constraint` uses them), actor with the handler `constraint` at
+    `constraint_state` against d_Q = `budget_q` — and the Polyak step of the target critics."""
     networks, optimizer = prior.networks, optax.adam(config.learning_rate)
+    sac_config = SACConfig(constraint=constraint)
+    constrained = constraint.kind != "none"
     alpha_update = gradient_step(functools.partial(losses.alpha_loss, networks=networks), optimizer)
     critic_update = gradient_step(losses.critic_loss, optimizer)
     actor_update = gradient_step(
-        functools.partial(losses.actor_loss, networks=networks, config=_UNCONSTRAINED, cost_budget_q=0.0),
+        functools.partial(losses.actor_loss, networks=networks, config=sac_config, cost_budget_q=budget_q),
         optimizer,
         has_aux=True,
     )
-    constraint = init_constraint(_UNCONSTRAINED.constraint)
+    polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
+
+    def cost_critic_step(learner: LearnerState, batch: Transition, next_action: jax.Array) -> LearnerState:
+        _, cost_q_params, cost_q_opt = critic_update(
+            learner.cost_q_params,
+            networks.cost_q_network,
+            prior.normalizer,
+            learner.target_cost_q_params,
+            batch,
+            batch.cost,
+            next_action,
+            jnp.zeros_like(batch.cost),
+            prior.cost_discounting,
+            True,
+            optimizer_state=learner.cost_q_optimizer_state,
+        )
+        return learner.replace(
+            cost_q_params=cost_q_params,
+            cost_q_optimizer_state=cost_q_opt,
+            target_cost_q_params=jax.tree.map(polyak, learner.target_cost_q_params, cost_q_params),
+        )
 
     def update(learner: LearnerState, batch: Transition, key: jax.Array) -> tuple[LearnerState, tuple]:
         key_alpha, key_next, key_actor = jax.random.split(key, 3)
@@ -201,19 +244,20 @@ def sac_update(config: MBPOConfig, prior: Prior, cost_q_params: Any) -> Any:
             False,
             optimizer_state=learner.q_optimizer_state,
         )
+        if constrained:
+            learner = cost_critic_step(learner, batch, next_action)
         (actor_loss, _), policy_params, policy_opt = actor_update(
             learner.policy_params,
             normalizer=normalizer,
             q_params=q_params,
-            cost_q_params=cost_q_params,
+            cost_q_params=learner.cost_q_params,
             alpha=alpha,
-            constraint_state=constraint,
+            constraint_state=constraint_state,
             batch=batch,
             recent_obs=batch.obs,
             key=key_actor,
             optimizer_state=learner.policy_optimizer_state,
         )
-        polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
         learner = learner.replace(
             policy_params=policy_params,
             policy_optimizer_state=policy_opt,
@@ -236,15 +280,19 @@ def improve(
     model: EnsembleState,
     buffer: ReplayBuffer,
     margin: jax.Array | float,
+    dual: ConstraintState,
     key: jax.Array,
 ) -> tuple[LearnerState, ImprovementInfo]:
     """One improvement phase (jit it): imagined rollouts with the current actor, then `updates` SAC steps on
-    batches drawn uniformly from them. `prior` carries the current (updated) cost critic."""
+    batches drawn uniformly from them. `prior` carries the current (updated) cost critic; `dual` the run's λ, c
+    (primal_dual's objective)."""
     rollout_key, sample_key, update_key = jax.random.split(key, 3)
     data = imagine_rollouts(config, rule, model, prior, learner, buffer, margin, rollout_key)
     mbpo = config.mbpo
     rows = jax.random.randint(sample_key, (mbpo.updates, mbpo.batch_size), 0, data.reward.shape[0])
-    update = sac_update(mbpo, prior, prior.cost_q_params)
+    constraint = actor_constraint(config)
+    state = dual if constraint.kind == "augmented_lagrangian" else init_constraint(constraint)
+    update = sac_update(mbpo, prior, constraint, state, rule.budget / rule.scale)
 
     def one_step(learner: LearnerState, inputs: tuple[jax.Array, jax.Array]) -> tuple[LearnerState, tuple]:
         batch_rows, step_key = inputs
