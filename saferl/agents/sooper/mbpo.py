@@ -196,60 +196,49 @@ def sac_update(
     )
     polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
 
-    def cost_critic_step(learner: LearnerState, batch: Transition, next_action: jax.Array) -> LearnerState:
-        _, cost_q_params, cost_q_opt = critic_update(
-            learner.cost_q_params,
-            networks.cost_q_network,
+    def critic_step(
+        learner: LearnerState, batch: Transition, next_action: jax.Array, next_bonus: jax.Array, is_cost: bool
+    ) -> tuple[jax.Array, LearnerState]:
+        """One step of the twin reward (or cost) critics and the Polyak step of their targets."""
+        name = "cost_q" if is_cost else "q"
+        params, target = getattr(learner, f"{name}_params"), getattr(learner, f"target_{name}_params")
+        loss, params, optimizer_state = critic_update(
+            params,
+            networks.cost_q_network if is_cost else networks.q_network,
             prior.normalizer,
-            learner.target_cost_q_params,
+            target,
             batch,
-            batch.cost,
+            batch.cost if is_cost else batch.reward,
             next_action,
-            jnp.zeros_like(batch.cost),
-            prior.cost_discounting,
-            True,
-            optimizer_state=learner.cost_q_optimizer_state,
+            next_bonus,
+            prior.cost_discounting if is_cost else prior.discounting,
+            is_cost,
+            optimizer_state=getattr(learner, f"{name}_optimizer_state"),
         )
-        return learner.replace(
-            cost_q_params=cost_q_params,
-            cost_q_optimizer_state=cost_q_opt,
-            target_cost_q_params=jax.tree.map(polyak, learner.target_cost_q_params, cost_q_params),
-        )
+        changes = {f"{name}_params": params, f"{name}_optimizer_state": optimizer_state}
+        return loss, learner.replace(**changes, **{f"target_{name}_params": jax.tree.map(polyak, target, params)})
 
     def update(learner: LearnerState, batch: Transition, key: jax.Array) -> tuple[LearnerState, tuple]:
         key_alpha, key_next, key_actor = jax.random.split(key, 3)
-        normalizer = prior.normalizer
         _, log_alpha, alpha_opt = alpha_update(
             learner.log_alpha,
             policy_params=learner.policy_params,
-            normalizer=normalizer,
+            normalizer=prior.normalizer,
             batch=batch,
             key=key_alpha,
             optimizer_state=learner.alpha_optimizer_state,
         )
         alpha = jnp.exp(log_alpha)
         next_action, next_log_prob = losses.sample_action(
-            networks, normalizer, learner.policy_params, batch.next_obs, key_next
+            networks, prior.normalizer, learner.policy_params, batch.next_obs, key_next
         )
-        critic_loss, q_params, q_opt = critic_update(
-            learner.q_params,
-            networks.q_network,
-            normalizer,
-            learner.target_q_params,
-            batch,
-            batch.reward,
-            next_action,
-            -alpha * next_log_prob,
-            prior.discounting,
-            False,
-            optimizer_state=learner.q_optimizer_state,
-        )
+        critic_loss, learner = critic_step(learner, batch, next_action, -alpha * next_log_prob, False)
         if constrained:
-            learner = cost_critic_step(learner, batch, next_action)
+            _, learner = critic_step(learner, batch, next_action, jnp.zeros_like(batch.cost), True)
         (actor_loss, _), policy_params, policy_opt = actor_update(
             learner.policy_params,
-            normalizer=normalizer,
-            q_params=q_params,
+            normalizer=prior.normalizer,
+            q_params=learner.q_params,
             cost_q_params=learner.cost_q_params,
             alpha=alpha,
             constraint_state=constraint_state,
@@ -261,9 +250,6 @@ def sac_update(
         learner = learner.replace(
             policy_params=policy_params,
             policy_optimizer_state=policy_opt,
-            q_params=q_params,
-            q_optimizer_state=q_opt,
-            target_q_params=jax.tree.map(polyak, learner.target_q_params, q_params),
             log_alpha=log_alpha,
             alpha_optimizer_state=alpha_opt,
         )

@@ -44,21 +44,7 @@ class EpisodeRunner:
             key, collect_key, fit_key, critic_key = jax.random.split(state.key, 4)
         prior_episode = int(state.episode) < config.prior_episodes
         start = time.perf_counter()
-        if prior_episode:
-            transitions, stats = agent.collect_prior(state.cost_q_params, collect_key)
-        elif agent.mbpo:
-            transitions, stats = agent.collect_learner(
-                state.model,
-                state.cost_q_params,
-                state.dual,
-                state.shield_margin,
-                collect_key,
-                state.learner.policy_params,
-            )
-        else:
-            transitions, stats = agent.collect_learner(
-                state.model, state.cost_q_params, state.dual, state.shield_margin, collect_key
-            )
+        transitions, stats = self.collect(state, prior_episode, collect_key)
         stats = jax.device_get(stats)
         collect_s = time.perf_counter() - start
         if agent.mbpo:  # the cost spent before each decision, where the imagined rollouts branch from
@@ -100,18 +86,7 @@ class EpisodeRunner:
             new_state = new_state.replace(shield_margin=agent.calibrate(new_state))
             row["shield_margin"] = float(new_state.shield_margin)
         if agent.mbpo:  # the actor for the next episode, in imagination behind the shield it will run behind
-            start = time.perf_counter()
-            learner, improvement = agent.improve(new_state, improve_key)
-            new_state = new_state.replace(learner=learner)
-            improvement = jax.device_get(improvement)
-            row.update(
-                learner_critic_loss=float(improvement.critic_loss),
-                learner_actor_loss=float(improvement.actor_loss),
-                learner_alpha=float(improvement.alpha),
-                imagined_reward=float(improvement.imagined_reward),
-                imagined_termination=float(improvement.imagined_termination),
-                improve_s=time.perf_counter() - start,
-            )
+            new_state = self.improve(new_state, improve_key, row)
         prior_return = float(ledger.prior_return_sum) / min(int(new_state.episode), config.prior_episodes)
         row.update(
             {
@@ -138,6 +113,32 @@ class EpisodeRunner:
         if prior_return != 0.0:  # undefined otherwise: the column stays empty (the loop rejects NaN metrics)
             row["normalized_return"] = episode_return / prior_return
         return new_state, row
+
+    def collect(self, state: SooperState, prior_episode: bool, key: jax.Array) -> tuple[Any, Any]:
+        """(transitions, `EpisodeStats`) of one real episode: the prior alone, or the executed learner."""
+        agent = self.agent
+        if prior_episode:
+            return agent.collect_prior(state.cost_q_params, key)
+        if agent.mbpo:
+            return agent.collect_learner(
+                state.model, state.cost_q_params, state.dual, state.shield_margin, key, state.learner.policy_params
+            )
+        return agent.collect_learner(state.model, state.cost_q_params, state.dual, state.shield_margin, key)
+
+    def improve(self, state: SooperState, key: jax.Array, row: dict[str, float]) -> SooperState:
+        """learner=mbpo: `state` with its actor improved on imagined rollouts; the phase's scalars into `row`."""
+        start = time.perf_counter()
+        learner, improvement = self.agent.improve(state, key)
+        improvement = jax.device_get(improvement)
+        row.update(
+            learner_critic_loss=float(improvement.critic_loss),
+            learner_actor_loss=float(improvement.actor_loss),
+            learner_alpha=float(improvement.alpha),
+            imagined_reward=float(improvement.imagined_reward),
+            imagined_termination=float(improvement.imagined_termination),
+            improve_s=time.perf_counter() - start,
+        )
+        return state.replace(learner=learner)
 
 
 def check_config(config: SooperConfig, env: Any, env_name: str) -> None:
