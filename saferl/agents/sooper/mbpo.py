@@ -142,7 +142,7 @@ def imagine_rollouts(
         buffer.data.obs[rows],
         env_config,
         start_cost_spent=learner.cost_spent[rows],
-        terminate_fn=shield_termination(config, rule, model, prior, margin),
+        terminate_fn=None if rule.kind == "none" else shield_termination(config, rule, model, prior, margin),
     )
     distribution = prior.networks.parametric_action_distribution
 
