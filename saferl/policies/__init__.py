@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import pathlib
 
-from saferl.policies.policy import Policy, PolicyCarry, observe_cost, stateless, stateless_carry, uniform_random_policy
+from saferl.policies.policy import (
+    Policy,
+    PolicyCarry,
+    PolicyLoader,
+    observe_cost,
+    stateless,
+    stateless_carry,
+    uniform_random_policy,
+)
 from saferl.policies.run_record import read_algo
 
 
@@ -27,7 +35,8 @@ def load_policy(run_dir: pathlib.Path | str, task: str | None = None) -> Policy:
 
     algorithm = registry.get(read_algo(run_dir))
     if task is None:
-        return algorithm.load_policy(pathlib.Path(run_dir))
+        loader: PolicyLoader = algorithm.load_policy
+        return loader(pathlib.Path(run_dir))
     if algorithm.load_task_policy is None:
         planners = [name for name in registry.names() if registry.get(name).load_task_policy is not None]
         raise UserError(
@@ -43,6 +52,7 @@ def load_policy(run_dir: pathlib.Path | str, task: str | None = None) -> Policy:
 __all__ = [
     "Policy",
     "PolicyCarry",
+    "PolicyLoader",
     "load_policy",
     "observe_cost",
     "read_algo",

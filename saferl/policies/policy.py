@@ -14,8 +14,9 @@ MPC policies). Policies of runs with critics also expose `reward_value(obs, acti
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import jax
 import jax.numpy as jnp
@@ -112,3 +113,10 @@ def uniform_random_policy(
         algo="random",
         action_repeat=action_repeat,
     )
+
+
+class PolicyLoader(Protocol):
+    """An algorithm's `load_policy` (`saferl.registry.Algorithm.load_policy`): the executed `Policy` of a run
+    directory, rebuilt from its config and checkpoint (UserError if the directory cannot give one)."""
+
+    def __call__(self, run_dir: pathlib.Path, /) -> Policy: ...

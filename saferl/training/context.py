@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
 import numpy as np
@@ -103,3 +104,10 @@ class TrainContext:
     def check_finite(self, name: str, tree: Any, step: int) -> None:
         """See `check_finite`: raise `NonFiniteError` naming the quantity and step."""
         check_finite(name, tree, step)
+
+
+class Trainer(Protocol):
+    """An algorithm's `train` (`saferl.registry.Algorithm.train`): run the whole job against `ctx` (init or resume,
+    the training loop, logging, checkpoints, NaN checks) and return the final scalar metrics."""
+
+    def __call__(self, ctx: TrainContext, /) -> Mapping[str, float]: ...

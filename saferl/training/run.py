@@ -18,7 +18,7 @@ from saferl.config import apply_overrides, field_names, to_dict
 from saferl.errors import UserError
 from saferl.training import distributed, rundir
 from saferl.training.checkpoints import Checkpoints
-from saferl.training.context import TrainContext
+from saferl.training.context import TrainContext, Trainer
 from saferl.training.logger import LoggerChoice, MetricsLogger
 from saferl.training.plots import write_plots
 from saferl.training.progress import ProgressDisplay
@@ -322,8 +322,9 @@ def _run(
     algorithm = registry.get(record.algo)
     ctx = open_run(record, env_config, algo_config, resume_step, progress, tensorboard, env)
     plots: list[pathlib.Path] = []
+    trainer: Trainer = algorithm.train
     try:
-        metrics = algorithm.train(ctx)
+        metrics = trainer(ctx)
     finally:
         plots = close_run(ctx)
     return RunResult(run_dir=record.path, metrics=dict(metrics or {}), plots=plots)

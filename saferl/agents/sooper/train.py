@@ -16,7 +16,7 @@ import json
 import math
 import pathlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,9 @@ from saferl.agents.sooper.config import SooperConfig, episode_budget
 from saferl.agents.sooper.prior import check_prior_fits, load_prior, read_prior_run
 from saferl.errors import NonFiniteError, UserError
 from saferl.training.logger import read_metrics
+
+if TYPE_CHECKING:
+    from saferl.training.context import TrainContext
 
 SUMMARY_FILE = "summary.json"
 
@@ -159,7 +162,7 @@ def check_config(config: SooperConfig, env: Any, env_name: str) -> None:
         )
 
 
-def resolve_prior_path(ctx: Any, config: SooperConfig) -> SooperConfig:
+def resolve_prior_path(ctx: TrainContext, config: SooperConfig) -> SooperConfig:
     """The config with `prior` as an absolute path (rewritten into the run's config.json so the run can be
     evaluated and resumed from another directory)."""
     from saferl.training import rundir
@@ -196,7 +199,7 @@ def restore_agent(run_dir: pathlib.Path | str) -> tuple[SooperAgent, Any]:
     return agents[-1], run
 
 
-def train(ctx: Any) -> dict[str, float]:
+def train(ctx: TrainContext) -> dict[str, float]:
     """`Algorithm.train`: `ctx.total_steps` real env steps, rounded up to whole episodes."""
     from saferl.training.loop import run_chunks
 
