@@ -97,6 +97,14 @@ def apply_solver_options(mj_model: mujoco.MjModel, config: EnvConfig) -> mujoco.
 #: an env's config type (the parameter of `MjxEnv`)
 ConfigT = TypeVar("ConfigT", bound=EnvConfig)
 
+# MJX's physics as jitted functions of (model, data) with one identity for the whole process. Every program that
+# steps an env (rollouts, trainers, planners, wrappers) calls these inside its own trace, and JAX traces a jitted
+# callee once per model structure and argument shapes (and batches it once per vmap layout): the physics, most of
+# an env program's jaxpr, is traced once per process rather than once per program. XLA inlines the call, so the
+# compiled programs compute the same thing.
+_physics_step = jax.jit(mjx.step)
+_physics_forward = jax.jit(mjx.forward)
+
 # (env class, config) -> observation size, filled by `MjxEnv.observation_size` (see there)
 _OBSERVATION_SIZES: dict[tuple[type, Any], Any] = {}
 
@@ -250,7 +258,7 @@ class MjxEnv(Env, abc.ABC, Generic[ConfigT]):
         data = data.replace(qpos=qpos, qvel=qvel, ctrl=jp.zeros(self._mj_model.nu))
         if self._shapes_only:  # an abstract reset for the observation size (see `_traced_observation_size`)
             return data
-        return mjx.forward(self.sys, data)
+        return _physics_forward(self.sys, data)
 
     def pipeline_step(self, data: mjx.Data, action: jax.Array) -> mjx.Data:
         """Apply `action` [action_size] in [-1, 1] for `ctrl_dt` (n_substeps physics steps)."""
@@ -258,7 +266,7 @@ class MjxEnv(Env, abc.ABC, Generic[ConfigT]):
         model = self.sys
 
         def substep(d, _):
-            return mjx.step(model, d), None
+            return _physics_step(model, d), None
 
         return jax.lax.scan(substep, data, None, length=self._n_substeps)[0]
 
