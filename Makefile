@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_EPISODES ?= 4
 DEMO_SEED ?= 0
 
-.PHONY: venv demo test test-long test-fast style lint clean bench notebooks docs
+.PHONY: venv demo test test-long test-fast test-durations style lint clean bench notebooks docs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,7 +33,7 @@ demo: $(STAMP)
 
 # pytest-xdist workers (one per core on the 2-core CI machine); TEST_WORKERS=0 runs in this process
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test: $(STAMP) style
 	$(PYTEST) -m "not long" tests  # ends with the 25 slowest tests and their share (tests/conftest.py)
@@ -41,6 +41,12 @@ test: $(STAMP) style
 test-long: $(STAMP)
 	@# the learning tests too long for make test's CI budget (constrained SAC, SOOPER, PETS through the CLI)
 	$(PYTEST) --durations=20 -m long tests
+
+test-durations: $(STAMP)
+	@# make test, then its per-test seconds into tests/durations.json (the order in which the workers take groups)
+	SAFERL_TEST_TIMES=.test-times.json $(PYTEST) -m "not long" tests
+	$(BIN)/python -c "import json; t = json.load(open('.test-times.json'))['tests']; \
+		json.dump({k: round(v['s'], 1) for k, v in sorted(t.items())}, open('tests/durations.json', 'w'), indent=0)"
 
 test-fast: $(STAMP)
 	@# the logic on pendulum, safe_cartpole and point_goal: skips `slow` (>= 5 s warm, soft robots, ultrasound)

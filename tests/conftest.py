@@ -4,6 +4,8 @@ the xdist workers, the subprocesses and notebook kernels the tests start, and th
 
 import os
 
+import pytest
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -31,11 +33,78 @@ HEAVY_ENV_MODULES = frozenset(
 )
 
 
+# --- the xdist schedule: one worker per compiled program ---------------------------------------------------
+# `make test` runs `--dist loadscope --no-loadscope-reorder` with the scheduler below: the tests of one module (of
+# one module and one env, where a test's parameters name a registered env) form one group that a single worker
+# runs, so a module-scoped fixture or a program memoised in the process is traced and compiled once per session,
+# not once per worker (with per-test scheduling both workers traced and compiled the same program, often at the
+# same time). The workers order their tests group by group in decreasing measured cost (`tests/durations.json`:
+# seconds per test id of an earlier `make test`, refreshed by `make test-durations`; a test missing from it
+# counts 1 s), so no long group is left for the end while the other worker idles. (xdist's own `loadgroup` does
+# not group under pytest 9.2: it renames `item._nodeid`, which pytest no longer reads.)
+_DURATIONS_FILE = os.path.join(os.path.dirname(__file__), "durations.json")
+_ENV_NAMES: frozenset[str] | None = None
+
+
+def _env_names() -> frozenset[str]:
+    global _ENV_NAMES
+    if _ENV_NAMES is None:
+        import envs
+
+        _ENV_NAMES = frozenset(envs.names())
+    return _ENV_NAMES
+
+
+def xdist_group_of(nodeid: str) -> str:
+    """The group of a test id: its module, or its module and env where one of its parameters names a registered env
+    (`tests/envs/test_env_contract.py::test_x[soft_arm]` -> `tests/envs/test_env_contract.py/soft_arm`)."""
+    module = nodeid.split("::", 1)[0]
+    if nodeid.endswith("]") and "[" in nodeid:
+        params = nodeid[nodeid.index("[") + 1 : -1].split("-")
+        env = next((p for p in params if p in _env_names()), None)
+        if env is not None:
+            return f"{module}/{env}"
+    return module
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None  # xdist's own scheduler for the other modes
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerPerGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid)
+
+    return OneWorkerPerGroup(config, log)
+
+
+def _load_durations() -> dict[str, float]:
+    import json
+
+    try:
+        with open(_DURATIONS_FILE) as file:
+            return {str(k): float(v) for k, v in json.load(file).items()}
+    except (OSError, ValueError):
+        return {}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if item.path.name in HEAVY_ENV_MODULES or any(isinstance(v, str) and v in HEAVY_ENVS for v in params.values()):
             item.add_marker(pytest.mark.slow)
+    if not hasattr(config, "workerinput"):
+        return  # the order only matters to the xdist schedule
+    durations = _load_durations()
+    cost: dict[str, float] = {}
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        group = xdist_group_of(item.nodeid)
+        cost[group] = cost.get(group, 0.0) + durations.get(item.nodeid, 1.0)
+        first_seen.setdefault(group, index)
+    # a stable sort: the groups by decreasing cost, each group's tests in their collected order
+    items.sort(key=lambda item: (-cost[xdist_group_of(item.nodeid)], first_seen[xdist_group_of(item.nodeid)]))
 
 
 # --- the suite's time budget: the slowest tests and their share of the session's wall time -------------------
@@ -47,7 +116,6 @@ def pytest_collection_modifyitems(config, items):
 import time  # noqa: E402
 
 import jax  # noqa: E402
-import pytest  # noqa: E402
 
 SLOWEST = 25
 _started = time.monotonic()
@@ -88,10 +156,11 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_runtest_logreport(report):
-    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+    nodeid = report.nodeid
+    _durations[nodeid] = _durations.get(nodeid, 0.0) + report.duration
     for name, value in report.user_properties:
         if name == "jax_seconds":
-            mine = _jax_seconds.setdefault(report.nodeid, dict.fromkeys(value, 0.0))
+            mine = _jax_seconds.setdefault(nodeid, dict.fromkeys(value, 0.0))
             for kind, seconds in value.items():
                 mine[kind] += seconds
 
