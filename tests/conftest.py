@@ -67,6 +67,29 @@ def xdist_group_of(nodeid: str) -> str:
     return module
 
 
+def pytest_configure(config):
+    """The session's directory for the tiny runs every worker shares (`tests/training/tiny_runs.py`): made by the
+    controller (or the only process), inherited by the xdist workers it starts, removed at the end."""
+    if hasattr(config, "workerinput") or os.environ.get("SAFERL_TEST_SESSION_RUNS"):
+        return
+    import tempfile
+
+    os.environ["SAFERL_TEST_SESSION_RUNS"] = tempfile.mkdtemp(prefix="saferl-test-session-runs-")
+    config.stash[_SESSION_RUNS_KEY] = os.environ["SAFERL_TEST_SESSION_RUNS"]
+
+
+def pytest_unconfigure(config):
+    made = config.stash.get(_SESSION_RUNS_KEY, None)
+    if made:
+        import shutil
+
+        shutil.rmtree(made, ignore_errors=True)
+        os.environ.pop("SAFERL_TEST_SESSION_RUNS", None)
+
+
+_SESSION_RUNS_KEY = pytest.StashKey[str]()
+
+
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") != "loadscope":
         return None  # xdist's own scheduler for the other modes

@@ -1,26 +1,74 @@
-"""Tiny training runs shared by every test module of one pytest process: each is trained once (the first
-module that asks) under a temporary directory. Tests that change a run dir work on a copy (`copy_run`)."""
+"""Tiny training runs shared by every test module of one pytest session: each is trained once (by the first
+module that asks, in whichever xdist worker runs it) under a directory of the session (`SESSION_RUNS_ENV`,
+made by tests/conftest.py in the controller, which the workers inherit); a worker that asks for a run another
+worker is training waits for it and reads the run directory and its result from disk. Tests that change a run
+dir work on a copy (`copy_run`)."""
 
 from __future__ import annotations
 
 import atexit
 import csv
+import dataclasses
+import fcntl
 import functools
+import inspect
 import os
 import pathlib
+import pickle
 import shutil
 import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import jax
 
 from tiny_configs import ENV_TINY, PETS_ENV, PETS_EPISODE, PETS_TINY, PPO_CHUNK, PPO_TINY
 
 from saferl.training.run import RunResult, train
 
-_ROOT = pathlib.Path(tempfile.mkdtemp(prefix="saferl-tiny-runs-"))
-atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
+#: the environment variable naming the session's directory of shared runs (set by tests/conftest.py)
+SESSION_RUNS_ENV = "SAFERL_TEST_SESSION_RUNS"
+if os.environ.get(SESSION_RUNS_ENV):
+    _ROOT = pathlib.Path(os.environ[SESSION_RUNS_ENV])
+    _ROOT.mkdir(parents=True, exist_ok=True)
+else:  # imported outside the test session: this process's own directory
+    _ROOT = pathlib.Path(tempfile.mkdtemp(prefix="saferl-tiny-runs-"))
+    atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
 
 def _out(name: str) -> pathlib.Path:
     return _ROOT / name
+
+
+def _once_per_session(produce: Callable[..., RunResult]) -> Callable[..., RunResult]:
+    """Memoise `produce(*args)` in the process and, through `_ROOT` and a file lock, across the session's xdist
+    workers: the first worker to ask trains, the others wait for its lock and unpickle its `RunResult`."""
+
+    signature = inspect.signature(produce)
+
+    @functools.wraps(produce)
+    def shared(*args: Any, **kwargs: Any) -> RunResult:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return _shared(*bound.args)
+
+    @functools.cache
+    def _shared(*args: Any) -> RunResult:
+        name = "-".join([produce.__name__, *map(str, args)])
+        done = _ROOT / f"{name}.result.pickle"
+        with open(_ROOT / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or by the OS if the worker dies
+            if done.exists():
+                with open(done, "rb") as file:
+                    return pickle.load(file)
+            result = produce(*args)
+            partial = done.with_suffix(".partial")
+            with open(partial, "wb") as file:
+                pickle.dump(dataclasses.replace(result, metrics=jax.device_get(result.metrics)), file)
+            partial.rename(done)
+            return result
+
+    return shared
 
 
 def metric_rows(run_dir: pathlib.Path) -> list[dict[str, str]]:
@@ -54,7 +102,7 @@ def final_agent_state(run_dir: pathlib.Path, make_agent):
     return restore_run_state(run_dir, lambda config, env, world: make_agent(config, env, world).init)[-1]
 
 
-@functools.cache
+@_once_per_session
 def ppo_run(chunks: int = 4, seed: int = 3) -> RunResult:
     """A PPO run of `chunks` chunks of PPO_TINY on pendulum with ENV_TINY."""
     return train(
@@ -69,7 +117,7 @@ def ppo_run(chunks: int = 4, seed: int = 3) -> RunResult:
     )
 
 
-@functools.cache
+@_once_per_session
 def pets_run(episodes: int = 3) -> RunResult:
     """A PETS run of `episodes` episodes (1 random, then MPC) of PETS_TINY on pendulum with PETS_ENV."""
     return train(
@@ -89,7 +137,7 @@ def copy_run(run_dir: pathlib.Path, destination: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(shutil.copytree(run_dir, destination / run_dir.name))
 
 
-@functools.cache
+@_once_per_session
 def sooper_prior_run() -> RunResult:
     """A tiny constrained SAC run on safe_cartpole with SOOPER_ENV: the prior of the SOOPER tests."""
     from tiny_configs import SAC_TINY, SOOPER_ENV, SOOPER_PRIOR_STEPS
@@ -106,7 +154,7 @@ def sooper_prior_run() -> RunResult:
     )
 
 
-@functools.cache
+@_once_per_session
 def sooper_run(method: str = "sooper", episodes: int = 3) -> RunResult:
     """`episodes` episodes (1 of the prior, then the learner) of `method` with SOOPER_TINY on safe_cartpole
     with the heavy pole (the "real system")."""
@@ -125,7 +173,7 @@ def sooper_run(method: str = "sooper", episodes: int = 3) -> RunResult:
     )
 
 
-@functools.cache
+@_once_per_session
 def softae_run(exploration: str = "info_gain", episodes: int = 3) -> RunResult:
     """A SoftAE run of `episodes` episodes (1 random, then the strategy) of SOFTAE_TINY on pendulum with PETS_ENV."""
     from tiny_configs import SOFTAE_TINY
