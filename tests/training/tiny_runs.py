@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-
 from tiny_configs import ENV_TINY, PETS_ENV, PETS_EPISODE, PETS_TINY, PPO_CHUNK, PPO_TINY
 
 from saferl.training.run import RunResult, train
