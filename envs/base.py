@@ -101,7 +101,9 @@ ConfigT = TypeVar("ConfigT", bound=EnvConfig)
 # steps an env (rollouts, trainers, planners, wrappers) calls these inside its own trace, and JAX traces a jitted
 # callee once per model structure and argument shapes (and batches it once per vmap layout): the physics, most of
 # an env program's jaxpr, is traced once per process rather than once per program. XLA inlines the call, so the
-# compiled programs compute the same thing.
+# compiled programs compute the same thing. (A program's lowered module may then depend on what the process traced
+# before, e.g. an extra unused function, so its persistent-cache key can differ between processes with different
+# histories: docs/testing.md.)
 _physics_step = jax.jit(mjx.step)
 _physics_forward = jax.jit(mjx.forward)
 
