@@ -67,15 +67,20 @@ def xdist_group_of(nodeid: str) -> str:
     return module
 
 
+_SESSION_RUNS_ENV = "SAFERL_TEST_SESSION_RUNS"  # read by tests/training/tiny_runs.py
+_SESSION_RUNS_KEY = pytest.StashKey[str]()
+
+
 def pytest_configure(config):
     """The session's directory for the tiny runs every worker shares (`tests/training/tiny_runs.py`): made by the
     controller (or the only process), inherited by the xdist workers it starts, removed at the end."""
-    if hasattr(config, "workerinput") or os.environ.get("SAFERL_TEST_SESSION_RUNS"):
+    if hasattr(config, "workerinput") or os.environ.get(_SESSION_RUNS_ENV):
         return
     import tempfile
 
-    os.environ["SAFERL_TEST_SESSION_RUNS"] = tempfile.mkdtemp(prefix="saferl-test-session-runs-")
-    config.stash[_SESSION_RUNS_KEY] = os.environ["SAFERL_TEST_SESSION_RUNS"]
+    os.environ[_SESSION_RUNS_ENV] = config.stash[_SESSION_RUNS_KEY] = tempfile.mkdtemp(
+        prefix="saferl-test-session-runs-"
+    )
 
 
 def pytest_unconfigure(config):
@@ -84,10 +89,7 @@ def pytest_unconfigure(config):
         import shutil
 
         shutil.rmtree(made, ignore_errors=True)
-        os.environ.pop("SAFERL_TEST_SESSION_RUNS", None)
-
-
-_SESSION_RUNS_KEY = pytest.StashKey[str]()
+        os.environ.pop(_SESSION_RUNS_ENV, None)
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -120,14 +122,15 @@ def pytest_collection_modifyitems(config, items):
     if not hasattr(config, "workerinput"):
         return  # the order only matters to the xdist schedule
     durations = _load_durations()
+    groups = {item.nodeid: xdist_group_of(item.nodeid) for item in items}
     cost: dict[str, float] = {}
     first_seen: dict[str, int] = {}
     for index, item in enumerate(items):
-        group = xdist_group_of(item.nodeid)
+        group = groups[item.nodeid]
         cost[group] = cost.get(group, 0.0) + durations.get(item.nodeid, 1.0)
         first_seen.setdefault(group, index)
     # a stable sort: the groups by decreasing cost, each group's tests in their collected order
-    items.sort(key=lambda item: (-cost[xdist_group_of(item.nodeid)], first_seen[xdist_group_of(item.nodeid)]))
+    items.sort(key=lambda item: (-cost[groups[item.nodeid]], first_seen[groups[item.nodeid]]))
 
 
 # --- the suite's time budget: the slowest tests and their share of the session's wall time -------------------
@@ -179,11 +182,10 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_runtest_logreport(report):
-    nodeid = report.nodeid
-    _durations[nodeid] = _durations.get(nodeid, 0.0) + report.duration
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
     for name, value in report.user_properties:
         if name == "jax_seconds":
-            mine = _jax_seconds.setdefault(nodeid, dict.fromkeys(value, 0.0))
+            mine = _jax_seconds.setdefault(report.nodeid, dict.fromkeys(value, 0.0))
             for kind, seconds in value.items():
                 mine[kind] += seconds
 
