@@ -327,6 +327,27 @@ def test_a_prior_of_another_env_or_algorithm_is_refused(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
+def test_a_copy_of_the_priors_actor_and_critics_is_the_same_prior_a_tenth_of_the_size(tmp_path):
+    """`save_actor_critics` (how tests/assets' shipped prior was written): the copy loads as the same prior and
+    the same policy, holds no replay buffer, and an existing directory is refused, not overwritten."""
+    from saferl.agents.sac.policy import save_actor_critics
+
+    run_dir = sooper_prior_run().run_dir
+    copy = save_actor_critics(run_dir, tmp_path / "prior")
+    (prior, policy), (copy_prior, copy_policy) = load_prior(run_dir), load_prior(copy)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(prior), jax.tree.leaves(copy_prior), strict=True))
+    obs = jnp.linspace(-1.0, 1.0, 4 * policy.observation_size).reshape(4, -1)
+    key = jax.random.PRNGKey(0)
+    assert np.array_equal(
+        policy.act(policy.init_carry(), obs, key)[0], copy_policy.act(copy_policy.init_carry(), obs, key)[0]
+    )
+    size = lambda d: sum(p.stat().st_size for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert size(copy) < size(run_dir / "checkpoints") / 10
+    with pytest.raises(UserError, match="exists"):
+        save_actor_critics(run_dir, copy)
+
+
 def test_config_rejects_bad_values():
     for bad in (
         {"shield": "sometimes"},

@@ -6,15 +6,21 @@ the observation normaliser, the actor and the twin reward and cost critics (`SAC
 from __future__ import annotations
 
 import pathlib
+import shutil
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from saferl.agents.modelfree.pixel_networks import init_normalizer
 from saferl.agents.modelfree.policy import tanh_normal_policy
 from saferl.agents.sac.networks import SACNetworks, cost_value, make_networks
+from saferl.errors import UserError
 from saferl.policies.policy import Policy
-from saferl.training import restore
+from saferl.policies.run_record import CONFIG_FILE
+from saferl.training import restore, rundir
+from saferl.training.checkpoints import Checkpoints
 
 # key paths in the checkpointed `SACState`
 NORMALIZER, POLICY_PARAMS, Q_PARAMS, COST_Q_PARAMS = ".normalizer", ".policy_params", ".q_params", ".cost_q_params"
@@ -62,3 +68,36 @@ def actor_critic_policy(run: restore.RestoredRun, networks: SACNetworks) -> Poli
 def load_policy(run_dir: pathlib.Path | str) -> Policy:
     """`Algorithm.load_policy`: `actor_critic_policy` of the run in `run_dir`."""
     return actor_critic_policy(*restore_actor_critics(run_dir))
+
+
+@struct.dataclass
+class _ActorCritics:
+    """The leaves `restore_actor_critics` reads, under the key paths they have in the training state."""
+
+    normalizer: Any
+    policy_params: Any
+    q_params: Any
+    cost_q_params: Any
+
+
+def save_actor_critics(run_dir: pathlib.Path | str, out_dir: pathlib.Path | str) -> pathlib.Path:
+    """Write `out_dir`, a run directory of the SAC run in `run_dir` that holds only what a policy and a SOOPER
+    prior read: its config.json and, of its last checkpoint (same step), the observation normaliser, the actor
+    and the twin reward and cost critics — no replay buffer, optimiser states or env states (≈ 1 MB for
+    safe_cartpole's prior instead of ≈ 13 MB). `load_policy`, `saferl.agents.sooper.prior.load_prior` (so
+    `--set prior=OUT_DIR`) and `saferl eval` of the policy read it as they read the run; resuming the SAC
+    training from it is not possible (its checkpoint lacks the rest of the state). Returns `out_dir`."""
+    run, _ = restore_actor_critics(run_dir)
+    out = pathlib.Path(out_dir)
+    if out.exists():
+        raise UserError(f"{out} exists; give a new directory")
+    step = rundir.checkpoint_steps(run.record.path)[-1]
+    out.mkdir(parents=True)
+    shutil.copy2(run.record.path / CONFIG_FILE, out / CONFIG_FILE)
+    state = _ActorCritics(*(run.state[key] for key in (NORMALIZER, POLICY_PARAMS, Q_PARAMS, COST_Q_PARAMS)))
+    checkpoints = Checkpoints(out / "checkpoints", max_to_keep=None)
+    try:
+        checkpoints.save(step, state, {"actor_critics_of": run.record.path.name})
+    finally:
+        checkpoints.close()
+    return out
