@@ -78,14 +78,21 @@ class NativeTwin:
         obs, reward, cost, info = self.env.evaluate(view, action, info)
         return jax.numpy.concatenate([obs, reward[None], cost[None]]), info
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
+    def reset(self, seed: int | None = None, key: jax.Array | None = None) -> np.ndarray:
         """Start an episode from the env's own random initial state; returns obs [observation_size].
 
         `seed` restarts the twin's key stream: the reset then equals the first reset of `NativeTwin(env, seed)`.
+        `key` (a JAX PRNG key; the stream is left as it is) starts the episode `env.reset(key)` starts, e.g. to
+        replay natively an episode an MJX rollout began with that key.
         """
-        if seed is not None:
-            self._key = jax.random.PRNGKey(seed)
-        self._key, reset_key = jax.random.split(self._key)
+        if seed is not None and key is not None:
+            raise ValueError("give NativeTwin.reset a seed or a key, not both")
+        if key is not None:
+            reset_key = key
+        else:
+            if seed is not None:
+                self._key = jax.random.PRNGKey(seed)
+            self._key, reset_key = jax.random.split(self._key)
         state = self._reset(reset_key)
         mujoco.mj_resetData(self.mj_model, self.mj_data)
         self.mj_data.qpos[:] = np.asarray(state.pipeline_state.qpos, np.float64)

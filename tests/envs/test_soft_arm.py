@@ -1,8 +1,8 @@
 """soft_arm: cables bend the tip toward their side, slack cables hang straight, stiffening and hysteretic
 materials, cost (forbidden sphere, overload), reachable targets, tasks, shifts/randomisation, config errors.
 
-Physics is checked on native MuJoCo with the env's own `mj_model` (MJX agrees with it: test_native_twin.py and
-test_soft_arm_solver.py), so this module compiles only `env.evaluate` (no physics) once."""
+Physics is checked on native MuJoCo with the env's own `mj_model` (MJX agrees with it: test_env_contract.py's
+native-twin replay and test_soft_arm_solver.py), so this module compiles only `env.evaluate` (no physics) once."""
 
 import math
 

@@ -130,7 +130,7 @@ CONSTRAINED = [name for name in TUNED if _has_constraints(envs.make(name))]
 
 def test_envs_without_constraints_never_run_the_solver():
     """pendulum and point_goal have no constraint rows, so MJX skips the solver and the solver settings cannot
-    change their physics (their MJX-vs-native agreement is tests/envs/test_native_twin.py's)."""
+    change their physics (their MJX-vs-native agreement is tests/envs/test_env_contract.py's native-twin replay)."""
     assert CONSTRAINED == ["safe_cartpole"]
     for name in sorted(set(TUNED) - set(CONSTRAINED)):
         env = envs.make(name)
