@@ -1,5 +1,10 @@
 """`saferl` CLI. Library code raises `UserError`/`EnvError`/`NonFiniteError`; `main` turns them into one
 line on stderr and a non-zero exit code (2: bad input, 3: non-finite values in training, 130: Ctrl-C).
+
+Where an error has details beyond its line (the library error that caused it, e.g. orbax's multi-line TensorStore
+error for a corrupt checkpoint, and what was logged meanwhile), they go to a log file that the line names:
+`$SAFERL_LOG_DIR`, else `$XDG_CACHE_HOME/saferl/logs` (`~/.cache/saferl/logs`), never the run directory; the
+newest `KEPT_LOGS` are kept.
 """
 
 from __future__ import annotations
@@ -33,6 +38,56 @@ app = typer.Typer(
 
 def _echo(message: str) -> None:
     typer.echo(message)
+
+
+LOG_DIR_ENV = "SAFERL_LOG_DIR"
+KEPT_LOGS = 20  # error logs kept in the log directory (the oldest go)
+
+
+def log_dir() -> pathlib.Path:
+    """Where failed commands write their details: `$SAFERL_LOG_DIR`, else `$XDG_CACHE_HOME/saferl/logs`."""
+    if os.environ.get(LOG_DIR_ENV):
+        return pathlib.Path(os.environ[LOG_DIR_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "saferl" / "logs"
+
+
+def _details_log(err: BaseException, argv: list[str]) -> pathlib.Path | None:
+    """Write what an error's one line leaves out to a new log file in `log_dir()`: the command, the error with
+    its chain of causes and their tracebacks, and the log records held back while a checkpoint was read
+    (`saferl.training.checkpoints.HELD_BACK_LOG`). Only for errors caused by another (the library's own); None
+    otherwise, or if the file cannot be written."""
+    import datetime
+    import shlex
+    import traceback
+
+    from saferl.training.checkpoints import HELD_BACK_LOG
+
+    if err.__cause__ is None:
+        return None
+    parts = [f"command: {shlex.join(['saferl', *argv])}", "", *traceback.format_exception(err)]
+    cause: BaseException | None = err
+    while cause is not None:
+        if getattr(cause, HELD_BACK_LOG, None):
+            parts += ["", f"logged while {type(cause).__name__} arose:", getattr(cause, HELD_BACK_LOG)]
+        cause = cause.__cause__
+    directory = log_dir()
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = directory / f"error-{stamp}-{os.getpid()}.log"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(part.rstrip("\n") for part in parts) + "\n")
+        for old in sorted(directory.glob("error-*.log"), key=lambda p: p.stat().st_mtime)[:-KEPT_LOGS]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return None
+    return path
+
+
+def _error_line(err: BaseException, argv: list[str], prefix: str = "", suffix: str = "") -> str:
+    """The one `error:` line of a failed command, naming its details' log file where it wrote one."""
+    details = _details_log(err, argv)
+    return f"error: {prefix}{err}{suffix}" + (f" (details: {details})" if details else "")
 
 
 @app.command("envs")
@@ -384,10 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     from saferl.compilation_cache import enable_compilation_cache
 
     enable_compilation_cache()  # a second `saferl train` loads its programs from $XDG_CACHE_HOME/saferl/jax
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        code = app(
-            args=_expand_seeds(sys.argv[1:] if argv is None else list(argv)), prog_name="saferl", standalone_mode=False
-        )
+        code = app(args=_expand_seeds(args), prog_name="saferl", standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except _ClickException as err:  # bad command line (unknown option, missing argument, bad int)
@@ -397,17 +451,17 @@ def main(argv: list[str] | None = None) -> None:
         print("interrupted (the last checkpoint and the plots are saved in the run directory)", file=sys.stderr)
         sys.exit(130)
     except NonFiniteError as err:
-        print(f"error: training stopped: {err}; the last good checkpoint is saved", file=sys.stderr)
+        print(_error_line(err, args, "training stopped: ", "; the last good checkpoint is saved"), file=sys.stderr)
         sys.exit(3)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(_error_line(err, args), file=sys.stderr)
         sys.exit(2)
     except ValueError as err:  # envs.EnvError and config validation raised outside apply_overrides
         from envs.registry import EnvError
 
         if not isinstance(err, EnvError):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(_error_line(err, args), file=sys.stderr)
         sys.exit(2)
     if isinstance(code, int) and code:
         sys.exit(code)

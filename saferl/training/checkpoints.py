@@ -8,11 +8,18 @@ leaf's key path, so a part of the state can be read alone into a target of its o
 policy's parameters, shaped by its network config, without the trainer's state). In a multi-process run
 every process calls `save` (leaves split over processes are gathered first), process 0 alone writes, and
 each process restores from the shared directory on its own.
+
+Reading a corrupt or mismatched checkpoint fails with a one-line `UserError` whose cause is orbax's own error;
+what orbax's asyncio tasks log meanwhile (for a mismatched leaf, its whole TensorStore spec: thousands of lines on
+stderr) is held back and kept on that cause (`HELD_BACK_LOG`; the CLI writes both to a log file, `saferl.cli.main`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pathlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -30,9 +37,16 @@ class Checkpoints:
     so a checkpoint that `save` returned from is complete on disk.
     """
 
-    def __init__(self, directory: pathlib.Path, max_to_keep: int | None = 3):
+    def __init__(
+        self,
+        directory: pathlib.Path,
+        max_to_keep: int | None = 3,
+        before_save: Callable[[], None] | None = None,
+    ):
+        """`before_save`: called before every save (a run's deferred writes, `saferl.training.run.open_run`)."""
         self._directory = pathlib.Path(directory).resolve()
         self._write = distributed.is_primary()
+        self._before_save = before_save
         multiprocessing = ocp.options.MultiprocessingOptions()
         if jax.process_count() > 1:  # each process is its own orbax group: no orbax barriers between them
             process = jax.process_index()
@@ -53,6 +67,8 @@ class Checkpoints:
 
     def save(self, step: int, state: Any, extra: dict[str, Any] | None = None) -> None:
         """Write `state` (pytree of arrays) and `extra` (JSON-serialisable dict) as checkpoint `step`."""
+        if self._before_save is not None:
+            self._before_save()
         flat, paths = _flatten(state)
         if jax.process_count() > 1:
             flat = distributed.to_host(flat)  # collective: leaves split over processes made whole
@@ -77,11 +93,12 @@ class Checkpoints:
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore())
         where = self._directory / str(step)
         try:
-            restored = self._manager.restore(int(step), args=args)
+            with _held_back_logs() as held:
+                restored = self._manager.restore(int(step), args=args)
         except Exception as err:  # noqa: BLE001 — orbax raises many types for truncated/mismatched files
             raise UserError(
-                f"checkpoint {where} cannot be restored (corrupt or from a different config): {_one_line(err)}"
-            ) from None
+                f"checkpoint {where} cannot be restored (corrupt or from a different config): {one_line(err)}"
+            ) from _noted(err, held)
         extra = dict(restored["extra"] or {})
         if extra.pop("leaf_paths", paths) != paths:
             raise UserError(f"checkpoint {where} holds a different state structure than this config expects")
@@ -102,17 +119,18 @@ class Checkpoints:
             for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]
         }
         try:
-            extra = self._manager.restore(int(step), args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"]
-            names = {path: _leaf_name(i) for i, path in enumerate((extra or {}).get("leaf_paths", []))}
-            stored = [names[path] for path, leaf in wanted.items() if path in names and np.size(leaf) > 0]
-            item = ocp.args.PyTreeRestore(
-                item=dict.fromkeys(stored, 0),
-                partial_restore=True,
-                restore_args=dict.fromkeys(stored, ocp.RestoreArgs(restore_type=np.ndarray)),
-            )
-            flat = self._manager.restore(int(step), args=ocp.args.Composite(state=item))["state"] if stored else {}
-        except Exception as err:  # noqa: BLE001 — noqa: BLE001 - orbax/TensorStore raise many types, with multi-line messages
-            raise UserError(f"checkpoint {where} cannot be restored (corrupt?): {_one_line(err)}") from None
+            with _held_back_logs() as held:
+                extra = self._manager.restore(int(step), args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"]
+                names = {path: _leaf_name(i) for i, path in enumerate((extra or {}).get("leaf_paths", []))}
+                stored = [names[path] for path, leaf in wanted.items() if path in names and np.size(leaf) > 0]
+                item = ocp.args.PyTreeRestore(
+                    item=dict.fromkeys(stored, 0),
+                    partial_restore=True,
+                    restore_args=dict.fromkeys(stored, ocp.RestoreArgs(restore_type=np.ndarray)),
+                )
+                flat = self._manager.restore(int(step), args=ocp.args.Composite(state=item))["state"] if stored else {}
+        except Exception as err:  # noqa: BLE001 — orbax/TensorStore raise many types, with multi-line messages
+            raise UserError(f"checkpoint {where} cannot be restored (corrupt?): {one_line(err)}") from _noted(err, held)
         leaves = {path: _checked_leaf(where, path, flat, names, leaf) for path, leaf in wanted.items()}
         trees = {}
         for prefix, target in targets.items():
@@ -125,25 +143,72 @@ class Checkpoints:
     def verify(self, step: int) -> str | None:
         """None if checkpoint `step` reads back whole (every leaf and its record, as saved, no target needed),
         else a one-line reason. Reads the checkpoint once; writes nothing."""
+        error = self.verify_error(step)
+        return None if error is None else one_line(error)
+
+    def verify_error(self, step: int) -> Exception | None:
+        """`verify`, with the reason as the exception that reading the checkpoint raised (orbax's, with what its
+        tasks logged meanwhile as `HELD_BACK_LOG`; `one_line(error)` says it in a line), or None if it reads back
+        whole."""
         if step not in self._manager.all_steps():
-            return f"no checkpoint at step {step}"
+            return FileNotFoundError(f"no checkpoint at step {step}")
         args = ocp.args.Composite(state=ocp.args.StandardRestore(), extra=ocp.args.JsonRestore())
         try:
-            restored = self._manager.restore(int(step), args=args)
+            with _held_back_logs() as held:
+                restored = self._manager.restore(int(step), args=args)
         except Exception as err:  # noqa: BLE001 — orbax/TensorStore raise many types, with multi-line messages
-            return _one_line(err)
+            return _noted(err, held)
         if "leaf_paths" not in (restored["extra"] or {}):
-            return "its record (extra) has no leaf_paths"
+            return ValueError("its record (extra) has no leaf_paths")
         return None
 
     def close(self) -> None:
         self._manager.close()
 
 
-def _one_line(err: Exception, limit: int = 160) -> str:
+def one_line(err: BaseException, limit: int = 160) -> str:
     """`Type: first line of the message`, cut to `limit` characters (TensorStore errors run to many lines)."""
     text = f"{type(err).__name__}: {err}".strip().splitlines()[0]
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: the attribute of a failed read's exception holding what orbax logged meanwhile (`saferl.cli.main` writes it out)
+HELD_BACK_LOG = "saferl_held_back_log"
+# the loggers whose records orbax's reads emit on a failed read: asyncio logs every task whose exception nobody
+# retrieved when orbax's event loop shuts down, each with a full TensorStore spec
+_HELD_BACK = ("asyncio",)
+
+
+@contextlib.contextmanager
+def _held_back_logs() -> Iterator[list[logging.LogRecord]]:
+    """Collect, instead of emitting, the records of `_HELD_BACK` loggers while an orbax read runs; on leaving
+    without an error they are emitted after all (only a failed read's are kept back, for its error)."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    loggers = [logging.getLogger(name) for name in _HELD_BACK]
+    for logger in loggers:
+        logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        for logger in loggers:
+            logger.removeFilter(hold)
+    for record in held:  # reached only when the read succeeded
+        logging.getLogger(record.name).handle(record)
+    held.clear()
+
+
+def _noted(err: Exception, records: list[logging.LogRecord]) -> Exception:
+    """`err` with the log records held back while it arose, formatted, as its `HELD_BACK_LOG` attribute (for
+    the CLI's log file; not a note, so that a Python traceback stays as long as the error itself)."""
+    if records:
+        formatter = logging.Formatter("%(levelname)s:%(name)s:%(message)s")
+        setattr(err, HELD_BACK_LOG, "\n".join(formatter.format(record) for record in records))
+    return err
 
 
 def _leaf_name(index: int) -> str:

@@ -78,11 +78,20 @@ class TrainContext:
     def resume(self, target: Any) -> tuple[Any, dict[str, Any]] | None:
         """The state to resume from, restored into the structure of `target`, and its extra dict.
 
-        None on a fresh start. `target` is a freshly initialised state of the same config.
+        None on a fresh start. `target` is a freshly initialised state of the same config. Validate and restore
+        first, write after: the run's writes held back by `run.open_run` (config.json's new steps, metrics.csv cut
+        back to the checkpoint, a new TensorBoard file) are made once the state is restored. A checkpoint that does
+        not fit `target` (config.json edited since) is a `UserError` naming the run, and nothing was changed.
         """
         if self.resume_step is None:
             return None
-        return self.checkpoints.restore(self.resume_step, target)
+        try:
+            restored = self.checkpoints.restore(self.resume_step, target)
+        except UserError as err:
+            untouched = "" if self.logger.opened else "; nothing was changed"
+            raise UserError(f"--resume {self.run_dir}: {err}{untouched}") from err
+        self.logger.open()
+        return restored
 
     def recorded_transitions(self, action_repeat: int = 1) -> dict[str, np.ndarray]:
         """The `--data` recordings as float32 transition arrays [N, ...] fitting this env (`UserError` if they

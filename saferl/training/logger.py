@@ -5,7 +5,8 @@ loggers (`LOGGERS`: TensorBoard by default, Weights & Biases with the `wandb` ex
 columns follow in first-seen order. A new column appearing later rewrites the header (rows keep their
 values, missing cells stay empty), so the file stays one valid CSV. With `write=False` (the processes other than
 0 of a multi-process run) rows are only kept in memory and passed to listeners: no file, no TensorBoard events,
-no W&B run.
+no W&B run. With `deferred=True` (what a run uses) nothing is written until the first `log` or `open()`: a
+resume that fails to restore its checkpoint leaves metrics.csv as it was and starts no TensorBoard file.
 """
 
 from __future__ import annotations
@@ -61,23 +62,55 @@ class MetricsLogger:
     `loggers`: a `LoggerChoice` (`resolve_loggers`), TensorBoard by default.
     """
 
-    def __init__(self, run_dir: pathlib.Path, loggers: LoggerChoice = True, write: bool = True):
-        names = resolve_loggers(loggers)
+    def __init__(
+        self,
+        run_dir: pathlib.Path,
+        loggers: LoggerChoice = True,
+        write: bool = True,
+        deferred: bool = False,
+        before_open: Callable[[], None] | None = None,
+    ):
+        """`deferred`: write nothing (metrics.csv, TensorBoard, W&B) until the first `log` or `open()`;
+        `before_open`: called once, first thing in `open()` (a run's other deferred writes, e.g. config.json)."""
+        self._names = resolve_loggers(loggers)
+        self._run_dir = run_dir
         self._csv_path = run_dir / "metrics.csv"
         self._write = write
         self._columns: list[str] = list(REQUIRED_COLUMNS)
         self._rows: list[dict[str, float]] = []
         self._listeners: list[Callable[[int, dict[str, float]], None]] = []
+        self._opened = False
+        self._stale = not self._csv_path.exists()  # metrics.csv to be (re)written when opened
+        self._before_open = before_open
         if self._csv_path.exists():  # resuming: keep what is there and append
             self._rows, self._columns = read_metrics(self._csv_path)
-        else:
+        self._wandb_run: Any = None
+        self._writer: Any = None
+        if not deferred:
+            self.open()
+
+    @property
+    def opened(self) -> bool:
+        """Whether the logger has written (or would have written, with `write=False`) to the run directory."""
+        return self._opened
+
+    def open(self) -> None:
+        """Make the writes held back so far (`deferred`): `before_open`, metrics.csv (created, or cut back by
+        `truncate_after`), the TensorBoard writer and the W&B run. Idempotent; `log` calls it."""
+        if self._opened:
+            return
+        self._opened = True
+        if self._before_open is not None:
+            self._before_open()
+        if self._stale:
             self._rewrite()
-        self._wandb_run = _start_wandb_run(run_dir) if "wandb" in names and write else None
-        self._writer = None
-        if "tensorboard" in names and write:
+        if not self._write:
+            return
+        self._wandb_run = _start_wandb_run(self._run_dir) if "wandb" in self._names else None
+        if "tensorboard" in self._names:
             from tensorboardX import SummaryWriter
 
-            self._writer = SummaryWriter(logdir=str(run_dir / "tensorboard"), flush_secs=10)
+            self._writer = SummaryWriter(logdir=str(self._run_dir / "tensorboard"), flush_secs=10)
 
     @property
     def rows(self) -> list[dict[str, float]]:
@@ -88,6 +121,7 @@ class MetricsLogger:
         self._listeners.append(listener)
 
     def log(self, env_steps: int, metrics: Mapping[str, Any]) -> None:
+        self.open()
         row = {"env_steps": float(int(env_steps))}
         row.update({name: _to_float(value) for name, value in metrics.items()})
         row.setdefault("episode_return", math.nan)
@@ -120,9 +154,13 @@ class MetricsLogger:
         kept = [row for row in self._rows if row["env_steps"] <= env_steps]
         if len(kept) != len(self._rows):
             self._rows = kept
-            self._rewrite()
+            if self._opened:
+                self._rewrite()
+            else:  # deferred: rewritten when opened
+                self._stale = True
 
     def _rewrite(self) -> None:
+        self._stale = False
         if not self._write:
             return
         tmp = self._csv_path.with_suffix(".csv.tmp")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from saferl import registry
 from saferl.config import apply_overrides, field_names, to_dict
 from saferl.errors import UserError
 from saferl.training import distributed, rundir
-from saferl.training.checkpoints import Checkpoints
+from saferl.training.checkpoints import Checkpoints, one_line
 from saferl.training.context import TrainContext, Trainer
 from saferl.training.logger import LoggerChoice, MetricsLogger
 from saferl.training.plots import write_plots
@@ -179,33 +180,41 @@ def _new_record(
     return create_run(new, seed, out), new.env_config, new.algo_config, new.env
 
 
-def _intact_newest_checkpoint(resume: pathlib.Path, run_dir: pathlib.Path) -> int:
+def _intact_newest_checkpoint(resume: pathlib.Path, run_dir: pathlib.Path, steps: int | None) -> int:
     """The newest checkpoint step of `run_dir`, read back whole before anything is written; a corrupt one is a
-    one-line `UserError` naming the newest intact older checkpoint, if any (nothing is resumed from it on its
-    own: the user removes the corrupt one, so no training is silently redone)."""
-    steps = rundir.checkpoint_steps(run_dir)
+    one-line `UserError` (caused by orbax's error, the details) naming the newest intact older checkpoint, if
+    any, and the command that resumes from it (nothing is resumed from it on its own: the user removes the
+    corrupt one, so no training is silently redone)."""
+    available = rundir.checkpoint_steps(run_dir)
     checkpoints = Checkpoints(run_dir / "checkpoints")
     try:
-        reason = checkpoints.verify(steps[-1])
-        if reason is None:
-            return steps[-1]
-        intact = next((step for step in reversed(steps[:-1]) if checkpoints.verify(step) is None), None)
+        error = checkpoints.verify_error(available[-1])
+        if error is None:
+            return available[-1]
+        intact = next((step for step in reversed(available[:-1]) if checkpoints.verify(step) is None), None)
     finally:
         checkpoints.close()
-    corrupt = run_dir / "checkpoints" / str(steps[-1])
-    older = (
-        f"checkpoint {intact} is intact: delete {corrupt} to resume from step {intact}"
-        if intact is not None
-        else "no older checkpoint is intact"
-    )
+    corrupt = run_dir / "checkpoints" / str(available[-1])
+    if intact is None:
+        older = "no older checkpoint is intact"
+    else:
+        again = ["saferl", "train", "--resume", str(resume)] + ([] if steps is None else ["--steps", str(steps)])
+        older = (
+            f"checkpoint {intact} is intact: to resume from step {intact}, delete the corrupt one and rerun: "
+            f"`rm -r {shlex.quote(str(corrupt))} && {shlex.join(again)}`"
+        )
     raise UserError(
-        f"--resume {resume}: checkpoint {steps[-1]} cannot be restored ({reason}); {older}; nothing was changed"
-    )
+        f"--resume {resume}: checkpoint {available[-1]} cannot be restored ({one_line(error)}); {older}; "
+        "nothing was changed"
+    ) from error
 
 
 def _resumed_record(
     resume: pathlib.Path, algo: str | None, env_name: str | None, steps: int | None, changed: bool
 ) -> tuple[rundir.RunRecord, Any, Any, int]:
+    """(record with the new `steps`, env config, algo config, the step to resume from) of the run `resume`, all
+    validated and its newest checkpoint read back whole; writes nothing (`open_run` defers the new steps'
+    config.json to the run's first write, after the checkpoint was restored into the trainer's state)."""
     record = rundir.read_run(resume)
     if algo is not None and algo != record.algo:
         raise UserError(f"--resume {resume}: the run is '{record.algo}', not '{algo}'")
@@ -216,10 +225,9 @@ def _resumed_record(
     env_config, algo_config = env_config_from_record(record), algo_config_from_record(record)
     if steps is not None and steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
-    resume_step = _intact_newest_checkpoint(resume, record.path)
-    if steps is not None and steps != record.steps:  # the first write, once everything is validated
+    resume_step = _intact_newest_checkpoint(resume, record.path, steps)
+    if steps is not None and steps != record.steps:
         record = dataclasses.replace(record, steps=int(steps))
-        rundir.write_config(record)
     return record, env_config, algo_config, resume_step
 
 
@@ -266,14 +274,26 @@ def open_run(
     env: SafeEnv | None = None,
 ) -> TrainContext:
     """The `TrainContext` of a created or resumed run: logger (cut back to `resume_step`), checkpoints and
-    progress display (a shared `ProgressDisplay` is used as given and left open). Close with `close_run`."""
+    progress display (a shared `ProgressDisplay` is used as given and left open). Close with `close_run`.
+
+    Writes nothing yet: the run directory's writes (a resumed run's config.json with its new steps, metrics.csv
+    cut back to the checkpoint, a new TensorBoard file) wait until `ctx.resume` has restored the state (or the
+    first `logger.log` or `checkpoints.save`): a resume that cannot restore (a checkpoint that does not fit the
+    run's config) leaves the run directory as it was."""
     world = training_env_from_record(record)
     env = envs.make_training_env(record.env, env_config, world) if env is None else env
     primary = distributed.is_primary()
-    logger = MetricsLogger(record.path, loggers=tensorboard, write=primary)  # only process 0 writes and logs
+    owed_config = resume_step is not None and primary and _saved_steps(record.path) != record.steps
+    logger = MetricsLogger(  # only process 0 writes and logs
+        record.path,
+        loggers=tensorboard,
+        write=primary,
+        deferred=True,
+        before_open=(lambda: rundir.write_config(record)) if owed_config else None,
+    )
     if resume_step is not None:
         logger.truncate_after(resume_step)  # rows past the checkpoint get recomputed
-    checkpoints = Checkpoints(record.path / "checkpoints")
+    checkpoints = Checkpoints(record.path / "checkpoints", before_save=logger.open)
     if isinstance(progress, ProgressDisplay):
         display = progress
     else:
@@ -299,13 +319,19 @@ def open_run(
     )
 
 
+def _saved_steps(path: pathlib.Path) -> int:
+    """The `steps` of the run's config.json as it is on disk."""
+    return rundir.read_run(path, need_checkpoint=False).steps
+
+
 def close_run(ctx: TrainContext, close_display: bool = True) -> list[pathlib.Path]:
-    """Close the run's display (unless shared), logger and checkpoints; write its plots (process 0). The plots."""
+    """Close the run's display (unless shared), logger and checkpoints; write its plots (process 0) unless the
+    run never wrote (a resume that failed before its first write leaves the plots as they were). The plots."""
     if close_display:
         ctx.progress.close()
     ctx.logger.close()
     ctx.checkpoints.close()
-    if not distributed.is_primary():
+    if not distributed.is_primary() or not ctx.logger.opened:
         return []
     return write_plots(ctx.run_dir, ctx.env.cost_budget, f"{ctx.algo} on {ctx.env_name}")
 
@@ -323,8 +349,14 @@ def _run(
     ctx = open_run(record, env_config, algo_config, resume_step, progress, tensorboard, env)
     plots: list[pathlib.Path] = []
     trainer: Trainer = algorithm.train
+    unused = False  # a new run's directory that the trainer refused before its first write
     try:
         metrics = trainer(ctx)
+    except UserError:  # bad input only the trainer finds (e.g. a SOOPER prior whose checkpoint cannot be read)
+        unused = resume_step is None and not ctx.logger.opened
+        raise
     finally:
         plots = close_run(ctx)
+        if unused and distributed.is_primary():  # created by this call and never used: it goes again
+            rundir.discard_unused_run_dir(record.path)
     return RunResult(run_dir=record.path, metrics=dict(metrics or {}), plots=plots)

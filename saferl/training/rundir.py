@@ -1,8 +1,10 @@
 """Run directories: `runs/<algo>-<env>-<YYYYmmdd-HHMMSS>/` with config.json, metrics.csv, tensorboard/,
 checkpoints/ and plots/; creating them, writing the resolved config and validating existing ones.
 
-Nothing already in a run directory is deleted; files are replaced only atomically (write + rename). In a
-multi-process run (`saferl.training.distributed`) only process 0 creates and writes; the others get its path.
+Nothing already in a run directory is deleted; files are replaced only atomically (write + rename). The one
+directory removed is a new run's that its own command created and failed in before writing anything but its
+config.json (`discard_unused_run_dir`). In a multi-process run (`saferl.training.distributed`) only process 0
+creates and writes; the others get its path.
 """
 
 from __future__ import annotations
@@ -80,6 +82,29 @@ def _create_run_dir(out: pathlib.Path, algo: str, env: str, now: datetime.dateti
         (path / "plots").mkdir()
         return path
     raise UserError(f"cannot find a free run directory name under {out}")
+
+
+def discard_unused_run_dir(path: pathlib.Path) -> bool:
+    """Remove the run directory `path` if it holds nothing but what creating it made (config.json, empty plots/
+    and checkpoints/): a new run whose trainer refused its input before the first write. Anything else in it
+    and it stays. Whether it was removed."""
+    made = {CONFIG_FILE: False, "plots": True, "checkpoints": True}  # name: is an (empty) directory
+    try:
+        entries = list(path.iterdir())
+        if any(
+            entry.name not in made
+            or entry.is_dir() != made[entry.name]
+            or (entry.is_dir() and any(entry.iterdir()))
+            or entry.is_symlink()
+            for entry in entries
+        ):
+            return False
+        for entry in entries:
+            entry.rmdir() if entry.is_dir() else entry.unlink()
+        path.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def write_json_atomic(path: pathlib.Path, data: dict[str, Any]) -> None:
