@@ -10,16 +10,15 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-
 from saferl.errors import UserError
 from saferl.export.shielded import RULES, ShieldConstants, export_shielded_onnx
 
 
 def is_learned_sooper_run(config: Any) -> bool:
     """Whether a run's algo config is a SOOPER-family config with a learned actor (`learner=mbpo`)."""
-    return hasattr(config, "shield") and getattr(config, "learner", "mpc") == "mbpo"
+    from saferl.agents.sooper.policy import is_mbpo
+
+    return is_mbpo(config)
 
 
 def export_sooper_run(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> pathlib.Path:
@@ -28,15 +27,17 @@ def export_sooper_run(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path) 
     UserError for an MPC learner (no actor: it plans every decision), a shield the robot cannot run
     (`advantage`, `none`), or a run directory that cannot be restored.
     """
-    from saferl.agents.pets.policy import MODEL, model_shapes
-    from saferl.agents.sooper.config import episode_budget
-    from saferl.agents.sooper.planner import recovery_lookahead, shield_rule
-    from saferl.agents.sooper.policy import COST_Q_PARAMS, LEARNER_ACTOR, SHIELD_MARGIN
-    from saferl.agents.sooper.prior import check_prior_fits, load_prior
-    from saferl.training import restore
+    from saferl.agents.sooper.planner import recovery_lookahead
+    from saferl.agents.sooper.policy import (
+        COST_Q_PARAMS,
+        LEARNER_ACTOR,
+        MODEL,
+        SHIELD_MARGIN,
+        restore_shielded_run,
+    )
+    from saferl.training import restore, rundir
 
-    run = restore.load_run(run_dir)
-    config, env = run.algo_config, run.env
+    config = restore.algo_config_from_record(rundir.read_run(run_dir))
     if not is_learned_sooper_run(config):
         raise UserError(
             f"run {str(run_dir)!r} is not a SOOPER run with learner=mbpo: an MPC learner plans every decision and "
@@ -46,20 +47,10 @@ def export_sooper_run(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path) 
         raise UserError(
             f"run {str(run_dir)!r} has shield={config.shield!r}; the robot runs the shield rules {'/'.join(RULES)} only"
         )
-    prior, template = load_prior(config.prior)
-    check_prior_fits(template, env, run.record.env)
     recovery = config.shield == "recovery"
-    targets: dict[str, Any] = {
-        LEARNER_ACTOR: jax.eval_shape(lambda: prior.policy_params),
-        COST_Q_PARAMS: jax.eval_shape(lambda: prior.cost_q_params),
-        SHIELD_MARGIN: jax.ShapeDtypeStruct((), jnp.float32),
-    }
-    if recovery:
-        targets[MODEL] = model_shapes(config.model, env)
-    run = restore.restore_subtrees(run, targets)
-    episode_length = int(env.episode_length)
-    rule = shield_rule(config, episode_budget(config, env.cost_budget), episode_length, prior.cost_discounting)
-    updated = prior.replace(cost_q_params=run.state[COST_Q_PARAMS])
+    subtrees = (LEARNER_ACTOR, COST_Q_PARAMS, SHIELD_MARGIN) + ((MODEL,) if recovery else ())
+    run, updated, template, rule = restore_shielded_run(run_dir, subtrees)
+    episode_length = int(run.env.episode_length)
     lookahead = (
         recovery_lookahead(run.state[MODEL], updated, config.pessimism, rule.scale, config.shield_horizon)
         if recovery
@@ -84,7 +75,7 @@ def export_sooper_run(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path) 
     }
     return export_shielded_onnx(
         out_dir,
-        _learner_apply(prior),
+        _learner_apply(updated),  # the actor network and normaliser (the cost critic is not used)
         run.state[LEARNER_ACTOR],
         updated,
         constants,
