@@ -408,13 +408,27 @@ def export_command(
     out: pathlib.Path = typer.Option(
         ..., "--out", help="output file (a directory for a SOOPER run with learner=mbpo: its shielded policy)"
     ),
-    format_: str = typer.Option("onnx", "--format", help="export format (onnx)"),
+    format_: str = typer.Option(
+        "onnx", "--format", help="onnx (the policy, for on-board deployment) | prior (a SAC run's actor and critics)"
+    ),
 ) -> None:
     """Export a run's policy for on-board deployment: MLP policies (ppo, sac) as one ONNX file; a SOOPER run with
     learner=mbpo as a directory (its actor, the prior's actor and cost critic, the shield's constants), which
-    `saferl-deploy sim/serve --onboard DIR` runs with its shield; not MPC planners (pets, SOOPER's mpc learner)."""
-    if format_ != "onnx":
-        raise UserError(f"--format {format_!r} is not supported; supported: onnx")
+    `saferl-deploy sim/serve --onboard DIR` runs with its shield; not MPC planners (pets, SOOPER's mpc learner).
+    `--format prior` writes a SAC run's config and its last checkpoint's normaliser, actor and critics (no replay
+    buffer: ≈ 200 KB for safe_cartpole's prior instead of ≈ 13 MB) as a run directory that `saferl train sooper
+    --set prior=OUT` and `saferl eval` read like the run."""
+    if format_ not in ("onnx", "prior"):
+        raise UserError(f"--format {format_!r} is not supported; supported: onnx, prior")
+    if format_ == "prior":
+        from saferl.agents.sac.policy import save_actor_critics
+        from saferl.agents.sooper.prior import read_prior_run
+
+        if out.exists():
+            raise UserError(f"--out {out} exists; give a new directory")
+        read_prior_run(run_dir)  # UserError unless a SAC run directory with a checkpoint
+        _echo(f"written: {save_actor_critics(run_dir, out)} (a prior: --set prior={out})")
+        return
     from saferl.export.onnx import export_policy_onnx
     from saferl.export.sooper import export_sooper_run, is_learned_sooper_run
     from saferl.policies import load_policy

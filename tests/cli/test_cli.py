@@ -8,12 +8,13 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "training"))
 from tiny_configs import ENV_TINY, PETS_EPISODE, PETS_TINY, PPO_CHUNK, PPO_TINY
-from tiny_runs import copy_run, pets_run
+from tiny_runs import copy_run, pets_run, sooper_prior_run
 
 from saferl.cli.main import main
 
@@ -106,6 +107,22 @@ def test_export_writes_onnx(run_dir, tmp_path, capsys):
     code, _out, err = run_cli(capsys, "export", run_dir, "--format", "onnx", "--out", tmp_path / "p.onnx")
     assert code == 0, err
     assert (tmp_path / "p.onnx").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_export_of_a_prior_writes_a_run_directory_sooper_reads_as_the_prior(tmp_path, capsys):
+    from saferl.agents.sooper.prior import load_prior
+
+    sac_dir, out = sooper_prior_run().run_dir, tmp_path / "prior"
+    code, printed, err = run_cli(capsys, "export", sac_dir, "--format", "prior", "--out", out)
+    assert code == 0, err
+    assert f"--set prior={out}" in printed
+    leaves = [jax.tree.leaves(load_prior(d)[0]) for d in (sac_dir, out)]
+    assert all(np.array_equal(a, b) for a, b in zip(*leaves, strict=True))
+    code, _, err = run_cli(capsys, "export", sac_dir, "--format", "prior", "--out", out)  # exists: refused
+    assert code == 2 and "exists; give a new directory" in err
+    code, _, err = run_cli(capsys, "export", out.parent / "nowhere", "--format", "prior", "--out", tmp_path / "p2")
+    assert code == 2 and "not a run directory" in err and not (tmp_path / "p2").exists()
 
 
 def test_export_of_an_mpc_policy_is_refused_in_one_line(pets_dir, tmp_path, capsys):
