@@ -113,6 +113,9 @@ def train_episodes(ctx: TrainContext, agent: PETSAgent, algo: str) -> dict[str, 
         state = restored[0]  # recorded data, if any, is already in the restored buffer
     elif ctx.data_dir is not None:
         state = add_recorded_data(agent, state, ctx.recorded_transitions(config.action_repeat))
+    # one layout from the first episode on: the jitted fit returns mesh-placed (replicated) arrays, so an
+    # unplaced initial or restored state would trace and compile it a second time
+    state = sharding.place(state, sharding.replicated_shardings(state))
     per_episode = agent.env_steps_per_episode
     state, env_steps, row = run_chunks(
         ctx,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
+from saferl import sharding
 from saferl.agents.sooper.agent import Ledger, SooperAgent, SooperState, make_agent
 from saferl.agents.sooper.config import SooperConfig, episode_budget
 from saferl.agents.sooper.prior import check_prior_fits, load_prior, read_prior_run
@@ -209,6 +210,9 @@ def train(ctx: TrainContext) -> dict[str, float]:
     restored = ctx.resume(state)
     if restored is not None:
         state = restored[0]
+    # one layout from the first episode on: the jitted fit and critic update return mesh-placed (replicated)
+    # arrays, so an unplaced initial or restored state would trace and compile each of them a second time
+    state = sharding.place(state, sharding.replicated_shardings(state))
     per_episode = agent.episode_length
     try:
         state, env_steps, row = run_chunks(
