@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import flax.struct
 import jax
@@ -125,99 +125,147 @@ def gradient_step(loss_fn: Callable, optimizer: optax.GradientTransformation, ha
     return step
 
 
-def _make_update(
-    config: SACConfig, networks: SACNetworks, optimizer: optax.GradientTransformation, budget: float
+class SACParams(Protocol):
+    """Where `make_sac_step` reads and writes the actor, the twin critics, their targets, the temperature and
+    their optimiser states: fields of `SACState` and of SOOPER's `mbpo.LearnerState`."""
+
+    policy_params: Any
+    policy_optimizer_state: Any
+    q_params: Any
+    q_optimizer_state: Any
+    target_q_params: Any
+    cost_q_params: Any
+    cost_q_optimizer_state: Any
+    target_cost_q_params: Any
+    log_alpha: jax.Array
+    alpha_optimizer_state: Any
+
+    def replace(self, **changes: Any) -> Self: ...
+
+
+Params = TypeVar("Params", bound=SACParams)
+
+
+def make_sac_step(
+    config: SACConfig,
+    networks: SACNetworks,
+    optimizer: optax.GradientTransformation,
+    budget_q: float,
+    cost_critic: bool = True,
 ) -> Callable:
-    """One gradient step on a batch: temperature, reward and cost critics, actor, multipliers, targets."""
+    """`step(params, normalizer, constraint_state, batch, recent_obs, key) -> (params, metrics)`: one SAC step
+    on `batch` [B] — temperature, twin reward critics (rewards × `reward_scaling`, γ `discounting`), twin cost
+    critics (γ_c `cost_discounting`; skipped without `cost_critic`), actor with `config.constraint`'s objective
+    at `constraint_state` against d_Q = `budget_q` (its cost estimate over `recent_obs`), then the Polyak step
+    of the trained critics' targets. metrics: `critic_loss`, `cost_critic_loss`, `actor_loss`, `alpha_loss`,
+    `alpha`, `cost_estimate`. The constraint handler's own update is the caller's."""
     alpha_update = gradient_step(functools.partial(losses.alpha_loss, networks=networks), optimizer)
     critic_update = gradient_step(losses.critic_loss, optimizer)
     actor_update = gradient_step(
-        functools.partial(losses.actor_loss, networks=networks, config=config, cost_budget_q=budget),
+        functools.partial(losses.actor_loss, networks=networks, config=config, cost_budget_q=budget_q),
         optimizer,
         has_aux=True,
     )
+    polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
 
-    def update(state: SACState, batch: Transition, recent: Transition, key: jax.Array) -> tuple[SACState, dict]:
+    def step(
+        params: Params, normalizer: Any, constraint_state: Any, batch: Transition, recent_obs: Any, key: jax.Array
+    ) -> tuple[Params, dict]:
         key_alpha, key_next, key_actor = jax.random.split(key, 3)
         a_loss, log_alpha, alpha_opt = alpha_update(
-            state.log_alpha,
-            policy_params=state.policy_params,
-            normalizer=state.normalizer,
+            params.log_alpha,
+            policy_params=params.policy_params,
+            normalizer=normalizer,
             batch=batch,
             key=key_alpha,
-            optimizer_state=state.alpha_optimizer_state,
+            optimizer_state=params.alpha_optimizer_state,
         )
         alpha = jnp.exp(log_alpha)
         next_action, next_log_prob = losses.sample_action(
-            networks, state.normalizer, state.policy_params, batch.next_obs, key_next
+            networks, normalizer, params.policy_params, batch.next_obs, key_next
         )
         c_loss, q_params, q_opt = critic_update(
-            state.q_params,
+            params.q_params,
             networks.q_network,
-            state.normalizer,
-            state.target_q_params,
+            normalizer,
+            params.target_q_params,
             batch,
             batch.reward * config.reward_scaling,
             next_action,
             -alpha * next_log_prob,
             config.discounting,
             False,
-            optimizer_state=state.q_optimizer_state,
+            optimizer_state=params.q_optimizer_state,
         )
-        cc_loss, cost_q_params, cost_q_opt = critic_update(
-            state.cost_q_params,
-            networks.cost_q_network,
-            state.normalizer,
-            state.target_cost_q_params,
-            batch,
-            batch.cost,
-            next_action,
-            jnp.zeros_like(batch.cost),
-            config.cost_discounting,
-            True,
-            optimizer_state=state.cost_q_optimizer_state,
-        )
+        cc_loss, cost_q_params, cost_q_opt = jnp.zeros(()), params.cost_q_params, params.cost_q_optimizer_state
+        if cost_critic:
+            cc_loss, cost_q_params, cost_q_opt = critic_update(
+                params.cost_q_params,
+                networks.cost_q_network,
+                normalizer,
+                params.target_cost_q_params,
+                batch,
+                batch.cost,
+                next_action,
+                jnp.zeros_like(batch.cost),
+                config.cost_discounting,
+                True,
+                optimizer_state=params.cost_q_optimizer_state,
+            )
         (p_loss, aux), policy_params, policy_opt = actor_update(
-            state.policy_params,
-            normalizer=state.normalizer,
+            params.policy_params,
+            normalizer=normalizer,
             q_params=q_params,
             cost_q_params=cost_q_params,
             alpha=alpha,
-            constraint_state=state.constraint,
+            constraint_state=constraint_state,
             batch=batch,
-            recent_obs=recent.obs,
+            recent_obs=recent_obs,
             key=key_actor,
-            optimizer_state=state.policy_optimizer_state,
+            optimizer_state=params.policy_optimizer_state,
         )
-        measured_cost = jnp.mean(recent.cost) / (1.0 - config.cost_discounting)
-        signal = aux["cost_estimate"] if config.constraint_signal == "critic" else measured_cost
-        constraint, handler = constraints.update(config.constraint, state.constraint, signal, budget)
-        polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
-        state = state.replace(
+        params = params.replace(
             policy_params=policy_params,
             policy_optimizer_state=policy_opt,
             q_params=q_params,
             q_optimizer_state=q_opt,
-            target_q_params=jax.tree.map(polyak, state.target_q_params, q_params),
+            target_q_params=jax.tree.map(polyak, params.target_q_params, q_params),
             cost_q_params=cost_q_params,
             cost_q_optimizer_state=cost_q_opt,
-            target_cost_q_params=jax.tree.map(polyak, state.target_cost_q_params, cost_q_params),
+            target_cost_q_params=(
+                jax.tree.map(polyak, params.target_cost_q_params, cost_q_params)
+                if cost_critic
+                else params.target_cost_q_params
+            ),
             log_alpha=log_alpha,
             alpha_optimizer_state=alpha_opt,
-            constraint=constraint,
         )
-        return state, {
+        return params, {
             "critic_loss": c_loss,
             "cost_critic_loss": cc_loss,
             "actor_loss": p_loss,
             "alpha_loss": a_loss,
             "alpha": alpha,
             "cost_estimate": aux["cost_estimate"],
-            "measured_cost": measured_cost,
-            "lagrange_multiplier": handler["lagrange_multiplier"],
-            "penalty": handler["penalty"],
-            "constraint_violation": handler["constraint_violation"],
         }
+
+    return step
+
+
+def _make_update(
+    config: SACConfig, networks: SACNetworks, optimizer: optax.GradientTransformation, budget: float
+) -> Callable:
+    """One gradient step on a batch: `make_sac_step` (the constraint's estimate over `recent`'s states), then
+    the constraint handler's multipliers."""
+    sac_step = make_sac_step(config, networks, optimizer, budget)
+
+    def update(state: SACState, batch: Transition, recent: Transition, key: jax.Array) -> tuple[SACState, dict]:
+        state, metrics = sac_step(state, state.normalizer, state.constraint, batch, recent.obs, key)
+        measured_cost = jnp.mean(recent.cost) / (1.0 - config.cost_discounting)
+        signal = metrics["cost_estimate"] if config.constraint_signal == "critic" else measured_cost
+        constraint, handler = constraints.update(config.constraint, state.constraint, signal, budget)
+        handled = {k: handler[k] for k in ("lagrange_multiplier", "penalty", "constraint_violation")}
+        return state.replace(constraint=constraint), {**metrics, "measured_cost": measured_cost, **handled}
 
     return update
 

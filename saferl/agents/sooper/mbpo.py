@@ -6,7 +6,7 @@ brax-API model env (`saferl.models.model_env.make_model_env`: optimistic r̃ = r
 c̃ = c̄ + λ_pess·σ, a member drawn per step). Each starts with the real episode's cost spent C at that state;
 where the shield would fire on the actor's action (`TerminationWrapper`) the imagined trajectory ends with
 terminal reward Q_r^π̂(s, π̂(s)) (done = 1); the horizon is a time limit (bootstrapped). Then `updates` SAC steps
-(`saferl.agents.sac.losses`: temperature, twin reward critics, actor; the prior's networks) on those transitions,
+(the SAC trainer's `make_sac_step`: temperature, twin reward critics, actor; the prior's networks) on the transitions,
 in a `lax.scan`. Actor and critics start from the prior's. The cost enters the SAC objective only for the
 baselines without a shield whose planner handles it (`actor_constraint`): crpo's switch to minimising the learner's
 cost critic Q_c (trained on imagined c̃) while its estimate exceeds d/scale, primal_dual's augmented Lagrangian on it
@@ -19,7 +19,6 @@ networks are the prior's, whose inputs are s).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -27,9 +26,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from saferl.agents.sac import losses
 from saferl.agents.sac.config import SACConfig
-from saferl.agents.sac.train import gradient_step
+from saferl.agents.sac.train import make_sac_step
 from saferl.agents.sooper.config import MBPOConfig, SooperConfig
 from saferl.agents.sooper.planner import ShieldRule, recovery_lookahead
 from saferl.agents.sooper.prior import Prior
@@ -180,80 +178,20 @@ def actor_constraint(config: SooperConfig) -> ConstraintConfig:
 def sac_update(
     config: MBPOConfig, prior: Prior, constraint: ConstraintConfig, constraint_state: Any, budget_q: float
 ) -> Any:
-    """`update(learner, batch, key) -> (learner, (critic loss, actor loss, α))`: one step of the project's SAC
-    losses on imagined `batch` [B] — temperature, twin reward critics (γ of the prior's), the twin cost critics
-    on c̃ (γ_c of the prior's; only where `constraint` uses them), actor with the handler `constraint` at
-    `constraint_state` against d_Q = `budget_q` — and the Polyak step of the target critics."""
-    networks, optimizer = prior.networks, optax.adam(config.learning_rate)
-    sac_config = SACConfig(constraint=constraint)
-    constrained = constraint.kind != "none"
-    alpha_update = gradient_step(functools.partial(losses.alpha_loss, networks=networks), optimizer)
-    critic_update = gradient_step(losses.critic_loss, optimizer)
-    actor_update = gradient_step(
-        functools.partial(losses.actor_loss, networks=networks, config=sac_config, cost_budget_q=budget_q),
-        optimizer,
-        has_aux=True,
+    """`update(learner, batch, key) -> (learner, (critic loss, actor loss, α))`: the project's SAC step
+    (`saferl.agents.sac.train.make_sac_step`) on imagined `batch` [B] with the prior's networks, normaliser and γ,
+    γ_c — the twin cost critics on c̃ only where `constraint` uses them, the actor's cost estimate over the
+    batch's states with the handler `constraint` at `constraint_state` against d_Q = `budget_q`."""
+    sac_config = SACConfig(
+        discounting=prior.discounting, cost_discounting=prior.cost_discounting, tau=config.tau, constraint=constraint
     )
-    polyak = lambda t, q: (1 - config.tau) * t + config.tau * q  # noqa: E731
-
-    def critic_step(
-        learner: LearnerState, batch: Transition, next_action: jax.Array, next_bonus: jax.Array, is_cost: bool
-    ) -> tuple[jax.Array, LearnerState]:
-        """One step of the twin reward (or cost) critics and the Polyak step of their targets."""
-        name = "cost_q" if is_cost else "q"
-        params, target = getattr(learner, f"{name}_params"), getattr(learner, f"target_{name}_params")
-        loss, params, optimizer_state = critic_update(
-            params,
-            networks.cost_q_network if is_cost else networks.q_network,
-            prior.normalizer,
-            target,
-            batch,
-            batch.cost if is_cost else batch.reward,
-            next_action,
-            next_bonus,
-            prior.cost_discounting if is_cost else prior.discounting,
-            is_cost,
-            optimizer_state=getattr(learner, f"{name}_optimizer_state"),
-        )
-        changes = {f"{name}_params": params, f"{name}_optimizer_state": optimizer_state}
-        return loss, learner.replace(**changes, **{f"target_{name}_params": jax.tree.map(polyak, target, params)})
+    step = make_sac_step(
+        sac_config, prior.networks, optax.adam(config.learning_rate), budget_q, constraint.kind != "none"
+    )
 
     def update(learner: LearnerState, batch: Transition, key: jax.Array) -> tuple[LearnerState, tuple]:
-        key_alpha, key_next, key_actor = jax.random.split(key, 3)
-        _, log_alpha, alpha_opt = alpha_update(
-            learner.log_alpha,
-            policy_params=learner.policy_params,
-            normalizer=prior.normalizer,
-            batch=batch,
-            key=key_alpha,
-            optimizer_state=learner.alpha_optimizer_state,
-        )
-        alpha = jnp.exp(log_alpha)
-        next_action, next_log_prob = losses.sample_action(
-            networks, prior.normalizer, learner.policy_params, batch.next_obs, key_next
-        )
-        critic_loss, learner = critic_step(learner, batch, next_action, -alpha * next_log_prob, False)
-        if constrained:
-            _, learner = critic_step(learner, batch, next_action, jnp.zeros_like(batch.cost), True)
-        (actor_loss, _), policy_params, policy_opt = actor_update(
-            learner.policy_params,
-            normalizer=prior.normalizer,
-            q_params=learner.q_params,
-            cost_q_params=learner.cost_q_params,
-            alpha=alpha,
-            constraint_state=constraint_state,
-            batch=batch,
-            recent_obs=batch.obs,
-            key=key_actor,
-            optimizer_state=learner.policy_optimizer_state,
-        )
-        learner = learner.replace(
-            policy_params=policy_params,
-            policy_optimizer_state=policy_opt,
-            log_alpha=log_alpha,
-            alpha_optimizer_state=alpha_opt,
-        )
-        return learner, (critic_loss, actor_loss, alpha)
+        learner, metrics = step(learner, prior.normalizer, constraint_state, batch, batch.obs, key)
+        return learner, (metrics["critic_loss"], metrics["actor_loss"], metrics["alpha"])
 
     return update
 
