@@ -66,6 +66,11 @@ class PointGoalConfig(EnvConfig):
     hazard_radius: float = 0.2  # m
     goal_radius: float = 0.3  # m; the goal is reached when the robot centre is this close
     goal_bonus: float = 1.0  # reward on reaching a goal
+    # m between the edge of a goal's reach disc (goal_radius) and every hazard's edge, for every goal drawn (the
+    # first one included): > 0 places goals as Safety Gym does (keep-out zones), so that no goal can be reached only
+    # through a hazard. 0 (default, every run so far): goal centres only > 2·hazard_radius from hazard centres, so
+    # 29 % of goals overlap a hazard's disc and reaching them means crossing or grazing it
+    goal_clearance: float = 0.0
     n_lidar_bins: int = 16
     goal_lidar_gain: float = 1.0  # 1/m; goal lidar value = exp(-gain · distance) (Safety Gym's default gain)
     # 1/m; hazard lidar value = exp(-gain · distance). 3 resolves a hazard's edge: 0.55 at 0.2 m, 0.22 at 0.5 m
@@ -108,6 +113,8 @@ class PointGoalConfig(EnvConfig):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.goal_clearance <= self.arena_half_size:
+            raise ValueError(f"goal_clearance must be in [0, arena_half_size] m, got {self.goal_clearance}")
         if self.n_lidar_bins < 4:
             raise ValueError(f"n_lidar_bins must be >= 4, got {self.n_lidar_bins}")
 
@@ -172,14 +179,18 @@ class PointGoal(MjxEnv[PointGoalConfig]):
         return centres - cfg.arena_half_size + jitter
 
     def _new_goal(self, rng: jax.Array, robot_xy: jax.Array, hazards: jax.Array) -> jax.Array:
-        """A goal [2] clear of hazards and ≥ 2 goal radii from the robot (first valid of 32 candidates)."""
+        """A goal [2] clear of hazards (centre > 2 hazard radii from theirs, or with `goal_clearance` > 0 its reach
+        disc that far from their edges) and ≥ 2 goal radii from the robot (first valid of 32 candidates, 256 with
+        clearance)."""
         cfg = self._config
         half = cfg.arena_half_size - cfg.goal_radius
-        candidates = jax.random.uniform(rng, (32, 2), minval=-half, maxval=half)
+        # with clearance the valid area is ≈ 40 % of the arena, so more candidates (an invalid goal: < 1e-4 of draws)
+        candidates = jax.random.uniform(rng, (32 if cfg.goal_clearance == 0 else 256, 2), minval=-half, maxval=half)
         clearance = jp.linalg.norm(candidates[:, None] - hazards[None], axis=-1).min(axis=1, initial=jp.inf)
-        valid = (clearance > 2 * cfg.hazard_radius) & (
-            jp.linalg.norm(candidates - robot_xy, axis=-1) > 2 * cfg.goal_radius
-        )
+        keep_out = 2 * cfg.hazard_radius
+        if cfg.goal_clearance > 0:
+            keep_out = cfg.hazard_radius + cfg.goal_radius + cfg.goal_clearance
+        valid = (clearance > keep_out) & (jp.linalg.norm(candidates - robot_xy, axis=-1) > 2 * cfg.goal_radius)
         return candidates[jp.argmax(valid)]
 
     # ---- MjxEnv hooks -------------------------------------------------------------------------
@@ -193,6 +204,8 @@ class PointGoal(MjxEnv[PointGoalConfig]):
         layout_rng, _ = jax.random.split(rng)  # the key _initial_qpos_qvel drew the robot's start from
         layout = self._layout(layout_rng)
         goal, hazards = layout[1], layout[2:]
+        if self._config.goal_clearance > 0:  # the layout's goal cell may border a hazard: draw the goal with clearance
+            goal = self._new_goal(jax.random.fold_in(rng, 1), data.qpos[:2], hazards)
         return {"goal": goal, "hazards": hazards, "goal_dist": jp.linalg.norm(data.qpos[:2] - goal)}
 
     def _observe(self, data: mjx.Data, info: dict[str, Any]) -> jax.Array:
