@@ -109,8 +109,8 @@ def _split(
     # each feature's tail on a random side: a row's depth is its smallest rank over the features
     side = jnp.where(jax.random.bernoulli(k_side, 0.5, (x_n.shape[-1],)), 1.0, -1.0)
     reach = jnp.where(valid[:, None], x_n * side, -jnp.inf)  # [N, in]
-    depth = jnp.argsort(jnp.argsort(-reach, axis=0), axis=0).min(axis=-1)  # [N] 0: a feature's extreme
-    in_region = jnp.argsort(jnp.argsort(depth)) < n_region  # the n_region deepest valid rows
+    depth = _stable_ranks(-reach.T).min(axis=0)  # [N] 0: a feature's extreme
+    in_region = _stable_ranks(depth) < n_region  # the n_region deepest valid rows
     noise = jax.random.uniform(k_order, (n_rows,))
     order = jnp.argsort(jnp.where(valid, jnp.where(in_region, noise - 1.0, noise), 2.0))
     n_eval = n_rows if fraction == 0 else max(math.ceil(n_rows * fraction), 1)
@@ -126,6 +126,34 @@ def _split(
         region_rows=order[:n_region_eval],
         region_weights=(jnp.arange(n_region_eval) < n_region).astype(jnp.float32),
     )
+
+
+def _stable_ranks(values: jax.Array) -> jax.Array:
+    """Rank of each entry of values [..., N] in a stable ascending sort of its last axis (ties: lower index
+    first), int32: what argsort(argsort(values)) gives, with one sort and a scatter of the inverse."""
+    order = jnp.argsort(values, axis=-1).reshape(-1, values.shape[-1])
+
+    def inverse(perm: jax.Array) -> jax.Array:
+        return jnp.zeros_like(perm).at[perm].set(jnp.arange(perm.shape[0], dtype=perm.dtype), unique_indices=True)
+
+    return jax.vmap(inverse)(order).reshape(values.shape)
+
+
+def _epoch_order(key: jax.Array, shape: tuple[int, ...], n_train: Any) -> jax.Array:
+    """Each member's random order of its training positions for one epoch: [E, n_train] when n_train is a
+    Python int, else [E, N] with the positions >= n_train last.
+
+    The same permutation as a stable argsort of `jax.random.uniform(key, shape)` (positions >= n_train
+    set to 2): that uniform is (bits >> 9) / 2**23 exactly, so sorting the 23-bit integers (ties by
+    position) orders the positions as the floats do, with a cheaper comparison than a float argsort's.
+    """
+    mantissa = (jax.random.bits(key, shape, jnp.uint32) >> 9).astype(jnp.int32)  # [E, N] in [0, 2**23)
+    if isinstance(n_train, int):  # no mask: only the training positions are sorted, the rest never used
+        mantissa = mantissa[:, :n_train]
+    else:
+        mantissa = jnp.where(jnp.arange(shape[1]) < n_train, mantissa, 1 << 23)
+    positions = jax.lax.broadcasted_iota(jnp.int32, mantissa.shape, 1)
+    return jax.lax.sort((mantissa, positions), dimension=1, num_keys=1, is_stable=True)[1]
 
 
 def _member_train_rows(key: jax.Array, split: _Split, n_rows: int, config: EnsembleConfig) -> jax.Array:
@@ -183,10 +211,8 @@ def _run_epoch(
     import optax  # here, not at the top: a model that only predicts (a loaded policy's) needs no optax
 
     key, k_perm = jax.random.split(carry.key)
-    n_rows = rows.shape[1]
-    noise = jax.random.uniform(k_perm, rows.shape)
-    perm = jnp.argsort(jnp.where(jnp.arange(n_rows) < n_train, noise, 2.0), axis=1)  # train positions first
-    epoch_rows = jnp.take_along_axis(rows, perm, axis=1)  # [E, N]
+    perm = _epoch_order(k_perm, rows.shape, n_train)  # train positions first
+    epoch_rows = jnp.take_along_axis(rows, perm, axis=1)  # [E, n_train] or [E, N]
     batch = config.batch_size
     n_steps = (n_train + batch - 1) // batch
 
