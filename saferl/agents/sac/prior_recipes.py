@@ -39,9 +39,10 @@ class PriorRecipe:
 RECIPES: dict[str, PriorRecipe] = {
     # SAC + augmented Lagrangian aiming at d/5 from λ = 2 (c = 1, λ ≤ 5), reward and cost discount 0.99, goals with
     # 0.1 m clearance from hazards, mass ×0.8–1.6 and damping ×0.6–1.2 randomised, 400k steps; the selection keeps
-    # the checkpoints whose 96 simulated episodes all stay within d. Of the 9 settings tried (docs/sooper_safety.md,
-    # "point_goal") it is the only one with a checkpoint the rule accepts, and that checkpoint is safe but returns
-    # ≈ 2 (unconstrained SAC ≈ 21): the rule's acceptance and usefulness did not meet in one candidate (issue #30)
+    # the checkpoints whose 96 simulated episodes all stay within d. Of the 12 candidate runs tried (7 settings, more
+    # seeds and lengths; docs/sooper_safety.md, "point_goal") it is the only setting with checkpoints the rule
+    # accepts, and those are safe but return ≈ 2 (unconstrained SAC ≈ 21): the rule's acceptance and usefulness did
+    # not meet in one candidate (issue #30)
     "point_goal": PriorRecipe(
         steps=400_000,
         seeds=(0,),
