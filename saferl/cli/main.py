@@ -424,8 +424,6 @@ def export_command(
         from saferl.agents.sac.policy import save_actor_critics
         from saferl.agents.sooper.prior import read_prior_run
 
-        if out.exists():
-            raise UserError(f"--out {out} exists; give a new directory")
         read_prior_run(run_dir)  # UserError unless a SAC run directory with a checkpoint
         _echo(f"written: {save_actor_critics(run_dir, out)} (a prior: --set prior={out})")
         return
