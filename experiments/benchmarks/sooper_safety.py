@@ -14,17 +14,34 @@ margin ≥ 0 (no episode over the budget), the worst episode cost, the mean norm
 mean intervention rate of the learner's episodes. Acceptance (issue #26): no episode over the budget in any run
 on the shifts marked `acceptance`.
 
+point_goal (`--env point_goal`, issue #26's "the same for point_goal with its prior"; fixed 2026-12-08 03:10 UTC,
+before any point_goal suite run): the prior is the `point_goal` recipe's checkpoint chosen in simulation
+(`python -m saferl.agents.sac.prior_recipes point_goal`: SAC + augmented Lagrangian, robot mass ×0.8–1.6 and
+joint damping ×0.6–1.2 randomised, goals 0.1 m clear of hazards; the newest `prior-point_goal-*` under
+`--priors-dir`, trained by the recipe if there is none). It is safe in simulation and on heavy_robot but nearly
+inert (return ≈ 2 against unconstrained SAC's ≈ 21, docs/sooper_safety.md §6), so safety here says little about
+usefulness. The learner: SOOPER with point_goal's method overrides of experiments/sooper_table.py
+(`optimism=0.1`, `pessimism=12.0`) and the prior's task (`goal_clearance=0.1`). The robot is the env's only
+body, so mass ×s and body `robot` ×s are the same shift. Shifts, inside the prior's ranges (all held to the
+acceptance): `heavy_robot` (robot ×1.5), mass ×0.8, damping ×0.6, mass ×1.5 with damping ×0.7, and the two
+slippery corners mass ×1.6 / damping ×0.6 and mass ×0.8 / damping ×0.6 (the corners the selection found worst
+most often); outside: `low_friction` (damping and friction ×0.5) and mass ×2 with damping ×0.5. Seeds 0–4, 8
+episodes. Order of running, fixed with the rest: seed by seed over all eight shifts (seed 0 on every shift, then
+seed 1, ...), so that a suite cut short for time has whole seeds on every shift; what was run is in the results.
+
 Results accumulate in experiments/results/sooper_safety.json (a run already there with the same shift, seed,
 episodes and method overrides is skipped; `--redo` replaces it); every invocation rewrites sooper_safety.png
-(worst episode cost and normalised return per shift). `--overrides` are extra `--set` values of the learner
-(e.g. `shield=budget`, the paper's rule, for the before/after comparison); they are part of a run's identity.
+(worst episode cost and normalised return per shift); point_goal's go to sooper_safety_point_goal.{json,png}.
+`--overrides` are extra `--set` values of the learner (e.g. `shield=budget`, the paper's rule, for the
+before/after comparison); they are part of a run's identity.
 
     python experiments/benchmarks/sooper_safety.py                                    # the whole suite
     python experiments/benchmarks/sooper_safety.py --shifts heavy_pole mass1.4_gain0.85 --seeds 0 1 2 \\
         --episodes 6 --overrides shield=budget                                        # issue #26's cases, before
+    python experiments/benchmarks/sooper_safety.py --env point_goal --seeds 0         # point_goal, one seed
 
-`--trace` instead replays the learner's episodes of one shift and seed with the same keys as the run (the
-numbers match `saferl train sooper`) and writes per decision (npz under experiments/results/): observation,
+`--trace` (cart-pole only) instead replays the learner's episodes of one shift and seed with the same keys as
+the run (the numbers match `saferl train sooper`) and writes per decision (npz under experiments/results/): observation,
 cost spent, whether the shield fired, the learner's and the prior's action, the prior's twin Q_c at both (the
 critic the shield used and the prior's original one), the model's σ, the recovery bound of the learner's action,
 and the prior's true cost-to-go on the shifted system from that state (rolled out in the simulator to the
@@ -65,32 +82,68 @@ SHIFTS: dict[str, tuple[dict[str, Any], bool, bool]] = {
     "weak_motor": ({"shift.preset": "weak_motor"}, False, False),
     "mass2_gain0.7": ({"shift.mass_scale": 2.0, "shift.actuator_gain_scale": 0.7}, False, False),
 }
+# point_goal: the prior of saferl.agents.sac.prior_recipes' `point_goal` recipe (mass ×0.8–1.6, damping ×0.6–1.2)
+POINT_GOAL_SHIFTS: dict[str, tuple[dict[str, Any], bool, bool]] = {
+    "heavy_robot": ({"shift.preset": "heavy_robot"}, True, True),
+    "mass0.8": ({"shift.mass_scale": 0.8}, True, True),
+    "damping0.6": ({"shift.damping_scale": 0.6}, True, True),
+    "mass1.5_damping0.7": ({"shift.mass_scale": 1.5, "shift.damping_scale": 0.7}, True, True),
+    "mass1.6_damping0.6": ({"shift.mass_scale": 1.6, "shift.damping_scale": 0.6}, True, True),
+    "mass0.8_damping0.6": ({"shift.mass_scale": 0.8, "shift.damping_scale": 0.6}, True, True),
+    "low_friction": ({"shift.preset": "low_friction"}, False, False),
+    "mass2_damping0.5": ({"shift.mass_scale": 2.0, "shift.damping_scale": 0.5}, False, False),
+}
+# per env: how its prior is found or trained, its shifts, the learner's fixed settings, its results file
+ENVS: dict[str, dict[str, Any]] = {
+    "safe_cartpole": {
+        "prior": PRIOR,
+        "prior_glob": "sac-safe_cartpole-*",
+        "shifts": SHIFTS,
+        "method_overrides": {},
+        "env_overrides": {},
+        "results": "sooper_safety.json",
+    },
+    "point_goal": {
+        "prior": {"recipe": "point_goal"},
+        "prior_glob": "prior-point_goal-*",
+        "shifts": POINT_GOAL_SHIFTS,
+        # experiments/sooper_table.py's SETTINGS["point_goal"]: its method overrides and the prior's task
+        "method_overrides": {"optimism": 0.1, "pessimism": 12.0},
+        "env_overrides": {"goal_clearance": 0.1},
+        "results": "sooper_safety_point_goal.json",
+    },
+}
 SEEDS = (0, 1, 2, 3, 4)
 EPISODES = 8
 
 
-def find_prior(priors_dir: pathlib.Path) -> pathlib.Path | None:
+def find_prior(priors_dir: pathlib.Path, env_name: str = ENV) -> pathlib.Path | None:
     """The newest finished prior run of the env under `priors_dir` (one with a checkpoint)."""
     from saferl.training import rundir
 
-    runs = sorted(priors_dir.glob(f"sac-{ENV}-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    runs = sorted(priors_dir.glob(ENVS[env_name]["prior_glob"]), key=lambda p: p.stat().st_mtime, reverse=True)
     return next((run for run in runs if (run / "config.json").is_file() and rundir.checkpoint_steps(run)), None)
 
 
-def prior_run(priors_dir: pathlib.Path) -> pathlib.Path:
+def prior_run(priors_dir: pathlib.Path, env_name: str = ENV) -> pathlib.Path:
     from saferl.training.run import train
 
-    found = find_prior(priors_dir)
+    found = find_prior(priors_dir, env_name)
     if found is not None:
         return found
-    print(f"training the prior ({PRIOR['steps']} steps)", flush=True)
+    setting = ENVS[env_name]["prior"]
+    if "recipe" in setting:  # candidates trained in simulation, one checkpoint chosen on simulated episodes only
+        from saferl.agents.sac.prior_recipes import train_prior
+
+        return train_prior(setting["recipe"], priors_dir)
+    print(f"training the prior ({setting['steps']} steps)", flush=True)
     return train(
         "sac",
-        ENV,
-        steps=PRIOR["steps"],
-        seed=PRIOR["seed"],
-        overrides=PRIOR["overrides"],
-        env_overrides=PRIOR["env_overrides"],
+        env_name,
+        steps=setting["steps"],
+        seed=setting["seed"],
+        overrides=setting["overrides"],
+        env_overrides=setting["env_overrides"],
         out=priors_dir,
         progress=False,
         tensorboard=False,
@@ -108,21 +161,29 @@ def run_key(shift: str, seed: int, episodes: int, overrides: dict[str, Any]) -> 
 
 
 def run_one(
-    shift: str, seed: int, episodes: int, prior: pathlib.Path, overrides: dict[str, Any], runs_dir: pathlib.Path
+    shift: str,
+    seed: int,
+    episodes: int,
+    prior: pathlib.Path,
+    overrides: dict[str, Any],
+    runs_dir: pathlib.Path,
+    env_name: str = ENV,
 ) -> dict[str, Any]:
     """One SOOPER learning run on `shift`; its summary and the equivalent CLI command."""
     import envs
     from saferl.training.run import train
 
-    env_overrides = SHIFTS[shift][0]
-    steps = episodes * envs.default_config(ENV).episode_length
+    setting = ENVS[env_name]
+    env_overrides = {**setting["env_overrides"], **setting["shifts"][shift][0]}
+    learner_overrides = {**setting["method_overrides"], **overrides}
+    steps = episodes * envs.default_config(env_name).episode_length
     start = time.perf_counter()
     result = train(
         "sooper",
-        ENV,
+        env_name,
         steps=steps,
         seed=seed,
-        overrides={"prior": str(prior), **overrides},
+        overrides={"prior": str(prior), **learner_overrides},
         env_overrides=env_overrides,
         out=runs_dir,
         progress=False,
@@ -130,13 +191,18 @@ def run_one(
     )
     summary = json.loads((result.run_dir / "summary.json").read_text())
     learner = summary["interventions"][1:]
-    sets = " ".join(f"--set {k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items())
+    sets = " ".join(f"--set {k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in learner_overrides.items())
     set_env = " ".join(f"--set-env '{k}={json.dumps(v)}'" for k, v in env_overrides.items())
-    return {
+    run = {
         "shift": shift,
         "seed": seed,
         "episodes": episodes,
         "overrides": overrides,
+    }
+    if setting["method_overrides"]:  # fixed per env, not part of a run's identity (cart-pole's rows: none)
+        run["method_overrides"] = setting["method_overrides"]
+    return {
+        **run,
         "budget": summary["budget"],
         "safety_margin": summary["safety_margin"],
         "worst_episode_cost": max(summary["episode_costs"]),
@@ -146,16 +212,16 @@ def run_one(
         "episode_returns": summary["episode_returns"],
         "interventions": summary["interventions"],
         "intervention_rate": (
-            statistics.mean(learner) / envs.default_config(ENV).episode_length if learner else math.nan
+            statistics.mean(learner) / envs.default_config(env_name).episode_length if learner else math.nan
         ),
         "wall_s": time.perf_counter() - start,
         "run_dir": str(result.run_dir),
-        "command": f"saferl train sooper --env {ENV} --steps {steps} --seed {seed} --set prior={prior} "
+        "command": f"saferl train sooper --env {env_name} --steps {steps} --seed {seed} --set prior={prior} "
         f"{sets} {set_env}".replace("  ", " "),
     }
 
 
-def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def aggregate(runs: list[dict[str, Any]], shifts: dict[str, Any] = SHIFTS) -> list[dict[str, Any]]:
     """Per (shift, episodes, overrides): share of runs with margin ≥ 0, worst cost, mean normalised return,
     mean intervention rate."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -164,7 +230,7 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for key, members in groups.items():
         shift, episodes, overrides = json.loads(key)
-        _, inside, acceptance = SHIFTS[shift]
+        _, inside, acceptance = shifts[shift]
         finite = [r["normalized_return"] for r in members if r["normalized_return"] == r["normalized_return"]]
         rows.append(
             {
@@ -181,10 +247,10 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "intervention_rate": statistics.mean(r["intervention_rate"] for r in members),
             }
         )
-    return sorted(rows, key=lambda r: (list(SHIFTS).index(r["shift"]), json.dumps(r["overrides"]), r["episodes"]))
+    return sorted(rows, key=lambda r: (list(shifts).index(r["shift"]), json.dumps(r["overrides"]), r["episodes"]))
 
 
-def plot(rows: list[dict[str, Any]], path: pathlib.Path, budget: float) -> None:
+def plot(rows: list[dict[str, Any]], path: pathlib.Path, budget: float, env_name: str = ENV) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,7 +275,7 @@ def plot(rows: list[dict[str, Any]], path: pathlib.Path, budget: float) -> None:
     ax_return.axhline(1.0, color="k", ls=":")
     ax_return.set_ylabel("normalised return J(π_N)/J(π̂)")
     ax_return.set_xticks(list(xs), labels, rotation=60, ha="right", fontsize=7)
-    fig.suptitle("SOOPER on safe_cartpole: one prior, shifted systems")
+    fig.suptitle(f"SOOPER on {env_name}: one prior, shifted systems")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -326,18 +392,28 @@ def trace(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shifts", nargs="+", default=list(SHIFTS), choices=list(SHIFTS))
+    parser.add_argument("--env", choices=list(ENVS), default=ENV)
+    parser.add_argument("--shifts", nargs="+", default=None, help="default: every shift of --env")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--episodes", type=int, default=EPISODES)
     parser.add_argument("--overrides", nargs="*", default=[], help="extra --set key=value of the learner")
     parser.add_argument("--priors-dir", type=pathlib.Path, default=ROOT / "runs" / "priors")
     parser.add_argument("--runs-dir", type=pathlib.Path, default=ROOT / "runs" / "sooper_safety")
-    parser.add_argument("--results", type=pathlib.Path, default=RESULTS / "sooper_safety.json")
+    parser.add_argument("--results", type=pathlib.Path, default=None, help="default: the env's results file")
     parser.add_argument("--redo", action="store_true")
     parser.add_argument("--trace", action="store_true", help="trace the first of --shifts and --seeds instead")
     args = parser.parse_args(argv)
+    setting = ENVS[args.env]
+    shifts = setting["shifts"]
+    args.shifts = args.shifts or list(shifts)
+    unknown = [name for name in args.shifts if name not in shifts]
+    if unknown:
+        parser.error(f"--shifts {unknown}: {args.env}'s shifts are {list(shifts)}")
+    args.results = args.results or RESULTS / setting["results"]
+    if args.trace and args.env != ENV:
+        parser.error("--trace rebuilds cart-pole states from observations: safe_cartpole only")
     overrides = parse_overrides(args.overrides)
-    prior = prior_run(args.priors_dir)
+    prior = prior_run(args.priors_dir, args.env)
     if args.trace:
         tag = "_".join([args.shifts[0], str(args.seeds[0]), *(f"{k}-{v}" for k, v in overrides.items())])
         trace(
@@ -351,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             key = run_key(shift, seed, args.episodes, overrides)
             if key in done and not args.redo:
                 continue
-            run = run_one(shift, seed, args.episodes, prior, overrides, args.runs_dir)
+            run = run_one(shift, seed, args.episodes, prior, overrides, args.runs_dir, args.env)
             print(
                 f"{shift} seed {seed} {overrides or ''}: costs {[round(c) for c in run['episode_costs']]} "
                 f"interventions {[int(i) for i in run['interventions']]} margin {run['safety_margin']:.0f} "
@@ -363,19 +439,22 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 done[key] = len(data["runs"])
                 data["runs"].append(run)
+            if args.env != ENV:  # cart-pole's file keeps its fields as they were
+                data.update(env=args.env, method_overrides=setting["method_overrides"])
+                data.update(env_overrides=setting["env_overrides"])
             data.update(
                 prior=str(prior),
                 host=platform.node(),
                 cpus=os.cpu_count(),
                 shifts={
                     name: {"env_overrides": o, "inside_ranges": i, "acceptance": a}
-                    for name, (o, i, a) in SHIFTS.items()
+                    for name, (o, i, a) in shifts.items()
                 },
             )
-            data["aggregate"] = aggregate(data["runs"])
+            data["aggregate"] = aggregate(data["runs"], shifts)
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n")
-            plot(data["aggregate"], args.results.with_suffix(".png"), run["budget"])
+            plot(data["aggregate"], args.results.with_suffix(".png"), run["budget"], args.env)
     for row in data.get("aggregate", []):
         print(
             f"{row['shift']:18s} {json.dumps(row['overrides']):22s} {row['runs']} runs x {row['episodes']} ep: "
