@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import serialization, struct
 
 from saferl.errors import UserError
+from saferl.models import calibration
 from saferl.models import normalizer as norm_lib
 from saferl.models.network import ACTIVATIONS, GaussianMLP, MeanLogvar
 
@@ -85,7 +86,8 @@ class EnsembleState(struct.PyTreeNode):
     opt_state: Any  # optax state of the stacked params
     elite_idx: jax.Array  # [num_elites] int32, members with the best held-out score
     aleatoric_scale: jax.Array  # [out_dim] a > 0, multiplies member σ's (σ_ale); 1 unless config.calibrate
-    epistemic_growth: jax.Array  # [out_dim] c ≥ 0 (1 / normalised σ): σ_epi × √(1 + (c·σ_epi,n)²); 0 unless calibrate
+    # [out_dim] c ≥ 0 (1 / normalised σ): σ_epi × √min(1 + (c·σ_epi,n)², G²); 0 unless config.calibrate
+    epistemic_growth: jax.Array
     step: jax.Array  # int32, gradient steps taken so far
     config: EnsembleConfig = struct.field(pytree_node=False)
     obs_size: int = struct.field(pytree_node=False)
@@ -164,14 +166,15 @@ def predict(state: EnsembleState, obs: jax.Array, action: jax.Array) -> tuple[ja
 
     Returns mean, var [E, ..., obs_dim + 2] in raw units, outputs ordered [Δobs, reward, cost], calibrated
     per output: member variances scaled by a² (σ_ale -> a·σ_ale) and member means spread about their average
-    by √(1 + (c·σ_epi,n)²) ≥ 1, σ_epi,n the members' spread in normalised units (σ_epi -> that factor · σ_epi).
-    Off the data the error of a mean the members agree on outgrows their spread: the factor grows with it.
+    by √min(1 + (c·σ_epi,n)², G²) ∈ [1, G], σ_epi,n the members' spread in normalised units (σ_epi -> that
+    factor · σ_epi; G = `calibration.MAX_SPREAD_FACTOR`). Off the data the error of a mean the members agree on
+    outgrows their spread: the factor grows with it, up to G (finite wherever the raw spread is).
     """
     x_n = norm_lib.normalize_inputs(state.normalizer, jnp.concatenate([obs, action], axis=-1))
     mean_n, logvar = cast(MeanLogvar, jax.vmap(state.module.apply, in_axes=(0, None))(state.params, x_n))
     mean, var = _raw_outputs(state, mean_n, logvar)
     center = mean.mean(axis=0, keepdims=True)
-    spread = jnp.sqrt(1.0 + jnp.square(state.epistemic_growth) * jnp.var(mean_n, axis=0))
+    spread = calibration.spread_factor(jnp.var(mean_n, axis=0), state.epistemic_growth)
     return center + spread * (mean - center), var * jnp.square(state.aleatoric_scale)
 
 

@@ -43,6 +43,16 @@ def test_softae_is_registered_and_its_config_rejects_inconsistent_settings():
         SoftAEConfig(task_cost_constraint="strict")
 
 
+def test_the_default_exploration_plans_under_the_envs_cost_budget():
+    """Issue #31: `saferl train softae` with no --set explores within the env's budget (the study's
+    `feasibility`), each imagined transition charged the env's own cost, with the calibration bounded."""
+    default = SoftAEConfig()
+    objective = default.exploration_planning().objective
+    assert default.planned and (objective.constraint, objective.cost_source) == ("feasibility", "env")
+    assert default.task_planning().objective.constraint == "feasibility"  # tasks too (task_cost_constraint="same")
+    assert default.model.calibrate and default.rollout.state_bound > 0
+
+
 def test_tasks_are_planned_with_the_explorations_constraint_unless_told_otherwise():
     safe = SoftAEConfig(cost_constraint="feasibility")
     assert safe.exploration_planning().objective.constraint == "feasibility"

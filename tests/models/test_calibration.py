@@ -78,7 +78,8 @@ def test_without_region_rows_the_growth_stays_zero_and_a_noise_free_output_gets_
 
 def test_scales_fitted_on_little_data_never_describe_those_rows_worse_than_the_raw_ensemble():
     """Issue #31: after an episode or two the held-out sets are a few rows; whatever the alternating search
-    picks, the summed ECE on the rows it was fitted on is at most the raw ensemble's (else it keeps a = 1, c = 0)."""
+    picks (forced to fit 6 rows here, min_rows=1), the summed NLL and the summed ECE on the rows it was fitted on
+    are at most the raw ensemble's (else it keeps a = 1, c = 0)."""
     rows = 6
 
     def one(key):
@@ -89,17 +90,20 @@ def test_scales_fitted_on_little_data_never_describe_those_rows_worse_than_the_r
         err_in = jnp.abs(heavy * jax.random.normal(k_err, (rows, 3)))
         epi_region = jax.random.uniform(k_region, (rows, 3), minval=0.1, maxval=2.0)
         err_region = jnp.abs(jax.random.normal(k_mix, (rows, 3)) * 3.0)
-        a, c = calibration.fit_uncertainty_scales((err_in, ale, epi_in), (err_region, ale, epi_region))
+        a, c = calibration.fit_uncertainty_scales((err_in, ale, epi_in), (err_region, ale, epi_region), min_rows=1)
 
-        def summed_ece(a, c):
-            def ece(err, epi):
+        def summed(a, c):
+            def both(err, epi):
                 var = jnp.square(a) * ale + calibration.calibrated_epistemic_variance(epi, c)
-                return calibration._level_errors(err / jnp.sqrt(var), None).mean(axis=0)
+                nll = 0.5 * (jnp.log(2 * jnp.pi * var) + jnp.square(err) / var)
+                return nll.mean(axis=0), calibration._level_errors(err / jnp.sqrt(var), None).mean(axis=0)
 
-            return ece(err_in, epi_in) + ece(err_region, epi_region)
+            (nll_in, ece_in), (nll_region, ece_region) = both(err_in, epi_in), both(err_region, epi_region)
+            return nll_in + nll_region, ece_in + ece_region
 
-        return summed_ece(a, c), summed_ece(jnp.ones(3), jnp.zeros(3)), a, c
+        return summed(a, c), summed(jnp.ones(3), jnp.zeros(3)), a, c
 
-    fitted, raw, a, c = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(3), 64))
-    assert (np.asarray(fitted) <= np.asarray(raw) + 1e-6).all()
+    (nll, ece), (raw_nll, raw_ece), a, c = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(3), 64))
+    assert (np.asarray(ece) <= np.asarray(raw_ece) + 1e-6).all()
+    assert (np.asarray(nll) <= np.asarray(raw_nll) + 1e-5).all()
     assert (np.asarray(a) != 1.0).any() and (np.asarray(c) > 0).any()  # it still calibrates where that helps

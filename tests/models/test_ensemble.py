@@ -146,8 +146,9 @@ def test_aleatoric_scale_and_epistemic_growth_act_on_their_own_parts_of_the_pred
     mean, var = ensemble.predict(state.replace(aleatoric_scale=scale, epistemic_growth=growth), obs, action)
     np.testing.assert_allclose(mean.mean(0), base_mean.mean(0), rtol=1e-5, atol=1e-6)  # mixture mean unchanged
     np.testing.assert_allclose(uncertainty.aleatoric_std(var), uncertainty.aleatoric_std(base_var) * scale, rtol=1e-5)
-    epi_var = uncertainty.epistemic_variance(base_mean)  # σ_epi² -> σ_epi² (1 + c² σ_epi²)
-    np.testing.assert_allclose(uncertainty.epistemic_variance(mean), epi_var * (1 + growth**2 * epi_var), rtol=1e-4)
+    epi_var = uncertainty.epistemic_variance(base_mean)  # σ_epi² -> σ_epi² min(1 + c² σ_epi², G²)
+    grown = epi_var * np.minimum(1 + growth**2 * epi_var, calibration.MAX_SPREAD_FACTOR**2)
+    np.testing.assert_allclose(uncertainty.epistemic_variance(mean), grown, rtol=1e-4)
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement():
