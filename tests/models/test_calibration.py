@@ -107,3 +107,61 @@ def test_scales_fitted_on_little_data_never_describe_those_rows_worse_than_the_r
     assert (np.asarray(ece) <= np.asarray(raw_ece) + 1e-6).all()
     assert (np.asarray(nll) <= np.asarray(raw_nll) + 1e-5).all()
     assert (np.asarray(a) != 1.0).any() and (np.asarray(c) > 0).any()  # it still calibrates where that helps
+
+
+def test_growth_fitted_on_a_few_rows_keeps_a_runaway_spread_finite_and_never_fits_its_rows_worse():
+    """Issue #31's mechanism: a growth c fitted on the ~10 region rows of a first-episode model multiplies the
+    member spread by √(1 + c²σ²_epi); on a model rolled out past its data (soft_arm seed 1: σ²_epi ≈ 1e26 in
+    normalised units, still finite raw) the calibrated variance σ²_epi·(1 + c²σ²_epi) ≈ c²·1e52 overflows float32,
+    and the information gain log(1 + σ²_epi/σ²_ale) and the plan value with it. Now the variance is at most
+    MAX_SPREAD_FACTOR² times the raw one, a set of fewer than MIN_CALIBRATION_ROWS rows leaves the scales at
+    identity, and scales fitted anyway (min_rows=1) never describe their own rows worse than the raw ensemble."""
+    rows = 10  # held-out rows of one 100-decision episode at holdout_fraction = region_fraction = 0.1
+    runaway = 1e26  # σ²_epi of an imagined state far past the data
+
+    @jax.jit
+    def case(key):
+        k_in, k_epi, k_region = jax.random.split(key, 3)
+        ale = jnp.ones((rows, 2))
+        epi_in = jnp.full((rows, 2), 1e-3)
+        err_in = jnp.abs(0.05 * jax.random.normal(k_in, (rows, 2)))  # noise-free outputs: a far below 1
+        epi_region = jax.random.uniform(k_epi, (rows, 2), minval=0.01, maxval=0.1)
+        err_region = jnp.abs(3.0 * jax.random.normal(k_region, (rows, 2)))  # off the data errors outgrow the spread
+        in_dist, region = (err_in, ale, epi_in), (err_region, ale, epi_region)
+        # the unbounded search (the code before the fix) picks a large c on these rows, and c²σ⁴ overflows
+        old_c = calibration.fit_variance_scale(
+            err_region, ale + epi_region, jnp.square(epi_region), calibration.EPISTEMIC_CANDIDATES, neutral=0.0
+        )
+        spread = jnp.float32(runaway)
+        default = calibration.fit_uncertainty_scales(in_dist, region)  # too few rows to fit either scale
+        a, c = calibration.fit_uncertainty_scales(in_dist, region, min_rows=1)  # fitted on the 10 rows regardless
+
+        def nll(a, c):  # summed over the two held-out sets, per output
+            total = 0.0
+            for err, ale_var, epi in (in_dist, region):
+                var = jnp.square(a) * ale_var + calibration.calibrated_epistemic_variance(epi, c)
+                total = total + (0.5 * (jnp.log(2 * jnp.pi * var) + jnp.square(err) / var)).mean(axis=0)
+            return total
+
+        return dict(
+            old_c=old_c,
+            old_var=spread * (1.0 + jnp.square(old_c) * spread),
+            default_a=default[0],
+            default_c=default[1],
+            a=a,
+            c=c,
+            var=calibration.calibrated_epistemic_variance(spread, c),
+            factor=calibration.spread_factor(jnp.full(2, jnp.inf), c),
+            nll=nll(a, c),
+            raw_nll=nll(jnp.ones(2), jnp.zeros(2)),
+        )
+
+    out = jax.device_get(case(jax.random.key(31)))
+    assert (out["old_c"] > 1.0).all() and not np.isfinite(out["old_var"]).any()  # the mechanism, as it was
+    np.testing.assert_array_equal(out["default_a"], 1.0)
+    np.testing.assert_array_equal(out["default_c"], 0.0)
+    a, c = out["a"], out["c"]
+    assert (a >= 1e-3).all() and (a <= 1e2).all() and (c <= 1e4).all() and (c > 0).any()  # fitted, in range
+    assert np.isfinite(out["var"]).all() and (out["var"] <= calibration.MAX_SPREAD_FACTOR**2 * runaway * 1.0001).all()
+    assert np.isfinite(out["factor"]).all() and (out["factor"] <= calibration.MAX_SPREAD_FACTOR).all()
+    assert (out["nll"] <= out["raw_nll"] + 1e-5).all()
