@@ -1,8 +1,8 @@
 """The learned ensemble in the env contract: imagined episodes for MBPO (Janner et al. 2019) and SOOPER.
 
-One imagined step from s with action a: the members predict [Δs, r, c] (`ensemble.predict`); s' = s + Δs of a
-member drawn per step (PETS TS1, with its aleatoric noise) or of the members' mean, and with
-σ = mean over state dims of std_e μ_e,Δs(s, a) (epistemic spread of the predicted next state):
+One imagined step from s with action a (`ensemble_step`): the members predict [Δs, r, c] (`ensemble.predict`) and
+`saferl.models.imagination.imagine_step` follows a member drawn per step (PETS TS1, with its aleatoric noise) or
+the members' mean, with σ the members' spread of the predicted next state (mean over state dims):
     r̃ = r̄ + λ_opt·σ,        c̃ = max(0, c̄ + λ_pess·σ).
 Episodes start at given real states and last `horizon` steps (the project's `EpisodeWrapper`, like every env);
 `TerminationWrapper` ends them earlier where a predicate (SOOPER's shield) fires, with a terminal reward.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +20,9 @@ from brax.envs.base import Env, State, Wrapper
 
 from envs.wrappers.episode import EpisodeWrapper
 from saferl.config import is_integer, is_real
-from saferl.models import ensemble, uncertainty
+from saferl.models import ensemble
 from saferl.models.ensemble import EnsembleState
+from saferl.models.imagination import ImaginedStep, imagine_step
 
 PROPAGATIONS = ("random_member", "mean")
 
@@ -56,43 +56,26 @@ class ModelEnvConfig:
             raise ValueError(f"ModelEnvConfig.horizon must be an integer >= 1, got {self.horizon!r}")
 
 
-class ImaginedStep(NamedTuple):
-    """One imagined transition (raw units), leading axes [...] of the inputs."""
-
-    next_obs: jax.Array  # [..., obs_dim]
-    reward: jax.Array  # [...] r̄ + λ_opt·σ
-    cost: jax.Array  # [...] max(0, c̄ + λ_pess·σ), ≥ 0
-    epistemic_std: jax.Array  # [...] σ: std over members of the predicted next state, mean over state dims
-
-
-def imagine_step(
+def ensemble_step(
     model: EnsembleState, config: ModelEnvConfig, key: jax.Array, obs: jax.Array, action: jax.Array
 ) -> ImaginedStep:
-    """Predict one step from obs [..., obs_dim] with action [..., act_dim]; pure and jittable.
+    """The model env's step from obs [..., obs_dim] with action [..., act_dim]; pure and jittable.
 
-    "mean": the average of the member means (no noise). "random_member": per batch element a member b drawn
-    uniformly with `key`, its mean plus (if `sample_aleatoric`) its aleatoric noise on every output, as
-    `saferl.planning.rollout` does for TS1. σ uses all members' means whichever member is followed.
+    Every member predicts (`ensemble.predict`); "mean" follows the members' mean (no noise), "random_member" a
+    member b drawn uniformly per batch element with `key`, with (if `sample_aleatoric`) its aleatoric noise;
+    `imagination.imagine_step` makes the transition (σ from all members whichever is followed).
     """
     mean, var = ensemble.predict(model, obs, action)  # [E, ..., obs_dim + 2]
-    if config.propagation == "mean":
-        chosen = mean.mean(axis=0)
-    else:
+    member, noise_key = None, None
+    if config.propagation == "random_member":
         member_key, noise_key = jax.random.split(key)
         member = jax.random.randint(member_key, obs.shape[:-1], 0, mean.shape[0])  # [...]
-        pick = lambda x: jnp.take_along_axis(x, member[None, ..., None], axis=0)[0]  # noqa: E731
-        chosen = pick(mean)
-        if config.sample_aleatoric:
-            chosen = chosen + jnp.sqrt(pick(var)) * jax.random.normal(noise_key, chosen.shape, chosen.dtype)
-    obs_size = obs.shape[-1]
-    sigma = uncertainty.epistemic_std(mean[..., :obs_size]).mean(axis=-1)  # [...]
-    reward = chosen[..., obs_size] + config.optimism * sigma
-    cost = jnp.maximum(chosen[..., obs_size + 1] + config.pessimism * sigma, 0.0)
-    return ImaginedStep(next_obs=obs + chosen[..., :obs_size], reward=reward, cost=cost, epistemic_std=sigma)
+        noise_key = noise_key if config.sample_aleatoric else None
+    return imagine_step(obs, mean, var, member, noise_key, optimism=config.optimism, pessimism=config.pessimism)
 
 
 class ModelEnv(Env):
-    """The ensemble as a brax `Env`: `reset` draws a start state, `step` is `imagine_step`.
+    """The ensemble as a brax `Env`: `reset` draws a start state, `step` is `ensemble_step`.
 
     `start_obs` [N, obs_dim]: real states to start from (e.g. `buffer.sample_recent(buf, key, N, window).obs`),
     drawn uniformly by `reset`; `start_cost_spent` [N] (default 0): the real episode's cost spent before each
@@ -144,7 +127,7 @@ class ModelEnv(Env):
         """action: [act_dim], clipped to [-1, 1]."""
         action = jnp.clip(action, -1.0, 1.0)
         rng, step_key = jax.random.split(state.info["rng"])
-        imagined = imagine_step(self._model, self._config, step_key, state.obs, action)
+        imagined = ensemble_step(self._model, self._config, step_key, state.obs, action)
         finite = (
             jnp.isfinite(imagined.next_obs).all(axis=-1) & jnp.isfinite(imagined.reward) & jnp.isfinite(imagined.cost)
         )

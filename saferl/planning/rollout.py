@@ -1,8 +1,9 @@
 """Model rollouts of action sequences through a probabilistic ensemble, vectorised over candidates and particles.
 
 Propagation (PETS, Chua et al. 2018): `mean` (average of member means), `ts1` (member re-drawn every step),
-`tsinf` (member fixed per particle). Optimism/pessimism on top: r̃ = r̄ + λ_opt·σ_epi,r, c̃ = c̄ + λ_pess·σ_epi,c,
-and hallucinated control (H-UCRL/OPAX): s' = μ(s, a) + β·σ_epi(s, a)⊙η with η ∈ [−1, 1]^obs as extra action dims.
+`tsinf` (member fixed per particle); each step is `saferl.models.imagination.imagine_step`: optimism/pessimism
+r̃ = r̄ + λ_opt·σ, c̃ = c̄ + λ_pess·σ with σ the members' spread of the next state, and hallucinated control
+(H-UCRL/OPAX): s' = μ(s, a) + β·σ_epi(s, a)⊙η with η ∈ [−1, 1]^obs as extra action dims.
 The candidates × particles states [N, P, ...] are kept split over the devices along N (`saferl.sharding`;
 left to the compiler where N does not split evenly, e.g. unpadded direct calls).
 """
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jp
 
 from saferl import sharding
+from saferl.models.imagination import imagine_step, next_state_spread
 
 # predict(obs [..., obs], action [..., act]) -> (mean [E, ..., out], var [E, ..., out]); out = [Δobs, reward, cost]
 PredictFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
@@ -50,8 +52,8 @@ class RolloutConfig:
     propagation: Literal["mean", "ts1", "tsinf"] = "ts1"  # next-state selection among members
     num_particles: int = 5  # particles per candidate (multiple of the ensemble size for ts1/tsinf; 1 for mean)
     sample_aleatoric: bool = True  # ts1/tsinf: sample s' ~ N(μ_b, σ²_b) of the chosen member (else its mean)
-    reward_bonus: float = 0.0  # λ_opt ≥ 0: reward + λ_opt·σ_epi of the reward head (optimism)
-    cost_penalty: float = 0.0  # λ_pess ≥ 0: cost + λ_pess·σ_epi of the cost head (pessimism)
+    optimism: float = 0.0  # λ_opt ≥ 0: reward + λ_opt·σ (σ: members' spread of the next state, mean over dims)
+    pessimism: float = 0.0  # λ_pess ≥ 0: cost + λ_pess·σ
     hallucination_scale: float = 0.0  # β ≥ 0: hallucinated control, actions carry obs_dim extra η dims
     track_uncertainty: bool = False  # also return σ_epi and information gain along the trajectory
     # information gain: σ_ale,j ≥ noise_floor · (output j's std in the training data), so outputs the model
@@ -78,7 +80,7 @@ class RolloutConfig:
             raise ValueError(f"num_particles must be >= 1, got {self.num_particles}")
         if self.propagation == "mean" and self.num_particles != 1:
             raise ValueError(f"num_particles must be 1 with propagation='mean', got {self.num_particles}")
-        for name in ("reward_bonus", "cost_penalty", "hallucination_scale", "noise_floor", "state_bound"):
+        for name in ("optimism", "pessimism", "hallucination_scale", "noise_floor", "state_bound"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -88,8 +90,8 @@ class RolloutConfig:
         return (
             self.propagation == "mean"
             or self.track_uncertainty
-            or self.reward_bonus > 0
-            or self.cost_penalty > 0
+            or self.optimism > 0
+            or self.pessimism > 0
             or self.hallucination_scale > 0
         )
 
@@ -99,8 +101,8 @@ class Trajectory(NamedTuple):
 
     obs: jax.Array  # [N, P, H + 1, obs_dim], obs[:, :, 0] is the start state
     actions: jax.Array  # [N, P, H, act_dim] the env actions the model was given (η dims of hallucination dropped)
-    rewards: jax.Array  # [N, P, H] per-step reward (optimistic if reward_bonus > 0)
-    costs: jax.Array  # [N, P, H] per-step cost ≥ 0 (pessimistic if cost_penalty > 0)
+    rewards: jax.Array  # [N, P, H] per-step reward (optimistic if optimism > 0)
+    costs: jax.Array  # [N, P, H] per-step cost ≥ 0 (pessimistic if pessimism > 0)
     epistemic_std: jax.Array | None  # [N, P, H] ‖σ_epi‖₂ over the Δobs outputs (None unless tracked)
     info_gain: jax.Array | None  # [N, P, H] Σ_j ½·log(1 + σ²_epi,j / σ²_ale,j) over Δobs outputs (None unless tracked)
 
@@ -118,30 +120,19 @@ def _slot_permutation(key: jax.Array, config: RolloutConfig, n: int, p: int) -> 
 
 
 def _own_member_prediction(model: ModelFns, obs: jax.Array, action: jax.Array):
-    """Each slot j of obs [N, P, obs] is predicted by member j % E only: -> mean, var [N, P, out]."""
+    """Each slot j of obs [N, P, obs] predicted by member j % E only: -> (mean, var) [1, N, P, out], a one-member
+    stack for `imagine_step` (no σ: nothing that needs one is on)."""
     n, p = obs.shape[:2]
     e = model.num_members
 
     def to_members(x):  # [N, P, d] -> [E, N, P/E, d]
         return jp.moveaxis(x.reshape(n, p // e, e, x.shape[-1]), 2, 0)
 
-    def from_members(x):  # [E, N, P/E, d] -> [N, P, d]
-        return jp.moveaxis(x, 0, 2).reshape(n, p, x.shape[-1])
+    def from_members(x):  # [E, N, P/E, d] -> [1, N, P, d]
+        return jp.moveaxis(x, 0, 2).reshape(1, n, p, x.shape[-1])
 
     mean, var = model.predict_members(to_members(obs), to_members(action))
-    return from_members(mean), from_members(var), None
-
-
-def _all_member_prediction(model: ModelFns, config: RolloutConfig, obs: jax.Array, action: jax.Array):
-    """Every member at every slot: -> chosen mean, var [N, P, out] and (mean_all, var_all) [E, N, P, out]."""
-    mean_all, var_all = model.predict(obs, action)
-    if config.propagation == "mean":
-        return mean_all.mean(0), var_all.mean(0), (mean_all, var_all)
-    p = obs.shape[1]
-    member = (jp.arange(p) % model.num_members)[None, None, :, None]  # [1, 1, P, 1]
-    member = jp.broadcast_to(member, (1, *mean_all.shape[1:]))
-    pick = lambda x: jp.take_along_axis(x, member, axis=0)[0]  # noqa: E731
-    return pick(mean_all), pick(var_all), (mean_all, var_all)
+    return from_members(mean), from_members(var)
 
 
 def _state_box(model: ModelFns, bound: float) -> tuple[jax.Array, jax.Array]:
@@ -164,8 +155,23 @@ def _gain_weights(model: ModelFns, config: RolloutConfig, obs_size: int) -> jax.
     return 1.0 / (size * (1.0 / size).sum())  # Σ_j 1/size_j is the number of groups
 
 
+def _information_gain(model: ModelFns, config: RolloutConfig, mean: jax.Array, var: jax.Array, obs_size: int):
+    """[N, P] Σ_j w_j·½·log(1 + σ²_epi,j / σ²_ale,j) over the Δobs outputs; mean, var [E, N, P, out] of every member."""
+    epi_var = jp.var(mean, axis=0)  # [N, P, out]
+    ale_var = jp.maximum(var.mean(0), _VAR_FLOOR)
+    if config.noise_floor > 0:  # only the information gain reads σ_ale
+        if model.output_std is None:
+            raise ValueError("rollout noise_floor > 0 needs the model's output_std (ModelFns.output_std)")
+        ale_var = jp.maximum(ale_var, jp.square(config.noise_floor * model.output_std))
+    gain_j = 0.5 * jp.log1p(epi_var[..., :obs_size] / ale_var[..., :obs_size])
+    return (gain_j * _gain_weights(model, config, obs_size)).sum(-1)
+
+
 def _step(model: ModelFns, config: RolloutConfig, obs_size: int, action_size: int):
-    """One imagined step for all candidates and particles: (obs [N, P, obs], key), action [N, A'] -> ..."""
+    """One imagined step for all candidates and particles: (obs [N, P, obs], key), action [N, A'] -> ...
+
+    Slots are filled by particles in permuted order (TS1: a fresh member per particle and step), stepped by
+    `imagine_step`, then the bookkeeping of planning: σ_epi and information gain if tracked, the state bound."""
 
     def step(carry, action_t):
         obs, key = carry
@@ -177,39 +183,31 @@ def _step(model: ModelFns, config: RolloutConfig, obs_size: int, action_size: in
         gather = lambda x, idx: jp.take_along_axis(x, idx[..., None], axis=1)  # noqa: E731
         slot_obs = gather(obs, perm)
         if config.needs_all_members:
-            mean, var, both = _all_member_prediction(model, config, slot_obs, act)
+            mean, var = model.predict(slot_obs, act)  # [E, N, P, out]
         else:
-            mean, var, both = _own_member_prediction(model, slot_obs, act)
-        if config.sample_aleatoric and config.propagation != "mean":
-            mean = mean + jp.sqrt(var) * jax.random.normal(noise_key, mean.shape)
-        delta, reward, cost = mean[..., :obs_size], mean[..., obs_size], mean[..., obs_size + 1]
-        out = {}
-        if both is not None:
-            epi_var = jp.var(both[0], axis=0)  # [N, P, out]
-            positive = epi_var > 0.0
-            epi_std = jp.where(positive, jp.sqrt(jp.where(positive, epi_var, 1.0)), 0.0)  # finite gradient at 0
-            reward = reward + config.reward_bonus * epi_std[..., obs_size]
-            cost = cost + config.cost_penalty * epi_std[..., obs_size + 1]
-            if config.hallucination_scale > 0:
-                eta = jp.clip(action_t[:, None, action_size:], -1.0, 1.0)
-                delta = delta + config.hallucination_scale * epi_std[..., :obs_size] * eta
-            if config.track_uncertainty:
-                ale_var = jp.maximum(both[1].mean(0), _VAR_FLOOR)
-                if config.noise_floor > 0:  # only the information gain reads σ_ale
-                    if model.output_std is None:
-                        raise ValueError("rollout noise_floor > 0 needs the model's output_std (ModelFns.output_std)")
-                    ale_var = jp.maximum(ale_var, jp.square(config.noise_floor * model.output_std))
-                out["epistemic_std"] = gather(jp.linalg.norm(epi_std[..., :obs_size], axis=-1)[..., None], inv)[..., 0]
-                gain_j = 0.5 * jp.log1p(epi_var[..., :obs_size] / ale_var[..., :obs_size])
-                gain = (gain_j * _gain_weights(model, config, obs_size)).sum(-1)
-                out["info_gain"] = gather(gain[..., None], inv)[..., 0]
-        next_obs = slot_obs + delta
+            mean, var = _own_member_prediction(model, slot_obs, act)  # [1, N, P, out]
+        member = None if config.propagation == "mean" else jp.broadcast_to(jp.arange(p) % mean.shape[0], (n, p))
+        sampled = config.sample_aleatoric and config.propagation != "mean"
+        imagined = imagine_step(
+            slot_obs,
+            mean,
+            var,
+            member,
+            noise_key if sampled else None,
+            optimism=config.optimism,
+            pessimism=config.pessimism,
+            hallucination_scale=config.hallucination_scale,
+            eta=jp.clip(action_t[:, None, action_size:], -1.0, 1.0) if config.hallucination_scale > 0 else None,
+        )
+        unslot = lambda x: gather(x[..., None], inv)[..., 0]  # [N, P] slots -> particles  # noqa: E731
+        out = {"reward": unslot(imagined.reward), "cost": unslot(imagined.cost)}
+        if config.track_uncertainty:
+            out["epistemic_std"] = unslot(jp.linalg.norm(next_state_spread(mean, obs_size), axis=-1))
+            out["info_gain"] = unslot(_information_gain(model, config, mean, var, obs_size))
+        next_obs = imagined.next_obs
         if config.state_bound > 0:
             next_obs = jp.clip(next_obs, *_state_box(model, config.state_bound))
-        next_obs = sharding.constrain(gather(next_obs, inv), 0)  # [N, P, obs], N over the devices
-        out["obs"] = next_obs
-        out["reward"] = gather(reward[..., None], inv)[..., 0]
-        out["cost"] = gather(jp.maximum(cost, 0.0)[..., None], inv)[..., 0]
+        out["obs"] = next_obs = sharding.constrain(gather(next_obs, inv), 0)  # [N, P, obs], N over the devices
         return (next_obs, key), out
 
     return step

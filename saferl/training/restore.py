@@ -41,11 +41,22 @@ def env_config_from_record(record: rundir.RunRecord) -> Any:
     return from_dict(type(envs.default_config(record.env)), record.env_config)
 
 
+# RolloutConfig fields renamed when optimism/pessimism became the one imagined step's (λ·σ of the next state, not of
+# the reward/cost head): runs recorded before carry them as 0 (nothing set them), the same rollout under the new names
+_RENAMED_AT_ZERO = {"reward_bonus": "optimism", "cost_penalty": "pessimism"}
+
+
+def _renamed(data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    return {_RENAMED_AT_ZERO.get(k, k) if v == 0 else k: _renamed(v) for k, v in data.items()}
+
+
 def algo_config_from_record(record: rundir.RunRecord) -> Any:
     """The run's algorithm config (`UserError` for an unknown algorithm)."""
     from saferl import registry
 
-    return from_dict(registry.get(record.algo).config_cls, record.algo_config)
+    return from_dict(registry.get(record.algo).config_cls, _renamed(record.algo_config))
 
 
 def training_env_from_record(record: rundir.RunRecord) -> Any:

@@ -9,7 +9,7 @@ import pytest
 import envs
 from saferl.models import ensemble, uncertainty
 from saferl.models import normalizer as norm_lib
-from saferl.models.model_env import ModelEnv, ModelEnvConfig, TerminationWrapper, imagine_step, make_model_env
+from saferl.models.model_env import ModelEnv, ModelEnvConfig, TerminationWrapper, ensemble_step, make_model_env
 
 OBS, ACT = 2, 1
 
@@ -66,7 +66,7 @@ def test_mean_propagation_without_bonuses_reproduces_the_ensemble_mean_predictio
     assert float(nxt.done) == 0.0
 
 
-def test_reward_bonus_and_cost_penalty_are_lambda_times_the_members_next_state_spread(random_model):
+def test_optimism_and_pessimism_are_lambda_times_the_members_next_state_spread(random_model):
     obs, action = np.array([-0.3, 0.8], np.float32), np.array([-0.6], np.float32)
     per_member, _ = ensemble.predict_per_member(
         random_model, np.broadcast_to(obs, (3, OBS)), np.broadcast_to(action, (3, ACT))
@@ -109,7 +109,7 @@ def test_costs_are_never_negative_under_any_propagation(random_model):
     obs = jax.random.normal(jax.random.PRNGKey(2), (256, OBS)) * 2.0
     actions = jax.random.uniform(jax.random.PRNGKey(3), (256, ACT), minval=-1.0, maxval=1.0)
     for config in (ModelEnvConfig(propagation="mean"), ModelEnvConfig(), ModelEnvConfig(pessimism=0.1)):
-        step = jax.vmap(lambda k, o, a, c=config: imagine_step(shifted, c, k, o, a))
+        step = jax.vmap(lambda k, o, a, c=config: ensemble_step(shifted, c, k, o, a))
         cost = step(keys, obs, actions).cost
         assert float(cost.min()) >= 0.0
         assert 0 < int((cost == 0.0).sum()) < 256  # the clip was active somewhere, not everywhere
@@ -119,7 +119,7 @@ def test_random_member_follows_exactly_one_member_per_step_and_visits_all():
     model = constant_ensemble(MEMBER_OUTPUTS)
     obs = np.array([1.0, 2.0], np.float32)
     keys = jax.random.split(jax.random.PRNGKey(4), 600)
-    step = jax.vmap(lambda k: imagine_step(model, ModelEnvConfig(), k, jnp.asarray(obs), jnp.zeros(ACT)))
+    step = jax.vmap(lambda k: ensemble_step(model, ModelEnvConfig(), k, jnp.asarray(obs), jnp.zeros(ACT)))
     out = step(keys)
     rows = np.concatenate([np.asarray(out.next_obs) - obs, np.asarray(out.reward)[:, None]], axis=1)
     distance = np.abs(rows[:, None, :] - MEMBER_OUTPUTS[None, :, : OBS + 1]).max(-1)  # [600, E]
@@ -136,7 +136,7 @@ def test_random_member_adds_the_members_aleatoric_noise():
     keys = jax.random.split(jax.random.PRNGKey(5), 4000)
     for sample, expected_std in ((True, 0.4), (False, 0.0)):
         config = ModelEnvConfig(sample_aleatoric=sample)
-        out = jax.vmap(lambda k, c=config: imagine_step(model, c, k, jnp.zeros(OBS), jnp.zeros(ACT)))(keys)
+        out = jax.vmap(lambda k, c=config: ensemble_step(model, c, k, jnp.zeros(OBS), jnp.zeros(ACT)))(keys)
         # 4000 samples: std error of the mean 0.006, of the std 0.0045; tolerances ≥ 4 of those
         np.testing.assert_allclose(np.mean(out.next_obs, 0), [0.5, -0.5], atol=0.03)
         np.testing.assert_allclose(np.std(out.next_obs, 0), expected_std, atol=0.02)
@@ -323,6 +323,6 @@ def test_bad_start_states_and_hook_raise_value_errors():
 
 def test_sigma_is_the_uncertainty_modules_epistemic_std_of_the_state_deltas(random_model):
     obs, action = jnp.array([[0.1, 0.2], [-1.0, 2.0]]), jnp.array([[0.5], [-0.5]])
-    out = imagine_step(random_model, ModelEnvConfig(propagation="mean"), jax.random.PRNGKey(0), obs, action)
+    out = ensemble_step(random_model, ModelEnvConfig(propagation="mean"), jax.random.PRNGKey(0), obs, action)
     mean, _ = ensemble.predict(random_model, obs, action)
     np.testing.assert_allclose(out.epistemic_std, uncertainty.epistemic_std(mean[..., :OBS]).mean(-1), rtol=1e-6)

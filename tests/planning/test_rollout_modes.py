@@ -52,18 +52,20 @@ def test_aleatoric_sampling_spreads_particles_with_the_model_variance():
     assert float(plain(ACTIONS[:1, :1]).obs[0, :, 1, 0].std()) < 1e-7
 
 
-def test_optimistic_reward_and_pessimistic_cost_add_lambda_times_epistemic_std():
+def test_optimism_and_pessimism_add_lambda_times_the_members_next_state_spread():
     model = double_integrator(member_spread=0.0)
     plain = _run(model, propagation="mean", num_particles=1, track_uncertainty=True)
     spread_model = double_integrator(member_spread=0.2)
     base = _run(spread_model, propagation="mean", num_particles=1, track_uncertainty=True)
-    optimistic = _run(
-        spread_model, propagation="mean", num_particles=1, reward_bonus=2.0, cost_penalty=3.0, track_uncertainty=True
-    )
+    bold = _run(spread_model, propagation="mean", num_particles=1, optimism=2.0, pessimism=3.0, track_uncertainty=True)
     assert float(plain.epistemic_std.max()) < 1e-5 and float(plain.info_gain.max()) < 1e-5
-    # the members differ only in Δv (σ_epi = spread·std(arange(5)) = 0.2·√2), not in reward/cost outputs
+    # the members differ only in Δv, by std(0.2·(arange(5) − 2)) = 0.2·√2 (tracked: ‖σ_epi‖₂ over [x, v]); they
+    # agree on Δx, so σ = mean over the state dims = 0.1·√2
     np.testing.assert_allclose(base.epistemic_std, 0.2 * np.sqrt(2.0), rtol=1e-4)
-    np.testing.assert_allclose(optimistic.rewards, base.rewards, atol=1e-6)
+    sigma = 0.1 * np.sqrt(2.0)
+    np.testing.assert_allclose(bold.rewards, base.rewards + 2.0 * sigma, atol=1e-5)  # float32 of O(1) numbers
+    np.testing.assert_allclose(bold.costs, base.costs + 3.0 * sigma, atol=1e-5)  # base costs are 0 here
+    np.testing.assert_allclose(bold.obs, base.obs, atol=0.0)  # neither moves the state
     assert float(base.info_gain.min()) > 0.0
 
 
@@ -82,10 +84,8 @@ def test_information_gain_noise_floor_is_a_fraction_of_each_outputs_data_std():
     with pytest.raises(ValueError, match="output_std"):
         _run(model, propagation="mean", num_particles=1, track_uncertainty=True, noise_floor=0.1)
     # the floor only enters the information gain: without it, a model lacking output_std rolls out as before
-    bonus = _run(model, propagation="mean", num_particles=1, reward_bonus=1.0, noise_floor=0.1)
-    np.testing.assert_allclose(
-        bonus.rewards, _run(model, propagation="mean", num_particles=1, reward_bonus=1.0).rewards
-    )
+    bonus = _run(model, propagation="mean", num_particles=1, optimism=1.0, noise_floor=0.1)
+    np.testing.assert_allclose(bonus.rewards, _run(model, propagation="mean", num_particles=1, optimism=1.0).rewards)
     with pytest.raises(ValueError, match="noise_floor"):
         RolloutConfig(noise_floor=-0.1)
 
@@ -99,31 +99,37 @@ def test_hallucinated_control_moves_the_state_by_beta_sigma_eta():
     np.testing.assert_allclose(traj.obs[0, 0, 1:, 1], 1.5 * 0.2 * np.sqrt(2.0) * jp.arange(1, 4), rtol=1e-4)
 
 
-def test_reward_bonus_uses_the_reward_heads_epistemic_std():
+def test_optimism_reads_the_next_state_spread_not_the_reward_or_cost_heads():
+    """Two members that disagree on Δs by ±0.3 and ±0.1 (σ = (0.3 + 0.1)/2 = 0.2), on the reward by ±1 and on the
+    cost by ±2: the bonus is λ·0.2 on top of the followed member's reward/cost, whatever the heads' spread."""
     from saferl.planning import ModelFns
 
-    def predict(obs, action):  # members disagree on the reward (±1) and the cost (±2), not on the dynamics
-        signs = jp.array([-1.0, 1.0])[:, None, None]
-        zero = jp.zeros((*obs.shape[:-1], 1))
-        mean = (
-            jp.concatenate([zero, jp.ones_like(zero), 2 * jp.ones_like(zero)], -1)[None]
-            * jp.concatenate([jp.zeros((2, 1, 1)), signs, signs], -1)[:, None]
+    def predict(obs, action):
+        sign = jp.array([-1.0, 1.0]).reshape((2,) + (1,) * obs.ndim)
+        mean = sign * jp.broadcast_to(jp.array([0.3, 0.1, 1.0, 2.0]), (*obs.shape[:-1], 4)) + jp.array(
+            [0.0, 0.0, 0.5, 3.0]
         )
-        return mean + jp.array([0.0, 0.5, 1.0]), jp.zeros_like(mean)
+        return mean, jp.zeros_like(mean)
 
     model = ModelFns(predict, predict, 2)
-    traj = rollout(
-        KEY, model, RolloutConfig("mean", 1, reward_bonus=0.5, cost_penalty=2.0), jp.zeros(1), jp.zeros((3, 4, 1))
-    )
-    np.testing.assert_allclose(traj.rewards, 0.5 + 0.5 * 1.0, atol=1e-5)  # r̄ = 0.5, σ_r = 1
-    np.testing.assert_allclose(traj.costs, 1.0 + 2.0 * 2.0, atol=1e-5)  # c̄ = 1, σ_c = 2
+    config = RolloutConfig("mean", 1, optimism=0.5, pessimism=2.0)
+    mean = rollout(KEY, model, config, jp.zeros(2), jp.zeros((3, 4, 1)))
+    np.testing.assert_allclose(mean.rewards, 0.5 + 0.5 * 0.2, atol=1e-6)  # r̄ = 0.5
+    np.testing.assert_allclose(mean.costs, 3.0 + 2.0 * 0.2, atol=1e-6)  # c̄ = 3
+    # TS∞ with 2 particles: particle p follows member p (reward 0.5 ∓ 1, cost 3 ∓ 2), the same σ on top
+    config = RolloutConfig("tsinf", 2, sample_aleatoric=False, optimism=0.5, pessimism=2.0)
+    members = rollout(KEY, model, config, jp.zeros(2), jp.zeros((3, 4, 1)))
+    np.testing.assert_allclose(members.rewards, np.broadcast_to([[-0.4], [1.6]], (3, 2, 4)), atol=1e-6)
+    np.testing.assert_allclose(members.costs, np.broadcast_to([[1.4], [5.4]], (3, 2, 4)), atol=1e-6)
 
 
 def test_config_validation_and_particle_multiple():
     with pytest.raises(ValueError, match="num_particles"):
         RolloutConfig(propagation="mean", num_particles=4)
-    with pytest.raises(ValueError, match="reward_bonus"):
-        RolloutConfig(reward_bonus=-1.0)
+    with pytest.raises(ValueError, match="optimism"):
+        RolloutConfig(optimism=-1.0)
+    with pytest.raises(ValueError, match="pessimism"):
+        RolloutConfig(pessimism=-1.0)
     with pytest.raises(ValueError, match="multiple of the ensemble size"):
         rollout(KEY, double_integrator(num_members=5), RolloutConfig("ts1", 4), OBS0, ACTIONS)
 

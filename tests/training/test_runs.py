@@ -197,3 +197,17 @@ def test_nan_in_training_stops_with_the_quantity_and_never_checkpoints_it(runs, 
     assert (run_dir / "plots" / "return.png").exists()
     policy = load_policy(run_dir)
     assert all(math.isfinite(float(np.abs(x).max())) for x in jax.tree.leaves(policy.params))
+
+
+def test_runs_recorded_with_the_old_zero_rollout_bonus_names_read_under_the_shared_names():
+    """RolloutConfig.reward_bonus / cost_penalty became optimism / pessimism (λ·σ of the next state, not of the
+    heads): old runs carry them as 0, which is the same rollout; a non-zero one meant another σ and is refused."""
+    import types
+
+    from saferl.training.restore import algo_config_from_record
+
+    old = {"rollout": {"reward_bonus": 0.0, "cost_penalty": 0.0, "num_particles": 10}}
+    config = algo_config_from_record(types.SimpleNamespace(algo="pets", algo_config=old))
+    assert (config.rollout.optimism, config.rollout.pessimism, config.rollout.num_particles) == (0.0, 0.0, 10)
+    with pytest.raises(UserError, match="reward_bonus"):
+        algo_config_from_record(types.SimpleNamespace(algo="pets", algo_config={"rollout": {"reward_bonus": 1.0}}))

@@ -22,7 +22,7 @@ from saferl.agents.sooper.prior import Prior
 from saferl.data import buffer as buffer_lib
 from saferl.data.buffer import ReplayBuffer
 from saferl.models.ensemble import EnsembleState
-from saferl.models.model_env import ModelEnvConfig, imagine_step
+from saferl.models.model_env import ModelEnvConfig, ensemble_step
 
 
 class CriticUpdateInfo(NamedTuple):
@@ -68,7 +68,7 @@ def update_cost_critic(
         params, opt_state = carry
         sample_key, model_key = jax.random.split(step_key)
         batch = buffer_lib.sample(buffer, sample_key, batch_size)
-        imagined = imagine_step(model, model_config, model_key, batch.obs, batch.action)
+        imagined = ensemble_step(model, model_config, model_key, batch.obs, batch.action)
         next_value = prior.cost_value(imagined.next_obs, prior.action(imagined.next_obs), old_params)
         old_value = prior.cost_value(batch.obs, batch.action, old_params)
         target = jax.lax.stop_gradient(pessimistic_target(imagined.cost, next_value, old_value, prior.cost_discounting))

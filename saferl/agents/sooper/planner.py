@@ -2,7 +2,7 @@
 
 A candidate is a sequence δ [H, A]; in imagination it acts a_t = clip(π̂(s_t) + δ_t, −1, 1) (closed loop around
 the prior, so δ = 0 *is* the prior and the search starts from it). Each of P particles steps the ensemble with a
-member drawn per step (`saferl.models.model_env.imagine_step`: optimistic r̃ = r̄ + λ_opt·σ, pessimistic
+member drawn per step (`saferl.models.model_env.ensemble_step`: optimistic r̃ = r̄ + λ_opt·σ, pessimistic
 c̃ = c̄ + λ_pess·σ). Where the shield would fire on a_t the imagined trajectory ends with the terminal reward
 Q_r^π̂(s_t, π̂(s_t)) (or 0) and the rest of the episode's cost is the prior's, scale·Q_c^π̂(s_t, π̂(s_t));
 trajectories that reach the horizon end the same way (the prior takes over). With the recovery shield the
@@ -37,9 +37,10 @@ from saferl.agents.sooper.shield import (
     shielded_policy,
 )
 from saferl.constraints import augmented_lagrangian_term
-from saferl.models import ensemble, uncertainty
+from saferl.models import ensemble
 from saferl.models.ensemble import EnsembleState
-from saferl.models.model_env import ModelEnvConfig, imagine_step
+from saferl.models.imagination import imagine_step
+from saferl.models.model_env import ModelEnvConfig, ensemble_step
 from saferl.planning import icem
 from saferl.planning.objectives import Scores
 from saferl.policies.policy import Policy, PolicyCarry
@@ -85,11 +86,9 @@ def _pessimistic_step(
     """Every member's mean next state and pessimistic cost from its own input: obs [E, obs_dim] (row e is
     member e's state), action [E, act_dim] -> (next obs [E, obs_dim], c̃ [E]); σ at row e is the members'
     spread of s' at member e's state (mean over dims), as imagination uses it."""
-    mean, _ = ensemble.predict(model, obs, action)  # [E members, E rows, obs + 2]
-    obs_size = obs.shape[-1]
-    sigma = uncertainty.epistemic_std(mean[..., :obs_size]).mean(axis=-1)  # [E rows]
-    own = jnp.diagonal(mean, axis1=0, axis2=1).T  # [E rows, obs + 2]: member e at row e
-    return obs + own[:, :obs_size], jnp.maximum(own[:, obs_size + 1] + pessimism * sigma, 0.0)
+    mean, var = ensemble.predict(model, obs, action)  # [E members, E rows, obs + 2]
+    imagined = imagine_step(obs, mean, var, jnp.arange(obs.shape[0]), pessimism=pessimism)  # member e at row e
+    return imagined.next_obs, imagined.cost
 
 
 def prior_cost_to_go(
@@ -174,7 +173,7 @@ def imagine(
         prior_action = prior.action(obs)
         action = jnp.clip(prior_action + delta[:, None, :], -1.0, 1.0)
         q_prior = prior.cost_value(obs, prior_action)
-        imagined = imagine_step(model, model_config, step_key, obs, action)
+        imagined = ensemble_step(model, model_config, step_key, obs, action)
         if rule.kind == "recovery":
             next_q = prior.cost_value(imagined.next_obs, prior.action(imagined.next_obs))
             fires = rule.recovery_fires(cost_spent + cost, imagined.cost + rule.scale * next_q, margin)
