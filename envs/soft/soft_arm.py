@@ -344,7 +344,9 @@ class SoftArm(MjxEnv[SoftArmConfig]):
 
     def _make_transition_cost(self):
         cfg = self._config
-        center = jp.asarray(cfg.forbidden_center, jp.float32)
+        # a NumPy constant: the cost is built (and cached on the env) inside whichever trace first asks for it, and a
+        # jnp array made there would be that trace's tracer, leaked into every later one (UnexpectedTracerError)
+        center = np.asarray(cfg.forbidden_center, np.float32)
 
         def cost(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.Array:
             inside = jp.linalg.norm(next_obs[..., :3] - center, axis=-1) < cfg.forbidden_radius  # obs[:3]: tip

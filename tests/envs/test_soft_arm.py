@@ -342,3 +342,14 @@ def test_training_world_wrappers_trace_on_the_arm_and_draw_in_range_arm_physics_
 def test_invalid_config_raises_env_error_naming_the_field(key, value):
     with pytest.raises(envs.EnvError, match=key):
         envs.make_config("soft_arm", **{key: value})
+
+
+def test_transition_cost_built_inside_one_trace_serves_the_next():
+    """`env.transition_cost` is cached on the env; built first inside a jitted program (as a planner's collect
+    builds it), its constants must not be that trace's tracers (a second program, e.g. the zero-shot planner after
+    exploration, then failed with UnexpectedTracerError)."""
+    fresh = envs.make("soft_arm")
+    obs, action = jp.zeros((fresh.observation_size,)), jp.zeros((fresh.action_size,))
+    first = jax.jit(lambda o, a: fresh.transition_cost(o, a, o))(obs, action)
+    second = jax.jit(lambda o, a: fresh.transition_cost(o, a, o) + 0.0)(obs, action)
+    assert float(first) == float(second)
