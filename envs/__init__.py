@@ -46,6 +46,7 @@ with _contextlib.redirect_stdout(_io.StringIO()):
 
 from envs.base import EnvConfig, MjxEnv
 from envs.classic.pendulum import Pendulum
+from envs.locomotion import Walker
 from envs.registry import EnvError, default_config, env_class, make, make_config, names, register
 from envs.safety.point_goal import PointGoal
 from envs.safety.safe_cartpole import SafeCartpole
@@ -64,6 +65,7 @@ register("muscle_leg", MuscleLeg)
 register("us_navigate", UsNavigate)
 register("us_coverage", UsCoverage)
 register("us_surgery", UsSurgery)
+register("walker", Walker)
 
 from envs.gymnasium_env import GymnasiumEnv, GymnasiumVectorEnv, to_gymnasium
 from envs.training_env import (

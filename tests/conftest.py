@@ -20,7 +20,9 @@ enable_compilation_cache()
 # programs take 10–70 s each to trace and compile on 2 cores, while the logic they share (wrappers, trainers,
 # loops) is tested on pendulum, safe_cartpole and point_goal. A test is about such an env when its module is
 # one of HEAVY_ENV_MODULES or one of its parameters names a HEAVY_ENV.
-HEAVY_ENVS = frozenset({"soft_arm", "soft_fish", "muscle_leg", "race_car", "us_navigate", "us_coverage", "us_surgery"})
+HEAVY_ENVS = frozenset(
+    {"soft_arm", "soft_fish", "muscle_leg", "race_car", "walker", "us_navigate", "us_coverage", "us_surgery"}
+)
 HEAVY_ENV_MODULES = frozenset(
     {
         "test_soft_arm.py",
@@ -29,6 +31,7 @@ HEAVY_ENV_MODULES = frozenset(
         "test_muscle_leg.py",
         "test_ultrasound_env.py",
         "test_race_car.py",
+        "test_walker.py",
     }
 )
 

@@ -71,7 +71,7 @@ def test_rollout_has_contract_shapes_finite_values_and_nonnegative_cost(rollout)
 
 # envs whose cost is a function of the observed transition (`env.transition_cost`); the others' costs need state
 # the observation does not show (point_goal's hazard layout, the ultrasound contact force)
-OBSERVED_COST = {"safe_cartpole", "soft_fish", "soft_arm", "muscle_leg"}
+OBSERVED_COST = {"safe_cartpole", "soft_fish", "soft_arm", "muscle_leg", "walker"}
 
 
 def test_transition_cost_equals_the_steps_cost_on_every_real_transition(rollout, request):
@@ -86,10 +86,19 @@ def test_transition_cost_equals_the_steps_cost_on_every_real_transition(rollout,
     assert env.transition_cost is env.transition_cost  # built once per instance (compiled planners are reused)
 
 
-def test_native_twin_replays_the_first_episode_of_a_rollout_row(rollout):
+# envs whose random-action episodes are chaotic, with the steps over which float32 MJX and float64 native MuJoCo can
+# agree to 1e-3: walker flails and falls under random actions, and a 1e-6 change of one joint angle grows past 1e-3
+# within 27-73 steps in native float64 alone (measured: 6 action seeds × 6 settings, solver 100/50, sim_dt 2.5 ms,
+# 10× damping or 5× armature included), so only the start of the episode is compared; the rest is checked for
+# shape and the time limit
+PREDICTABLE_STEPS = {"walker": 25}
+
+
+def test_native_twin_replays_the_first_episode_of_a_rollout_row(rollout, request):
     """Native `mujoco.mj_step` (what `saferl-deploy sim` steps) agrees with MJX: the twin, reset with the key row 0
     of the rollout was reset with, replays that row's random actions over its first episode."""
     env, _, initial, _, traj = rollout
+    compared = PREDICTABLE_STEPS.get(request.node.callspec.params["rollout"], EPISODE)
     twin = NativeTwin(env)
     reset_key = jax.random.split(jax.random.split(jax.random.PRNGKey(0))[0], BATCH)[0]  # as `rollout` splits it
     np.testing.assert_allclose(twin.reset(key=reset_key), initial[0], rtol=0, atol=1e-6)
@@ -99,12 +108,13 @@ def test_native_twin_replays_the_first_episode_of_a_rollout_row(rollout):
         qpos.append(twin.mj_data.qpos.copy())
     # float32 MJX vs float64 native over 100 Euler steps: measured ≤ 1e-5; 1e-3 leaves room for
     # platform differences while a wrong ctrl map, substep count or formula gives errors ≥ 1e-2.
-    reached = traj["final_obs"][:EPISODE, 0]  # the obs each step reached (the last one's before the auto-reset)
-    np.testing.assert_allclose(np.stack([n[0] for n in native]), reached, atol=1e-3)
-    np.testing.assert_allclose([n[1] for n in native], traj["reward"][:EPISODE, 0], atol=1e-3)
-    np.testing.assert_array_equal([n[2] for n in native], traj["cost"][:EPISODE, 0])
+    reached = traj["final_obs"][:compared, 0]  # the obs each step reached (the last one's before the auto-reset)
+    np.testing.assert_allclose(np.stack([n[0] for n in native[:compared]]), reached, atol=1e-3)
+    np.testing.assert_allclose([n[1] for n in native[:compared]], traj["reward"][:compared, 0], atol=1e-3)
+    np.testing.assert_array_equal([n[2] for n in native[:compared]], traj["cost"][:compared, 0])
     assert [n[3] for n in native] == [False] * (EPISODE - 1) + [True]  # done at the time limit only
-    np.testing.assert_allclose(qpos[:-1], traj["qpos"][: EPISODE - 1, 0], atol=1e-3)  # the last one is reset
+    last = min(compared, EPISODE - 1)  # the last step's qpos is the fresh episode's
+    np.testing.assert_allclose(qpos[:last], traj["qpos"][:last, 0], atol=1e-3)
     assert twin.state_vector().shape == (env.mj_model.nq + env.mj_model.nv,)
 
 
