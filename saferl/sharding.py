@@ -138,6 +138,13 @@ def place(tree: Any, shardings: Any) -> Any:
     return jax.device_put(tree, shardings)
 
 
+def place_replicated(tree: Any, mesh: Mesh | None = None) -> Any:
+    """`tree` replicated on every device of the mesh (outside jit). An episodic agent's first state goes there
+    before its first jitted call, so that call and every later one (which return mesh-placed arrays) see the
+    same input shardings and compile once."""
+    return place(tree, replicated_shardings(tree, mesh))
+
+
 def constrain(tree: Any, axis: int = 0, mesh: Mesh | None = None) -> Any:
     """Inside jit: ask GSPMD to keep `tree`'s `axis` split over "data" (leaves [..., batch, ...]).
 

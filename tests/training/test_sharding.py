@@ -124,6 +124,10 @@ def test_helpers_shard_leading_axis_and_replicate_scalars():
         with pytest.raises(UserError, match="cannot be split evenly"):
             sharding.batch_shardings({"obs": np.zeros((count + 1, 3))}, mesh=mesh)
     sharding.check_divisible(3 * count, "num_envs", mesh)  # a multiple is fine
+    replicated = sharding.place_replicated(tree, mesh)  # every leaf whole on every device of the mesh
+    for leaf in jax.tree.leaves(replicated):
+        assert leaf.sharding.is_fully_replicated and leaf.sharding.mesh == mesh
+        assert {s.data.shape for s in leaf.addressable_shards} == {leaf.shape}
 
 
 @pytest.mark.slow

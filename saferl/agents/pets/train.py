@@ -115,7 +115,7 @@ def train_episodes(ctx: TrainContext, agent: PETSAgent, algo: str) -> dict[str, 
         state = add_recorded_data(agent, state, ctx.recorded_transitions(config.action_repeat))
     # one layout from the first episode on: the jitted fit returns mesh-placed (replicated) arrays, so an
     # unplaced initial or restored state would trace and compile it a second time
-    state = sharding.place(state, sharding.replicated_shardings(state))
+    state = sharding.place_replicated(state)
     per_episode = agent.env_steps_per_episode
     state, env_steps, row = run_chunks(
         ctx,
@@ -158,7 +158,7 @@ class SeedEpisodes:
     def __call__(self, state: PETSState) -> tuple[PETSState, dict[str, np.ndarray]]:
         agent = self.agent
         # one layout for every call (a restored or freshly initialised state may sit elsewhere): one compile each
-        state = sharding.place(state, sharding.replicated_shardings(state))
+        state = sharding.place_replicated(state)
         keys = jax.vmap(lambda k: jax.random.split(k, 3))(state.key)  # [S, 3, ...]
         random = agent.random_episode(int(np.asarray(state.episode)[0]))
         start = time.perf_counter()

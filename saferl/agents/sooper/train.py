@@ -212,7 +212,7 @@ def train(ctx: TrainContext) -> dict[str, float]:
         state = restored[0]
     # one layout from the first episode on: the jitted fit and critic update return mesh-placed (replicated)
     # arrays, so an unplaced initial or restored state would trace and compile each of them a second time
-    state = sharding.place(state, sharding.replicated_shardings(state))
+    state = sharding.place_replicated(state)
     per_episode = agent.episode_length
     try:
         state, env_steps, row = run_chunks(
