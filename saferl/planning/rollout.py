@@ -163,7 +163,9 @@ def _information_gain(model: ModelFns, config: RolloutConfig, mean: jax.Array, v
         if model.output_std is None:
             raise ValueError("rollout noise_floor > 0 needs the model's output_std (ModelFns.output_std)")
         ale_var = jp.maximum(ale_var, jp.square(config.noise_floor * model.output_std))
-    gain_j = 0.5 * jp.log1p(epi_var[..., :obs_size] / ale_var[..., :obs_size])
+    # ½·log(1 + σ²_epi/σ²_ale) as ½·logaddexp(0, log σ²_epi − log σ²_ale): the same values, finite wherever both
+    # variances are (the ratio itself overflowed float32 where a calibrated σ_ale ≪ the member spread, issue #31)
+    gain_j = 0.5 * jp.logaddexp(0.0, jp.log(epi_var[..., :obs_size]) - jp.log(ale_var[..., :obs_size]))
     return (gain_j * _gain_weights(model, config, obs_size)).sum(-1)
 
 
