@@ -53,8 +53,8 @@ def imagine_step(
     noise_key: aleatoric noise, the followed member's outputs + σ_b·ε with ε ~ N(0, I) on every output (None: its
       mean; the members' mean is never noised).
     optimism, pessimism: λ_opt, λ_pess ≥ 0 (static; 0 adds nothing). σ is the members' spread of the next state,
-      not of the reward or cost heads: the same σ that bounds where the dynamics are known scores both reward and
-      cost (SOOPER, As et al. 2025), and it is what the learned dynamics make uncertain about the future.
+      not of the reward or cost heads (SOOPER's σ, Wendl, As et al. ICLR 2026, as in its reference code): how
+      well the learned dynamics know (s, a), which is what makes the imagined future uncertain, scores both.
     hallucination_scale, eta: β ≥ 0 and η [..., obs_dim] in [−1, 1]: Δs_j += β·σ_j·η_j (H-UCRL/OPAX).
     """
     if member is None and noise_key is not None:
