@@ -88,9 +88,9 @@ def test_transition_cost_equals_the_steps_cost_on_every_real_transition(rollout,
 
 # envs whose random-action episodes are chaotic, with the steps over which float32 MJX and float64 native MuJoCo can
 # agree to 1e-3: walker flails and falls under random actions, and a 1e-6 change of one joint angle grows past 1e-3
-# within 27-73 steps in native float64 alone (measured: 6 action seeds × 6 settings, solver 100/50, sim_dt 2.5 ms,
-# 10× damping or 5× armature included), so only the start of the episode is compared; the rest is checked for
-# shape and the time limit
+# within 27-73 steps in native float64 alone (measured: 6 action seeds x 6 settings, MuJoCo's default solver, 2.5 ms
+# steps, 10x damping or 5x armature included), so only the start of the episode is compared; all of it is checked
+# for shape and the time limit
 PREDICTABLE_STEPS = {"walker": 25}
 
 
