@@ -159,6 +159,7 @@ def plot(results: list[dict[str, Any]], path: pathlib.Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
     for ax, result in zip(axes[0], results, strict=True):
@@ -170,13 +171,16 @@ def plot(results: list[dict[str, Any]], path: pathlib.Path) -> None:
                 ax.axvline(run["stopped"]["episode"], color="C3", ls=":", lw=1)
         ax.axhline(result["cost_budget"], color="k", ls="--", lw=1, label=f"budget {result['cost_budget']:g}")
         ax.set_yscale("symlog", linthresh=max(result["cost_budget"], 1.0))
+        ax.set_ylim(bottom=0.0)
         ax.set_title(
             f"{result['platform']} ({result['algo']}, {result['cost_constraint']}): "
             f"{result['finished']}/{len(result['runs'])} finished",
             fontsize=9,
         )
+        ax.set_xticks(range(1, result["episodes"] + 1))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("episode (1: uniform random)")
-        ax.set_ylabel("episode cost")
+        ax.set_ylabel("episode cost (symlog)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
