@@ -111,8 +111,9 @@ def test_scales_fitted_on_little_data_never_describe_those_rows_worse_than_the_r
 
 def test_growth_fitted_on_a_few_rows_keeps_a_runaway_spread_finite_and_never_fits_its_rows_worse():
     """Issue #31's mechanism: a growth c fitted on the ~10 region rows of a first-episode model multiplies the
-    member spread by √(1 + c²σ²_epi); on a model rolled out past its data (soft_arm seed 1: σ²_epi ≈ 1e26 in
-    normalised units, still finite raw) the calibrated variance σ²_epi·(1 + c²σ²_epi) ≈ c²·1e52 overflows float32,
+    member spread by √(1 + c²σ²_epi); on a model rolled out past its data (soft_arm seed 1 at step 400: member
+    spreads of 1e26 and more within 10 imagined steps, still finite raw; experiments/benchmarks/results/
+    softae_nan_replay_before_b639fe9.txt) a calibrated variance σ²_epi·(1 + c²σ²_epi) ≈ c²·σ⁴ overflows float32,
     and the information gain log(1 + σ²_epi/σ²_ale) and the plan value with it. Now the variance is at most
     MAX_SPREAD_FACTOR² times the raw one, a set of fewer than MIN_CALIBRATION_ROWS rows leaves the scales at
     identity, and scales fitted anyway (min_rows=1) never describe their own rows worse than the raw ensemble."""
