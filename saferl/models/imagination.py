@@ -14,6 +14,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from saferl.models import uncertainty
+
 
 class ImaginedStep(NamedTuple):
     """One imagined transition (raw units), leading axes [...] of the inputs."""
@@ -28,9 +30,7 @@ def next_state_spread(mean: jax.Array, obs_size: int) -> jax.Array:
     """σ_j: std over members of the predicted next state (of Δs: s is common to them), per state dim j.
 
     mean [E, ..., obs_size + 2] -> [..., obs_size]; 0 where the members agree, with a finite gradient there."""
-    var = jnp.var(mean[..., :obs_size], axis=0)
-    positive = var > 0.0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
+    return uncertainty.epistemic_std(mean[..., :obs_size])
 
 
 def imagine_step(

@@ -19,8 +19,11 @@ def epistemic_variance(mean: jax.Array) -> jax.Array:
 
 
 def epistemic_std(mean: jax.Array) -> jax.Array:
-    """Std of member means over the member axis: [E, ..., out] -> [..., out]."""
-    return jnp.sqrt(epistemic_variance(mean))
+    """Std of member means over the member axis: [E, ..., out] -> [..., out]; the values of √var, with a finite
+    gradient where the members agree (var 0) and NaN kept where a member's mean is NaN."""
+    var = epistemic_variance(mean)
+    positive = var > 0.0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), var)
 
 
 def aleatoric_std(var: jax.Array) -> jax.Array:

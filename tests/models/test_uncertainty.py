@@ -18,6 +18,16 @@ def test_epistemic_and_aleatoric_std_by_hand():
     np.testing.assert_allclose(uncertainty.aleatoric_std(VAR), [[4 / 3, 2], [0.5, 1]], rtol=1e-6)
 
 
+def test_epistemic_std_has_a_finite_gradient_where_members_agree_and_keeps_nan():
+    grad = jax.grad(lambda m: uncertainty.epistemic_std(m).sum())(MEAN)  # outputs 1 and the 2nd row: agreement
+    assert np.all(np.isfinite(np.asarray(grad)))
+    slope = 1 / (3 * np.sqrt(2 / 3))  # d std / d m_i = (m_i − m̄) / (E·std) for means 0, 1, 2
+    np.testing.assert_allclose(grad[:, 0, 0], [-slope, 0, slope], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(grad[:, :, 1], 0.0)
+    nan_member = MEAN.at[0, 1, 0].set(jnp.nan)  # a member's NaN is not hidden as agreement
+    assert np.isnan(np.asarray(uncertainty.epistemic_std(nan_member))[1, 0])
+
+
 def test_total_variance_equals_the_mixture_variance():
     total = uncertainty.total_variance(MEAN, VAR)
     np.testing.assert_allclose(total, [[2.0 + 2 / 3, 4.0], [0.25, 1.0]], rtol=1e-6)
